@@ -1,0 +1,1130 @@
+#include "copier.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "copy_engine.h"
+#include "exchange.h"
+#include "fill_dedupe.h"
+#include "journal.h"
+#include "log.h"
+#include "market.h"
+#include "metrics.h"
+#include "position_book.h"
+#include "redis_client.h"
+
+#define TAG "copier"
+#define STARTUP_BACKOFF_MIN_MS 500
+#define STARTUP_BACKOFF_MAX_MS 30000
+#define THROTTLE_RETRY_MS 1000  /* when a 429 names no Retry-After */
+#define MAX_SEND_ATTEMPTS 5     /* throttled or confirmed-absent resends of one client id */
+#define MAX_QUERY_ATTEMPTS 8    /* queries of an unknown outcome before leaving it to reconcile */
+#define QUERY_BACKOFF_MS 200
+
+/* ---------------------------------------------------------------------------------------- */
+
+struct instruments { /* the filters of one exchange endpoint, by symbol */
+    char url[512];
+    struct inst_entry *map;
+    bool loaded;
+    UT_hash_handle hh;
+};
+
+struct inst_entry {
+    struct mkt_instrument v;
+    UT_hash_handle hh;
+};
+
+struct acct {
+    struct copier *c;
+    size_t idx;
+    char name[MKT_ACCOUNT_MAX];
+    char exchange[32];
+    struct exch_account *ex;
+    struct instruments *inst;
+    bool is_leader;
+    struct exch_stream *stream;
+    bool stream_up, stream_was_up;
+    bool time_ok, positions_ok;
+    unsigned backoff_ms;
+    uv_timer_t retry; /* start-up step retries */
+    struct met_counter *m_filled, *m_partial, *m_acked, *m_rejected, *m_unknown, *m_canceled,
+        *m_expired, *m_skipped;
+    struct met_gauge *m_stream_up;
+    struct met_counter *m_fills, *m_dups;
+};
+
+struct rule {
+    char id[64];
+    struct copy_rule cr;
+    size_t leader, follower;
+    bool enabled;
+};
+
+struct hwm_entry {
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
+    int64_t trade_id;
+    UT_hash_handle hh;
+};
+
+/* One follower order from intent to final answer. Lives in its lane's queue until it is at the
+ * head, then in flight; freed from its timer's close callback. */
+struct order_job {
+    struct copier *c;
+    struct lane *lane;
+    struct order_job *next;     /* lane queue */
+    struct order_job *lprev, *lnext; /* all live jobs */
+    size_t follower;
+    char symbol[MKT_SYMBOL_MAX];
+    char client_id[MKT_CLIENT_ID_MAX];
+    enum mkt_side side;
+    dec_t qty;
+    dec_t pending;              /* signed amount added to the follower's pending position */
+    bool reduce_only;
+    int64_t received_ns;        /* leader frame arrival */
+    unsigned send_attempts, query_attempts;
+    bool in_flight;             /* a request is out */
+    bool retry_query;           /* the timer fires a query (else a send) */
+    uv_timer_t timer;
+};
+
+struct lane { /* (follower, symbol): orders go out one at a time, in order */
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
+    struct order_job *head, *tail;
+    bool busy;
+    UT_hash_handle hh;
+};
+
+/* One leader fill between the planning and the journal's answer. */
+struct fill_job {
+    struct copier *c;
+    struct mkt_fill fill;
+    size_t leader;
+    dec_t leader_delta;
+    size_t n;
+    struct fill_item {
+        struct copy_intent in;
+        size_t rule;              /* index into copier.rules */
+    } items[];                    /* n entries */
+};
+
+struct copier {
+    uv_loop_t *loop;
+    struct journal *journal;
+    struct met_registry *reg;
+    struct rds *redis;
+    struct lws_context *lws;
+    struct acct *accts;
+    size_t n_accts;
+    struct rule *rules;
+    size_t n_rules;
+    struct instruments *insts;
+    struct hwm_entry *hwm;
+    struct lane *lanes;
+    struct order_job *jobs;    /* every live job */
+    size_t jobs_in_flight;     /* sent, not answered */
+    size_t fills_in_journal;   /* journal writes not answered */
+    struct position_book *pos;
+    struct fill_dedupe *dedupe;
+    unsigned position_ttl_ms;
+    bool started, ready, draining, freeing;
+    bool timers_inited;        /* drain_timer and every account's retry timer */
+    unsigned closing_handles;
+    size_t startup_pending;
+    int phase; /* 0 time, 1 instruments, 2 positions, 3 streams */
+    uv_timer_t drain_timer;
+    void (*drain_done)(void *ud);
+    void *drain_ud;
+    /* metrics */
+    struct met_family *f_orders, *f_skips, *f_fills, *f_dups, *f_stream_up;
+    struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_queries,
+        *m_bad_frames, *m_stream_changes;
+    struct met_hist *m_send_lat, *m_ack_lat;
+    struct met_counter *m_skip[COPY_SKIP__COUNT];
+};
+
+static void startup_next(struct copier *c);
+static void lane_kick(struct copier *c, struct lane *l);
+static void job_send(struct order_job *j);
+static void job_query(struct order_job *j);
+static void drain_check(struct copier *c);
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char *fmt_dec(dec_t d, char buf[DEC_STR_MAX]) {
+    if (dec_format(d, buf, DEC_STR_MAX) < 0) snprintf(buf, DEC_STR_MAX, "?");
+    return buf;
+}
+
+static dec_t signed_qty(enum mkt_side side, dec_t q) { return side == MKT_BUY ? q : dec_neg(q); }
+
+static void pair_key(char *out, size_t n, const char *a, const char *b) {
+    snprintf(out, n, "%s\x1f%s", a, b);
+}
+
+/* ---- instruments ------------------------------------------------------------------------ */
+
+static const struct mkt_instrument *instrument_find(const struct acct *a, const char *symbol) {
+    struct inst_entry *e = NULL;
+    if (!a->inst) return NULL;
+    HASH_FIND_STR(a->inst->map, symbol, e);
+    return e ? &e->v : NULL;
+}
+
+static struct instruments *instruments_get(struct copier *c, const char *url) {
+    struct instruments *t = NULL;
+    HASH_FIND_STR(c->insts, url, t);
+    if (t) return t;
+    t = calloc(1, sizeof(*t));
+    if (!t) return NULL;
+    snprintf(t->url, sizeof(t->url), "%s", url);
+    HASH_ADD_STR(c->insts, url, t);
+    return t;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+static int metrics_init(struct copier *c) {
+    struct met_registry *r = c->reg;
+    c->f_orders = met_counter_new(r, "ct_follower_orders_total",
+                                  "Follower orders by final result (skipped = never sent).",
+                                  "follower", "exchange", "result");
+    c->f_skips = met_counter_new(r, "ct_copy_skips_total", "Intents not sent, by reason.", "reason");
+    c->f_fills = met_counter_new(r, "ct_leader_fills_total", "New leader fills taken.", "leader");
+    c->f_dups = met_counter_new(r, "ct_leader_fills_duplicate_total",
+                                "Leader fills seen again and ignored (memory, start-up mark or journal).",
+                                "leader");
+    c->f_stream_up = met_gauge_new(r, "ct_stream_up", "1 while the leader stream is connected.",
+                                   "account");
+    struct met_family *jf = met_counter_new(r, "ct_copy_journal_failures_total",
+                                            "Leader fills whose intents could not be journaled (not sent).");
+    struct met_family *rf = met_counter_new(r, "ct_order_retries_total",
+                                            "Order resends with the same client id, by cause.", "cause");
+    struct met_family *qf = met_counter_new(r, "ct_order_queries_total",
+                                            "Order queries by client id after an unknown outcome.");
+    struct met_family *bf = met_counter_new(r, "ct_stream_bad_frames_total",
+                                            "Leader stream frames that could not be parsed.");
+    struct met_family *sf = met_counter_new(r, "ct_stream_state_changes_total",
+                                            "Leader stream connects and losses.");
+    struct met_family *sl = met_histogram_new(
+        r, "ct_copy_send_latency_seconds",
+        "Leader frame received to follower order request handed to the connection pool.",
+        latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+    struct met_family *al = met_histogram_new(
+        r, "ct_copy_ack_latency_seconds", "Leader frame received to follower order answered.",
+        latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+    if (!c->f_orders || !c->f_skips || !c->f_fills || !c->f_dups || !c->f_stream_up || !jf || !rf ||
+        !qf || !bf || !sf || !sl || !al)
+        return -ENOMEM;
+    c->m_journal_fail = met_counter_child(jf);
+    c->m_retries_throttled = met_counter_child(rf, "throttled");
+    c->m_retries_absent = met_counter_child(rf, "confirmed_absent");
+    c->m_queries = met_counter_child(qf);
+    c->m_bad_frames = met_counter_child(bf);
+    c->m_stream_changes = met_counter_child(sf);
+    c->m_send_lat = met_hist_child(sl);
+    c->m_ack_lat = met_hist_child(al);
+    for (int s = 1; s < COPY_SKIP__COUNT; s++) {
+        c->m_skip[s] = met_counter_child(c->f_skips, copy_skip_name((enum copy_skip)s));
+        if (!c->m_skip[s]) return -ENOMEM;
+    }
+    for (size_t i = 0; i < c->n_accts; i++) {
+        struct acct *a = &c->accts[i];
+        a->m_filled = met_counter_child(c->f_orders, a->name, a->exchange, "filled");
+        a->m_partial = met_counter_child(c->f_orders, a->name, a->exchange, "partially_filled");
+        a->m_acked = met_counter_child(c->f_orders, a->name, a->exchange, "acked");
+        a->m_rejected = met_counter_child(c->f_orders, a->name, a->exchange, "rejected");
+        a->m_unknown = met_counter_child(c->f_orders, a->name, a->exchange, "unknown");
+        a->m_canceled = met_counter_child(c->f_orders, a->name, a->exchange, "canceled");
+        a->m_expired = met_counter_child(c->f_orders, a->name, a->exchange, "expired");
+        a->m_skipped = met_counter_child(c->f_orders, a->name, a->exchange, "skipped");
+        if (a->is_leader) {
+            a->m_fills = met_counter_child(c->f_fills, a->name);
+            a->m_dups = met_counter_child(c->f_dups, a->name);
+            a->m_stream_up = met_gauge_child(c->f_stream_up, a->name);
+        }
+        if (!a->m_filled || !a->m_partial || !a->m_acked || !a->m_rejected || !a->m_unknown ||
+            !a->m_canceled || !a->m_expired || !a->m_skipped ||
+            (a->is_leader && (!a->m_fills || !a->m_dups || !a->m_stream_up)))
+            return -ENOMEM;
+    }
+    if (!c->m_journal_fail || !c->m_retries_throttled || !c->m_retries_absent || !c->m_queries ||
+        !c->m_bad_frames || !c->m_stream_changes || !c->m_send_lat || !c->m_ack_lat)
+        return -ENOMEM;
+    return 0;
+}
+
+/* ---- order jobs ------------------------------------------------------------------------- */
+
+static void job_closed(uv_handle_t *h) { free(h->data); }
+
+static void job_free(struct order_job *j) {
+    struct copier *c = j->c;
+    if (j->lprev) j->lprev->lnext = j->lnext; else c->jobs = j->lnext;
+    if (j->lnext) j->lnext->lprev = j->lprev;
+    uv_close((uv_handle_t *)&j->timer, job_closed);
+}
+
+static struct lane *lane_get(struct copier *c, const char *follower, const char *symbol) {
+    char key[sizeof(((struct lane *)0)->key)];
+    struct lane *l = NULL;
+    pair_key(key, sizeof(key), follower, symbol);
+    HASH_FIND_STR(c->lanes, key, l);
+    if (l) return l;
+    l = calloc(1, sizeof(*l));
+    if (!l) return NULL;
+    memcpy(l->key, key, sizeof(key));
+    HASH_ADD_STR(c->lanes, key, l);
+    return l;
+}
+
+static void publish_position(struct copier *c, const struct acct *a, const char *symbol) {
+    char key[160], val[DEC_STR_MAX];
+    if (!c->redis) return;
+    snprintf(key, sizeof(key), "ct:pos:%s:%s", a->name, symbol);
+    fmt_dec(position_book_live(c->pos, a->name, symbol), val);
+    /* Fire-and-forget: a refused write is counted by the client; nothing here waits on Redis. */
+    (void)rds_set_px(c->redis, key, val, strlen(val), c->position_ttl_ms);
+}
+
+static enum journal_status status_of(enum exch_order_status st) {
+    switch (st) {
+    case EXCH_ST_FILLED: return JOURNAL_FILLED;
+    case EXCH_ST_PARTIALLY_FILLED: return JOURNAL_PARTIALLY_FILLED;
+    case EXCH_ST_CANCELED: return JOURNAL_CANCELED;
+    case EXCH_ST_EXPIRED: return JOURNAL_EXPIRED;
+    case EXCH_ST_REJECTED: return JOURNAL_REJECTED;
+    case EXCH_ST_NEW:
+    default: return JOURNAL_ACKED;
+    }
+}
+
+static void record(struct copier *c, const struct order_job *j, enum journal_status st,
+                   const struct exch_order_result *r) {
+    char exq[DEC_STR_MAX], avg[DEC_STR_MAX];
+    struct journal_result jr = {
+        .client_order_id = j->client_id,
+        .status = st,
+        .exchange_order_id = r ? r->order_id : 0,
+        .executed_qty = r && r->outcome == EXCH_OK ? fmt_dec(r->executed_qty, exq) : NULL,
+        .avg_price = r && r->outcome == EXCH_OK ? fmt_dec(r->avg_price, avg) : NULL,
+        .error_code = r ? r->error_code : 0,
+        .error_msg = r && r->error_msg[0] ? r->error_msg : NULL,
+    };
+    int e = journal_record_result(c->journal, &jr);
+    if (e < 0)
+        log_error(TAG, "journal: cannot queue result %s for %s: %s", journal_status_name(st),
+                  j->client_id, strerror(-e));
+}
+
+/* The job is finished (whatever the outcome): free its lane for the next order. */
+static void job_done(struct order_job *j) {
+    struct copier *c = j->c;
+    struct lane *l = j->lane;
+    if (j->in_flight) {
+        j->in_flight = false;
+        c->jobs_in_flight--;
+    }
+    if (position_book_add_pending(c->pos, c->accts[j->follower].name, j->symbol, dec_neg(j->pending)) < 0)
+        log_error(TAG, "%s %s: pending position overflow", c->accts[j->follower].name, j->symbol);
+    l->head = j->next;
+    if (!l->head) l->tail = NULL;
+    l->busy = false;
+    job_free(j);
+    drain_check(c);
+    if (!c->freeing) lane_kick(c, l);
+}
+
+static void job_timer_cb(uv_timer_t *t) {
+    struct order_job *j = t->data;
+    if (j->retry_query) job_query(j);
+    else job_send(j);
+}
+
+static void job_retry(struct order_job *j, bool query, uint64_t ms) {
+    j->retry_query = query;
+    uv_timer_start(&j->timer, job_timer_cb, ms, 0);
+}
+
+/* An answer that settles the order (EXCH_OK from a placement or a query). */
+static void job_settled(struct order_job *j, const struct exch_order_result *r) {
+    struct copier *c = j->c;
+    struct acct *f = &c->accts[j->follower];
+    char q[DEC_STR_MAX], p[DEC_STR_MAX];
+    enum journal_status st = status_of(r->status);
+
+    if (!dec_is_zero(r->executed_qty)) {
+        if (position_book_add_live(c->pos, f->name, j->symbol, signed_qty(j->side, r->executed_qty)) < 0)
+            log_error(TAG, "%s %s: position overflow", f->name, j->symbol);
+        publish_position(c, f, j->symbol);
+    }
+    switch (st) {
+    case JOURNAL_FILLED: met_counter_inc(f->m_filled); break;
+    case JOURNAL_PARTIALLY_FILLED: met_counter_inc(f->m_partial); break;
+    case JOURNAL_CANCELED: met_counter_inc(f->m_canceled); break;
+    case JOURNAL_EXPIRED: met_counter_inc(f->m_expired); break;
+    case JOURNAL_REJECTED: met_counter_inc(f->m_rejected); break;
+    default: met_counter_inc(f->m_acked); break;
+    }
+    met_hist_observe(c->m_ack_lat, (double)(now_ns() - j->received_ns) / 1e9);
+    log_debug(TAG, "%s %s %s %s: %s executed %s at %s", f->name, j->symbol,
+              j->side == MKT_BUY ? "BUY" : "SELL", j->client_id, journal_status_name(st),
+              fmt_dec(r->executed_qty, q), fmt_dec(r->avg_price, p));
+    record(c, j, st, r);
+    job_done(j);
+}
+
+static void on_query(void *ud, const struct exch_order_result *r) {
+    struct order_job *j = ud;
+    struct copier *c = j->c;
+    struct acct *f = &c->accts[j->follower];
+
+    j->in_flight = false;
+    c->jobs_in_flight--;
+    if (c->freeing) {
+        job_done(j);
+        return;
+    }
+    switch (r->outcome) {
+    case EXCH_OK:
+        log_info(TAG, "%s %s: order %s found after an unknown outcome", f->name, j->symbol, j->client_id);
+        job_settled(j, r);
+        return;
+    case EXCH_NOT_FOUND:
+        /* Confirmed never placed: the one case where resending the same client id is allowed. */
+        if (j->send_attempts >= MAX_SEND_ATTEMPTS) break;
+        log_warn(TAG, "%s %s: order %s confirmed absent, resending it", f->name, j->symbol, j->client_id);
+        met_counter_inc(c->m_retries_absent);
+        job_send(j);
+        return;
+    default:
+        if (j->query_attempts < MAX_QUERY_ATTEMPTS) {
+            job_retry(j, true, (uint64_t)QUERY_BACKOFF_MS << (j->query_attempts < 5 ? j->query_attempts : 5));
+            return;
+        }
+        break;
+    }
+    /* Still unknown: leave it 'unknown' for reconciliation; never resend blindly. */
+    log_error(TAG, "%s %s: order %s outcome still unknown after %u queries (%s), left for reconciliation",
+              f->name, j->symbol, j->client_id, j->query_attempts, r->error_msg);
+    met_counter_inc(f->m_unknown);
+    job_done(j);
+}
+
+static void job_query(struct order_job *j) {
+    struct copier *c = j->c;
+    int e;
+    j->query_attempts++;
+    met_counter_inc(c->m_queries);
+    e = exch_query_order(c->accts[j->follower].ex, j->symbol, j->client_id, on_query, j);
+    if (e < 0) {
+        log_error(TAG, "%s: cannot query order %s: %s", c->accts[j->follower].name, j->client_id, strerror(-e));
+        job_retry(j, true, QUERY_BACKOFF_MS);
+        return;
+    }
+    j->in_flight = true;
+    c->jobs_in_flight++;
+}
+
+static void on_placed(void *ud, const struct exch_order_result *r) {
+    struct order_job *j = ud;
+    struct copier *c = j->c;
+    struct acct *f = &c->accts[j->follower];
+
+    j->in_flight = false;
+    c->jobs_in_flight--;
+    switch (r->outcome) {
+    case EXCH_OK:
+        job_settled(j, r);
+        return;
+    case EXCH_REJECTED:
+    case EXCH_NOT_FOUND:
+        log_warn(TAG, "%s %s: order %s rejected: %d %s", f->name, j->symbol, j->client_id,
+                 r->error_code, r->error_msg);
+        met_counter_inc(f->m_rejected);
+        met_hist_observe(c->m_ack_lat, (double)(now_ns() - j->received_ns) / 1e9);
+        record(c, j, JOURNAL_REJECTED, r);
+        job_done(j);
+        return;
+    case EXCH_THROTTLED:
+        if (!c->freeing && j->send_attempts < MAX_SEND_ATTEMPTS) {
+            uint64_t ms = r->retry_after_ms > 0 ? (uint64_t)r->retry_after_ms : THROTTLE_RETRY_MS;
+            log_warn(TAG, "%s %s: order %s throttled (%ld), resending in %" PRIu64 " ms", f->name,
+                     j->symbol, j->client_id, r->http_status, ms);
+            met_counter_inc(c->m_retries_throttled);
+            job_retry(j, false, ms);
+            return;
+        }
+        log_error(TAG, "%s %s: order %s throttled %u times, giving up (not placed)", f->name, j->symbol,
+                  j->client_id, j->send_attempts);
+        met_counter_inc(f->m_rejected);
+        record(c, j, JOURNAL_REJECTED, r);
+        job_done(j);
+        return;
+    case EXCH_UNKNOWN:
+    default:
+        /* Invariant 3: the order may exist. Record that, then ask the exchange. */
+        record(c, j, JOURNAL_UNKNOWN, r);
+        if (c->freeing) {
+            met_counter_inc(f->m_unknown);
+            job_done(j);
+            return;
+        }
+        log_warn(TAG, "%s %s: order %s outcome unknown (%s), querying", f->name, j->symbol,
+                 j->client_id, r->error_msg);
+        job_retry(j, true, QUERY_BACKOFF_MS);
+        return;
+    }
+}
+
+static void job_send(struct order_job *j) {
+    struct copier *c = j->c;
+    struct acct *f = &c->accts[j->follower];
+    struct exch_order_req req = {
+        .symbol = j->symbol,
+        .side = j->side,
+        .type = EXCH_MARKET,
+        .qty = j->qty,
+        .reduce_only = j->reduce_only,
+        .client_id = j->client_id,
+    };
+    int e;
+
+    j->send_attempts++;
+    e = exch_place_order(f->ex, &req, on_placed, j);
+    if (e < 0) {
+        /* Refused locally: nothing left the process, so the same id may go again later. */
+        log_error(TAG, "%s %s: cannot send order %s: %s", f->name, j->symbol, j->client_id, strerror(-e));
+        if (j->send_attempts < MAX_SEND_ATTEMPTS) {
+            job_retry(j, false, THROTTLE_RETRY_MS);
+        } else {
+            struct exch_order_result r = {.outcome = EXCH_REJECTED};
+            snprintf(r.error_msg, sizeof(r.error_msg), "not sent: %s", strerror(-e));
+            met_counter_inc(f->m_rejected);
+            record(c, j, JOURNAL_REJECTED, &r);
+            job_done(j);
+        }
+        return;
+    }
+    j->in_flight = true;
+    c->jobs_in_flight++;
+    if (j->send_attempts == 1)
+        met_hist_observe(c->m_send_lat, (double)(now_ns() - j->received_ns) / 1e9);
+}
+
+static void lane_kick(struct copier *c, struct lane *l) {
+    (void)c;
+    if (l->busy || !l->head) return;
+    l->busy = true;
+    job_send(l->head);
+}
+
+static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct copy_intent *in,
+                       size_t follower) {
+    struct acct *f = &c->accts[follower];
+    struct order_job *j = calloc(1, sizeof(*j));
+    if (!j) return -ENOMEM;
+    j->c = c;
+    j->follower = follower;
+    snprintf(j->symbol, sizeof(j->symbol), "%s", fj->fill.symbol);
+    memcpy(j->client_id, in->client_id, sizeof(j->client_id));
+    j->side = in->side;
+    j->qty = in->qty;
+    j->reduce_only = in->reduce_only;
+    j->pending = signed_qty(in->side, in->qty);
+    j->received_ns = fj->fill.received_ns;
+    j->lane = lane_get(c, f->name, j->symbol);
+    if (!j->lane || uv_timer_init(c->loop, &j->timer) < 0) {
+        free(j);
+        return -ENOMEM;
+    }
+    j->timer.data = j;
+    j->lnext = c->jobs;
+    if (c->jobs) c->jobs->lprev = j;
+    c->jobs = j;
+    if (j->lane->tail) j->lane->tail->next = j; else j->lane->head = j;
+    j->lane->tail = j;
+    return 0;
+}
+
+/* ---- leader fills ----------------------------------------------------------------------- */
+
+/* Undo the pending position of the sendable intents that will not be sent. */
+static void revert_pending(struct copier *c, struct fill_job *fj) {
+    for (size_t i = 0; i < fj->n; i++) {
+        const struct copy_intent *in = &fj->items[i].in;
+        if (in->skip != COPY_SKIP_NONE) continue;
+        position_book_add_pending(c->pos, c->accts[c->rules[fj->items[i].rule].follower].name,
+                                  fj->fill.symbol, dec_neg(signed_qty(in->side, in->qty)));
+    }
+}
+
+static void drain_check(struct copier *c) {
+    if (c->draining && c->jobs_in_flight == 0 && c->fills_in_journal == 0 && c->drain_done) {
+        void (*done)(void *) = c->drain_done;
+        c->drain_done = NULL;
+        uv_timer_stop(&c->drain_timer);
+        done(c->drain_ud);
+    }
+}
+
+static void on_journaled(void *ud, const struct journal_fill_result *res) {
+    struct fill_job *fj = ud;
+    struct copier *c = fj->c;
+    struct acct *leader = &c->accts[fj->leader];
+    const struct mkt_fill *f = &fj->fill;
+
+    c->fills_in_journal--;
+    if (res->status != 0) {
+        /* Write-before-send (invariant 2): nothing of this fill goes out. */
+        log_error(TAG, "%s %s trade %" PRId64 ": journal write failed (%s), NOT copying this fill",
+                  f->account, f->symbol, f->trade_id, res->errmsg ? res->errmsg : strerror(-res->status));
+        met_counter_inc(c->m_journal_fail);
+        revert_pending(c, fj);
+        fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
+        goto out;
+    }
+    if (!res->fill_new) {
+        /* An earlier run (or an evicted memory entry) took it: its effect on the leader's
+         * position is already in what we hold. */
+        met_counter_inc(leader->m_dups);
+        position_book_add_live(c->pos, leader->name, f->symbol, dec_neg(fj->leader_delta));
+        revert_pending(c, fj);
+        log_info(TAG, "%s %s trade %" PRId64 ": already journaled, ignored", f->account, f->symbol, f->trade_id);
+        goto out;
+    }
+    met_counter_inc(leader->m_fills);
+    for (size_t i = 0; i < fj->n; i++) {
+        const struct copy_intent *in = &fj->items[i].in;
+        const struct rule *r = &c->rules[fj->items[i].rule];
+        struct acct *fol = &c->accts[r->follower];
+        bool sendable = in->skip == COPY_SKIP_NONE;
+        if (!res->intent_new[i]) {
+            log_error(TAG, "%s: intent %s already journaled for a new fill (client id clash?), not sent",
+                      fol->name, in->client_id);
+        } else if (!sendable) {
+            met_counter_inc(c->m_skip[in->skip]);
+            met_counter_inc(fol->m_skipped);
+            continue;
+        } else if (!c->freeing && job_enqueue(c, fj, in, r->follower) == 0) {
+            continue; /* the job now owns the pending amount */
+        } else if (!c->freeing) {
+            log_error(TAG, "%s: out of memory queueing order %s (left as intent)", fol->name, in->client_id);
+        }
+        if (sendable)
+            position_book_add_pending(c->pos, fol->name, f->symbol, dec_neg(signed_qty(in->side, in->qty)));
+    }
+    /* Kick after queueing all, so one fill's orders leave back to back. */
+    for (size_t i = 0; i < fj->n && !c->freeing; i++) {
+        struct lane *l = NULL;
+        char key[sizeof(((struct lane *)0)->key)];
+        pair_key(key, sizeof(key), c->accts[c->rules[fj->items[i].rule].follower].name, f->symbol);
+        HASH_FIND_STR(c->lanes, key, l);
+        if (l) lane_kick(c, l);
+    }
+out:
+    free(fj);
+    drain_check(c);
+}
+
+static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
+    char key[sizeof(((struct hwm_entry *)0)->key)];
+    struct hwm_entry *h = NULL;
+    pair_key(key, sizeof(key), f->account, f->symbol);
+    HASH_FIND_STR(c->hwm, key, h);
+    return h && f->trade_id <= h->trade_id;
+}
+
+static void on_fill(void *ud, const struct mkt_fill *f) {
+    struct acct *leader = ud;
+    struct copier *c = leader->c;
+    struct journal_intent *ji;
+    char (*qtxt)[DEC_STR_MAX];
+    char fq[DEC_STR_MAX], fp[DEC_STR_MAX];
+    struct fill_job *fj;
+    dec_t before;
+    size_t n = 0, nrules = 0;
+    int e;
+
+    if (c->draining || c->freeing) return; /* not taken: the next run backfills it */
+    if (below_start_mark(c, f) || fill_dedupe_seen(c->dedupe, f->account, f->symbol, f->trade_id)) {
+        met_counter_inc(leader->m_dups);
+        log_debug(TAG, "%s %s trade %" PRId64 ": duplicate, ignored", f->account, f->symbol, f->trade_id);
+        return;
+    }
+    for (size_t i = 0; i < c->n_rules; i++)
+        if (c->rules[i].leader == leader->idx && c->rules[i].enabled) nrules++;
+    fj = calloc(1, sizeof(*fj) + nrules * COPY_MAX_INTENTS * sizeof(fj->items[0]));
+    ji = calloc(nrules * COPY_MAX_INTENTS + 1, sizeof(*ji));
+    qtxt = calloc(nrules * COPY_MAX_INTENTS + 1, sizeof(*qtxt));
+    if (!fj || !ji || !qtxt) {
+        free(fj);
+        free(ji);
+        free(qtxt);
+        log_error(TAG, "%s %s trade %" PRId64 ": out of memory, fill NOT copied", f->account, f->symbol, f->trade_id);
+        fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
+        return;
+    }
+    fj->c = c;
+    fj->fill = *f;
+    fj->leader = leader->idx;
+    fj->leader_delta = signed_qty(f->side, f->qty);
+    before = position_book_live(c->pos, leader->name, f->symbol);
+    position_book_add_live(c->pos, leader->name, f->symbol, fj->leader_delta);
+
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        struct acct *fol = &c->accts[r->follower];
+        const struct mkt_instrument *finst = instrument_find(fol, f->symbol);
+        struct mkt_instrument none = {0};
+        struct copy_intent out[COPY_MAX_INTENTS];
+        struct copy_input in = {
+            .rule = &r->cr,
+            .fill = f,
+            .instrument = finst ? finst : &none, /* unknown symbol: the engine skips it as invalid_instrument */
+            .leader_pos_before = before,
+            .follower_pos = position_book_expected(c->pos, fol->name, f->symbol),
+            .ref_price = f->price,
+        };
+        int k;
+        if (r->leader != leader->idx || !r->enabled) continue;
+        k = copy_decide(&in, out);
+        for (int m = 0; m < k; m++) {
+            fj->items[fj->n].in = out[m];
+            fj->items[fj->n].rule = i;
+            if (out[m].skip == COPY_SKIP_NONE)
+                position_book_add_pending(c->pos, fol->name, f->symbol, signed_qty(out[m].side, out[m].qty));
+            fj->n++;
+        }
+    }
+
+    for (n = 0; n < fj->n; n++) {
+        const struct copy_intent *it = &fj->items[n].in;
+        const struct rule *r = &c->rules[fj->items[n].rule];
+        ji[n] = (struct journal_intent){
+            .client_order_id = it->client_id,
+            .rule_id = r->id,
+            .follower = c->accts[r->follower].name,
+            .symbol = f->symbol,
+            .side = it->side == MKT_BUY ? "BUY" : "SELL",
+            .qty = fmt_dec(it->qty, qtxt[n]),
+            .reduce_only = it->reduce_only,
+            .order_type = "MARKET",
+            .skip_reason = it->skip == COPY_SKIP_NONE ? NULL : copy_skip_name(it->skip),
+        };
+    }
+    {
+        struct journal_fill jf = {
+            .account = f->account,
+            .symbol = f->symbol,
+            .trade_id = f->trade_id,
+            .order_id = f->order_id,
+            .side = f->side == MKT_BUY ? "BUY" : "SELL",
+            .qty = fmt_dec(f->qty, fq),
+            .price = fmt_dec(f->price, fp),
+            .event_time_ms = f->trade_time_ms > 0 ? f->trade_time_ms : f->event_time_ms,
+        };
+        e = journal_write_fill(c->journal, &jf, ji, n, on_journaled, fj);
+    }
+    free(ji);
+    free(qtxt);
+    if (e < 0) {
+        log_error(TAG, "%s %s trade %" PRId64 ": journal refused the fill (%s), NOT copying it",
+                  f->account, f->symbol, f->trade_id, strerror(-e));
+        met_counter_inc(c->m_journal_fail);
+        revert_pending(c, fj);
+        fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
+        free(fj);
+        return;
+    }
+    c->fills_in_journal++;
+    log_info(TAG, "%s %s trade %" PRId64 ": %s %s at %s, %zu intents", f->account, f->symbol, f->trade_id,
+             f->side == MKT_BUY ? "BUY" : "SELL", fq, fp, fj->n);
+}
+
+static void on_position(void *ud, const struct mkt_position *p) {
+    struct acct *a = ud;
+    char buf[DEC_STR_MAX];
+    /* Positions are tracked from the fills themselves; an ACCOUNT_UPDATE may be a replay of an
+     * old one, so it is only shown, not applied. Drift reporting comes with issue 6. */
+    log_debug(TAG, "%s %s: exchange reports position %s", a->name, p->symbol, fmt_dec(p->amount, buf));
+}
+
+static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
+    struct acct *a = ud;
+    struct copier *c = a->c;
+    bool up = st == EXCH_STREAM_UP;
+    if (up != a->stream_up) met_counter_inc(c->m_stream_changes);
+    a->stream_up = up;
+    met_gauge_set(a->m_stream_up, up ? 1 : 0);
+    if (up) {
+        a->stream_was_up = true;
+        log_info(TAG, "%s: leader stream up", a->name);
+    } else {
+        log_warn(TAG, "%s: leader stream %s: %s", a->name,
+                 st == EXCH_STREAM_DOWN ? "down" : "connecting", reason ? reason : "");
+    }
+    if (!c->ready) {
+        bool all = true;
+        for (size_t i = 0; i < c->n_accts; i++)
+            if (c->accts[i].is_leader && !c->accts[i].stream_was_up) all = false;
+        if (all && c->phase >= 3) {
+            c->ready = true;
+            log_info(TAG, "ready: every leader stream is up");
+        }
+    }
+}
+
+static void on_bad_frame(void *ud, const char *why, const char *frame, size_t len) {
+    struct acct *a = ud;
+    met_counter_inc(a->c->m_bad_frames);
+    log_error(TAG, "%s: unparseable stream frame (%s): %.*s", a->name, why, (int)(len > 300 ? 300 : len), frame);
+}
+
+/* ---- start-up --------------------------------------------------------------------------- */
+
+static void step_done(struct copier *c) {
+    if (--c->startup_pending == 0) {
+        c->phase++;
+        startup_next(c);
+    }
+}
+
+static void step_failed(struct acct *a, void (*again)(uv_timer_t *), const char *what, const struct exch_status *st) {
+    a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : STARTUP_BACKOFF_MIN_MS;
+    if (a->backoff_ms > STARTUP_BACKOFF_MAX_MS) a->backoff_ms = STARTUP_BACKOFF_MAX_MS;
+    log_warn(TAG, "%s: %s failed (err %d, HTTP %ld, code %d: %s), retrying in %u ms", a->name, what,
+             st->err, st->http_status, st->error_code, st->error_msg, a->backoff_ms);
+    uv_timer_start(&a->retry, again, a->backoff_ms, 0);
+}
+
+static void do_time(uv_timer_t *t);
+static void do_instruments(uv_timer_t *t);
+static void do_positions(uv_timer_t *t);
+
+static void on_time(void *ud, const struct exch_status *st, int64_t offset_ms) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_time, "server time", st);
+        return;
+    }
+    a->backoff_ms = 0;
+    log_info(TAG, "%s: server time offset %" PRId64 " ms", a->name, offset_ms);
+    step_done(a->c);
+}
+
+static void do_time(uv_timer_t *t) {
+    struct acct *a = t->data;
+    int e = exch_sync_time(a->ex, on_time, a);
+    if (e < 0) {
+        struct exch_status st = {.err = e};
+        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
+        step_failed(a, do_time, "server time", &st);
+    }
+}
+
+static void on_instruments(void *ud, const struct exch_status *st, const struct mkt_instrument *v, size_t n) {
+    struct acct *a = ud;
+    struct instruments *t = a->inst;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_instruments, "exchange info", st);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct inst_entry *e = NULL;
+        HASH_FIND_STR(t->map, v[i].symbol, e);
+        if (!e) {
+            e = calloc(1, sizeof(*e));
+            if (!e) continue;
+            e->v = v[i];
+            HASH_ADD_STR(t->map, v.symbol, e);
+        } else {
+            e->v = v[i];
+        }
+    }
+    t->loaded = true;
+    a->backoff_ms = 0;
+    log_info(TAG, "%s: %zu instruments", t->url, n);
+    step_done(a->c);
+}
+
+static void do_instruments(uv_timer_t *t) {
+    struct acct *a = t->data;
+    int e = exch_fetch_instruments(a->ex, on_instruments, a);
+    if (e < 0) {
+        struct exch_status st = {.err = e};
+        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
+        step_failed(a, do_instruments, "exchange info", &st);
+    }
+}
+
+static void on_positions(void *ud, const struct exch_status *st, const struct mkt_position *v, size_t n) {
+    struct acct *a = ud;
+    char buf[DEC_STR_MAX];
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_positions, "positions", st);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].amount);
+        if (!dec_is_zero(v[i].amount)) {
+            log_info(TAG, "%s %s: position %s", a->name, v[i].symbol, fmt_dec(v[i].amount, buf));
+            publish_position(a->c, a, v[i].symbol);
+        }
+    }
+    a->backoff_ms = 0;
+    step_done(a->c);
+}
+
+static void do_positions(uv_timer_t *t) {
+    struct acct *a = t->data;
+    int e = exch_fetch_positions(a->ex, on_positions, a);
+    if (e < 0) {
+        struct exch_status st = {.err = e};
+        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
+        step_failed(a, do_positions, "positions", &st);
+    }
+}
+
+static void startup_next(struct copier *c) {
+    if (c->freeing || c->draining) return;
+    c->startup_pending = 0;
+    switch (c->phase) {
+    case 0:
+        log_info(TAG, "start-up: server time of %zu accounts", c->n_accts);
+        c->startup_pending = c->n_accts;
+        for (size_t i = 0; i < c->n_accts; i++) do_time(&c->accts[i].retry);
+        break;
+    case 1: {
+        struct instruments *t, *tmp;
+        size_t n = 0;
+        HASH_ITER(hh, c->insts, t, tmp) n++;
+        log_info(TAG, "start-up: instruments of %zu exchange endpoints", n);
+        c->startup_pending = n;
+        HASH_ITER(hh, c->insts, t, tmp) {
+            for (size_t i = 0; i < c->n_accts; i++) {
+                if (c->accts[i].inst == t) {
+                    do_instruments(&c->accts[i].retry);
+                    break;
+                }
+            }
+        }
+        if (n == 0) {
+            c->phase++;
+            startup_next(c);
+        }
+        break;
+    }
+    case 2:
+        log_info(TAG, "start-up: positions of %zu accounts", c->n_accts);
+        c->startup_pending = c->n_accts;
+        for (size_t i = 0; i < c->n_accts; i++) do_positions(&c->accts[i].retry);
+        break;
+    case 3:
+        c->started = true;
+        for (size_t i = 0; i < c->n_accts; i++) {
+            struct acct *a = &c->accts[i];
+            struct exch_stream_cbs cbs = {
+                .on_fill = on_fill, .on_position = on_position, .on_state = on_state,
+                .on_bad_frame = on_bad_frame, .ud = a,
+            };
+            if (!a->is_leader) continue;
+            a->stream = exch_stream_open(a->ex, c->lws, &cbs);
+            if (!a->stream) log_error(TAG, "%s: cannot open the leader stream: %s", a->name, strerror(errno));
+        }
+        log_info(TAG, "start-up: leader streams opening");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+struct copier *copier_new(const struct copier_deps *d) {
+    struct copier *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->loop = d->loop;
+    c->journal = d->journal;
+    c->reg = d->metrics;
+    c->redis = d->redis;
+    c->lws = d->lws;
+    c->position_ttl_ms = d->position_ttl_ms ? d->position_ttl_ms : 10000;
+    c->pos = position_book_new();
+    c->dedupe = fill_dedupe_new(d->dedupe_capacity ? d->dedupe_capacity : 1000000);
+    c->accts = calloc(d->n_accounts ? d->n_accounts : 1, sizeof(*c->accts));
+    c->rules = calloc(d->n_rules ? d->n_rules : 1, sizeof(*c->rules));
+    if (!c->pos || !c->dedupe || !c->accts || !c->rules) goto fail;
+    c->n_accts = d->n_accounts;
+    uv_timer_init(c->loop, &c->drain_timer);
+    c->drain_timer.data = c;
+    for (size_t i = 0; i < d->n_accounts; i++) {
+        uv_timer_init(c->loop, &c->accts[i].retry);
+        c->accts[i].retry.data = &c->accts[i];
+    }
+    c->timers_inited = true;
+    for (size_t i = 0; i < d->n_accounts; i++) {
+        struct acct *a = &c->accts[i];
+        a->c = c;
+        a->idx = i;
+        snprintf(a->name, sizeof(a->name), "%s", d->accounts[i].name);
+        snprintf(a->exchange, sizeof(a->exchange), "%s", d->accounts[i].exchange);
+        a->ex = d->accounts[i].ex;
+        a->inst = instruments_get(c, d->accounts[i].rest_url);
+        if (!a->inst) goto fail;
+    }
+    c->n_rules = d->n_rules;
+    for (size_t i = 0; i < d->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        snprintf(r->id, sizeof(r->id), "%s", d->rules[i].id);
+        r->cr.id = r->id;
+        r->cr.sizing = COPY_SIZING_MULTIPLIER;
+        r->cr.multiplier = d->rules[i].multiplier;
+        r->leader = d->rules[i].leader;
+        r->follower = d->rules[i].follower;
+        r->enabled = d->rules[i].enabled;
+        if (r->leader >= c->n_accts || r->follower >= c->n_accts) goto fail;
+        c->accts[r->leader].is_leader = true;
+    }
+    for (size_t i = 0; i < d->n_hwm; i++) {
+        struct hwm_entry *h = calloc(1, sizeof(*h));
+        if (!h) goto fail;
+        pair_key(h->key, sizeof(h->key), d->hwm[i].account, d->hwm[i].symbol);
+        h->trade_id = d->hwm[i].trade_id;
+        HASH_ADD_STR(c->hwm, key, h);
+    }
+    if (metrics_init(c) < 0) goto fail;
+    return c;
+fail:
+    copier_free(c);
+    return NULL;
+}
+
+int copier_start(struct copier *c) {
+    c->phase = 0;
+    startup_next(c);
+    return 0;
+}
+
+bool copier_ready(const struct copier *c) { return c->ready; }
+
+size_t copier_streams_up(const struct copier *c, size_t *total) {
+    size_t up = 0, n = 0;
+    for (size_t i = 0; i < c->n_accts; i++) {
+        if (!c->accts[i].is_leader) continue;
+        n++;
+        if (c->accts[i].stream_up) up++;
+    }
+    if (total) *total = n;
+    return up;
+}
+
+static void close_streams(struct copier *c) {
+    for (size_t i = 0; i < c->n_accts; i++) {
+        c->accts[i].stream = exch_stream_close(c->accts[i].stream);
+        c->accts[i].stream_up = false;
+        uv_timer_stop(&c->accts[i].retry);
+    }
+}
+
+static void drain_timeout(uv_timer_t *t) {
+    struct copier *c = t->data;
+    void (*done)(void *) = c->drain_done;
+    if (!done) return;
+    log_warn(TAG, "drain deadline passed with %zu orders in flight and %zu fills being journaled",
+             c->jobs_in_flight, c->fills_in_journal);
+    c->drain_done = NULL;
+    done(c->drain_ud);
+}
+
+void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud), void *ud) {
+    c->draining = true;
+    close_streams(c);
+    /* Queued orders not yet sent stay journaled as 'intent' for the next start to reconcile;
+     * those already in flight get their answers. */
+    c->drain_done = done;
+    c->drain_ud = ud;
+    uv_timer_start(&c->drain_timer, drain_timeout, deadline_ms, 0);
+    drain_check(c);
+}
+
+/* The copier's own timers (drain, per-account retries) are inside its allocations: the memory
+ * goes once the last of them has closed. */
+static void copier_handle_closed(uv_handle_t *h) {
+    struct copier *c = h->data;
+    if (--c->closing_handles == 0) {
+        free(c->accts);
+        free(c->rules);
+        free(c);
+    }
+}
+
+static void close_own(struct copier *c, uv_timer_t *t) {
+    t->data = c;
+    c->closing_handles++;
+    uv_close((uv_handle_t *)t, copier_handle_closed);
+}
+
+void copier_close(struct copier *c) {
+    c->freeing = true;
+    close_streams(c);
+}
+
+struct copier *copier_free(struct copier *c) {
+    struct order_job *j;
+    struct lane *l, *ltmp;
+    struct instruments *t, *ttmp;
+    struct hwm_entry *h, *htmp;
+    if (!c) return NULL;
+    copier_close(c);
+    while ((j = c->jobs)) {
+        uv_timer_stop(&j->timer);
+        c->jobs = j->lnext;
+        if (c->jobs) c->jobs->lprev = NULL;
+        j->lprev = j->lnext = NULL;
+        uv_close((uv_handle_t *)&j->timer, job_closed);
+    }
+    HASH_ITER(hh, c->lanes, l, ltmp) {
+        HASH_DEL(c->lanes, l);
+        free(l);
+    }
+    HASH_ITER(hh, c->insts, t, ttmp) {
+        struct inst_entry *e, *etmp;
+        HASH_ITER(hh, t->map, e, etmp) {
+            HASH_DEL(t->map, e);
+            free(e);
+        }
+        HASH_DEL(c->insts, t);
+        free(t);
+    }
+    HASH_ITER(hh, c->hwm, h, htmp) {
+        HASH_DEL(c->hwm, h);
+        free(h);
+    }
+    position_book_free(c->pos);
+    fill_dedupe_free(c->dedupe);
+    if (!c->timers_inited) {
+        free(c->accts);
+        free(c->rules);
+        free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < c->n_accts; i++) close_own(c, &c->accts[i].retry);
+    close_own(c, &c->drain_timer);
+    return NULL;
+}

@@ -1,0 +1,86 @@
+/* copier: the hot path. A leader fill arrives from a leader's stream, is deduplicated, turned into
+ * intents by the copy engine for every copy rule of that leader, journaled in one round trip
+ * (write-before-send), and the new intents are sent as orders on the follower accounts, in
+ * parallel across (follower, symbol) lanes and in order within one. Results are journaled
+ * write-behind, positions and metrics updated, positions published to Redis.
+ *
+ * Start-up, before any stream opens: server time of every account, instrument filters per
+ * exchange endpoint, live positions of every account. Failures are retried with backoff.
+ *
+ * Top-level glue: this module logs. Single-threaded, on the daemon's loop. */
+#ifndef CT_COPIER_H
+#define CT_COPIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "decimal.h"
+
+struct journal;
+struct met_registry;
+struct rds;
+struct lws_context;
+struct exch_account;
+
+struct copier_account {
+    const char *name;
+    const char *exchange;  /* "binance-usdm", for metrics labels */
+    const char *rest_url;  /* instruments are fetched once per distinct rest_url */
+    struct exch_account *ex; /* not owned */
+};
+
+struct copier_rule {
+    const char *id;
+    size_t leader;   /* index into the accounts */
+    size_t follower;
+    dec_t multiplier;
+    bool enabled;
+};
+
+/* The highest trade id journaled per (leader account, symbol) when the daemon started. A fill at
+ * or below it was copied by an earlier run, and the positions fetched at start already hold it. */
+struct copier_hwm {
+    const char *account;
+    const char *symbol;
+    int64_t trade_id;
+};
+
+struct copier_deps {
+    uv_loop_t *loop;
+    struct journal *journal;
+    struct met_registry *metrics;
+    struct rds *redis;           /* may be NULL */
+    struct lws_context *lws;
+    const struct copier_account *accounts; /* copied */
+    size_t n_accounts;
+    const struct copier_rule *rules;       /* copied */
+    size_t n_rules;
+    const struct copier_hwm *hwm;          /* copied */
+    size_t n_hwm;
+    unsigned position_ttl_ms;  /* Redis TTL of published positions; 0 = 10000 */
+    size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
+};
+
+struct copier;
+
+struct copier *copier_new(const struct copier_deps *d);
+/* Begins start-up; streams open when it is done. 0 or a negative errno. */
+int copier_start(struct copier *c);
+/* True once every leader stream has been up at least once and start-up is done. */
+bool copier_ready(const struct copier *c);
+/* Number of leader streams currently up, and configured. */
+size_t copier_streams_up(const struct copier *c, size_t *total);
+/* Stops taking fills, closes the streams, and calls done(ud) once every order in flight has an
+ * answer or deadline_ms has passed (orders still queued then stay journaled as 'intent'). */
+void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud), void *ud);
+/* Closes the leader streams and stops taking fills and sending; answers still arriving for
+ * orders in flight are recorded. Call before freeing the REST pool. Idempotent. */
+void copier_close(struct copier *c);
+/* Frees everything. Free the REST pool FIRST: it cancels the orders still in flight, and their
+ * callbacks land here (recorded as unknown) while the copier still exists. Takes NULL, returns
+ * NULL. The loop must run afterwards to close the copier's timers. */
+struct copier *copier_free(struct copier *c);
+
+#endif

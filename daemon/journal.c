@@ -1,0 +1,1489 @@
+/* journal: see journal.h. The event-loop side follows EVENT-LOOP.md section 4 (libpq 15
+ * non-blocking connect + pipeline mode on libuv); the pitfalls it lists are marked "recipe:". */
+#include "journal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "sql_migrations.h"
+
+#define JNL_DEC_MAX 40     /* decimal text: digits, one point */
+#define JNL_NAME_MAX 64    /* account names, symbols, rule ids, order types, skip reasons */
+#define JNL_CID_MAX 36     /* client order id, both exchanges' limit */
+#define JNL_EMSG_MAX 255   /* stored error message */
+#define JNL_MAX_TS_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
+#define JNL_MIGRATE_LOCK 0x6374726164657231LL /* pg_advisory_lock key ("ctrader1") */
+#define JNL_FILL_PARAMS 17
+#define JNL_RES_PARAMS 8
+
+/* ---- SQL ------------------------------------------------------------------------------------ */
+
+/* One statement per leader fill: the fill (deduped on its identity), then every intent (deduped on
+ * the client order id). Returns one row: whether the fill was new, and the 1-based positions (in
+ * $9) of the intents this statement inserted — the only ones that may be sent. When the fill
+ * already existed its id comes from the second branch of fid (the statement snapshot sees rows
+ * committed before it). */
+static const char SQL_FILL[] =
+    "WITH f AS ("
+    " INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time)"
+    " VALUES ($1::text, $2::text, $3::bigint, $4::bigint, $5::text, $6::numeric, $7::numeric,"
+    "         $8::timestamptz)"
+    " ON CONFLICT (account, symbol, trade_id) DO NOTHING"
+    " RETURNING id),"
+    " fid AS ("
+    " SELECT id FROM f"
+    " UNION ALL"
+    " SELECT id FROM leader_fills WHERE account = $1::text AND symbol = $2::text"
+    "   AND trade_id = $3::bigint"
+    " LIMIT 1),"
+    " i AS ("
+    " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id,"
+    "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at)"
+    " SELECT u.cid, (SELECT id FROM fid), $8::timestamptz, u.rule_id, u.follower, u.symbol, u.side,"
+    "   u.qty, u.reduce_only, u.order_type,"
+    "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip,"
+    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END"
+    " FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::numeric[],"
+    "             $15::boolean[], $16::text[], $17::text[])"
+    "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip)"
+    " ON CONFLICT (client_order_id) DO NOTHING"
+    " RETURNING client_order_id)"
+    " SELECT EXISTS (SELECT 1 FROM f),"
+    "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)"
+    "     FROM unnest($9::text[]) WITH ORDINALITY AS o(cid, ord)"
+    "     JOIN i ON i.client_order_id = o.cid)";
+
+/* One statement per batch of results (client order ids distinct within a batch, so each row is
+ * updated at most once). The WHERE clause is what keeps a status from moving backwards. */
+#define STATE_AT(col, st) \
+    " " col " = CASE WHEN u.status = '" st "' THEN COALESCE(f." col ", u.at) ELSE f." col " END,"
+static const char SQL_RESULTS[] =
+    "UPDATE follower_orders AS f SET"
+    " status = u.status,"
+    " exchange_order_id = COALESCE(u.exchange_order_id, f.exchange_order_id),"
+    " executed_qty = COALESCE(u.executed_qty, f.executed_qty),"
+    " avg_price = COALESCE(u.avg_price, f.avg_price),"
+    " error_code = COALESCE(u.error_code, f.error_code),"
+    " error_msg = COALESCE(u.error_msg, f.error_msg),"
+    STATE_AT("sent_at", "sent")
+    STATE_AT("acked_at", "acked")
+    STATE_AT("partially_filled_at", "partially_filled")
+    STATE_AT("filled_at", "filled")
+    STATE_AT("rejected_at", "rejected")
+    STATE_AT("unknown_at", "unknown")
+    STATE_AT("reconciled_at", "reconciled")
+    STATE_AT("canceled_at", "canceled")
+    STATE_AT("expired_at", "expired")
+    " updated_at = now()"
+    " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[], $5::numeric[],"
+    "             $6::integer[], $7::text[], $8::timestamptz[])"
+    "   AS u(cid, status, exchange_order_id, executed_qty, avg_price, error_code, error_msg, at)"
+    " WHERE f.client_order_id = u.cid"
+    "   AND (follower_order_status_rank(u.status) > follower_order_status_rank(f.status)"
+    "        OR (u.status = 'partially_filled' AND f.status = 'partially_filled'"
+    "            AND u.executed_qty > COALESCE(f.executed_qty, 0)))";
+
+static const char SQL_SCHEMA_MIGRATIONS[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version integer PRIMARY KEY,"
+    " name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now())";
+
+static const char SQL_UPSERT_ACCOUNT[] =
+    "INSERT INTO accounts AS a (name, exchange) VALUES ($1::text, $2::text)"
+    " ON CONFLICT (name) DO UPDATE SET exchange = EXCLUDED.exchange, updated_at = now()"
+    " WHERE a.exchange IS DISTINCT FROM EXCLUDED.exchange";
+
+/* A disabled rule is paused; an enabled one is active unless a loss stop put it in close_only,
+ * which only an operator undoes. */
+#define RULE_NEW_STATUS \
+    "CASE WHEN EXCLUDED.status = 'paused' THEN 'paused'" \
+    " WHEN r.status = 'close_only' THEN 'close_only' ELSE 'active' END"
+static const char SQL_UPSERT_RULE[] =
+    "INSERT INTO copy_rules AS r (id, leader, follower, sizing, params, status)"
+    " VALUES ($1::text, $2::text, $3::text, $4::text, COALESCE($5::jsonb, '{}'::jsonb),"
+    "         CASE WHEN $6::boolean THEN 'active' ELSE 'paused' END)"
+    " ON CONFLICT (id) DO UPDATE SET leader = EXCLUDED.leader, follower = EXCLUDED.follower,"
+    "   sizing = EXCLUDED.sizing, params = EXCLUDED.params, status = " RULE_NEW_STATUS ","
+    "   updated_at = now()"
+    " WHERE (r.leader, r.follower, r.sizing, r.params, r.status) IS DISTINCT FROM"
+    "   (EXCLUDED.leader, EXCLUDED.follower, EXCLUDED.sizing, EXCLUDED.params, " RULE_NEW_STATUS ")";
+
+static const char SQL_REMOVE_RULES[] =
+    "UPDATE copy_rules SET status = 'removed', updated_at = now()"
+    " WHERE status <> 'removed' AND NOT (id = ANY ($1::text[]))";
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static const char *const status_names[] = {
+    [JOURNAL_INTENT] = "intent",       [JOURNAL_SENT] = "sent",
+    [JOURNAL_ACKED] = "acked",         [JOURNAL_PARTIALLY_FILLED] = "partially_filled",
+    [JOURNAL_FILLED] = "filled",       [JOURNAL_REJECTED] = "rejected",
+    [JOURNAL_SKIPPED] = "skipped",     [JOURNAL_UNKNOWN] = "unknown",
+    [JOURNAL_RECONCILED] = "reconciled", [JOURNAL_CANCELED] = "canceled",
+    [JOURNAL_EXPIRED] = "expired",
+};
+
+const char *journal_status_name(enum journal_status s)
+{
+    if ((unsigned)s >= sizeof status_names / sizeof status_names[0]) return NULL;
+    return status_names[s];
+}
+
+/* A growable, always NUL-terminated string. `oom` sticks until reset. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_reset(struct sbuf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->p) b->p[0] = '\0';
+}
+
+static bool sb_reserve(struct sbuf *b, size_t add)
+{
+    if (b->oom) return false;
+    if (b->len + add + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + add + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void sb_putn(struct sbuf *b, const char *s, size_t n)
+{
+    if (!sb_reserve(b, n)) return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
+
+static void sb_free(struct sbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* PostgreSQL array literals: "{" elem "," elem "}", every value double-quoted with \ and "
+ * escaped, NULL unquoted. */
+static void arr_open(struct sbuf *b)
+{
+    sb_reset(b);
+    sb_putn(b, "{", 1);
+}
+
+static void arr_sep(struct sbuf *b)
+{
+    if (b->len > 1) sb_putn(b, ",", 1);
+}
+
+static void arr_str(struct sbuf *b, const char *s)
+{
+    arr_sep(b);
+    if (!s) {
+        sb_puts(b, "NULL");
+        return;
+    }
+    sb_putn(b, "\"", 1);
+    for (const char *q = s; *q; q++) {
+        if (*q == '"' || *q == '\\') sb_putn(b, "\\", 1);
+        sb_putn(b, q, 1);
+    }
+    sb_putn(b, "\"", 1);
+}
+
+static void arr_raw(struct sbuf *b, const char *s) /* numbers, t/f: no quoting needed */
+{
+    arr_sep(b);
+    sb_puts(b, s);
+}
+
+static void arr_close(struct sbuf *b) { sb_putn(b, "}", 1); }
+
+/* Exact decimal text as the exchanges print it: [0-9]+(.[0-9]+)?, no sign, no exponent. */
+static bool valid_decimal(const char *s)
+{
+    if (!s) return false;
+    size_t n = strlen(s), i = 0, digits = 0;
+    if (n == 0 || n > JNL_DEC_MAX) return false;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++, digits++;
+    if (!digits) return false;
+    if (i == n) return true;
+    if (s[i++] != '.') return false;
+    if (i == n) return false;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    return i == n;
+}
+
+static bool decimal_positive(const char *s)
+{
+    for (; *s; s++)
+        if (*s >= '1' && *s <= '9') return true;
+    return false;
+}
+
+/* Printable ASCII (spaces too when allowed), 1..max bytes: these end up in text columns and in
+ * error messages, so no control characters and nothing PostgreSQL could refuse as bad UTF-8. */
+static bool valid_text(const char *s, size_t max, bool spaces)
+{
+    if (!s || !*s) return false;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (c > 0x7e || c < 0x20 || (c == 0x20 && !spaces) || n >= max) return false;
+    }
+    return true;
+}
+
+static bool valid_cid(const char *s)
+{
+    if (!s) return false;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        if (!ok || n >= JNL_CID_MAX) return false;
+    }
+    return n > 0;
+}
+
+static bool valid_side(const char *s) { return s && (!strcmp(s, "BUY") || !strcmp(s, "SELL")); }
+
+/* "YYYY-MM-DD HH:MM:SS.uuuuuu+00" from µs since the epoch (>= 0): exact, no floating point. */
+static void fmt_ts_us(char *buf, size_t n, int64_t us)
+{
+    time_t secs = (time_t)(us / 1000000);
+    long frac = (long)(us % 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, n, "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+static int64_t realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Copies a libpq message, newlines folded to spaces and the trailing one dropped. */
+static void copy_msg(char *dst, size_t n, const char *src)
+{
+    if (!n) return;
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < n; i++) dst[i] = (src[i] == '\n' || src[i] == '\t') ? ' ' : src[i];
+    while (i > 0 && dst[i - 1] == ' ') i--;
+    dst[i] = '\0';
+}
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void notice_ignore(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg; /* NOTICEs ("relation exists, skipping") are not errors; libpq would print them */
+}
+
+/* ---- start-up: synchronous ------------------------------------------------------------------ */
+
+static PGconn *sync_connect(const char *conninfo, char *err, size_t errlen)
+{
+    char msg[512];
+    PGconn *c = PQconnectdb(conninfo);
+    if (!c) {
+        seterr(err, errlen, "cannot connect to PostgreSQL: out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        copy_msg(msg, sizeof msg, PQerrorMessage(c));
+        seterr(err, errlen, "cannot connect to PostgreSQL: %s", msg);
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, notice_ignore, NULL);
+    return c;
+}
+
+/* Runs sql (params optional); 0, or -EIO with "what: message" in err. */
+static int sync_exec(PGconn *c, const char *sql, int np, const char *const *params,
+                     char *err, size_t errlen, const char *what)
+{
+    PGresult *r = np ? PQexecParams(c, sql, np, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+        PQclear(r);
+        return 0;
+    }
+    char msg[512];
+    copy_msg(msg, sizeof msg, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    if (!msg[0]) copy_msg(msg, sizeof msg, PQerrorMessage(c));
+    seterr(err, errlen, "%s: %s", what, msg);
+    PQclear(r);
+    return PQstatus(c) == CONNECTION_OK ? -EIO : -ENOTCONN;
+}
+
+int journal_migrate(const char *conninfo, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!conninfo) {
+        seterr(err, errlen, "journal_migrate: no conninfo");
+        return -EINVAL;
+    }
+    for (unsigned i = 1; i < sql_migrations_count; i++) {
+        if (sql_migrations[i].version <= sql_migrations[i - 1].version) {
+            seterr(err, errlen, "migrations %s and %s: versions must increase",
+                   sql_migrations[i - 1].name, sql_migrations[i].name);
+            return -EINVAL;
+        }
+    }
+    PGconn *c = sync_connect(conninfo, err, errlen);
+    if (!c) return -ENOTCONN;
+
+    int rc, applied = 0;
+    bool *done = NULL;
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)JNL_MIGRATE_LOCK);
+    const char *kp[] = {key};
+    /* lock_timeout bounds the wait for another daemon's migration (and any DDL lock wait): a
+     * start-up that fails clearly beats one that hangs. Session-level, for this connection only. */
+    if ((rc = sync_exec(c, "SET lock_timeout = '60s'", 0, NULL, err, errlen, "migrate")) < 0 ||
+        (rc = sync_exec(c, "SELECT pg_advisory_lock($1::bigint)", 1, kp, err, errlen,
+                        "migrate: advisory lock")) < 0 ||
+        (rc = sync_exec(c, SQL_SCHEMA_MIGRATIONS, 0, NULL, err, errlen,
+                        "migrate: create schema_migrations")) < 0)
+        goto out;
+
+    done = calloc(sql_migrations_count + 1, sizeof *done);
+    if (!done) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "migrate: out of memory");
+        goto out;
+    }
+    PGresult *r = PQexec(c, "SELECT version FROM schema_migrations");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char msg[512];
+        copy_msg(msg, sizeof msg, PQresultErrorMessage(r));
+        seterr(err, errlen, "migrate: read schema_migrations: %s", msg);
+        PQclear(r);
+        rc = -EIO;
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(r); row++) {
+        int v = atoi(PQgetvalue(r, row, 0));
+        for (unsigned i = 0; i < sql_migrations_count; i++)
+            if (sql_migrations[i].version == v) done[i] = true;
+    }
+    PQclear(r);
+
+    for (unsigned i = 0; i < sql_migrations_count; i++) {
+        const struct sql_migration *m = &sql_migrations[i];
+        if (done[i]) continue;
+        char what[160], ver[16];
+        snprintf(what, sizeof what, "migration %s", m->name);
+        snprintf(ver, sizeof ver, "%d", m->version);
+        const char *p[] = {ver, m->name};
+        if ((rc = sync_exec(c, "BEGIN", 0, NULL, err, errlen, what)) < 0) goto out;
+        if ((rc = sync_exec(c, m->sql, 0, NULL, err, errlen, what)) < 0 ||
+            (rc = sync_exec(c, "INSERT INTO schema_migrations (version, name) VALUES "
+                               "($1::integer, $2::text)", 2, p, err, errlen, what)) < 0 ||
+            (rc = sync_exec(c, "COMMIT", 0, NULL, err, errlen, what)) < 0) {
+            PQclear(PQexec(c, "ROLLBACK"));
+            goto out;
+        }
+        applied++;
+    }
+    /* Released by the disconnect anyway; unlock explicitly for poolers that keep sessions. */
+    rc = sync_exec(c, "SELECT pg_advisory_unlock($1::bigint)", 1, kp, err, errlen,
+                   "migrate: advisory unlock");
+out:
+    free(done);
+    PQfinish(c);
+    return rc < 0 ? rc : applied;
+}
+
+int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
+                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!conninfo || (na && !accts) || (nr && !rules)) {
+        seterr(err, errlen, "journal_sync_config: bad arguments");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < na; i++) {
+        if (!valid_text(accts[i].name, JNL_NAME_MAX, false) ||
+            !valid_text(accts[i].exchange, JNL_NAME_MAX, false)) {
+            seterr(err, errlen, "account #%zu: name and exchange must be 1..%d printable characters",
+                   i, JNL_NAME_MAX);
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < nr; i++) {
+        const struct journal_rule *ru = &rules[i];
+        if (!valid_text(ru->id, JNL_NAME_MAX, false) || !valid_text(ru->leader, JNL_NAME_MAX, false) ||
+            !valid_text(ru->follower, JNL_NAME_MAX, false) ||
+            !valid_text(ru->sizing, JNL_NAME_MAX, false)) {
+            seterr(err, errlen, "copy rule #%zu: id, leader, follower and sizing must be 1..%d "
+                   "printable characters", i, JNL_NAME_MAX);
+            return -EINVAL;
+        }
+    }
+
+    PGconn *c = sync_connect(conninfo, err, errlen);
+    if (!c) return -ENOTCONN;
+    int rc;
+    struct sbuf ids = {0};
+    if ((rc = sync_exec(c, "BEGIN", 0, NULL, err, errlen, "sync config")) < 0) goto out;
+    for (size_t i = 0; i < na; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "account '%s'", accts[i].name);
+        const char *p[] = {accts[i].name, accts[i].exchange};
+        if ((rc = sync_exec(c, SQL_UPSERT_ACCOUNT, 2, p, err, errlen, what)) < 0) goto rollback;
+    }
+    arr_open(&ids);
+    for (size_t i = 0; i < nr; i++) {
+        const struct journal_rule *ru = &rules[i];
+        char what[128];
+        snprintf(what, sizeof what, "copy rule '%s'", ru->id);
+        const char *p[] = {ru->id, ru->leader, ru->follower, ru->sizing, ru->params_json,
+                           ru->enabled ? "t" : "f"};
+        if ((rc = sync_exec(c, SQL_UPSERT_RULE, 6, p, err, errlen, what)) < 0) goto rollback;
+        arr_str(&ids, ru->id);
+    }
+    arr_close(&ids);
+    if (ids.oom) {
+        rc = -ENOMEM;
+        seterr(err, errlen, "sync config: out of memory");
+        goto rollback;
+    }
+    const char *p[] = {ids.p};
+    if ((rc = sync_exec(c, SQL_REMOVE_RULES, 1, p, err, errlen, "sync config: removed rules")) < 0 ||
+        (rc = sync_exec(c, "COMMIT", 0, NULL, err, errlen, "sync config")) < 0)
+        goto rollback;
+    goto out;
+rollback:
+    PQclear(PQexec(c, "ROLLBACK"));
+out:
+    sb_free(&ids);
+    PQfinish(c);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- the asynchronous journal --------------------------------------------------------------- */
+
+enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS };
+
+/* One sync group in the pipeline: nq statements and a PQpipelineSync. The FIFO of ops matches
+ * the order in which the server answers. */
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    int nq;            /* statements in the group */
+    int answered;      /* statements whose result came back */
+    bool failed;       /* a statement failed or was aborted: the group rolled back */
+    bool bad_reply;    /* a reply we could not parse */
+    char *errmsg;      /* first error */
+    uint64_t t0;       /* uv_hrtime() when sent */
+    /* OP_FILL */
+    journal_fill_cb cb;
+    void *ud;
+    bool fill_new;
+    size_t n;
+    bool *intent_new;  /* n entries, allocated with the op */
+    /* OP_RESULTS */
+    size_t nres;       /* queue entries in the statement (the queue's head) */
+    uint64_t rows;     /* rows updated */
+};
+
+/* A queued result (write-behind). */
+struct jres {
+    uint64_t seq;
+    char cid[JNL_CID_MAX + 1];
+    enum journal_status status;
+    int64_t eoid;
+    char eqty[JNL_DEC_MAX + 1]; /* "" = keep */
+    char avgp[JNL_DEC_MAX + 1];
+    int ecode;
+    char *emsg;                 /* NULL = keep */
+    int64_t at_us;
+};
+
+struct waiter {
+    struct waiter *next;
+    uint64_t res_target;  /* every result with seq < this finished */
+    uint64_t fill_target; /* this many fills finished */
+    uint64_t err_mark;    /* failures counted when the flush was asked */
+    journal_flush_cb cb;
+    void *ud;
+};
+
+enum conn_state {
+    ST_WAIT,       /* no connection; t_retry pending */
+    ST_CONNECTING, /* PQconnectPoll steps */
+    ST_SETUP,      /* pipeline mode; SET + prepares in flight */
+    ST_READY,
+    ST_CLOSED,     /* journal_free */
+};
+
+struct journal {
+    uv_loop_t *loop;
+    char *conninfo;
+    struct journal_opts o;
+
+    PGconn *conn;
+    uv_poll_t *poll;      /* heap: closed and re-made around every PQconnectPoll */
+    int poll_events;
+    enum conn_state st;
+    bool want_write;      /* PQflush returned 1: also wait for writable */
+    bool in_query;        /* a statement's result seen, its terminating NULL not yet */
+    bool broken;          /* a send failed inside an API call: reset from the loop */
+    int broken_err;
+    uint64_t conn_t0;     /* uv_hrtime() at PQconnectStart */
+    unsigned attempt;     /* failed attempts since the last session set up */
+    uint64_t rng;
+
+    uv_timer_t t_retry, t_deadline, t_work;
+    int handles_open;
+
+    struct op *ops_head, *ops_tail;
+    size_t inflight_stmts, inflight_fills;
+    bool res_inflight;    /* at most one results statement in flight: under load the queue grows
+                           * meanwhile, and the next statement takes all of it (up to batch_size) */
+
+    struct jres *q;       /* ring buffer of results, oldest first */
+    size_t qcap, qhead, qlen, qsent; /* qsent: head entries in the statement in flight */
+    uint64_t res_seq;     /* seq of the next result queued */
+    uint32_t *hset;       /* open addressing, duplicate ids within a batch */
+    size_t hcap;
+
+    uint64_t fills_submitted, fills_finished, err_events;
+    struct waiter *w_head, *w_tail;
+
+    struct sbuf pb[JNL_FILL_PARAMS]; /* parameter buffers, reused */
+    struct journal_stats s;
+    char last_error[512];
+
+    int busy;             /* inside a loop callback of ours */
+    bool free_requested;
+};
+
+static void on_poll(uv_poll_t *h, int status, int events);
+static void on_work(uv_timer_t *t);
+static void conn_drop(struct journal *j, int err, const char *msg);
+static void service(struct journal *j);
+static void really_free(struct journal *j);
+
+static void set_last_error(struct journal *j, const char *prefix, const char *msg)
+{
+    char m[sizeof j->last_error]; /* msg may be j->last_error itself */
+    snprintf(m, sizeof m, "%s", msg ? msg : "");
+    msg = m;
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n >= sizeof j->last_error) n = sizeof j->last_error - 1;
+    if (n) memcpy(j->last_error, prefix, n);
+    copy_msg(j->last_error + n, sizeof j->last_error - n, msg);
+}
+
+static void enter(struct journal *j) { j->busy++; }
+
+static void leave(struct journal *j)
+{
+    if (--j->busy == 0 && j->free_requested && j->st != ST_CLOSED) really_free(j);
+}
+
+/* ---- poll handle ---- */
+
+static void poll_free_cb(uv_handle_t *h) { free(h); }
+
+/* recipe: close the poll handle BEFORE any libpq call that may close or replace the socket
+ * (PQconnectPoll, PQfinish): libuv deregisters by fd number, and libpq may reuse the number. */
+static void poll_close(struct journal *j)
+{
+    if (!j->poll) return;
+    uv_close((uv_handle_t *)j->poll, poll_free_cb);
+    j->poll = NULL;
+    j->poll_events = 0;
+}
+
+static int poll_open(struct journal *j, int events)
+{
+    int fd = PQsocket(j->conn);
+    if (fd < 0) return -EBADF;
+    uv_poll_t *p = malloc(sizeof *p);
+    if (!p) return -ENOMEM;
+    int r = uv_poll_init_socket(j->loop, p, fd);
+    if (r) {
+        free(p);
+        return r;
+    }
+    p->data = j;
+    r = uv_poll_start(p, events, on_poll);
+    if (r) {
+        uv_close((uv_handle_t *)p, poll_free_cb);
+        return r;
+    }
+    j->poll = p;
+    j->poll_events = events;
+    return 0;
+}
+
+/* Marks the connection for a reset from the loop (never reset inside an API call: that would run
+ * callbacks from inside it). */
+static void mark_broken(struct journal *j, int err, const char *msg)
+{
+    if (!j->broken) {
+        j->broken = true;
+        j->broken_err = err;
+        set_last_error(j, NULL, msg);
+    }
+    uv_timer_start(&j->t_work, on_work, 0, 0);
+}
+
+/* recipe: READABLE always (the server may block sending results while we block sending
+ * queries), WRITABLE too while PQflush has output left. */
+static void poll_update(struct journal *j)
+{
+    if (!j->poll) return;
+    int ev = UV_READABLE | (j->want_write ? UV_WRITABLE : 0);
+    if (ev == j->poll_events && uv_is_active((uv_handle_t *)j->poll)) return;
+    int r = uv_poll_start(j->poll, ev, on_poll);
+    if (r == 0) j->poll_events = ev;
+    else mark_broken(j, -EIO, uv_strerror(r));
+}
+
+static void flush_out(struct journal *j)
+{
+    int r = PQflush(j->conn);
+    if (r < 0) {
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    j->want_write = r == 1;
+    poll_update(j);
+}
+
+/* ---- deadlines and retries ---- */
+
+static uint64_t ms_since(uint64_t t0) { return (uv_hrtime() - t0) / 1000000u; }
+
+static void on_deadline(uv_timer_t *t);
+
+static void deadline_arm(struct journal *j)
+{
+    uint64_t t0;
+    if (j->st == ST_CONNECTING) t0 = j->conn_t0;
+    else if (j->ops_head) t0 = j->ops_head->t0;
+    else {
+        uv_timer_stop(&j->t_deadline);
+        return;
+    }
+    uint64_t el = ms_since(t0), due = j->o.timeout_ms;
+    uv_timer_start(&j->t_deadline, on_deadline, el >= due ? 0 : due - el, 0);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    uint64_t t0 = j->st == ST_CONNECTING ? j->conn_t0 : j->ops_head ? j->ops_head->t0 : 0;
+    if (t0 && ms_since(t0) >= j->o.timeout_ms) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s no answer within %u ms",
+                 j->st == ST_CONNECTING ? "connect:" : "statement:", j->o.timeout_ms);
+        conn_drop(j, -ETIMEDOUT, msg);
+    } else {
+        deadline_arm(j);
+    }
+    service(j);
+    leave(j);
+}
+
+static uint64_t rng_next(struct journal *j)
+{
+    uint64_t x = j->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    j->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void on_retry(uv_timer_t *t);
+
+/* Exponential backoff with "equal jitter": half the delay fixed, half random, so many daemons
+ * that lost the same server do not come back in lockstep. */
+static void schedule_retry(struct journal *j)
+{
+    uint64_t d = j->o.backoff_min_ms;
+    for (unsigned i = 0; i < j->attempt && d < j->o.backoff_max_ms; i++) d *= 2;
+    if (d > j->o.backoff_max_ms) d = j->o.backoff_max_ms;
+    d = d / 2 + rng_next(j) % (d / 2 + 1);
+    j->attempt++;
+    uv_timer_start(&j->t_retry, on_retry, d, 0);
+}
+
+/* ---- connect ---- */
+
+static void conn_start(struct journal *j)
+{
+    j->st = ST_CONNECTING;
+    j->in_query = j->want_write = j->broken = false;
+    j->conn_t0 = uv_hrtime();
+    j->conn = PQconnectStart(j->conninfo);
+    if (!j->conn) {
+        conn_drop(j, -ENOMEM, "connect: out of memory");
+        return;
+    }
+    if (PQstatus(j->conn) == CONNECTION_BAD) {
+        conn_drop(j, -ENOTCONN, PQerrorMessage(j->conn));
+        return;
+    }
+    PQsetNoticeProcessor(j->conn, notice_ignore, NULL);
+    if (PQsetnonblocking(j->conn, 1) != 0) {
+        conn_drop(j, -ENOTCONN, PQerrorMessage(j->conn));
+        return;
+    }
+    /* recipe: wait for writable first, as if PQconnectPoll had said PGRES_POLLING_WRITING. */
+    int r = poll_open(j, UV_WRITABLE);
+    if (r) {
+        conn_drop(j, r, uv_strerror(r));
+        return;
+    }
+    deadline_arm(j);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    if (j->st == ST_WAIT && !j->free_requested) conn_start(j);
+    service(j);
+    leave(j);
+}
+
+static struct op *op_new(enum op_kind kind, size_t n)
+{
+    struct op *op = calloc(1, sizeof *op + n * sizeof(bool));
+    if (!op) return NULL;
+    op->kind = kind;
+    op->n = n;
+    op->intent_new = (bool *)(op + 1);
+    op->t0 = uv_hrtime();
+    return op;
+}
+
+static void op_free(struct op *op)
+{
+    if (!op) return;
+    free(op->errmsg);
+    free(op);
+}
+
+static void op_push(struct journal *j, struct op *op)
+{
+    bool first = !j->ops_head;
+    if (j->ops_tail) j->ops_tail->next = op;
+    else j->ops_head = op;
+    j->ops_tail = op;
+    j->inflight_stmts += (size_t)op->nq;
+    if (first) deadline_arm(j);
+}
+
+static struct op *op_pop(struct journal *j)
+{
+    struct op *op = j->ops_head;
+    if (!op) return NULL;
+    j->ops_head = op->next;
+    if (!j->ops_head) j->ops_tail = NULL;
+    op->next = NULL;
+    j->inflight_stmts -= (size_t)op->nq;
+    return op;
+}
+
+static void session_setup(struct journal *j)
+{
+    const char *set = j->o.durability == JOURNAL_DURABILITY_OS ? "SET synchronous_commit = off"
+                                                               : "SET synchronous_commit = on";
+    struct op *op = op_new(OP_SETUP, 0);
+    if (!op) {
+        conn_drop(j, -ENOMEM, "session setup: out of memory");
+        return;
+    }
+    op->nq = 3;
+    if (!PQenterPipelineMode(j->conn) ||
+        !PQsendQueryParams(j->conn, set, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendPrepare(j->conn, "jnl_fill", SQL_FILL, 0, NULL) ||
+        !PQsendPrepare(j->conn, "jnl_results", SQL_RESULTS, 0, NULL) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        conn_drop(j, -ENOTCONN, PQerrorMessage(j->conn));
+        return;
+    }
+    j->st = ST_SETUP;
+    op_push(j, op);
+    int r = poll_open(j, UV_READABLE);
+    if (r) {
+        conn_drop(j, r, uv_strerror(r));
+        return;
+    }
+    flush_out(j);
+}
+
+static void connect_step(struct journal *j)
+{
+    poll_close(j); /* recipe: before EVERY PQconnectPoll, and a fresh one after */
+    int r = 0;
+    switch (PQconnectPoll(j->conn)) {
+    case PGRES_POLLING_READING:
+        r = poll_open(j, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+    case PGRES_POLLING_ACTIVE:
+        r = poll_open(j, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        session_setup(j);
+        return;
+    case PGRES_POLLING_FAILED:
+    default:
+        conn_drop(j, -ENOTCONN, PQerrorMessage(j->conn));
+        return;
+    }
+    if (r) conn_drop(j, r, uv_strerror(r));
+}
+
+/* ---- results queue ---- */
+
+static struct jres *q_at(struct journal *j, size_t i) { return &j->q[(j->qhead + i) % j->qcap]; }
+
+static int q_grow(struct journal *j)
+{
+    size_t cap = j->qcap ? j->qcap * 2 : 64;
+    struct jres *q = malloc(cap * sizeof *q);
+    if (!q) return -ENOMEM;
+    for (size_t i = 0; i < j->qlen; i++) q[i] = *q_at(j, i);
+    free(j->q);
+    j->q = q;
+    j->qcap = cap;
+    j->qhead = 0;
+    return 0;
+}
+
+static void q_pop(struct journal *j, size_t n)
+{
+    for (size_t i = 0; i < n && j->qlen; i++) {
+        free(q_at(j, 0)->emsg);
+        j->qhead = (j->qhead + 1) % j->qcap;
+        j->qlen--;
+    }
+}
+
+static uint32_t hash_cid(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Adds queue index i to the batch's id set; false when the id is already in the batch. */
+static bool hset_add(struct journal *j, size_t i)
+{
+    const char *cid = q_at(j, i)->cid;
+    size_t mask = j->hcap - 1;
+    for (size_t k = hash_cid(cid) & mask;; k = (k + 1) & mask) {
+        uint32_t v = j->hset[k];
+        if (!v) {
+            j->hset[k] = (uint32_t)i + 1;
+            return true;
+        }
+        if (!strcmp(q_at(j, v - 1)->cid, cid)) return false;
+    }
+}
+
+/* Sends the head of the queue as one UPDATE: at most batch_size results, stopping before a
+ * client order id already in the batch (its later state goes in the next statement, which the
+ * server runs after this one commits, so the order of states is kept). */
+static void results_send(struct journal *j)
+{
+    if (j->st != ST_READY || j->broken || j->res_inflight || !j->qlen) return;
+    size_t n = 0, max = j->o.batch_size < j->qlen ? j->o.batch_size : j->qlen;
+    memset(j->hset, 0, j->hcap * sizeof *j->hset);
+    struct sbuf *b = j->pb;
+    for (int k = 0; k < JNL_RES_PARAMS; k++) arr_open(&b[k]);
+    for (; n < max; n++) {
+        if (!hset_add(j, n)) break;
+        const struct jres *e = q_at(j, n);
+        char num[32], ts[96];
+        arr_str(&b[0], e->cid);
+        arr_str(&b[1], status_names[e->status]);
+        snprintf(num, sizeof num, "%" PRId64, e->eoid);
+        arr_raw(&b[2], e->eoid ? num : "NULL");
+        arr_raw(&b[3], e->eqty[0] ? e->eqty : "NULL");
+        arr_raw(&b[4], e->avgp[0] ? e->avgp : "NULL");
+        snprintf(num, sizeof num, "%d", e->ecode);
+        arr_raw(&b[5], e->ecode ? num : "NULL");
+        arr_str(&b[6], e->emsg);
+        fmt_ts_us(ts, sizeof ts, e->at_us);
+        arr_str(&b[7], ts);
+    }
+    const char *params[JNL_RES_PARAMS];
+    bool oom = false;
+    for (int k = 0; k < JNL_RES_PARAMS; k++) {
+        arr_close(&b[k]);
+        oom |= b[k].oom;
+        params[k] = b[k].p;
+    }
+    if (oom) return; /* retried at the next service() */
+    struct op *op = op_new(OP_RESULTS, 0);
+    if (!op) return;
+    op->nq = 1;
+    op->nres = n;
+    if (!PQsendQueryPrepared(j->conn, "jnl_results", JNL_RES_PARAMS, params, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    op_push(j, op);
+    j->qsent = n;
+    j->res_inflight = true;
+    flush_out(j);
+}
+
+/* ---- completion ---- */
+
+static void waiters_check(struct journal *j)
+{
+    uint64_t oldest = j->qlen ? q_at(j, 0)->seq : j->res_seq;
+    while (j->w_head && !j->free_requested) {
+        struct waiter *w = j->w_head;
+        if (oldest < w->res_target || j->fills_finished < w->fill_target) break;
+        j->w_head = w->next;
+        if (!j->w_head) j->w_tail = NULL;
+        int status = j->err_events > w->err_mark ? -EIO : 0;
+        w->cb(w->ud, status);
+        free(w);
+    }
+}
+
+static void fill_callback(struct journal *j, struct op *op, int status, const char *errmsg)
+{
+    struct journal_fill_result r = {.status = status, .errmsg = status ? errmsg : NULL,
+                                    .fill_new = status ? false : op->fill_new,
+                                    .intent_new = op->intent_new, .n = op->n};
+    j->inflight_fills--;
+    j->fills_finished++;
+    if (status) {
+        memset(op->intent_new, 0, op->n * sizeof(bool));
+        j->s.fills_failed++;
+        j->err_events++;
+    } else {
+        j->s.fills_written++;
+        if (op->fill_new) j->s.fills_new++;
+        for (size_t i = 0; i < op->n; i++) j->s.intents_new += op->intent_new[i];
+    }
+    op->cb(op->ud, &r);
+}
+
+/* The sync of the head op arrived: its transaction is committed (or rolled back). */
+static void op_complete(struct journal *j)
+{
+    struct op *op = op_pop(j);
+    uint64_t us = (uv_hrtime() - op->t0) / 1000u;
+    j->s.writes++;
+    j->s.write_us_last = us;
+    j->s.write_us_total += us;
+    if (us > (uint64_t)j->o.slow_ms * 1000u) {
+        j->s.slow_statements++;
+        j->s.slow_us_last = us;
+    }
+    if (op->answered != op->nq && !op->failed) {
+        op->bad_reply = true;
+        if (!op->errmsg) op->errmsg = strdup("sync without every statement's result");
+    }
+    if (op->failed) j->s.statement_errors++;
+    if (op->failed || op->bad_reply) set_last_error(j, NULL, op->errmsg ? op->errmsg : "error");
+
+    switch (op->kind) {
+    case OP_SETUP:
+        if (op->failed || op->bad_reply) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "session setup (has journal_migrate run?): %s",
+                     op->errmsg ? op->errmsg : "error");
+            op_free(op);
+            conn_drop(j, -EIO, msg);
+            return;
+        }
+        j->st = ST_READY;
+        j->attempt = 0;
+        j->s.connects++;
+        if (j->o.on_state) j->o.on_state(j->o.ud, true, NULL);
+        break;
+    case OP_FILL:
+        if (op->failed) fill_callback(j, op, -EIO, j->last_error);
+        else if (op->bad_reply) fill_callback(j, op, -EPROTO, j->last_error);
+        else fill_callback(j, op, 0, NULL);
+        break;
+    case OP_RESULTS:
+        j->res_inflight = false;
+        j->qsent = 0;
+        if (op->failed || op->bad_reply) {
+            /* Not retried: a refused batch would be refused again and block every later result.
+             * Rows left behind keep a non-final status, which start-up reconcile resolves.
+             * SPOOL SEAM: a later issue can hand these results to the spool instead. */
+            j->s.results_dropped += op->nres;
+            j->err_events++;
+        } else {
+            j->s.results_written += op->rows;
+            j->s.results_stale += op->nres - (op->rows < op->nres ? op->rows : op->nres);
+        }
+        q_pop(j, op->nres);
+        break;
+    }
+    op_free(op);
+    deadline_arm(j);
+}
+
+/* Parses the fill statement's row: fill_new, and "1,3" = positions of newly inserted intents. */
+static void fill_row(struct op *op, const PGresult *r)
+{
+    if (PQntuples(r) != 1 || PQnfields(r) != 2) goto bad;
+    op->fill_new = PQgetvalue(r, 0, 0)[0] == 't';
+    if (PQgetisnull(r, 0, 1)) return;
+    const char *s = PQgetvalue(r, 0, 1);
+    while (*s) {
+        char *end;
+        unsigned long long k = strtoull(s, &end, 10);
+        if (end == s || k < 1 || k > op->n) goto bad;
+        op->intent_new[k - 1] = true;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') goto bad;
+    }
+    return;
+bad:
+    memset(op->intent_new, 0, op->n * sizeof(bool));
+    op->bad_reply = true;
+    if (!op->errmsg) op->errmsg = strdup("unexpected reply to the fill statement");
+}
+
+static void op_result(struct op *op, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    op->answered++;
+    switch (st) {
+    case PGRES_COMMAND_OK:
+        if (op->kind == OP_RESULTS) op->rows = strtoull(PQcmdTuples(r), NULL, 10);
+        else if (op->kind == OP_FILL) op->bad_reply = true;
+        break;
+    case PGRES_TUPLES_OK:
+        if (op->kind == OP_FILL) fill_row(op, r);
+        else op->bad_reply = true;
+        break;
+    case PGRES_PIPELINE_ABORTED:
+        op->failed = true;
+        if (!op->errmsg) op->errmsg = strdup("aborted after an earlier error in its sync group");
+        break;
+    default:
+        op->failed = true;
+        if (!op->errmsg) {
+            char m[512];
+            copy_msg(m, sizeof m, PQresultErrorMessage(r));
+            op->errmsg = strdup(m[0] ? m : PQresStatus(st));
+        }
+        break;
+    }
+    if (op->bad_reply && !op->errmsg) op->errmsg = strdup("unexpected reply");
+    PQclear(r);
+}
+
+/* recipe: each statement's result is followed by a NULL; PGRES_PIPELINE_SYNC is not; with nothing
+ * outstanding PQgetResult returns NULL with PQisBusy 0. So a NULL either ends a statement (when
+ * one was open) or means "nothing more for now". */
+static void drain(struct journal *j)
+{
+    while (j->conn && !j->broken && !j->free_requested && !PQisBusy(j->conn)) {
+        PGresult *r = PQgetResult(j->conn);
+        if (!r) {
+            if (j->in_query) {
+                j->in_query = false;
+                continue;
+            }
+            break;
+        }
+        if (!j->ops_head) {
+            PQclear(r);
+            conn_drop(j, -EPROTO, "a result with no statement outstanding");
+            return;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            j->in_query = false;
+            op_complete(j);
+            continue;
+        }
+        j->in_query = true;
+        op_result(j->ops_head, r);
+    }
+}
+
+static void io_step(struct journal *j, int status, int events)
+{
+    if (status < 0 || (events & UV_WRITABLE)) {
+        flush_out(j);
+        if (j->broken) return;
+    }
+    if (status < 0 || (events & UV_READABLE)) {
+        if (!PQconsumeInput(j->conn)) {
+            conn_drop(j, -ECONNRESET, PQerrorMessage(j->conn));
+            return;
+        }
+        drain(j);
+        if (!j->conn || j->free_requested) return;
+    }
+    if (PQstatus(j->conn) == CONNECTION_BAD) {
+        conn_drop(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    poll_update(j);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct journal *j = h->data;
+    enter(j);
+    if (j->st == ST_CONNECTING) connect_step(j);
+    else if (j->conn) io_step(j, status, events);
+    service(j);
+    leave(j);
+}
+
+/* Connection lost, refused, timed out or reset: fail the fills in flight (their outcome is
+ * unknown, so the caller must not send their intents), put the results in flight back at the
+ * head of the queue (re-applying them is harmless), and retry after a backoff. */
+static void conn_drop(struct journal *j, int err, const char *msg)
+{
+    bool was_up = j->st == ST_READY;
+    set_last_error(j, "PostgreSQL connection: ", msg);
+    poll_close(j);
+    if (j->conn) PQfinish(j->conn);
+    j->conn = NULL;
+    struct op *ops = j->ops_head;
+    j->ops_head = j->ops_tail = NULL;
+    j->inflight_stmts = 0;
+    j->res_inflight = false;
+    j->qsent = 0;
+    j->in_query = j->want_write = j->broken = false;
+    j->st = ST_WAIT;
+    uv_timer_stop(&j->t_deadline);
+    if (was_up) j->s.disconnects++;
+    else j->s.connect_failures++;
+    schedule_retry(j);
+
+    char emsg[sizeof j->last_error];
+    snprintf(emsg, sizeof emsg, "%s", j->last_error);
+    int ferr = err == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET;
+    /* SPOOL SEAM: with the spool (invariant 7), fills failed here would be re-checked against
+     * PostgreSQL after the reconnect or replayed from the spool, instead of being given up. */
+    while (ops) {
+        struct op *op = ops;
+        ops = op->next;
+        if (op->kind == OP_FILL) fill_callback(j, op, ferr, emsg); /* even after journal_free:
+                                                                      * exactly one call each */
+        op_free(op);
+    }
+    if (j->o.on_state && !j->free_requested) j->o.on_state(j->o.ud, false, emsg);
+}
+
+/* End of every loop callback: deferred resets, results to send, flushes to report. */
+static void service(struct journal *j)
+{
+    if (j->free_requested) return;
+    if (j->broken && j->conn) conn_drop(j, j->broken_err, j->last_error);
+    j->broken = false;
+    if (j->free_requested) return;
+    results_send(j);
+    waiters_check(j);
+}
+
+static void on_work(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    service(j);
+    leave(j);
+}
+
+/* ---- public API ---- */
+
+struct journal *journal_new(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o)
+{
+    if (!loop || !conninfo) {
+        errno = EINVAL;
+        return NULL;
+    }
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (!opts) {
+        PQfreemem(perr);
+        errno = EINVAL;
+        return NULL;
+    }
+    PQconninfoFree(opts);
+
+    struct journal *j = calloc(1, sizeof *j);
+    if (!j) return errno = ENOMEM, NULL;
+    if (o) j->o = *o;
+    if (!j->o.batch_size) j->o.batch_size = 100;
+    if (!j->o.timeout_ms) j->o.timeout_ms = 10000;
+    if (!j->o.backoff_min_ms) j->o.backoff_min_ms = 50;
+    if (!j->o.backoff_max_ms) j->o.backoff_max_ms = 5000;
+    if (j->o.backoff_max_ms < j->o.backoff_min_ms) j->o.backoff_max_ms = j->o.backoff_min_ms;
+    if (!j->o.slow_ms) j->o.slow_ms = 100;
+    if (!j->o.max_queued_results) j->o.max_queued_results = 1000000;
+    if (!j->o.max_inflight_fills) j->o.max_inflight_fills = 4096;
+    if (j->o.batch_size > 100000) j->o.batch_size = 100000;
+
+    j->loop = loop;
+    j->st = ST_WAIT;
+    j->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)j ^ 0x9E3779B97F4A7C15ULL;
+    if (!j->rng) j->rng = 1;
+    for (j->hcap = 16; j->hcap < 2 * (size_t)j->o.batch_size; j->hcap *= 2) {}
+    j->conninfo = strdup(conninfo);
+    j->hset = calloc(j->hcap, sizeof *j->hset);
+    if (!j->conninfo || !j->hset) {
+        free(j->conninfo);
+        free(j->hset);
+        free(j);
+        errno = ENOMEM;
+        return NULL;
+    }
+    uv_timer_init(loop, &j->t_retry);
+    uv_timer_init(loop, &j->t_deadline);
+    uv_timer_init(loop, &j->t_work);
+    j->t_retry.data = j->t_deadline.data = j->t_work.data = j;
+    j->handles_open = 3;
+    /* The first attempt runs from the loop, so no callback fires inside journal_new. */
+    uv_timer_start(&j->t_retry, on_retry, 0, 0);
+    return j;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct journal *j = h->data;
+    if (--j->handles_open == 0) free(j);
+}
+
+static void really_free(struct journal *j)
+{
+    j->st = ST_CLOSED;
+    poll_close(j);
+    if (j->conn) PQfinish(j->conn);
+    j->conn = NULL;
+    struct op *ops = j->ops_head;
+    j->ops_head = j->ops_tail = NULL;
+    while (ops) {
+        struct op *op = ops;
+        ops = op->next;
+        if (op->kind == OP_FILL) fill_callback(j, op, -ECANCELED, "journal freed");
+        op_free(op);
+    }
+    while (j->w_head) {
+        struct waiter *w = j->w_head;
+        j->w_head = w->next;
+        w->cb(w->ud, -ECANCELED);
+        free(w);
+    }
+    q_pop(j, j->qlen);
+    free(j->q);
+    free(j->hset);
+    free(j->conninfo);
+    for (int k = 0; k < JNL_FILL_PARAMS; k++) sb_free(&j->pb[k]);
+    uv_close((uv_handle_t *)&j->t_retry, timer_closed);
+    uv_close((uv_handle_t *)&j->t_deadline, timer_closed);
+    uv_close((uv_handle_t *)&j->t_work, timer_closed);
+}
+
+struct journal *journal_free(struct journal *j)
+{
+    if (!j || j->free_requested) return NULL;
+    j->free_requested = true;
+    if (j->busy == 0) really_free(j);
+    return NULL;
+}
+
+bool journal_connected(const struct journal *j) { return j && j->st == ST_READY && !j->broken; }
+
+int journal_write_fill(struct journal *j, const struct journal_fill *f,
+                       const struct journal_intent *in, size_t n, journal_fill_cb cb, void *ud)
+{
+    if (!j || !f || (n && !in) || !cb) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    if (!valid_text(f->account, JNL_NAME_MAX, false) || !valid_text(f->symbol, JNL_NAME_MAX, false) ||
+        f->trade_id <= 0 || !valid_side(f->side) || !valid_decimal(f->qty) ||
+        !decimal_positive(f->qty) || !valid_decimal(f->price) || !decimal_positive(f->price) ||
+        f->event_time_ms <= 0 || f->event_time_ms > JNL_MAX_TS_MS)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_intent *x = &in[i];
+        if (!valid_cid(x->client_order_id) || !valid_text(x->rule_id, JNL_NAME_MAX, false) ||
+            !valid_text(x->follower, JNL_NAME_MAX, false) ||
+            !valid_text(x->symbol, JNL_NAME_MAX, false) || !valid_side(x->side) ||
+            !valid_decimal(x->qty) || !valid_text(x->order_type, JNL_NAME_MAX, false) ||
+            (x->skip_reason && !valid_text(x->skip_reason, JNL_NAME_MAX, true)))
+            return -EINVAL;
+        /* Distinct ids, or the statement would report a duplicate as "new" twice. n is the number
+         * of copy rules on one leader: small, and quadratic is fine up to a few hundred. */
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(in[k].client_order_id, x->client_order_id)) return -EINVAL;
+    }
+    /* SPOOL SEAM: when PostgreSQL is down (invariant 7) the intents would be appended to the
+     * fsync'd spool here and the callback scheduled from the loop; until then, refuse. */
+    if (j->st != ST_READY || j->broken) return -ENOTCONN;
+    if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
+
+    struct sbuf *b = j->pb;
+    char tid[24], oid[24], ts[96];
+    snprintf(tid, sizeof tid, "%" PRId64, f->trade_id);
+    snprintf(oid, sizeof oid, "%" PRId64, f->order_id);
+    fmt_ts_us(ts, sizeof ts, f->event_time_ms * 1000);
+    for (int k = 8; k < JNL_FILL_PARAMS; k++) arr_open(&b[k]);
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_intent *x = &in[i];
+        arr_str(&b[8], x->client_order_id);
+        arr_str(&b[9], x->rule_id);
+        arr_str(&b[10], x->follower);
+        arr_str(&b[11], x->symbol);
+        arr_str(&b[12], x->side);
+        arr_raw(&b[13], x->qty);
+        arr_raw(&b[14], x->reduce_only ? "t" : "f");
+        arr_str(&b[15], x->order_type);
+        arr_str(&b[16], x->skip_reason);
+    }
+    const char *params[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty,
+                                           f->price, ts};
+    for (int k = 8; k < JNL_FILL_PARAMS; k++) {
+        arr_close(&b[k]);
+        if (b[k].oom) return -ENOMEM;
+        params[k] = b[k].p;
+    }
+    struct op *op = op_new(OP_FILL, n);
+    if (!op) return -ENOMEM;
+    op->nq = 1;
+    op->cb = cb;
+    op->ud = ud;
+    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, params, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        /* Nothing committed: without its sync the statement cannot commit, and the reset below
+         * ends the session. */
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return -ENOTCONN;
+    }
+    op_push(j, op);
+    j->inflight_fills++;
+    j->fills_submitted++;
+    flush_out(j);
+    return 0;
+}
+
+int journal_record_result(struct journal *j, const struct journal_result *r)
+{
+    if (!j || !r) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    if (!valid_cid(r->client_order_id) || !journal_status_name(r->status) ||
+        r->status == JOURNAL_INTENT || r->status == JOURNAL_SKIPPED || r->exchange_order_id < 0 ||
+        (r->executed_qty && !valid_decimal(r->executed_qty)) ||
+        (r->avg_price && !valid_decimal(r->avg_price)) || r->at_us < 0 ||
+        r->at_us > JNL_MAX_TS_MS * 1000)
+        return -EINVAL;
+    if (j->qlen >= j->o.max_queued_results) return -ENOBUFS;
+    if (j->qlen == j->qcap && q_grow(j) < 0) return -ENOMEM;
+
+    struct jres e = {.seq = j->res_seq, .status = r->status, .eoid = r->exchange_order_id,
+                     .ecode = r->error_code, .at_us = r->at_us ? r->at_us : realtime_us()};
+    snprintf(e.cid, sizeof e.cid, "%s", r->client_order_id);
+    if (r->executed_qty) snprintf(e.eqty, sizeof e.eqty, "%s", r->executed_qty);
+    if (r->avg_price) snprintf(e.avgp, sizeof e.avgp, "%s", r->avg_price);
+    if (r->error_msg) {
+        size_t len = strnlen(r->error_msg, JNL_EMSG_MAX);
+        if (!(e.emsg = malloc(len + 1))) return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)r->error_msg[i];
+            e.emsg[i] = (c < 0x20 || c > 0x7e) ? '?' : (char)c; /* never invalid UTF-8 */
+        }
+        e.emsg[len] = '\0';
+    }
+    *q_at(j, j->qlen) = e;
+    j->qlen++;
+    j->res_seq++;
+    /* Opportunistic batching: with nothing in flight, flush on the next loop iteration (or after
+     * flush_interval_ms, or at once when a batch is full); with a statement in flight, its
+     * completion sends whatever has queued meanwhile. */
+    if (j->st == ST_READY && !j->res_inflight) {
+        bool full = j->qlen >= j->o.batch_size;
+        if (full || !uv_is_active((uv_handle_t *)&j->t_work))
+            uv_timer_start(&j->t_work, on_work, full ? 0 : j->o.flush_interval_ms, 0);
+    }
+    return 0;
+}
+
+int journal_flush(struct journal *j, journal_flush_cb cb, void *ud)
+{
+    if (!j || !cb) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    struct waiter *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    w->res_target = j->res_seq;
+    w->fill_target = j->fills_submitted;
+    w->err_mark = j->err_events;
+    w->cb = cb;
+    w->ud = ud;
+    if (j->w_tail) j->w_tail->next = w;
+    else j->w_head = w;
+    j->w_tail = w;
+    uv_timer_start(&j->t_work, on_work, 0, 0); /* checked (and results sent) from the loop */
+    return 0;
+}
+
+void journal_get_stats(const struct journal *j, struct journal_stats *out)
+{
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!j) return;
+    *out = j->s;
+    out->connected = journal_connected(j);
+    out->results_queued = j->qlen;
+    out->inflight_statements = j->inflight_stmts;
+    out->inflight_fills = j->inflight_fills;
+}
+
+const char *journal_last_error(const struct journal *j) { return j ? j->last_error : ""; }

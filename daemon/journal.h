@@ -1,0 +1,219 @@
+/* journal: the PostgreSQL journal.
+ *
+ * Start-up (synchronous, blocking): journal_migrate applies the embedded sql/NNN_*.sql migrations,
+ * journal_sync_config upserts the configured accounts and copy rules.
+ *
+ * Running (asynchronous, on one libuv loop): one non-blocking libpq connection in pipeline mode.
+ *  - journal_write_fill: the hot path's only database wait. The leader fill and all its intents go
+ *    in ONE statement (+ sync) — one round trip per fill, not per follower. The callback says which
+ *    intents were newly inserted: ONLY those may be sent (write-before-send, invariant 2; a replayed
+ *    fill or a restart finds its intents already there and sends nothing, invariant 4).
+ *  - journal_record_result: write-behind. Results are queued and flushed as one UPDATE per batch
+ *    (at most batch_size rows): at once when idle, grouped under load. A status never moves
+ *    backwards (enforced in SQL by follower_order_status_rank, see sql/001_initial.sql).
+ *  - journal_flush: a callback once everything queued so far is committed.
+ * The connection reconnects by itself with jittered backoff; a statement or connect attempt that
+ * takes longer than timeout_ms resets the connection.
+ *
+ * Host names in conninfo are resolved synchronously by libpq: use a unix socket directory or a
+ * numeric address (hostaddr=) for the asynchronous journal.
+ *
+ * Callbacks are never called from inside a journal_* call, except journal_free (which calls every
+ * pending callback with -ECANCELED). From inside a callback any journal_* call is allowed,
+ * including journal_free. Logs nothing: errors come back as negative errno plus a message.
+ * Not thread-safe: everything belongs to the loop's thread. */
+#ifndef CT_JOURNAL_H
+#define CT_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* ---- start-up, synchronous ---------------------------------------------------------------- */
+
+/* Connects, takes an advisory lock (two daemons never migrate at once; waits at most 60 s),
+ * creates schema_migrations and applies, in version order, each migration of sql_migrations[] not
+ * recorded there yet, each in its own transaction together with its schema_migrations row.
+ * Returns how many were applied (0 when up to date), or a negative errno with err filled, naming
+ * the migration and PostgreSQL's message: -ENOTCONN (cannot connect), -EIO (a statement failed;
+ * that migration was rolled back, earlier ones stay), -EINVAL (bad arguments or duplicate versions
+ * in sql_migrations[]), -ENOMEM. */
+int journal_migrate(const char *conninfo, char *err, size_t errlen);
+
+struct journal_account {
+    const char *name;     /* the account's config name */
+    const char *exchange; /* "binance-usdm", "bybit-linear", "sim" */
+};
+
+struct journal_rule {
+    const char *id;
+    const char *leader;      /* account names, synced in the same call or earlier */
+    const char *follower;
+    const char *sizing;      /* "multiplier", ... */
+    const char *params_json; /* a JSON object as text (e.g. {"multiplier":"0.5"}); NULL = {} */
+    bool enabled;
+};
+
+/* Upserts accounts (name, exchange) and copy rules in one transaction. A rule's status becomes
+ * 'paused' when disabled, else 'active' — except that a rule in 'close_only' (a loss stop) stays
+ * there until an operator resets it. Rules in the table but not in `rules` are marked 'removed'
+ * (the config files are the source of truth); accounts are never deleted (history refers to them).
+ * 0, or a negative errno with err naming the account or rule: -ENOTCONN, -EIO, -EINVAL, -ENOMEM. */
+int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
+                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen);
+
+/* ---- the asynchronous journal ------------------------------------------------------------- */
+
+enum journal_durability {
+    JOURNAL_DURABILITY_FSYNC = 0, /* synchronous_commit = on: a callback means fsync'd */
+    JOURNAL_DURABILITY_OS = 1,    /* synchronous_commit = off: committed, the WAL flush follows
+                                   * within ~3 wal_writer_delay; a server crash may lose the tail */
+};
+
+struct journal_opts {
+    enum journal_durability durability;
+    unsigned batch_size;         /* results per UPDATE statement; 0 = 100 */
+    unsigned flush_interval_ms;  /* longest an idle journal holds a result to group it; 0 = flush
+                                  * on the next loop iteration */
+    unsigned timeout_ms;         /* connect or statement deadline, then reset; 0 = 10000 */
+    unsigned backoff_min_ms;     /* reconnect delay, doubled per failure, jittered; 0 = 50 */
+    unsigned backoff_max_ms;     /* 0 = 5000 */
+    unsigned slow_ms;            /* a statement slower than this counts as slow; 0 = 100 */
+    size_t max_queued_results;   /* journal_record_result refuses beyond this; 0 = 1000000 */
+    size_t max_inflight_fills;   /* journal_write_fill refuses beyond this; 0 = 4096 */
+    /* Connection state changes, for the daemon to log and to gate READY=1: connected=true once the
+     * session is set up; connected=false with a message on every failed attempt and every loss.
+     * Called from the loop, never from inside a journal_* call. May be NULL. */
+    void (*on_state)(void *ud, bool connected, const char *errmsg);
+    void *ud;
+};
+
+struct journal;
+
+/* Starts connecting at once (no callback before the loop runs). `o` may be NULL (defaults). NULL
+ * with errno EINVAL when conninfo does not parse, ENOMEM, or a libuv error. */
+struct journal *journal_new(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o);
+/* Calls every pending fill and flush callback with -ECANCELED, drops queued results (flush first
+ * to keep them), closes the connection and the journal's libuv handles; the memory is released by
+ * their close callbacks, so the loop must run afterwards. Takes NULL; returns NULL. */
+struct journal *journal_free(struct journal *j);
+
+/* True when the session is set up and journal_write_fill will accept work. */
+bool journal_connected(const struct journal *j);
+
+struct journal_fill {
+    const char *account;   /* the leader account */
+    const char *symbol;
+    int64_t trade_id;      /* > 0; the identity, with account and symbol */
+    int64_t order_id;
+    const char *side;      /* "BUY" or "SELL" */
+    const char *qty;       /* exact decimal text, [0-9]+(.[0-9]+)?, > 0 */
+    const char *price;     /* same */
+    int64_t event_time_ms; /* the exchange's trade time, ms since the epoch, > 0 */
+};
+
+struct journal_intent {
+    const char *client_order_id; /* [A-Za-z0-9_-]{1,36}, deterministic per (fill, rule) */
+    const char *rule_id;
+    const char *follower;
+    const char *symbol;
+    const char *side;            /* "BUY" or "SELL" */
+    const char *qty;             /* exact decimal text, >= 0 */
+    bool reduce_only;
+    const char *order_type;      /* e.g. "MARKET", "LIMIT_IOC" */
+    const char *skip_reason;     /* NULL = sendable (status 'intent'); else status 'skipped' */
+};
+
+struct journal_fill_result {
+    /* 0: committed. Otherwise send NOTHING:
+     *   -ECONNRESET, -ETIMEDOUT  connection lost or reset with the statement in flight: it may or
+     *                            may not have committed (start-up reconcile sorts that out);
+     *   -EIO, -EPROTO            PostgreSQL refused it (errmsg says why): nothing was written;
+     *   -ECANCELED               journal_free. */
+    int status;
+    const char *errmsg;        /* NULL when status == 0 */
+    bool fill_new;             /* the leader fill was not journaled before */
+    const bool *intent_new;    /* n flags in the order given: newly inserted, may be sent; all
+                                * false unless status == 0. Valid during the callback only. */
+    size_t n;
+};
+typedef void (*journal_fill_cb)(void *ud, const struct journal_fill_result *r);
+
+/* Queues the fill + intents statement (copied: the arguments need not outlive the call) and a
+ * sync, and sends it at once. 0 (cb will be called exactly once), or a negative errno and cb is
+ * never called: -EINVAL (bad field; client order ids must be distinct), -ENOTCONN (not connected:
+ * do not send the intents), -ENOBUFS (max_inflight_fills reached), -ENOMEM. */
+int journal_write_fill(struct journal *j, const struct journal_fill *fill,
+                       const struct journal_intent *intents, size_t n, journal_fill_cb cb,
+                       void *ud);
+
+/* Order states, in follower_orders.status. */
+enum journal_status {
+    JOURNAL_INTENT = 0, /* written by journal_write_fill only */
+    JOURNAL_SENT,
+    JOURNAL_ACKED,
+    JOURNAL_PARTIALLY_FILLED,
+    JOURNAL_FILLED,
+    JOURNAL_REJECTED,
+    JOURNAL_SKIPPED,    /* written by journal_write_fill only */
+    JOURNAL_UNKNOWN,    /* outcome unknown (timeout, reset, 5xx): query before any retry */
+    JOURNAL_RECONCILED,
+    JOURNAL_CANCELED,
+    JOURNAL_EXPIRED,
+};
+/* "intent", "sent", ...; NULL for a value outside the enum. */
+const char *journal_status_name(enum journal_status s);
+
+struct journal_result {
+    const char *client_order_id;
+    enum journal_status status;  /* not INTENT or SKIPPED */
+    int64_t exchange_order_id;   /* 0 = not known (keeps the stored value) */
+    const char *executed_qty;    /* exact decimal text; NULL keeps the stored value */
+    const char *avg_price;       /* same */
+    int error_code;              /* the exchange's error code; 0 = none */
+    const char *error_msg;       /* NULL = none; non-printable bytes become '?', cut at 255
+                                  * bytes. Never put secrets here. */
+    int64_t at_us;               /* when the state was reached, µs since the epoch; 0 = now */
+};
+
+/* Copies the result into the write-behind queue. The row's status only moves forward; a later
+ * partially_filled with a larger executed_qty also applies. Results are kept across reconnects.
+ * 0, or -EINVAL (bad field), -ENOBUFS (max_queued_results reached), -ENOMEM. */
+int journal_record_result(struct journal *j, const struct journal_result *r);
+
+/* cb(ud, status) once every fill and result queued before this call is finished: 0 when all of
+ * it is committed, -EIO when some fill or result batch failed meanwhile (see the counters),
+ * -ECANCELED from journal_free. Waits across reconnects. 0, or -ENOMEM. */
+typedef void (*journal_flush_cb)(void *ud, int status);
+int journal_flush(struct journal *j, journal_flush_cb cb, void *ud);
+
+/* Counters (monotonic) and gauges for /metrics. */
+struct journal_stats {
+    bool connected;
+    uint64_t connects;           /* sessions set up */
+    uint64_t connect_failures;   /* failed attempts */
+    uint64_t disconnects;        /* set-up sessions lost or reset */
+    size_t results_queued;       /* gauge: results not yet committed (incl. in flight) */
+    size_t inflight_statements;  /* gauge: statements sent, not yet answered */
+    size_t inflight_fills;       /* gauge */
+    uint64_t fills_written;      /* fill statements committed */
+    uint64_t fills_new;          /* ... of which the fill was new */
+    uint64_t fills_failed;       /* fill callbacks with an error */
+    uint64_t intents_new;        /* intents newly inserted */
+    uint64_t results_written;    /* rows updated */
+    uint64_t results_stale;      /* results that changed no row: backwards or unknown id */
+    uint64_t results_dropped;    /* results lost to a refused statement */
+    uint64_t statement_errors;   /* statements PostgreSQL refused */
+    uint64_t writes;             /* statements answered (latency below is over these) */
+    uint64_t write_us_last;
+    uint64_t write_us_total;
+    uint64_t slow_statements;    /* > slow_ms */
+    uint64_t slow_us_last;       /* duration of the last slow one */
+};
+void journal_get_stats(const struct journal *j, struct journal_stats *out);
+/* The last error (connection or statement), "" if none. Valid until the next loop callback. */
+const char *journal_last_error(const struct journal *j);
+
+#endif

@@ -1,0 +1,512 @@
+/* copytraderd: the daemon's top level. Loads and checks the config, migrates and syncs the
+ * journal, then runs everything on one libuv loop: lws (leader streams, HTTP endpoints), curl
+ * multi (REST), libpq (journal), hiredis (cache). SIGTERM/SIGINT drain and exit; a second one
+ * exits at once. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "config.h"
+#include "copier.h"
+#include "exchange.h"
+#include "http_server.h"
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis_client.h"
+#include "rest_pool.h"
+
+#define TAG "main"
+#define DRAIN_DEADLINE_MS 10000
+
+struct daemon {
+    struct cfg *cfg;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t ready_timer;
+    struct lws_context *lws;
+    struct met_registry *metrics;
+    struct http_server *http;
+    struct rds *redis;
+    struct rest_pool *rest;
+    struct journal *journal;
+    struct exch_account **accounts;
+    struct copier *copier;
+    struct copier_hwm *hwm;
+    size_t n_hwm;
+    int stopping; /* 0 running, 1 draining, 2 tearing down */
+    int exit_code;
+    bool notified_ready;
+};
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: copytraderd --config FILE [--check-config]\n"
+            "  -c, --config FILE     the daemon's YAML configuration\n"
+            "  -t, --check-config    validate the configuration (and secret files) and exit\n"
+            "  -h, --help            this text\n");
+}
+
+static void notify(const char *msg) {
+#ifdef HAVE_LIBSYSTEMD
+    sd_notify(0, msg);
+#else
+    (void)msg;
+#endif
+}
+
+/* ---- start-up steps before the loop ---------------------------------------------------- */
+
+static struct cfg *load_config(const char *path, bool check_only) {
+    struct cfg_errors errs = {0};
+    struct cfg *c = cfg_load(path, &errs);
+    if (!c) {
+        for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.msg[i]);
+        if (errs.dropped) fprintf(stderr, "... and %zu more errors\n", errs.dropped);
+        fprintf(stderr, "copytraderd: configuration %s is invalid\n", path);
+    } else if (check_only) {
+        printf("copytraderd: configuration %s is ok (%zu accounts, %zu copy rules)\n", path,
+               c->n_accounts, c->n_rules);
+    }
+    cfg_errors_reset(&errs);
+    return c;
+}
+
+static int setup_journal(struct daemon *d) {
+    char err[512];
+    struct journal_account *ja = calloc(d->cfg->n_accounts + 1, sizeof(*ja));
+    struct journal_rule *jr = calloc(d->cfg->n_rules + 1, sizeof(*jr));
+    char (*params)[96] = calloc(d->cfg->n_rules + 1, sizeof(*params));
+    int r = -ENOMEM;
+
+    if (!ja || !jr || !params) goto out;
+    r = journal_migrate(d->cfg->daemon.database, err, sizeof(err));
+    if (r < 0) {
+        log_error(TAG, "journal: migration failed: %s", err);
+        goto out;
+    }
+    log_info(TAG, "journal: %d migrations applied", r);
+    for (size_t i = 0; i < d->cfg->n_accounts; i++)
+        ja[i] = (struct journal_account){d->cfg->accounts[i].name,
+                                         exch_kind_name(d->cfg->accounts[i].exchange)};
+    for (size_t i = 0; i < d->cfg->n_rules; i++) {
+        const struct cfg_rule *cr = &d->cfg->rules[i];
+        char m[DEC_STR_MAX];
+        dec_format(cr->multiplier, m, sizeof(m));
+        snprintf(params[i], sizeof(params[i]), "{\"multiplier\":\"%s\"}", m);
+        jr[i] = (struct journal_rule){cr->id, d->cfg->accounts[cr->leader].name,
+                                      d->cfg->accounts[cr->follower].name,
+                                      cfg_sizing_name(cr->sizing), params[i], cr->enabled};
+    }
+    r = journal_sync_config(d->cfg->daemon.database, ja, d->cfg->n_accounts, jr, d->cfg->n_rules,
+                            err, sizeof(err));
+    if (r < 0) log_error(TAG, "journal: cannot record the configuration: %s", err);
+out:
+    free(ja);
+    free(jr);
+    free(params);
+    return r;
+}
+
+/* The highest trade id journaled per (leader, symbol): fills at or below it were copied by an
+ * earlier run (see copier.h). Read once, synchronously, before the loop starts. */
+static int load_hwm(struct daemon *d) {
+    PGconn *pg = PQconnectdb(d->cfg->daemon.database);
+    PGresult *res = NULL;
+    int r = -EIO;
+    if (PQstatus(pg) != CONNECTION_OK) {
+        log_error(TAG, "journal: cannot connect: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    res = PQexec(pg, "SELECT account, symbol, max(trade_id) FROM leader_fills GROUP BY 1, 2");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error(TAG, "journal: cannot read the last trade ids: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    d->n_hwm = (size_t)PQntuples(res);
+    d->hwm = calloc(d->n_hwm + 1, sizeof(*d->hwm));
+    if (!d->hwm) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < d->n_hwm; i++) {
+        d->hwm[i].account = strdup(PQgetvalue(res, (int)i, 0));
+        d->hwm[i].symbol = strdup(PQgetvalue(res, (int)i, 1));
+        d->hwm[i].trade_id = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+        if (!d->hwm[i].account || !d->hwm[i].symbol) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    PQclear(res);
+    PQfinish(pg);
+    return r;
+}
+
+static void free_hwm(struct daemon *d) {
+    for (size_t i = 0; i < d->n_hwm; i++) {
+        free((char *)d->hwm[i].account);
+        free((char *)d->hwm[i].symbol);
+    }
+    free(d->hwm);
+    d->hwm = NULL;
+    d->n_hwm = 0;
+}
+
+/* ---- HTTP endpoints --------------------------------------------------------------------- */
+
+static int serve_metrics(void *ud, const struct http_request *req, struct http_response *resp) {
+    struct daemon *d = ud;
+    char *body = NULL;
+    size_t len = 0;
+    (void)req;
+    if (met_render(d->metrics, &body, &len) < 0) return http_response_set(resp, 500, "text/plain", "out of memory\n", 14);
+    return http_response_take(resp, 200, MET_CONTENT_TYPE, body, len);
+}
+
+static int serve_live(void *ud, const struct http_request *req, struct http_response *resp) {
+    (void)ud;
+    (void)req;
+    static const char ok[] = "{\"status\":\"ok\"}\n";
+    return http_response_set(resp, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
+/* ---- metrics fed from the modules' own counters ------------------------------------------ */
+
+static double g_rest_conns(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return (double)s.connections_opened;
+}
+static double g_rest_requests(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return (double)s.requests;
+}
+static double g_rest_inflight(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return (double)s.in_flight;
+}
+static double g_journal_up(void *ud) {
+    return journal_connected(((struct daemon *)ud)->journal) ? 1 : 0;
+}
+static double g_journal_queued(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return (double)s.results_queued;
+}
+static double g_journal_slow(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return (double)s.slow_statements;
+}
+static double g_journal_errors(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return (double)s.statement_errors;
+}
+static double g_redis_up(void *ud) { return rds_connected(((struct daemon *)ud)->redis) ? 1 : 0; }
+static double g_redis_dropped(void *ud) {
+    struct rds_stats s;
+    rds_get_stats(((struct daemon *)ud)->redis, &s);
+    return (double)s.dropped;
+}
+static double g_streams_up(void *ud) {
+    struct daemon *d = ud;
+    return d->copier ? (double)copier_streams_up(d->copier, NULL) : 0;
+}
+
+static int register_gauge(struct met_registry *r, const char *name, const char *help,
+                          double (*fn)(void *), void *ud) {
+    struct met_family *f = met_gauge_new(r, name, help);
+    struct met_gauge *g = f ? met_gauge_child(f) : NULL;
+    if (!g) return -ENOMEM;
+    met_gauge_set_fn(g, fn, ud);
+    return 0;
+}
+
+static int register_module_metrics(struct daemon *d) {
+    struct met_registry *r = d->metrics;
+    /* These mirror monotonic module counters; exported as gauges because they are read, not
+     * incremented, at scrape time. */
+    if (register_gauge(r, "ct_rest_connections_opened", "REST connections opened since start (keep-alive keeps this low).", g_rest_conns, d) ||
+        register_gauge(r, "ct_rest_requests", "REST requests sent since start.", g_rest_requests, d) ||
+        register_gauge(r, "ct_rest_in_flight", "REST requests in flight.", g_rest_inflight, d) ||
+        register_gauge(r, "ct_journal_up", "1 while the journal's PostgreSQL session is up.", g_journal_up, d) ||
+        register_gauge(r, "ct_journal_results_queued", "Order results not yet committed (write-behind).", g_journal_queued, d) ||
+        register_gauge(r, "ct_journal_slow_statements", "Journal statements slower than 100 ms since start.", g_journal_slow, d) ||
+        register_gauge(r, "ct_journal_statement_errors", "Journal statements PostgreSQL refused since start.", g_journal_errors, d) ||
+        register_gauge(r, "ct_redis_up", "1 while Redis is connected and answering.", g_redis_up, d) ||
+        register_gauge(r, "ct_redis_dropped_writes", "Redis writes dropped while it was away.", g_redis_dropped, d) ||
+        register_gauge(r, "ct_streams_up", "Leader streams connected.", g_streams_up, d))
+        return -ENOMEM;
+    return 0;
+}
+
+/* ---- module state callbacks (logged here: only top-level code logs) ---------------------- */
+
+static void journal_state(void *ud, bool connected, const char *msg) {
+    (void)ud;
+    if (connected) log_info(TAG, "journal: connected");
+    else log_warn(TAG, "journal: not connected: %s", msg ? msg : "");
+}
+
+static void redis_state(void *ud, bool up, const char *why) {
+    (void)ud;
+    if (up) log_info(TAG, "redis: connected");
+    else log_warn(TAG, "redis: down: %s (caches run in-process only)", why ? why : "");
+}
+
+/* ---- shutdown --------------------------------------------------------------------------- */
+
+static void teardown(struct daemon *d);
+
+static void flushed(void *ud, int status) {
+    struct daemon *d = ud;
+    if (status < 0) {
+        log_error(TAG, "journal: final flush incomplete (%s)", strerror(-status));
+        d->exit_code = 1;
+    } else {
+        log_info(TAG, "journal: flushed");
+    }
+    teardown(d);
+}
+
+static void drained(void *ud) {
+    struct daemon *d = ud;
+    log_info(TAG, "drained; flushing the journal");
+    if (journal_flush(d->journal, flushed, d) < 0) teardown(d);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct daemon *d = h->data;
+    if (d->stopping) {
+        log_warn(TAG, "signal %d again: exiting now", signum);
+        if (d->stopping == 1) teardown(d);
+        return;
+    }
+    d->stopping = 1;
+    log_info(TAG, "signal %d: draining (at most %d ms)", signum, DRAIN_DEADLINE_MS);
+    notify("STOPPING=1");
+    uv_timer_stop(&d->ready_timer);
+    if (d->copier) copier_drain(d->copier, DRAIN_DEADLINE_MS, drained, d);
+    else drained(d);
+}
+
+static void ready_tick(uv_timer_t *t) {
+    struct daemon *d = t->data;
+    size_t total = 0, up = d->copier ? copier_streams_up(d->copier, &total) : 0;
+    char status[128];
+    if (!d->notified_ready && d->copier && copier_ready(d->copier)) {
+        d->notified_ready = true;
+        notify("READY=1");
+        log_info(TAG, "ready: %zu leader streams up, %zu copy rules", total, d->cfg->n_rules);
+    }
+    snprintf(status, sizeof(status), "STATUS=%s: %zu/%zu leader streams up",
+             d->notified_ready ? "copying" : "starting", up, total);
+    notify(status);
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void teardown(struct daemon *d) {
+    if (d->stopping == 2) return;
+    d->stopping = 2;
+    /* Order matters: the REST pool cancels what is still in flight into the copier, which must
+     * still exist; the accounts must outlive the pool's callbacks; lws goes before the loop. */
+    if (d->copier) copier_close(d->copier);
+    d->rest = rest_pool_free(d->rest);
+    d->copier = copier_free(d->copier);
+    for (size_t i = 0; d->accounts && i < d->cfg->n_accounts; i++)
+        d->accounts[i] = exch_account_free(d->accounts[i]);
+    d->journal = journal_free(d->journal);
+    d->redis = rds_free(d->redis);
+    d->http = http_server_free(d->http);
+    if (d->lws) lws_context_destroy(d->lws);
+    uv_close((uv_handle_t *)&d->sigterm, close_cb);
+    uv_close((uv_handle_t *)&d->sigint, close_cb);
+    uv_close((uv_handle_t *)&d->ready_timer, close_cb);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static int run(struct daemon *d) {
+    struct lws_context_creation_info info;
+    void *foreign[1];
+    struct rest_pool_opts ropts = {0};
+    struct journal_opts jopts = {0};
+    struct rds_opts rdopts = {0};
+    struct copier_deps deps = {0};
+    struct copier_account *ca = NULL;
+    struct copier_rule *cr = NULL;
+    const struct cfg_daemon *dc = &d->cfg->daemon;
+    int r = -1;
+
+    if (uv_loop_init(&d->loop) < 0) return -1;
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_timer_init(&d->loop, &d->ready_timer);
+    d->sigterm.data = d->sigint.data = d->ready_timer.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+
+    memset(&info, 0, sizeof(info));
+    foreign[0] = &d->loop;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = foreign;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    d->lws = lws_create_context(&info);
+    if (!d->lws) {
+        log_error(TAG, "cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
+        goto out;
+    }
+
+    d->metrics = met_registry_new();
+    if (!d->metrics || register_module_metrics(d) < 0) goto out;
+    d->http = http_server_new(d->lws, dc->http_listen.host, dc->http_listen.port);
+    if (!d->http) {
+        log_error(TAG, "http: cannot listen on %s: %s", dc->http_listen.text, strerror(errno));
+        goto out;
+    }
+    http_server_route(d->http, "GET", "/metrics", serve_metrics, d);
+    http_server_route(d->http, "GET", "/health/live", serve_live, d);
+    log_info(TAG, "http: listening on %s", dc->http_listen.text);
+
+    rdopts.on_state = redis_state;
+    d->redis = rds_new(&d->loop, dc->redis.text, &rdopts);
+    if (!d->redis) {
+        log_error(TAG, "redis: bad address %s", dc->redis.text);
+        goto out;
+    }
+    d->rest = rest_pool_new(&d->loop, &ropts);
+    if (!d->rest) goto out;
+
+    jopts.durability = dc->journal_durability == CFG_DURABILITY_OS ? JOURNAL_DURABILITY_OS
+                                                                   : JOURNAL_DURABILITY_FSYNC;
+    jopts.batch_size = (unsigned)dc->batch_size;
+    jopts.flush_interval_ms = (unsigned)dc->flush_interval_ms;
+    jopts.on_state = journal_state;
+    jopts.ud = d;
+    d->journal = journal_new(&d->loop, dc->database, &jopts);
+    if (!d->journal) {
+        log_error(TAG, "journal: cannot start: %s", strerror(errno));
+        goto out;
+    }
+
+    d->accounts = calloc(d->cfg->n_accounts + 1, sizeof(*d->accounts));
+    ca = calloc(d->cfg->n_accounts + 1, sizeof(*ca));
+    cr = calloc(d->cfg->n_rules + 1, sizeof(*cr));
+    if (!d->accounts || !ca || !cr) goto out;
+    for (size_t i = 0; i < d->cfg->n_accounts; i++) {
+        const struct cfg_account *a = &d->cfg->accounts[i];
+        struct exch_account_cfg ec = {
+            .name = a->name, .kind = a->exchange, .rest_url = a->rest_url, .ws_url = a->ws_url,
+            .api_key = a->api_key, .api_secret = a->api_secret,
+            .recv_window_ms = a->recv_window_ms, .timeout_ms = a->timeout_ms,
+        };
+        d->accounts[i] = exch_account_new(&ec, d->rest);
+        if (!d->accounts[i]) {
+            log_error(TAG, "%s: cannot set up the account: %s", a->name, strerror(errno));
+            goto out;
+        }
+        ca[i] = (struct copier_account){a->name, exch_kind_name(a->exchange), a->rest_url, d->accounts[i]};
+    }
+    for (size_t i = 0; i < d->cfg->n_rules; i++) {
+        const struct cfg_rule *rr = &d->cfg->rules[i];
+        cr[i] = (struct copier_rule){rr->id, rr->leader, rr->follower, rr->multiplier, rr->enabled};
+    }
+    deps = (struct copier_deps){
+        .loop = &d->loop, .journal = d->journal, .metrics = d->metrics, .redis = d->redis,
+        .lws = d->lws, .accounts = ca, .n_accounts = d->cfg->n_accounts, .rules = cr,
+        .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
+    };
+    d->copier = copier_new(&deps);
+    if (!d->copier) {
+        log_error(TAG, "cannot set up the copier");
+        goto out;
+    }
+    free_hwm(d);
+    copier_start(d->copier);
+    uv_timer_start(&d->ready_timer, ready_tick, 100, 1000);
+    notify("STATUS=starting: syncing time, instruments and positions");
+    r = 0;
+out:
+    free(ca);
+    free(cr);
+    if (r < 0) {
+        d->exit_code = 1;
+        teardown(d);
+    }
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    /* lws needs a second destroy once its handles have closed (EVENT-LOOP.md, teardown). */
+    if (d->lws) {
+        lws_context_destroy(d->lws);
+        d->lws = NULL;
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+    }
+    d->metrics = met_registry_free(d->metrics);
+    if (uv_loop_close(&d->loop) != 0) log_warn(TAG, "event loop closed with handles still open");
+    return r;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct daemon d = {0};
+    const char *path = NULL;
+    bool check = false;
+    int o;
+
+    while ((o = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': path = optarg; break;
+        case 't': check = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path && optind < argc) path = argv[optind]; /* --check-config FILE */
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    d.cfg = load_config(path, check);
+    if (!d.cfg) return 1;
+    if (check) {
+        cfg_free(d.cfg);
+        return 0;
+    }
+    log_set_level(d.cfg->daemon.log_level);
+    lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+    signal(SIGPIPE, SIG_IGN); /* hiredis 0.14 writes with write(), not send(MSG_NOSIGNAL) */
+
+    if (setup_journal(&d) < 0 || load_hwm(&d) < 0) {
+        free_hwm(&d);
+        cfg_free(d.cfg);
+        return 1;
+    }
+    run(&d);
+    free_hwm(&d);
+    free(d.accounts);
+    cfg_free(d.cfg);
+    log_info(TAG, "exit %d", d.exit_code);
+    return d.exit_code;
+}

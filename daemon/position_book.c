@@ -1,0 +1,98 @@
+#include "position_book.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "market.h"
+
+struct pos_entry {
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1]; /* "account\x1fsymbol" */
+    dec_t live;
+    dec_t pending;
+    UT_hash_handle hh;
+};
+
+struct position_book {
+    struct pos_entry *map;
+};
+
+static int make_key(char *key, size_t n, const char *account, const char *symbol) {
+    int r = snprintf(key, n, "%s\x1f%s", account, symbol);
+    return (r < 0 || (size_t)r >= n) ? -ENAMETOOLONG : 0;
+}
+
+static struct pos_entry *find(const struct position_book *b, const char *account, const char *symbol) {
+    char key[sizeof(((struct pos_entry *)0)->key)];
+    struct pos_entry *e = NULL;
+    if (make_key(key, sizeof(key), account, symbol) < 0) return NULL;
+    HASH_FIND_STR(b->map, key, e);
+    return e;
+}
+
+static struct pos_entry *get(struct position_book *b, const char *account, const char *symbol) {
+    struct pos_entry *e = find(b, account, symbol);
+    if (e) return e;
+    e = calloc(1, sizeof(*e));
+    if (!e) return NULL;
+    if (make_key(e->key, sizeof(e->key), account, symbol) < 0) {
+        free(e);
+        return NULL;
+    }
+    HASH_ADD_STR(b->map, key, e);
+    return e;
+}
+
+struct position_book *position_book_new(void) { return calloc(1, sizeof(struct position_book)); }
+
+struct position_book *position_book_free(struct position_book *b) {
+    struct pos_entry *e, *tmp;
+    if (!b) return NULL;
+    HASH_ITER(hh, b->map, e, tmp) {
+        HASH_DEL(b->map, e);
+        free(e);
+    }
+    free(b);
+    return NULL;
+}
+
+dec_t position_book_live(const struct position_book *b, const char *account, const char *symbol) {
+    struct pos_entry *e = find(b, account, symbol);
+    return e ? e->live : DEC_ZERO;
+}
+
+dec_t position_book_expected(const struct position_book *b, const char *account, const char *symbol) {
+    struct pos_entry *e = find(b, account, symbol);
+    dec_t sum;
+    if (!e) return DEC_ZERO;
+    /* live and pending are each bounded by real order sizes; overflow here means corrupt state. */
+    if (dec_add(e->live, e->pending, &sum) < 0) return e->live;
+    return sum;
+}
+
+int position_book_set_live(struct position_book *b, const char *account, const char *symbol, dec_t amount) {
+    struct pos_entry *e = get(b, account, symbol);
+    if (!e) return -ENOMEM;
+    e->live = dec_normalize(amount);
+    return 0;
+}
+
+static int add_to(dec_t *slot, dec_t delta) {
+    dec_t sum;
+    int r = dec_add(*slot, delta, &sum);
+    if (r < 0) return r;
+    *slot = dec_normalize(sum);
+    return 0;
+}
+
+int position_book_add_live(struct position_book *b, const char *account, const char *symbol, dec_t delta) {
+    struct pos_entry *e = get(b, account, symbol);
+    return e ? add_to(&e->live, delta) : -ENOMEM;
+}
+
+int position_book_add_pending(struct position_book *b, const char *account, const char *symbol, dec_t delta) {
+    struct pos_entry *e = get(b, account, symbol);
+    return e ? add_to(&e->pending, delta) : -ENOMEM;
+}

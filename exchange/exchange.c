@@ -1,0 +1,245 @@
+/* exchange: exchange kinds, the account object (shared by every adapter) and dispatch of the
+ * exchange.h calls to the adapter of the account's kind.
+ *
+ * Credentials live in one private page per account: mlock'ed (best effort, so they are not
+ * swapped out), excluded from core dumps, wiped and unmapped by exch_account_free(). Only
+ * exch_account_sign_hex() touches the secret. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "binance_rest.h"
+#include "binance_sign.h"
+#include "exchange.h"
+#include "exchange_internal.h"
+#include "rest_pool.h"
+
+#define URL_MAX 512
+#define CRED_MAX 512
+
+struct exch_account {
+    unsigned refs;
+    bool closed;
+    enum exch_kind kind;
+    char *name;
+    char *rest_url;
+    char *ws_url;
+    int recv_window_ms;
+    int timeout_ms;
+    int64_t time_offset_ms;
+    struct exch_usage usage;
+    struct rest_pool *pool;
+    /* credential page: api_key NUL secret NUL */
+    char *cred;
+    size_t cred_len;
+    bool cred_locked;
+    const char *api_key;
+    const char *secret;
+    size_t secret_len;
+};
+
+int exch_kind_parse(const char *s, enum exch_kind *out) {
+    if (!s || !out) return -EINVAL;
+    if (strcmp(s, "binance-usdm") == 0) *out = EXCH_BINANCE_USDM;
+    else if (strcmp(s, "bybit-linear") == 0) *out = EXCH_BYBIT_LINEAR;
+    else return -EINVAL;
+    return 0;
+}
+
+const char *exch_kind_name(enum exch_kind k) {
+    switch (k) {
+    case EXCH_BINANCE_USDM: return "binance-usdm";
+    case EXCH_BYBIT_LINEAR: return "bybit-linear";
+    }
+    return "unknown";
+}
+
+/* Printable ASCII without spaces: what an API key or secret may contain (it goes into a header). */
+static bool cred_ok(const char *s) {
+    if (!s || !*s || strlen(s) > CRED_MAX) return false;
+    for (const char *c = s; *c; c++)
+        if (*c <= ' ' || *c > '~') return false;
+    return true;
+}
+
+static bool url_ok(const char *s, const char *scheme_a, const char *scheme_b) {
+    if (!s || strlen(s) >= URL_MAX) return false;
+    if (strncmp(s, scheme_a, strlen(scheme_a)) != 0 && strncmp(s, scheme_b, strlen(scheme_b)) != 0)
+        return false;
+    for (const char *c = s; *c; c++)
+        if (*c <= ' ' || *c > '~') return false;
+    return true;
+}
+
+static void cred_wipe(struct exch_account *a) {
+    if (!a->cred) return;
+    explicit_bzero(a->cred, a->cred_len);
+    if (a->cred_locked) munlock(a->cred, a->cred_len);
+    munmap(a->cred, a->cred_len);
+    a->cred = NULL;
+    a->api_key = a->secret = NULL;
+    a->secret_len = 0;
+}
+
+static void account_destroy(struct exch_account *a) {
+    cred_wipe(a);
+    free(a->name);
+    free(a->rest_url);
+    free(a->ws_url);
+    free(a);
+}
+
+struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct rest_pool *pool) {
+    if (!cfg || !cfg->name || !*cfg->name || strlen(cfg->name) >= MKT_ACCOUNT_MAX ||
+        (cfg->kind != EXCH_BINANCE_USDM && cfg->kind != EXCH_BYBIT_LINEAR) ||
+        !url_ok(cfg->rest_url, "http://", "https://") ||
+        (cfg->ws_url && *cfg->ws_url && !url_ok(cfg->ws_url, "ws://", "wss://")) ||
+        !cred_ok(cfg->api_key) || !cred_ok(cfg->api_secret) || cfg->recv_window_ms < 0 ||
+        cfg->recv_window_ms > 60000 || cfg->timeout_ms < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct exch_account *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->refs = 1;
+    a->kind = cfg->kind;
+    a->pool = pool;
+    a->recv_window_ms = cfg->recv_window_ms ? cfg->recv_window_ms : 5000;
+    a->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
+    a->usage = (struct exch_usage){-1, -1, -1, 0};
+    a->name = strdup(cfg->name);
+    a->rest_url = strdup(cfg->rest_url);
+    a->ws_url = strdup(cfg->ws_url ? cfg->ws_url : "");
+    if (!a->name || !a->rest_url || !a->ws_url) goto fail;
+    size_t ul = strlen(a->rest_url);
+    while (ul > 0 && a->rest_url[ul - 1] == '/') a->rest_url[--ul] = '\0';
+
+    size_t kl = strlen(cfg->api_key), sl = strlen(cfg->api_secret);
+    long pg = sysconf(_SC_PAGESIZE);
+    a->cred_len = pg > 0 ? (size_t)pg : 4096;
+    while (a->cred_len < kl + sl + 2) a->cred_len *= 2;
+    void *m = mmap(NULL, a->cred_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) goto fail;
+    a->cred = m;
+    a->cred_locked = mlock(a->cred, a->cred_len) == 0; /* best effort (RLIMIT_MEMLOCK) */
+    (void)madvise(a->cred, a->cred_len, MADV_DONTDUMP);
+    memcpy(a->cred, cfg->api_key, kl + 1);
+    memcpy(a->cred + kl + 1, cfg->api_secret, sl + 1);
+    a->api_key = a->cred;
+    a->secret = a->cred + kl + 1;
+    a->secret_len = sl;
+    return a;
+
+fail:
+    account_destroy(a);
+    errno = ENOMEM;
+    return NULL;
+}
+
+struct exch_account *exch_account_ref(struct exch_account *a) {
+    if (a) a->refs++;
+    return a;
+}
+
+void exch_account_unref(struct exch_account *a) {
+    if (a && --a->refs == 0) account_destroy(a);
+}
+
+struct exch_account *exch_account_free(struct exch_account *a) {
+    if (!a || a->closed) return NULL;
+    a->closed = true;
+    cred_wipe(a);
+    exch_account_unref(a);
+    return NULL;
+}
+
+bool exch_account_is_closed(const struct exch_account *a) { return !a || a->closed; }
+const char *exch_account_name(const struct exch_account *a) { return a ? a->name : ""; }
+int64_t exch_account_time_offset_ms(const struct exch_account *a) {
+    return a ? a->time_offset_ms : 0;
+}
+void exch_account_set_time_offset_ms(struct exch_account *a, int64_t offset_ms) {
+    if (a) a->time_offset_ms = offset_ms;
+}
+void exch_account_usage(const struct exch_account *a, struct exch_usage *out) {
+    if (!out) return;
+    *out = a ? a->usage : (struct exch_usage){-1, -1, -1, 0};
+}
+void exch_account_note_usage(struct exch_account *a, const struct exch_usage *u) {
+    if (!a || !u) return;
+    bool any = false;
+    if (u->used_weight_1m >= 0) a->usage.used_weight_1m = u->used_weight_1m, any = true;
+    if (u->order_count_10s >= 0) a->usage.order_count_10s = u->order_count_10s, any = true;
+    if (u->order_count_1m >= 0) a->usage.order_count_1m = u->order_count_1m, any = true;
+    if (any) a->usage.updated_ms = u->updated_ms;
+}
+const char *exch_account_ws_url(const struct exch_account *a) { return a ? a->ws_url : ""; }
+enum exch_kind exch_account_kind(const struct exch_account *a) { return a->kind; }
+uv_loop_t *exch_account_loop(const struct exch_account *a) {
+    return a ? rest_pool_loop(a->pool) : NULL;
+}
+struct rest_pool *exch_account_pool(const struct exch_account *a) { return a ? a->pool : NULL; }
+const char *exch_account_rest_url(const struct exch_account *a) { return a ? a->rest_url : ""; }
+const char *exch_account_api_key(const struct exch_account *a) {
+    return a && a->api_key ? a->api_key : "";
+}
+int exch_account_recv_window_ms(const struct exch_account *a) { return a->recv_window_ms; }
+int exch_account_timeout_ms(const struct exch_account *a) { return a->timeout_ms; }
+
+int exch_account_sign_hex(const struct exch_account *a, const char *payload, size_t len,
+                          char out[65]) {
+    if (!a || a->closed || !a->secret) return -ESHUTDOWN;
+    return binance_sign(a->secret, a->secret_len, payload, len, out);
+}
+
+/* ---- dispatch ---- */
+
+#define DISPATCH(a, binance_call)                                     \
+    do {                                                              \
+        if (!(a)) return -EINVAL;                                     \
+        if ((a)->closed) return -ESHUTDOWN;                           \
+        if (!(a)->pool) return -EINVAL;                               \
+        switch ((a)->kind) {                                          \
+        case EXCH_BINANCE_USDM: return binance_call;                  \
+        case EXCH_BYBIT_LINEAR: return -ENOTSUP; /* adapter not yet written */ \
+        }                                                             \
+        return -EINVAL;                                               \
+    } while (0)
+
+int exch_place_order(struct exch_account *a, const struct exch_order_req *req, exch_order_cb cb,
+                     void *ud) {
+    DISPATCH(a, binance_place_order(a, req, cb, ud));
+}
+
+int exch_query_order(struct exch_account *a, const char *symbol, const char *client_id,
+                     exch_order_cb cb, void *ud) {
+    DISPATCH(a, binance_query_order(a, symbol, client_id, cb, ud));
+}
+
+int exch_fetch_instruments(struct exch_account *a, exch_instruments_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_instruments(a, cb, ud));
+}
+
+int exch_fetch_positions(struct exch_account *a, exch_positions_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_positions(a, cb, ud));
+}
+
+int exch_sync_time(struct exch_account *a, exch_time_cb cb, void *ud) {
+    DISPATCH(a, binance_sync_time(a, cb, ud));
+}
+
+int exch_listen_key_create(struct exch_account *a, exch_listen_key_cb cb, void *ud) {
+    DISPATCH(a, binance_listen_key_create(a, cb, ud));
+}
+
+int exch_listen_key_keepalive(struct exch_account *a, const char *listen_key, exch_listen_key_cb cb,
+                              void *ud) {
+    DISPATCH(a, binance_listen_key_keepalive(a, listen_key, cb, ud));
+}
+
+int exch_listen_key_delete(struct exch_account *a, const char *listen_key, exch_listen_key_cb cb,
+                           void *ud) {
+    DISPATCH(a, binance_listen_key_delete(a, listen_key, cb, ud));
+}

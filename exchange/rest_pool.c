@@ -1,0 +1,661 @@
+/* rest_pool: libcurl multi on a libuv loop (EVENT-LOOP.md section 2; the shape of curl's
+ * docs/examples/multi-uv.c).
+ *
+ * Ownership: the pool adds every transfer to the multi handle and the pool removes it, in exactly
+ * two places: finish() (curl reported it done) and rest_pool_free() (cancellation). Both deliver
+ * the callback once and then recycle or destroy the easy handle. Socket contexts are freed only in
+ * their uv_close callback; the pool itself only when its last handle has closed. */
+#include "rest_pool.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RESP_HDR_MAX (64 * 1024)     /* raw response headers kept per transfer */
+#define KEEP_BUF_MAX (256 * 1024)    /* larger buffers are released when a handle goes idle */
+
+struct buf {
+    char *p;
+    size_t len; /* excluding the NUL kept at p[len] */
+    size_t cap;
+};
+
+struct xfer {
+    struct rest_pool *pool;
+    CURL *easy;
+    struct xfer *prev, *next; /* in-flight list (both links) or idle list (next only) */
+    rest_cb cb;
+    void *ud;
+    struct curl_slist *hdrs;
+    struct buf req_body;
+    struct buf body;
+    struct buf rhdr;
+    bool no_resend;
+    bool resend_refused;
+    bool too_big;
+    bool oom;
+    unsigned prereq_calls;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sock_ctx {
+    uv_poll_t poll;
+    struct rest_pool *pool;
+    curl_socket_t fd;
+    struct sock_ctx *prev, *next;
+};
+
+struct rest_pool {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct rest_pool_opts o;
+    struct xfer *inflight;
+    struct xfer *idle;
+    unsigned idle_n;
+    struct sock_ctx *socks;
+    struct rest_pool_stats st;
+    unsigned pending_closes;
+    bool closing;
+};
+
+/* ---- small buffers ---- */
+
+static int buf_reserve(struct buf *b, size_t extra) {
+    if (extra > SIZE_MAX / 2 - b->len) return -ENOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) return -ENOMEM;
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_append(struct buf *b, const char *d, size_t n) {
+    if (buf_reserve(b, n) < 0) return -ENOMEM;
+    if (n) memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static void buf_clear(struct buf *b) {
+    b->len = 0;
+    if (b->p) b->p[0] = '\0';
+}
+
+static void buf_trim(struct buf *b) {
+    if (b->cap > KEEP_BUF_MAX) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+    b->len = 0;
+    if (b->p) b->p[0] = '\0';
+}
+
+static void buf_free(struct buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- pool teardown bookkeeping ---- */
+
+static void pool_maybe_release(struct rest_pool *p) {
+    if (p->closing && p->pending_closes == 0) {
+        free(p);
+        curl_global_cleanup();
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    struct rest_pool *p = h->data;
+    p->pending_closes--;
+    pool_maybe_release(p);
+}
+
+static void on_sock_closed(uv_handle_t *h) {
+    struct sock_ctx *c = h->data;
+    struct rest_pool *p = c->pool;
+    free(c);
+    p->pending_closes--;
+    pool_maybe_release(p);
+}
+
+static void sock_close(struct sock_ctx *c) {
+    struct rest_pool *p = c->pool;
+    if (c->prev) c->prev->next = c->next;
+    else p->socks = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    p->pending_closes++;
+    /* uv_close deregisters the fd at once, so curl may re-announce the same fd number straight
+     * after (EVENT-LOOP.md "Reused fd"). */
+    uv_close((uv_handle_t *)&c->poll, on_sock_closed);
+}
+
+/* ---- transfers ---- */
+
+static void xfer_destroy(struct xfer *x) {
+    if (!x) return;
+    if (x->easy) curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->hdrs);
+    buf_free(&x->req_body);
+    buf_free(&x->body);
+    buf_free(&x->rhdr);
+    free(x);
+}
+
+static void inflight_unlink(struct rest_pool *p, struct xfer *x) {
+    if (x->prev) x->prev->next = x->next;
+    else p->inflight = x->next;
+    if (x->next) x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+    p->st.in_flight--;
+}
+
+/* After the callback: back to the idle list, or destroyed when the pool is closing or full. */
+static void xfer_recycle(struct rest_pool *p, struct xfer *x) {
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    x->cb = NULL;
+    x->ud = NULL;
+    if (p->closing || p->idle_n >= p->o.max_idle_handles) {
+        xfer_destroy(x);
+        return;
+    }
+    buf_trim(&x->req_body);
+    buf_trim(&x->body);
+    buf_trim(&x->rhdr);
+    x->next = p->idle;
+    p->idle = x;
+    p->idle_n++;
+}
+
+static int64_t parse_i64_header(const struct rest_resp *r, const char *name) {
+    size_t n;
+    const char *v = rest_resp_header(r, name, &n);
+    if (!v || n == 0 || n > 18) return -1;
+    int64_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        out = out * 10 + (v[i] - '0');
+    }
+    return out;
+}
+
+static int map_curl_error(const struct xfer *x, CURLcode rc) {
+    if (rc == CURLE_OK) return x->oom ? -ENOMEM : 0;
+    if (x->too_big) return -EMSGSIZE;
+    if (x->oom) return -ENOMEM;
+    if (x->resend_refused) return -EPIPE;
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT: return -ETIMEDOUT;
+    case CURLE_COULDNT_CONNECT: return -ECONNREFUSED;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return -EHOSTUNREACH;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM: return -EPIPE;
+    case CURLE_OUT_OF_MEMORY: return -ENOMEM;
+    default: return -EPROTO;
+    }
+}
+
+/* Builds the response view of a transfer that left the multi handle and runs its callback. */
+static void deliver(struct rest_pool *p, struct xfer *x, CURLcode rc, int err_override,
+                    const char *err_text) {
+    struct rest_resp r;
+    memset(&r, 0, sizeof r);
+    long status = 0, reqsize = 0;
+    curl_off_t pre = 0, ttfb = 0, total = 0;
+    char msg[CURL_ERROR_SIZE + 64];
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &reqsize);
+    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &ttfb);
+    curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
+
+    r.curl_code = (int)rc;
+    r.err = err_override ? err_override : map_curl_error(x, rc);
+    r.http_status = status;
+    /* The pre-request callback runs once a connection is ready, right before the request goes
+     * out; before it nothing of this request can have reached the server. */
+    r.maybe_sent = x->prereq_calls > 0 || reqsize > 0 || status > 0;
+    r.body = x->body.p ? x->body.p : "";
+    r.body_len = x->body.len;
+    r.raw_headers = x->rhdr.p ? x->rhdr.p : "";
+    r.raw_headers_len = x->rhdr.len;
+    r.pretransfer_us = pre;
+    r.ttfb_us = ttfb;
+    r.total_us = total;
+
+    if (r.err == 0) {
+        r.error = "";
+    } else if (err_text) {
+        r.error = err_text;
+    } else if (r.err == -EMSGSIZE) {
+        snprintf(msg, sizeof msg, "response body exceeds %zu bytes", p->o.max_response_bytes);
+        r.error = msg;
+    } else if (x->resend_refused) {
+        r.error = "connection closed before any response; request not re-sent";
+    } else if (r.err == -ENOMEM) {
+        r.error = "out of memory buffering the response";
+    } else {
+        snprintf(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+        r.error = msg;
+    }
+
+    r.retry_after_ms = -1;
+    size_t ralen;
+    const char *ra = rest_resp_header(&r, "Retry-After", &ralen);
+    if (ra) r.retry_after_ms = rest_parse_retry_after(ra, ralen, (int64_t)time(NULL));
+    r.used_weight_1m = parse_i64_header(&r, "X-MBX-USED-WEIGHT-1M");
+    r.order_count_10s = parse_i64_header(&r, "X-MBX-ORDER-COUNT-10S");
+    r.order_count_1m = parse_i64_header(&r, "X-MBX-ORDER-COUNT-1M");
+
+    p->st.completed++;
+    if (r.err) p->st.transport_errors++;
+    rest_cb cb = x->cb;
+    void *ud = x->ud;
+    x->cb = NULL;
+    cb(ud, &r);
+}
+
+static void finish(struct rest_pool *p, struct xfer *x, CURLcode rc) {
+    curl_multi_remove_handle(p->multi, x->easy);
+    inflight_unlink(p, x);
+    deliver(p, x, rc, 0, NULL);
+    /* The callback may have freed the pool (p stays allocated until its handles close). */
+    xfer_recycle(p, x);
+}
+
+static void check_done(struct rest_pool *p) {
+    CURLMsg *m;
+    int left;
+    while (!p->closing && (m = curl_multi_info_read(p->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        CURLcode rc = m->data.result; /* copy before the handle is removed */
+        struct xfer *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (!x) continue;
+        finish(p, x, rc);
+    }
+}
+
+/* ---- curl callbacks ---- */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+    struct sock_ctx *c = h->data;
+    struct rest_pool *p = c->pool;
+    int flags = 0, running;
+    if (p->closing) return;
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR; /* libuv already stopped the handle (POLLERR) */
+    } else {
+        if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(p->multi, c->fd, flags, &running);
+    check_done(p);
+}
+
+static void on_timer(uv_timer_t *t) {
+    struct rest_pool *p = t->data;
+    int running;
+    if (p->closing) return;
+    curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(p);
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp) {
+    struct rest_pool *p = userp;
+    (void)m;
+    if (p->closing) return 0;
+    /* 0 ms means "as soon as possible": libuv runs a 0 ms timer on the next loop iteration.
+     * socket_action is never called from here (curl is inside its own code). */
+    if (timeout_ms < 0) uv_timer_stop(&p->timer);
+    else uv_timer_start(&p->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
+    struct rest_pool *p = userp;
+    struct sock_ctx *c = socketp;
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        if (c) {
+            curl_multi_assign(p->multi, s, NULL);
+            sock_close(c);
+        }
+        return 0;
+    }
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        /* On failure nothing polls this socket and the transfer ends by its timeout; returning
+         * -1 would poison the whole multi handle. */
+        if (!c) return 0;
+        if (uv_poll_init_socket(p->loop, &c->poll, s) != 0) {
+            free(c);
+            return 0;
+        }
+        c->pool = p;
+        c->fd = s;
+        c->poll.data = c;
+        c->next = p->socks;
+        if (p->socks) p->socks->prev = c;
+        p->socks = c;
+        curl_multi_assign(p->multi, s, c);
+    }
+    int ev = 0;
+    if (what & CURL_POLL_IN) ev |= UV_READABLE;
+    if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+    uv_poll_start(&c->poll, ev, on_poll);
+    return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
+    struct xfer *x = ud;
+    size_t n = size * nmemb;
+    if (n > x->pool->o.max_response_bytes - x->body.len) {
+        x->too_big = true;
+        return 0; /* != n: curl fails the transfer with CURLE_WRITE_ERROR */
+    }
+    if (buf_append(&x->body, ptr, n) < 0) {
+        x->oom = true;
+        return 0;
+    }
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
+    struct xfer *x = ud;
+    size_t n = size * nmemb;
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        buf_clear(&x->rhdr); /* a new response (after 1xx): keep only the final one's headers */
+        return n;
+    }
+    if (x->rhdr.len + n <= RESP_HDR_MAX) (void)buf_append(&x->rhdr, ptr, n);
+    return n;
+}
+
+static int on_prereq(void *clientp, char *pip, char *lip, int pport, int lport) {
+    struct xfer *x = clientp;
+    (void)pip, (void)lip, (void)pport, (void)lport;
+    x->prereq_calls++;
+    /* A second call means curl is re-sending the request on a new connection after the reused
+     * one died without a response byte. The first copy may have been processed: refuse. */
+    if (x->prereq_calls > 1 && x->no_resend) {
+        x->resend_refused = true;
+        x->pool->st.resends_refused++;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+    struct rest_pool *p = clientp;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s != CURL_SOCKET_BAD && purpose == CURLSOCKTYPE_IPCXN) p->st.connections_opened++;
+    return s;
+}
+
+static int on_closesocket(void *clientp, curl_socket_t s) {
+    struct rest_pool *p = clientp;
+    p->st.connections_closed++;
+    return close(s);
+}
+
+/* ---- public ---- */
+
+struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *opts) {
+    if (!loop) return NULL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
+    struct rest_pool *p = calloc(1, sizeof *p);
+    if (!p) goto fail_global;
+    p->loop = loop;
+    if (opts) p->o = *opts;
+    if (p->o.max_host_connections <= 0) p->o.max_host_connections = 64;
+    if (p->o.max_connects <= 0) p->o.max_connects = 64;
+    if (p->o.connect_timeout_ms <= 0) p->o.connect_timeout_ms = 3000;
+    if (p->o.default_timeout_ms <= 0) p->o.default_timeout_ms = 5000;
+    if (p->o.max_idle_reuse_s <= 0) p->o.max_idle_reuse_s = 30;
+    if (p->o.max_response_bytes == 0) p->o.max_response_bytes = 16u << 20;
+    if (p->o.max_idle_handles == 0) p->o.max_idle_handles = 64;
+
+    p->multi = curl_multi_init();
+    if (!p->multi) goto fail_pool;
+    if (curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p) != CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p) != CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, p->o.max_host_connections) !=
+            CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, p->o.max_connects) != CURLM_OK)
+        goto fail_multi;
+    if (uv_timer_init(loop, &p->timer) != 0) goto fail_multi;
+    p->timer.data = p;
+    return p;
+
+fail_multi:
+    curl_multi_cleanup(p->multi);
+fail_pool:
+    free(p);
+fail_global:
+    curl_global_cleanup();
+    return NULL;
+}
+
+struct rest_pool *rest_pool_free(struct rest_pool *p) {
+    if (!p || p->closing) return NULL;
+    p->closing = true;
+
+    /* Cancel in flight: remove first (we added it, we remove it), then the callback, once. */
+    struct xfer *x;
+    while ((x = p->inflight)) {
+        curl_multi_remove_handle(p->multi, x->easy);
+        inflight_unlink(p, x);
+        deliver(p, x, CURLE_ABORTED_BY_CALLBACK, -ECANCELED, "cancelled: REST pool closed");
+        xfer_destroy(x);
+    }
+    while ((x = p->idle)) {
+        p->idle = x->next;
+        xfer_destroy(x);
+    }
+    p->idle_n = 0;
+    /* Closes the pooled connections; their sockets were REMOVEd or get REMOVEd now. */
+    curl_multi_cleanup(p->multi);
+    p->multi = NULL;
+    while (p->socks) sock_close(p->socks);
+    uv_timer_stop(&p->timer);
+    p->pending_closes++;
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    return NULL;
+}
+
+static bool header_line_ok(const char *h) {
+    if (!h || !*h || !strchr(h, ':')) return false;
+    for (const char *c = h; *c; c++)
+        if (*c == '\r' || *c == '\n') return false; /* no header injection */
+    return true;
+}
+
+static int xfer_prepare(struct rest_pool *p, struct xfer *x, const struct rest_req *req) {
+    CURL *e = x->easy;
+    bool https = strncasecmp(req->url, "https://", 8) == 0;
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : p->o.default_timeout_ms;
+    long ctimeout = p->o.connect_timeout_ms < timeout ? p->o.connect_timeout_ms : timeout;
+
+    for (const char *const *h = req->headers; h && *h; h++) {
+        struct curl_slist *n = curl_slist_append(x->hdrs, *h);
+        if (!n) return -ENOMEM;
+        x->hdrs = n;
+    }
+    struct curl_slist *n = curl_slist_append(x->hdrs, "Expect:");
+    if (!n) return -ENOMEM;
+    x->hdrs = n;
+
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                     \
+    do {                                                  \
+        if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); \
+    } while (0)
+    SET(CURLOPT_URL, req->url);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_PRIVATE, (void *)x);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+    SET(CURLOPT_TIMEOUT_MS, timeout);
+    SET(CURLOPT_MAXAGE_CONN, p->o.max_idle_reuse_s);
+    SET(CURLOPT_HTTP_VERSION, https ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_USERAGENT, "copytrader/0.1");
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, (void *)x);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)x);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, (void *)x);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)p);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)p);
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    if (req->method == REST_GET) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else {
+        /* Always a (maybe empty) copied body, so Content-Length is sent on PUT/DELETE too. */
+        if (buf_append(&x->req_body, req->body ? req->body : "", req->body ? req->body_len : 0) < 0)
+            return -ENOMEM;
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_POSTFIELDS, x->req_body.p);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body.len);
+        if (req->method == REST_PUT) SET(CURLOPT_CUSTOMREQUEST, "PUT");
+        else if (req->method == REST_DELETE) SET(CURLOPT_CUSTOMREQUEST, "DELETE");
+    }
+#undef SET
+    if (rc == CURLE_OUT_OF_MEMORY) return -ENOMEM;
+    return rc == CURLE_OK ? 0 : -EINVAL;
+}
+
+int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, void *ud) {
+    if (!p || !req || !req->url || !*req->url || !cb) return -EINVAL;
+    if (req->method < REST_GET || req->method > REST_DELETE) return -EINVAL;
+    if (req->method == REST_GET && req->body && req->body_len) return -EINVAL;
+    if (req->body_len && !req->body) return -EINVAL;
+    for (const char *const *h = req->headers; h && *h; h++)
+        if (!header_line_ok(*h)) return -EINVAL;
+    if (p->closing) return -ESHUTDOWN;
+
+    struct xfer *x = p->idle;
+    if (x) {
+        p->idle = x->next;
+        p->idle_n--;
+        x->next = NULL;
+        curl_easy_reset(x->easy);
+    } else {
+        x = calloc(1, sizeof *x);
+        if (!x) return -ENOMEM;
+        x->pool = p;
+        x->easy = curl_easy_init();
+        if (!x->easy) {
+            free(x);
+            return -ENOMEM;
+        }
+    }
+    x->no_resend = req->no_resend;
+    x->resend_refused = x->too_big = x->oom = false;
+    x->prereq_calls = 0;
+    x->errbuf[0] = '\0';
+    buf_clear(&x->req_body);
+    buf_clear(&x->body);
+    buf_clear(&x->rhdr);
+
+    int r = xfer_prepare(p, x, req);
+    if (r < 0) goto fail;
+    x->cb = cb;
+    x->ud = ud;
+    if (curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
+        r = -EIO;
+        goto fail;
+    }
+    x->prev = NULL;
+    x->next = p->inflight;
+    if (p->inflight) p->inflight->prev = x;
+    p->inflight = x;
+    p->st.requests++;
+    p->st.in_flight++;
+    return 0;
+
+fail:
+    xfer_recycle(p, x);
+    return r;
+}
+
+void rest_pool_get_stats(const struct rest_pool *p, struct rest_pool_stats *out) {
+    if (!out) return;
+    if (!p) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = p->st;
+    out->idle_handles = p->idle_n;
+}
+
+uv_loop_t *rest_pool_loop(const struct rest_pool *p) { return p ? p->loop : NULL; }
+
+const char *rest_resp_header(const struct rest_resp *r, const char *name, size_t *len) {
+    if (!r || !r->raw_headers || !name) return NULL;
+    size_t nlen = strlen(name);
+    const char *s = r->raw_headers, *end = r->raw_headers + r->raw_headers_len;
+    while (s < end) {
+        const char *eol = memchr(s, '\n', (size_t)(end - s));
+        const char *le = eol ? eol : end;
+        if ((size_t)(le - s) > nlen && s[nlen] == ':' && strncasecmp(s, name, nlen) == 0) {
+            const char *v = s + nlen + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            if (len) *len = (size_t)(ve - v);
+            return v;
+        }
+        s = le + 1;
+    }
+    return NULL;
+}
+
+int64_t rest_parse_retry_after(const char *v, size_t len, int64_t now_s) {
+    if (!v || len == 0) return -1;
+    bool digits = true;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] < '0' || v[i] > '9') digits = false;
+    if (digits) {
+        if (len > 9) return -1; /* > 30 years: not a sane delay */
+        int64_t s = 0;
+        for (size_t i = 0; i < len; i++) s = s * 10 + (v[i] - '0');
+        return s * 1000;
+    }
+    char tmp[64];
+    if (len >= sizeof tmp) return -1;
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    time_t t = curl_getdate(tmp, NULL);
+    if (t == (time_t)-1) return -1;
+    int64_t d = (int64_t)t - now_s;
+    return d > 0 ? d * 1000 : 0;
+}

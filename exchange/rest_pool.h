@@ -1,0 +1,114 @@
+/* rest_pool: HTTP requests on pooled keep-alive connections, libcurl multi driven by a libuv loop
+ * (EVENT-LOOP.md section 2). One pool per loop; every call and callback on that loop's thread.
+ *
+ * Guarantees:
+ * - rest_pool_send() returning 0 means the callback runs exactly once, later, from the loop
+ *   (never from inside rest_pool_send), with a response, a transport error, or -ECANCELED when
+ *   the pool is freed first. A negative return means the callback never runs.
+ * - Bodies and headers of a request are copied; the caller's buffers may go away at once.
+ * - A request marked no_resend is sent at most once: libcurl silently re-sends a request when a
+ *   reused keep-alive connection dies before any response byte arrives; for such a request the
+ *   second attempt is aborted instead and the callback gets -EPIPE with maybe_sent = true (the
+ *   first copy may have been processed). Use it for every non-idempotent request (orders).
+ * - Plain http:// uses HTTP/1.1 keep-alive (h2c is broken in curl 7.88); https:// may negotiate
+ *   HTTP/2. TCP_NODELAY, no signals, "Expect:" disabled. */
+#ifndef CT_REST_POOL_H
+#define CT_REST_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rest_pool;
+
+struct rest_pool_opts {
+    long max_host_connections; /* per host (CURLMOPT_MAX_HOST_CONNECTIONS); 0 = 64 */
+    long max_connects;         /* idle connections kept (CURLMOPT_MAXCONNECTS); 0 = 64 */
+    long connect_timeout_ms;   /* 0 = 3000 */
+    long default_timeout_ms;   /* total per request when the request says 0; 0 = 5000 */
+    long max_idle_reuse_s;     /* do not reuse a connection idle longer than this (keeps clear
+                                  of servers' keep-alive cut-offs, where a request races the
+                                  close); 0 = 30 */
+    size_t max_response_bytes; /* larger bodies fail with -EMSGSIZE; 0 = 16 MiB */
+    unsigned max_idle_handles; /* easy handles kept on the free list; 0 = 64 */
+};
+
+enum rest_method { REST_GET = 0, REST_POST, REST_PUT, REST_DELETE };
+
+struct rest_req {
+    enum rest_method method;
+    const char *url;             /* full URL incl. query string (copied) */
+    const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL (copied) */
+    const char *body;            /* POST/PUT/DELETE body or NULL (copied; Content-Length is sent,
+                                    also when empty) */
+    size_t body_len;
+    long timeout_ms;             /* total time limit; 0 = pool default */
+    bool no_resend;              /* see the header comment: never let curl send it twice */
+};
+
+struct rest_resp {
+    int err;             /* 0: a complete HTTP response arrived (any status). Otherwise negative:
+                            -ETIMEDOUT, -ECONNREFUSED (connect failed), -EHOSTUNREACH (resolve or
+                            route), -EPIPE (connection lost / reset / resend refused),
+                            -EMSGSIZE (body too big), -ECANCELED (pool freed), -EPROTO (other) */
+    int curl_code;       /* CURLcode of the transfer */
+    const char *error;   /* transport error text, "" when err == 0; never contains headers */
+    bool maybe_sent;     /* false only when no byte of the request can have reached the server
+                            (failed before a connection was ready for it) */
+    long http_status;    /* 0 when no response status line arrived */
+    const char *body;    /* response body, NUL-terminated (body_len excludes the NUL); never NULL */
+    size_t body_len;
+    /* Parsed response headers (-1 when absent). Retry-After in seconds or HTTP-date -> ms. */
+    int64_t retry_after_ms;
+    int64_t used_weight_1m;    /* X-MBX-USED-WEIGHT-1M */
+    int64_t order_count_10s;   /* X-MBX-ORDER-COUNT-10S */
+    int64_t order_count_1m;    /* X-MBX-ORDER-COUNT-1M */
+    /* Timing from libcurl, microseconds since the transfer started (0 if not reached). */
+    int64_t pretransfer_us;    /* request about to be sent */
+    int64_t ttfb_us;           /* first response byte */
+    int64_t total_us;
+    /* All response header lines of the final response, raw ("Name: value\r\n"...); see
+     * rest_resp_header(). */
+    const char *raw_headers;
+    size_t raw_headers_len;
+};
+
+typedef void (*rest_cb)(void *ud, const struct rest_resp *r);
+
+struct rest_pool_stats {
+    uint64_t requests;            /* accepted by rest_pool_send */
+    uint64_t completed;           /* callbacks delivered */
+    uint64_t transport_errors;    /* callbacks with err != 0 (incl. cancelled) */
+    uint64_t connections_opened;  /* sockets opened for connections (reuse keeps it low) */
+    uint64_t connections_closed;
+    uint64_t resends_refused;     /* no_resend requests curl wanted to send a second time */
+    uint32_t in_flight;
+    uint32_t idle_handles;
+};
+
+/* NULL on allocation or libcurl init failure. opts may be NULL (all defaults).
+ * Each pool calls curl_global_init and, when its memory is finally released, curl_global_cleanup
+ * (libcurl counts them). With several loop threads, call curl_global_init once in main() before
+ * starting them so the count never drops to zero while another thread initialises. */
+struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *opts);
+/* Cancels every request in flight: each callback runs once, inside this call, with
+ * err = -ECANCELED (maybe_sent tells whether it may already have reached the server).
+ * The libuv handles close asynchronously: run the loop afterwards so their memory is freed.
+ * Safe to call from a rest callback. Takes NULL, returns NULL. */
+struct rest_pool *rest_pool_free(struct rest_pool *p);
+
+/* 0, or -EINVAL (bad request), -ENOMEM, -ESHUTDOWN (pool being freed), -EIO (curl refused). */
+int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, void *ud);
+
+void rest_pool_get_stats(const struct rest_pool *p, struct rest_pool_stats *out);
+uv_loop_t *rest_pool_loop(const struct rest_pool *p);
+
+/* Value of response header `name` (case-insensitive), trimmed, not NUL-terminated; NULL if
+ * absent. */
+const char *rest_resp_header(const struct rest_resp *r, const char *name, size_t *len);
+
+/* Retry-After value (delta seconds or HTTP-date) -> milliseconds from now_s; -1 if malformed. */
+int64_t rest_parse_retry_after(const char *v, size_t len, int64_t now_s);
+
+#endif

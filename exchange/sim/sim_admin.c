@@ -1,0 +1,542 @@
+/* Admin API of the simulator (separate port, 127.0.0.1 only): script leader trades, move prices,
+ * inspect what accounts sent and received. JSON in and out; errors are
+ * {"error":"...","field":"..."} with 400 (bad input) or 404 (unknown account/symbol/path). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "sim.h"
+#include "sim_bn_fmt.h"
+#include "sim_bn_req.h"
+#include "sim_params.h"
+
+#define ADMIN_MAX_FILLS 1000
+
+struct ad_call {
+    struct sim *sim;
+    const struct shttp_req *req;
+    struct shttp_resp *resp;
+    struct sp_list q;
+    json_t *body;
+};
+
+__attribute__((format(printf, 4, 5))) static void ad_err(struct ad_call *c, int status,
+                                                         const char *field, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->resp->status = status;
+    sbuf_reset(&c->resp->body);
+    sbuf_adds(&c->resp->body, "{\"error\":");
+    sbuf_add_jstr(&c->resp->body, msg);
+    if (field) {
+        sbuf_adds(&c->resp->body, ",\"field\":");
+        sbuf_add_jstr(&c->resp->body, field);
+    }
+    sbuf_addc(&c->resp->body, '}');
+}
+
+/* JSON body object; answers 400 and returns false if absent or malformed. */
+static bool need_body(struct ad_call *c)
+{
+    json_error_t je;
+    if (c->req->body_len == 0) {
+        ad_err(c, 400, NULL, "a JSON object body is required");
+        return false;
+    }
+    c->body = json_loadb(c->req->body, c->req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!c->body) {
+        ad_err(c, 400, NULL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return false;
+    }
+    if (!json_is_object(c->body)) {
+        ad_err(c, 400, NULL, "the body must be a JSON object");
+        return false;
+    }
+    return true;
+}
+
+/* Account from the body (from_body) or the "account" query parameter. */
+static struct sim_acct *need_account(struct ad_call *c, bool from_body)
+{
+    const char *name = NULL;
+    if (from_body) {
+        json_t *v = json_object_get(c->body, "account");
+        if (!v) {
+            ad_err(c, 400, "account", "field 'account' is missing");
+            return NULL;
+        }
+        if (!json_is_string(v)) {
+            ad_err(c, 400, "account", "field 'account' must be a string");
+            return NULL;
+        }
+        name = json_string_value(v);
+    } else {
+        name = sp_get(&c->q, "account");
+        if (!name) {
+            ad_err(c, 400, "account", "query parameter 'account' is missing");
+            return NULL;
+        }
+    }
+    struct sim_acct *a = sim_acct_by_name(c->sim, name);
+    if (!a)
+        ad_err(c, 404, "account", "unknown account '%s'", name);
+    return a;
+}
+
+/* A decimal field (JSON string or integer) with its exact text in raw (NULL if absent). */
+static int get_dec_raw(json_t *o, const char *key, dec_t *out, char *raw, size_t n)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return -ENOENT;
+    if (json_is_string(v))
+        snprintf(raw, n, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(raw, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        return -EINVAL;
+    return dec_parse_cstr(raw, out) < 0 ? -EINVAL : 0;
+}
+
+static const char *opt_str(json_t *o, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* ---- POST /admin/order ---- */
+
+static void h_order(struct ad_call *c)
+{
+    struct sbook_order_req rq = {.source = SBOOK_SRC_ADMIN};
+    char qraw[64] = "", praw[64] = "", msg[256];
+    dec_t fills[ADMIN_MAX_FILLS];
+    bool bad = false, ro = false;
+    struct sbook_reqlog *rl = NULL;
+    struct sbook_order *o = NULL;
+
+    if (!need_body(c))
+        return;
+    struct sim_acct *a = need_account(c, true);
+    if (!a)
+        return;
+    json_t *b = c->body;
+    const char *sym = opt_str(b, "symbol", &bad);
+    const char *side = opt_str(b, "side", &bad);
+    const char *type = opt_str(b, "type", &bad);
+    const char *tif = opt_str(b, "timeInForce", &bad);
+    const char *cid = opt_str(b, "clientOrderId", &bad);
+    if (!cid)
+        cid = opt_str(b, "newClientOrderId", &bad);
+    if (bad) {
+        ad_err(c, 400, NULL, "symbol, side, type, timeInForce and clientOrderId must be strings");
+        return;
+    }
+    int qrc = get_dec_raw(b, "quantity", &rq.qty, qraw, sizeof(qraw));
+    int prc = get_dec_raw(b, "price", &rq.price, praw, sizeof(praw));
+    json_t *rov = json_object_get(b, "reduceOnly");
+    if (rov && json_is_boolean(rov))
+        ro = json_is_true(rov);
+    else if (rov && json_is_string(rov) && !strcasecmp(json_string_value(rov), "true"))
+        ro = true;
+    else if (rov && !(json_is_string(rov) && !strcasecmp(json_string_value(rov), "false"))) {
+        ad_err(c, 400, "reduceOnly", "field 'reduceOnly' must be true or false");
+        return;
+    }
+
+    /* From here on the request is recorded, whatever its fate. */
+    rl = sbook_reqlog_add(a->ba, SBOOK_SRC_ADMIN, sim_now_ms(), cid, sym, side, type ? type : "MARKET",
+                          tif, qrc == -ENOENT ? NULL : qraw, prc == -ENOENT ? NULL : praw,
+                          ro ? "true" : "false");
+#define REJECT(status, field, code, ...)                                 \
+    do {                                                                 \
+        ad_err(c, status, field, __VA_ARGS__);                           \
+        snprintf(msg, sizeof(msg), __VA_ARGS__);                         \
+        sbook_reqlog_result(rl, NULL, code, msg);                        \
+        return;                                                          \
+    } while (0)
+
+    if (!sym)
+        REJECT(400, "symbol", -1102, "field 'symbol' is missing");
+    if (!(rq.sym = sbook_symbol(c->sim->book, sym)))
+        REJECT(404, "symbol", -1121, "unknown symbol '%s'", sym);
+    if (!side)
+        REJECT(400, "side", -1102, "field 'side' is missing");
+    if (!strcasecmp(side, "BUY"))
+        rq.side = SBOOK_BUY;
+    else if (!strcasecmp(side, "SELL"))
+        rq.side = SBOOK_SELL;
+    else
+        REJECT(400, "side", -1117, "field 'side' must be BUY or SELL");
+    if (!type || !strcasecmp(type, "MARKET"))
+        rq.type = SBOOK_MARKET;
+    else if (!strcasecmp(type, "LIMIT"))
+        rq.type = SBOOK_LIMIT;
+    else
+        REJECT(400, "type", -1116, "field 'type' must be MARKET or LIMIT");
+    if (qrc == -ENOENT)
+        REJECT(400, "quantity", -1102, "field 'quantity' is missing");
+    if (qrc < 0)
+        REJECT(400, "quantity", -1102, "field 'quantity' must be a decimal string");
+    if (rq.type == SBOOK_LIMIT) {
+        if (prc < 0)
+            REJECT(400, "price", -1102, "field 'price' (a decimal string) is required for LIMIT");
+        if (!tif || !strcasecmp(tif, "GTC"))
+            rq.tif = SBOOK_GTC;
+        else if (!strcasecmp(tif, "IOC"))
+            rq.tif = SBOOK_IOC;
+        else if (!strcasecmp(tif, "FOK"))
+            rq.tif = SBOOK_FOK;
+        else if (!strcasecmp(tif, "GTX"))
+            rq.tif = SBOOK_GTX;
+        else
+            REJECT(400, "timeInForce", -1115, "field 'timeInForce' must be GTC, IOC, FOK or GTX");
+    } else if (prc != -ENOENT) {
+        REJECT(400, "price", -1106, "field 'price' is only for LIMIT orders");
+    }
+    rq.reduce_only = ro;
+    if (cid) {
+        if (!sbook_client_id_valid(cid))
+            REJECT(400, "clientOrderId", -4015, "field 'clientOrderId' must match ^[.A-Z:/a-z0-9_-]{1,36}$");
+        rq.client_id = cid;
+    }
+    json_t *fv = json_object_get(b, "fills");
+    if (fv) {
+        dec_t sum = DEC_ZERO;
+        if (!json_is_array(fv) || json_array_size(fv) == 0 || json_array_size(fv) > ADMIN_MAX_FILLS)
+            REJECT(400, "fills", -1130, "field 'fills' must be a non-empty array of at most %d decimal strings",
+                   ADMIN_MAX_FILLS);
+        if (rq.type != SBOOK_MARKET)
+            REJECT(400, "fills", -1130, "field 'fills' is only for MARKET orders");
+        for (size_t i = 0; i < json_array_size(fv); i++) {
+            json_t *e = json_array_get(fv, i);
+            if (!json_is_string(e) || dec_parse_cstr(json_string_value(e), &fills[i]) < 0 ||
+                dec_sign(fills[i]) <= 0)
+                REJECT(400, "fills", -1130, "fills[%zu] must be a decimal string > 0", i);
+            if (dec_add(sum, fills[i], &sum) < 0)
+                REJECT(400, "fills", -1130, "fills: sum out of range");
+        }
+        if (dec_cmp(sum, rq.qty) != 0)
+            REJECT(400, "fills", -1130, "fills must sum to quantity %s", qraw);
+        rq.fills = fills;
+        rq.nfills = json_array_size(fv);
+    }
+
+    enum sbook_err e = sbook_place(c->sim->book, a->ba, &rq, &o);
+    if (e != SBOOK_OK) {
+        int code = sbnf_map_err(e, rq.sym, msg, sizeof(msg));
+        if (e == SBOOK_E_BAD_FILLS)
+            snprintf(msg, sizeof(msg), "each fill must be a positive multiple of the step size");
+        c->resp->status = 400;
+        sbuf_reset(&c->resp->body);
+        sbuf_adds(&c->resp->body, "{\"error\":");
+        sbuf_add_jstr(&c->resp->body, msg);
+        sbuf_adds(&c->resp->body, ",\"code\":");
+        sbuf_add_i64(&c->resp->body, code);
+        sbuf_adds(&c->resp->body, ",\"msg\":");
+        sbuf_add_jstr(&c->resp->body, msg);
+        sbuf_addc(&c->resp->body, '}');
+        sbook_reqlog_result(rl, NULL, code, msg);
+        return;
+    }
+#undef REJECT
+    sbook_reqlog_result(rl, o, 0, NULL);
+    sbnf_order(&c->resp->body, o, SBNF_QUERY);
+}
+
+/* ---- POST /admin/price ---- */
+
+static void h_price(struct ad_call *c)
+{
+    char raw[64];
+    dec_t px;
+    bool bad = false;
+    if (!need_body(c))
+        return;
+    const char *sym = opt_str(c->body, "symbol", &bad);
+    if (!sym || bad) {
+        ad_err(c, 400, "symbol", "field 'symbol' (a string) is missing");
+        return;
+    }
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, sym);
+    if (!s) {
+        ad_err(c, 404, "symbol", "unknown symbol '%s'", sym);
+        return;
+    }
+    int rc = get_dec_raw(c->body, "price", &px, raw, sizeof(raw));
+    if (rc < 0 || dec_sign(px) <= 0) {
+        ad_err(c, 400, "price", "field 'price' must be a decimal string > 0");
+        return;
+    }
+    sbook_set_price(c->sim->book, s, px);
+    sbuf_adds(&c->resp->body, "{\"symbol\":");
+    sbuf_add_jstr(&c->resp->body, s->ins.symbol);
+    sbuf_adds(&c->resp->body, ",\"price\":");
+    sbuf_add_jdec(&c->resp->body, s->price);
+    sbuf_addc(&c->resp->body, '}');
+}
+
+/* ---- GET /admin/orders ---- */
+
+static void add_reduce_only(struct sbuf *b, const char *raw)
+{
+    if (!raw || !strcasecmp(raw, "false"))
+        sbuf_adds(b, "false");
+    else if (!strcasecmp(raw, "true"))
+        sbuf_adds(b, "true");
+    else
+        sbuf_add_jstr(b, raw);
+}
+
+static void h_orders(struct ad_call *c)
+{
+    struct sim_acct *a = need_account(c, false);
+    struct sbuf *b = &c->resp->body;
+    if (!a)
+        return;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < sbook_reqlog_count(a->ba); i++) {
+        const struct sbook_reqlog *r = sbook_reqlog_at(a->ba, i);
+        const struct sbook_order *o = r->order;
+        if (i)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"seq\":");
+        sbuf_add_i64(b, r->seq);
+        sbuf_adds(b, ",\"source\":");
+        sbuf_adds(b, r->source == SBOOK_SRC_ADMIN ? "\"admin\"" : "\"rest\"");
+        sbuf_adds(b, ",\"time\":");
+        sbuf_add_i64(b, r->time_ms);
+        sbuf_adds(b, ",\"clientOrderId\":");
+        sbuf_add_jstr(b, r->client_id);
+        sbuf_adds(b, ",\"symbol\":");
+        sbuf_add_jstr(b, r->symbol);
+        sbuf_adds(b, ",\"side\":");
+        sbuf_add_jstr(b, r->side);
+        sbuf_adds(b, ",\"type\":");
+        sbuf_add_jstr(b, r->type);
+        sbuf_adds(b, ",\"timeInForce\":");
+        sbuf_add_jstr(b, r->tif);
+        sbuf_adds(b, ",\"origQty\":");
+        sbuf_add_jstr(b, r->quantity);
+        sbuf_adds(b, ",\"price\":");
+        sbuf_add_jstr(b, r->price);
+        sbuf_adds(b, ",\"reduceOnly\":");
+        add_reduce_only(b, r->reduce_only);
+        sbuf_adds(b, ",\"status\":");
+        sbuf_add_jstr(b, o ? sbook_status_name(o->status) : "REJECTED");
+        sbuf_adds(b, ",\"executedQty\":");
+        sbuf_add_jdec(b, o ? o->exec_qty : DEC_ZERO);
+        sbuf_adds(b, ",\"avgPrice\":");
+        sbuf_add_jdec(b, o ? o->avg_price : DEC_ZERO);
+        sbuf_adds(b, ",\"orderId\":");
+        if (o)
+            sbuf_add_i64(b, o->order_id);
+        else
+            sbuf_adds(b, "null");
+        sbuf_adds(b, ",\"errorCode\":");
+        if (r->err_code)
+            sbuf_add_i64(b, r->err_code);
+        else
+            sbuf_adds(b, "null");
+        sbuf_adds(b, ",\"errorMsg\":");
+        sbuf_add_jstr(b, r->err_code ? r->err_msg : NULL);
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, ']');
+}
+
+/* ---- GET /admin/positions ---- */
+
+static void h_positions(struct ad_call *c)
+{
+    struct sim_acct *a = need_account(c, false);
+    struct sbuf *b = &c->resp->body;
+    const char *all = sp_get(&c->q, "all");
+    bool show_all = all && (!strcmp(all, "1") || !strcasecmp(all, "true"));
+    size_t n = 0;
+    if (!a)
+        return;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
+        const struct sbook_position *p = sbook_position(a->ba, s);
+        if (!show_all && dec_is_zero(p->amount))
+            continue;
+        if (n++)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"symbol\":");
+        sbuf_add_jstr(b, s->ins.symbol);
+        sbuf_adds(b, ",\"positionAmt\":");
+        sbuf_add_jdec(b, p->amount);
+        sbuf_adds(b, ",\"entryPrice\":");
+        sbuf_add_jdec(b, p->entry_price);
+        sbuf_adds(b, ",\"realizedPnl\":");
+        sbuf_add_jdec(b, p->realized);
+        sbuf_adds(b, ",\"updateTime\":");
+        sbuf_add_i64(b, p->update_ms);
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, ']');
+}
+
+/* ---- streams, events, replay ---- */
+
+static void h_streams(struct ad_call *c)
+{
+    struct sim_acct *a = need_account(c, false);
+    struct sbuf *b = &c->resp->body;
+    if (!a)
+        return;
+    sbuf_adds(b, "{\"account\":");
+    sbuf_add_jstr(b, sbook_account_name(a->ba));
+    sbuf_adds(b, ",\"connections\":");
+    sbuf_add_i64(b, a->key_active ? (int64_t)sws_chan_count(a->chan) : 0);
+    sbuf_adds(b, ",\"listenKey\":");
+    sbuf_add_jstr(b, a->key_active ? a->listen_key : NULL);
+    sbuf_adds(b, ",\"events\":");
+    sbuf_add_i64(b, (int64_t)sevlog_count(a->log));
+    sbuf_addc(b, '}');
+}
+
+static void h_events(struct ad_call *c)
+{
+    struct sim_acct *a = need_account(c, false);
+    struct sbuf *b = &c->resp->body;
+    int64_t from = 0;
+    const char *fs;
+    if (!a)
+        return;
+    if ((fs = sp_get(&c->q, "from_seq")) && !sbnr_parse_i64(fs, &from)) {
+        ad_err(c, 400, "from_seq", "query parameter 'from_seq' must be a non-negative integer");
+        return;
+    }
+    sbuf_addc(b, '[');
+    for (size_t i = sevlog_first_from(a->log, from), n = 0; i < sevlog_count(a->log); i++, n++) {
+        const struct sevlog_entry *e = sevlog_at(a->log, i);
+        if (n)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"seq\":");
+        sbuf_add_i64(b, e->seq);
+        sbuf_adds(b, ",\"time\":");
+        sbuf_add_i64(b, e->time_ms);
+        sbuf_adds(b, ",\"event\":");
+        sbuf_add(b, e->text, e->len);
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, ']');
+}
+
+static void h_replay(struct ad_call *c)
+{
+    json_int_t from = 0;
+    if (!need_body(c))
+        return;
+    struct sim_acct *a = need_account(c, true);
+    if (!a)
+        return;
+    json_t *v = json_object_get(c->body, "from_seq");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            ad_err(c, 400, "from_seq", "field 'from_seq' must be a non-negative integer");
+            return;
+        }
+        from = json_integer_value(v);
+    }
+    size_t sent = sim_replay(c->sim, a, (int64_t)from);
+    sbuf_adds(&c->resp->body, "{\"sent\":");
+    sbuf_add_i64(&c->resp->body, (int64_t)sent);
+    sbuf_adds(&c->resp->body, ",\"connections\":");
+    sbuf_add_i64(&c->resp->body, a->key_active ? (int64_t)sws_chan_count(a->chan) : 0);
+    sbuf_addc(&c->resp->body, '}');
+}
+
+static void h_accounts(struct ad_call *c)
+{
+    struct sbuf *b = &c->resp->body;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < c->sim->naccts; i++) {
+        struct sim_acct *a = &c->sim->accts[i];
+        if (i)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"name\":");
+        sbuf_add_jstr(b, sbook_account_name(a->ba));
+        sbuf_adds(b, ",\"balance\":");
+        sbuf_add_jdec(b, sbook_account_balance(a->ba));
+        sbuf_adds(b, ",\"orders\":");
+        sbuf_add_i64(b, (int64_t)sbook_reqlog_count(a->ba));
+        sbuf_adds(b, ",\"events\":");
+        sbuf_add_i64(b, (int64_t)sevlog_count(a->log));
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, ']');
+}
+
+static void h_ping(struct ad_call *c)
+{
+    sbuf_adds(&c->resp->body, "{}");
+}
+
+struct ad_route {
+    enum shttp_method method;
+    const char *path;
+    void (*fn)(struct ad_call *c);
+};
+
+static const struct ad_route routes[] = {
+    {SHTTP_POST, "/admin/order", h_order},
+    {SHTTP_POST, "/admin/price", h_price},
+    {SHTTP_GET, "/admin/orders", h_orders},
+    {SHTTP_GET, "/admin/positions", h_positions},
+    {SHTTP_GET, "/admin/streams", h_streams},
+    {SHTTP_GET, "/admin/events", h_events},
+    {SHTTP_POST, "/admin/replay", h_replay},
+    {SHTTP_GET, "/admin/accounts", h_accounts},
+    {SHTTP_GET, "/admin/ping", h_ping},
+};
+
+void sim_admin_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
+{
+    struct ad_call c = {.sim = ud, .req = req, .resp = resp};
+    enum shttp_method m = req->method == SHTTP_HEAD ? SHTTP_GET : req->method;
+    bool path_known = false;
+    const struct ad_route *r = NULL;
+
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (!shttp_path_is(req, routes[i].path))
+            continue;
+        path_known = true;
+        if (routes[i].method == m) {
+            r = &routes[i];
+            break;
+        }
+    }
+    if (!r) {
+        ad_err(&c, path_known ? 405 : 404, NULL, "%s %.*s", path_known ? "method not allowed:" : "no such endpoint:",
+               (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
+        return;
+    }
+    sp_init(&c.q);
+    if (sp_parse(&c.q, req->query, req->query_len) < 0) {
+        ad_err(&c, 400, NULL, "malformed query string");
+        goto out;
+    }
+    r->fn(&c);
+out:
+    sp_free(&c.q);
+    json_decref(c.body);
+}

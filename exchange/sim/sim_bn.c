@@ -1,0 +1,502 @@
+/* Binance USD-M REST front end of the simulator, and the user-data stream's websocket entry. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sim.h"
+#include "sim_bn_fmt.h"
+#include "sim_bn_req.h"
+#include "sim_params.h"
+
+enum bn_security { BN_NONE = 0, BN_USER_STREAM, BN_SIGNED };
+
+struct bn_call {
+    struct sim *sim;
+    const struct shttp_req *req;
+    struct shttp_resp *resp;
+    struct sp_list params;
+    struct sim_acct *acct;
+    struct sbook_reqlog *rlog; /* POST /fapi/v1/order with a known account */
+};
+
+typedef void (*bn_fn)(struct bn_call *c);
+
+struct bn_route {
+    enum shttp_method method;
+    const char *path;
+    enum bn_security sec;
+    bn_fn fn;
+};
+
+#define MANDATORY "Mandatory parameter '%s' was not sent, was empty/null, or malformed."
+
+static void reply_error(struct bn_call *c, int http, int code, const char *msg)
+{
+    c->resp->status = http;
+    sbuf_reset(&c->resp->body);
+    sbnf_error(&c->resp->body, code, msg);
+    if (c->rlog)
+        sbook_reqlog_result(c->rlog, NULL, code, msg);
+}
+
+static void reply_errorf(struct bn_call *c, int http, int code, const char *fmt, const char *arg)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), fmt, arg);
+    reply_error(c, http, code, msg);
+}
+
+/* Symbol parameter: NULL if absent; *bad set (and the error answered) if unknown. */
+static struct sbook_symbol *opt_symbol(struct bn_call *c, bool *bad)
+{
+    const char *v = sp_get(&c->params, "symbol");
+    *bad = false;
+    if (!v)
+        return NULL;
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, v);
+    if (!s) {
+        *bad = true;
+        reply_error(c, 400, -1121, "Invalid symbol.");
+    }
+    return s;
+}
+
+/* ---- market data ---- */
+
+static void h_ping(struct bn_call *c)
+{
+    sbuf_adds(&c->resp->body, "{}");
+}
+
+static void h_time(struct bn_call *c)
+{
+    sbuf_adds(&c->resp->body, "{\"serverTime\":");
+    sbuf_add_i64(&c->resp->body, sim_now_ms());
+    sbuf_addc(&c->resp->body, '}');
+}
+
+static void h_exchange_info(struct bn_call *c)
+{
+    sbnf_exchange_info(&c->resp->body, c->sim->book, sim_now_ms());
+}
+
+static void ticker_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now)
+{
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    sbuf_adds(b, ",\"price\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"time\":");
+    sbuf_add_i64(b, now);
+    sbuf_addc(b, '}');
+}
+
+static void h_ticker(struct bn_call *c)
+{
+    bool bad;
+    struct sbook_symbol *s = opt_symbol(c, &bad);
+    int64_t now = sim_now_ms();
+    if (bad)
+        return;
+    if (s) {
+        ticker_one(&c->resp->body, s, now);
+        return;
+    }
+    sbuf_addc(&c->resp->body, '[');
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        if (i)
+            sbuf_addc(&c->resp->body, ',');
+        ticker_one(&c->resp->body, sbook_symbol_at(c->sim->book, i), now);
+    }
+    sbuf_addc(&c->resp->body, ']');
+}
+
+/* ---- orders ---- */
+
+static void h_order_new(struct bn_call *c)
+{
+    struct sbnr_order po;
+    struct sbook_order *o = NULL;
+    char msg[256];
+    int code = sbnr_parse_order(&c->params, c->sim->book, &po, msg, sizeof(msg));
+    if (code) {
+        reply_error(c, 400, code, msg);
+        return;
+    }
+    enum sbook_err e = sbook_place(c->sim->book, c->acct->ba, &po.rq, &o);
+    if (e != SBOOK_OK) {
+        code = sbnf_map_err(e, po.rq.sym, msg, sizeof(msg));
+        reply_error(c, e == SBOOK_E_NOMEM || e == SBOOK_E_ARITH ? 500 : 400, code, msg);
+        return;
+    }
+    sbook_reqlog_result(c->rlog, o, 0, NULL);
+    sbnf_order(&c->resp->body, o, po.resp_type == SBNR_RESULT ? SBNF_RESULT : SBNF_ACK);
+}
+
+/* symbol + orderId or origClientOrderId; answers the error itself and returns NULL. */
+static struct sbook_order *find_order(struct bn_call *c, int not_found_code, const char *not_found_msg)
+{
+    const char *sym = sp_get(&c->params, "symbol");
+    const char *oid = sp_get(&c->params, "orderId");
+    const char *cid = sp_get(&c->params, "origClientOrderId");
+    struct sbook_order *o = NULL;
+    int64_t id;
+
+    if (!sym || !*sym) {
+        reply_errorf(c, 400, -1102, MANDATORY, "symbol");
+        return NULL;
+    }
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, sym);
+    if (!s) {
+        reply_error(c, 400, -1121, "Invalid symbol.");
+        return NULL;
+    }
+    if ((!oid || !*oid) && (!cid || !*cid)) {
+        reply_error(c, 400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!");
+        return NULL;
+    }
+    if (oid && *oid) {
+        if (!sbnr_parse_i64(oid, &id)) {
+            reply_errorf(c, 400, -1102, MANDATORY, "orderId");
+            return NULL;
+        }
+        o = sbook_order_by_id(c->acct->ba, s, id);
+        /* Both given: they must name the same order. */
+        if (o && cid && *cid && strcmp(o->client_id, cid) != 0)
+            o = NULL;
+    } else {
+        o = sbook_order_by_client(c->acct->ba, s, cid);
+    }
+    if (!o)
+        reply_error(c, 400, not_found_code, not_found_msg);
+    return o;
+}
+
+static void h_order_get(struct bn_call *c)
+{
+    struct sbook_order *o = find_order(c, -2013, "Order does not exist.");
+    if (o)
+        sbnf_order(&c->resp->body, o, SBNF_QUERY);
+}
+
+static void h_order_cancel(struct bn_call *c)
+{
+    struct sbook_order *o = find_order(c, -2011, "Unknown order sent.");
+    if (!o)
+        return;
+    if (sbook_cancel(c->sim->book, o) < 0) {
+        reply_error(c, 400, -2011, "Unknown order sent.");
+        return;
+    }
+    sbnf_order(&c->resp->body, o, SBNF_RESULT);
+}
+
+struct open_ctx {
+    struct sbuf *b;
+    size_t n;
+};
+
+static void open_one(void *ud, const struct sbook_order *o)
+{
+    struct open_ctx *x = ud;
+    if (x->n++)
+        sbuf_addc(x->b, ',');
+    sbnf_order(x->b, o, SBNF_QUERY);
+}
+
+static void h_open_orders(struct bn_call *c)
+{
+    bool bad;
+    struct sbook_symbol *s = opt_symbol(c, &bad);
+    struct open_ctx x = {&c->resp->body, 0};
+    if (bad)
+        return;
+    sbuf_addc(x.b, '[');
+    sbook_open_orders(c->sim->book, c->acct->ba, s, open_one, &x);
+    sbuf_addc(x.b, ']');
+}
+
+/* ---- account ---- */
+
+static void h_position_risk(struct bn_call *c)
+{
+    bool bad;
+    struct sbook_symbol *only = opt_symbol(c, &bad);
+    struct sbuf *b = &c->resp->body;
+    size_t n = 0;
+    if (bad)
+        return;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
+        if (only && s != only)
+            continue;
+        if (n++)
+            sbuf_addc(b, ',');
+        sbnf_position_risk(b, s, sbook_position(c->acct->ba, s));
+    }
+    sbuf_addc(b, ']');
+}
+
+static void h_balance(struct bn_call *c)
+{
+    struct sbuf *b = &c->resp->body;
+    dec_t bal = sbook_account_balance(c->acct->ba), up = DEC_ZERO, avail;
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
+        if (dec_add(up, sbnf_unrealized(s, sbook_position(c->acct->ba, s)), &up) < 0)
+            up = DEC_ZERO;
+    }
+    if (dec_add(bal, up, &avail) < 0)
+        avail = bal;
+    sbuf_adds(b, "[{\"accountAlias\":\"SgsR\",\"asset\":\"USDT\",\"balance\":");
+    sbuf_add_jdec(b, bal);
+    sbuf_adds(b, ",\"crossWalletBalance\":");
+    sbuf_add_jdec(b, bal);
+    sbuf_adds(b, ",\"crossUnPnl\":");
+    sbuf_add_jdec(b, up);
+    sbuf_adds(b, ",\"availableBalance\":");
+    sbuf_add_jdec(b, avail);
+    sbuf_adds(b, ",\"maxWithdrawAmount\":");
+    sbuf_add_jdec(b, bal);
+    sbuf_adds(b, ",\"marginAvailable\":true,\"updateTime\":");
+    sbuf_add_i64(b, sim_now_ms());
+    sbuf_adds(b, "}]");
+}
+
+static void h_dual(struct bn_call *c)
+{
+    sbuf_adds(&c->resp->body, "{\"dualSidePosition\":false}");
+}
+
+static void h_leverage(struct bn_call *c)
+{
+    const char *sym = sp_get(&c->params, "symbol");
+    const char *lev = sp_get(&c->params, "leverage");
+    int64_t l;
+    if (!sym || !*sym) {
+        reply_errorf(c, 400, -1102, MANDATORY, "symbol");
+        return;
+    }
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, sym);
+    if (!s) {
+        reply_error(c, 400, -1121, "Invalid symbol.");
+        return;
+    }
+    if (!sbnr_parse_i64(lev, &l)) {
+        reply_errorf(c, 400, -1102, MANDATORY, "leverage");
+        return;
+    }
+    if (sbook_set_leverage(c->acct->ba, s, l > 1000 ? 0 : (int)l) < 0) {
+        reply_errorf(c, 400, -4028, "Leverage %s is not valid", lev);
+        return;
+    }
+    sbuf_addf(&c->resp->body, "{\"leverage\":%d,\"maxNotionalValue\":\"1000000000\",\"symbol\":", (int)l);
+    sbuf_add_jstr(&c->resp->body, s->ins.symbol);
+    sbuf_addc(&c->resp->body, '}');
+}
+
+/* ---- user data stream ---- */
+
+static void lk_reply(struct bn_call *c, const char *key)
+{
+    sbuf_adds(&c->resp->body, "{\"listenKey\":");
+    sbuf_add_jstr(&c->resp->body, key);
+    sbuf_addc(&c->resp->body, '}');
+}
+
+static void h_lk_post(struct bn_call *c)
+{
+    lk_reply(c, sim_lkey_open(c->sim, c->acct));
+}
+
+static void h_lk_put(struct bn_call *c)
+{
+    if (sim_lkey_keepalive(c->sim, c->acct, sp_get(&c->params, "listenKey")) < 0) {
+        reply_error(c, 400, -1125, "This listenKey does not exist.");
+        return;
+    }
+    lk_reply(c, c->acct->listen_key);
+}
+
+static void h_lk_delete(struct bn_call *c)
+{
+    if (sim_lkey_close(c->sim, c->acct, sp_get(&c->params, "listenKey")) < 0) {
+        reply_error(c, 400, -1125, "This listenKey does not exist.");
+        return;
+    }
+    sbuf_adds(&c->resp->body, "{}");
+}
+
+static const struct bn_route routes[] = {
+    {SHTTP_GET, "/fapi/v1/ping", BN_NONE, h_ping},
+    {SHTTP_GET, "/fapi/v1/time", BN_NONE, h_time},
+    {SHTTP_GET, "/fapi/v1/exchangeInfo", BN_NONE, h_exchange_info},
+    {SHTTP_GET, "/fapi/v1/ticker/price", BN_NONE, h_ticker},
+    {SHTTP_GET, "/fapi/v2/ticker/price", BN_NONE, h_ticker},
+    {SHTTP_POST, "/fapi/v1/order", BN_SIGNED, h_order_new},
+    {SHTTP_GET, "/fapi/v1/order", BN_SIGNED, h_order_get},
+    {SHTTP_DELETE, "/fapi/v1/order", BN_SIGNED, h_order_cancel},
+    {SHTTP_GET, "/fapi/v1/openOrders", BN_SIGNED, h_open_orders},
+    {SHTTP_GET, "/fapi/v2/positionRisk", BN_SIGNED, h_position_risk},
+    {SHTTP_GET, "/fapi/v2/balance", BN_SIGNED, h_balance},
+    {SHTTP_GET, "/fapi/v3/balance", BN_SIGNED, h_balance},
+    {SHTTP_GET, "/fapi/v1/positionSide/dual", BN_SIGNED, h_dual},
+    {SHTTP_POST, "/fapi/v1/leverage", BN_SIGNED, h_leverage},
+    {SHTTP_POST, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_post},
+    {SHTTP_PUT, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_put},
+    {SHTTP_DELETE, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_delete},
+};
+
+void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
+{
+    struct bn_call c = {.sim = ud, .req = req, .resp = resp};
+    const struct bn_route *r = NULL;
+    bool path_known = false;
+    enum shttp_method m = req->method == SHTTP_HEAD ? SHTTP_GET : req->method;
+    char msg[256];
+    int rc;
+
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (!shttp_path_is(req, routes[i].path))
+            continue;
+        path_known = true;
+        if (routes[i].method == m) {
+            r = &routes[i];
+            break;
+        }
+    }
+    if (!r) {
+        snprintf(msg, sizeof(msg), "%s %.*s", path_known ? "Method not allowed:" : "Not found:",
+                 (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
+        reply_error(&c, path_known ? 405 : 404, path_known ? -1000 : -1099, msg);
+        return;
+    }
+
+    sp_init(&c.params);
+    rc = sp_parse(&c.params, req->query, req->query_len);
+    if (rc == 0 && req->body_len)
+        rc = sp_parse(&c.params, req->body, req->body_len);
+    if (rc == -E2BIG) {
+        reply_error(&c, 400, -1101, "Too many parameters sent for this endpoint.");
+        goto out;
+    }
+    if (rc < 0) {
+        reply_error(&c, 400, -1100, "Illegal characters found in a parameter.");
+        goto out;
+    }
+
+    if (r->sec >= BN_USER_STREAM) {
+        size_t klen = 0;
+        const char *key = shttp_header(req, "X-MBX-APIKEY", &klen);
+        char kbuf[300];
+        if (!key || klen == 0 || klen >= sizeof(kbuf)) {
+            reply_error(&c, 401, -2014, "API-key format invalid.");
+            goto out;
+        }
+        memcpy(kbuf, key, klen);
+        kbuf[klen] = '\0';
+        struct sbook_account *ba = sbook_account_by_key(c.sim->book, kbuf);
+        if (!ba) {
+            reply_error(&c, 401, -2015, "Invalid API-key, IP, or permissions for action.");
+            goto out;
+        }
+        c.acct = sim_acct_of(c.sim, ba);
+    }
+
+    if (r->fn == h_order_new) {
+        /* Every order request of a known account is recorded, rejected or not. */
+        const struct sp_list *p = &c.params;
+        c.rlog = sbook_reqlog_add(c.acct->ba, SBOOK_SRC_REST, sim_now_ms(), sp_get(p, "newClientOrderId"),
+                                  sp_get(p, "symbol"), sp_get(p, "side"), sp_get(p, "type"),
+                                  sp_get(p, "timeInForce"), sp_get(p, "quantity"), sp_get(p, "price"),
+                                  sp_get(p, "reduceOnly"));
+        if (!c.rlog)
+            log_error("sim", "account %s: out of memory recording an order request, ignoring",
+                      sbook_account_name(c.acct->ba));
+    }
+
+    if (r->sec == BN_SIGNED) {
+        size_t slen;
+        const char *secret = sbook_account_secret(c.acct->ba, &slen);
+        int code = sbnr_verify_signed(secret, slen, req->query, req->query_len, req->body,
+                                      req->body_len, &c.params, sim_now_ms(), msg, sizeof(msg));
+        if (code) {
+            reply_error(&c, code == -1022 || code == -1021 || code == -1102 || code == -1130 ? 400 : 500,
+                        code, msg);
+            goto out;
+        }
+    }
+
+    r->fn(&c);
+out:
+    sp_free(&c.params);
+}
+
+/* ---- websocket entry ---- */
+
+/* The listen key named by a stream path: /ws/<key>, /private/ws/<key>, or /private/ws (and /ws)
+ * with a listenKey query argument. */
+static const char *stream_key(const char *path, size_t len, const char *key_arg, char *buf, size_t n)
+{
+    static const char *const prefixes[] = {"/private/ws/", "/ws/"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t pl = strlen(prefixes[i]);
+        if (len > pl && memcmp(path, prefixes[i], pl) == 0) {
+            size_t kl = len - pl;
+            if (kl >= n || memchr(path + pl, '/', kl))
+                return NULL;
+            memcpy(buf, path + pl, kl);
+            buf[kl] = '\0';
+            return buf;
+        }
+    }
+    if (key_arg && ((len == 11 && memcmp(path, "/private/ws", 11) == 0) || (len == 3 && memcmp(path, "/ws", 3) == 0)))
+        return key_arg;
+    return NULL;
+}
+
+struct sws_chan *sim_bn_resolve_stream(void *ud, const char *path, const char *key_arg)
+{
+    struct sim *s = ud;
+    char buf[128];
+    const char *key = stream_key(path, strlen(path), key_arg, buf, sizeof(buf));
+    struct sim_acct *a = sim_lkey_lookup(s, key);
+    return a ? a->chan : NULL;
+}
+
+bool sim_bn_upgrade(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
+{
+    struct sim *s = ud;
+    struct sp_list q;
+    char buf[128];
+    size_t klen = 0, vlen = 0;
+    bool ok = false;
+
+    sp_init(&q);
+    if (sp_parse(&q, req->query, req->query_len) < 0) {
+        shttp_resp_json(resp, 400, "{\"code\":-1100,\"msg\":\"Illegal characters found in a parameter.\"}");
+        goto out;
+    }
+    const char *key = stream_key(req->path, req->path_len, sp_get(&q, "listenKey"), buf, sizeof(buf));
+    if (!key) {
+        shttp_resp_json(resp, 404, "{\"code\":-1099,\"msg\":\"Not found: no stream at this path\"}");
+        goto out;
+    }
+    const char *wskey = shttp_header(req, "Sec-WebSocket-Key", &klen);
+    const char *ver = shttp_header(req, "Sec-WebSocket-Version", &vlen);
+    if (!wskey || klen == 0 || !ver || vlen != 2 || memcmp(ver, "13", 2) != 0) {
+        shttp_resp_json(resp, 400, "{\"code\":-1000,\"msg\":\"Bad websocket handshake\"}");
+        goto out;
+    }
+    if (!sim_lkey_lookup(s, key)) {
+        shttp_resp_json(resp, 400, "{\"code\":-1125,\"msg\":\"This listenKey does not exist.\"}");
+        goto out;
+    }
+    ok = true;
+out:
+    sp_free(&q);
+    return ok;
+}

@@ -1,0 +1,346 @@
+#include "sim_bn_fmt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const dec_t QUANTUM8 = {1, 8};
+
+static const char *side_name(enum sbook_side s)
+{
+    return s == SBOOK_BUY ? "BUY" : "SELL";
+}
+
+static const char *type_name(enum sbook_type t)
+{
+    return t == SBOOK_MARKET ? "MARKET" : "LIMIT";
+}
+
+static const char *tif_name(enum sbook_tif t)
+{
+    switch (t) {
+    case SBOOK_GTC: return "GTC";
+    case SBOOK_IOC: return "IOC";
+    case SBOOK_FOK: return "FOK";
+    case SBOOK_GTX: return "GTX";
+    }
+    return "GTC";
+}
+
+static const char *exec_name(enum sbook_exec x)
+{
+    switch (x) {
+    case SBOOK_X_NEW: return "NEW";
+    case SBOOK_X_TRADE: return "TRADE";
+    case SBOOK_X_CANCELED: return "CANCELED";
+    case SBOOK_X_EXPIRED: return "EXPIRED";
+    }
+    return "NEW";
+}
+
+/* ,"key":"decimal" */
+static void kdec(struct sbuf *b, const char *key, dec_t d)
+{
+    sbuf_addc(b, ',');
+    sbuf_add_key(b, key);
+    sbuf_add_jdec(b, d);
+}
+
+static void kstr(struct sbuf *b, const char *key, const char *v)
+{
+    sbuf_addc(b, ',');
+    sbuf_add_key(b, key);
+    sbuf_add_jstr(b, v);
+}
+
+static void kint(struct sbuf *b, const char *key, int64_t v)
+{
+    sbuf_addc(b, ',');
+    sbuf_add_key(b, key);
+    sbuf_add_i64(b, v);
+}
+
+static void kbool(struct sbuf *b, const char *key, bool v)
+{
+    sbuf_addc(b, ',');
+    sbuf_add_key(b, key);
+    sbuf_adds(b, v ? "true" : "false");
+}
+
+void sbnf_order(struct sbuf *b, const struct sbook_order *o, enum sbnf_order_view view)
+{
+    bool ack = view == SBNF_ACK;
+    dec_t exec = ack ? DEC_ZERO : o->exec_qty;
+    dec_t quote = ack ? DEC_ZERO : o->cum_quote;
+    dec_t avg = ack ? DEC_ZERO : o->avg_price;
+    const char *status = ack ? "NEW" : sbook_status_name(o->status);
+    int64_t upd = ack ? o->time_ms : o->update_ms;
+
+    sbuf_adds(b, "{\"clientOrderId\":");
+    sbuf_add_jstr(b, o->client_id);
+    if (view != SBNF_QUERY)
+        kdec(b, "cumQty", exec);
+    kdec(b, "cumQuote", quote);
+    kdec(b, "executedQty", exec);
+    kint(b, "orderId", o->order_id);
+    kdec(b, "avgPrice", avg);
+    kdec(b, "origQty", o->orig_qty);
+    kdec(b, "price", o->price);
+    kbool(b, "reduceOnly", o->reduce_only);
+    kstr(b, "side", side_name(o->side));
+    kstr(b, "positionSide", "BOTH");
+    kstr(b, "status", status);
+    kstr(b, "stopPrice", "0");
+    kbool(b, "closePosition", false);
+    kstr(b, "symbol", o->sym->ins.symbol);
+    if (view == SBNF_QUERY)
+        kint(b, "time", o->time_ms);
+    kstr(b, "timeInForce", tif_name(o->tif));
+    kstr(b, "type", type_name(o->type));
+    kstr(b, "origType", type_name(o->type));
+    kint(b, "updateTime", upd);
+    kstr(b, "workingType", "CONTRACT_PRICE");
+    kbool(b, "priceProtect", false);
+    kstr(b, "priceMatch", "NONE");
+    kstr(b, "selfTradePreventionMode", "EXPIRE_MAKER");
+    kint(b, "goodTillDate", 0);
+    sbuf_addc(b, '}');
+}
+
+void sbnf_order_update(struct sbuf *b, const struct sbook_event *ev)
+{
+    const struct sbook_order *o = ev->order;
+    bool trade = ev->exec == SBOOK_X_TRADE;
+    char er[8];
+
+    sbuf_adds(b, "{\"e\":\"ORDER_TRADE_UPDATE\"");
+    kint(b, "E", ev->time_ms);
+    kint(b, "T", ev->time_ms);
+    sbuf_adds(b, ",\"o\":{\"s\":");
+    sbuf_add_jstr(b, o->sym->ins.symbol);
+    kstr(b, "c", o->client_id);
+    kstr(b, "S", side_name(o->side));
+    kstr(b, "o", type_name(o->type));
+    kstr(b, "f", tif_name(o->tif));
+    kdec(b, "q", o->orig_qty);
+    kdec(b, "p", o->price);
+    kdec(b, "ap", o->avg_price);
+    kstr(b, "sp", "0");
+    kstr(b, "x", exec_name(ev->exec));
+    kstr(b, "X", sbook_status_name(o->status));
+    kint(b, "i", o->order_id);
+    kdec(b, "l", trade ? ev->last_qty : DEC_ZERO);
+    kdec(b, "z", o->exec_qty);
+    kdec(b, "L", trade ? ev->last_price : DEC_ZERO);
+    kstr(b, "N", "USDT");
+    kdec(b, "n", trade ? ev->commission : DEC_ZERO);
+    kint(b, "T", ev->time_ms);
+    kint(b, "t", trade ? ev->trade_id : 0);
+    kstr(b, "b", "0");
+    kstr(b, "a", "0");
+    kbool(b, "m", trade && o->maker);
+    kbool(b, "R", o->reduce_only);
+    kstr(b, "wt", "CONTRACT_PRICE");
+    kstr(b, "ot", type_name(o->type));
+    kstr(b, "ps", "BOTH");
+    kbool(b, "cp", false);
+    kstr(b, "AP", "0");
+    kstr(b, "cr", "0");
+    kbool(b, "pP", false);
+    kint(b, "si", 0);
+    kint(b, "ss", 0);
+    kdec(b, "rp", trade ? ev->realized : DEC_ZERO);
+    kstr(b, "V", "EXPIRE_MAKER");
+    kstr(b, "pm", "NONE");
+    kint(b, "gtd", 0);
+    snprintf(er, sizeof(er), "%d", ev->exec == SBOOK_X_EXPIRED ? o->expire_reason : 0);
+    kstr(b, "er", er);
+    sbuf_adds(b, "}}");
+}
+
+dec_t sbnf_unrealized(const struct sbook_symbol *s, const struct sbook_position *p)
+{
+    dec_t d, up;
+    if (dec_sign(p->amount) == 0 || dec_sub(s->price, p->entry_price, &d) < 0 ||
+        dec_muldiv_round_down(d, p->amount, dec_from_int(1), QUANTUM8, &up) < 0)
+        return DEC_ZERO;
+    return up;
+}
+
+void sbnf_account_update(struct sbuf *b, const struct sbook_event *ev)
+{
+    const struct sbook_position *p = ev->pos;
+    sbuf_adds(b, "{\"e\":\"ACCOUNT_UPDATE\"");
+    kint(b, "E", ev->time_ms);
+    kint(b, "T", ev->time_ms);
+    sbuf_adds(b, ",\"a\":{\"m\":\"ORDER\",\"B\":[{\"a\":\"USDT\"");
+    kdec(b, "wb", ev->balance);
+    kdec(b, "cw", ev->balance);
+    kstr(b, "bc", "0");
+    sbuf_adds(b, "}],\"P\":[{\"s\":");
+    sbuf_add_jstr(b, ev->sym->ins.symbol);
+    kdec(b, "pa", p->amount);
+    kdec(b, "ep", p->entry_price);
+    kdec(b, "bep", p->entry_price);
+    kdec(b, "cr", p->realized);
+    kdec(b, "up", sbnf_unrealized(ev->sym, p));
+    kstr(b, "mt", "cross");
+    kstr(b, "iw", "0");
+    kstr(b, "ps", "BOTH");
+    sbuf_adds(b, "}]}}");
+}
+
+void sbnf_listen_key_expired(struct sbuf *b, int64_t now_ms, const char *key)
+{
+    sbuf_adds(b, "{\"e\":\"listenKeyExpired\"");
+    kint(b, "E", now_ms);
+    kstr(b, "listenKey", key);
+    sbuf_addc(b, '}');
+}
+
+void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p)
+{
+    dec_t notional;
+    if (dec_mul(p->amount, s->price, &notional) < 0)
+        notional = DEC_ZERO;
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    kdec(b, "positionAmt", p->amount);
+    kdec(b, "entryPrice", p->entry_price);
+    kdec(b, "breakEvenPrice", p->entry_price);
+    kdec(b, "markPrice", s->price);
+    kdec(b, "unRealizedProfit", sbnf_unrealized(s, p));
+    kstr(b, "liquidationPrice", "0");
+    sbuf_adds(b, ",\"leverage\":");
+    sbuf_addf(b, "\"%d\"", p->leverage);
+    kstr(b, "maxNotionalValue", "1000000000");
+    kstr(b, "marginType", "cross");
+    kstr(b, "isolatedMargin", "0");
+    kstr(b, "isAutoAddMargin", "false");
+    kstr(b, "positionSide", "BOTH");
+    kdec(b, "notional", notional);
+    kstr(b, "isolatedWallet", "0");
+    kint(b, "updateTime", p->update_ms);
+    sbuf_addc(b, '}');
+}
+
+static void base_asset(const char *sym, char *out, size_t n)
+{
+    static const char *const quotes[] = {"USDT", "USDC", "BUSD", NULL};
+    size_t l = strlen(sym);
+    for (size_t i = 0; quotes[i]; i++) {
+        size_t ql = strlen(quotes[i]);
+        if (l > ql && strcmp(sym + l - ql, quotes[i]) == 0) {
+            snprintf(out, n, "%.*s", (int)(l - ql), sym);
+            return;
+        }
+    }
+    snprintf(out, n, "%s", sym);
+}
+
+void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms)
+{
+    sbuf_adds(b, "{\"timezone\":\"UTC\"");
+    kint(b, "serverTime", now_ms);
+    sbuf_adds(b, ",\"futuresType\":\"U_MARGINED\","
+                 "\"rateLimits\":[{\"rateLimitType\":\"REQUEST_WEIGHT\",\"interval\":\"MINUTE\","
+                 "\"intervalNum\":1,\"limit\":2400},{\"rateLimitType\":\"ORDERS\",\"interval\":"
+                 "\"MINUTE\",\"intervalNum\":1,\"limit\":1200},{\"rateLimitType\":\"ORDERS\","
+                 "\"interval\":\"SECOND\",\"intervalNum\":10,\"limit\":300}],"
+                 "\"exchangeFilters\":[],\"assets\":[{\"asset\":\"USDT\",\"marginAvailable\":true,"
+                 "\"autoAssetExchange\":\"0\"}],\"symbols\":[");
+    for (size_t i = 0; i < sbook_nsymbols(book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(book, i);
+        const struct mkt_instrument *in = &s->ins;
+        char base[MKT_SYMBOL_MAX];
+        base_asset(in->symbol, base, sizeof(base));
+        if (i)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"symbol\":");
+        sbuf_add_jstr(b, in->symbol);
+        kstr(b, "pair", in->symbol);
+        kstr(b, "contractType", "PERPETUAL");
+        kint(b, "deliveryDate", 4133404800000LL);
+        kint(b, "onboardDate", 1569398400000LL);
+        kstr(b, "status", "TRADING");
+        kstr(b, "maintMarginPercent", "2.5000");
+        kstr(b, "requiredMarginPercent", "5.0000");
+        kstr(b, "baseAsset", base);
+        kstr(b, "quoteAsset", "USDT");
+        kstr(b, "marginAsset", "USDT");
+        kint(b, "pricePrecision", s->price_precision);
+        kint(b, "quantityPrecision", s->qty_precision);
+        kint(b, "baseAssetPrecision", 8);
+        kint(b, "quotePrecision", 8);
+        kstr(b, "underlyingType", "COIN");
+        sbuf_adds(b, ",\"underlyingSubType\":[],\"settlePlan\":0,\"triggerProtect\":\"0.0500\","
+                     "\"liquidationFee\":\"0.012500\",\"marketTakeBound\":\"0.05\","
+                     "\"maxMoveOrderLimit\":10000,\"filters\":[{\"filterType\":\"PRICE_FILTER\"");
+        kdec(b, "minPrice", in->min_price);
+        kdec(b, "maxPrice", in->max_price);
+        kdec(b, "tickSize", in->tick);
+        sbuf_adds(b, "},{\"filterType\":\"LOT_SIZE\"");
+        kdec(b, "minQty", in->min_qty);
+        kdec(b, "maxQty", in->max_qty);
+        kdec(b, "stepSize", in->step);
+        sbuf_adds(b, "},{\"filterType\":\"MARKET_LOT_SIZE\"");
+        kdec(b, "minQty", in->mkt_min_qty);
+        kdec(b, "maxQty", in->mkt_max_qty);
+        kdec(b, "stepSize", dec_sign(in->mkt_step) > 0 ? in->mkt_step : in->step);
+        sbuf_adds(b, "},{\"filterType\":\"MAX_NUM_ORDERS\",\"limit\":200},"
+                     "{\"filterType\":\"MAX_NUM_ALGO_ORDERS\",\"limit\":10},"
+                     "{\"filterType\":\"MIN_NOTIONAL\"");
+        kdec(b, "notional", in->min_notional);
+        sbuf_adds(b, "}],\"orderTypes\":[\"LIMIT\",\"MARKET\"],"
+                     "\"timeInForce\":[\"GTC\",\"IOC\",\"FOK\",\"GTX\"]}");
+    }
+    sbuf_adds(b, "]}");
+}
+
+void sbnf_error(struct sbuf *b, int code, const char *msg)
+{
+    sbuf_adds(b, "{\"code\":");
+    sbuf_add_i64(b, code);
+    sbuf_adds(b, ",\"msg\":");
+    sbuf_add_jstr(b, msg);
+    sbuf_addc(b, '}');
+}
+
+int sbnf_map_err(enum sbook_err e, const struct sbook_symbol *s, char *msg, size_t n)
+{
+    const char *m;
+    int code;
+    switch (e) {
+    case SBOOK_OK: code = 0; m = ""; break;
+    case SBOOK_E_QTY_LE_ZERO: code = -4003; m = "Quantity less than or equal to zero."; break;
+    case SBOOK_E_QTY_PRECISION:
+    case SBOOK_E_PRICE_PRECISION:
+        code = -1111; m = "Precision is over the maximum defined for this asset."; break;
+    case SBOOK_E_QTY_MIN: code = -4004; m = "Quantity less than min quantity."; break;
+    case SBOOK_E_QTY_MAX: code = -4005; m = "Quantity greater than max quantity."; break;
+    case SBOOK_E_QTY_STEP: code = -4023; m = "Qty not increased by step size."; break;
+    case SBOOK_E_PRICE_LE_ZERO: code = -4001; m = "Price less than 0."; break;
+    case SBOOK_E_PRICE_MIN: code = -4013; m = "Price less than min price."; break;
+    case SBOOK_E_PRICE_MAX: code = -4002; m = "Price greater than max price."; break;
+    case SBOOK_E_PRICE_TICK: code = -4014; m = "Price not increased by tick size."; break;
+    case SBOOK_E_MIN_NOTIONAL: {
+        char v[DEC_STR_MAX];
+        if (dec_format(s->ins.min_notional, v, sizeof(v)) < 0)
+            snprintf(v, sizeof(v), "?");
+        snprintf(msg, n, "Order's notional must be no smaller than %s (unless you choose reduce only).", v);
+        return -4164;
+    }
+    case SBOOK_E_REDUCE_ONLY: code = -2022; m = "ReduceOnly Order is rejected."; break;
+    case SBOOK_E_DUP_CLIENT_ID: code = -4116; m = "ClientOrderId is duplicated."; break;
+    case SBOOK_E_GTX_WOULD_TAKE:
+        code = -5022;
+        m = "Due to the order could not be executed as maker, the Post Only order will be rejected. "
+            "The order will not be recorded in the order history";
+        break;
+    case SBOOK_E_BAD_FILLS: code = -1130; m = "Data sent for parameter 'fills' is not valid."; break;
+    case SBOOK_E_ARITH:
+    case SBOOK_E_NOMEM:
+    default: code = -1000; m = "An unknown error occured while processing the request."; break;
+    }
+    snprintf(msg, n, "%s", m);
+    return code;
+}

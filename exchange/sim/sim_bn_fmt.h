@@ -1,0 +1,38 @@
+/* sim_bn_fmt: Binance USD-M JSON shapes of the simulator's state — order responses, user-stream
+ * events (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE), positionRisk, exchangeInfo, error bodies — and the
+ * mapping of book refusals to Binance error codes. Pure: appends text to a struct sbuf.
+ * Decimals are canonical strings (dec_format): "0.01", "50000", "0". */
+#ifndef CT_SIM_BN_FMT_H
+#define CT_SIM_BN_FMT_H
+
+#include <stdint.h>
+
+#include "sim_book.h"
+#include "sim_buf.h"
+
+enum sbnf_order_view {
+    SBNF_ACK = 0, /* POST /fapi/v1/order newOrderRespType=ACK: the order as accepted (NEW, nothing executed) */
+    SBNF_RESULT,  /* newOrderRespType=RESULT and DELETE: the order's state now */
+    SBNF_QUERY,   /* GET /fapi/v1/order and openOrders: state now, with "time" */
+};
+
+void sbnf_order(struct sbuf *b, const struct sbook_order *o, enum sbnf_order_view view);
+/* ORDER_TRADE_UPDATE for an SBOOK_EV_ORDER event. */
+void sbnf_order_update(struct sbuf *b, const struct sbook_event *ev);
+/* ACCOUNT_UPDATE (reason ORDER) for an SBOOK_EV_ACCOUNT event. */
+void sbnf_account_update(struct sbuf *b, const struct sbook_event *ev);
+void sbnf_listen_key_expired(struct sbuf *b, int64_t now_ms, const char *key);
+/* One /fapi/v2/positionRisk element (one-way mode, positionSide BOTH). */
+void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p);
+/* GET /fapi/v1/exchangeInfo for every symbol of the book. */
+void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms);
+/* {"code":-1121,"msg":"Invalid symbol."} */
+void sbnf_error(struct sbuf *b, int code, const char *msg);
+
+/* Binance code and message for a book refusal; msg gets at most n bytes. */
+int sbnf_map_err(enum sbook_err e, const struct sbook_symbol *s, char *msg, size_t n);
+
+/* Unrealized PnL of p at the symbol's current price (8 decimals, toward zero). */
+dec_t sbnf_unrealized(const struct sbook_symbol *s, const struct sbook_position *p);
+
+#endif

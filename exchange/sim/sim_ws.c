@@ -1,0 +1,331 @@
+#include "sim_ws.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "utlist.h"
+
+/* A queued frame, shared by every connection it was sent to. lws writes the frame header into
+ * the LWS_PRE bytes before the payload; the header is the same for every (unmasked, server)
+ * connection, and lws copies whatever the kernel does not take, so sharing is safe. */
+struct sws_msg {
+    unsigned refs;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE + len */
+};
+
+struct sws_pss {
+    struct lws *wsi;
+    struct sws_chan *chan;
+    struct sws_msg **q; /* ring */
+    size_t qhead, qlen, qcap;
+    bool closing;
+    struct sws_pss *prev, *next;
+};
+
+struct sws_chan {
+    struct sws *ws;
+    struct sws_pss *conns;
+    size_t n;
+};
+
+struct sws {
+    uv_loop_t *loop;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    lws_retry_bo_t retry;
+    sws_resolve_fn resolve;
+    void *ud;
+};
+
+/* Bound on frames waiting for one slow client before it is dropped. */
+#define SWS_MAX_QUEUE 1000000
+
+static void msg_unref(struct sws_msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+static void pss_clear_queue(struct sws_pss *p)
+{
+    for (size_t i = 0; i < p->qlen; i++)
+        msg_unref(p->q[(p->qhead + i) % p->qcap]);
+    free(p->q);
+    p->q = NULL;
+    p->qhead = p->qlen = p->qcap = 0;
+}
+
+static int pss_push(struct sws_pss *p, struct sws_msg *m)
+{
+    if (p->qlen == p->qcap) {
+        size_t cap = p->qcap ? p->qcap * 2 : 16;
+        struct sws_msg **q = malloc(cap * sizeof(*q));
+        if (!q)
+            return -ENOMEM;
+        for (size_t i = 0; i < p->qlen; i++)
+            q[i] = p->q[(p->qhead + i) % p->qcap];
+        free(p->q);
+        p->q = q;
+        p->qhead = 0;
+        p->qcap = cap;
+    }
+    p->q[(p->qhead + p->qlen) % p->qcap] = m;
+    p->qlen++;
+    m->refs++;
+    return 0;
+}
+
+/* The "listenKey" URL argument, if any. */
+static bool key_arg(struct lws *wsi, char *out, int outlen)
+{
+    char frag[160];
+    for (int i = 0; i < 32; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            break;
+        if (strncmp(frag, "listenKey=", 10) == 0) {
+            lws_strncpy(out, frag + 10, (size_t)outlen);
+            return true;
+        }
+    }
+    return false;
+}
+
+static struct sws_chan *resolve_wsi(struct sws *ws, struct lws *wsi)
+{
+    char path[256], key[160];
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return NULL;
+    bool has_key = key_arg(wsi, key, sizeof(key));
+    return ws->resolve(ws->ud, path, has_key ? key : NULL);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct sws_pss *p = user;
+    struct sws *ws = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* Refuse the handshake for an unknown or expired key (the HTTP layer checked too; this
+         * catches a key that went away in between). */
+        return resolve_wsi(ws, wsi) ? 0 : 1;
+
+    case LWS_CALLBACK_ESTABLISHED: {
+        struct sws_chan *ch = resolve_wsi(ws, wsi);
+        if (!ch)
+            return -1;
+        memset(p, 0, sizeof(*p));
+        p->wsi = wsi;
+        p->chan = ch;
+        DL_APPEND(ch->conns, p);
+        ch->n++;
+        return 0;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (p->closing) {
+            log_debug("ws", "closing a stream connection");
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        if (p->qlen == 0)
+            return 0;
+        struct sws_msg *m = p->q[p->qhead];
+        int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        p->qhead = (p->qhead + 1) % p->qcap;
+        p->qlen--;
+        msg_unref(m);
+        if (n < (int)0)
+            return -1;
+        if (p->qlen)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    case LWS_CALLBACK_RECEIVE:
+        return 0; /* the user-data stream takes no client messages; pongs are handled by lws */
+
+    case LWS_CALLBACK_CLOSED:
+        if (p->chan) {
+            DL_DELETE(p->chan->conns, p);
+            p->chan->n--;
+            p->chan = NULL;
+        }
+        pss_clear_queue(p);
+        return 0;
+
+    case LWS_CALLBACK_HTTP:
+        /* Only upgrade requests are handed to lws; anything else is refused. */
+        return -1;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    {"sim-user-stream", callback, sizeof(struct sws_pss), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_log(int level, const char *line)
+{
+    /* 4.1.6 reports every socket adopted with pending bytes at error level; that is our normal
+     * path, not an error. */
+    if (strstr(line, "adopt_socket_readbuf"))
+        return;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        log_error("lws", "%.*s", (int)n, line);
+    else
+        log_warn("lws", "%.*s", (int)n, line);
+}
+
+struct sws *sws_new(uv_loop_t *loop, int ping_interval_s, sws_resolve_fn resolve, void *ud)
+{
+    struct lws_context_creation_info info;
+    void *foreign[1] = {loop};
+    struct sws *ws = calloc(1, sizeof(*ws));
+    if (!ws)
+        return NULL;
+    ws->loop = loop;
+    ws->resolve = resolve;
+    ws->ud = ud;
+    int ping = ping_interval_s < 1 ? 1 : ping_interval_s > 60000 ? 60000 : ping_interval_s;
+    ws->retry.secs_since_valid_ping = (uint16_t)ping;
+    ws->retry.secs_since_valid_hangup = (uint16_t)(ping + 600 > 65535 ? 65535 : ping + 600);
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = foreign;
+    info.pcontext = &ws->ctx;
+    info.user = ws;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.vhost_name = "sim-ws";
+    info.retry_and_idle_policy = &ws->retry;
+    info.max_http_header_data = 8192;
+    info.timeout_secs = 20;
+    ws->ctx = lws_create_context(&info);
+    if (!ws->ctx) {
+        free(ws);
+        return NULL;
+    }
+    ws->vh = lws_create_vhost(ws->ctx, &info);
+    if (!ws->vh) {
+        lws_context_destroy(ws->ctx);
+        free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+int sws_adopt(struct sws *ws, int fd, const char *bytes, size_t len)
+{
+    if (!ws->ctx) {
+        close(fd);
+        return -EIO;
+    }
+    /* On failure lws closes fd itself. */
+    struct lws *wsi = lws_adopt_socket_vhost_readbuf(ws->vh, fd, bytes, len);
+    return wsi ? 0 : -EIO;
+}
+
+void sws_destroy_begin(struct sws *ws)
+{
+    if (ws && ws->ctx)
+        lws_context_destroy(ws->ctx);
+}
+
+struct sws *sws_destroy_finish(struct sws *ws)
+{
+    if (!ws)
+        return NULL;
+    /* The second call finishes what the first started (frees the context, NULLs ws->ctx through
+     * pcontext). */
+    if (ws->ctx)
+        lws_context_destroy(ws->ctx);
+    free(ws);
+    return NULL;
+}
+
+struct sws_chan *sws_chan_new(struct sws *ws)
+{
+    struct sws_chan *ch = calloc(1, sizeof(*ch));
+    if (ch)
+        ch->ws = ws;
+    return ch;
+}
+
+struct sws_chan *sws_chan_free(struct sws_chan *ch)
+{
+    struct sws_pss *p, *tmp;
+    if (!ch)
+        return NULL;
+    DL_FOREACH_SAFE(ch->conns, p, tmp) {
+        DL_DELETE(ch->conns, p);
+        p->chan = NULL;
+    }
+    free(ch);
+    return NULL;
+}
+
+size_t sws_chan_count(const struct sws_chan *ch)
+{
+    return ch ? ch->n : 0;
+}
+
+int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
+{
+    struct sws_pss *p, *tmp;
+    int sent = 0;
+    if (!ch || !ch->conns)
+        return 0;
+    struct sws_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m)
+        return -ENOMEM;
+    m->refs = 1; /* ours, dropped below */
+    m->len = len;
+    memcpy(m->data + LWS_PRE, text, len);
+    DL_FOREACH_SAFE(ch->conns, p, tmp) {
+        if (p->closing)
+            continue;
+        if (p->qlen >= SWS_MAX_QUEUE || pss_push(p, m) < 0) {
+            /* A client this far behind is dropped rather than let memory grow without bound. */
+            p->closing = true;
+            lws_callback_on_writable(p->wsi);
+            continue;
+        }
+        lws_callback_on_writable(p->wsi);
+        sent++;
+    }
+    msg_unref(m);
+    return sent;
+}
+
+void sws_chan_close_all(struct sws_chan *ch, bool close)
+{
+    struct sws_pss *p, *tmp;
+    if (!ch)
+        return;
+    /* Detach at once: they get nothing more and no longer count as connected. */
+    DL_FOREACH_SAFE(ch->conns, p, tmp) {
+        DL_DELETE(ch->conns, p);
+        ch->n--;
+        p->chan = NULL;
+        if (close) {
+            p->closing = true;
+            lws_callback_on_writable(p->wsi);
+        }
+    }
+}

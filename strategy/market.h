@@ -1,0 +1,58 @@
+/* market: exchange-neutral facts the copy engine reasons about (instruments, fills, positions).
+ * Filled by the exchange adapters from exchange JSON; read by the copy engine. */
+#ifndef CT_MARKET_H
+#define CT_MARKET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "decimal.h"
+
+#define MKT_SYMBOL_MAX 32   /* incl. NUL */
+#define MKT_ACCOUNT_MAX 64  /* incl. NUL */
+#define MKT_CLIENT_ID_MAX 37 /* 36 chars + NUL, [A-Za-z0-9_-] */
+
+enum mkt_side { MKT_BUY = 1, MKT_SELL = -1 };
+
+/* Quantity/price rules of one symbol (Binance LOT_SIZE/MARKET_LOT_SIZE/PRICE_FILTER/MIN_NOTIONAL). */
+struct mkt_instrument {
+    char symbol[MKT_SYMBOL_MAX];
+    dec_t step;         /* LOT_SIZE.stepSize */
+    dec_t min_qty;      /* LOT_SIZE.minQty */
+    dec_t max_qty;      /* LOT_SIZE.maxQty (0 = unlimited) */
+    dec_t mkt_step;     /* MARKET_LOT_SIZE.stepSize (0 = same as step) */
+    dec_t mkt_min_qty;  /* MARKET_LOT_SIZE.minQty */
+    dec_t mkt_max_qty;  /* MARKET_LOT_SIZE.maxQty (0 = unlimited) */
+    dec_t tick;         /* PRICE_FILTER.tickSize */
+    dec_t min_price;    /* PRICE_FILTER.minPrice */
+    dec_t max_price;    /* PRICE_FILTER.maxPrice */
+    dec_t min_notional; /* MIN_NOTIONAL.notional */
+};
+
+/* One execution report of a leader order: Binance ORDER_TRADE_UPDATE with x == TRADE. */
+struct mkt_fill {
+    char account[MKT_ACCOUNT_MAX]; /* our account name of the leader */
+    char symbol[MKT_SYMBOL_MAX];
+    int64_t trade_id;              /* o.t: unique per symbol on the exchange */
+    int64_t order_id;              /* o.i */
+    char order_client_id[MKT_CLIENT_ID_MAX]; /* o.c (truncated if longer) */
+    enum mkt_side side;            /* o.S */
+    dec_t qty;                     /* o.l: last filled quantity */
+    dec_t price;                   /* o.L: last filled price */
+    dec_t cum_qty;                 /* o.z */
+    dec_t orig_qty;                /* o.q */
+    bool reduce_only;              /* o.R */
+    bool order_done;               /* o.X == FILLED (no more fills of this order) */
+    int64_t event_time_ms;         /* E */
+    int64_t trade_time_ms;         /* o.T */
+    int64_t received_ns;           /* CLOCK_MONOTONIC when the frame arrived (set by the stream) */
+};
+
+/* Signed position amount of one symbol in one-way mode (negative = short). */
+struct mkt_position {
+    char symbol[MKT_SYMBOL_MAX];
+    dec_t amount;
+    dec_t entry_price;
+};
+
+#endif

@@ -1,0 +1,1106 @@
+/* Integration test of daemon/journal.c against a real PostgreSQL (CT_TEST_PG from
+ * tests/integration/with-services). Each run works in fresh databases it creates; every
+ * asynchronous step runs a real uv loop until a condition or a deadline, never a sleep. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "journal.h"
+#include "sql_migrations.h"
+
+#define DEADLINE_MS 20000
+
+static const char *g_admin; /* CT_TEST_PG */
+static char g_ci[1024];     /* conninfo of this run's main database (migrated, config synced) */
+static PGconn *g_pg;        /* synchronous connection to it, for checks */
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static PGconn *connect_or_fail(const char *ci)
+{
+    PGconn *c = PQconnectdb(ci);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", ci, PQerrorMessage(c));
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+    return c;
+}
+
+static void exec_on(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* The first cell of a query on connection c, or NULL for SQL NULL / no row. The returned string
+ * lives in a small ring of static buffers. */
+static const char *q1_on(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *q1_on(PGconn *c, const char *fmt, ...)
+{
+    static char ring[16][512];
+    static unsigned k;
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    const char *out = NULL;
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+        char *buf = ring[k++ % 16];
+        snprintf(buf, sizeof ring[0], "%s", PQgetvalue(r, 0, 0));
+        out = buf;
+    }
+    PQclear(r);
+    return out;
+}
+#define q1(...) q1_on(g_pg, __VA_ARGS__)
+
+/* Creates a fresh database and writes its conninfo (CT_TEST_PG with dbname= replaced: in a
+ * conninfo string the last value of a keyword wins). */
+static void create_db(const char *name, char *ci, size_t cilen)
+{
+    PGconn *a = connect_or_fail(g_admin);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    exec_on(a, sql);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    exec_on(a, sql);
+    PQfinish(a);
+    snprintf(ci, cilen, "%s dbname=%s", g_admin, name);
+}
+
+/* Runs the loop until cond(arg) holds or ms pass; a tick timer (when tick_ms) wakes the loop for
+ * conditions that change outside it (another connection). Returns cond(arg). */
+static void on_deadline_flag(uv_timer_t *t) { *(bool *)t->data = true; }
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, unsigned ms,
+                      unsigned tick_ms)
+{
+    bool expired = false;
+    uv_timer_t dl, tick;
+    uv_timer_init(loop, &dl);
+    uv_timer_init(loop, &tick);
+    dl.data = &expired;
+    uv_timer_start(&dl, on_deadline_flag, ms, 0);
+    if (tick_ms) uv_timer_start(&tick, on_tick, tick_ms, tick_ms);
+    while (!cond(arg) && !expired) uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&dl, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* finishes the two closes */
+    return cond(arg);
+}
+
+/* A loop with a journal, counting connection state changes. */
+struct fx {
+    uv_loop_t loop;
+    struct journal *j;
+    int ups, downs;
+    char lasterr[512];
+};
+
+static void fx_on_state(void *ud, bool up, const char *msg)
+{
+    struct fx *f = ud;
+    if (up) f->ups++;
+    else {
+        f->downs++;
+        snprintf(f->lasterr, sizeof f->lasterr, "%s", msg ? msg : "");
+        assert_non_null(msg);
+    }
+}
+
+static bool cond_connected(void *arg) { return journal_connected(((struct fx *)arg)->j); }
+
+static void fx_open(struct fx *f, const char *ci, const struct journal_opts *o, bool wait_up)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    struct journal_opts opts = {0};
+    if (o) opts = *o;
+    opts.on_state = fx_on_state;
+    opts.ud = f;
+    f->j = journal_new(&f->loop, ci, &opts);
+    assert_non_null(f->j);
+    assert_false(journal_connected(f->j)); /* nothing happens before the loop runs */
+    assert_int_equal(f->ups + f->downs, 0);
+    if (wait_up && !run_until(&f->loop, cond_connected, f, DEADLINE_MS, 0))
+        fail_msg("journal did not connect: %s", f->lasterr);
+}
+
+static void fx_close(struct fx *f)
+{
+    f->j = journal_free(f->j);
+    assert_null(f->j);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0); /* every handle closed */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+struct fillres {
+    bool done;
+    int status;
+    bool fill_new;
+    size_t n;
+    bool intent_new[8];
+    char err[512];
+    int order; /* completion order */
+};
+static int g_completions;
+
+static void fill_cb(void *ud, const struct journal_fill_result *r)
+{
+    struct fillres *x = ud;
+    assert_false(x->done); /* exactly once */
+    x->done = true;
+    x->status = r->status;
+    x->fill_new = r->fill_new;
+    x->n = r->n;
+    x->order = g_completions++;
+    for (size_t i = 0; i < r->n && i < 8; i++) x->intent_new[i] = r->intent_new[i];
+    snprintf(x->err, sizeof x->err, "%s", r->errmsg ? r->errmsg : "");
+    if (r->status == 0) assert_null(r->errmsg);
+    else assert_non_null(r->errmsg);
+}
+
+static bool cond_fill_done(void *arg) { return ((struct fillres *)arg)->done; }
+
+struct flushres {
+    bool done;
+    int status;
+    const char *check_sql; /* run on g_pg from inside the callback */
+    char seen[256];
+    const struct fillres *fill; /* was this fill's callback already called? */
+    bool fill_done_then;
+};
+
+static void flush_cb(void *ud, int status)
+{
+    struct flushres *x = ud;
+    assert_false(x->done);
+    x->done = true;
+    x->status = status;
+    if (x->fill) x->fill_done_then = x->fill->done;
+    if (x->check_sql) {
+        const char *v = q1("%s", x->check_sql);
+        snprintf(x->seen, sizeof x->seen, "%s", v ? v : "(null)");
+    }
+}
+
+static bool cond_flush_done(void *arg) { return ((struct flushres *)arg)->done; }
+
+static void flush_and_wait(struct fx *f, struct flushres *fr)
+{
+    assert_int_equal(journal_flush(f->j, flush_cb, fr), 0);
+    assert_false(fr->done); /* never called from inside journal_flush */
+    assert_true(run_until(&f->loop, cond_flush_done, fr, DEADLINE_MS, 0));
+}
+
+static struct journal_fill mkfill(const char *symbol, int64_t trade_id)
+{
+    return (struct journal_fill){.account = "lead", .symbol = symbol, .trade_id = trade_id,
+                                 .order_id = 9000000 + trade_id, .side = "BUY", .qty = "0.013",
+                                 .price = "50000.10", .event_time_ms = 1700000000123};
+}
+
+static struct journal_intent mkintent(const char *cid, const char *rule, const char *follower,
+                                      const char *qty, const char *skip)
+{
+    return (struct journal_intent){.client_order_id = cid, .rule_id = rule, .follower = follower,
+                                   .symbol = "BTCUSDT", .side = "BUY", .qty = qty,
+                                   .reduce_only = false, .order_type = "MARKET",
+                                   .skip_reason = skip};
+}
+
+/* Writes one fill and runs the loop until its callback. */
+static void write_and_wait(struct fx *f, const struct journal_fill *fill,
+                           const struct journal_intent *in, size_t n, struct fillres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(journal_write_fill(f->j, fill, in, n, fill_cb, res), 0);
+    assert_false(res->done);
+    assert_true(run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
+}
+
+static const struct journal_account base_accounts[] = {
+    {"lead", "binance-usdm"}, {"f1", "sim"}, {"f2", "sim"}, {"f3", "sim"}};
+static const struct journal_rule base_rules[] = {
+    {"r1", "lead", "f1", "multiplier", "{\"multiplier\":\"1\"}", true},
+    {"r2", "lead", "f2", "multiplier", "{\"multiplier\":\"0.5\"}", true},
+    {"r3", "lead", "f3", "multiplier", "{\"multiplier\":\"0.013\"}", true},
+};
+
+/* ---- group setup ---------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char name[64], err[512];
+    snprintf(name, sizeof name, "jnl_main_%d", (int)getpid());
+    create_db(name, g_ci, sizeof g_ci);
+    int n = journal_migrate(g_ci, err, sizeof err);
+    if (n < 0) {
+        fprintf(stderr, "journal_migrate: %s\n", err);
+        return -1;
+    }
+    if (journal_sync_config(g_ci, base_accounts, 4, base_rules, 3, err, sizeof err) != 0) {
+        fprintf(stderr, "journal_sync_config: %s\n", err);
+        return -1;
+    }
+    g_pg = connect_or_fail(g_ci);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    PQfinish(g_pg);
+    g_pg = NULL;
+    return 0;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_migrate(void **state)
+{
+    (void)state;
+    char ci[1024], err[512] = "x";
+    create_db("jnl_migrate", ci, sizeof ci);
+    assert_true(sql_migrations_count >= 1);
+
+    int n = journal_migrate(ci, err, sizeof err);
+    if (n < 0) fail_msg("journal_migrate: %s", err);
+    assert_int_equal(n, (int)sql_migrations_count);
+    assert_int_equal(journal_migrate(ci, err, sizeof err), 0); /* idempotent */
+
+    PGconn *c = connect_or_fail(ci);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%u", sql_migrations_count);
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations"), buf);
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations WHERE applied_at IS NULL"),
+                        "0");
+    for (unsigned i = 0; i < sql_migrations_count; i++) {
+        const char *name = q1_on(c, "SELECT name FROM schema_migrations WHERE version = %d",
+                                 sql_migrations[i].version);
+        assert_non_null(name);
+        assert_string_equal(name, sql_migrations[i].name);
+    }
+    assert_string_equal(q1_on(c, "SELECT min(version) FROM schema_migrations"), "1");
+    for (const char *t = "accounts\0copy_rules\0leader_fills\0follower_orders\0"; *t;
+         t += strlen(t) + 1)
+        assert_non_null(q1_on(c, "SELECT to_regclass('%s')::text", t));
+    /* The migration's own rows are there once, not twice. */
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM pg_proc WHERE proname = "
+                                 "'follower_order_status_rank'"), "1");
+    PQfinish(c);
+
+    /* A broken migration history: a recorded version is kept, nothing is re-applied, and a
+     * failing connection is reported as such. */
+    err[0] = '\0';
+    assert_int_equal(journal_migrate("host=/nonexistent-ct-dir port=1 connect_timeout=2", err,
+                                     sizeof err), -ENOTCONN);
+    assert_non_null(strstr(err, "connect"));
+    err[0] = '\0';
+    assert_int_equal(journal_migrate(NULL, err, sizeof err), -EINVAL);
+    assert_true(err[0] != '\0');
+}
+
+static void test_migrate_error_names_migration(void **state)
+{
+    (void)state;
+    char ci[1024], err[512] = "";
+    create_db("jnl_migrate_err", ci, sizeof ci);
+    /* A table already in the way: 001 fails, rolls back, and the error names it. */
+    PGconn *c = connect_or_fail(ci);
+    exec_on(c, "CREATE TABLE accounts (x int)");
+    int n = journal_migrate(ci, err, sizeof err);
+    assert_int_equal(n, -EIO);
+    assert_non_null(strstr(err, sql_migrations[0].name));
+    assert_non_null(strstr(err, "already exists"));
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations"), "0");
+    assert_null(q1_on(c, "SELECT to_regclass('copy_rules')::text")); /* rolled back */
+    PQfinish(c);
+}
+
+static void test_sync_config(void **state)
+{
+    (void)state;
+    char ci[1024], err[512];
+    create_db("jnl_sync", ci, sizeof ci);
+    assert_true(journal_migrate(ci, err, sizeof err) >= 1);
+    PGconn *c = connect_or_fail(ci);
+
+    struct journal_account accts[] = {
+        {"L1", "binance-usdm"}, {"F1", "sim"}, {"F2", "sim"}, {"F3", "sim"}};
+    struct journal_rule rules[] = {
+        {"ra", "L1", "F1", "multiplier", "{\"multiplier\": \"0.5\"}", true},
+        {"rb", "L1", "F2", "multiplier", NULL, false},
+        {"rc", "L1", "F3", "multiplier", "{}", true},
+        {"rold", "L1", "F1", "multiplier", "{}", true},
+    };
+    if (journal_sync_config(ci, accts, 4, rules, 4, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM accounts"), "4");
+    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "paused");
+    assert_string_equal(q1_on(c, "SELECT params->>'multiplier' FROM copy_rules WHERE id = 'ra'"),
+                        "0.5");
+    assert_string_equal(q1_on(c, "SELECT params::text FROM copy_rules WHERE id = 'rb'"), "{}");
+    assert_string_equal(q1_on(c, "SELECT leader || '>' || follower || ':' || sizing FROM copy_rules "
+                                 "WHERE id = 'rc'"), "L1>F3:multiplier");
+
+    /* A loss stop put rc in close_only; an unchanged rule keeps its updated_at. */
+    exec_on(c, "UPDATE copy_rules SET status = 'close_only' WHERE id = 'rc'");
+    const char *ra_updated = q1_on(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'");
+    char ra_before[64];
+    snprintf(ra_before, sizeof ra_before, "%s", ra_updated);
+
+    /* Second sync: rold gone from the config, rb enabled, F1 moved exchange. */
+    accts[1].exchange = "bybit-linear";
+    rules[1].enabled = true;
+    if (journal_sync_config(ci, accts, 4, rules, 3, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'F1'"), "bybit-linear");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rold'"), "removed");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "active");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "close_only");
+    assert_string_equal(q1_on(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'"),
+                        ra_before);
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM copy_rules"), "4");
+    /* Disabling pauses even a close_only rule; the partial index sees only active rules. */
+    rules[2].enabled = false;
+    if (journal_sync_config(ci, accts, 4, rules, 3, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "paused");
+    assert_non_null(q1_on(c, "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                             "'copy_rules_active_by_leader' AND indexdef LIKE '%%WHERE%%active%%'"));
+
+    /* Errors name the rule and roll everything back. */
+    struct journal_account accts2[] = {{"L1", "sim"}};
+    struct journal_rule bad[] = {{"bad-rule", "L1", "nobody", "multiplier", "{}", true}};
+    err[0] = '\0';
+    assert_int_equal(journal_sync_config(ci, accts2, 1, bad, 1, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "bad-rule"));
+    assert_non_null(strstr(err, "foreign key"));
+    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
+    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
+    struct journal_rule badjson[] = {{"json-rule", "L1", "F1", "multiplier", "{oops", true}};
+    err[0] = '\0';
+    assert_int_equal(journal_sync_config(ci, accts, 4, badjson, 1, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "json-rule"));
+    struct journal_rule arr[] = {{"arr-rule", "L1", "F1", "multiplier", "[1]", true}};
+    assert_int_equal(journal_sync_config(ci, accts, 4, arr, 1, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "arr-rule"));
+    struct journal_rule empty_id[] = {{"", "L1", "F1", "multiplier", "{}", true}};
+    assert_int_equal(journal_sync_config(ci, accts, 4, empty_id, 1, err, sizeof err), -EINVAL);
+    assert_string_equal(q1_on(c, "SELECT count(*) FROM copy_rules WHERE status <> 'removed'"), "3");
+    PQfinish(c);
+}
+
+static void test_fill_dedupe(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    assert_int_equal(f.ups, 1);
+
+    struct journal_fill fill = mkfill("BTCUSDT", 1001);
+    struct journal_intent in[3] = {
+        mkintent("t1001-r1", "r1", "f1", "0.013", NULL),
+        mkintent("t1001-r2", "r2", "f2", "0.0065", NULL),
+        mkintent("t1001-r3", "r3", "f3", "0.000", "below_min_qty"),
+    };
+    in[1].reduce_only = true;
+    in[1].order_type = "LIMIT_IOC";
+    struct fillres r;
+    write_and_wait(&f, &fill, in, 3, &r);
+    if (r.status) fail_msg("fill: %d %s", r.status, r.err);
+    assert_true(r.fill_new);
+    assert_int_equal(r.n, 3);
+    assert_true(r.intent_new[0] && r.intent_new[1] && r.intent_new[2]);
+
+    /* Exact values, as given. */
+    assert_string_equal(q1("SELECT qty::text FROM leader_fills WHERE trade_id = 1001"), "0.013");
+    assert_string_equal(q1("SELECT price::text FROM leader_fills WHERE trade_id = 1001"), "50000.10");
+    assert_string_equal(q1("SELECT account || ' ' || symbol || ' ' || side || ' ' || order_id "
+                           "FROM leader_fills WHERE trade_id = 1001"), "lead BTCUSDT BUY 9001001");
+    assert_string_equal(q1("SELECT (extract(epoch FROM event_time) * 1000)::bigint FROM leader_fills "
+                           "WHERE trade_id = 1001"), "1700000000123");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders fo JOIN leader_fills lf "
+                           "ON lf.id = fo.leader_fill_id AND lf.event_time = fo.leader_event_time "
+                           "WHERE lf.trade_id = 1001"), "3");
+    assert_string_equal(q1("SELECT qty::text FROM follower_orders WHERE client_order_id = 't1001-r1'"),
+                        "0.013");
+    assert_string_equal(q1("SELECT qty::text FROM follower_orders WHERE client_order_id = 't1001-r2'"),
+                        "0.0065");
+    assert_string_equal(q1("SELECT qty::text FROM follower_orders WHERE client_order_id = 't1001-r3'"),
+                        "0.000");
+    assert_string_equal(q1("SELECT status || ' ' || rule_id || ' ' || follower || ' ' || reduce_only "
+                           "|| ' ' || order_type FROM follower_orders WHERE client_order_id = "
+                           "'t1001-r1'"), "intent r1 f1 false MARKET");
+    assert_string_equal(q1("SELECT status || ' ' || reduce_only || ' ' || order_type FROM "
+                           "follower_orders WHERE client_order_id = 't1001-r2'"),
+                        "intent true LIMIT_IOC");
+    assert_null(q1("SELECT skip_reason FROM follower_orders WHERE client_order_id = 't1001-r1'"));
+    assert_null(q1("SELECT skipped_at FROM follower_orders WHERE client_order_id = 't1001-r1'"));
+    assert_string_equal(q1("SELECT status || ' ' || skip_reason FROM follower_orders WHERE "
+                           "client_order_id = 't1001-r3'"), "skipped below_min_qty");
+    assert_non_null(q1("SELECT skipped_at FROM follower_orders WHERE client_order_id = 't1001-r3'"));
+    assert_non_null(q1("SELECT intent_at FROM follower_orders WHERE client_order_id = 't1001-r3'"));
+
+    /* The same fill again (a replay, or a restart): nothing new, nothing to send. */
+    write_and_wait(&f, &fill, in, 3, &r);
+    if (r.status) fail_msg("replay: %d %s", r.status, r.err);
+    assert_false(r.fill_new);
+    assert_false(r.intent_new[0] || r.intent_new[1] || r.intent_new[2]);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 1001"), "1");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id LIKE "
+                           "'t1001-%%'"), "3");
+
+    /* Same fill, one intent not seen before (in the middle): only that one is new. */
+    struct journal_intent in2[3] = {in[0], mkintent("t1001-r2b", "r2", "f2", "0.0065", NULL), in[2]};
+    write_and_wait(&f, &fill, in2, 3, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.fill_new);
+    assert_false(r.intent_new[0]);
+    assert_true(r.intent_new[1]);
+    assert_false(r.intent_new[2]);
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id LIKE "
+                           "'t1001-%%'"), "4");
+    /* The same trade id on another symbol is another fill (Binance ids are per symbol). */
+    struct journal_fill other = mkfill("ETHUSDT", 1001);
+    struct journal_intent in3 = mkintent("t1001e-r1", "r1", "f1", "0.1", NULL);
+    write_and_wait(&f, &other, &in3, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new && r.intent_new[0]);
+    /* A fill with no intents is journaled too. */
+    struct journal_fill lone = mkfill("BTCUSDT", 1002);
+    write_and_wait(&f, &lone, NULL, 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new);
+
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_true(s.connected);
+    assert_int_equal(s.fills_written, 5);
+    assert_int_equal(s.fills_new, 3);
+    assert_int_equal(s.intents_new, 5);
+    assert_int_equal(s.fills_failed, 0);
+    assert_int_equal(s.inflight_fills, 0);
+    assert_int_equal(s.inflight_statements, 0);
+    assert_true(s.writes >= 5);
+    assert_true(s.write_us_total >= s.write_us_last);
+    fx_close(&f);
+}
+
+static void test_fill_refused(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct fillres r;
+    struct journal_fill fill = mkfill("BTCUSDT", 1101);
+    /* Bad input never reaches PostgreSQL. */
+    struct journal_intent ok = mkintent("t1101-r1", "r1", "f1", "0.013", NULL);
+    struct journal_intent bad;
+    const char *bad_qty[] = {"1e3", "NaN", "-1", "", "1.", ".5", "0x10", "1,5", "Infinity"};
+    for (size_t i = 0; i < sizeof bad_qty / sizeof bad_qty[0]; i++) {
+        bad = ok;
+        bad.qty = bad_qty[i];
+        assert_int_equal(journal_write_fill(f.j, &fill, &bad, 1, fill_cb, &r), -EINVAL);
+        struct journal_fill bf = fill;
+        bf.price = bad_qty[i];
+        assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
+    }
+    struct journal_fill bf = fill;
+    bf.qty = "0.000";
+    assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
+    bf = fill;
+    bf.side = "buy";
+    assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
+    bf = fill;
+    bf.trade_id = 0;
+    assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
+    const char *bad_cid[] = {"", "has space", "x\"y", "0123456789012345678901234567890123456",
+                             "sémantique"};
+    for (size_t i = 0; i < sizeof bad_cid / sizeof bad_cid[0]; i++) {
+        bad = ok;
+        bad.client_order_id = bad_cid[i];
+        assert_int_equal(journal_write_fill(f.j, &fill, &bad, 1, fill_cb, &r), -EINVAL);
+    }
+    struct journal_intent dup[2] = {ok, ok};
+    assert_int_equal(journal_write_fill(f.j, &fill, dup, 2, fill_cb, &r), -EINVAL);
+    assert_int_equal(journal_write_fill(f.j, &fill, &ok, 1, NULL, &r), -EINVAL);
+
+    /* Refused by PostgreSQL (unknown rule): an error, nothing written, the session goes on. */
+    bad = ok;
+    bad.rule_id = "no-such-rule";
+    write_and_wait(&f, &fill, &bad, 1, &r);
+    assert_int_equal(r.status, -EIO);
+    assert_non_null(strstr(r.err, "foreign key"));
+    assert_false(r.fill_new || r.intent_new[0]);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 1101"), "0");
+    write_and_wait(&f, &fill, &ok, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new && r.intent_new[0]);
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.statement_errors, 1);
+    assert_int_equal(s.fills_failed, 1);
+    assert_int_equal(s.disconnects, 0);
+    assert_non_null(strstr(journal_last_error(f.j), "foreign key"));
+    fx_close(&f);
+}
+
+static int64_t T0 = 1700000100000000; /* µs */
+
+static void rec(struct fx *f, const char *cid, enum journal_status st, int64_t eoid,
+                const char *eqty, const char *avgp, int code, const char *msg, int64_t at)
+{
+    struct journal_result r = {.client_order_id = cid, .status = st, .exchange_order_id = eoid,
+                               .executed_qty = eqty, .avg_price = avgp, .error_code = code,
+                               .error_msg = msg, .at_us = at};
+    assert_int_equal(journal_record_result(f->j, &r), 0);
+}
+
+static void test_results(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct journal_fill fill = mkfill("BTCUSDT", 2001);
+    struct journal_intent in[3] = {
+        mkintent("t2001-a", "r1", "f1", "0.013", NULL),
+        mkintent("t2001-b", "r2", "f2", "0.0065", NULL),
+        mkintent("t2001-c", "r3", "f3", "0.013", NULL),
+    };
+    struct fillres fr;
+    write_and_wait(&f, &fill, in, 3, &fr);
+    assert_int_equal(fr.status, 0);
+
+    /* Queued together, with the same order in one flush several times: split into statements so
+     * each row's states apply in order. */
+    rec(&f, "t2001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, T0 + 1);
+    rec(&f, "t2001-b", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, T0 + 2);
+    rec(&f, "t2001-c", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, T0 + 3);
+    rec(&f, "t2001-a", JOURNAL_ACKED, 123456789012, NULL, NULL, 0, NULL, T0 + 10);
+    rec(&f, "t2001-b", JOURNAL_REJECTED, 0, NULL, NULL, -2019, "Margin is insufficient.", T0 + 11);
+    rec(&f, "t2001-c", JOURNAL_PARTIALLY_FILLED, 77, "0.005", "50001.5", 0, NULL, T0 + 12);
+    rec(&f, "t2001-a", JOURNAL_FILLED, 0, "0.013", "50000.1", 0, NULL, T0 + 20);
+    rec(&f, "t2001-c", JOURNAL_PARTIALLY_FILLED, 0, "0.010", "50001.25", 0, NULL, T0 + 21);
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.results_queued, 8);
+
+    struct flushres fl = {0};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.results_queued, 0);
+    assert_int_equal(s.results_written, 8);
+    assert_int_equal(s.results_stale, 0);
+
+    assert_string_equal(q1("SELECT status || ' ' || executed_qty || ' ' || avg_price || ' ' || "
+                           "exchange_order_id FROM follower_orders WHERE client_order_id = "
+                           "'t2001-a'"), "filled 0.013 50000.1 123456789012");
+    assert_string_equal(q1("SELECT concat_ws(' ', (extract(epoch FROM sent_at) * 1e6)::bigint - %lld,"
+                           " (extract(epoch FROM acked_at) * 1e6)::bigint - %lld,"
+                           " (extract(epoch FROM filled_at) * 1e6)::bigint - %lld)"
+                           " FROM follower_orders WHERE client_order_id = 't2001-a'",
+                           (long long)T0, (long long)T0, (long long)T0), "1 10 20");
+    assert_null(q1("SELECT rejected_at FROM follower_orders WHERE client_order_id = 't2001-a'"));
+    assert_null(q1("SELECT error_code FROM follower_orders WHERE client_order_id = 't2001-a'"));
+    assert_string_equal(q1("SELECT status || ' ' || error_code || ' ' || error_msg FROM "
+                           "follower_orders WHERE client_order_id = 't2001-b'"),
+                        "rejected -2019 Margin is insufficient.");
+    assert_string_equal(q1("SELECT (extract(epoch FROM rejected_at) * 1e6)::bigint - %lld FROM "
+                           "follower_orders WHERE client_order_id = 't2001-b'", (long long)T0), "11");
+    assert_null(q1("SELECT executed_qty FROM follower_orders WHERE client_order_id = 't2001-b'"));
+    assert_string_equal(q1("SELECT status || ' ' || executed_qty || ' ' || avg_price || ' ' || "
+                           "exchange_order_id FROM follower_orders WHERE client_order_id = "
+                           "'t2001-c'"), "partially_filled 0.010 50001.25 77");
+    assert_string_equal(q1("SELECT (extract(epoch FROM partially_filled_at) * 1e6)::bigint - %lld "
+                           "FROM follower_orders WHERE client_order_id = 't2001-c'", (long long)T0),
+                        "12"); /* the first time it was reached */
+    assert_non_null(q1("SELECT updated_at FROM follower_orders WHERE client_order_id = 't2001-c' "
+                       "AND updated_at >= intent_at"));
+
+    /* Late and backwards results change nothing: a 'sent' after 'filled', an 'acked' after
+     * 'rejected', a partial fill smaller than the one stored, 'unknown' after 'acked'... */
+    rec(&f, "t2001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, T0 + 100);
+    rec(&f, "t2001-a", JOURNAL_REJECTED, 0, NULL, NULL, -1, "late", T0 + 101);
+    rec(&f, "t2001-b", JOURNAL_ACKED, 5, NULL, NULL, 0, NULL, T0 + 102);
+    rec(&f, "t2001-c", JOURNAL_PARTIALLY_FILLED, 0, "0.007", NULL, 0, NULL, T0 + 103);
+    rec(&f, "t2001-c", JOURNAL_UNKNOWN, 0, NULL, NULL, 0, NULL, T0 + 104);
+    rec(&f, "no-such-order", JOURNAL_FILLED, 0, "1", "1", 0, NULL, T0 + 105);
+    memset(&fl, 0, sizeof fl);
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.results_stale, 6);
+    assert_string_equal(q1("SELECT status || ' ' || executed_qty || ' ' || coalesce(error_code, 0) "
+                           "|| ' ' || (extract(epoch FROM sent_at) * 1e6)::bigint - %lld FROM "
+                           "follower_orders WHERE client_order_id = 't2001-a'", (long long)T0),
+                        "filled 0.013 0 1");
+    assert_string_equal(q1("SELECT status || ' ' || coalesce(exchange_order_id, 0) FROM "
+                           "follower_orders WHERE client_order_id = 't2001-b'"), "rejected 0");
+    assert_string_equal(q1("SELECT status || ' ' || executed_qty FROM follower_orders WHERE "
+                           "client_order_id = 't2001-c'"), "partially_filled 0.010");
+    assert_null(q1("SELECT unknown_at FROM follower_orders WHERE client_order_id = 't2001-c'"));
+
+    /* ... and forward ones still apply; a non-printable byte in a message cannot poison a batch. */
+    rec(&f, "t2001-c", JOURNAL_FILLED, 0, "0.013", "50001", -7, "bad \xff byte\n", T0 + 200);
+    memset(&fl, 0, sizeof fl);
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(q1("SELECT status || ' ' || executed_qty || ' ' || avg_price || '|' || "
+                           "error_msg FROM follower_orders WHERE client_order_id = 't2001-c'"),
+                        "filled 0.013 50001|bad ? byte?");
+
+    /* Refused input. */
+    struct journal_result bad = {.client_order_id = "t2001-a", .status = JOURNAL_INTENT};
+    assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
+    bad.status = JOURNAL_SKIPPED;
+    assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
+    bad.status = (enum journal_status)99;
+    assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
+    bad.status = JOURNAL_FILLED;
+    bad.executed_qty = "1e-3";
+    assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
+    bad.executed_qty = NULL;
+    bad.client_order_id = "no spaces";
+    assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.results_queued, 0);
+    assert_int_equal(s.results_dropped, 0);
+    fx_close(&f);
+}
+
+struct many {
+    struct fillres r[200];
+    size_t n;
+};
+
+static bool cond_all_done(void *arg)
+{
+    struct many *m = arg;
+    for (size_t i = 0; i < m->n; i++)
+        if (!m->r[i].done) return false;
+    return true;
+}
+
+static void test_many_fills(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    static struct many m;
+    memset(&m, 0, sizeof m);
+    m.n = 200;
+    static char cids[200][2][32];
+    g_completions = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        struct journal_fill fill = mkfill("SOLUSDT", 5000 + (int64_t)i);
+        fill.qty = "10.5";
+        fill.price = "150.01";
+        snprintf(cids[i][0], 32, "s%zu-r1", i);
+        snprintf(cids[i][1], 32, "s%zu-r2", i);
+        struct journal_intent in[2] = {mkintent(cids[i][0], "r1", "f1", "10.5", NULL),
+                                       mkintent(cids[i][1], "r2", "f2", "5.25", NULL)};
+        in[0].symbol = in[1].symbol = "SOLUSDT";
+        assert_int_equal(journal_write_fill(f.j, &fill, in, 2, fill_cb, &m.r[i]), 0);
+    }
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.inflight_fills, 200); /* all in the pipeline at once */
+    assert_int_equal(s.inflight_statements, 200);
+    assert_true(run_until(&f.loop, cond_all_done, &m, DEADLINE_MS, 0));
+    for (size_t i = 0; i < m.n; i++) {
+        if (m.r[i].status) fail_msg("fill %zu: %d %s", i, m.r[i].status, m.r[i].err);
+        assert_true(m.r[i].fill_new);
+        assert_true(m.r[i].intent_new[0] && m.r[i].intent_new[1]);
+        assert_int_equal(m.r[i].order, (int)i); /* answered in order */
+    }
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE symbol = 'SOLUSDT'"), "200");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE symbol = 'SOLUSDT'"), "400");
+    assert_string_equal(q1("SELECT sum(qty)::text FROM follower_orders WHERE symbol = 'SOLUSDT'"),
+                        "3150.00");
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.inflight_fills, 0);
+    assert_int_equal(s.fills_written, 200);
+    assert_int_equal(s.intents_new, 400);
+
+    /* Results for all of them, recorded back to back: grouped into batches of at most
+     * batch_size (100) rows, far fewer statements than results. */
+    uint64_t writes_before = s.writes;
+    for (size_t i = 0; i < m.n; i++)
+        for (int k = 0; k < 2; k++)
+            rec(&f, cids[i][k], JOURNAL_FILLED, 1000 + (int64_t)i, k ? "5.25" : "10.5", "150.01", 0,
+                NULL, 0);
+    struct flushres fl = {0};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.results_written, 400);
+    assert_true(s.writes - writes_before >= 4);   /* 400 rows, at most 100 per statement */
+    assert_true(s.writes - writes_before <= 40);  /* grouped, not one per result */
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE symbol = 'SOLUSDT' AND "
+                           "status = 'filled' AND filled_at IS NOT NULL"), "400");
+    fx_close(&f);
+}
+
+static void test_flush_durable(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct fillres fr;
+    struct journal_fill fill = mkfill("BTCUSDT", 3001);
+    struct journal_intent in = mkintent("t3001-a", "r1", "f1", "0.013", NULL);
+    write_and_wait(&f, &fill, &in, 1, &fr);
+    assert_int_equal(fr.status, 0);
+
+    /* A flush with nothing pending still answers, from the loop. */
+    struct flushres fl = {0};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+
+    rec(&f, "t3001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, 0);
+    rec(&f, "t3001-a", JOURNAL_FILLED, 42, "0.013", "50000.1", 0, NULL, 0);
+    /* Not yet in the database: write-behind. */
+    assert_string_equal(q1("SELECT status FROM follower_orders WHERE client_order_id = 't3001-a'"),
+                        "intent");
+    memset(&fl, 0, sizeof fl);
+    fl.check_sql = "SELECT status || ' ' || executed_qty FROM follower_orders WHERE "
+                   "client_order_id = 't3001-a'";
+    struct flushres fl2 = {.check_sql = fl.check_sql};
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl2), 0);
+    assert_true(run_until(&f.loop, cond_flush_done, &fl2, DEADLINE_MS, 0));
+    assert_true(fl.done);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(fl.seen, "filled 0.013"); /* seen by another connection, in the callback */
+    assert_string_equal(fl2.seen, "filled 0.013");
+    /* at_us = 0 means "now": the timestamps are set and recent. */
+    assert_string_equal(q1("SELECT sent_at <= filled_at AND filled_at > now() - interval '1 hour' "
+                           "FROM follower_orders WHERE client_order_id = 't3001-a'"), "t");
+
+    /* A flush also waits for fills in flight. */
+    struct fillres fr2 = {0};
+    struct journal_fill fill2 = mkfill("BTCUSDT", 3002);
+    struct journal_intent in2 = mkintent("t3002-a", "r1", "f1", "0.013", NULL);
+    assert_int_equal(journal_write_fill(f.j, &fill2, &in2, 1, fill_cb, &fr2), 0);
+    memset(&fl, 0, sizeof fl);
+    fl.check_sql = "SELECT status FROM follower_orders WHERE client_order_id = 't3002-a'";
+    fl.fill = &fr2;
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
+    assert_true(run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
+    assert_true(fl.fill_done_then); /* the fill's callback came first */
+    assert_int_equal(fr2.status, 0);
+    assert_string_equal(fl.seen, "intent");
+    fx_close(&f);
+}
+
+/* pg_stat_activity is read through a separate connection (a transaction holds its snapshot). */
+struct waitlock {
+    PGconn *c;
+    const char *app;
+};
+
+static bool cond_waiting_on_lock(void *arg)
+{
+    struct waitlock *w = arg;
+    const char *v = q1_on(w->c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'%s' AND wait_event_type = 'Lock'", w->app);
+    return v && strcmp(v, "0") != 0;
+}
+
+struct ups_at_least {
+    struct fx *f;
+    int n;
+};
+
+static bool cond_ups(void *arg)
+{
+    struct ups_at_least *u = arg;
+    return u->f->ups >= u->n && journal_connected(u->f->j);
+}
+
+static void test_connection_lost(void **state)
+{
+    (void)state;
+    char ci[1200];
+    snprintf(ci, sizeof ci, "%s application_name=jnl_kill", g_ci);
+    struct fx f;
+    struct journal_opts o = {.backoff_min_ms = 10, .backoff_max_ms = 50};
+    fx_open(&f, ci, &o, true);
+    struct fillres fr;
+    struct journal_fill fill = mkfill("XRPUSDT", 4001);
+    struct journal_intent in = mkintent("t4001-a", "r1", "f1", "5", NULL);
+    in.symbol = "XRPUSDT";
+    write_and_wait(&f, &fill, &in, 1, &fr);
+    assert_int_equal(fr.status, 0);
+
+    /* Block inserts into leader_fills from another session, so the next fill stays in flight. */
+    PGconn *locker = connect_or_fail(g_ci);
+    exec_on(locker, "BEGIN");
+    exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
+    struct journal_fill fill2 = mkfill("XRPUSDT", 4002);
+    struct journal_intent in2 = mkintent("t4002-a", "r1", "f1", "5", NULL);
+    in2.symbol = "XRPUSDT";
+    memset(&fr, 0, sizeof fr);
+    assert_int_equal(journal_write_fill(f.j, &fill2, &in2, 1, fill_cb, &fr), 0);
+    /* A result queued behind it goes out in the same pipeline. */
+    rec(&f, "t4001-a", JOURNAL_FILLED, 9, "5", "0.5", 0, NULL, 0);
+    PGconn *watch = connect_or_fail(g_ci);
+    struct waitlock wl = {watch, "jnl_kill"};
+    assert_true(run_until(&f.loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
+    /* Let the loop send the queued result too (it is behind the blocked fill on the server). */
+    struct journal_stats s;
+    for (int i = 0; i < 100; i++) {
+        journal_get_stats(f.j, &s);
+        if (s.inflight_statements == 2) break;
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(s.inflight_statements, 2);
+    assert_false(fr.done);
+
+    /* Kill the journal's backend: the fill in flight fails, its intents must not be sent. */
+    assert_string_equal(q1_on(watch, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                     "pg_stat_activity WHERE application_name = 'jnl_kill'"), "1");
+    assert_true(run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    assert_int_equal(fr.status, -ECONNRESET);
+    assert_false(fr.intent_new[0]);
+    assert_true(f.downs >= 1);
+    assert_true(f.lasterr[0] != '\0');
+    exec_on(locker, "ROLLBACK");
+    PQfinish(locker);
+
+    /* It reconnects by itself; the result that was in flight is sent again and applied. */
+    struct ups_at_least u = {&f, 2};
+    assert_true(run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
+    struct flushres fl = {.check_sql = "SELECT status FROM follower_orders WHERE client_order_id "
+                                       "= 't4001-a'"};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(fl.seen, "filled");
+    /* The killed statement rolled back; written again, it is new. */
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 4002"), "0");
+    write_and_wait(&f, &fill2, &in2, 1, &fr);
+    assert_int_equal(fr.status, 0);
+    assert_true(fr.fill_new && fr.intent_new[0]);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.disconnects, 1);
+    assert_int_equal(s.connects, 2);
+    assert_int_equal(s.fills_failed, 1);
+    PQfinish(watch);
+    fx_close(&f);
+}
+
+static void test_statement_timeout(void **state)
+{
+    (void)state;
+    char ci[1200];
+    snprintf(ci, sizeof ci, "%s application_name=jnl_slow", g_ci);
+    struct fx f;
+    struct journal_opts o = {.timeout_ms = 300, .backoff_min_ms = 10, .backoff_max_ms = 20,
+                             .slow_ms = 50};
+    fx_open(&f, ci, &o, true);
+    PGconn *locker = connect_or_fail(g_ci);
+    exec_on(locker, "BEGIN");
+    exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
+    struct fillres fr = {0};
+    struct journal_fill fill = mkfill("ADAUSDT", 6001);
+    struct journal_intent in = mkintent("t6001-a", "r1", "f1", "5", NULL);
+    in.symbol = "ADAUSDT";
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), 0);
+    struct flushres fl = {0};
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
+    assert_true(run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    assert_int_equal(fr.status, -ETIMEDOUT); /* outcome unknown: send nothing */
+    assert_false(fr.intent_new[0]);
+    assert_true(run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
+    assert_int_equal(fl.status, -EIO); /* something queued before it failed */
+    exec_on(locker, "ROLLBACK");
+    PQfinish(locker);
+    struct ups_at_least u = {&f, 2};
+    assert_true(run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.disconnects, 1);
+    assert_true(strstr(journal_last_error(f.j), "300 ms") != NULL);
+    /* The replay after the timeout is deduped whether or not the first attempt committed: it is
+     * never sent twice. */
+    write_and_wait(&f, &fill, &in, 1, &fr);
+    assert_int_equal(fr.status, 0);
+    fx_close(&f);
+}
+
+static bool cond_downs2(void *arg) { return ((struct fx *)arg)->downs >= 2; }
+
+static void test_not_connected(void **state)
+{
+    (void)state;
+    errno = 0;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_null(journal_new(&loop, "this is = not = a conninfo", NULL));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    struct fx f;
+    struct journal_opts o = {.backoff_min_ms = 5, .backoff_max_ms = 10};
+    fx_open(&f, "host=/nonexistent-ct-dir port=1", &o, false);
+    assert_true(run_until(&f.loop, cond_downs2, &f, DEADLINE_MS, 0)); /* it keeps retrying */
+    assert_int_equal(f.ups, 0);
+    assert_non_null(strstr(f.lasterr, "nonexistent-ct-dir"));
+    struct fillres fr = {0};
+    struct journal_fill fill = mkfill("BTCUSDT", 7001);
+    struct journal_intent in = mkintent("t7001-a", "r1", "f1", "1", NULL);
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), -ENOTCONN);
+    rec(&f, "t7001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, 0); /* kept for later */
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_false(s.connected);
+    assert_true(s.connect_failures >= 2);
+    assert_int_equal(s.results_queued, 1);
+    struct flushres fl = {0};
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
+    fx_close(&f); /* the pending flush is cancelled */
+    assert_true(fl.done);
+    assert_int_equal(fl.status, -ECANCELED);
+    assert_false(fr.done);
+}
+
+/* journal_free from inside a callback: later callbacks still come exactly once, cancelled. */
+struct freeing {
+    struct fx *f;
+    struct fillres r[3];
+};
+
+static void fill_cb_then_free(void *ud, const struct journal_fill_result *r)
+{
+    struct freeing *x = ud;
+    fill_cb(&x->r[0], r);
+    x->f->j = journal_free(x->f->j);
+}
+
+static void test_free_with_work_pending(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct journal_fill fill = mkfill("DOTUSDT", 8001);
+    struct journal_intent in = mkintent("t8001-a", "r1", "f1", "1", NULL);
+    in.symbol = "DOTUSDT";
+    static struct freeing x;
+    memset(&x, 0, sizeof x);
+    x.f = &f;
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb_then_free, &x), 0);
+    fill.trade_id = 8002;
+    in.client_order_id = "t8002-a";
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &x.r[1]), 0);
+    struct flushres fl = {0};
+    assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
+    assert_true(run_until(&f.loop, cond_fill_done, &x.r[0], DEADLINE_MS, 0));
+    assert_null(f.j);
+    assert_int_equal(x.r[0].status, 0);
+    assert_true(x.r[1].done); /* cancelled when the journal was really freed */
+    assert_int_equal(x.r[1].status, -ECANCELED);
+    assert_true(fl.done);
+    assert_int_equal(fl.status, -ECANCELED);
+    assert_int_equal(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+
+    /* Freed right after a write: the callback runs inside journal_free, cancelled. */
+    fx_open(&f, g_ci, NULL, true);
+    struct fillres fr = {0};
+    fill.trade_id = 8003;
+    in.client_order_id = "t8003-a";
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), 0);
+    rec(&f, "t8001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, 0);
+    f.j = journal_free(f.j);
+    assert_true(fr.done);
+    assert_int_equal(fr.status, -ECANCELED);
+    assert_false(fr.intent_new[0]);
+    assert_int_equal(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    assert_null(journal_free(NULL));
+}
+
+static void test_durability_os(void **state)
+{
+    (void)state;
+    char ci[1200];
+    snprintf(ci, sizeof ci, "%s application_name=jnl_os", g_ci);
+    struct fx f;
+    struct journal_opts o = {.durability = JOURNAL_DURABILITY_OS, .batch_size = 2,
+                             .flush_interval_ms = 5};
+    fx_open(&f, ci, &o, true);
+    struct fillres fr;
+    struct journal_fill fill = mkfill("LTCUSDT", 9001);
+    struct journal_intent in[3] = {mkintent("t9001-a", "r1", "f1", "1", NULL),
+                                   mkintent("t9001-b", "r2", "f2", "1", NULL),
+                                   mkintent("t9001-c", "r3", "f3", "1", NULL)};
+    for (int i = 0; i < 3; i++) in[i].symbol = "LTCUSDT";
+    write_and_wait(&f, &fill, in, 3, &fr);
+    assert_int_equal(fr.status, 0);
+    /* The session is up under its own name. (synchronous_commit is a per-session setting that
+     * another session cannot read; this is a smoke test of the OS mode.) */
+    assert_string_equal(q1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jnl_os'"),
+                        "1");
+    struct journal_stats s0, s;
+    journal_get_stats(f.j, &s0);
+    for (int i = 0; i < 3; i++)
+        rec(&f, in[i].client_order_id, JOURNAL_FILLED, 1, "1", "2", 0, NULL, 0);
+    struct flushres fl = {.check_sql = "SELECT count(*) FROM follower_orders WHERE client_order_id "
+                                       "LIKE 't9001-%' AND status = 'filled'"};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(fl.seen, "3");
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.writes - s0.writes, 2); /* batch_size 2: two statements for 3 results */
+    fx_close(&f);
+}
+
+int main(void)
+{
+    g_admin = getenv("CT_TEST_PG");
+    if (!g_admin || !*g_admin) {
+        fprintf(stderr, "test_journal: FAIL: CT_TEST_PG is not set; run it under "
+                        "tests/integration/with-services\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate),
+        cmocka_unit_test(test_migrate_error_names_migration),
+        cmocka_unit_test(test_sync_config),
+        cmocka_unit_test(test_fill_dedupe),
+        cmocka_unit_test(test_fill_refused),
+        cmocka_unit_test(test_results),
+        cmocka_unit_test(test_many_fills),
+        cmocka_unit_test(test_flush_durable),
+        cmocka_unit_test(test_connection_lost),
+        cmocka_unit_test(test_statement_timeout),
+        cmocka_unit_test(test_not_connected),
+        cmocka_unit_test(test_free_with_work_pending),
+        cmocka_unit_test(test_durability_os),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,145 @@
+/* binance_sign: the HMAC-SHA256 vectors of tests/data/samples/signing_vectors.txt that apply to
+ * Binance (#1, #2, #3, #5, #4 only with the doc's stray space) and RFC 4231 #0, plus verify(). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "binance_sign.h"
+
+struct vec {
+    const char *name;
+    const char *secret;
+    const char *payload;
+    const char *hex;
+};
+
+static const struct vec vecs[] = {
+    {"0 RFC 4231 case 2", "Jefe", "what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+    {"1 spot ex.1/2", "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+     "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&"
+     "timestamp=1499827319559",
+     "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"},
+    {"2 spot ex.3 (query+body, no separator)",
+     "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+     "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTCquantity=1&price=0.1&recvWindow=5000&"
+     "timestamp=1499827319559",
+     "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77"},
+    {"3 futures ex.1/2", "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9",
+     "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&"
+     "timestamp=1591702613943",
+     "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9"},
+    {"4 futures ex.3 with the doc's stray space",
+     "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9",
+     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTCquantity=1&price=9000&recvWindow=5000&"
+     "timestamp= 1591702613943",
+     "f9d0ae5e813ef6ccf15c2b5a434047a0181cb5a342b903b367ca6d27a66e36f2"},
+    {"5 futures batchOrders (self-computed)",
+     "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9",
+     "batchOrders=%5B%7B%22type%22%3A%22LIMIT%22%2C%22timeInForce%22%3A%22GTC%22%2C%22symbol%22%"
+     "3A%22BTCUSDT%22%2C%22side%22%3A%22BUY%22%2C%22price%22%3A%2210001%22%2C%22quantity%22%3A%"
+     "220.001%22%7D%5D&recvWindow=5000&timestamp=1591702613943",
+     "f9989392bce641701caf36bd26cd450a5dfe55cf28491470af9ba96483ecb538"},
+};
+
+static void test_vectors(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+        char out[BINANCE_SIG_HEX_LEN + 1];
+        memset(out, 'x', sizeof out);
+        assert_int_equal(binance_sign(vecs[i].secret, strlen(vecs[i].secret), vecs[i].payload,
+                                      strlen(vecs[i].payload), out),
+                         0);
+        if (strcmp(out, vecs[i].hex) != 0) fail_msg("vector %s: got %s", vecs[i].name, out);
+        assert_int_equal(strlen(out), BINANCE_SIG_HEX_LEN);
+    }
+}
+
+/* The doc's Example 3 only reproduces WITH the stray space; without it the MAC differs. */
+static void test_vector4_needs_the_space(void **state) {
+    (void)state;
+    const char *secret = vecs[4].secret;
+    const char *p = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTCquantity=1&price=9000&"
+                    "recvWindow=5000&timestamp=1591702613943";
+    char out[BINANCE_SIG_HEX_LEN + 1];
+    assert_int_equal(binance_sign(secret, strlen(secret), p, strlen(p), out), 0);
+    assert_string_equal(out, "30baaf0fab549bbeda7f5ef201898b34122da25fd23c646cac2c529aebe670a4");
+    assert_string_not_equal(out, vecs[4].hex);
+}
+
+/* Guards against transcription errors here: every payload and hex above is in the shared file. */
+static void test_vectors_match_file(void **state) {
+    (void)state;
+    FILE *f = fopen(CT_SAMPLES "/signing_vectors.txt", "rb");
+    assert_non_null(f);
+    static char text[64 * 1024];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, "payload : %s\n", vecs[i].payload);
+        if (!strstr(text, line)) fail_msg("vector %s: payload not in the file", vecs[i].name);
+        snprintf(line, sizeof line, "hex     : %s\n", vecs[i].hex);
+        if (!strstr(text, line)) fail_msg("vector %s: hex not in the file", vecs[i].name);
+        snprintf(line, sizeof line, ": %s\n", vecs[i].secret);
+        if (!strstr(text, line)) fail_msg("vector %s: secret not in the file", vecs[i].name);
+    }
+}
+
+static void test_verify(void **state) {
+    (void)state;
+    const struct vec *v = &vecs[3];
+    size_t sl = strlen(v->secret), pl = strlen(v->payload);
+    char up[BINANCE_SIG_HEX_LEN + 1];
+
+    assert_true(binance_sign_verify(v->secret, sl, v->payload, pl, v->hex, strlen(v->hex)));
+    for (size_t i = 0; i <= BINANCE_SIG_HEX_LEN; i++)
+        up[i] = (char)(v->hex[i] >= 'a' && v->hex[i] <= 'f' ? v->hex[i] - 32 : v->hex[i]);
+    assert_string_not_equal(up, v->hex);
+    assert_true(binance_sign_verify(v->secret, sl, v->payload, pl, up, strlen(up)));
+
+    /* One character changed anywhere in the signature: rejected. */
+    for (size_t i = 0; i < BINANCE_SIG_HEX_LEN; i++) {
+        char bad[BINANCE_SIG_HEX_LEN + 1];
+        memcpy(bad, v->hex, sizeof bad);
+        bad[i] = bad[i] == '0' ? '1' : '0';
+        assert_false(binance_sign_verify(v->secret, sl, v->payload, pl, bad, strlen(bad)));
+    }
+    /* One character changed in the payload or the secret: rejected. */
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s", v->payload);
+    p2[7] = 'C'; /* BTCUSDT -> CTCUSDT */
+    assert_false(binance_sign_verify(v->secret, sl, p2, pl, v->hex, strlen(v->hex)));
+    char s2[128];
+    snprintf(s2, sizeof s2, "%s", v->secret);
+    s2[0] = '3';
+    assert_false(binance_sign_verify(s2, sl, v->payload, pl, v->hex, strlen(v->hex)));
+    /* Wrong lengths: rejected, including a correct prefix. */
+    assert_false(binance_sign_verify(v->secret, sl, v->payload, pl, v->hex, 63));
+    assert_false(binance_sign_verify(v->secret, sl, v->payload, pl, "", 0));
+    char longer[BINANCE_SIG_HEX_LEN + 2];
+    snprintf(longer, sizeof longer, "%s0", v->hex);
+    assert_false(binance_sign_verify(v->secret, sl, v->payload, pl, longer, strlen(longer)));
+    /* Non-hex characters that only match after case folding of letters outside a-f. */
+    char junk[BINANCE_SIG_HEX_LEN + 1];
+    memset(junk, 'G', BINANCE_SIG_HEX_LEN);
+    junk[BINANCE_SIG_HEX_LEN] = '\0';
+    assert_false(binance_sign_verify(v->secret, sl, v->payload, pl, junk, strlen(junk)));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_vector4_needs_the_space),
+        cmocka_unit_test(test_vectors_match_file),
+        cmocka_unit_test(test_verify),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,59 @@
+/* position_book: live and pending positions, exact decimals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "position_book.h"
+
+static dec_t D(const char *s) {
+    dec_t d;
+    assert_int_equal(dec_parse_cstr(s, &d), 0);
+    return d;
+}
+
+static void assert_dec(dec_t got, const char *want) {
+    char buf[DEC_STR_MAX];
+    assert_true(dec_format(got, buf, sizeof(buf)) > 0);
+    assert_string_equal(buf, want);
+}
+
+static void test_live_and_pending(void **state) {
+    (void)state;
+    struct position_book *b = position_book_new();
+    assert_dec(position_book_live(b, "f1", "BTCUSDT"), "0");
+    assert_int_equal(position_book_set_live(b, "f1", "BTCUSDT", D("0.100")), 0);
+    assert_int_equal(position_book_add_pending(b, "f1", "BTCUSDT", D("0.05")), 0);
+    assert_dec(position_book_live(b, "f1", "BTCUSDT"), "0.1");
+    assert_dec(position_book_expected(b, "f1", "BTCUSDT"), "0.15");
+    /* The order fills: pending moves to live. */
+    assert_int_equal(position_book_add_pending(b, "f1", "BTCUSDT", D("-0.05")), 0);
+    assert_int_equal(position_book_add_live(b, "f1", "BTCUSDT", D("0.05")), 0);
+    assert_dec(position_book_expected(b, "f1", "BTCUSDT"), "0.15");
+    assert_dec(position_book_live(b, "f1", "BTCUSDT"), "0.15");
+    /* Other accounts and symbols are separate. */
+    assert_dec(position_book_live(b, "f2", "BTCUSDT"), "0");
+    assert_dec(position_book_live(b, "f1", "ETHUSDT"), "0");
+    assert_int_equal(position_book_add_live(b, "f1", "BTCUSDT", D("-0.2")), 0);
+    assert_dec(position_book_live(b, "f1", "BTCUSDT"), "-0.05");
+    position_book_free(b);
+}
+
+static void test_overflow_is_an_error(void **state) {
+    (void)state;
+    struct position_book *b = position_book_new();
+    assert_int_equal(position_book_set_live(b, "a", "S", D("9000000000000000000")), 0);
+    assert_true(position_book_add_live(b, "a", "S", D("9000000000000000000")) < 0);
+    assert_dec(position_book_live(b, "a", "S"), "9000000000000000000");
+    position_book_free(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_live_and_pending),
+        cmocka_unit_test(test_overflow_is_an_error),
+    };
+    assert_null(position_book_free(NULL));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
