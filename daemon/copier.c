@@ -103,6 +103,7 @@ struct lane { /* (follower, symbol): orders go out one at a time, in order */
 /* One leader fill between the planning and the journal's answer. */
 struct fill_job {
     struct copier *c;
+    struct fill_job *next;        /* held queue */
     struct mkt_fill fill;
     size_t leader;
     dec_t leader_delta;
@@ -129,6 +130,12 @@ struct copier {
     struct order_job *jobs;    /* every live job */
     size_t jobs_in_flight;     /* sent, not answered */
     size_t fills_in_journal;   /* journal writes not answered */
+    /* Fills planned while the journal could not take them (not connected, queue full, or a
+     * connection lost mid-write): resubmitted in order once it can. Never sent before that. */
+    struct fill_job *held_head, *held_tail;
+    size_t held;
+    bool journal_up;
+    uv_timer_t held_timer;
     struct position_book *pos;
     struct fill_dedupe *dedupe;
     unsigned position_ttl_ms;
@@ -136,7 +143,7 @@ struct copier {
     bool timers_inited;        /* drain_timer and every account's retry timer */
     unsigned closing_handles;
     size_t startup_pending;
-    int phase; /* 0 time, 1 instruments, 2 positions, 3 streams */
+    int phase; /* 0 time, 1 instruments, 2 positions, 3 streams (once the journal is up), 4 running */
     uv_timer_t drain_timer;
     void (*drain_done)(void *ud);
     void *drain_ud;
@@ -153,6 +160,8 @@ static void lane_kick(struct copier *c, struct lane *l);
 static void job_send(struct order_job *j);
 static void job_query(struct order_job *j);
 static void drain_check(struct copier *c);
+static void held_retry(uv_timer_t *t);
+static void fill_hold(struct copier *c, struct fill_job *fj);
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -572,7 +581,8 @@ static void revert_pending(struct copier *c, struct fill_job *fj) {
 }
 
 static void drain_check(struct copier *c) {
-    if (c->draining && c->jobs_in_flight == 0 && c->fills_in_journal == 0 && c->drain_done) {
+    if (c->draining && c->jobs_in_flight == 0 && c->fills_in_journal == 0 && c->held == 0 &&
+        c->drain_done) {
         void (*done)(void *) = c->drain_done;
         c->drain_done = NULL;
         uv_timer_stop(&c->drain_timer);
@@ -587,6 +597,16 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
     const struct mkt_fill *f = &fj->fill;
 
     c->fills_in_journal--;
+    if (res->status == -ECONNRESET || res->status == -ETIMEDOUT) {
+        /* The write may or may not have committed. Resubmitting is safe: the journal's unique
+         * keys make a committed one come back "not new", and nothing is sent twice; its orders
+         * then wait as 'intent' for start-up reconciliation. */
+        log_warn(TAG, "%s %s trade %" PRId64 ": journal connection lost mid-write (%s), resubmitting",
+                 f->account, f->symbol, f->trade_id, res->errmsg ? res->errmsg : strerror(-res->status));
+        if (c->freeing) free(fj); else fill_hold(c, fj);
+        drain_check(c);
+        return;
+    }
     if (res->status != 0) {
         /* Write-before-send (invariant 2): nothing of this fill goes out. */
         log_error(TAG, "%s %s trade %" PRId64 ": journal write failed (%s), NOT copying this fill",
@@ -602,7 +622,8 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         met_counter_inc(leader->m_dups);
         position_book_add_live(c->pos, leader->name, f->symbol, dec_neg(fj->leader_delta));
         revert_pending(c, fj);
-        log_info(TAG, "%s %s trade %" PRId64 ": already journaled, ignored", f->account, f->symbol, f->trade_id);
+        log_info(TAG, "%s %s trade %" PRId64 ": already journaled, ignored (orders of an earlier attempt "
+                 "that never went out are left to reconciliation)", f->account, f->symbol, f->trade_id);
         goto out;
     }
     met_counter_inc(leader->m_fills);
@@ -647,15 +668,104 @@ static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
     return h && f->trade_id <= h->trade_id;
 }
 
+#define HELD_MAX 100000        /* fills waiting for the journal; beyond, new fills are not copied */
+#define HELD_RETRY_MS 100
+
+/* One round trip: the fill and all its intents (write-before-send). */
+static int fill_submit(struct copier *c, struct fill_job *fj) {
+    const struct mkt_fill *f = &fj->fill;
+    struct journal_intent *ji = calloc(fj->n + 1, sizeof(*ji));
+    char (*qtxt)[DEC_STR_MAX] = calloc(fj->n + 1, sizeof(*qtxt));
+    char fq[DEC_STR_MAX], fp[DEC_STR_MAX];
+    int e = -ENOMEM;
+
+    if (!ji || !qtxt) goto out;
+    for (size_t n = 0; n < fj->n; n++) {
+        const struct copy_intent *it = &fj->items[n].in;
+        const struct rule *r = &c->rules[fj->items[n].rule];
+        ji[n] = (struct journal_intent){
+            .client_order_id = it->client_id,
+            .rule_id = r->id,
+            .follower = c->accts[r->follower].name,
+            .symbol = f->symbol,
+            .side = it->side == MKT_BUY ? "BUY" : "SELL",
+            .qty = fmt_dec(it->qty, qtxt[n]),
+            .reduce_only = it->reduce_only,
+            .order_type = "MARKET",
+            .skip_reason = it->skip == COPY_SKIP_NONE ? NULL : copy_skip_name(it->skip),
+        };
+    }
+    struct journal_fill jf = {
+        .account = f->account,
+        .symbol = f->symbol,
+        .trade_id = f->trade_id,
+        .order_id = f->order_id,
+        .side = f->side == MKT_BUY ? "BUY" : "SELL",
+        .qty = fmt_dec(f->qty, fq),
+        .price = fmt_dec(f->price, fp),
+        .event_time_ms = f->trade_time_ms > 0 ? f->trade_time_ms : f->event_time_ms,
+    };
+    e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
+    if (e == 0) {
+        c->fills_in_journal++;
+        log_info(TAG, "%s %s trade %" PRId64 ": %s %s at %s, %zu intents", f->account, f->symbol,
+                 f->trade_id, jf.side, fq, fp, fj->n);
+    }
+out:
+    free(ji);
+    free(qtxt);
+    return e;
+}
+
+/* The fill cannot be journaled and so is not copied (until the spool of issue 5 exists). */
+static void fill_drop(struct copier *c, struct fill_job *fj, const char *why) {
+    const struct mkt_fill *f = &fj->fill;
+    log_error(TAG, "%s %s trade %" PRId64 ": journal refused the fill (%s), NOT copying it",
+              f->account, f->symbol, f->trade_id, why);
+    met_counter_inc(c->m_journal_fail);
+    revert_pending(c, fj);
+    fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
+    free(fj);
+}
+
+static void fill_hold(struct copier *c, struct fill_job *fj) {
+    if (c->held >= HELD_MAX) {
+        fill_drop(c, fj, "too many fills waiting for the journal");
+        return;
+    }
+    if (c->held == 0)
+        log_warn(TAG, "journal not taking writes: holding fills until it does (nothing is sent meanwhile)");
+    fj->next = NULL;
+    if (c->held_tail) c->held_tail->next = fj; else c->held_head = fj;
+    c->held_tail = fj;
+    c->held++;
+    if (!uv_is_active((uv_handle_t *)&c->held_timer))
+        uv_timer_start(&c->held_timer, held_retry, HELD_RETRY_MS, HELD_RETRY_MS);
+}
+
+/* Resubmit held fills in order while the journal takes them. */
+static void held_retry(uv_timer_t *t) {
+    struct copier *c = t->data;
+    while (c->held_head && !c->freeing) {
+        struct fill_job *fj = c->held_head;
+        int e = fill_submit(c, fj);
+        if (e == -ENOTCONN || e == -ENOBUFS) return;
+        c->held_head = fj->next;
+        if (!c->held_head) c->held_tail = NULL;
+        c->held--;
+        if (e < 0) fill_drop(c, fj, strerror(-e));
+    }
+    uv_timer_stop(&c->held_timer);
+    if (!c->freeing) log_info(TAG, "journal taking writes again: held fills submitted");
+    drain_check(c);
+}
+
 static void on_fill(void *ud, const struct mkt_fill *f) {
     struct acct *leader = ud;
     struct copier *c = leader->c;
-    struct journal_intent *ji;
-    char (*qtxt)[DEC_STR_MAX];
-    char fq[DEC_STR_MAX], fp[DEC_STR_MAX];
     struct fill_job *fj;
     dec_t before;
-    size_t n = 0, nrules = 0;
+    size_t nrules = 0;
     int e;
 
     if (c->draining || c->freeing) return; /* not taken: the next run backfills it */
@@ -667,12 +777,7 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     for (size_t i = 0; i < c->n_rules; i++)
         if (c->rules[i].leader == leader->idx && c->rules[i].enabled) nrules++;
     fj = calloc(1, sizeof(*fj) + nrules * COPY_MAX_INTENTS * sizeof(fj->items[0]));
-    ji = calloc(nrules * COPY_MAX_INTENTS + 1, sizeof(*ji));
-    qtxt = calloc(nrules * COPY_MAX_INTENTS + 1, sizeof(*qtxt));
-    if (!fj || !ji || !qtxt) {
-        free(fj);
-        free(ji);
-        free(qtxt);
+    if (!fj) {
         log_error(TAG, "%s %s trade %" PRId64 ": out of memory, fill NOT copied", f->account, f->symbol, f->trade_id);
         fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
         return;
@@ -710,48 +815,15 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
         }
     }
 
-    for (n = 0; n < fj->n; n++) {
-        const struct copy_intent *it = &fj->items[n].in;
-        const struct rule *r = &c->rules[fj->items[n].rule];
-        ji[n] = (struct journal_intent){
-            .client_order_id = it->client_id,
-            .rule_id = r->id,
-            .follower = c->accts[r->follower].name,
-            .symbol = f->symbol,
-            .side = it->side == MKT_BUY ? "BUY" : "SELL",
-            .qty = fmt_dec(it->qty, qtxt[n]),
-            .reduce_only = it->reduce_only,
-            .order_type = "MARKET",
-            .skip_reason = it->skip == COPY_SKIP_NONE ? NULL : copy_skip_name(it->skip),
-        };
+    if (!c->held_head) {
+        e = fill_submit(c, fj);
+        if (e == 0) return;
+        if (e != -ENOTCONN && e != -ENOBUFS) {
+            fill_drop(c, fj, strerror(-e));
+            return;
+        }
     }
-    {
-        struct journal_fill jf = {
-            .account = f->account,
-            .symbol = f->symbol,
-            .trade_id = f->trade_id,
-            .order_id = f->order_id,
-            .side = f->side == MKT_BUY ? "BUY" : "SELL",
-            .qty = fmt_dec(f->qty, fq),
-            .price = fmt_dec(f->price, fp),
-            .event_time_ms = f->trade_time_ms > 0 ? f->trade_time_ms : f->event_time_ms,
-        };
-        e = journal_write_fill(c->journal, &jf, ji, n, on_journaled, fj);
-    }
-    free(ji);
-    free(qtxt);
-    if (e < 0) {
-        log_error(TAG, "%s %s trade %" PRId64 ": journal refused the fill (%s), NOT copying it",
-                  f->account, f->symbol, f->trade_id, strerror(-e));
-        met_counter_inc(c->m_journal_fail);
-        revert_pending(c, fj);
-        fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
-        free(fj);
-        return;
-    }
-    c->fills_in_journal++;
-    log_info(TAG, "%s %s trade %" PRId64 ": %s %s at %s, %zu intents", f->account, f->symbol, f->trade_id,
-             f->side == MKT_BUY ? "BUY" : "SELL", fq, fp, fj->n);
+    fill_hold(c, fj);
 }
 
 static void on_position(void *ud, const struct mkt_position *p) {
@@ -780,7 +852,7 @@ static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
         bool all = true;
         for (size_t i = 0; i < c->n_accts; i++)
             if (c->accts[i].is_leader && !c->accts[i].stream_was_up) all = false;
-        if (all && c->phase >= 3) {
+        if (all && c->phase >= 4) {
             c->ready = true;
             log_info(TAG, "ready: every leader stream is up");
         }
@@ -936,7 +1008,13 @@ static void startup_next(struct copier *c) {
         for (size_t i = 0; i < c->n_accts; i++) do_positions(&c->accts[i].retry);
         break;
     case 3:
+        if (!c->journal_up) {
+            /* A fill needs the journal before anything can be sent: open the streams once it is up. */
+            log_info(TAG, "start-up: waiting for the journal before opening the leader streams");
+            break;
+        }
         c->started = true;
+        c->phase = 4;
         for (size_t i = 0; i < c->n_accts; i++) {
             struct acct *a = &c->accts[i];
             struct exch_stream_cbs cbs = {
@@ -973,6 +1051,8 @@ struct copier *copier_new(const struct copier_deps *d) {
     c->n_accts = d->n_accounts;
     uv_timer_init(c->loop, &c->drain_timer);
     c->drain_timer.data = c;
+    uv_timer_init(c->loop, &c->held_timer);
+    c->held_timer.data = c;
     for (size_t i = 0; i < d->n_accounts; i++) {
         uv_timer_init(c->loop, &c->accts[i].retry);
         c->accts[i].retry.data = &c->accts[i];
@@ -1023,6 +1103,13 @@ int copier_start(struct copier *c) {
 
 bool copier_ready(const struct copier *c) { return c->ready; }
 
+void copier_journal_state(struct copier *c, bool up) {
+    c->journal_up = up;
+    if (!up || c->freeing || c->draining) return;
+    if (c->phase == 3) startup_next(c);
+    if (c->held_head) held_retry(&c->held_timer);
+}
+
 size_t copier_streams_up(const struct copier *c, size_t *total) {
     size_t up = 0, n = 0;
     for (size_t i = 0; i < c->n_accts; i++) {
@@ -1046,8 +1133,8 @@ static void drain_timeout(uv_timer_t *t) {
     struct copier *c = t->data;
     void (*done)(void *) = c->drain_done;
     if (!done) return;
-    log_warn(TAG, "drain deadline passed with %zu orders in flight and %zu fills being journaled",
-             c->jobs_in_flight, c->fills_in_journal);
+    log_warn(TAG, "drain deadline passed with %zu orders in flight, %zu fills being journaled and %zu "
+             "held (not copied)", c->jobs_in_flight, c->fills_in_journal, c->held);
     c->drain_done = NULL;
     done(c->drain_ud);
 }
@@ -1099,6 +1186,15 @@ struct copier *copier_free(struct copier *c) {
         j->lprev = j->lnext = NULL;
         uv_close((uv_handle_t *)&j->timer, job_closed);
     }
+    while (c->held_head) {
+        struct fill_job *fj = c->held_head;
+        c->held_head = fj->next;
+        log_error(TAG, "%s %s trade %" PRId64 ": still waiting for the journal at exit, NOT copied",
+                  fj->fill.account, fj->fill.symbol, fj->fill.trade_id);
+        free(fj);
+    }
+    c->held_tail = NULL;
+    c->held = 0;
     HASH_ITER(hh, c->lanes, l, ltmp) {
         HASH_DEL(c->lanes, l);
         free(l);
@@ -1126,5 +1222,6 @@ struct copier *copier_free(struct copier *c) {
     }
     for (size_t i = 0; i < c->n_accts; i++) close_own(c, &c->accts[i].retry);
     close_own(c, &c->drain_timer);
+    close_own(c, &c->held_timer);
     return NULL;
 }

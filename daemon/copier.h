@@ -68,6 +68,9 @@ struct copier;
 struct copier *copier_new(const struct copier_deps *d);
 /* Begins start-up; streams open when it is done. 0 or a negative errno. */
 int copier_start(struct copier *c);
+/* The journal's connection state (from its on_state callback). Leader streams open only once
+ * the journal is up; fills held while it was down are resubmitted when it comes back. */
+void copier_journal_state(struct copier *c, bool up);
 /* True once every leader stream has been up at least once and start-up is done. */
 bool copier_ready(const struct copier *c);
 /* Number of leader streams currently up, and configured. */

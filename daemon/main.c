@@ -259,9 +259,10 @@ static int register_module_metrics(struct daemon *d) {
 /* ---- module state callbacks (logged here: only top-level code logs) ---------------------- */
 
 static void journal_state(void *ud, bool connected, const char *msg) {
-    (void)ud;
+    struct daemon *d = ud;
     if (connected) log_info(TAG, "journal: connected");
     else log_warn(TAG, "journal: not connected: %s", msg ? msg : "");
+    if (d->copier) copier_journal_state(d->copier, connected);
 }
 
 static void redis_state(void *ud, bool up, const char *why) {

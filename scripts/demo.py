@@ -4,11 +4,13 @@ scripted trades are copied by copytraderd; prints orders, positions, journal and
 
 import argparse
 import os
+import subprocess
 import sys
 
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(top, "tests", "integration"))
-from harness import Daemon, Sim, free_port, http, psql, require_env, wait_for, write_private  # noqa: E402
+from harness import (Daemon, Sim, free_port, http, metric, parse_metrics, psql, require_env,  # noqa: E402
+                     wait_for, write_private)
 from test_e2e import FOLLOWERS, SYMBOLS, TRADES  # noqa: E402
 
 
@@ -58,8 +60,22 @@ def main():
         for row in psql(pg, "select status, coalesce(skip_reason,''), count(*) from follower_orders "
                             "group by 1,2 order by 1,2"):
             print(f"  {row[0]:8} {row[1]:22} {row[2]}")
-        print("\nmetrics (excerpt):")
         _, text = http("GET", base + "/metrics")
+        m = parse_metrics(text)
+        print("\ncopy latency (mean over every follower order, daemon and simulator on the same 2 cores):")
+        for name, what in [("ct_copy_send_latency_seconds", "leader frame received -> order request sent"),
+                           ("ct_copy_ack_latency_seconds", "leader frame received -> order answered")]:
+            n = metric(m, name + "_count")
+            if n:
+                print(f"  {what}: {metric(m, name + '_sum') / n * 1e6:.0f} us over {int(n)} orders")
+        print("\npositions published to Redis:")
+        sock = redis.split(":", 1)[1]
+        keys = subprocess.run(["redis-cli", "-s", sock, "--scan", "--pattern", "ct:pos:*"],
+                              capture_output=True, text=True).stdout.split()
+        for k in sorted(keys):
+            v = subprocess.run(["redis-cli", "-s", sock, "GET", k], capture_output=True, text=True).stdout.strip()
+            print(f"  {k} = {v}")
+        print("\nmetrics (excerpt):")
         for line in text.splitlines():
             if line.startswith(("ct_leader_fills", "ct_follower_orders_total", "ct_copy_skips_total")) \
                     and not line.endswith(" 0"):

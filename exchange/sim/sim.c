@@ -196,7 +196,7 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
             goto fail;
         }
         s->accts[i].ba = sbook_account(s->book, ca->name);
-        s->accts[i].log = sevlog_new();
+        s->accts[i].log = sevlog_new((size_t)cfg->event_log_limit);
         s->accts[i].chan = sws_chan_new(s->ws);
         s->naccts = i + 1;
         if (!s->accts[i].log || !s->accts[i].chan) {

@@ -537,6 +537,8 @@ void sim_admin_handle(void *ud, const struct shttp_req *req, struct shttp_resp *
     }
     r->fn(&c);
 out:
+    log_debug("admin", "%s %.*s -> %d", shttp_method_name(req->method),
+              (int)(req->path_len > 200 ? 200 : req->path_len), req->path, resp->status);
     sp_free(&c.q);
     json_decref(c.body);
 }

@@ -93,7 +93,10 @@ static void ticker_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now
     sbuf_addc(b, '}');
 }
 
-static void h_ticker(struct bn_call *c)
+static void h_ticker(struct bn_call *c);
+
+/* One symbol or all of them (array), each written by fn. */
+static void per_symbol(struct bn_call *c, void (*fn)(struct sbuf *b, const struct sbook_symbol *s, int64_t now))
 {
     bool bad;
     struct sbook_symbol *s = opt_symbol(c, &bad);
@@ -101,16 +104,89 @@ static void h_ticker(struct bn_call *c)
     if (bad)
         return;
     if (s) {
-        ticker_one(&c->resp->body, s, now);
+        fn(&c->resp->body, s, now);
         return;
     }
     sbuf_addc(&c->resp->body, '[');
     for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
         if (i)
             sbuf_addc(&c->resp->body, ',');
-        ticker_one(&c->resp->body, sbook_symbol_at(c->sim->book, i), now);
+        fn(&c->resp->body, sbook_symbol_at(c->sim->book, i), now);
     }
     sbuf_addc(&c->resp->body, ']');
+}
+
+/* 24 h statistics of a market that never moved: everything at the current price. */
+static void ticker24_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now)
+{
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    sbuf_adds(b, ",\"priceChange\":\"0\",\"priceChangePercent\":\"0\",\"weightedAvgPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"lastPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"lastQty\":\"0\",\"openPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"highPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"lowPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"volume\":\"0\",\"quoteVolume\":\"0\",\"openTime\":");
+    sbuf_add_i64(b, now - 86400000);
+    sbuf_adds(b, ",\"closeTime\":");
+    sbuf_add_i64(b, now);
+    sbuf_adds(b, ",\"firstId\":0,\"lastId\":0,\"count\":0}");
+}
+
+static void h_ticker24(struct bn_call *c)
+{
+    per_symbol(c, ticker24_one);
+}
+
+/* No depth is simulated: best bid and ask are both the current price. */
+static void book_ticker_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now)
+{
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    sbuf_adds(b, ",\"bidPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"bidQty\":\"1000\",\"askPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"askQty\":\"1000\",\"time\":");
+    sbuf_add_i64(b, now);
+    sbuf_addc(b, '}');
+}
+
+static void h_book_ticker(struct bn_call *c)
+{
+    per_symbol(c, book_ticker_one);
+}
+
+static void premium_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now)
+{
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    sbuf_adds(b, ",\"markPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"indexPrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"estimatedSettlePrice\":");
+    sbuf_add_jdec(b, s->price);
+    sbuf_adds(b, ",\"lastFundingRate\":\"0\",\"interestRate\":\"0\",\"nextFundingTime\":");
+    sbuf_add_i64(b, (now / 28800000 + 1) * 28800000);
+    sbuf_adds(b, ",\"time\":");
+    sbuf_add_i64(b, now);
+    sbuf_addc(b, '}');
+}
+
+static void h_premium_index(struct bn_call *c)
+{
+    per_symbol(c, premium_one);
+}
+
+static void h_ticker(struct bn_call *c)
+{
+    per_symbol(c, ticker_one);
 }
 
 /* ---- orders ---- */
@@ -240,6 +316,44 @@ static void h_position_risk(struct bn_call *c)
     sbuf_addc(b, ']');
 }
 
+struct has_open {
+    bool any;
+};
+
+static void mark_open(void *ud, const struct sbook_order *o)
+{
+    (void)o;
+    ((struct has_open *)ud)->any = true;
+}
+
+/* V3 lists only symbols with a position or open orders. */
+static void h_position_risk_v3(struct bn_call *c)
+{
+    bool bad;
+    struct sbook_symbol *only = opt_symbol(c, &bad);
+    struct sbuf *b = &c->resp->body;
+    size_t n = 0;
+    if (bad)
+        return;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
+        const struct sbook_position *p = sbook_position(c->acct->ba, s);
+        struct has_open ho = {false};
+        if (only && s != only)
+            continue;
+        if (dec_is_zero(p->amount)) {
+            sbook_open_orders(c->sim->book, c->acct->ba, s, mark_open, &ho);
+            if (!ho.any)
+                continue;
+        }
+        if (n++)
+            sbuf_addc(b, ',');
+        sbnf_position_risk_v3(b, s, p);
+    }
+    sbuf_addc(b, ']');
+}
+
 static void h_balance(struct bn_call *c)
 {
     struct sbuf *b = &c->resp->body;
@@ -264,6 +378,36 @@ static void h_balance(struct bn_call *c)
     sbuf_adds(b, ",\"marginAvailable\":true,\"updateTime\":");
     sbuf_add_i64(b, sim_now_ms());
     sbuf_adds(b, "}]");
+}
+
+/* One bracket up to a large cap: the simulator does no margin or leverage-tier checks. */
+static void h_leverage_bracket(struct bn_call *c)
+{
+    bool bad;
+    struct sbook_symbol *only = opt_symbol(c, &bad);
+    struct sbuf *b = &c->resp->body;
+    size_t n = 0;
+    if (bad)
+        return;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
+        if (only && s != only)
+            continue;
+        if (n++)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"symbol\":");
+        sbuf_add_jstr(b, s->ins.symbol);
+        sbuf_adds(b, ",\"notionalCoef\":1.0,\"brackets\":[{\"bracket\":1,\"initialLeverage\":125,"
+                     "\"notionalCap\":1000000000,\"notionalFloor\":0,\"maintMarginRatio\":0.004,\"cum\":0.0}]}");
+    }
+    sbuf_addc(b, ']');
+}
+
+static void h_account(struct bn_call *c)
+{
+    if (sbnf_account(&c->resp->body, c->sim->book, c->acct->ba, sim_now_ms()) < 0)
+        reply_error(c, 500, -1000, "An unknown error occured while processing the request.");
 }
 
 static void h_dual(struct bn_call *c)
@@ -336,13 +480,20 @@ static const struct bn_route routes[] = {
     {SHTTP_GET, "/fapi/v1/exchangeInfo", BN_NONE, h_exchange_info},
     {SHTTP_GET, "/fapi/v1/ticker/price", BN_NONE, h_ticker},
     {SHTTP_GET, "/fapi/v2/ticker/price", BN_NONE, h_ticker},
+    {SHTTP_GET, "/fapi/v1/ticker/24hr", BN_NONE, h_ticker24},
+    {SHTTP_GET, "/fapi/v1/ticker/bookTicker", BN_NONE, h_book_ticker},
+    {SHTTP_GET, "/fapi/v1/premiumIndex", BN_NONE, h_premium_index},
+    {SHTTP_GET, "/fapi/v1/leverageBracket", BN_SIGNED, h_leverage_bracket},
     {SHTTP_POST, "/fapi/v1/order", BN_SIGNED, h_order_new},
     {SHTTP_GET, "/fapi/v1/order", BN_SIGNED, h_order_get},
     {SHTTP_DELETE, "/fapi/v1/order", BN_SIGNED, h_order_cancel},
     {SHTTP_GET, "/fapi/v1/openOrders", BN_SIGNED, h_open_orders},
     {SHTTP_GET, "/fapi/v2/positionRisk", BN_SIGNED, h_position_risk},
+    {SHTTP_GET, "/fapi/v3/positionRisk", BN_SIGNED, h_position_risk_v3},
     {SHTTP_GET, "/fapi/v2/balance", BN_SIGNED, h_balance},
     {SHTTP_GET, "/fapi/v3/balance", BN_SIGNED, h_balance},
+    {SHTTP_GET, "/fapi/v2/account", BN_SIGNED, h_account},
+    {SHTTP_GET, "/fapi/v3/account", BN_SIGNED, h_account},
     {SHTTP_GET, "/fapi/v1/positionSide/dual", BN_SIGNED, h_dual},
     {SHTTP_POST, "/fapi/v1/leverage", BN_SIGNED, h_leverage},
     {SHTTP_POST, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_post},
@@ -368,14 +519,14 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
             break;
         }
     }
+    sp_init(&c.params);
     if (!r) {
         snprintf(msg, sizeof(msg), "%s %.*s", path_known ? "Method not allowed:" : "Not found:",
                  (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
         reply_error(&c, path_known ? 405 : 404, path_known ? -1000 : -1099, msg);
-        return;
+        goto out;
     }
 
-    sp_init(&c.params);
     rc = sp_parse(&c.params, req->query, req->query_len);
     if (rc == 0 && req->body_len)
         rc = sp_parse(&c.params, req->body, req->body_len);
@@ -432,6 +583,9 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
 
     r->fn(&c);
 out:
+    /* Method, path and status only: query strings carry signatures and headers the API key. */
+    log_debug("rest", "%s %.*s -> %d", shttp_method_name(req->method), (int)(req->path_len > 200 ? 200 : req->path_len),
+              req->path, resp->status);
     sp_free(&c.params);
 }
 

@@ -1,5 +1,6 @@
 #include "sim_bn_fmt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -223,6 +224,122 @@ void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const stru
     sbuf_addc(b, '}');
 }
 
+void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p)
+{
+    dec_t notional, im = DEC_ZERO, mm = DEC_ZERO;
+    if (dec_mul(p->amount, s->price, &notional) < 0)
+        notional = DEC_ZERO;
+    if (dec_muldiv_round_down(dec_abs(notional), dec_from_int(1), dec_from_int(p->leverage > 0 ? p->leverage : 1),
+                              QUANTUM8, &im) < 0)
+        im = DEC_ZERO;
+    if (dec_muldiv_round_down(dec_abs(notional), dec_from_int(4), dec_from_int(1000), QUANTUM8, &mm) < 0)
+        mm = DEC_ZERO;
+    sbuf_adds(b, "{\"symbol\":");
+    sbuf_add_jstr(b, s->ins.symbol);
+    kstr(b, "positionSide", "BOTH");
+    kdec(b, "positionAmt", p->amount);
+    kdec(b, "entryPrice", p->entry_price);
+    kdec(b, "breakEvenPrice", p->entry_price);
+    kdec(b, "markPrice", s->price);
+    kdec(b, "unRealizedProfit", sbnf_unrealized(s, p));
+    kstr(b, "liquidationPrice", "0");
+    kstr(b, "isolatedMargin", "0");
+    kdec(b, "notional", notional);
+    kstr(b, "marginAsset", "USDT");
+    kstr(b, "isolatedWallet", "0");
+    kdec(b, "initialMargin", im);
+    kdec(b, "maintMargin", mm);
+    kdec(b, "positionInitialMargin", im);
+    kstr(b, "openOrderInitialMargin", "0");
+    kint(b, "adl", 0);
+    kstr(b, "bidNotional", "0");
+    kstr(b, "askNotional", "0");
+    kint(b, "updateTime", p->update_ms);
+    sbuf_addc(b, '}');
+}
+
+/* GET /fapi/v3/account (also served for v2): one USDT asset, cross margin, margins from
+ * |notional| / leverage and 0.4 % maintenance. */
+int sbnf_account(struct sbuf *b, struct sbook *book, const struct sbook_account *ba, int64_t now)
+{
+    static const dec_t q8 = {1, 8};
+    dec_t wallet = sbook_account_balance(ba), up = DEC_ZERO, im = DEC_ZERO, mm = DEC_ZERO, mb, avail;
+    size_t n = 0;
+
+    for (size_t i = 0; i < sbook_nsymbols(book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(book, i);
+        const struct sbook_position *p = sbook_position(ba, s);
+        dec_t notional, pim, pmm;
+        if (dec_is_zero(p->amount))
+            continue;
+        if (dec_mul(dec_abs(p->amount), s->price, &notional) < 0 ||
+            dec_muldiv_round_down(notional, dec_from_int(1), dec_from_int(p->leverage), q8, &pim) < 0 ||
+            dec_muldiv_round_down(notional, dec_from_int(4), dec_from_int(1000), q8, &pmm) < 0 ||
+            dec_add(im, pim, &im) < 0 || dec_add(mm, pmm, &mm) < 0 ||
+            dec_add(up, sbnf_unrealized(s, p), &up) < 0)
+            return -ERANGE;
+    }
+    if (dec_add(wallet, up, &mb) < 0 || dec_sub(mb, im, &avail) < 0)
+        return -ERANGE;
+#define KD(k, v) do { sbuf_adds(b, ",\"" k "\":"); sbuf_add_jdec(b, v); } while (0)
+    sbuf_adds(b, "{\"totalInitialMargin\":");
+    sbuf_add_jdec(b, im);
+    KD("totalMaintMargin", mm);
+    KD("totalWalletBalance", wallet);
+    KD("totalUnrealizedProfit", up);
+    KD("totalMarginBalance", mb);
+    KD("totalPositionInitialMargin", im);
+    sbuf_adds(b, ",\"totalOpenOrderInitialMargin\":\"0\"");
+    KD("totalCrossWalletBalance", wallet);
+    KD("totalCrossUnPnl", up);
+    KD("availableBalance", avail);
+    KD("maxWithdrawAmount", avail);
+    sbuf_adds(b, ",\"assets\":[{\"asset\":\"USDT\"");
+    KD("walletBalance", wallet);
+    KD("unrealizedProfit", up);
+    KD("marginBalance", mb);
+    KD("maintMargin", mm);
+    KD("initialMargin", im);
+    KD("positionInitialMargin", im);
+    sbuf_adds(b, ",\"openOrderInitialMargin\":\"0\"");
+    KD("crossWalletBalance", wallet);
+    KD("crossUnPnl", up);
+    KD("availableBalance", avail);
+    KD("maxWithdrawAmount", avail);
+    sbuf_adds(b, ",\"updateTime\":");
+    sbuf_add_i64(b, now);
+    sbuf_adds(b, "}],\"positions\":[");
+    for (size_t i = 0; i < sbook_nsymbols(book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(book, i);
+        const struct sbook_position *p = sbook_position(ba, s);
+        dec_t notional, pim, pmm;
+        if (dec_is_zero(p->amount))
+            continue;
+        if (dec_mul(p->amount, s->price, &notional) < 0 ||
+            dec_muldiv_round_down(dec_abs(notional), dec_from_int(1), dec_from_int(p->leverage), q8, &pim) < 0 ||
+            dec_muldiv_round_down(dec_abs(notional), dec_from_int(4), dec_from_int(1000), q8, &pmm) < 0)
+            continue;
+        if (n++)
+            sbuf_addc(b, ',');
+        sbuf_adds(b, "{\"symbol\":");
+        sbuf_add_jstr(b, s->ins.symbol);
+        sbuf_adds(b, ",\"positionSide\":\"BOTH\"");
+        KD("positionAmt", p->amount);
+        KD("unrealizedProfit", sbnf_unrealized(s, p));
+        sbuf_adds(b, ",\"isolatedMargin\":\"0\"");
+        KD("notional", notional);
+        sbuf_adds(b, ",\"isolatedWallet\":\"0\"");
+        KD("initialMargin", pim);
+        KD("maintMargin", pmm);
+        sbuf_adds(b, ",\"updateTime\":");
+        sbuf_add_i64(b, p->update_ms);
+        sbuf_addc(b, '}');
+    }
+    sbuf_adds(b, "]}");
+#undef KD
+    return 0;
+}
+
 static void base_asset(const char *sym, char *out, size_t n)
 {
     static const char *const quotes[] = {"USDT", "USDC", "BUSD", NULL};
@@ -274,7 +391,7 @@ void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms)
         kstr(b, "underlyingType", "COIN");
         sbuf_adds(b, ",\"underlyingSubType\":[],\"settlePlan\":0,\"triggerProtect\":\"0.0500\","
                      "\"liquidationFee\":\"0.012500\",\"marketTakeBound\":\"0.05\","
-                     "\"maxMoveOrderLimit\":10000,\"filters\":[{\"filterType\":\"PRICE_FILTER\"");
+                     "\"filters\":[{\"filterType\":\"PRICE_FILTER\"");
         kdec(b, "minPrice", in->min_price);
         kdec(b, "maxPrice", in->max_price);
         kdec(b, "tickSize", in->tick);

@@ -24,6 +24,11 @@ void sbnf_account_update(struct sbuf *b, const struct sbook_event *ev);
 void sbnf_listen_key_expired(struct sbuf *b, int64_t now_ms, const char *key);
 /* One /fapi/v2/positionRisk element (one-way mode, positionSide BOTH). */
 void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p);
+/* One /fapi/v3/positionRisk element (margins: |notional| / leverage, maintenance 0.4 %). */
+void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p);
+/* GET /fapi/v3/account (also served for v2): one USDT asset, cross margin, initial margin
+ * |notional| / leverage, maintenance 0.4 %, positions with a non-zero amount. 0 or -ERANGE. */
+int sbnf_account(struct sbuf *b, struct sbook *book, const struct sbook_account *a, int64_t now);
 /* GET /fapi/v1/exchangeInfo for every symbol of the book. */
 void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms);
 /* {"code":-1121,"msg":"Invalid symbol."} */

@@ -578,7 +578,7 @@ enum sbook_err sbook_place(struct sbook *b, struct sbook_account *a, const struc
         } else {
             fill_rest(b, o, s->price, false);
         }
-    } else if (o->tif == SBOOK_GTC) {
+    } else if (o->tif == SBOOK_GTC || o->tif == SBOOK_GTX) {
         DL_APPEND(s->resting, o);
     } else {
         finish(b, o, SBOOK_ST_EXPIRED, 2);

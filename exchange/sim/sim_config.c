@@ -214,7 +214,7 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
                size_t errlen)
 {
     static const char *const keys[] = {"port", "admin_port", "ping_interval_s", "listen_key_ttl_s",
-                                       "accounts", "symbols", NULL};
+                                       "event_log_limit", "accounts", "symbols", NULL};
     struct pctx p = {origin, err, errlen};
     json_error_t je;
     int rc;
@@ -239,7 +239,8 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
     if ((rc = get_int(&p, root, "port", 0, 65535, 0, &c->port)) < 0 ||
         (rc = get_int(&p, root, "admin_port", 0, 65535, 0, &c->admin_port)) < 0 ||
         (rc = get_int(&p, root, "ping_interval_s", 1, 65000, 180, &c->ping_interval_s)) < 0 ||
-        (rc = get_int(&p, root, "listen_key_ttl_s", 1, 100000000, 3600, &c->listen_key_ttl_s)) < 0)
+        (rc = get_int(&p, root, "listen_key_ttl_s", 1, 100000000, 3600, &c->listen_key_ttl_s)) < 0 ||
+        (rc = get_int(&p, root, "event_log_limit", 0, 1000000000, 0, &c->event_log_limit)) < 0)
         goto out;
 
     json_t *accts = json_object_get(root, "accounts");

@@ -1,6 +1,7 @@
 /* sim_config: the simulator's JSON configuration file.
  *
  * {"port":0, "admin_port":0, "ping_interval_s":180, "listen_key_ttl_s":3600,
+ *  "event_log_limit":0,
  *  "accounts":[{"name":"leader","api_key":"...","api_secret":"...","balance":"100000"}],
  *  "symbols":[{"symbol":"BTCUSDT","price":"50000","step_size":"0.001","min_qty":"0.001",
  *              "max_qty":"1000","market_step_size":"0.001","market_min_qty":"0.001",
@@ -9,7 +10,8 @@
  *
  * Required: accounts (>= 1) with name, api_key, api_secret; symbols (>= 1) with symbol, price,
  * step_size, tick_size. Defaults: ports 0 (pick a free one), ping_interval_s 180,
- * listen_key_ttl_s 3600, balance "0", min_qty = step_size, max_qty/max_price/min_price/
+ * listen_key_ttl_s 3600, event_log_limit 0 (keep every event; N keeps the newest N per account
+ * for /admin/events and replay — set it for long benchmarks, each event is ~0.7 KB), balance "0", min_qty = step_size, max_qty/max_price/min_price/
  * min_notional 0 (rule disabled), market_* = the LOT_SIZE value. Decimals are JSON strings
  * (integers also accepted; JSON reals are refused because their exact text is lost).
  * Unknown keys are errors (typos must not pass silently). */
@@ -38,6 +40,7 @@ struct scfg {
     int admin_port;
     int ping_interval_s;
     int listen_key_ttl_s;
+    int event_log_limit;
     struct scfg_account *accounts;
     size_t naccounts;
     struct scfg_symbol *symbols;

@@ -116,21 +116,6 @@ static bool has_token(const char *v, size_t n, const char *token)
     return false;
 }
 
-const struct shttp_route *shttp_route_find(const struct shttp_route *tab, size_t n,
-                                           const struct shttp_req *req, bool *path_known)
-{
-    enum shttp_method m = req->method == SHTTP_HEAD ? SHTTP_GET : req->method;
-    *path_known = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!shttp_path_is(req, tab[i].path))
-            continue;
-        *path_known = true;
-        if (tab[i].method == m)
-            return &tab[i];
-    }
-    return NULL;
-}
-
 void shttp_resp_json(struct shttp_resp *r, int status, const char *json)
 {
     r->status = status;
@@ -452,23 +437,23 @@ static void conn_process(struct shttp_conn *c)
     while (!c->closing && !c->close_after_write && !c->upgrade_pending && c->len > 0) {
         struct shttp_req req;
         bool http10 = false;
-        const char *hend = NULL;
-        for (size_t i = 0; i + 3 < c->len; i++) {
-            if (c->buf[i] == '\r' && c->buf[i + 1] == '\n' && c->buf[i + 2] == '\r' && c->buf[i + 3] == '\n') {
-                hend = c->buf + i + 4;
-                break;
-            }
-        }
+        const char *hend = memmem(c->buf, c->len, "\r\n\r\n", 4);
+        if (hend)
+            hend += 4;
         if (!hend) {
             if (c->len > SHTTP_MAX_HEAD_BYTES)
                 send_error_close(c, 431, "request head too large");
             return;
         }
         size_t head_len = (size_t)(hend - c->buf);
+        if (head_len > SHTTP_MAX_HEAD_BYTES) {
+            send_error_close(c, 431, "request head too large");
+            return;
+        }
         memset(&req, 0, sizeof(req));
         int st = parse_head(c->buf, head_len, &req, &http10);
         if (st) {
-            send_error_close(c, st, "malformed HTTP request");
+            send_error_close(c, st, st == 431 ? "too many header fields" : "malformed HTTP request");
             return;
         }
 

@@ -96,17 +96,6 @@ size_t shttp_connections(const struct shttp_server *s);
  * closed (run the loop). */
 void shttp_close(struct shttp_server *s);
 
-/* Route table: exact raw-path match. */
-struct shttp_route {
-    enum shttp_method method;
-    const char *path;
-    shttp_handler_fn fn;
-};
-/* The route for req, or NULL; *path_known tells a 405 (path exists with another method) from a
- * 404. HEAD matches GET routes. */
-const struct shttp_route *shttp_route_find(const struct shttp_route *tab, size_t n,
-                                           const struct shttp_req *req, bool *path_known);
-
 /* Response helpers. */
 void shttp_resp_json(struct shttp_resp *r, int status, const char *json);
 const char *shttp_status_text(int status);

@@ -130,9 +130,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (p->closing) {
-            log_debug("ws", "closing a stream connection");
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-            return -1;
+            /* Arm the close from inside lws' service: a timer set from our own uv callbacks
+             * would not re-arm lws' loop timer and could wait for unrelated activity. */
+            lws_set_timer_usecs(wsi, 1);
+            return 0;
         }
         if (p->qlen == 0)
             return 0;
@@ -147,6 +148,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_callback_on_writable(wsi);
         return 0;
     }
+
+    case LWS_CALLBACK_TIMER:
+        /* Polite close: lws 4.1 sends the close frame set by lws_close_reason() when a TIMER
+         * callback returns -1, but treats -1 from SERVER_WRITEABLE as a dead socket and just
+         * drops the TCP connection. */
+        if (p->closing) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        return 0;
 
     case LWS_CALLBACK_RECEIVE:
         return 0; /* the user-data stream takes no client messages; pongs are handled by lws */

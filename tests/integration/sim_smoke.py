@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""End-to-end smoke test of copytrader-exsim (Python 3 standard library only).
+
+    python3 tests/integration/sim_smoke.py /path/to/copytrader-exsim
+
+Starts the simulator on free ports, reads its READY line, trades over signed REST, listens on
+two raw websocket connections of the user-data stream, drives it through the admin API, checks
+replay, listen-key deletion and a clean SIGTERM shutdown. Exits 0 and prints OK, or exits 1
+naming the first check that failed. ctest runs it as integration/sim_smoke.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+LEADER_KEY, LEADER_SECRET = "LEADERKEY", "leadersecret"
+FOLLOWER_KEY, FOLLOWER_SECRET = "FOLLOWERKEY", "followersecret"
+
+CONFIG = {
+    "port": 0, "admin_port": 0, "ping_interval_s": 180,
+    "accounts": [
+        {"name": "leader", "api_key": LEADER_KEY, "api_secret": LEADER_SECRET, "balance": "100000"},
+        {"name": "follower", "api_key": FOLLOWER_KEY, "api_secret": FOLLOWER_SECRET, "balance": "5000"},
+    ],
+    "symbols": [
+        {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
+         "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
+         "min_price": "0.10", "max_price": "1000000", "min_notional": "5"},
+    ],
+}
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+class Http:
+    def __init__(self, hostport):
+        host, port = hostport.split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)  # one keep-alive connection
+
+    def call(self, method, path, body=None, headers=None):
+        self.conn.request(method, path, body=body, headers=headers or {})
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, json.loads(data) if data else None
+
+
+def signed(http_, method, path, params, key=LEADER_KEY, secret=LEADER_SECRET, ts=None):
+    params = dict(params)
+    params["timestamp"] = str(ts if ts is not None else int(time.time() * 1000))
+    q = urllib.parse.urlencode(params)
+    sig = hmac.new(secret.encode(), q.encode(), hashlib.sha256).hexdigest()
+    return http_.call(method, f"{path}?{q}&signature={sig}", headers={"X-MBX-APIKEY": key})
+
+
+class Ws:
+    """Minimal websocket client: handshake, read server frames, answer nothing."""
+
+    def __init__(self, hostport, path):
+        host, port = hostport.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            d = self.sock.recv(4096)
+            check(d, "websocket handshake: connection closed")
+            self.buf += d
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.status_line = head.split(b"\r\n")[0].decode()
+        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        self.accepted = self.status_line.startswith("HTTP/1.1 101") and want in head
+
+    def frame(self, timeout=5.0):
+        """(opcode, payload bytes) of the next frame, or None on timeout."""
+        deadline = time.time() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                b0, b1 = self.buf[0], self.buf[1]
+                n, off = b1 & 0x7F, 2
+                if n == 126 and len(self.buf) >= 4:
+                    n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+                elif n == 127 and len(self.buf) >= 10:
+                    n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+                if (b1 & 0x7F) < 126 or off > 2:
+                    check(not (b1 & 0x80), "server frames must not be masked")
+                    if len(self.buf) >= off + n:
+                        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
+                        return b0 & 0x0F, payload
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                d = self.sock.recv(65536)
+                if not d:
+                    return ("EOF", b"")
+                self.buf += d
+
+    def text(self, timeout=5.0):
+        """Next text frame (pings skipped)."""
+        while True:
+            f = self.frame(timeout)
+            check(f is not None, "timed out waiting for a websocket message")
+            if f[0] == 9:  # ping
+                continue
+            check(f[0] == 1, f"expected a text frame, got opcode {f[0]}")
+            return f[1]
+
+
+def wait_for(pred, what, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise Fail(f"timed out waiting for {what}")
+
+
+def run(binary):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(CONFIG, f)
+        cfg = f.name
+    proc = subprocess.Popen([binary, "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        check(line.startswith("READY rest=127.0.0.1:") and " admin=127.0.0.1:" in line, f"READY line: {line!r}")
+        rest = line.split()[1].split("=")[1]
+        admin = line.split()[2].split("=")[1]
+        api, adm = Http(rest), Http(admin)
+
+        st, body = api.call("GET", "/fapi/v1/ping")
+        check(st == 200 and body == {}, "ping")
+        st, body = api.call("GET", "/fapi/v1/time")
+        check(st == 200 and abs(body["serverTime"] - time.time() * 1000) < 5000, "time")
+        st, body = api.call("GET", "/fapi/v1/exchangeInfo")
+        check(st == 200 and body["symbols"][0]["symbol"] == "BTCUSDT", "exchangeInfo")
+        st, body = api.call("GET", "/fapi/v9/nothing")
+        check(st == 404 and "code" in body, "unknown path is a JSON 404")
+
+        st, body = api.call("POST", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": LEADER_KEY})
+        check(st == 200 and len(body["listenKey"]) == 64, "listenKey")
+        lk = body["listenKey"]
+        st, body = api.call("POST", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": LEADER_KEY})
+        check(body["listenKey"] == lk, "second POST returns the same key")
+        bad = Ws(rest, "/ws/" + "x" * 64)
+        check(not bad.accepted and " 400 " in bad.status_line, f"unknown key refused: {bad.status_line}")
+        w1, w2 = Ws(rest, "/ws/" + lk), Ws(rest, "/private/ws/" + lk)
+        check(w1.accepted and w2.accepted, "websocket handshakes")
+        wait_for(lambda: adm.call("GET", "/admin/streams?account=leader")[1]["connections"] == 2, "2 connections")
+
+        # A signed REST order: the exact quantity string must be kept.
+        st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                          "quantity": "0.010", "newClientOrderId": "smoke-1",
+                                                          "newOrderRespType": "RESULT"})
+        check(st == 200 and body["status"] == "FILLED" and body["executedQty"] == "0.01", f"market order: {body}")
+        for w in (w1, w2):
+            ev = [json.loads(w.text()) for _ in range(3)]
+            check([e["e"] for e in ev] == ["ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"],
+                  f"event kinds {[e['e'] for e in ev]}")
+            check(ev[0]["o"]["x"] == "NEW" and ev[1]["o"]["x"] == "TRADE" and ev[1]["o"]["X"] == "FILLED",
+                  "NEW then TRADE/FILLED")
+            check(ev[1]["o"]["c"] == "smoke-1" and ev[1]["o"]["l"] == "0.01" and ev[1]["o"]["L"] == "50000",
+                  "fill fields")
+            check(ev[2]["a"]["P"][0]["pa"] == "0.01", "ACCOUNT_UPDATE position")
+        st, body = signed(api, "GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "smoke-1"})
+        check(st == 200 and body["status"] == "FILLED", "query order")
+        st, body = signed(api, "GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "nope"})
+        check(st == 400 and body["code"] == -2013, "unknown order -> -2013")
+
+        # Rejections.
+        st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                          "quantity": "0.001"}, secret="wrong")
+        check(st == 400 and body["code"] == -1022, "bad signature -> -1022")
+        st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                          "quantity": "0.001"}, ts=int(time.time() * 1000) - 60000)
+        check(st == 400 and body["code"] == -1021, "stale timestamp -> -1021")
+        st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET",
+                                                          "quantity": "0.001", "reduceOnly": "true"},
+                          key=FOLLOWER_KEY, secret=FOLLOWER_SECRET)
+        check(st == 400 and body["code"] == -2022, "reduce-only while flat -> -2022")
+        st, body = api.call("POST", "/fapi/v1/order?symbol=BTCUSDT", headers={"X-MBX-APIKEY": "nobody"})
+        check(st == 401 and body["code"] == -2015, "unknown API key -> 401 -2015")
+
+        # Admin order split in two executions.
+        st, body = adm.call("POST", "/admin/order", json.dumps({
+            "account": "leader", "symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
+            "reduceOnly": True, "fills": ["0.004", "0.006"]}))
+        check(st == 200 and body["status"] == "FILLED", f"admin order: {body}")
+        ev = [json.loads(w1.text()) for _ in range(5)]
+        check([e["o"]["X"] for e in ev if e["e"] == "ORDER_TRADE_UPDATE"] == ["NEW", "PARTIALLY_FILLED", "FILLED"],
+              "admin order statuses")
+        check(ev[-1]["a"]["P"][0]["pa"] == "0", "flat after the reduce-only sell")
+        for _ in range(5):
+            w2.text()
+        st, body = adm.call("POST", "/admin/order", json.dumps({
+            "account": "leader", "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.010", "fills": ["0.004"]}))
+        check(st == 400 and body.get("field") == "fills", "fills must sum to quantity")
+        st, body = adm.call("POST", "/admin/order", json.dumps({"account": "ghost"}))
+        check(st == 404 and "ghost" in body["error"], "unknown account -> 404 naming it")
+
+        # Request log.
+        st, log = adm.call("GET", "/admin/orders?account=leader")
+        check(st == 200 and log[0]["origQty"] == "0.010" and log[0]["clientOrderId"] == "smoke-1"
+              and log[0]["status"] == "FILLED" and log[0]["source"] == "rest", f"request log[0]: {log[0]}")
+        check(any(e["errorCode"] == -1022 and e["status"] == "REJECTED" for e in log), "rejected order logged")
+        check(log[-2]["source"] == "admin", "admin order logged")
+
+        # Resting limit, filled by a price move.
+        st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                                          "timeInForce": "GTC", "quantity": "0.002",
+                                                          "price": "49000", "newClientOrderId": "rest-1"})
+        check(st == 200 and body["status"] == "NEW", "resting limit")
+        st, body = adm.call("POST", "/admin/price", json.dumps({"symbol": "BTCUSDT", "price": "48950.5"}))
+        check(st == 200, "price move")
+        st, body = signed(api, "GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"})
+        check(body["status"] == "FILLED" and body["avgPrice"] == "49000", f"limit filled at its price: {body}")
+        for w in (w1, w2):
+            kinds = [json.loads(w.text())["e"] for _ in range(3)]
+            check(kinds == ["ORDER_TRADE_UPDATE", "ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"], "limit events")
+
+        # Replay: byte-identical to the log.
+        st, events = adm.call("GET", "/admin/events?account=leader&from_seq=1")
+        check(st == 200 and [e["seq"] for e in events] == list(range(1, len(events) + 1)), "event log seqs")
+        st, body = adm.call("POST", "/admin/replay", json.dumps({"account": "leader", "from_seq": 1}))
+        check(st == 200 and body["sent"] == len(events), f"replay count {body}")
+        replayed = [w1.text() for _ in range(len(events))]
+        check([json.loads(r) for r in replayed] == [e["event"] for e in events], "replayed events equal the log")
+
+        # Delete the key: connections get a close frame (1000).
+        st, body = api.call("DELETE", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": LEADER_KEY})
+        check(st == 200 and body == {}, "DELETE listenKey")
+        for w in (w1, w2):
+            while True:
+                f = w.frame()
+                check(f is not None and f[0] != "EOF", "close frame after DELETE")
+                if f[0] == 8:
+                    check(struct.unpack(">H", f[1][:2])[0] == 1000, "close code 1000")
+                    break
+        st, body = api.call("PUT", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": LEADER_KEY})
+        check(st == 400 and body["code"] == -1125, "PUT after DELETE -> -1125")
+
+        proc.send_signal(signal.SIGTERM)
+        check(proc.wait(timeout=10) == 0, "clean exit on SIGTERM")
+        print("OK")
+        return 0
+    except Fail as e:
+        print(f"FAIL: {e}")
+        return 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+        if "ERROR" in err or "AddressSanitizer" in err or "runtime error" in err:
+            print(err, file=sys.stderr)
+        os.unlink(cfg)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__)
+        sys.exit(2)
+    sys.exit(run(sys.argv[1]))
