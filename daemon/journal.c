@@ -20,44 +20,52 @@
 #define JNL_EMSG_MAX 255   /* stored error message */
 #define JNL_MAX_TS_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
 #define JNL_MIGRATE_LOCK 0x6374726164657231LL /* pg_advisory_lock key ("ctrader1") */
-#define JNL_FILL_PARAMS 17
+#define JNL_FILL_PARAMS 8     /* statement 1 */
+#define JNL_INTENT_PARAMS 12  /* statement 2 */
+#define JNL_ARRAYS 9          /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
+_Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
 
 /* ---- SQL ------------------------------------------------------------------------------------ */
 
-/* One statement per leader fill: the fill (deduped on its identity), then every intent (deduped on
- * the client order id). Returns one row: whether the fill was new, and the 1-based positions (in
- * $9) of the intents this statement inserted — the only ones that may be sent. When the fill
- * already existed its id comes from the second branch of fid (the statement snapshot sees rows
- * committed before it). */
+/* One round trip per leader fill: two statements and one sync, i.e. one transaction.
+ *
+ * 1. The fill, deduped on its identity: a row back means it is new.
+ * 2. Every intent, deduped on the client order id, attached to the fill found by its identity.
+ *    Returns one row: how many fills matched (1), and the 1-based positions (in $4) of the intents
+ *    this statement inserted — the only ones that may be sent.
+ *
+ * Why not one statement with CTEs: all CTEs share one snapshot, so when the same fill is being
+ * inserted concurrently (another daemon, or the orphaned backend of a statement we timed out and
+ * replayed), the fill INSERT waits and then does nothing, yet the snapshot cannot see the row the
+ * other transaction committed: no fill id, and the intents fail their NOT NULL. In READ COMMITTED
+ * the second statement takes a new snapshot after the first one has waited, so it sees the fill. */
 static const char SQL_FILL[] =
-    "WITH f AS ("
-    " INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time)"
+    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time)"
     " VALUES ($1::text, $2::text, $3::bigint, $4::bigint, $5::text, $6::numeric, $7::numeric,"
     "         $8::timestamptz)"
     " ON CONFLICT (account, symbol, trade_id) DO NOTHING"
-    " RETURNING id),"
-    " fid AS ("
-    " SELECT id FROM f"
-    " UNION ALL"
-    " SELECT id FROM leader_fills WHERE account = $1::text AND symbol = $2::text"
-    "   AND trade_id = $3::bigint"
-    " LIMIT 1),"
+    " RETURNING id";
+
+static const char SQL_INTENTS[] =
+    "WITH lf AS ("
+    " SELECT id, event_time FROM leader_fills"
+    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::bigint),"
     " i AS ("
     " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id,"
     "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at)"
-    " SELECT u.cid, (SELECT id FROM fid), $8::timestamptz, u.rule_id, u.follower, u.symbol, u.side,"
-    "   u.qty, u.reduce_only, u.order_type,"
+    " SELECT u.cid, lf.id, lf.event_time, u.rule_id, u.follower, u.symbol, u.side, u.qty,"
+    "   u.reduce_only, u.order_type,"
     "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip,"
     "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END"
-    " FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::numeric[],"
-    "             $15::boolean[], $16::text[], $17::text[])"
+    " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[],"
+    "                 $10::boolean[], $11::text[], $12::text[])"
     "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip)"
     " ON CONFLICT (client_order_id) DO NOTHING"
     " RETURNING client_order_id)"
-    " SELECT EXISTS (SELECT 1 FROM f),"
+    " SELECT (SELECT count(*) FROM lf),"
     "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)"
-    "     FROM unnest($9::text[]) WITH ORDINALITY AS o(cid, ord)"
+    "     FROM unnest($4::text[]) WITH ORDINALITY AS o(cid, ord)"
     "     JOIN i ON i.client_order_id = o.cid)";
 
 /* One statement per batch of results (client order ids distinct within a batch, so each row is
@@ -588,7 +596,7 @@ struct journal {
     uint64_t fills_submitted, fills_finished, err_events;
     struct waiter *w_head, *w_tail;
 
-    struct sbuf pb[JNL_FILL_PARAMS]; /* parameter buffers, reused */
+    struct sbuf pb[JNL_ARRAYS]; /* array parameter buffers, reused */
     struct journal_stats s;
     char last_error[512];
 
@@ -838,10 +846,16 @@ static void session_setup(struct journal *j)
         conn_drop(j, -ENOMEM, "session setup: out of memory");
         return;
     }
-    op->nq = 3;
+    op->nq = 5;
+    /* The hot statements are prepared once; planning them again for each of the first
+     * executions (PostgreSQL's custom plans) cost 0.6-4 ms per fill in bind alone here, and their
+     * parameters never change the best plan (unique-key inserts and lookups). */
     if (!PQenterPipelineMode(j->conn) ||
         !PQsendQueryParams(j->conn, set, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendQueryParams(j->conn, "SET plan_cache_mode = force_generic_plan", 0, NULL, NULL,
+                           NULL, NULL, 0) ||
         !PQsendPrepare(j->conn, "jnl_fill", SQL_FILL, 0, NULL) ||
+        !PQsendPrepare(j->conn, "jnl_intents", SQL_INTENTS, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_results", SQL_RESULTS, 0, NULL) ||
         !PQpipelineSync(j->conn)) {
         op_free(op);
@@ -1073,26 +1087,33 @@ static void op_complete(struct journal *j)
     deadline_arm(j);
 }
 
-/* Parses the fill statement's row: fill_new, and "1,3" = positions of newly inserted intents. */
+/* Statement 1's reply: a row when the fill is new. */
 static void fill_row(struct op *op, const PGresult *r)
 {
-    if (PQntuples(r) != 1 || PQnfields(r) != 2) goto bad;
-    op->fill_new = PQgetvalue(r, 0, 0)[0] == 't';
+    if (PQntuples(r) > 1 || PQnfields(r) != 1) {
+        op->bad_reply = true;
+        return;
+    }
+    op->fill_new = PQntuples(r) == 1;
+}
+
+/* Statement 2's reply: fills matched (must be 1), and "1,3" = positions of new intents. */
+static void intents_row(struct op *op, const PGresult *r)
+{
+    if (PQntuples(r) != 1 || PQnfields(r) != 2 || strcmp(PQgetvalue(r, 0, 0), "1") != 0)
+        goto bad;
     if (PQgetisnull(r, 0, 1)) return;
     const char *s = PQgetvalue(r, 0, 1);
     while (*s) {
         char *end;
         unsigned long long k = strtoull(s, &end, 10);
-        if (end == s || k < 1 || k > op->n) goto bad;
+        if (end == s || k < 1 || k > op->n || (*end && *end != ',')) goto bad;
         op->intent_new[k - 1] = true;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') goto bad;
+        s = *end ? end + 1 : end;
     }
     return;
 bad:
-    memset(op->intent_new, 0, op->n * sizeof(bool));
     op->bad_reply = true;
-    if (!op->errmsg) op->errmsg = strdup("unexpected reply to the fill statement");
 }
 
 static void op_result(struct op *op, PGresult *r)
@@ -1105,7 +1126,8 @@ static void op_result(struct op *op, PGresult *r)
         else if (op->kind == OP_FILL) op->bad_reply = true;
         break;
     case PGRES_TUPLES_OK:
-        if (op->kind == OP_FILL) fill_row(op, r);
+        if (op->kind == OP_FILL && op->answered == 1) fill_row(op, r);
+        else if (op->kind == OP_FILL && op->answered == 2) intents_row(op, r);
         else op->bad_reply = true;
         break;
     case PGRES_PIPELINE_ABORTED:
@@ -1121,7 +1143,10 @@ static void op_result(struct op *op, PGresult *r)
         }
         break;
     }
-    if (op->bad_reply && !op->errmsg) op->errmsg = strdup("unexpected reply");
+    if (op->bad_reply) {
+        memset(op->intent_new, 0, op->n * sizeof(bool));
+        if (!op->errmsg) op->errmsg = strdup("unexpected reply to a journal statement");
+    }
     PQclear(r);
 }
 
@@ -1326,7 +1351,7 @@ static void really_free(struct journal *j)
     free(j->q);
     free(j->hset);
     free(j->conninfo);
-    for (int k = 0; k < JNL_FILL_PARAMS; k++) sb_free(&j->pb[k]);
+    for (int k = 0; k < JNL_ARRAYS; k++) sb_free(&j->pb[k]);
     uv_close((uv_handle_t *)&j->t_retry, timer_closed);
     uv_close((uv_handle_t *)&j->t_deadline, timer_closed);
     uv_close((uv_handle_t *)&j->t_work, timer_closed);
@@ -1375,35 +1400,37 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
     snprintf(tid, sizeof tid, "%" PRId64, f->trade_id);
     snprintf(oid, sizeof oid, "%" PRId64, f->order_id);
     fmt_ts_us(ts, sizeof ts, f->event_time_ms * 1000);
-    for (int k = 8; k < JNL_FILL_PARAMS; k++) arr_open(&b[k]);
+    for (int k = 0; k < JNL_ARRAYS; k++) arr_open(&b[k]);
     for (size_t i = 0; i < n; i++) {
         const struct journal_intent *x = &in[i];
-        arr_str(&b[8], x->client_order_id);
-        arr_str(&b[9], x->rule_id);
-        arr_str(&b[10], x->follower);
-        arr_str(&b[11], x->symbol);
-        arr_str(&b[12], x->side);
-        arr_raw(&b[13], x->qty);
-        arr_raw(&b[14], x->reduce_only ? "t" : "f");
-        arr_str(&b[15], x->order_type);
-        arr_str(&b[16], x->skip_reason);
+        arr_str(&b[0], x->client_order_id);
+        arr_str(&b[1], x->rule_id);
+        arr_str(&b[2], x->follower);
+        arr_str(&b[3], x->symbol);
+        arr_str(&b[4], x->side);
+        arr_raw(&b[5], x->qty);
+        arr_raw(&b[6], x->reduce_only ? "t" : "f");
+        arr_str(&b[7], x->order_type);
+        arr_str(&b[8], x->skip_reason);
     }
-    const char *params[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty,
-                                           f->price, ts};
-    for (int k = 8; k < JNL_FILL_PARAMS; k++) {
+    const char *p1[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty, f->price,
+                                       ts};
+    const char *p2[JNL_INTENT_PARAMS] = {f->account, f->symbol, tid};
+    for (int k = 0; k < JNL_ARRAYS; k++) {
         arr_close(&b[k]);
         if (b[k].oom) return -ENOMEM;
-        params[k] = b[k].p;
+        p2[3 + k] = b[k].p;
     }
     struct op *op = op_new(OP_FILL, n);
     if (!op) return -ENOMEM;
-    op->nq = 1;
+    op->nq = 2;
     op->cb = cb;
     op->ud = ud;
-    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, params, NULL, NULL, 0) ||
+    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
+        !PQsendQueryPrepared(j->conn, "jnl_intents", JNL_INTENT_PARAMS, p2, NULL, NULL, 0) ||
         !PQpipelineSync(j->conn)) {
-        /* Nothing committed: without its sync the statement cannot commit, and the reset below
-         * ends the session. */
+        /* Nothing committed: without their sync the statements cannot commit, and the reset
+         * below ends the session. */
         op_free(op);
         mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
         return -ENOTCONN;

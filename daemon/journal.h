@@ -5,7 +5,8 @@
  *
  * Running (asynchronous, on one libuv loop): one non-blocking libpq connection in pipeline mode.
  *  - journal_write_fill: the hot path's only database wait. The leader fill and all its intents go
- *    in ONE statement (+ sync) — one round trip per fill, not per follower. The callback says which
+ *    in one sync group (two pipelined statements, one transaction, ONE round trip per fill, not per
+ *    follower; journal.c says why not a single CTE statement). The callback says which
  *    intents were newly inserted: ONLY those may be sent (write-before-send, invariant 2; a replayed
  *    fill or a restart finds its intents already there and sends nothing, invariant 4).
  *  - journal_record_result: write-behind. Results are queued and flushed as one UPDATE per batch
@@ -141,9 +142,9 @@ struct journal_fill_result {
 };
 typedef void (*journal_fill_cb)(void *ud, const struct journal_fill_result *r);
 
-/* Queues the fill + intents statement (copied: the arguments need not outlive the call) and a
- * sync, and sends it at once. 0 (cb will be called exactly once), or a negative errno and cb is
- * never called: -EINVAL (bad field; client order ids must be distinct), -ENOTCONN (not connected:
+/* Queues the fill and intents statements (copied: the arguments need not outlive the call) and
+ * their sync, and sends them at once. 0 (cb will be called exactly once), or a negative errno
+ * and cb is never called: -EINVAL (bad field; client order ids must be distinct), -ENOTCONN (not connected:
  * do not send the intents), -ENOBUFS (max_inflight_fills reached), -ENOMEM. */
 int journal_write_fill(struct journal *j, const struct journal_fill *fill,
                        const struct journal_intent *intents, size_t n, journal_fill_cb cb,
@@ -196,9 +197,9 @@ struct journal_stats {
     uint64_t connect_failures;   /* failed attempts */
     uint64_t disconnects;        /* set-up sessions lost or reset */
     size_t results_queued;       /* gauge: results not yet committed (incl. in flight) */
-    size_t inflight_statements;  /* gauge: statements sent, not yet answered */
+    size_t inflight_statements;  /* gauge: statements sent, not yet answered (2 per fill) */
     size_t inflight_fills;       /* gauge */
-    uint64_t fills_written;      /* fill statements committed */
+    uint64_t fills_written;      /* fills committed */
     uint64_t fills_new;          /* ... of which the fill was new */
     uint64_t fills_failed;       /* fill callbacks with an error */
     uint64_t intents_new;        /* intents newly inserted */
@@ -206,7 +207,8 @@ struct journal_stats {
     uint64_t results_stale;      /* results that changed no row: backwards or unknown id */
     uint64_t results_dropped;    /* results lost to a refused statement */
     uint64_t statement_errors;   /* statements PostgreSQL refused */
-    uint64_t writes;             /* statements answered (latency below is over these) */
+    uint64_t writes;             /* sync groups answered (a fill's two statements count once;
+                                  * latency below is over these, from send to commit) */
     uint64_t write_us_last;
     uint64_t write_us_total;
     uint64_t slow_statements;    /* > slow_ms */

@@ -23,6 +23,8 @@
 static const char *g_admin; /* CT_TEST_PG */
 static char g_ci[1024];     /* conninfo of this run's main database (migrated, config synced) */
 static PGconn *g_pg;        /* synchronous connection to it, for checks */
+static PGconn *g_aux[2];    /* a test's extra connections (lock holders...), closed by teardown so
+                             * that a failed test leaves no lock behind for the next ones */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -266,6 +268,16 @@ static int group_setup(void **state)
         return -1;
     }
     g_pg = connect_or_fail(g_ci);
+    return 0;
+}
+
+static int close_aux(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        PQfinish(g_aux[i]);
+        g_aux[i] = NULL;
+    }
     return 0;
 }
 
@@ -729,7 +741,7 @@ static void test_many_fills(void **state)
     struct journal_stats s;
     journal_get_stats(f.j, &s);
     assert_int_equal(s.inflight_fills, 200); /* all in the pipeline at once */
-    assert_int_equal(s.inflight_statements, 200);
+    assert_int_equal(s.inflight_statements, 400); /* two statements (one sync) per fill */
     assert_true(run_until(&f.loop, cond_all_done, &m, DEADLINE_MS, 0));
     for (size_t i = 0; i < m.n; i++) {
         if (m.r[i].status) fail_msg("fill %zu: %d %s", i, m.r[i].status, m.r[i].err);
@@ -858,7 +870,7 @@ static void test_connection_lost(void **state)
     assert_int_equal(fr.status, 0);
 
     /* Block inserts into leader_fills from another session, so the next fill stays in flight. */
-    PGconn *locker = connect_or_fail(g_ci);
+    PGconn *locker = g_aux[0] = connect_or_fail(g_ci);
     exec_on(locker, "BEGIN");
     exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
     struct journal_fill fill2 = mkfill("XRPUSDT", 4002);
@@ -868,17 +880,17 @@ static void test_connection_lost(void **state)
     assert_int_equal(journal_write_fill(f.j, &fill2, &in2, 1, fill_cb, &fr), 0);
     /* A result queued behind it goes out in the same pipeline. */
     rec(&f, "t4001-a", JOURNAL_FILLED, 9, "5", "0.5", 0, NULL, 0);
-    PGconn *watch = connect_or_fail(g_ci);
+    PGconn *watch = g_aux[1] = connect_or_fail(g_ci);
     struct waitlock wl = {watch, "jnl_kill"};
     assert_true(run_until(&f.loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
     /* Let the loop send the queued result too (it is behind the blocked fill on the server). */
     struct journal_stats s;
     for (int i = 0; i < 100; i++) {
         journal_get_stats(f.j, &s);
-        if (s.inflight_statements == 2) break;
+        if (s.inflight_statements == 3) break;
         uv_run(&f.loop, UV_RUN_NOWAIT);
     }
-    assert_int_equal(s.inflight_statements, 2);
+    assert_int_equal(s.inflight_statements, 3); /* the fill's two, the results' one */
     assert_false(fr.done);
 
     /* Kill the journal's backend: the fill in flight fails, its intents must not be sent. */
@@ -890,7 +902,6 @@ static void test_connection_lost(void **state)
     assert_true(f.downs >= 1);
     assert_true(f.lasterr[0] != '\0');
     exec_on(locker, "ROLLBACK");
-    PQfinish(locker);
 
     /* It reconnects by itself; the result that was in flight is sent again and applied. */
     struct ups_at_least u = {&f, 2};
@@ -909,7 +920,6 @@ static void test_connection_lost(void **state)
     assert_int_equal(s.disconnects, 1);
     assert_int_equal(s.connects, 2);
     assert_int_equal(s.fills_failed, 1);
-    PQfinish(watch);
     fx_close(&f);
 }
 
@@ -922,7 +932,7 @@ static void test_statement_timeout(void **state)
     struct journal_opts o = {.timeout_ms = 300, .backoff_min_ms = 10, .backoff_max_ms = 20,
                              .slow_ms = 50};
     fx_open(&f, ci, &o, true);
-    PGconn *locker = connect_or_fail(g_ci);
+    PGconn *locker = g_aux[0] = connect_or_fail(g_ci);
     exec_on(locker, "BEGIN");
     exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
     struct fillres fr = {0};
@@ -938,7 +948,6 @@ static void test_statement_timeout(void **state)
     assert_true(run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
     assert_int_equal(fl.status, -EIO); /* something queued before it failed */
     exec_on(locker, "ROLLBACK");
-    PQfinish(locker);
     struct ups_at_least u = {&f, 2};
     assert_true(run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
     struct journal_stats s;
@@ -949,6 +958,65 @@ static void test_statement_timeout(void **state)
      * never sent twice. */
     write_and_wait(&f, &fill, &in, 1, &fr);
     assert_int_equal(fr.status, 0);
+    fx_close(&f);
+}
+
+/* The same fill written concurrently by another transaction (another daemon, or the orphaned
+ * backend of a statement the journal timed out): the journal waits for it, then reports exactly
+ * what it inserted itself. */
+static void race_one(struct fx *f, PGconn *other, PGconn *watch, int64_t trade_id, bool commit)
+{
+    char sql[1024], cid_a[32], cid_b[32];
+    snprintf(cid_a, sizeof cid_a, "race%lld-a", (long long)trade_id);
+    snprintf(cid_b, sizeof cid_b, "race%lld-b", (long long)trade_id);
+    exec_on(other, "BEGIN");
+    snprintf(sql, sizeof sql, "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, "
+             "qty, price, event_time) VALUES ('lead', 'BNBUSDT', %lld, 1, 'BUY', 0.013, 50000.10, "
+             "'2023-11-14 22:13:20.123+00')", (long long)trade_id);
+    exec_on(other, sql);
+    snprintf(sql, sizeof sql, "INSERT INTO follower_orders (client_order_id, leader_fill_id, "
+             "leader_event_time, rule_id, follower, symbol, side, qty, order_type) SELECT '%s', id, "
+             "event_time, 'r1', 'f1', 'BNBUSDT', 'BUY', 1, 'MARKET' FROM leader_fills WHERE "
+             "symbol = 'BNBUSDT' AND trade_id = %lld", cid_a, (long long)trade_id);
+    exec_on(other, sql);
+
+    struct journal_fill fill = mkfill("BNBUSDT", trade_id);
+    struct journal_intent in[2] = {mkintent(cid_a, "r1", "f1", "1", NULL),
+                                   mkintent(cid_b, "r2", "f2", "1", NULL)};
+    in[0].symbol = in[1].symbol = "BNBUSDT";
+    struct fillres r = {0};
+    assert_int_equal(journal_write_fill(f->j, &fill, in, 2, fill_cb, &r), 0);
+    struct waitlock wl = {watch, "jnl_race"};
+    assert_true(run_until(&f->loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
+    assert_false(r.done);
+    exec_on(other, commit ? "COMMIT" : "ROLLBACK");
+    assert_true(run_until(&f->loop, cond_fill_done, &r, DEADLINE_MS, 0));
+    if (r.status) fail_msg("concurrent fill (%s): %d %s", commit ? "commit" : "rollback", r.status,
+                           r.err);
+    assert_int_equal(r.fill_new, !commit);
+    assert_int_equal(r.intent_new[0], !commit); /* the other transaction's intent, if it stayed */
+    assert_true(r.intent_new[1]);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE symbol = 'BNBUSDT' AND "
+                           "trade_id = %lld", (long long)trade_id), "1");
+    assert_string_equal(q1("SELECT count(DISTINCT leader_fill_id) FROM follower_orders WHERE "
+                           "client_order_id IN ('%s', '%s')", cid_a, cid_b), "1");
+}
+
+static void test_concurrent_same_fill(void **state)
+{
+    (void)state;
+    char ci[1200];
+    snprintf(ci, sizeof ci, "%s application_name=jnl_race", g_ci);
+    struct fx f;
+    fx_open(&f, ci, NULL, true);
+    PGconn *other = g_aux[0] = connect_or_fail(g_ci);
+    PGconn *watch = g_aux[1] = connect_or_fail(g_ci);
+    race_one(&f, other, watch, 10001, true);
+    race_one(&f, other, watch, 10002, false);
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.fills_failed, 0);
+    assert_int_equal(s.disconnects, 0);
     fx_close(&f);
 }
 
@@ -1096,8 +1164,9 @@ int main(void)
         cmocka_unit_test(test_results),
         cmocka_unit_test(test_many_fills),
         cmocka_unit_test(test_flush_durable),
-        cmocka_unit_test(test_connection_lost),
-        cmocka_unit_test(test_statement_timeout),
+        cmocka_unit_test_teardown(test_connection_lost, close_aux),
+        cmocka_unit_test_teardown(test_concurrent_same_fill, close_aux),
+        cmocka_unit_test_teardown(test_statement_timeout, close_aux),
         cmocka_unit_test(test_not_connected),
         cmocka_unit_test(test_free_with_work_pending),
         cmocka_unit_test(test_durability_os),
