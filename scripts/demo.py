@@ -62,7 +62,8 @@ def main():
             print(f"  {row[0]:8} {row[1]:22} {row[2]}")
         _, text = http("GET", base + "/metrics")
         m = parse_metrics(text)
-        print("\ncopy latency (mean over every follower order, daemon and simulator on the same 2 cores):")
+        print("\ncopy latency (mean over every follower order; the ten trades are fired back to back, so this includes\n"
+              "waiting behind earlier orders of the same follower and symbol; daemon, simulator, PostgreSQL share 2 cores):")
         for name, what in [("ct_copy_send_latency_seconds", "leader frame received -> order request sent"),
                            ("ct_copy_ack_latency_seconds", "leader frame received -> order answered")]:
             n = metric(m, name + "_count")
