@@ -20,6 +20,7 @@
 #include "log.h"      /* enum log_level */
 
 #define CFG_NAME_MAX 63    /* account names and rule ids: [A-Za-z0-9_.-]{1,63} */
+#define CFG_SYMBOL_MAX 30  /* symbols in rule lists: [A-Z0-9]{2,30} */
 #define CFG_ERRORS_MAX 100 /* messages kept; further errors are only counted */
 
 /* Error messages, one string each ("file:line:col: key.path: what is wrong"), in the order found.
@@ -54,6 +55,14 @@ struct cfg_daemon {
     int flush_interval_ms;          /* 0..1000, default 0 */
 };
 
+/* What the follower account's position mode must be (Binance dualSidePosition, Bybit position
+ * mode). The pre-flight check at start-up compares it with the exchange's. */
+enum cfg_position_mode {
+    CFG_POSITION_MODE_AUTO = 0,   /* "auto" (default): use whatever the exchange reports */
+    CFG_POSITION_MODE_ONEWAY = 1, /* "oneway": one net position per symbol */
+    CFG_POSITION_MODE_HEDGE = 2,  /* "hedge": separate long and short positions per symbol */
+};
+
 struct cfg_account {
     char *name;             /* [A-Za-z0-9_.-]{1,63}, unique across all files */
     enum exch_kind exchange;
@@ -64,22 +73,66 @@ struct cfg_account {
     char *api_secret;
     int recv_window_ms;     /* 1..60000, default 5000 */
     int timeout_ms;         /* 100..60000, default 5000 */
+    enum cfg_position_mode position_mode; /* default auto */
     const char *file;       /* the file and line that define it (for later messages) */
     unsigned line;
 };
 
+/* How the size of a follower open is derived from a leader fill (closes are ratio closes). */
 enum cfg_sizing {
-    CFG_SIZING_MULTIPLIER = 1, /* follower qty = leader qty * multiplier */
-    /* fixed_notional and equity_ratio are recognised and refused as "not supported yet". */
+    CFG_SIZING_MULTIPLIER = 1,     /* "multiplier": follower qty = leader qty x multiplier */
+    CFG_SIZING_FIXED_NOTIONAL = 2, /* "fixed_notional": notional (quote) per leader open / price */
+    CFG_SIZING_EQUITY_RATIO = 3,   /* "equity_ratio": leader qty x follower equity / leader equity
+                                      x multiplier */
 };
 
+/* Which follower positions a rule may open. */
+enum cfg_sides {
+    CFG_SIDES_BOTH = 0,       /* "both" (default) */
+    CFG_SIDES_LONG_ONLY = 1,  /* "long_only" */
+    CFG_SIDES_SHORT_ONLY = 2, /* "short_only" */
+};
+
+enum cfg_order_type {
+    CFG_ORDER_TYPE_MARKET = 0,    /* "market" (default) */
+    CFG_ORDER_TYPE_LIMIT_IOC = 1, /* "limit_ioc": limit at the leader price widened by
+                                     max_slippage_bps (> 0 then), immediate-or-cancel */
+};
+
+/* A list of distinct strings, in file order. */
+struct cfg_list {
+    char **items;
+    size_t n;
+};
+
+/* Money amounts (notional, max_position_notional, daily_loss_limit) are in the follower
+ * instrument's quote currency (USDT for USDT-margined contracts). Decimals are exact: parsed from
+ * the scalar's text, never through a double. A limit of 0 means off / unlimited. */
 struct cfg_rule {
     char *id;               /* [A-Za-z0-9_.-]{1,63}, unique across all files */
     size_t leader;          /* index into cfg.accounts */
     size_t follower;        /* index into cfg.accounts, != leader */
     enum cfg_sizing sizing;
-    dec_t multiplier;       /* > 0, exact from the scalar's text */
+    dec_t multiplier;       /* multiplier: > 0 (required); equity_ratio: > 0, default 1 (an extra
+                               factor); fixed_notional: 0 (not allowed in the file) */
     bool enabled;           /* default true */
+    dec_t notional;         /* fixed_notional: > 0 (required), quote per leader open; else 0 */
+    bool reverse;           /* default false: open the opposite side of the leader */
+    bool force_min;         /* default false: round a too-small open up to the instrument minimum
+                               instead of skipping it */
+    bool coalesce;          /* default true: add up small leader partial fills until the
+                               follower's minimum is reached */
+    dec_t max_position_notional; /* >= 0, default 0 = unlimited */
+    int max_leverage;       /* 1..125, default 0 = no limit */
+    struct cfg_list symbols;         /* allowed symbols ([A-Z0-9]{2,30}); empty (default) = all */
+    struct cfg_list exclude_symbols; /* denied symbols; default empty; disjoint from symbols */
+    enum cfg_sides sides;   /* default both */
+    int max_slippage_bps;   /* 0..10000, default 0 = off (leader price vs cached ticker; opens) */
+    int max_signal_age_ms;  /* 0..3600000, default 0 = off (skip leader fills older than this) */
+    dec_t daily_loss_limit; /* >= 0, default 0 = off: then close_only until an operator resets */
+    dec_t max_drawdown_pct; /* percent, 0 <= x < 100, default 0 = off: then close_only */
+    enum cfg_order_type order_type; /* default market; limit_ioc needs max_slippage_bps > 0 */
+    bool dry_run;           /* default false: intents computed and journaled, never sent */
     const char *file;
     unsigned line;
 };
@@ -109,6 +162,13 @@ struct cfg *cfg_free(struct cfg *c);
 /* Index of the account named `name`, or -1. */
 long cfg_account_find(const struct cfg *c, const char *name);
 const char *cfg_durability_name(enum cfg_durability d);
-const char *cfg_sizing_name(enum cfg_sizing s);
+const char *cfg_sizing_name(enum cfg_sizing s);   /* "multiplier", ...; "?" if out of range */
+const char *cfg_sides_name(enum cfg_sides s);     /* "both", "long_only", "short_only" */
+const char *cfg_order_type_name(enum cfg_order_type t);         /* "market", "limit_ioc" */
+const char *cfg_position_mode_name(enum cfg_position_mode m);   /* "auto", "oneway", "hedge" */
+
+/* Whether the rule copies fills of `symbol`: in symbols (or symbols is empty) and not in
+ * exclude_symbols. */
+bool cfg_rule_symbol_allowed(const struct cfg_rule *r, const char *symbol);
 
 #endif

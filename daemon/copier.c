@@ -9,6 +9,8 @@
 #include <uthash.h>
 
 #include "copy_engine.h"
+#include "copy_preflight.h"
+#include "copy_state.h"
 #include "exchange.h"
 #include "fill_dedupe.h"
 #include "journal.h"
@@ -25,6 +27,8 @@
 #define MAX_SEND_ATTEMPTS 5     /* throttled or confirmed-absent resends of one client id */
 #define MAX_QUERY_ATTEMPTS 8    /* queries of an unknown outcome before leaving it to reconcile */
 #define QUERY_BACKOFF_MS 200
+#define COALESCE_SLOTS 64       /* leader orders coalesced at once per rule */
+#define PREFLIGHT_MAX 32
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -37,6 +41,14 @@ struct instruments { /* the filters of one exchange endpoint, by symbol */
 
 struct inst_entry {
     struct mkt_instrument v;
+    dec_t ticker;          /* last price, 0 = none yet */
+    int64_t ticker_ms;     /* its exchange time (or our receipt time, exchange clock) */
+    UT_hash_handle hh;
+};
+
+struct lev_entry { /* one follower symbol's leverage setting */
+    char symbol[MKT_SYMBOL_MAX];
+    int leverage;
     UT_hash_handle hh;
 };
 
@@ -51,6 +63,11 @@ struct acct {
     struct exch_stream *stream;
     bool stream_up, stream_was_up;
     bool time_ok, positions_ok;
+    enum mkt_pos_mode mode;           /* as the exchange reports it */
+    int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
+    dec_t equity;                     /* last sample, 0 = none yet */
+    bool equity_busy, tickers_busy;   /* a refresh request is out */
+    struct lev_entry *lev;
     unsigned backoff_ms;
     uv_timer_t retry; /* start-up step retries */
     struct met_counter *m_filled, *m_partial, *m_acked, *m_rejected, *m_unknown, *m_canceled,
@@ -60,10 +77,13 @@ struct acct {
 };
 
 struct rule {
-    char id[64];
-    struct copy_rule cr;
+    struct copy_rule cr;              /* strings belong to the caller (the config) */
+    struct copy_state st;
+    struct copy_accum acc[COALESCE_SLOTS];
     size_t leader, follower;
     bool enabled;
+    struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only */
+    struct met_gauge *m_preflight;    /* problems found at start-up */
 };
 
 struct hwm_entry {
@@ -83,8 +103,11 @@ struct order_job {
     char symbol[MKT_SYMBOL_MAX];
     char client_id[MKT_CLIENT_ID_MAX];
     enum mkt_side side;
+    enum mkt_pos_side pos_side;
+    enum copy_order_type order_type;
+    dec_t price;                /* limit_ioc */
     dec_t qty;
-    dec_t pending;              /* signed amount added to the follower's pending position */
+    dec_t pending;              /* amount added to the follower's pending position (slot pos_side) */
     bool reduce_only;
     int64_t received_ns;        /* leader frame arrival */
     unsigned send_attempts, query_attempts;
@@ -106,7 +129,7 @@ struct fill_job {
     struct fill_job *next;        /* held queue */
     struct mkt_fill fill;
     size_t leader;
-    dec_t leader_delta;
+    dec_t leader_delta;           /* applied to the leader's slot fill.pos_side */
     size_t n;
     struct fill_item {
         struct copy_intent in;
@@ -139,6 +162,9 @@ struct copier {
     struct position_book *pos;
     struct fill_dedupe *dedupe;
     unsigned position_ttl_ms;
+    unsigned refresh_ms;       /* equity and ticker refresh period */
+    bool started_refresh;
+    uv_timer_t refresh_timer;
     bool started, ready, draining, freeing;
     bool timers_inited;        /* drain_timer and every account's retry timer */
     unsigned closing_handles;
@@ -153,6 +179,7 @@ struct copier {
         *m_bad_frames, *m_stream_changes;
     struct met_hist *m_send_lat, *m_ack_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
+    struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
 };
 
 static void startup_next(struct copier *c);
@@ -174,20 +201,47 @@ static const char *fmt_dec(dec_t d, char buf[DEC_STR_MAX]) {
     return buf;
 }
 
-static dec_t signed_qty(enum mkt_side side, dec_t q) { return side == MKT_BUY ? q : dec_neg(q); }
+/* Wall clock in the exchange's time (what trade and ticker times are in). */
+static int64_t exchange_now_ms(const struct acct *a) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + exch_account_time_offset_ms(a->ex);
+}
+
+static struct copy_pos pos_view(const struct copier *c, const char *account, const char *symbol,
+                                bool expected) {
+    dec_t (*get)(const struct position_book *, const char *, const char *, enum mkt_pos_side) =
+        expected ? position_book_expected : position_book_live;
+    return (struct copy_pos){
+        .net = get(c->pos, account, symbol, MKT_PS_BOTH),
+        .long_size = get(c->pos, account, symbol, MKT_PS_LONG),
+        .short_size = get(c->pos, account, symbol, MKT_PS_SHORT),
+    };
+}
+
+static int follower_leverage(const struct acct *a, const char *symbol) {
+    struct lev_entry *e = NULL;
+    HASH_FIND_STR(a->lev, symbol, e);
+    return e ? e->leverage : 0;
+}
+
+static void set_follower_leverage(struct acct *a, const char *symbol, int leverage) {
+    struct lev_entry *e = NULL;
+    HASH_FIND_STR(a->lev, symbol, e);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e) return;
+        snprintf(e->symbol, sizeof(e->symbol), "%s", symbol);
+        HASH_ADD_STR(a->lev, symbol, e);
+    }
+    e->leverage = leverage;
+}
 
 static void pair_key(char *out, size_t n, const char *a, const char *b) {
     snprintf(out, n, "%s\x1f%s", a, b);
 }
 
 /* ---- instruments ------------------------------------------------------------------------ */
-
-static const struct mkt_instrument *instrument_find(const struct acct *a, const char *symbol) {
-    struct inst_entry *e = NULL;
-    if (!a->inst) return NULL;
-    HASH_FIND_STR(a->inst->map, symbol, e);
-    return e ? &e->v : NULL;
-}
 
 static struct instruments *instruments_get(struct copier *c, const char *url) {
     struct instruments *t = NULL;
@@ -245,6 +299,30 @@ static int metrics_init(struct copier *c) {
     c->m_stream_changes = met_counter_child(sf);
     c->m_send_lat = met_hist_child(sl);
     c->m_ack_lat = met_hist_child(al);
+    {
+        struct met_family *lf = met_counter_new(r, "ct_leverage_changes_total",
+                                                "Follower leverage changes copied from leaders, by result.", "result");
+        struct met_family *sf2 = met_counter_new(r, "ct_rule_stops_total",
+                                                 "Copy rules moved to close_only by a loss stop.", "reason");
+        struct met_family *rs = met_gauge_new(r, "ct_rule_status",
+                                              "Copy rule state: 0 active, 1 paused, 2 close_only.", "rule");
+        struct met_family *pf = met_gauge_new(r, "ct_rule_preflight_problems",
+                                              "Problems the start-up pre-flight check found for a rule.", "rule");
+        if (!lf || !sf2 || !rs || !pf) return -ENOMEM;
+        c->m_lev_set = met_counter_child(lf, "set");
+        c->m_lev_failed = met_counter_child(lf, "failed");
+        c->m_lev_skipped = met_counter_child(lf, "skipped");
+        c->m_stops = met_counter_child(sf2, "loss_stop");
+        c->m_dry_run = met_counter_child(c->f_skips, "dry_run");
+        if (!c->m_lev_set || !c->m_lev_failed || !c->m_lev_skipped || !c->m_stops || !c->m_dry_run)
+            return -ENOMEM;
+        for (size_t i = 0; i < c->n_rules; i++) {
+            c->rules[i].m_status = met_gauge_child(rs, c->rules[i].cr.id);
+            c->rules[i].m_preflight = met_gauge_child(pf, c->rules[i].cr.id);
+            if (!c->rules[i].m_status || !c->rules[i].m_preflight) return -ENOMEM;
+            met_gauge_set(c->rules[i].m_status, (double)copy_state_status(&c->rules[i].st));
+        }
+    }
     for (int s = 1; s < COPY_SKIP__COUNT; s++) {
         c->m_skip[s] = met_counter_child(c->f_skips, copy_skip_name((enum copy_skip)s));
         if (!c->m_skip[s]) return -ENOMEM;
@@ -300,10 +378,16 @@ static struct lane *lane_get(struct copier *c, const char *follower, const char 
 }
 
 static void publish_position(struct copier *c, const struct acct *a, const char *symbol) {
-    char key[160], val[DEC_STR_MAX];
+    char key[160], val[2 * DEC_STR_MAX + 8];
     if (!c->redis) return;
     snprintf(key, sizeof(key), "ct:pos:%s:%s", a->name, symbol);
-    fmt_dec(position_book_live(c->pos, a->name, symbol), val);
+    if (a->mode == MKT_PM_HEDGE) {
+        char l[DEC_STR_MAX], sh[DEC_STR_MAX];
+        snprintf(val, sizeof(val), "L%s/S%s", fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_LONG), l),
+                 fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_SHORT), sh));
+    } else {
+        fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_BOTH), val);
+    }
     /* Fire-and-forget: a refused write is counted by the client; nothing here waits on Redis. */
     (void)rds_set_px(c->redis, key, val, strlen(val), c->position_ttl_ms);
 }
@@ -346,7 +430,8 @@ static void job_done(struct order_job *j) {
         j->in_flight = false;
         c->jobs_in_flight--;
     }
-    if (position_book_add_pending(c->pos, c->accts[j->follower].name, j->symbol, dec_neg(j->pending)) < 0)
+    if (position_book_add_pending(c->pos, c->accts[j->follower].name, j->symbol, j->pos_side,
+                                  dec_neg(j->pending)) < 0)
         log_error(TAG, "%s %s: pending position overflow", c->accts[j->follower].name, j->symbol);
     l->head = j->next;
     if (!l->head) l->tail = NULL;
@@ -375,7 +460,8 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     enum journal_status st = status_of(r->status);
 
     if (!dec_is_zero(r->executed_qty)) {
-        if (position_book_add_live(c->pos, f->name, j->symbol, signed_qty(j->side, r->executed_qty)) < 0)
+        if (position_book_add_live(c->pos, f->name, j->symbol, j->pos_side,
+                                   position_book_delta(j->side, j->pos_side, r->executed_qty)) < 0)
             log_error(TAG, "%s %s: position overflow", f->name, j->symbol);
         publish_position(c, f, j->symbol);
     }
@@ -504,9 +590,11 @@ static void job_send(struct order_job *j) {
     struct exch_order_req req = {
         .symbol = j->symbol,
         .side = j->side,
-        .type = EXCH_MARKET,
+        .type = j->order_type == COPY_ORDER_LIMIT_IOC ? EXCH_LIMIT_IOC : EXCH_MARKET,
         .qty = j->qty,
+        .price = j->price,
         .reduce_only = j->reduce_only,
+        .pos_side = j->pos_side,
         .client_id = j->client_id,
     };
     int e;
@@ -550,9 +638,12 @@ static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct
     snprintf(j->symbol, sizeof(j->symbol), "%s", fj->fill.symbol);
     memcpy(j->client_id, in->client_id, sizeof(j->client_id));
     j->side = in->side;
+    j->pos_side = in->pos_side;
+    j->order_type = in->order_type;
+    j->price = in->price;
     j->qty = in->qty;
     j->reduce_only = in->reduce_only;
-    j->pending = signed_qty(in->side, in->qty);
+    j->pending = position_book_delta(in->side, in->pos_side, in->qty);
     j->received_ns = fj->fill.received_ns;
     j->lane = lane_get(c, f->name, j->symbol);
     if (!j->lane || uv_timer_init(c->loop, &j->timer) < 0) {
@@ -570,13 +661,20 @@ static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct
 
 /* ---- leader fills ----------------------------------------------------------------------- */
 
+static bool sendable(const struct copy_intent *in) { return in->skip == COPY_SKIP_NONE && !in->dry_run; }
+
+static void add_pending(struct copier *c, const char *follower, const char *symbol,
+                        const struct copy_intent *in, bool undo) {
+    dec_t d = position_book_delta(in->side, in->pos_side, in->qty);
+    position_book_add_pending(c->pos, follower, symbol, in->pos_side, undo ? dec_neg(d) : d);
+}
+
 /* Undo the pending position of the sendable intents that will not be sent. */
 static void revert_pending(struct copier *c, struct fill_job *fj) {
     for (size_t i = 0; i < fj->n; i++) {
         const struct copy_intent *in = &fj->items[i].in;
-        if (in->skip != COPY_SKIP_NONE) continue;
-        position_book_add_pending(c->pos, c->accts[c->rules[fj->items[i].rule].follower].name,
-                                  fj->fill.symbol, dec_neg(signed_qty(in->side, in->qty)));
+        if (!sendable(in)) continue;
+        add_pending(c, c->accts[c->rules[fj->items[i].rule].follower].name, fj->fill.symbol, in, true);
     }
 }
 
@@ -620,7 +718,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         /* An earlier run (or an evicted memory entry) took it: its effect on the leader's
          * position is already in what we hold. */
         met_counter_inc(leader->m_dups);
-        position_book_add_live(c->pos, leader->name, f->symbol, dec_neg(fj->leader_delta));
+        position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, dec_neg(fj->leader_delta));
         revert_pending(c, fj);
         log_info(TAG, "%s %s trade %" PRId64 ": already journaled, ignored (orders of an earlier attempt "
                  "that never went out are left to reconciliation)", f->account, f->symbol, f->trade_id);
@@ -631,21 +729,26 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         const struct copy_intent *in = &fj->items[i].in;
         const struct rule *r = &c->rules[fj->items[i].rule];
         struct acct *fol = &c->accts[r->follower];
-        bool sendable = in->skip == COPY_SKIP_NONE;
+        bool send = sendable(in);
         if (!res->intent_new[i]) {
             log_error(TAG, "%s: intent %s already journaled for a new fill (client id clash?), not sent",
                       fol->name, in->client_id);
-        } else if (!sendable) {
+        } else if (in->skip != COPY_SKIP_NONE) {
             met_counter_inc(c->m_skip[in->skip]);
             met_counter_inc(fol->m_skipped);
+            continue;
+        } else if (in->dry_run) {
+            met_counter_inc(c->m_dry_run);
+            met_counter_inc(fol->m_skipped);
+            log_info(TAG, "%s %s: dry run, not sent: %s %s", fol->name, f->symbol,
+                     in->side == MKT_BUY ? "BUY" : "SELL", in->client_id);
             continue;
         } else if (!c->freeing && job_enqueue(c, fj, in, r->follower) == 0) {
             continue; /* the job now owns the pending amount */
         } else if (!c->freeing) {
             log_error(TAG, "%s: out of memory queueing order %s (left as intent)", fol->name, in->client_id);
         }
-        if (sendable)
-            position_book_add_pending(c->pos, fol->name, f->symbol, dec_neg(signed_qty(in->side, in->qty)));
+        if (send) add_pending(c, fol->name, f->symbol, in, true);
     }
     /* Kick after queueing all, so one fill's orders leave back to back. */
     for (size_t i = 0; i < fj->n && !c->freeing; i++) {
@@ -685,14 +788,16 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         const struct rule *r = &c->rules[fj->items[n].rule];
         ji[n] = (struct journal_intent){
             .client_order_id = it->client_id,
-            .rule_id = r->id,
+            .rule_id = r->cr.id,
             .follower = c->accts[r->follower].name,
             .symbol = f->symbol,
             .side = it->side == MKT_BUY ? "BUY" : "SELL",
             .qty = fmt_dec(it->qty, qtxt[n]),
             .reduce_only = it->reduce_only,
-            .order_type = "MARKET",
-            .skip_reason = it->skip == COPY_SKIP_NONE ? NULL : copy_skip_name(it->skip),
+            .order_type = it->order_type == COPY_ORDER_LIMIT_IOC ? "LIMIT_IOC" : "MARKET",
+            .skip_reason = it->skip != COPY_SKIP_NONE ? copy_skip_name(it->skip)
+                           : it->dry_run            ? "dry_run"
+                                                    : NULL,
         };
     }
     struct journal_fill jf = {
@@ -764,7 +869,8 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     struct acct *leader = ud;
     struct copier *c = leader->c;
     struct fill_job *fj;
-    dec_t before;
+    struct copy_pos lpos;
+    int64_t now_ms;
     size_t nrules = 0;
     int e;
 
@@ -785,32 +891,45 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     fj->c = c;
     fj->fill = *f;
     fj->leader = leader->idx;
-    fj->leader_delta = signed_qty(f->side, f->qty);
-    before = position_book_live(c->pos, leader->name, f->symbol);
-    position_book_add_live(c->pos, leader->name, f->symbol, fj->leader_delta);
+    fj->leader_delta = position_book_delta(f->side, f->pos_side, f->qty);
+    lpos = pos_view(c, leader->name, f->symbol, false);
+    position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, fj->leader_delta);
+    now_ms = exchange_now_ms(leader);
 
     for (size_t i = 0; i < c->n_rules; i++) {
         struct rule *r = &c->rules[i];
         struct acct *fol = &c->accts[r->follower];
-        const struct mkt_instrument *finst = instrument_find(fol, f->symbol);
+        struct inst_entry *fe = NULL;
         struct mkt_instrument none = {0};
-        struct copy_intent out[COPY_MAX_INTENTS];
-        struct copy_input in = {
+        struct copy_decision dec;
+        struct copy_fill_input in;
+        if (r->leader != leader->idx || !r->enabled) continue;
+        if (fol->inst) HASH_FIND_STR(fol->inst->map, f->symbol, fe);
+        in = (struct copy_fill_input){
             .rule = &r->cr,
             .fill = f,
-            .instrument = finst ? finst : &none, /* unknown symbol: the engine skips it as invalid_instrument */
-            .leader_pos_before = before,
-            .follower_pos = position_book_expected(c->pos, fol->name, f->symbol),
-            .ref_price = f->price,
+            .instrument = fe ? &fe->v : &none, /* unknown symbol: the engine skips it as invalid_instrument */
+            .leader = lpos,
+            .leader_equity = leader->equity,
+            .follower_mode = fol->mode,
+            .follower = pos_view(c, fol->name, f->symbol, true),
+            .follower_equity = fol->equity,
+            .ticker_price = fe ? fe->ticker : DEC_ZERO,
+            .ticker_age_ms = fe && fe->ticker_ms > 0 ? now_ms - fe->ticker_ms : -1,
+            .now_ms = now_ms,
         };
-        int k;
-        if (r->leader != leader->idx || !r->enabled) continue;
-        k = copy_decide(&in, out);
-        for (int m = 0; m < k; m++) {
-            fj->items[fj->n].in = out[m];
+        if (copy_decide_fill(&in, &r->st, &dec) < 0) continue;
+        if (dec.dropped.set) {
+            char amt[DEC_STR_MAX];
+            met_counter_inc(c->m_skip[dec.dropped.reason]);
+            log_info(TAG, "%s: coalesced %s of leader order %" PRId64 " %s dropped (%s)", r->cr.id,
+                     fmt_dec(dec.dropped.amount, amt), dec.dropped.order_id, dec.dropped.symbol,
+                     copy_skip_name(dec.dropped.reason));
+        }
+        for (size_t m = 0; m < dec.n; m++) {
+            fj->items[fj->n].in = dec.intents[m];
             fj->items[fj->n].rule = i;
-            if (out[m].skip == COPY_SKIP_NONE)
-                position_book_add_pending(c->pos, fol->name, f->symbol, signed_qty(out[m].side, out[m].qty));
+            if (sendable(&dec.intents[m])) add_pending(c, fol->name, f->symbol, &dec.intents[m], false);
             fj->n++;
         }
     }
@@ -859,6 +978,66 @@ static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
     }
 }
 
+struct lev_job {
+    struct acct *follower;
+    char rule_id[64];
+};
+
+static void on_leverage_set(void *ud, const struct exch_status *st, const char *symbol, int leverage) {
+    struct lev_job *lj = ud;
+    struct acct *f = lj->follower;
+    if (!f->c->freeing) {
+        if (st->err) {
+            met_counter_inc(f->c->m_lev_failed);
+            log_error(TAG, "rule %s: %s %s: setting leverage failed: %d %s", lj->rule_id, f->name, symbol,
+                      st->error_code, st->error_msg);
+        } else {
+            met_counter_inc(f->c->m_lev_set);
+            set_follower_leverage(f, symbol, leverage);
+            log_info(TAG, "rule %s: %s %s: leverage now %d", lj->rule_id, f->name, symbol, leverage);
+        }
+    }
+    free(lj);
+}
+
+/* A leader changed a symbol's leverage (ACCOUNT_CONFIG_UPDATE): each rule decides its follower's. */
+static void on_leader_leverage(void *ud, const char *symbol, int leverage) {
+    struct acct *leader = ud;
+    struct copier *c = leader->c;
+    if (c->draining || c->freeing) return;
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        struct acct *f = &c->accts[r->follower];
+        struct copy_leverage_intent li;
+        struct copy_leverage_input in = {
+            .rule = &r->cr, .symbol = symbol, .leader_leverage = dec_from_int(leverage),
+            .follower_leverage = dec_from_int(follower_leverage(f, symbol)),
+        };
+        char lv[DEC_STR_MAX];
+        struct lev_job *lj;
+        int64_t want;
+        if (r->leader != leader->idx || !r->enabled) continue;
+        if (copy_decide_leverage(&in, &r->st, &li) < 0) continue;
+        if (li.skip != COPY_SKIP_NONE || li.dry_run) {
+            met_counter_inc(c->m_lev_skipped);
+            log_info(TAG, "rule %s: leader %s %s leverage %d: follower %s not changed (%s)", r->cr.id,
+                     leader->name, symbol, leverage, f->name, li.dry_run ? "dry_run" : copy_skip_name(li.skip));
+            continue;
+        }
+        fmt_dec(li.leverage, lv);
+        want = strtoll(lv, NULL, 10); /* the engine returns a whole number */
+        lj = calloc(1, sizeof(*lj));
+        if (!lj) continue;
+        lj->follower = f;
+        snprintf(lj->rule_id, sizeof(lj->rule_id), "%s", r->cr.id);
+        if (exch_set_leverage(f->ex, symbol, (int)want, on_leverage_set, lj) < 0) {
+            met_counter_inc(c->m_lev_failed);
+            log_error(TAG, "rule %s: %s %s: cannot request leverage %s", r->cr.id, f->name, symbol, lv);
+            free(lj);
+        }
+    }
+}
+
 static void on_bad_frame(void *ud, const char *why, const char *frame, size_t len) {
     struct acct *a = ud;
     met_counter_inc(a->c->m_bad_frames);
@@ -885,6 +1064,18 @@ static void step_failed(struct acct *a, void (*again)(uv_timer_t *), const char 
 static void do_time(uv_timer_t *t);
 static void do_instruments(uv_timer_t *t);
 static void do_positions(uv_timer_t *t);
+static void do_mode(uv_timer_t *t);
+static void do_leverage(uv_timer_t *t);
+static void do_equity(uv_timer_t *t);
+static void do_tickers(uv_timer_t *t);
+
+/* A start-up request that could not even be issued: retry it like a failed one. */
+static void step_call(struct acct *a, void (*again)(uv_timer_t *), const char *what, int e) {
+    struct exch_status st = {.err = e};
+    if (e >= 0) return;
+    snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
+    step_failed(a, again, what, &st);
+}
 
 static void on_time(void *ud, const struct exch_status *st, int64_t offset_ms) {
     struct acct *a = ud;
@@ -900,12 +1091,7 @@ static void on_time(void *ud, const struct exch_status *st, int64_t offset_ms) {
 
 static void do_time(uv_timer_t *t) {
     struct acct *a = t->data;
-    int e = exch_sync_time(a->ex, on_time, a);
-    if (e < 0) {
-        struct exch_status st = {.err = e};
-        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
-        step_failed(a, do_time, "server time", &st);
-    }
+    step_call(a, do_time, "server time", exch_sync_time(a->ex, on_time, a));
 }
 
 static void on_instruments(void *ud, const struct exch_status *st, const struct mkt_instrument *v, size_t n) {
@@ -931,17 +1117,39 @@ static void on_instruments(void *ud, const struct exch_status *st, const struct 
     t->loaded = true;
     a->backoff_ms = 0;
     log_info(TAG, "%s: %zu instruments", t->url, n);
-    step_done(a->c);
+    do_tickers(&a->retry);
 }
 
 static void do_instruments(uv_timer_t *t) {
     struct acct *a = t->data;
-    int e = exch_fetch_instruments(a->ex, on_instruments, a);
-    if (e < 0) {
-        struct exch_status st = {.err = e};
-        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
-        step_failed(a, do_instruments, "exchange info", &st);
+    step_call(a, do_instruments, "exchange info", exch_fetch_instruments(a->ex, on_instruments, a));
+}
+
+static void store_tickers(struct instruments *t, const struct exch_ticker *v, size_t n, int64_t now_ms) {
+    for (size_t i = 0; i < n; i++) {
+        struct inst_entry *e = NULL;
+        HASH_FIND_STR(t->map, v[i].symbol, e);
+        if (!e) continue;
+        e->ticker = v[i].price;
+        e->ticker_ms = v[i].time_ms > 0 ? v[i].time_ms : now_ms;
     }
+}
+
+static void on_tickers(void *ud, const struct exch_status *st, const struct exch_ticker *v, size_t n) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_tickers, "tickers", st);
+        return;
+    }
+    store_tickers(a->inst, v, n, exchange_now_ms(a));
+    a->backoff_ms = 0;
+    step_done(a->c);
+}
+
+static void do_tickers(uv_timer_t *t) {
+    struct acct *a = t->data;
+    step_call(a, do_tickers, "tickers", exch_fetch_tickers(a->ex, on_tickers, a));
 }
 
 static void on_positions(void *ud, const struct exch_status *st, const struct mkt_position *v, size_t n) {
@@ -953,23 +1161,165 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].amount);
+        position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].pos_side, v[i].amount);
         if (!dec_is_zero(v[i].amount)) {
-            log_info(TAG, "%s %s: position %s", a->name, v[i].symbol, fmt_dec(v[i].amount, buf));
+            log_info(TAG, "%s %s %s: position %s", a->name, v[i].symbol, copy_pos_side_name(v[i].pos_side),
+                     fmt_dec(v[i].amount, buf));
             publish_position(a->c, a, v[i].symbol);
         }
     }
     a->backoff_ms = 0;
-    step_done(a->c);
+    do_mode(&a->retry);
 }
 
 static void do_positions(uv_timer_t *t) {
     struct acct *a = t->data;
-    int e = exch_fetch_positions(a->ex, on_positions, a);
-    if (e < 0) {
-        struct exch_status st = {.err = e};
-        snprintf(st.error_msg, sizeof(st.error_msg), "%s", strerror(-e));
-        step_failed(a, do_positions, "positions", &st);
+    step_call(a, do_positions, "positions", exch_fetch_positions(a->ex, on_positions, a));
+}
+
+static void on_mode(void *ud, const struct exch_status *st, enum mkt_pos_mode mode) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_mode, "position mode", st);
+        return;
+    }
+    a->mode = mode;
+    if (a->expect_mode >= 0 && (enum mkt_pos_mode)a->expect_mode != mode)
+        log_error(TAG, "%s: the exchange says %s mode but the config expects %s: copying uses the exchange's",
+                  a->name, mode == MKT_PM_HEDGE ? "hedge" : "one-way",
+                  a->expect_mode == MKT_PM_HEDGE ? "hedge" : "one-way");
+    a->backoff_ms = 0;
+    do_leverage(&a->retry);
+}
+
+static void do_mode(uv_timer_t *t) {
+    struct acct *a = t->data;
+    step_call(a, do_mode, "position mode", exch_fetch_position_mode(a->ex, on_mode, a));
+}
+
+static void on_leverages(void *ud, const struct exch_status *st, const struct exch_leverage *v, size_t n) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_leverage, "leverage", st);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) set_follower_leverage(a, v[i].symbol, v[i].leverage);
+    a->backoff_ms = 0;
+    do_equity(&a->retry);
+}
+
+static void do_leverage(uv_timer_t *t) {
+    struct acct *a = t->data;
+    step_call(a, do_leverage, "leverage", exch_fetch_leverage(a->ex, on_leverages, a));
+}
+
+/* An equity sample feeds the loss stops of every rule this account follows with. */
+static void observe_equity(struct copier *c, struct acct *a, dec_t equity) {
+    char eq[DEC_STR_MAX];
+    a->equity = equity;
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        enum copy_stop stop;
+        if (r->follower != a->idx) continue;
+        stop = copy_state_observe_equity(&r->st, &r->cr, equity, exchange_now_ms(a));
+        if (stop == COPY_STOP_NONE) continue;
+        met_counter_inc(c->m_stops);
+        met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
+        log_warn(TAG, "rule %s: %s stop tripped at %s equity %s: close_only (closes copied, opens skipped) "
+                 "until an operator resets it", r->cr.id, copy_stop_name(stop), a->name, fmt_dec(equity, eq));
+    }
+}
+
+static void on_equity(void *ud, const struct exch_status *st, const struct exch_balance *b) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) {
+        step_failed(a, do_equity, "account equity", st);
+        return;
+    }
+    observe_equity(a->c, a, b->equity);
+    a->backoff_ms = 0;
+    step_done(a->c);
+}
+
+static void do_equity(uv_timer_t *t) {
+    struct acct *a = t->data;
+    step_call(a, do_equity, "account equity", exch_fetch_account(a->ex, on_equity, a));
+}
+
+/* ---- steady-state refresh (equity for sizing and loss stops, tickers for the slippage guard) -- */
+
+static void on_refresh_equity(void *ud, const struct exch_status *st, const struct exch_balance *b) {
+    struct acct *a = ud;
+    a->equity_busy = false;
+    if (a->c->freeing) return;
+    if (st->err) {
+        log_debug(TAG, "%s: equity refresh failed: %s", a->name, st->error_msg);
+        return;
+    }
+    observe_equity(a->c, a, b->equity);
+}
+
+static void on_refresh_tickers(void *ud, const struct exch_status *st, const struct exch_ticker *v, size_t n) {
+    struct acct *a = ud;
+    a->tickers_busy = false;
+    if (a->c->freeing || st->err) return;
+    store_tickers(a->inst, v, n, exchange_now_ms(a));
+}
+
+static void refresh_tick(uv_timer_t *t) {
+    struct copier *c = t->data;
+    struct instruments *done_tables[64];
+    size_t nd = 0;
+    for (size_t i = 0; i < c->n_accts && !c->freeing; i++) {
+        struct acct *a = &c->accts[i];
+        bool seen = false;
+        if (!a->equity_busy && exch_fetch_account(a->ex, on_refresh_equity, a) == 0) a->equity_busy = true;
+        for (size_t k = 0; k < nd; k++) seen |= done_tables[k] == a->inst;
+        if (seen || nd == sizeof(done_tables) / sizeof(done_tables[0])) continue;
+        done_tables[nd++] = a->inst;
+        if (!a->tickers_busy && exch_fetch_tickers(a->ex, on_refresh_tickers, a) == 0) a->tickers_busy = true;
+    }
+}
+
+/* ---- pre-flight ------------------------------------------------------------------------- */
+
+static void preflight(struct copier *c) {
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        struct acct *l = &c->accts[r->leader], *f = &c->accts[r->follower];
+        struct copy_problem probs[PREFLIGHT_MAX];
+        struct copy_preflight_symbol *syms;
+        struct inst_entry *e, *tmp;
+        size_t n = 0, k = 0;
+        int np;
+        if (!f->inst) continue;
+        syms = calloc(HASH_COUNT(f->inst->map) + 1, sizeof(*syms));
+        if (!syms) continue;
+        HASH_ITER(hh, f->inst->map, e, tmp) {
+            if (!copy_rule_symbol_allowed(&r->cr, e->v.symbol)) continue;
+            syms[n++] = (struct copy_preflight_symbol){
+                .instrument = &e->v,
+                .price = e->ticker,
+                .follower_leverage = dec_from_int(follower_leverage(f, e->v.symbol)),
+            };
+        }
+        struct copy_preflight_input in = {
+            .rule = &r->cr, .leader_mode = l->mode, .follower_mode = f->mode,
+            .follower_equity = f->equity, .leader_equity = l->equity, .symbols = syms, .n_symbols = n,
+        };
+        np = copy_preflight(&in, probs, PREFLIGHT_MAX);
+        free(syms);
+        if (np < 0) continue;
+        met_gauge_set(r->m_preflight, np);
+        for (k = 0; k < (size_t)np && k < PREFLIGHT_MAX; k++)
+            log_at(probs[k].severity == COPY_SEV_ERROR ? LOG_LVL_ERROR : LOG_LVL_WARN, TAG,
+                   "pre-flight: rule %s (%s -> %s): %s%s%s: %s", r->cr.id, l->name, f->name,
+                   copy_problem_name(probs[k].code), probs[k].symbol[0] ? " " : "", probs[k].symbol,
+                   probs[k].text);
+        if (np == 0) log_info(TAG, "pre-flight: rule %s (%s -> %s): ok", r->cr.id, l->name, f->name);
     }
 }
 
@@ -1008,6 +1358,11 @@ static void startup_next(struct copier *c) {
         for (size_t i = 0; i < c->n_accts; i++) do_positions(&c->accts[i].retry);
         break;
     case 3:
+        if (!c->started_refresh) {
+            c->started_refresh = true;
+            preflight(c);
+            uv_timer_start(&c->refresh_timer, refresh_tick, c->refresh_ms, c->refresh_ms);
+        }
         if (!c->journal_up) {
             /* A fill needs the journal before anything can be sent: open the streams once it is up. */
             log_info(TAG, "start-up: waiting for the journal before opening the leader streams");
@@ -1019,7 +1374,7 @@ static void startup_next(struct copier *c) {
             struct acct *a = &c->accts[i];
             struct exch_stream_cbs cbs = {
                 .on_fill = on_fill, .on_position = on_position, .on_state = on_state,
-                .on_bad_frame = on_bad_frame, .ud = a,
+                .on_bad_frame = on_bad_frame, .on_leverage = on_leader_leverage, .ud = a,
             };
             if (!a->is_leader) continue;
             a->stream = exch_stream_open(a->ex, c->lws, &cbs);
@@ -1053,6 +1408,9 @@ struct copier *copier_new(const struct copier_deps *d) {
     c->drain_timer.data = c;
     uv_timer_init(c->loop, &c->held_timer);
     c->held_timer.data = c;
+    uv_timer_init(c->loop, &c->refresh_timer);
+    c->refresh_timer.data = c;
+    c->refresh_ms = d->refresh_ms ? d->refresh_ms : 5000;
     for (size_t i = 0; i < d->n_accounts; i++) {
         uv_timer_init(c->loop, &c->accts[i].retry);
         c->accts[i].retry.data = &c->accts[i];
@@ -1065,19 +1423,19 @@ struct copier *copier_new(const struct copier_deps *d) {
         snprintf(a->name, sizeof(a->name), "%s", d->accounts[i].name);
         snprintf(a->exchange, sizeof(a->exchange), "%s", d->accounts[i].exchange);
         a->ex = d->accounts[i].ex;
+        a->expect_mode = d->accounts[i].expect_mode;
         a->inst = instruments_get(c, d->accounts[i].rest_url);
         if (!a->inst) goto fail;
     }
     c->n_rules = d->n_rules;
     for (size_t i = 0; i < d->n_rules; i++) {
         struct rule *r = &c->rules[i];
-        snprintf(r->id, sizeof(r->id), "%s", d->rules[i].id);
-        r->cr.id = r->id;
-        r->cr.sizing = COPY_SIZING_MULTIPLIER;
-        r->cr.multiplier = d->rules[i].multiplier;
+        r->cr = d->rules[i].params;
         r->leader = d->rules[i].leader;
         r->follower = d->rules[i].follower;
         r->enabled = d->rules[i].enabled;
+        copy_state_init(&r->st, r->acc, d->rules[i].coalesce ? COALESCE_SLOTS : 0);
+        if (d->rules[i].close_only) r->st.stopped = true; /* kept from the journal until a reset */
         if (r->leader >= c->n_accts || r->follower >= c->n_accts) goto fail;
         c->accts[r->leader].is_leader = true;
     }
@@ -1141,6 +1499,7 @@ static void drain_timeout(uv_timer_t *t) {
 
 void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud), void *ud) {
     c->draining = true;
+    uv_timer_stop(&c->refresh_timer);
     close_streams(c);
     /* Queued orders not yet sent stay journaled as 'intent' for the next start to reconcile;
      * those already in flight get their answers. */
@@ -1169,6 +1528,7 @@ static void close_own(struct copier *c, uv_timer_t *t) {
 
 void copier_close(struct copier *c) {
     c->freeing = true;
+    uv_timer_stop(&c->refresh_timer);
     close_streams(c);
 }
 
@@ -1208,6 +1568,13 @@ struct copier *copier_free(struct copier *c) {
         HASH_DEL(c->insts, t);
         free(t);
     }
+    for (size_t i = 0; i < c->n_accts; i++) {
+        struct lev_entry *le, *ltmp2;
+        HASH_ITER(hh, c->accts[i].lev, le, ltmp2) {
+            HASH_DEL(c->accts[i].lev, le);
+            free(le);
+        }
+    }
     HASH_ITER(hh, c->hwm, h, htmp) {
         HASH_DEL(c->hwm, h);
         free(h);
@@ -1223,5 +1590,6 @@ struct copier *copier_free(struct copier *c) {
     for (size_t i = 0; i < c->n_accts; i++) close_own(c, &c->accts[i].retry);
     close_own(c, &c->drain_timer);
     close_own(c, &c->held_timer);
+    close_own(c, &c->refresh_timer);
     return NULL;
 }

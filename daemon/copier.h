@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "copy_rule.h"
 #include "decimal.h"
 
 struct journal;
@@ -29,14 +30,16 @@ struct copier_account {
     const char *exchange;  /* "binance-usdm", for metrics labels */
     const char *rest_url;  /* instruments are fetched once per distinct rest_url */
     struct exch_account *ex; /* not owned */
+    int expect_mode;         /* -1 auto, else the enum mkt_pos_mode the config expects */
 };
 
 struct copier_rule {
-    const char *id;
-    size_t leader;   /* index into the accounts */
+    struct copy_rule params; /* its strings must outlive the copier (they point into the config) */
+    size_t leader;           /* index into the accounts */
     size_t follower;
-    dec_t multiplier;
     bool enabled;
+    bool coalesce;           /* coalesce small leader partial fills */
+    bool close_only;         /* the journal says a loss stop tripped in an earlier run */
 };
 
 /* The highest trade id journaled per (leader account, symbol) when the daemon started. A fill at
@@ -60,6 +63,7 @@ struct copier_deps {
     const struct copier_hwm *hwm;          /* copied */
     size_t n_hwm;
     unsigned position_ttl_ms;  /* Redis TTL of published positions; 0 = 10000 */
+    unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
 };
 

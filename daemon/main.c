@@ -44,6 +44,8 @@ struct daemon {
     struct copier *copier;
     struct copier_hwm *hwm;
     size_t n_hwm;
+    char **close_only;   /* rule ids the journal has in close_only (a loss stop of an earlier run) */
+    size_t n_close_only;
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
@@ -86,7 +88,7 @@ static int setup_journal(struct daemon *d) {
     char err[512];
     struct journal_account *ja = calloc(d->cfg->n_accounts + 1, sizeof(*ja));
     struct journal_rule *jr = calloc(d->cfg->n_rules + 1, sizeof(*jr));
-    char (*params)[96] = calloc(d->cfg->n_rules + 1, sizeof(*params));
+    char (*params)[768] = calloc(d->cfg->n_rules + 1, sizeof(*params));
     int r = -ENOMEM;
 
     if (!ja || !jr || !params) goto out;
@@ -101,9 +103,22 @@ static int setup_journal(struct daemon *d) {
                                          exch_kind_name(d->cfg->accounts[i].exchange)};
     for (size_t i = 0; i < d->cfg->n_rules; i++) {
         const struct cfg_rule *cr = &d->cfg->rules[i];
-        char m[DEC_STR_MAX];
+        char m[DEC_STR_MAX], n[DEC_STR_MAX], mpn[DEC_STR_MAX], dl[DEC_STR_MAX], dd[DEC_STR_MAX];
         dec_format(cr->multiplier, m, sizeof(m));
-        snprintf(params[i], sizeof(params[i]), "{\"multiplier\":\"%s\"}", m);
+        dec_format(cr->notional, n, sizeof(n));
+        dec_format(cr->max_position_notional, mpn, sizeof(mpn));
+        dec_format(cr->daily_loss_limit, dl, sizeof(dl));
+        dec_format(cr->max_drawdown_pct, dd, sizeof(dd));
+        snprintf(params[i], sizeof(params[i]),
+                 "{\"multiplier\":\"%s\",\"notional\":\"%s\",\"reverse\":%s,\"force_min\":%s,"
+                 "\"coalesce\":%s,\"max_position_notional\":\"%s\",\"max_leverage\":%d,"
+                 "\"sides\":\"%s\",\"max_slippage_bps\":%d,\"max_signal_age_ms\":%d,"
+                 "\"daily_loss_limit\":\"%s\",\"max_drawdown_pct\":\"%s\",\"order_type\":\"%s\","
+                 "\"dry_run\":%s,\"symbols\":%zu,\"exclude_symbols\":%zu}",
+                 m, n, cr->reverse ? "true" : "false", cr->force_min ? "true" : "false",
+                 cr->coalesce ? "true" : "false", mpn, cr->max_leverage, cfg_sides_name(cr->sides),
+                 cr->max_slippage_bps, cr->max_signal_age_ms, dl, dd, cfg_order_type_name(cr->order_type),
+                 cr->dry_run ? "true" : "false", cr->symbols.n, cr->exclude_symbols.n);
         jr[i] = (struct journal_rule){cr->id, d->cfg->accounts[cr->leader].name,
                                       d->cfg->accounts[cr->follower].name,
                                       cfg_sizing_name(cr->sizing), params[i], cr->enabled};
@@ -148,6 +163,27 @@ static int load_hwm(struct daemon *d) {
             goto out;
         }
     }
+    PQclear(res);
+    res = PQexec(pg, "SELECT id FROM copy_rules WHERE status = 'close_only'");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error(TAG, "journal: cannot read rule states: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    d->n_close_only = (size_t)PQntuples(res);
+    d->close_only = calloc(d->n_close_only + 1, sizeof(*d->close_only));
+    if (!d->close_only) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < d->n_close_only; i++) {
+        d->close_only[i] = strdup(PQgetvalue(res, (int)i, 0));
+        if (!d->close_only[i]) {
+            r = -ENOMEM;
+            goto out;
+        }
+        log_warn(TAG, "rule %s stays close_only (a loss stop tripped earlier; an operator reset clears it)",
+                 d->close_only[i]);
+    }
     r = 0;
 out:
     PQclear(res);
@@ -163,6 +199,55 @@ static void free_hwm(struct daemon *d) {
     free(d->hwm);
     d->hwm = NULL;
     d->n_hwm = 0;
+    for (size_t i = 0; i < d->n_close_only; i++) free(d->close_only[i]);
+    free(d->close_only);
+    d->close_only = NULL;
+    d->n_close_only = 0;
+}
+
+static bool was_close_only(const struct daemon *d, const char *id) {
+    for (size_t i = 0; i < d->n_close_only; i++)
+        if (strcmp(d->close_only[i], id) == 0) return true;
+    return false;
+}
+
+/* The engine's view of a configured rule; its strings point into the config, which outlives it. */
+static struct copier_rule rule_from_config(const struct daemon *d, const struct cfg_rule *r) {
+    static const enum copy_sizing sizing[] = {
+        [CFG_SIZING_MULTIPLIER] = COPY_SIZING_MULTIPLIER,
+        [CFG_SIZING_FIXED_NOTIONAL] = COPY_SIZING_FIXED_NOTIONAL,
+        [CFG_SIZING_EQUITY_RATIO] = COPY_SIZING_EQUITY_RATIO,
+    };
+    return (struct copier_rule){
+        .params = {
+            .id = r->id,
+            .sizing = sizing[r->sizing],
+            .multiplier = r->sizing == CFG_SIZING_FIXED_NOTIONAL ? DEC_ZERO : r->multiplier,
+            .fixed_notional = r->notional,
+            .reverse = r->reverse,
+            .force_min = r->force_min,
+            .dry_run = r->dry_run,
+            .order_type = r->order_type == CFG_ORDER_TYPE_LIMIT_IOC ? COPY_ORDER_LIMIT_IOC : COPY_ORDER_MARKET,
+            .sides = r->sides == CFG_SIDES_LONG_ONLY    ? COPY_SIDES_LONG_ONLY
+                     : r->sides == CFG_SIDES_SHORT_ONLY ? COPY_SIDES_SHORT_ONLY
+                                                        : COPY_SIDES_BOTH,
+            .allow_symbols = (const char *const *)r->symbols.items,
+            .n_allow = r->symbols.n,
+            .deny_symbols = (const char *const *)r->exclude_symbols.items,
+            .n_deny = r->exclude_symbols.n,
+            .max_position_notional = r->max_position_notional,
+            .max_leverage = dec_from_int(r->max_leverage),
+            .max_slippage_bps = dec_from_int(r->max_slippage_bps),
+            .max_signal_age_ms = r->max_signal_age_ms,
+            .daily_loss_limit = r->daily_loss_limit,
+            .max_drawdown_pct = r->max_drawdown_pct,
+        },
+        .leader = r->leader,
+        .follower = r->follower,
+        .enabled = r->enabled,
+        .coalesce = r->coalesce,
+        .close_only = was_close_only(d, r->id),
+    };
 }
 
 /* ---- HTTP endpoints --------------------------------------------------------------------- */
@@ -424,11 +509,21 @@ static int run(struct daemon *d) {
             log_error(TAG, "%s: cannot set up the account: %s", a->name, strerror(errno));
             goto out;
         }
-        ca[i] = (struct copier_account){a->name, exch_kind_name(a->exchange), a->rest_url, d->accounts[i]};
+        ca[i] = (struct copier_account){
+            a->name, exch_kind_name(a->exchange), a->rest_url, d->accounts[i],
+            a->position_mode == CFG_POSITION_MODE_HEDGE    ? MKT_PM_HEDGE
+            : a->position_mode == CFG_POSITION_MODE_ONEWAY ? MKT_PM_ONE_WAY
+                                                           : -1,
+        };
     }
     for (size_t i = 0; i < d->cfg->n_rules; i++) {
-        const struct cfg_rule *rr = &d->cfg->rules[i];
-        cr[i] = (struct copier_rule){rr->id, rr->leader, rr->follower, rr->multiplier, rr->enabled};
+        const char *field = NULL, *why = NULL;
+        cr[i] = rule_from_config(d, &d->cfg->rules[i]);
+        if (copy_rule_validate(&cr[i].params, &field, &why) < 0) {
+            log_error(TAG, "%s:%u: copy rule %s: %s: %s", d->cfg->rules[i].file, d->cfg->rules[i].line,
+                      d->cfg->rules[i].id, field ? field : "?", why ? why : "invalid");
+            goto out;
+        }
     }
     deps = (struct copier_deps){
         .loop = &d->loop, .journal = d->journal, .metrics = d->metrics, .redis = d->redis,

@@ -9,7 +9,7 @@
 #include "market.h"
 
 struct pos_entry {
-    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1]; /* "account\x1fsymbol" */
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 3]; /* "account\x1fsymbol\x1f<B|L|S>" */
     dec_t live;
     dec_t pending;
     UT_hash_handle hh;
@@ -19,25 +19,28 @@ struct position_book {
     struct pos_entry *map;
 };
 
-static int make_key(char *key, size_t n, const char *account, const char *symbol) {
-    int r = snprintf(key, n, "%s\x1f%s", account, symbol);
+static int make_key(char *key, size_t n, const char *account, const char *symbol, enum mkt_pos_side ps) {
+    int r = snprintf(key, n, "%s\x1f%s\x1f%c", account, symbol,
+                     ps == MKT_PS_LONG ? 'L' : ps == MKT_PS_SHORT ? 'S' : 'B');
     return (r < 0 || (size_t)r >= n) ? -ENAMETOOLONG : 0;
 }
 
-static struct pos_entry *find(const struct position_book *b, const char *account, const char *symbol) {
+static struct pos_entry *find(const struct position_book *b, const char *account, const char *symbol,
+                              enum mkt_pos_side ps) {
     char key[sizeof(((struct pos_entry *)0)->key)];
     struct pos_entry *e = NULL;
-    if (make_key(key, sizeof(key), account, symbol) < 0) return NULL;
+    if (make_key(key, sizeof(key), account, symbol, ps) < 0) return NULL;
     HASH_FIND_STR(b->map, key, e);
     return e;
 }
 
-static struct pos_entry *get(struct position_book *b, const char *account, const char *symbol) {
-    struct pos_entry *e = find(b, account, symbol);
+static struct pos_entry *get(struct position_book *b, const char *account, const char *symbol,
+                             enum mkt_pos_side ps) {
+    struct pos_entry *e = find(b, account, symbol, ps);
     if (e) return e;
     e = calloc(1, sizeof(*e));
     if (!e) return NULL;
-    if (make_key(e->key, sizeof(e->key), account, symbol) < 0) {
+    if (make_key(e->key, sizeof(e->key), account, symbol, ps) < 0) {
         free(e);
         return NULL;
     }
@@ -58,13 +61,15 @@ struct position_book *position_book_free(struct position_book *b) {
     return NULL;
 }
 
-dec_t position_book_live(const struct position_book *b, const char *account, const char *symbol) {
-    struct pos_entry *e = find(b, account, symbol);
+dec_t position_book_live(const struct position_book *b, const char *account, const char *symbol,
+                         enum mkt_pos_side ps) {
+    struct pos_entry *e = find(b, account, symbol, ps);
     return e ? e->live : DEC_ZERO;
 }
 
-dec_t position_book_expected(const struct position_book *b, const char *account, const char *symbol) {
-    struct pos_entry *e = find(b, account, symbol);
+dec_t position_book_expected(const struct position_book *b, const char *account, const char *symbol,
+                             enum mkt_pos_side ps) {
+    struct pos_entry *e = find(b, account, symbol, ps);
     dec_t sum;
     if (!e) return DEC_ZERO;
     /* live and pending are each bounded by real order sizes; overflow here means corrupt state. */
@@ -72,10 +77,11 @@ dec_t position_book_expected(const struct position_book *b, const char *account,
     return sum;
 }
 
-int position_book_set_live(struct position_book *b, const char *account, const char *symbol, dec_t amount) {
-    struct pos_entry *e = get(b, account, symbol);
+int position_book_set_live(struct position_book *b, const char *account, const char *symbol,
+                           enum mkt_pos_side ps, dec_t amount) {
+    struct pos_entry *e = get(b, account, symbol, ps);
     if (!e) return -ENOMEM;
-    e->live = dec_normalize(amount);
+    e->live = dec_normalize(ps == MKT_PS_BOTH ? amount : dec_abs(amount));
     return 0;
 }
 
@@ -87,12 +93,19 @@ static int add_to(dec_t *slot, dec_t delta) {
     return 0;
 }
 
-int position_book_add_live(struct position_book *b, const char *account, const char *symbol, dec_t delta) {
-    struct pos_entry *e = get(b, account, symbol);
+int position_book_add_live(struct position_book *b, const char *account, const char *symbol,
+                           enum mkt_pos_side ps, dec_t delta) {
+    struct pos_entry *e = get(b, account, symbol, ps);
     return e ? add_to(&e->live, delta) : -ENOMEM;
 }
 
-int position_book_add_pending(struct position_book *b, const char *account, const char *symbol, dec_t delta) {
-    struct pos_entry *e = get(b, account, symbol);
+int position_book_add_pending(struct position_book *b, const char *account, const char *symbol,
+                              enum mkt_pos_side ps, dec_t delta) {
+    struct pos_entry *e = get(b, account, symbol, ps);
     return e ? add_to(&e->pending, delta) : -ENOMEM;
+}
+
+dec_t position_book_delta(enum mkt_side side, enum mkt_pos_side ps, dec_t qty) {
+    bool grows = ps == MKT_PS_SHORT ? side == MKT_SELL : side == MKT_BUY;
+    return grows ? qty : dec_neg(qty);
 }

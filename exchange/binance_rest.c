@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,7 @@ static bool symbol_ok(const char *s) {
 int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap, char *err,
                          size_t errlen) {
     char qty[DEC_STR_MAX], price[DEC_STR_MAX];
-    const char *type, *tif = NULL;
+    const char *type, *tif = NULL, *pos_side = NULL;
     int len = 0;
 
     if (!buf || cap == 0) return -ENOSPC;
@@ -163,6 +164,20 @@ int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap
         seterr(err, errlen, "order: type: unknown value %d", (int)req->type);
         return -EINVAL;
     }
+    switch (req->pos_side) {
+    case MKT_PS_BOTH: break;
+    case MKT_PS_LONG: pos_side = "LONG"; break;
+    case MKT_PS_SHORT: pos_side = "SHORT"; break;
+    default:
+        seterr(err, errlen, "order: position side: unknown value %d", (int)req->pos_side);
+        return -EINVAL;
+    }
+    if (pos_side && req->reduce_only) {
+        /* Binance answers -1106 to reduceOnly in hedge mode; a SELL on LONG closes anyway. */
+        seterr(err, errlen, "order: reduceOnly: not allowed with positionSide %s (hedge mode)",
+               pos_side);
+        return -EINVAL;
+    }
     if (!req->client_id || !client_id_valid(req->client_id)) {
         seterr(err, errlen, "order: client id: must match [A-Za-z0-9_-]{1,36}");
         return -EINVAL;
@@ -179,6 +194,7 @@ int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap
     }
     ADD("symbol", req->symbol);
     ADD("side", req->side == MKT_BUY ? "BUY" : "SELL");
+    if (pos_side) ADD("positionSide", pos_side);
     ADD("type", type);
     if (tif) ADD("timeInForce", tif);
     ADD("quantity", qty);
@@ -196,6 +212,18 @@ int binance_query_params(const char *symbol, const char *client_id, char *buf, s
     if (!symbol_ok(symbol) || !client_id || !client_id_valid(client_id)) return -EINVAL;
     ADD("symbol", symbol);
     ADD("origClientOrderId", client_id);
+    return len;
+}
+
+int binance_leverage_params(const char *symbol, int leverage, char *buf, size_t cap) {
+    char num[16];
+    int len = 0;
+    if (!buf || cap == 0) return -ENOSPC;
+    buf[0] = '\0';
+    if (!symbol_ok(symbol) || leverage < 1 || leverage > BINANCE_LEVERAGE_MAX) return -EINVAL;
+    snprintf(num, sizeof num, "%d", leverage);
+    ADD("symbol", symbol);
+    ADD("leverage", num);
     return len;
 }
 
@@ -445,12 +473,92 @@ out:
     return rc;
 }
 
+/* "leverage" of a positionRisk entry: a decimal integer string ("20", v2) or a JSON integer.
+ * 0 and *lev, -ENOENT when absent, -EINVAL when malformed or outside 1..PARSE_MAX. */
+static int get_leverage(const json_t *obj, const char *key, int *lev) {
+    const json_t *v = json_object_get(obj, key);
+    int64_t x = 0;
+    if (!v) return -ENOENT;
+    if (json_is_integer(v)) {
+        x = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t l = strlen(s);
+        if (l == 0 || l > 6) return -EINVAL;
+        for (size_t k = 0; k < l; k++) {
+            if (s[k] < '0' || s[k] > '9') return -EINVAL;
+            x = x * 10 + (s[k] - '0');
+        }
+    } else {
+        return -EINVAL;
+    }
+    if (x < 1 || x > BINANCE_LEVERAGE_PARSE_MAX) return -EINVAL;
+    *lev = (int)x;
+    return 0;
+}
+
+/* One positionRisk entry i into pos (symbol, positionSide, positionAmt, entryPrice, leverage when
+ * present). need_lev: leverage is required. 0 or -EBADMSG with err naming the field. */
+static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct mkt_position *pos,
+                                char *err, size_t errlen) {
+    const char *sym, *side;
+    int r;
+    memset(pos, 0, sizeof *pos);
+    if (!json_is_object(p)) {
+        seterr(err, errlen, "positionRisk: [%zu]: not an object", i);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(p, "symbol", &sym)) < 0) {
+        seterr(err, errlen, "positionRisk: [%zu].symbol: %s", i, why(r));
+        return -EBADMSG;
+    }
+    if (!symbol_ok(sym)) {
+        seterr(err, errlen, "positionRisk: [%zu].symbol: empty, too long or bad characters", i);
+        return -EBADMSG;
+    }
+    snprintf(pos->symbol, sizeof pos->symbol, "%s", sym);
+    r = ju_get_str(p, "positionSide", &side);
+    if (r == -EINVAL) {
+        seterr(err, errlen, "positionRisk: [%zu].positionSide: wrong type (symbol %s)", i,
+               pos->symbol);
+        return -EBADMSG;
+    }
+    pos->pos_side = MKT_PS_BOTH;
+    if (r == 0) {
+        if (strcmp(side, "LONG") == 0) pos->pos_side = MKT_PS_LONG;
+        else if (strcmp(side, "SHORT") == 0) pos->pos_side = MKT_PS_SHORT;
+        else if (strcmp(side, "BOTH") != 0) {
+            seterr(err, errlen,
+                   "positionRisk: [%zu].positionSide: \"%.10s\" is not BOTH, LONG or SHORT "
+                   "(symbol %s)", i, side, pos->symbol);
+            return -EBADMSG;
+        }
+    }
+    if ((r = ju_get_dec(p, "positionAmt", &pos->amount)) < 0) {
+        seterr(err, errlen, "positionRisk: [%zu].positionAmt: %s (symbol %s)", i, why_dec(r),
+               pos->symbol);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_dec(p, "entryPrice", &pos->entry_price)) < 0) {
+        seterr(err, errlen, "positionRisk: [%zu].entryPrice: %s (symbol %s)", i, why_dec(r),
+               pos->symbol);
+        return -EBADMSG;
+    }
+    r = get_leverage(p, "leverage", &pos->leverage);
+    if (r == -EINVAL || (r == -ENOENT && need_lev)) {
+        seterr(err, errlen, "positionRisk: [%zu].leverage: %s (symbol %s)", i,
+               r == -ENOENT ? "missing" : "not an integer 1..1000", pos->symbol);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
 int binance_parse_positions(const char *body, size_t len, struct mkt_position **out, size_t *n,
                             char *err, size_t errlen) {
     json_t *j, *p;
     size_t i, cnt = 0;
     struct mkt_position *v = NULL;
-    int r, rc = -EBADMSG;
+    int rc = -EBADMSG;
 
     *out = NULL;
     *n = 0;
@@ -465,45 +573,8 @@ int binance_parse_positions(const char *body, size_t len, struct mkt_position **
         goto fail;
     }
     json_array_foreach(j, i, p) {
-        const char *sym, *side;
         struct mkt_position pos;
-        memset(&pos, 0, sizeof pos);
-        if (!json_is_object(p)) {
-            seterr(err, errlen, "positionRisk: [%zu]: not an object", i);
-            goto fail;
-        }
-        if ((r = ju_get_str(p, "symbol", &sym)) < 0) {
-            seterr(err, errlen, "positionRisk: [%zu].symbol: %s", i, why(r));
-            goto fail;
-        }
-        if (!symbol_ok(sym)) {
-            seterr(err, errlen, "positionRisk: [%zu].symbol: empty, too long or bad characters", i);
-            goto fail;
-        }
-        snprintf(pos.symbol, sizeof pos.symbol, "%s", sym);
-        r = ju_get_str(p, "positionSide", &side);
-        if (r == -EINVAL) {
-            seterr(err, errlen, "positionRisk: [%zu].positionSide: wrong type (symbol %s)", i,
-                   pos.symbol);
-            goto fail;
-        }
-        if (r == 0 && strcmp(side, "BOTH") != 0) {
-            seterr(err, errlen,
-                   "positionRisk: [%zu].positionSide: \"%.10s\": the account is in hedge mode, "
-                   "only one-way mode is supported (symbol %s)",
-                   i, side, pos.symbol);
-            goto fail;
-        }
-        if ((r = ju_get_dec(p, "positionAmt", &pos.amount)) < 0) {
-            seterr(err, errlen, "positionRisk: [%zu].positionAmt: %s (symbol %s)", i, why_dec(r),
-                   pos.symbol);
-            goto fail;
-        }
-        if ((r = ju_get_dec(p, "entryPrice", &pos.entry_price)) < 0) {
-            seterr(err, errlen, "positionRisk: [%zu].entryPrice: %s (symbol %s)", i, why_dec(r),
-                   pos.symbol);
-            goto fail;
-        }
+        if (parse_position_entry(p, i, false, &pos, err, errlen) < 0) goto fail;
         if (!dec_is_zero(pos.amount)) v[cnt++] = pos;
     }
     if (cnt == 0) {
@@ -516,6 +587,230 @@ int binance_parse_positions(const char *body, size_t len, struct mkt_position **
     return 0;
 fail:
     free(v);
+    json_decref(j);
+    return rc;
+}
+
+/* By symbol, then highest leverage first (so deduplication keeps the highest). */
+static int lev_cmp(const void *a, const void *b) {
+    const struct exch_leverage *x = a, *y = b;
+    int c = strcmp(x->symbol, y->symbol);
+    if (c) return c;
+    return (y->leverage > x->leverage) - (y->leverage < x->leverage);
+}
+
+int binance_parse_leverages(const char *body, size_t len, struct exch_leverage **out, size_t *n,
+                            char *err, size_t errlen) {
+    json_t *j, *p;
+    size_t i, cnt = 0;
+    struct exch_leverage *v = NULL;
+    int rc = -EBADMSG;
+
+    *out = NULL;
+    *n = 0;
+    if (!(j = load(body, len, "positionRisk", err, errlen))) return -EBADMSG;
+    if (!json_is_array(j)) {
+        seterr(err, errlen, "positionRisk: not a JSON array");
+        goto fail;
+    }
+    if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
+        seterr(err, errlen, "positionRisk: out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    json_array_foreach(j, i, p) {
+        struct mkt_position pos;
+        if (parse_position_entry(p, i, true, &pos, err, errlen) < 0) goto fail;
+        snprintf(v[cnt].symbol, sizeof v[cnt].symbol, "%s", pos.symbol);
+        v[cnt++].leverage = pos.leverage;
+    }
+    if (cnt > 1) {
+        /* Hedge mode lists LONG and SHORT of a symbol with the same leverage (it is per
+         * symbol on Binance). Should they ever differ, the highest is kept: the max-leverage
+         * check then errs on the safe side. */
+        size_t w = 1;
+        qsort(v, cnt, sizeof *v, lev_cmp);
+        for (size_t k = 1; k < cnt; k++)
+            if (strcmp(v[k].symbol, v[w - 1].symbol) != 0) v[w++] = v[k];
+        cnt = w;
+    }
+    if (cnt == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n = cnt;
+    json_decref(j);
+    return 0;
+fail:
+    free(v);
+    json_decref(j);
+    return rc;
+}
+
+int binance_parse_account(const char *body, size_t len, struct exch_balance *out, char *err,
+                          size_t errlen) {
+    static const struct {
+        const char *key;
+        size_t off;
+    } fields[] = {
+        {"totalMarginBalance", offsetof(struct exch_balance, equity)},
+        {"totalWalletBalance", offsetof(struct exch_balance, wallet)},
+        {"availableBalance", offsetof(struct exch_balance, available)},
+        {"totalUnrealizedProfit", offsetof(struct exch_balance, unrealized)},
+    };
+    int r, rc = -EBADMSG;
+    json_t *j;
+
+    memset(out, 0, sizeof *out);
+    if (!(j = load(body, len, "account", err, errlen))) return -EBADMSG;
+    if (!json_is_object(j)) {
+        seterr(err, errlen, "account: not a JSON object");
+        goto out;
+    }
+    for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+        if ((r = ju_get_dec(j, fields[k].key, (dec_t *)((char *)out + fields[k].off))) < 0) {
+            seterr(err, errlen, "account: %s: %s", fields[k].key, why_dec(r));
+            memset(out, 0, sizeof *out);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(j);
+    return rc;
+}
+
+static int parse_ticker(const json_t *t, const char *where, struct exch_ticker *out, char *err,
+                        size_t errlen) {
+    const char *sym;
+    int r;
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(t)) {
+        /* only reachable for array elements: where is "[i]." */
+        seterr(err, errlen, "ticker: %.*s: not an object", (int)(strlen(where) ? strlen(where) - 1 : 0),
+               where);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(t, "symbol", &sym)) < 0) {
+        seterr(err, errlen, "ticker: %ssymbol: %s", where, why(r));
+        return -EBADMSG;
+    }
+    if (!symbol_ok(sym)) {
+        seterr(err, errlen, "ticker: %ssymbol: empty, too long or bad characters", where);
+        return -EBADMSG;
+    }
+    snprintf(out->symbol, sizeof out->symbol, "%s", sym);
+    if ((r = ju_get_dec(t, "price", &out->price)) < 0) {
+        seterr(err, errlen, "ticker: %sprice: %s (symbol %s)", where, why_dec(r), out->symbol);
+        return -EBADMSG;
+    }
+    if (dec_sign(out->price) < 0) {
+        seterr(err, errlen, "ticker: %sprice: negative (symbol %s)", where, out->symbol);
+        return -EBADMSG;
+    }
+    r = ju_get_i64(t, "time", &out->time_ms);
+    if (r == -ENOENT) {
+        out->time_ms = 0;
+    } else if (r < 0 || out->time_ms < 0) {
+        seterr(err, errlen, "ticker: %stime: %s (symbol %s)", where, r < 0 ? why(r) : "negative",
+               out->symbol);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int binance_parse_tickers(const char *body, size_t len, struct exch_ticker **out, size_t *n,
+                          char *err, size_t errlen) {
+    json_t *j, *t;
+    size_t i, cnt = 0;
+    struct exch_ticker *v = NULL;
+    int rc = -EBADMSG;
+
+    *out = NULL;
+    *n = 0;
+    if (!(j = load(body, len, "ticker", err, errlen))) return -EBADMSG;
+    if (json_is_object(j)) { /* the one-symbol answer */
+        struct exch_ticker one;
+        if (parse_ticker(j, "", &one, err, errlen) < 0) goto fail;
+        if (dec_sign(one.price) > 0) {
+            if (!(v = malloc(sizeof *v))) {
+                seterr(err, errlen, "ticker: out of memory");
+                rc = -ENOMEM;
+                goto fail;
+            }
+            v[cnt++] = one;
+        }
+    } else if (json_is_array(j)) {
+        if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
+            seterr(err, errlen, "ticker: out of memory");
+            rc = -ENOMEM;
+            goto fail;
+        }
+        json_array_foreach(j, i, t) {
+            char where[32];
+            snprintf(where, sizeof where, "[%zu].", i);
+            if (parse_ticker(t, where, &v[cnt], err, errlen) < 0) goto fail;
+            if (dec_sign(v[cnt].price) > 0) cnt++;
+        }
+    } else {
+        seterr(err, errlen, "ticker: neither a JSON array nor an object");
+        goto fail;
+    }
+    if (cnt == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n = cnt;
+    json_decref(j);
+    return 0;
+fail:
+    free(v);
+    json_decref(j);
+    return rc;
+}
+
+int binance_parse_position_mode(const char *body, size_t len, enum mkt_pos_mode *out, char *err,
+                                size_t errlen) {
+    bool dual = false;
+    int r, rc = -EBADMSG;
+    json_t *j = load(body, len, "positionSide/dual", err, errlen);
+    if (!j) return -EBADMSG;
+    if (!json_is_object(j)) {
+        seterr(err, errlen, "positionSide/dual: not a JSON object");
+    } else if ((r = ju_get_bool(j, "dualSidePosition", &dual)) < 0) {
+        seterr(err, errlen, "positionSide/dual: dualSidePosition: %s", why(r));
+    } else {
+        *out = dual ? MKT_PM_HEDGE : MKT_PM_ONE_WAY;
+        rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
+int binance_parse_set_leverage(const char *body, size_t len, const char *want_symbol,
+                               int *leverage, char *err, size_t errlen) {
+    const char *sym;
+    int r, rc = -EBADMSG;
+    json_t *j = load(body, len, "leverage", err, errlen);
+    *leverage = 0;
+    if (!j) return -EBADMSG;
+    if (!json_is_object(j)) {
+        seterr(err, errlen, "leverage: not a JSON object");
+    } else if ((r = ju_get_str(j, "symbol", &sym)) < 0) {
+        seterr(err, errlen, "leverage: symbol: %s", why(r));
+    } else if (want_symbol && strcmp(sym, want_symbol) != 0) {
+        seterr(err, errlen, "leverage: symbol: \"%.31s\" is not the one asked for (%.31s)", sym,
+               want_symbol);
+    } else if ((r = get_leverage(j, "leverage", leverage)) < 0 ||
+               !json_is_integer(json_object_get(j, "leverage"))) {
+        *leverage = 0;
+        seterr(err, errlen, "leverage: leverage: %s",
+               r == -ENOENT ? "missing" : "not an integer 1..1000");
+    } else {
+        rc = 0;
+    }
     json_decref(j);
     return rc;
 }
@@ -678,7 +973,10 @@ bool binance_status_from_resp(const struct rest_resp *r, struct exch_status *st)
 
 /* ---- adapter: calls in flight ---- */
 
-enum bn_kind { BN_PLACE, BN_QUERY, BN_INSTR, BN_POS, BN_TIME, BN_LK_CREATE, BN_LK_KEEP, BN_LK_DEL };
+enum bn_kind {
+    BN_PLACE, BN_QUERY, BN_INSTR, BN_POS, BN_TIME, BN_LK_CREATE, BN_LK_KEEP, BN_LK_DEL,
+    BN_ACCOUNT, BN_TICKERS, BN_POS_MODE, BN_LEVERAGES, BN_SET_LEV,
+};
 
 struct bn_call {
     struct exch_account *a; /* reference held until the callback has run */
@@ -689,11 +987,17 @@ struct bn_call {
         exch_positions_cb pos;
         exch_time_cb time;
         exch_listen_key_cb lk;
+        exch_balance_cb bal;
+        exch_tickers_cb tick;
+        exch_pos_mode_cb mode;
+        exch_leverages_cb levs;
+        exch_set_leverage_cb setlev;
     } cb;
     void *ud;
     int64_t send_wall_us;
     char client_id[MKT_CLIENT_ID_MAX];
     char listen_key[BINANCE_LISTEN_KEY_MAX];
+    char symbol[MKT_SYMBOL_MAX]; /* BN_SET_LEV */
 };
 
 static void on_order(struct bn_call *c, const struct rest_resp *r) {
@@ -789,6 +1093,72 @@ static void on_listen_key(struct bn_call *c, const struct rest_resp *r) {
     c->cb.lk(c->ud, &st, out);
 }
 
+/* A parser failure into st: -ENOMEM stays, anything else is -EBADMSG; err becomes the message. */
+static void parse_failed(struct exch_status *st, int rc, const char *err) {
+    st->err = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
+    seterr(st->error_msg, sizeof st->error_msg, "%s", err);
+}
+
+static void on_account(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    struct exch_balance b;
+    memset(&b, 0, sizeof b);
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_account(r->body, r->body_len, &b, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.bal(c->ud, &st, st.err ? NULL : &b);
+}
+
+static void on_tickers(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    struct exch_ticker *v = NULL;
+    size_t n = 0;
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_tickers(r->body, r->body_len, &v, &n, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.tick(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
+    free(v);
+}
+
+static void on_pos_mode(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    enum mkt_pos_mode m = MKT_PM_ONE_WAY;
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_position_mode(r->body, r->body_len, &m, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.mode(c->ud, &st, m);
+}
+
+static void on_leverages(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    struct exch_leverage *v = NULL;
+    size_t n = 0;
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_leverages(r->body, r->body_len, &v, &n, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.levs(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
+    free(v);
+}
+
+static void on_set_leverage(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    int lev = 0;
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_set_leverage(r->body, r->body_len, c->symbol, &lev, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.setlev(c->ud, &st, c->symbol, st.err ? 0 : lev);
+}
+
 static void on_resp(void *ud, const struct rest_resp *r) {
     struct bn_call *c = ud;
     if (!exch_account_is_closed(c->a)) {
@@ -805,6 +1175,11 @@ static void on_resp(void *ud, const struct rest_resp *r) {
     case BN_LK_CREATE:
     case BN_LK_KEEP:
     case BN_LK_DEL: on_listen_key(c, r); break;
+    case BN_ACCOUNT: on_account(c, r); break;
+    case BN_TICKERS: on_tickers(c, r); break;
+    case BN_POS_MODE: on_pos_mode(c, r); break;
+    case BN_LEVERAGES: on_leverages(c, r); break;
+    case BN_SET_LEV: on_set_leverage(c, r); break;
     }
     exch_account_unref(c->a);
     free(c);
@@ -957,4 +1332,47 @@ int binance_listen_key_keepalive(struct exch_account *a, const char *listen_key,
 int binance_listen_key_delete(struct exch_account *a, const char *listen_key,
                               exch_listen_key_cb cb, void *ud) {
     return lk_call(a, BN_LK_DEL, REST_DELETE, listen_key, cb, ud);
+}
+
+int binance_fetch_account(struct exch_account *a, exch_balance_cb cb, void *ud) {
+    if (!a || !cb) return -EINVAL;
+    struct bn_call *c = call_new(BN_ACCOUNT, ud);
+    if (c) c->cb.bal = cb;
+    return simple_call(a, c, REST_GET, "/fapi/v3/account", true, true);
+}
+
+int binance_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud) {
+    if (!a || !cb) return -EINVAL;
+    struct bn_call *c = call_new(BN_TICKERS, ud);
+    if (c) c->cb.tick = cb;
+    return simple_call(a, c, REST_GET, "/fapi/v2/ticker/price", false, false);
+}
+
+int binance_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud) {
+    if (!a || !cb) return -EINVAL;
+    struct bn_call *c = call_new(BN_POS_MODE, ud);
+    if (c) c->cb.mode = cb;
+    return simple_call(a, c, REST_GET, "/fapi/v1/positionSide/dual", true, true);
+}
+
+int binance_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud) {
+    if (!a || !cb) return -EINVAL;
+    struct bn_call *c = call_new(BN_LEVERAGES, ud);
+    if (c) c->cb.levs = cb;
+    return simple_call(a, c, REST_GET, "/fapi/v2/positionRisk", true, true);
+}
+
+int binance_set_leverage(struct exch_account *a, const char *symbol, int leverage,
+                         exch_set_leverage_cb cb, void *ud) {
+    char qs[BINANCE_QS_MAX];
+    if (!a || !cb) return -EINVAL;
+    int len = binance_leverage_params(symbol, leverage, qs, sizeof qs);
+    if (len < 0) return len;
+    struct bn_call *c = call_new(BN_SET_LEV, ud);
+    if (!c) return -ENOMEM;
+    c->cb.setlev = cb;
+    snprintf(c->symbol, sizeof c->symbol, "%s", symbol);
+    int r = bn_send(a, c, REST_POST, "/fapi/v1/leverage", qs, len, true, true, false);
+    if (r < 0) free(c);
+    return r;
 }

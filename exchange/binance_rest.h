@@ -47,14 +47,19 @@
  * or -ENOSPC (buf untouched beyond len). */
 int binance_qs_add(char *buf, size_t cap, size_t len, const char *key, const char *value);
 
-/* POST /fapi/v1/order parameters, unsigned, in this order: symbol, side, type, [timeInForce],
- * quantity, [price], [reduceOnly=true], newClientOrderId, newOrderRespType=RESULT.
- * Returns the length, or -EINVAL with a reason in err (bad symbol, side, type, client id,
- * quantity <= 0, price <= 0 on a limit order), or -ENOSPC. */
+/* POST /fapi/v1/order parameters, unsigned, in this order: symbol, side, [positionSide], type,
+ * [timeInForce], quantity, [price], [reduceOnly=true], newClientOrderId, newOrderRespType=RESULT.
+ * positionSide (LONG/SHORT) only for req->pos_side != MKT_PS_BOTH. Returns the length, or -EINVAL
+ * with a reason in err (bad symbol, side, type, position side, client id, quantity <= 0, price
+ * <= 0 on a limit order, reduce_only with a LONG/SHORT position side), or -ENOSPC. */
 int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap, char *err,
                          size_t errlen);
 /* GET /fapi/v1/order parameters: symbol, origClientOrderId. Length or -EINVAL/-ENOSPC. */
 int binance_query_params(const char *symbol, const char *client_id, char *buf, size_t cap);
+/* POST /fapi/v1/leverage parameters: symbol, leverage (1..BINANCE_LEVERAGE_MAX). Length or
+ * -EINVAL/-ENOSPC. */
+#define BINANCE_LEVERAGE_MAX 125
+int binance_leverage_params(const char *symbol, int leverage, char *buf, size_t cap);
 /* Appends recvWindow, timestamp and, last, signature (HMAC of the whole string as sent) to the
  * parameter string buf[0..len). Returns the new length, -ENOSPC, or the signing error. */
 int binance_sign_params(const struct exch_account *a, char *buf, size_t cap, size_t len,
@@ -77,11 +82,37 @@ int binance_parse_order(const char *body, size_t len, struct exch_order_result *
  * is unusable. */
 int binance_parse_instruments(const char *body, size_t len, struct mkt_instrument **out,
                               size_t *n, size_t *skipped, char *err, size_t errlen);
-/* positionRisk (v2 or v3) -> the non-zero one-way positions (positionSide BOTH). Any LONG/SHORT
- * entry (hedge mode, which we do not support) or malformed entry fails the whole body.
- * 0 and a malloc'd array (NULL when *n == 0), or -EBADMSG / -ENOMEM. */
+/* positionRisk (v2 or v3) -> the non-zero positions: positionSide BOTH (absent = BOTH), LONG or
+ * SHORT into pos_side (amounts as sent: SHORT negative); "leverage" (v2: a string such as "20",
+ * or an integer; 1..BINANCE_LEVERAGE_PARSE_MAX) into leverage, 0 when absent (v3). Any malformed
+ * entry (also an unknown positionSide) fails the whole body. 0 and a malloc'd array (NULL when
+ * *n == 0), or -EBADMSG / -ENOMEM. */
 int binance_parse_positions(const char *body, size_t len, struct mkt_position **out, size_t *n,
                             char *err, size_t errlen);
+/* Largest leverage a response may report (more than Binance's 125 today, so a future raise does
+ * not fail start-up; an absurd value still does). */
+#define BINANCE_LEVERAGE_PARSE_MAX 1000
+/* positionRisk v2 -> every symbol's leverage, flat or not (leverage required in every entry),
+ * one entry per symbol (hedge mode lists LONG and SHORT; if they disagree the highest is kept),
+ * sorted by symbol with strcmp. 0 and a malloc'd array (NULL when *n == 0), or -EBADMSG / -ENOMEM. */
+int binance_parse_leverages(const char *body, size_t len, struct exch_leverage **out, size_t *n,
+                            char *err, size_t errlen);
+/* GET /fapi/v3/account (or v2): totalMarginBalance, totalWalletBalance, availableBalance,
+ * totalUnrealizedProfit (all required decimals). 0 / -EBADMSG. */
+int binance_parse_account(const char *body, size_t len, struct exch_balance *out, char *err,
+                          size_t errlen);
+/* /fapi/v2/ticker/price: an array of {symbol, price, time?} or one such object. price must be
+ * >= 0; entries with price 0 are left out; time optional (0). 0 and a malloc'd array (NULL when
+ * *n == 0), or -EBADMSG / -ENOMEM. */
+int binance_parse_tickers(const char *body, size_t len, struct exch_ticker **out, size_t *n,
+                          char *err, size_t errlen);
+/* {"dualSidePosition": bool} -> MKT_PM_HEDGE / MKT_PM_ONE_WAY. 0 / -EBADMSG. */
+int binance_parse_position_mode(const char *body, size_t len, enum mkt_pos_mode *out, char *err,
+                                size_t errlen);
+/* POST /fapi/v1/leverage answer {"leverage": int, "symbol": str, ...}: symbol must equal
+ * want_symbol (when not NULL), leverage 1..BINANCE_LEVERAGE_PARSE_MAX. 0 / -EBADMSG. */
+int binance_parse_set_leverage(const char *body, size_t len, const char *want_symbol,
+                               int *leverage, char *err, size_t errlen);
 /* {"serverTime": ms} -> 0 / -EBADMSG. */
 int binance_parse_server_time(const char *body, size_t len, int64_t *ms, char *err,
                               size_t errlen);
@@ -114,5 +145,11 @@ int binance_listen_key_keepalive(struct exch_account *a, const char *listen_key,
                                  exch_listen_key_cb cb, void *ud);
 int binance_listen_key_delete(struct exch_account *a, const char *listen_key,
                               exch_listen_key_cb cb, void *ud);
+int binance_fetch_account(struct exch_account *a, exch_balance_cb cb, void *ud);
+int binance_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud);
+int binance_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud);
+int binance_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud);
+int binance_set_leverage(struct exch_account *a, const char *symbol, int leverage,
+                         exch_set_leverage_cb cb, void *ud);
 
 #endif

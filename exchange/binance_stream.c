@@ -59,6 +59,7 @@ static int parse_pos_side(const char *s, enum bn_pos_side *out) {
 #define EV_OTU "ORDER_TRADE_UPDATE"
 #define EV_AU "ACCOUNT_UPDATE"
 #define EV_LKE "listenKeyExpired"
+#define EV_ACU "ACCOUNT_CONFIG_UPDATE"
 
 /* Field getters that write "EVENT: path: problem" into err. */
 #define GET_DEC(obj, key, path, dst)                                                               \
@@ -141,6 +142,7 @@ static int parse_order_update(const json_t *root, struct bn_user_event *ev, char
     if (r == 0 && parse_pos_side(ps, &ev->fill_pos_side) < 0)
         return fail(err, errlen, "%s: o.ps: not BOTH, LONG or SHORT", ev_name);
     if (r < 0 && r != -ENOENT) return fail(err, errlen, "%s: o.ps: not a string", ev_name);
+    f->pos_side = (enum mkt_pos_side)ev->fill_pos_side; /* same values */
 
     ev->kind = BN_EV_FILL;
     return 0;
@@ -183,6 +185,7 @@ static int parse_account_update(const json_t *root, struct bn_user_event *ev, ch
         GET_STR(p, "ps", path, &ps);
         if (parse_pos_side(ps, &bp->side) < 0)
             return fail(err, errlen, "%s: %s: not BOTH, LONG or SHORT", ev_name, path);
+        bp->pos.pos_side = (enum mkt_pos_side)bp->side;
         ev->n_positions = i + 1;
     }
     return 0;
@@ -201,6 +204,33 @@ static int parse_listen_key_expired(const json_t *root, struct bn_user_event *ev
         return fail(err, errlen, "%s: listenKey: %s", ev_name,
                     r == -ERANGE ? "too long" : "not a string");
     ev->kind = BN_EV_LISTEN_KEY_EXPIRED;
+    return 0;
+}
+
+/* ACCOUNT_CONFIG_UPDATE: "ac" {s, l} is a leverage change; without "ac" (e.g. "ai", the
+ * multi-assets mode) it is an event we do not use. */
+static int parse_config_update(const json_t *root, struct bn_user_event *ev, char *err,
+                               size_t errlen) {
+    static const char ev_name[] = EV_ACU;
+    const json_t *ac = json_object_get(root, "ac");
+    const char *s;
+    int64_t l;
+
+    GET_I64(root, "E", "E", &ev->event_time_ms);
+    if (!ac) {
+        ev->kind = BN_EV_OTHER;
+        return 0;
+    }
+    if (!json_is_object(ac)) return fail(err, errlen, "%s: ac: not an object", ev_name);
+    GET_STR(ac, "s", "ac.s", &s);
+    if (!*s) return fail(err, errlen, "%s: ac.s: empty", ev_name);
+    if (strlen(s) >= sizeof(ev->leverage_symbol))
+        return fail(err, errlen, "%s: ac.s: too long", ev_name);
+    GET_I64(ac, "l", "ac.l", &l);
+    if (l < 1 || l > 1000) return fail(err, errlen, "%s: ac.l: not in 1..1000", ev_name);
+    strcpy(ev->leverage_symbol, s);
+    ev->leverage = (int)l;
+    ev->kind = BN_EV_LEVERAGE;
     return 0;
 }
 
@@ -249,6 +279,8 @@ int bn_parse_user_event(const char *frame, size_t len, struct bn_user_event *ev,
         r = parse_account_update(data, ev, err, errlen);
     } else if (!strcmp(e, EV_LKE)) {
         r = parse_listen_key_expired(data, ev, err, errlen);
+    } else if (!strcmp(e, EV_ACU)) {
+        r = parse_config_update(data, ev, err, errlen);
     } else {
         ev->kind = BN_EV_OTHER;
         if (ju_get_i64(data, "E", &ev->event_time_ms) < 0) ev->event_time_ms = 0;
@@ -570,9 +602,7 @@ static void ws_on_message(void *ud, const char *msg, size_t len) {
         break;
     case BN_EV_ACCOUNT_UPDATE:
         for (size_t i = 0; i < ev.n_positions; i++) {
-            /* One-way mode only for now. Hedge-mode legs (LONG/SHORT) need a position side in
-             * mkt_position before the copy engine can use them: this is the seam. */
-            if (ev.positions[i].side != BN_PS_BOTH) continue;
+            /* One-way (BOTH) and hedge-mode (LONG / SHORT) entries alike: pos_side tells. */
             s->stats.positions++;
             if (s->cbs.on_position) USER_CB(s, on_position(s->cbs.ud, &ev.positions[i].pos));
         }
@@ -582,6 +612,11 @@ static void ws_on_message(void *ud, const char *msg, size_t len) {
         if (!ev.listen_key[0] || !strcmp(ev.listen_key, s->key)) {
             if (!s->key_stale) key_lost(s, "listenKey expired");
         }
+        break;
+    case BN_EV_LEVERAGE:
+        s->stats.leverage_changes++;
+        if (s->cbs.on_leverage)
+            USER_CB(s, on_leverage(s->cbs.ud, ev.leverage_symbol, ev.leverage));
         break;
     case BN_EV_ORDER_UPDATE:
     case BN_EV_OTHER:

@@ -29,19 +29,22 @@
 /* ---- the pure frame parser ---- */
 
 enum bn_event_kind {
-    BN_EV_OTHER = 0,    /* an event type we do not use (TRADE_LITE, ACCOUNT_CONFIG_UPDATE, ...) */
+    BN_EV_OTHER = 0,    /* an event type we do not use (TRADE_LITE, ACCOUNT_CONFIG_UPDATE without
+                           "ac" such as the multi-assets "ai", ...) */
     BN_EV_FILL,         /* ORDER_TRADE_UPDATE with o.x == "TRADE" */
     BN_EV_ORDER_UPDATE, /* ORDER_TRADE_UPDATE with any other o.x (NEW, CANCELED, EXPIRED,
                            CALCULATED, AMENDMENT): no fill */
     BN_EV_ACCOUNT_UPDATE,
     BN_EV_LISTEN_KEY_EXPIRED,
+    BN_EV_LEVERAGE,     /* ACCOUNT_CONFIG_UPDATE with "ac": {"s": symbol, "l": leverage} */
 };
 
-/* Position side (o.ps / a.P[].ps). BOTH = one-way mode; LONG/SHORT = hedge mode. */
+/* Position side (o.ps / a.P[].ps). BOTH = one-way mode; LONG/SHORT = hedge mode. Same values
+ * as enum mkt_pos_side, which the parser also fills in (fill.pos_side, pos.pos_side). */
 enum bn_pos_side { BN_PS_BOTH = 0, BN_PS_LONG, BN_PS_SHORT };
 
 struct bn_position {
-    struct mkt_position pos; /* s, pa, ep */
+    struct mkt_position pos; /* s, pa, ep, ps (pos_side); leverage 0 */
     enum bn_pos_side side;   /* ps */
 };
 
@@ -58,6 +61,8 @@ struct bn_user_event {
     struct bn_position *positions;
     size_t n_positions;
     char listen_key[BN_LISTEN_KEY_MAX]; /* BN_EV_LISTEN_KEY_EXPIRED */
+    char leverage_symbol[MKT_SYMBOL_MAX]; /* BN_EV_LEVERAGE: ac.s */
+    int leverage;                         /* BN_EV_LEVERAGE: ac.l (1..1000) */
 };
 
 /* Parses one user-stream frame. Returns 0, or -EINVAL with err naming the event and the field
@@ -109,6 +114,7 @@ struct bn_stream_stats {
     uint64_t positions;
     uint64_t bad_frames;
     uint64_t rotations;
+    uint64_t leverage_changes; /* ACCOUNT_CONFIG_UPDATE leverage events */
 };
 struct bn_stream_stats bn_stream_stats(const struct exch_stream *s);
 /* The websocket client's counters (connects, reconnects, messages, bytes, ...). */

@@ -243,3 +243,24 @@ int exch_listen_key_delete(struct exch_account *a, const char *listen_key, exch_
                            void *ud) {
     DISPATCH(a, binance_listen_key_delete(a, listen_key, cb, ud));
 }
+
+int exch_fetch_account(struct exch_account *a, exch_balance_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_account(a, cb, ud));
+}
+
+int exch_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_tickers(a, cb, ud));
+}
+
+int exch_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_position_mode(a, cb, ud));
+}
+
+int exch_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud) {
+    DISPATCH(a, binance_fetch_leverage(a, cb, ud));
+}
+
+int exch_set_leverage(struct exch_account *a, const char *symbol, int leverage,
+                      exch_set_leverage_cb cb, void *ud) {
+    DISPATCH(a, binance_set_leverage(a, symbol, leverage, cb, ud));
+}

@@ -63,6 +63,11 @@ struct exch_order_req {
     dec_t price;          /* limit orders only */
     bool reduce_only;
     const char *client_id; /* [A-Za-z0-9_-]{1,36} */
+    /* Position side (added for the copy engine). MKT_PS_BOTH (the zero value) = one-way account,
+     * nothing sent, the original behaviour. MKT_PS_LONG / MKT_PS_SHORT = hedge-mode account:
+     * positionSide is sent and reduce_only must be false (Binance refuses reduceOnly in hedge
+     * mode; a SELL on LONG / BUY on SHORT closes by itself): both set -> -EINVAL. */
+    enum mkt_pos_side pos_side;
 };
 
 enum exch_outcome {
@@ -94,7 +99,8 @@ struct exch_order_result {
 
 typedef void (*exch_order_cb)(void *ud, const struct exch_order_result *r);
 
-/* Market orders ask for the final result (newOrderRespType=RESULT). Returns 0 (cb will be called
+/* Market orders ask for the final result (newOrderRespType=RESULT); EXCH_LIMIT_IOC / _GTC send
+ * type=LIMIT, timeInForce=IOC / GTC and price (required > 0). Returns 0 (cb will be called
  * exactly once) or a negative errno (cb will not be called). */
 int exch_place_order(struct exch_account *a, const struct exch_order_req *req, exch_order_cb cb, void *ud);
 int exch_query_order(struct exch_account *a, const char *symbol, const char *client_id,
@@ -116,23 +122,80 @@ typedef void (*exch_positions_cb)(void *ud, const struct exch_status *st,
 typedef void (*exch_time_cb)(void *ud, const struct exch_status *st, int64_t offset_ms);
 
 int exch_fetch_instruments(struct exch_account *a, exch_instruments_cb cb, void *ud);
+/* The account's open positions (non-zero amounts only). One-way accounts: one entry per symbol,
+ * pos_side BOTH, signed amount. Hedge-mode accounts: LONG and SHORT entries (SHORT amounts
+ * negative, as Binance reports them). leverage is the symbol's leverage where the exchange
+ * reports it with the position (Binance positionRisk v2), else 0. */
 int exch_fetch_positions(struct exch_account *a, exch_positions_cb cb, void *ud);
 /* Measures server time offset (midpoint of the round trip) and keeps it for signing. */
 int exch_sync_time(struct exch_account *a, exch_time_cb cb, void *ud);
+
+/* ---- account state for the copy engine (equity sizing, loss stops, leverage, position mode) ----
+ * Same contract as above: 0 = cb runs exactly once on the loop; negative errno = cb never runs.
+ * On failure st->err is set and the data pointers are NULL / counts 0 (see binance_rest.h for
+ * the errors). */
+
+/* Account totals in the margin asset (USDT), Binance GET /fapi/v3/account. */
+struct exch_balance {
+    dec_t equity;     /* wallet + unrealized PnL (totalMarginBalance) */
+    dec_t wallet;     /* totalWalletBalance: deposits + realized PnL - fees */
+    dec_t available;  /* availableBalance: what new orders may use */
+    dec_t unrealized; /* totalUnrealizedProfit */
+};
+typedef void (*exch_balance_cb)(void *ud, const struct exch_status *st, const struct exch_balance *b);
+int exch_fetch_account(struct exch_account *a, exch_balance_cb cb, void *ud);
+
+/* Last traded price of every symbol (Binance GET /fapi/v2/ticker/price, public). Symbols without
+ * a price yet (price 0) are left out. time_ms is the exchange's time of the price (0 if absent). */
+struct exch_ticker {
+    char symbol[MKT_SYMBOL_MAX];
+    dec_t price;
+    int64_t time_ms;
+};
+typedef void (*exch_tickers_cb)(void *ud, const struct exch_status *st, const struct exch_ticker *v,
+                                size_t n);
+int exch_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud);
+
+/* One-way or hedge mode (Binance GET /fapi/v1/positionSide/dual). */
+typedef void (*exch_pos_mode_cb)(void *ud, const struct exch_status *st, enum mkt_pos_mode mode);
+int exch_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud);
+
+/* The leverage of every symbol, flat or not (Binance GET /fapi/v2/positionRisk), one entry per
+ * symbol, sorted by symbol (strcmp order, so bsearch works). */
+struct exch_leverage {
+    char symbol[MKT_SYMBOL_MAX];
+    int leverage;
+};
+typedef void (*exch_leverages_cb)(void *ud, const struct exch_status *st,
+                                  const struct exch_leverage *v, size_t n);
+int exch_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud);
+
+/* Sets a symbol's leverage (Binance POST /fapi/v1/leverage, 1..125). The callback gets the
+ * leverage the exchange granted (0 on failure; st->error_code e.g. -4028 for an invalid one).
+ * -EINVAL at once for a bad symbol or a leverage outside 1..125. */
+typedef void (*exch_set_leverage_cb)(void *ud, const struct exch_status *st, const char *symbol,
+                                     int leverage);
+int exch_set_leverage(struct exch_account *a, const char *symbol, int leverage,
+                      exch_set_leverage_cb cb, void *ud);
 
 /* ---- leader user stream ---- */
 
 enum exch_stream_state { EXCH_STREAM_CONNECTING = 0, EXCH_STREAM_UP, EXCH_STREAM_DOWN };
 
 struct exch_stream_cbs {
+    /* ORDER_TRADE_UPDATE executions; f->pos_side is the order's position side (o.ps). */
     void (*on_fill)(void *ud, const struct mkt_fill *f);
-    /* ACCOUNT_UPDATE position entries (one call per position). */
+    /* ACCOUNT_UPDATE position entries (one call per position), one-way (BOTH) and hedge-mode
+     * (LONG / SHORT) alike; p->leverage is 0 (the event does not carry it). */
     void (*on_position)(void *ud, const struct mkt_position *p);
     /* State changes, with a short reason for logs ("listenKey expired", "connect failed: ..."). */
     void (*on_state)(void *ud, enum exch_stream_state st, const char *reason);
     /* A frame that could not be parsed: what and why (never dropped silently). */
     void (*on_bad_frame)(void *ud, const char *why, const char *frame, size_t len);
     void *ud;
+    /* ACCOUNT_CONFIG_UPDATE with "ac": the account's leverage of symbol is now leverage (the
+     * owner changed it). May be NULL (callers from before it existed leave it out). */
+    void (*on_leverage)(void *ud, const char *symbol, int leverage);
 };
 
 struct exch_stream;

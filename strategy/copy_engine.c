@@ -1,38 +1,13 @@
-/* copy_engine: leader fill x copy rule -> follower intents (see copy_engine.h). */
+/* copy_engine: leader fill x copy rule -> follower intents (see copy_engine.h).
+ * This file maps the leader's move and the position modes onto legs; copy_sizing.c sizes them
+ * and copy_limits.c guards and caps them. */
 #include "copy_engine.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "client_id.h"
-
-/* Finest unit kept in intent.target: the exact size truncated here is only for the journal. */
-static const dec_t target_unit = {1, DEC_MAX_SCALE};
-static const dec_t one = {1, 0};
-
-/* The quantity filters that apply to the order we will send. Market orders: MARKET_LOT_SIZE
- * where the exchange gives one, LOT_SIZE otherwise. Seam: limit_ioc orders take LOT_SIZE. */
-struct lot {
-    dec_t step, min_qty, max_qty; /* max_qty 0 = unlimited */
-    dec_t min_notional;
-};
-
-static struct lot market_lot(const struct mkt_instrument *ins)
-{
-    struct lot l;
-    l.step = dec_sign(ins->mkt_step) > 0 ? ins->mkt_step : ins->step;
-    l.min_qty = dec_sign(ins->mkt_min_qty) > 0 ? ins->mkt_min_qty : ins->min_qty;
-    l.max_qty = dec_sign(ins->mkt_max_qty) > 0 ? ins->mkt_max_qty : ins->max_qty;
-    l.min_notional = ins->min_notional;
-    return l;
-}
-
-static bool lot_valid(const struct lot *l)
-{
-    return dec_valid(l->step) && dec_valid(l->min_qty) && dec_valid(l->max_qty) &&
-           dec_valid(l->min_notional) && dec_sign(l->step) > 0 && dec_sign(l->min_qty) >= 0 &&
-           dec_sign(l->max_qty) >= 0 && dec_sign(l->min_notional) >= 0;
-}
+#include "copy_internal.h"
 
 static bool str_terminated(const char *s, size_t cap)
 {
@@ -42,101 +17,311 @@ static bool str_terminated(const char *s, size_t cap)
 static bool fill_valid(const struct mkt_fill *f)
 {
     return (f->side == MKT_BUY || f->side == MKT_SELL) && dec_valid(f->qty) && dec_sign(f->qty) > 0 &&
-           str_terminated(f->account, sizeof f->account) && str_terminated(f->symbol, sizeof f->symbol);
+           (unsigned)f->pos_side <= MKT_PS_SHORT && str_terminated(f->account, sizeof f->account) &&
+           str_terminated(f->symbol, sizeof f->symbol);
 }
 
-/* Common part of every intent; the caller has checked the strings, so the id cannot fail. */
-static void intent_init(struct copy_intent *it, const struct copy_input *in, unsigned leg,
-                        enum copy_kind kind, enum mkt_side side)
+static dec_t valid_or_zero(dec_t d)
+{
+    return dec_valid(d) ? d : DEC_ZERO; /* cannot happen with parsed values: unknown = flat */
+}
+
+/* What the leader did, in position directions (+1 long, -1 short; 0 = none). */
+struct move {
+    int mismatch_dir;  /* != 0: the fill reduces a position we see flat or on the other side */
+    int close_dir;     /* the leader position reduced */
+    dec_t closed, before_abs;
+    int open_dir;
+    dec_t open_qty, open_after_abs; /* leader position in open_dir after the fill */
+};
+
+static void classify(const struct copy_ctx *c, struct move *mv)
+{
+    const struct mkt_fill *f = c->f;
+    const struct copy_pos *lp = &c->in->leader;
+    int d = (int)f->side;
+    memset(mv, 0, sizeof *mv);
+    if (f->pos_side != MKT_PS_BOTH && c->hedge) {
+        /* Hedge to hedge: per position side; a side never goes below zero, so no flip. */
+        int pd = f->pos_side == MKT_PS_LONG ? 1 : -1;
+        dec_t side = dec_abs(valid_or_zero(pd > 0 ? lp->long_size : lp->short_size));
+        if (d == pd) {
+            mv->open_dir = pd;
+            mv->open_qty = f->qty;
+            if (dec_add(side, f->qty, &mv->open_after_abs) < 0)
+                mv->open_after_abs = f->qty; /* carry target only; cannot happen */
+        } else if (dec_is_zero(side)) {
+            mv->mismatch_dir = pd;
+        } else {
+            mv->close_dir = pd;
+            mv->closed = dec_min(f->qty, side);
+            mv->before_abs = side;
+        }
+        return;
+    }
+    dec_t L;
+    if (f->pos_side == MKT_PS_BOTH) {
+        L = valid_or_zero(lp->net);
+    } else if (dec_sub(dec_abs(valid_or_zero(lp->long_size)), dec_abs(valid_or_zero(lp->short_size)),
+                       &L) < 0) {
+        L = DEC_ZERO;
+    }
+    /* o.R only means something on one-way accounts. */
+    bool ro = f->reduce_only && f->pos_side == MKT_PS_BOTH;
+    int s = dec_sign(L);
+    dec_t labs = dec_abs(L);
+    if (s == 0 || s == d) {
+        if (ro) {
+            mv->mismatch_dir = -d;
+            return;
+        }
+        mv->open_dir = d;
+        mv->open_qty = f->qty;
+        if (dec_add(labs, f->qty, &mv->open_after_abs) < 0)
+            mv->open_after_abs = f->qty;
+        return;
+    }
+    mv->close_dir = s;
+    mv->closed = dec_min(f->qty, labs);
+    mv->before_abs = labs;
+    if (dec_cmp(f->qty, labs) > 0 && !ro) {
+        mv->open_dir = d;
+        if (dec_sub(f->qty, labs, &mv->open_qty) < 0)
+            mv->open_qty = DEC_ZERO; /* cannot happen: f->qty > labs >= 0 */
+        mv->open_after_abs = mv->open_qty;
+    }
+}
+
+/* The follower's position as the legs move it (they are assumed to fill, as sent). */
+struct fpos {
+    dec_t net, lng, shrt; /* net for one-way; lng/shrt (>= 0) for hedge */
+};
+
+/* What the follower holds in direction fd (>= 0). */
+static dec_t holding(const struct copy_ctx *c, const struct fpos *p, int fd)
+{
+    if (c->hedge)
+        return fd > 0 ? p->lng : p->shrt;
+    return dec_sign(p->net) == fd ? dec_abs(p->net) : DEC_ZERO;
+}
+
+/* Exposure for the open caps: one-way the signed net in direction fd, hedge the gross. */
+static int exposure(const struct copy_ctx *c, const struct fpos *p, int fd, dec_t *e)
+{
+    if (c->hedge)
+        return dec_add(p->lng, p->shrt, e);
+    *e = fd > 0 ? p->net : dec_neg(p->net);
+    return 0;
+}
+
+/* Apply a close of q from the holding in direction fd (leg 0, before the open leg). */
+static void apply_close(const struct copy_ctx *c, struct fpos *p, int fd, dec_t q)
+{
+    dec_t *v = c->hedge ? (fd > 0 ? &p->lng : &p->shrt) : &p->net;
+    dec_t delta = (c->hedge || fd > 0) ? dec_neg(q) : q, r;
+    if (dec_add(*v, delta, &r) == 0)
+        *v = r;
+}
+
+static void intent_init(const struct copy_ctx *c, struct copy_intent *it, const struct mkt_fill *f,
+                        unsigned leg, enum copy_kind kind, int fd)
 {
     memset(it, 0, sizeof *it);
-    (void)client_id_make(in->fill->account, in->fill->symbol, in->fill->trade_id, in->rule->id,
-                         leg, it->client_id);
+    (void)client_id_make(f->account, f->symbol, f->trade_id, c->r->id, leg, it->client_id);
     it->leg = leg;
     it->kind = kind;
-    it->side = side;
-    it->reduce_only = kind == COPY_KIND_CLOSE;
+    /* An open goes the follower's way; a close the other way. */
+    int s = kind == COPY_KIND_OPEN ? fd : -fd;
+    it->side = s > 0 ? MKT_BUY : MKT_SELL;
+    it->pos_side = c->hedge ? (fd > 0 ? MKT_PS_LONG : MKT_PS_SHORT) : MKT_PS_BOTH;
+    it->reduce_only = kind == COPY_KIND_CLOSE && !c->hedge;
+    it->order_type = c->rule_ok ? c->r->order_type : COPY_ORDER_MARKET;
+    it->price = DEC_ZERO;
     it->qty = DEC_ZERO;
     it->target = DEC_ZERO;
     it->skip = COPY_SKIP_NONE;
     it->adjust = COPY_ADJUST_NONE;
+    it->dry_run = c->r->dry_run;
 }
 
-/* Clamp to the max qty (kept on the step grid), then the checks shared by opens and closes. */
-static void finish_qty(struct copy_intent *it, const struct lot *l)
+static void decide_close(const struct copy_ctx *c, struct copy_intent *it, int fd,
+                         const struct move *mv, const struct fpos *p)
 {
-    if (dec_sign(l->max_qty) > 0 && dec_cmp(it->qty, l->max_qty) > 0) {
-        if (dec_round_down(l->max_qty, l->step, &it->qty) < 0) {
-            it->skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
+    dec_t h = holding(c, p, fd);
+    if (!c->lot_ok) {
+        it->skip = COPY_SKIP_INVALID_INSTRUMENT;
+        return;
+    }
+    if (dec_sign(h) <= 0) {
+        /* Flat, or on the other side: a close would be rejected or, worse, grow the
+         * wrong-way position. */
+        it->skip = COPY_SKIP_NO_FOLLOWER_POSITION;
+        return;
+    }
+    copy_size_close(c, it, h, mv->closed, mv->before_abs);
+    if (it->skip == COPY_SKIP_NONE)
+        it->skip = copy_order_price(c, it);
+}
+
+/* The order's accumulator is released (done fill): flag it on the open, free the slot. */
+static void release(const struct copy_ctx *c, struct copy_intent *it, struct copy_accum *a)
+{
+    (void)c;
+    if (a == NULL)
+        return;
+    it->adjust |= COPY_ADJUST_RELEASED;
+    copy_accum_free(a);
+}
+
+static void drop(const struct copy_ctx *c, struct copy_accum *a)
+{
+    struct copy_dropped *d = &c->out->dropped;
+    memset(d, 0, sizeof *d);
+    d->set = true;
+    d->reason = COPY_SKIP_COALESCE_DROPPED;
+    memcpy(d->symbol, a->symbol, sizeof d->symbol);
+    d->order_id = a->order_id;
+    d->amount = a->amount;
+    copy_accum_free(a);
+}
+
+static void decide_open(const struct copy_ctx *c, struct copy_intent *it, int fd,
+                        const struct move *mv, const struct fpos *p)
+{
+    const struct mkt_fill *f = c->f;
+    bool done = f->order_done || f->order_id <= 0;
+    struct copy_accum *a = f->order_id > 0 ? copy_accum_find(c->st, f->symbol, f->order_id) : NULL;
+    if (a != NULL && a->dir != fd) {
+        drop(c, a); /* the order changed direction under us (our L was off): start over */
+        a = NULL;
+    }
+    enum copy_skip skip = copy_open_gates(c, fd);
+    if (skip == COPY_SKIP_NONE)
+        skip = copy_order_price(c, it);
+    dec_t t = DEC_ZERO;
+    if (skip == COPY_SKIP_NONE)
+        skip = copy_open_target(c, mv->open_qty, &t);
+    if (skip != COPY_SKIP_NONE) {
+        it->skip = skip;
+        if (done && a != NULL) {
+            it->adjust |= COPY_ADJUST_RELEASED;
+            drop(c, a);
+        }
+        return;
+    }
+
+    const struct copy_lot *l = &c->lot;
+    dec_t x = t, q = DEC_ZERO, tg, hi, e;
+    if (a != NULL) {
+        it->adjust |= COPY_ADJUST_COALESCED;
+        if (copy_add_fit(t, a->amount, l->step, &x) < 0)
+            skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
+    }
+    it->target = x;
+    if (skip == COPY_SKIP_NONE && dec_sign(x) > 0 && dec_round_down(x, l->step, &q) < 0)
+        skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
+    if (skip == COPY_SKIP_NONE && exposure(c, p, fd, &e) < 0)
+        skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
+    if (skip != COPY_SKIP_NONE) {
+        it->skip = skip;
+        if (done)
+            release(c, it, a);
+        return;
+    }
+    /* Rounding carry: one step more while the follower is a step or more below its target. */
+    dec_t have = holding(c, p, fd), with;
+    if (copy_carry_target(c, mv->open_after_abs, &tg) && dec_add(q, l->step, &hi) == 0 &&
+        dec_add(have, hi, &with) == 0 && dec_cmp(with, tg) <= 0) {
+        q = hi;
+        it->adjust |= COPY_ADJUST_ROUNDING_CARRY;
+    }
+    dec_t P = copy_ref_price(c, it), cap;
+    uint32_t which;
+    enum copy_skip why;
+    it->qty = q;
+    enum copy_skip below = copy_below_min(c, q, P, true);
+    if (below == COPY_SKIP_NO_REFERENCE_PRICE) {
+        it->skip = below;
+        if (done)
+            release(c, it, a);
+        return;
+    }
+    if (below != COPY_SKIP_NONE) {
+        if (!done && c->st != NULL && c->st->acc_cap > 0) {
+            if (a == NULL)
+                a = copy_accum_take(c->st, f->symbol, f->order_id, fd, &c->out->dropped);
+            a->amount = x;
+            it->skip = COPY_SKIP_COALESCING;
             return;
         }
-        it->adjust = COPY_ADJUST_CLAMPED_MAX_QTY;
+        release(c, it, a);
+        dec_t minq;
+        if (c->r->force_min && dec_sign(x) > 0) {
+            skip = copy_min_open(c, P, &minq);
+            if (skip == COPY_SKIP_NONE)
+                skip = copy_open_caps(c, e, P, minq, &cap, &which, &why);
+            if (skip != COPY_SKIP_NONE) {
+                it->skip = skip;
+                return;
+            }
+            if (which == 0) {
+                it->qty = minq;
+                it->adjust |= COPY_ADJUST_FORCED_MIN;
+                return;
+            }
+            /* The limits win over force_min. */
+            it->adjust |= which;
+            it->skip = why != COPY_SKIP_NONE ? why : below;
+            return;
+        }
+        it->skip = below;
+        return;
     }
-    if (dec_is_zero(it->qty))
-        it->skip = COPY_SKIP_ROUNDS_TO_ZERO;
-    else if (dec_cmp(it->qty, l->min_qty) < 0)
-        it->skip = COPY_SKIP_BELOW_MIN_QTY;
+
+    skip = copy_open_caps(c, e, P, q, &cap, &which, &why);
+    if (skip != COPY_SKIP_NONE) {
+        it->skip = skip;
+        if (done)
+            release(c, it, a);
+        return;
+    }
+    if (which != 0) {
+        it->qty = cap;
+        it->adjust |= which;
+        below = copy_below_min(c, cap, P, true);
+        if (below != COPY_SKIP_NONE)
+            it->skip = why != COPY_SKIP_NONE ? why : below;
+    }
+    /* Carry the rounding remainder x - q (q before the limits: what a limit cut off is not
+     * sent later). */
+    if (a != NULL) {
+        if (done) {
+            release(c, it, a);
+        } else if (dec_sub(x, q, &a->amount) < 0) {
+            a->amount = DEC_ZERO;
+        }
+    }
 }
 
-/* Size of an open for a leader quantity (> 0). The sizing-mode seam: fixed_notional and
- * equity_ratio compute `target` differently; reverse flips `side` before this is called. */
-static void size_open(struct copy_intent *it, const struct copy_input *in, const struct lot *l,
-                      dec_t leader_qty)
-{
-    const struct copy_rule *r = in->rule;
-    if (r->sizing != COPY_SIZING_MULTIPLIER || !dec_valid(r->multiplier) ||
-        dec_sign(r->multiplier) <= 0) {
-        it->skip = COPY_SKIP_INVALID_RULE;
-        return;
-    }
-    if (dec_muldiv_round_down(leader_qty, r->multiplier, one, target_unit, &it->target) < 0 ||
-        dec_muldiv_round_down(leader_qty, r->multiplier, one, l->step, &it->qty) < 0) {
-        it->skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
-        return;
-    }
-    finish_qty(it, l);
-    if (it->skip != COPY_SKIP_NONE || dec_is_zero(l->min_notional))
-        return;
-    if (!dec_valid(in->ref_price) || dec_sign(in->ref_price) <= 0)
-        it->skip = COPY_SKIP_NO_REFERENCE_PRICE;
-    else if (dec_cmp_mul(it->qty, in->ref_price, l->min_notional) < 0)
-        it->skip = COPY_SKIP_BELOW_MIN_NOTIONAL;
-}
-
-/* Size of a reduce-only close of the follower, who holds `fpos` (same sign as the leader's
- * position): all of it on a full close, else the leader's closed fraction of it. */
-static void size_close(struct copy_intent *it, const struct lot *l, dec_t fpos, dec_t closed,
-                       dec_t lpos_abs)
-{
-    dec_t fabs = dec_abs(fpos);
-    bool full = dec_cmp(closed, lpos_abs) >= 0;
-    int rc;
-    if (full) {
-        it->target = fabs;
-        /* A position is normally on the step grid already; if the step changed under it, the
-         * remainder below one step cannot be sent anyway. */
-        rc = dec_round_down(fabs, l->step, &it->qty);
-    } else {
-        rc = dec_muldiv_round_down(fabs, closed, lpos_abs, target_unit, &it->target);
-        if (rc == 0)
-            rc = dec_muldiv_round_down(fabs, closed, lpos_abs, l->step, &it->qty);
-    }
-    if (rc < 0) {
-        it->skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
-        return;
-    }
-    if (dec_cmp(it->qty, fabs) > 0) { /* cannot happen for closed < |L|: defence in depth */
-        it->qty = fabs;
-        it->adjust = COPY_ADJUST_CLAMPED_POSITION;
-    }
-    finish_qty(it, l);
-}
-
-int copy_decide(const struct copy_input *in, struct copy_intent out[COPY_MAX_INTENTS])
+int copy_decide_fill(const struct copy_fill_input *in, struct copy_state *st,
+                     struct copy_decision *out)
 {
     if (in == NULL || out == NULL || in->rule == NULL || in->rule->id == NULL || in->fill == NULL ||
         in->instrument == NULL)
         return -EINVAL;
+    memset(out, 0, sizeof *out);
+
+    struct copy_ctx c;
+    memset(&c, 0, sizeof c);
+    c.in = in;
+    c.r = in->rule;
+    c.f = in->fill;
+    c.st = st;
+    c.out = out;
+    c.rule_ok = copy_rule_validate(in->rule, NULL, NULL) == 0;
+    c.hedge = in->follower_mode == MKT_PM_HEDGE;
+    c.lot = copy_lot_of(in->instrument, c.rule_ok ? in->rule->order_type : COPY_ORDER_MARKET);
+    c.lot_ok = copy_lot_valid(&c.lot);
 
     const struct mkt_fill *f = in->fill;
     if (!fill_valid(f)) {
@@ -149,105 +334,85 @@ int copy_decide(const struct copy_input *in, struct copy_intent out[COPY_MAX_INT
         if (str_terminated(f->symbol, sizeof f->symbol))
             memcpy(safe.symbol, f->symbol, sizeof safe.symbol);
         safe.trade_id = f->trade_id;
-        struct copy_input sin = *in;
-        sin.fill = &safe;
-        intent_init(&out[0], &sin, 0, f->reduce_only ? COPY_KIND_CLOSE : COPY_KIND_OPEN,
-                    f->side == MKT_SELL ? MKT_SELL : MKT_BUY);
-        out[0].skip = COPY_SKIP_INVALID_FILL;
+        int d = f->side == MKT_SELL ? -1 : 1;
+        intent_init(&c, &out->intents[0], &safe, 0,
+                    f->reduce_only ? COPY_KIND_CLOSE : COPY_KIND_OPEN, f->reduce_only ? -d : d);
+        out->intents[0].skip = COPY_SKIP_INVALID_FILL;
+        out->n = 1;
         return 1;
     }
 
-    struct lot l = market_lot(in->instrument);
-    bool lot_ok = lot_valid(&l);
-    dec_t lpos = in->leader_pos_before, fpos = in->follower_pos;
-    if (!dec_valid(lpos))
-        lpos = DEC_ZERO; /* cannot happen with parsed values; treated as unknown = flat */
-    if (!dec_valid(fpos))
-        fpos = DEC_ZERO;
-    int lsign = dec_sign(lpos);
+    struct move mv;
+    classify(&c, &mv);
+    int rev = c.r->reverse ? -1 : 1;
+    struct fpos p = {
+        .net = valid_or_zero(in->follower.net),
+        .lng = dec_abs(valid_or_zero(in->follower.long_size)),
+        .shrt = dec_abs(valid_or_zero(in->follower.short_size)),
+    };
+    bool paused = copy_state_status(st) == COPY_STATUS_PAUSED;
 
-    /* Open or add: in the direction of the leader's position, or from flat. */
-    if (lsign == 0 || lsign == (int)f->side) {
-        if (f->reduce_only) {
-            /* The exchange never lets a reduce-only order open: our L is stale. Copying it as an
-             * open would put the follower on the wrong side of the leader. */
-            intent_init(&out[0], in, 0, COPY_KIND_CLOSE, f->side);
-            out[0].skip = COPY_SKIP_LEADER_POSITION_MISMATCH;
-            return 1;
+    if (mv.mismatch_dir != 0) {
+        /* The exchange never lets a reduce-only order open: our L is stale. Copying it as an
+         * open would put the follower on the wrong side of the leader. */
+        struct copy_intent *it = &out->intents[out->n++];
+        intent_init(&c, it, f, 0, COPY_KIND_CLOSE, rev * mv.mismatch_dir);
+        it->skip = paused ? COPY_SKIP_RULE_PAUSED : COPY_SKIP_LEADER_POSITION_MISMATCH;
+    }
+    if (mv.close_dir != 0) {
+        struct copy_intent *it = &out->intents[out->n];
+        intent_init(&c, it, f, (unsigned)out->n, COPY_KIND_CLOSE, rev * mv.close_dir);
+        out->n++;
+        if (paused) {
+            it->skip = COPY_SKIP_RULE_PAUSED;
+        } else {
+            decide_close(&c, it, rev * mv.close_dir, &mv, &p);
+            if (it->skip == COPY_SKIP_NONE)
+                apply_close(&c, &p, rev * mv.close_dir, it->qty);
         }
-        intent_init(&out[0], in, 0, COPY_KIND_OPEN, f->side);
-        if (!lot_ok)
-            out[0].skip = COPY_SKIP_INVALID_INSTRUMENT;
+    }
+    struct copy_intent *open = NULL;
+    if (mv.open_dir != 0) {
+        open = &out->intents[out->n];
+        intent_init(&c, open, f, (unsigned)out->n, COPY_KIND_OPEN, rev * mv.open_dir);
+        out->n++;
+        if (paused)
+            open->skip = COPY_SKIP_RULE_PAUSED;
         else
-            size_open(&out[0], in, &l, f->qty);
-        return 1;
+            decide_open(&c, open, rev * mv.open_dir, &mv, &p);
     }
+    /* A done order leaves no slot behind, whatever happened to this fill. */
+    if (f->order_done && f->order_id > 0) {
+        struct copy_accum *a = copy_accum_find(st, f->symbol, f->order_id);
+        if (a != NULL) {
+            if (open != NULL)
+                open->adjust |= COPY_ADJUST_RELEASED;
+            drop(&c, a);
+        }
+    }
+    return (int)out->n;
+}
 
-    /* Reduction: leg 0 closes the follower's share; a flip adds leg 1. */
-    dec_t lpos_abs = dec_abs(lpos);
-    dec_t closed = dec_min(f->qty, lpos_abs);
-    int n = 1;
-    intent_init(&out[0], in, 0, COPY_KIND_CLOSE, f->side);
-    if (!lot_ok) {
-        out[0].skip = COPY_SKIP_INVALID_INSTRUMENT;
-    } else if (dec_sign(fpos) != lsign) {
-        /* Flat, or on the other side: a reduce-only order would be rejected or, worse, a
-         * plain one would grow the wrong-way position. */
-        out[0].skip = COPY_SKIP_NO_FOLLOWER_POSITION;
-    } else {
-        out[0].side = dec_sign(fpos) > 0 ? MKT_SELL : MKT_BUY; /* opposite to the follower */
-        size_close(&out[0], &l, fpos, closed, lpos_abs);
-    }
+/* ---- skeleton compatibility --------------------------------------------------------------- */
 
-    if (dec_cmp(f->qty, lpos_abs) > 0 && !f->reduce_only) {
-        dec_t rest;
-        intent_init(&out[1], in, 1, COPY_KIND_OPEN, f->side);
-        if (dec_sub(f->qty, lpos_abs, &rest) < 0)
-            out[1].skip = COPY_SKIP_SIZE_OUT_OF_RANGE;
-        else if (!lot_ok)
-            out[1].skip = COPY_SKIP_INVALID_INSTRUMENT;
-        else
-            size_open(&out[1], in, &l, rest);
-        n = 2;
-    }
+int copy_decide(const struct copy_input *in, struct copy_intent out[COPY_MAX_INTENTS])
+{
+    if (in == NULL || out == NULL || in->fill == NULL)
+        return -EINVAL;
+    struct mkt_fill f = *in->fill;
+    f.price = in->ref_price;
+    struct copy_fill_input fi = {
+        .rule = in->rule,
+        .fill = &f,
+        .instrument = in->instrument,
+        .leader = {.net = in->leader_pos_before},
+        .follower_mode = MKT_PM_ONE_WAY,
+        .follower = {.net = in->follower_pos},
+        .ticker_age_ms = -1,
+    };
+    struct copy_decision d;
+    int n = copy_decide_fill(&fi, NULL, &d);
+    if (n > 0)
+        memcpy(out, d.intents, sizeof(out[0]) * (size_t)n);
     return n;
-}
-
-const char *copy_skip_name(enum copy_skip s)
-{
-    switch (s) {
-    case COPY_SKIP_NONE: return "none";
-    case COPY_SKIP_ROUNDS_TO_ZERO: return "rounds_to_zero";
-    case COPY_SKIP_BELOW_MIN_QTY: return "below_min_qty";
-    case COPY_SKIP_BELOW_MIN_NOTIONAL: return "below_min_notional";
-    case COPY_SKIP_NO_FOLLOWER_POSITION: return "no_follower_position";
-    case COPY_SKIP_LEADER_POSITION_MISMATCH: return "leader_position_mismatch";
-    case COPY_SKIP_NO_REFERENCE_PRICE: return "no_reference_price";
-    case COPY_SKIP_INVALID_FILL: return "invalid_fill";
-    case COPY_SKIP_INVALID_INSTRUMENT: return "invalid_instrument";
-    case COPY_SKIP_INVALID_RULE: return "invalid_rule";
-    case COPY_SKIP_SIZE_OUT_OF_RANGE: return "size_out_of_range";
-    case COPY_SKIP__COUNT: break;
-    }
-    return "unknown";
-}
-
-const char *copy_adjust_name(enum copy_adjust a)
-{
-    switch (a) {
-    case COPY_ADJUST_NONE: return "none";
-    case COPY_ADJUST_CLAMPED_MAX_QTY: return "clamped_max_qty";
-    case COPY_ADJUST_CLAMPED_POSITION: return "clamped_position";
-    case COPY_ADJUST__COUNT: break;
-    }
-    return "unknown";
-}
-
-const char *copy_kind_name(enum copy_kind k)
-{
-    switch (k) {
-    case COPY_KIND_OPEN: return "open";
-    case COPY_KIND_CLOSE: return "close";
-    }
-    return "unknown";
 }

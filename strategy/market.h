@@ -14,6 +14,13 @@
 
 enum mkt_side { MKT_BUY = 1, MKT_SELL = -1 };
 
+/* Position side of an order or fill (Binance positionSide; Bybit positionIdx 0/1/2). BOTH is
+ * one-way mode and the zero value, so structs cleared with memset default to one-way. */
+enum mkt_pos_side { MKT_PS_BOTH = 0, MKT_PS_LONG = 1, MKT_PS_SHORT = 2 };
+
+/* An account's position mode (Binance dualSidePosition; Bybit position mode 0 / 3). */
+enum mkt_pos_mode { MKT_PM_ONE_WAY = 0, MKT_PM_HEDGE = 1 };
+
 /* Quantity/price rules of one symbol (Binance LOT_SIZE/MARKET_LOT_SIZE/PRICE_FILTER/MIN_NOTIONAL). */
 struct mkt_instrument {
     char symbol[MKT_SYMBOL_MAX];
@@ -43,16 +50,20 @@ struct mkt_fill {
     dec_t orig_qty;                /* o.q */
     bool reduce_only;              /* o.R */
     bool order_done;               /* o.X == FILLED (no more fills of this order) */
+    enum mkt_pos_side pos_side;    /* o.ps: BOTH (one-way account) or LONG/SHORT (hedge account) */
     int64_t event_time_ms;         /* E */
     int64_t trade_time_ms;         /* o.T */
     int64_t received_ns;           /* CLOCK_MONOTONIC when the frame arrived (set by the stream) */
 };
 
-/* Signed position amount of one symbol in one-way mode (negative = short). */
+/* Position of one symbol: one-way mode (pos_side BOTH) signed amount (negative = short); hedge
+ * mode one entry per side (LONG / SHORT; Binance reports SHORT amounts negative). */
 struct mkt_position {
     char symbol[MKT_SYMBOL_MAX];
     dec_t amount;
     dec_t entry_price;
+    enum mkt_pos_side pos_side;
+    int leverage;               /* the symbol's leverage when the source reports it, else 0 */
 };
 
 #endif

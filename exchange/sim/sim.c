@@ -51,10 +51,7 @@ static void on_book_event(void *ud, struct sbook_account *ba, const struct sbook
     struct sim *s = ud;
     struct sim_acct *a = sim_acct_of(s, ba);
     sbuf_reset(&s->evbuf);
-    if (ev->kind == SBOOK_EV_ORDER)
-        sbnf_order_update(&s->evbuf, ev);
-    else
-        sbnf_account_update(&s->evbuf, ev);
+    sbnf_event(&s->evbuf, ev);
     if (sbuf_failed(&s->evbuf)) {
         log_error("sim", "account %s: out of memory formatting an event, ignoring", sbook_account_name(ba));
         return;
@@ -196,6 +193,17 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
             goto fail;
         }
         s->accts[i].ba = sbook_account(s->book, ca->name);
+        for (size_t k = 0; k < cfg->nsymbols; k++) {
+            if (sbook_set_leverage(s->accts[i].ba, sbook_symbol_at(s->book, k), ca->leverage) < 0) {
+                snprintf(err, errlen, "account %s: leverage %d out of range", ca->name, ca->leverage);
+                goto fail;
+            }
+        }
+        if (ca->position_mode != MKT_PM_ONE_WAY &&
+            sbook_set_position_mode(s->book, s->accts[i].ba, ca->position_mode) != SBOOK_OK) {
+            snprintf(err, errlen, "account %s: cannot set the position mode", ca->name);
+            goto fail;
+        }
         s->accts[i].log = sevlog_new((size_t)cfg->event_log_limit);
         s->accts[i].chan = sws_chan_new(s->ws);
         s->naccts = i + 1;

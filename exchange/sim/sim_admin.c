@@ -141,10 +141,11 @@ static void h_order(struct ad_call *c)
     const char *type = opt_str(b, "type", &bad);
     const char *tif = opt_str(b, "timeInForce", &bad);
     const char *cid = opt_str(b, "clientOrderId", &bad);
+    const char *ps = opt_str(b, "positionSide", &bad);
     if (!cid)
         cid = opt_str(b, "newClientOrderId", &bad);
     if (bad) {
-        ad_err(c, 400, NULL, "symbol, side, type, timeInForce and clientOrderId must be strings");
+        ad_err(c, 400, NULL, "symbol, side, type, timeInForce, positionSide and clientOrderId must be strings");
         return;
     }
     int qrc = get_dec_raw(b, "quantity", &rq.qty, qraw, sizeof(qraw));
@@ -163,6 +164,8 @@ static void h_order(struct ad_call *c)
     rl = sbook_reqlog_add(a->ba, SBOOK_SRC_ADMIN, sim_now_ms(), cid, sym, side, type ? type : "MARKET",
                           tif, qrc == -ENOENT ? NULL : qraw, prc == -ENOENT ? NULL : praw,
                           ro ? "true" : "false");
+    if (sbook_reqlog_set_position_side(rl, ps) < 0)
+        log_error("sim", "account %s: out of memory recording an order request", sbook_account_name(a->ba));
 #define REJECT(status, field, code, ...)                                 \
     do {                                                                 \
         ad_err(c, status, field, __VA_ARGS__);                           \
@@ -210,6 +213,15 @@ static void h_order(struct ad_call *c)
         REJECT(400, "price", -1106, "field 'price' is only for LIMIT orders");
     }
     rq.reduce_only = ro;
+    rq.pos_side = MKT_PS_BOTH;
+    if (ps) {
+        if (!strcasecmp(ps, "LONG"))
+            rq.pos_side = MKT_PS_LONG;
+        else if (!strcasecmp(ps, "SHORT"))
+            rq.pos_side = MKT_PS_SHORT;
+        else if (strcasecmp(ps, "BOTH") != 0)
+            REJECT(400, "positionSide", -4060, "field 'positionSide' must be BOTH, LONG or SHORT");
+    }
     if (cid) {
         if (!sbook_client_id_valid(cid))
             REJECT(400, "clientOrderId", -4015, "field 'clientOrderId' must match ^[.A-Z:/a-z0-9_-]{1,36}$");
@@ -337,6 +349,8 @@ static void h_orders(struct ad_call *c)
         sbuf_add_jstr(b, r->price);
         sbuf_adds(b, ",\"reduceOnly\":");
         add_reduce_only(b, r->reduce_only);
+        sbuf_adds(b, ",\"positionSide\":");
+        sbuf_add_jstr(b, r->position_side);
         sbuf_adds(b, ",\"status\":");
         sbuf_add_jstr(b, o ? sbook_status_name(o->status) : "REJECTED");
         sbuf_adds(b, ",\"executedQty\":");
@@ -371,16 +385,22 @@ static void h_positions(struct ad_call *c)
     size_t n = 0;
     if (!a)
         return;
+    bool hedge = sbook_account_mode(a->ba) == MKT_PM_HEDGE;
     sbuf_addc(b, '[');
-    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
-        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
-        const struct sbook_position *p = sbook_position(a->ba, s);
-        if (!show_all && dec_is_zero(p->amount))
+    for (size_t i = 0; i < sbook_nsymbols(c->sim->book) * 3; i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i / 3);
+        enum mkt_pos_side ps = (enum mkt_pos_side)(i % 3);
+        const struct sbook_position *p = sbook_position_side(a->ba, s, ps);
+        if ((ps != MKT_PS_BOTH) != hedge || (!show_all && dec_is_zero(p->amount)))
             continue;
         if (n++)
             sbuf_addc(b, ',');
         sbuf_adds(b, "{\"symbol\":");
         sbuf_add_jstr(b, s->ins.symbol);
+        sbuf_adds(b, ",\"positionSide\":");
+        sbuf_add_jstr(b, sbook_pos_side_name(ps));
+        sbuf_adds(b, ",\"leverage\":");
+        sbuf_add_i64(b, p->leverage);
         sbuf_adds(b, ",\"positionAmt\":");
         sbuf_add_jdec(b, p->amount);
         sbuf_adds(b, ",\"entryPrice\":");
@@ -475,8 +495,16 @@ static void h_accounts(struct ad_call *c)
             sbuf_addc(b, ',');
         sbuf_adds(b, "{\"name\":");
         sbuf_add_jstr(b, sbook_account_name(a->ba));
+        struct sbnf_totals t;
         sbuf_adds(b, ",\"balance\":");
         sbuf_add_jdec(b, sbook_account_balance(a->ba));
+        sbuf_adds(b, ",\"equity\":");
+        if (sbnf_totals(c->sim->book, a->ba, &t) == 0)
+            sbuf_add_jdec(b, t.equity);
+        else
+            sbuf_adds(b, "null");
+        sbuf_adds(b, ",\"positionMode\":");
+        sbuf_adds(b, sbook_account_mode(a->ba) == MKT_PM_HEDGE ? "\"hedge\"" : "\"oneway\"");
         sbuf_adds(b, ",\"orders\":");
         sbuf_add_i64(b, (int64_t)sbook_reqlog_count(a->ba));
         sbuf_adds(b, ",\"events\":");
@@ -484,6 +512,114 @@ static void h_accounts(struct ad_call *c)
         sbuf_addc(b, '}');
     }
     sbuf_addc(b, ']');
+}
+
+/* Symbol from the body: answers 400/404 and returns NULL when missing or unknown. */
+static struct sbook_symbol *need_symbol(struct ad_call *c)
+{
+    bool bad = false;
+    const char *sym = opt_str(c->body, "symbol", &bad);
+    if (!sym || bad) {
+        ad_err(c, 400, "symbol", "field 'symbol' (a string) is missing");
+        return NULL;
+    }
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, sym);
+    if (!s)
+        ad_err(c, 404, "symbol", "unknown symbol '%s'", sym);
+    return s;
+}
+
+/* ---- POST /admin/leverage: as if the account's owner changed it ---- */
+
+static void h_leverage(struct ad_call *c)
+{
+    if (!need_body(c))
+        return;
+    struct sim_acct *a = need_account(c, true);
+    if (!a)
+        return;
+    struct sbook_symbol *s = need_symbol(c);
+    if (!s)
+        return;
+    json_t *v = json_object_get(c->body, "leverage");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > SBOOK_MAX_LEVERAGE) {
+        ad_err(c, 400, "leverage", "field 'leverage' must be an integer in [1, %d]", SBOOK_MAX_LEVERAGE);
+        return;
+    }
+    int lev = (int)json_integer_value(v);
+    if (sbook_change_leverage(c->sim->book, a->ba, s, lev) < 0) {
+        ad_err(c, 400, "leverage", "leverage %d refused", lev);
+        return;
+    }
+    sbuf_addf(&c->resp->body, "{\"leverage\":%d,\"maxNotionalValue\":\"1000000000\",\"symbol\":", lev);
+    sbuf_add_jstr(&c->resp->body, s->ins.symbol);
+    sbuf_addc(&c->resp->body, '}');
+}
+
+/* ---- POST /admin/balance: set the wallet balance (ACCOUNT_UPDATE m=ADJUSTMENT) ---- */
+
+static void h_balance(struct ad_call *c)
+{
+    char raw[64];
+    dec_t bal;
+    if (!need_body(c))
+        return;
+    struct sim_acct *a = need_account(c, true);
+    if (!a)
+        return;
+    int rc = get_dec_raw(c->body, "balance", &bal, raw, sizeof(raw));
+    if (rc < 0) {
+        ad_err(c, 400, "balance", "field 'balance' must be a decimal string");
+        return;
+    }
+    if (sbook_set_balance(c->sim->book, a->ba, bal) < 0) {
+        ad_err(c, 400, "balance", "field 'balance' is out of range");
+        return;
+    }
+    sbuf_adds(&c->resp->body, "{\"account\":");
+    sbuf_add_jstr(&c->resp->body, sbook_account_name(a->ba));
+    sbuf_adds(&c->resp->body, ",\"balance\":");
+    sbuf_add_jdec(&c->resp->body, sbook_account_balance(a->ba));
+    sbuf_addc(&c->resp->body, '}');
+}
+
+/* ---- POST /admin/position_mode: one-way <-> hedge, Binance's rules (-4059/-4067/-4068) ---- */
+
+static void h_position_mode(struct ad_call *c)
+{
+    bool bad = false;
+    char msg[160];
+    enum mkt_pos_mode m;
+    if (!need_body(c))
+        return;
+    struct sim_acct *a = need_account(c, true);
+    if (!a)
+        return;
+    const char *v = opt_str(c->body, "position_mode", &bad);
+    if (!v || bad || (strcmp(v, "hedge") != 0 && strcmp(v, "oneway") != 0)) {
+        ad_err(c, 400, "position_mode", "field 'position_mode' must be \"oneway\" or \"hedge\"");
+        return;
+    }
+    m = !strcmp(v, "hedge") ? MKT_PM_HEDGE : MKT_PM_ONE_WAY;
+    enum sbook_err e = sbook_set_position_mode(c->sim->book, a->ba, m);
+    if (e != SBOOK_OK) {
+        int code = sbnf_map_err(e, NULL, msg, sizeof(msg));
+        c->resp->status = 400;
+        sbuf_reset(&c->resp->body);
+        sbuf_adds(&c->resp->body, "{\"error\":");
+        sbuf_add_jstr(&c->resp->body, msg);
+        sbuf_adds(&c->resp->body, ",\"field\":\"position_mode\",\"code\":");
+        sbuf_add_i64(&c->resp->body, code);
+        sbuf_adds(&c->resp->body, ",\"msg\":");
+        sbuf_add_jstr(&c->resp->body, msg);
+        sbuf_addc(&c->resp->body, '}');
+        return;
+    }
+    sbuf_adds(&c->resp->body, "{\"account\":");
+    sbuf_add_jstr(&c->resp->body, sbook_account_name(a->ba));
+    sbuf_adds(&c->resp->body, ",\"positionMode\":");
+    sbuf_add_jstr(&c->resp->body, v);
+    sbuf_addc(&c->resp->body, '}');
 }
 
 static void h_ping(struct ad_call *c)
@@ -500,6 +636,9 @@ struct ad_route {
 static const struct ad_route routes[] = {
     {SHTTP_POST, "/admin/order", h_order},
     {SHTTP_POST, "/admin/price", h_price},
+    {SHTTP_POST, "/admin/leverage", h_leverage},
+    {SHTTP_POST, "/admin/balance", h_balance},
+    {SHTTP_POST, "/admin/position_mode", h_position_mode},
     {SHTTP_GET, "/admin/orders", h_orders},
     {SHTTP_GET, "/admin/positions", h_positions},
     {SHTTP_GET, "/admin/streams", h_streams},

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "sim.h"
@@ -201,6 +202,10 @@ static void h_order_new(struct bn_call *c)
         reply_error(c, 400, code, msg);
         return;
     }
+    /* Hedge mode refuses the reduceOnly parameter itself, "false" too: hand it to the book as
+     * set, which answers SBOOK_E_HEDGE_REDUCE_ONLY after its position-side check. */
+    if (po.reduce_only_sent && sbook_account_mode(c->acct->ba) == MKT_PM_HEDGE)
+        po.rq.reduce_only = true;
     enum sbook_err e = sbook_place(c->sim->book, c->acct->ba, &po.rq, &o);
     if (e != SBOOK_OK) {
         code = sbnf_map_err(e, po.rq.sym, msg, sizeof(msg));
@@ -309,21 +314,17 @@ static void h_position_risk(struct bn_call *c)
         const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
         if (only && s != only)
             continue;
-        if (n++)
-            sbuf_addc(b, ',');
-        sbnf_position_risk(b, s, sbook_position(c->acct->ba, s));
+        /* One-way: the BOTH entry; hedge mode: a LONG and a SHORT entry per symbol. */
+        for (int k = 0; k < 3; k++) {
+            enum mkt_pos_side ps = (enum mkt_pos_side)k;
+            if ((ps == MKT_PS_BOTH) != (sbook_account_mode(c->acct->ba) == MKT_PM_ONE_WAY))
+                continue;
+            if (n++)
+                sbuf_addc(b, ',');
+            sbnf_position_risk(b, s, sbook_position_side(c->acct->ba, s, ps), ps);
+        }
     }
     sbuf_addc(b, ']');
-}
-
-struct has_open {
-    bool any;
-};
-
-static void mark_open(void *ud, const struct sbook_order *o)
-{
-    (void)o;
-    ((struct has_open *)ud)->any = true;
 }
 
 /* V3 lists only symbols with a position or open orders. */
@@ -338,46 +339,27 @@ static void h_position_risk_v3(struct bn_call *c)
     sbuf_addc(b, '[');
     for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
         struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
-        const struct sbook_position *p = sbook_position(c->acct->ba, s);
-        struct has_open ho = {false};
         if (only && s != only)
             continue;
-        if (dec_is_zero(p->amount)) {
-            sbook_open_orders(c->sim->book, c->acct->ba, s, mark_open, &ho);
-            if (!ho.any)
+        for (int k = 0; k < 3; k++) {
+            enum mkt_pos_side ps = (enum mkt_pos_side)k;
+            const struct sbook_position *p = sbook_position_side(c->acct->ba, s, ps);
+            if ((ps == MKT_PS_BOTH) != (sbook_account_mode(c->acct->ba) == MKT_PM_ONE_WAY))
                 continue;
+            if (dec_is_zero(p->amount) && !sbook_has_open_orders(c->sim->book, c->acct->ba, s, k))
+                continue;
+            if (n++)
+                sbuf_addc(b, ',');
+            sbnf_position_risk_v3(b, s, p, ps);
         }
-        if (n++)
-            sbuf_addc(b, ',');
-        sbnf_position_risk_v3(b, s, p);
     }
     sbuf_addc(b, ']');
 }
 
 static void h_balance(struct bn_call *c)
 {
-    struct sbuf *b = &c->resp->body;
-    dec_t bal = sbook_account_balance(c->acct->ba), up = DEC_ZERO, avail;
-    for (size_t i = 0; i < sbook_nsymbols(c->sim->book); i++) {
-        const struct sbook_symbol *s = sbook_symbol_at(c->sim->book, i);
-        if (dec_add(up, sbnf_unrealized(s, sbook_position(c->acct->ba, s)), &up) < 0)
-            up = DEC_ZERO;
-    }
-    if (dec_add(bal, up, &avail) < 0)
-        avail = bal;
-    sbuf_adds(b, "[{\"accountAlias\":\"SgsR\",\"asset\":\"USDT\",\"balance\":");
-    sbuf_add_jdec(b, bal);
-    sbuf_adds(b, ",\"crossWalletBalance\":");
-    sbuf_add_jdec(b, bal);
-    sbuf_adds(b, ",\"crossUnPnl\":");
-    sbuf_add_jdec(b, up);
-    sbuf_adds(b, ",\"availableBalance\":");
-    sbuf_add_jdec(b, avail);
-    sbuf_adds(b, ",\"maxWithdrawAmount\":");
-    sbuf_add_jdec(b, bal);
-    sbuf_adds(b, ",\"marginAvailable\":true,\"updateTime\":");
-    sbuf_add_i64(b, sim_now_ms());
-    sbuf_adds(b, "}]");
+    if (sbnf_balance(&c->resp->body, c->sim->book, c->acct->ba, sim_now_ms()) < 0)
+        reply_error(c, 500, -1000, "An unknown error occured while processing the request.");
 }
 
 /* One bracket up to a large cap: the simulator does no margin or leverage-tier checks. */
@@ -412,7 +394,34 @@ static void h_account(struct bn_call *c)
 
 static void h_dual(struct bn_call *c)
 {
-    sbuf_adds(&c->resp->body, "{\"dualSidePosition\":false}");
+    bool hedge = sbook_account_mode(c->acct->ba) == MKT_PM_HEDGE;
+    sbuf_adds(&c->resp->body, hedge ? "{\"dualSidePosition\":true}" : "{\"dualSidePosition\":false}");
+}
+
+static void h_dual_set(struct bn_call *c)
+{
+    const char *v = sp_get(&c->params, "dualSidePosition");
+    enum mkt_pos_mode m;
+    char msg[160];
+    if (!v || !*v) {
+        reply_errorf(c, 400, -1102, MANDATORY, "dualSidePosition");
+        return;
+    }
+    if (!strcasecmp(v, "true"))
+        m = MKT_PM_HEDGE;
+    else if (!strcasecmp(v, "false"))
+        m = MKT_PM_ONE_WAY;
+    else {
+        reply_errorf(c, 400, -1130, "Data sent for parameter '%s' is not valid.", "dualSidePosition");
+        return;
+    }
+    enum sbook_err e = sbook_set_position_mode(c->sim->book, c->acct->ba, m);
+    if (e != SBOOK_OK) {
+        int code = sbnf_map_err(e, NULL, msg, sizeof(msg));
+        reply_error(c, 400, code, msg);
+        return;
+    }
+    sbuf_adds(&c->resp->body, "{\"code\":200,\"msg\":\"success\"}");
 }
 
 static void h_leverage(struct bn_call *c)
@@ -433,7 +442,8 @@ static void h_leverage(struct bn_call *c)
         reply_errorf(c, 400, -1102, MANDATORY, "leverage");
         return;
     }
-    if (sbook_set_leverage(c->acct->ba, s, l > 1000 ? 0 : (int)l) < 0) {
+    /* The owner's change: ACCOUNT_CONFIG_UPDATE goes out on the account's stream. */
+    if (sbook_change_leverage(c->sim->book, c->acct->ba, s, l > 1000 ? 0 : (int)l) < 0) {
         reply_errorf(c, 400, -4028, "Leverage %s is not valid", lev);
         return;
     }
@@ -495,6 +505,7 @@ static const struct bn_route routes[] = {
     {SHTTP_GET, "/fapi/v2/account", BN_SIGNED, h_account},
     {SHTTP_GET, "/fapi/v3/account", BN_SIGNED, h_account},
     {SHTTP_GET, "/fapi/v1/positionSide/dual", BN_SIGNED, h_dual},
+    {SHTTP_POST, "/fapi/v1/positionSide/dual", BN_SIGNED, h_dual_set},
     {SHTTP_POST, "/fapi/v1/leverage", BN_SIGNED, h_leverage},
     {SHTTP_POST, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_post},
     {SHTTP_PUT, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_put},
@@ -564,6 +575,8 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
                                   sp_get(p, "symbol"), sp_get(p, "side"), sp_get(p, "type"),
                                   sp_get(p, "timeInForce"), sp_get(p, "quantity"), sp_get(p, "price"),
                                   sp_get(p, "reduceOnly"));
+        if (c.rlog && sbook_reqlog_set_position_side(c.rlog, sp_get(p, "positionSide")) < 0)
+            c.rlog = NULL; /* the entry stays, without its outcome: same as below */
         if (!c.rlog)
             log_error("sim", "account %s: out of memory recording an order request, ignoring",
                       sbook_account_name(c.acct->ba));

@@ -88,7 +88,7 @@ void sbnf_order(struct sbuf *b, const struct sbook_order *o, enum sbnf_order_vie
     kdec(b, "price", o->price);
     kbool(b, "reduceOnly", o->reduce_only);
     kstr(b, "side", side_name(o->side));
-    kstr(b, "positionSide", "BOTH");
+    kstr(b, "positionSide", sbook_pos_side_name(o->pos_side));
     kstr(b, "status", status);
     kstr(b, "stopPrice", "0");
     kbool(b, "closePosition", false);
@@ -142,7 +142,7 @@ void sbnf_order_update(struct sbuf *b, const struct sbook_event *ev)
     kbool(b, "R", o->reduce_only);
     kstr(b, "wt", "CONTRACT_PRICE");
     kstr(b, "ot", type_name(o->type));
-    kstr(b, "ps", "BOTH");
+    kstr(b, "ps", sbook_pos_side_name(o->pos_side));
     kbool(b, "cp", false);
     kstr(b, "AP", "0");
     kstr(b, "cr", "0");
@@ -186,8 +186,41 @@ void sbnf_account_update(struct sbuf *b, const struct sbook_event *ev)
     kdec(b, "up", sbnf_unrealized(ev->sym, p));
     kstr(b, "mt", "cross");
     kstr(b, "iw", "0");
-    kstr(b, "ps", "BOTH");
+    kstr(b, "ps", sbook_pos_side_name(ev->pos_side));
     sbuf_adds(b, "}]}}");
+}
+
+void sbnf_balance_update(struct sbuf *b, const struct sbook_event *ev)
+{
+    sbuf_adds(b, "{\"e\":\"ACCOUNT_UPDATE\"");
+    kint(b, "E", ev->time_ms);
+    kint(b, "T", ev->time_ms);
+    sbuf_adds(b, ",\"a\":{\"m\":\"ADJUSTMENT\",\"B\":[{\"a\":\"USDT\"");
+    kdec(b, "wb", ev->balance);
+    kdec(b, "cw", ev->balance);
+    kdec(b, "bc", ev->balance_change);
+    sbuf_adds(b, "}],\"P\":[]}}");
+}
+
+void sbnf_config_update(struct sbuf *b, const struct sbook_event *ev)
+{
+    sbuf_adds(b, "{\"e\":\"ACCOUNT_CONFIG_UPDATE\"");
+    kint(b, "E", ev->time_ms);
+    kint(b, "T", ev->time_ms);
+    sbuf_adds(b, ",\"ac\":{\"s\":");
+    sbuf_add_jstr(b, ev->sym->ins.symbol);
+    kint(b, "l", ev->leverage);
+    sbuf_adds(b, "}}");
+}
+
+void sbnf_event(struct sbuf *b, const struct sbook_event *ev)
+{
+    switch (ev->kind) {
+    case SBOOK_EV_ORDER: sbnf_order_update(b, ev); break;
+    case SBOOK_EV_ACCOUNT: sbnf_account_update(b, ev); break;
+    case SBOOK_EV_BALANCE: sbnf_balance_update(b, ev); break;
+    case SBOOK_EV_LEVERAGE: sbnf_config_update(b, ev); break;
+    }
 }
 
 void sbnf_listen_key_expired(struct sbuf *b, int64_t now_ms, const char *key)
@@ -198,7 +231,8 @@ void sbnf_listen_key_expired(struct sbuf *b, int64_t now_ms, const char *key)
     sbuf_addc(b, '}');
 }
 
-void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p)
+void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p,
+                        enum mkt_pos_side ps)
 {
     dec_t notional;
     if (dec_mul(p->amount, s->price, &notional) < 0)
@@ -217,14 +251,15 @@ void sbnf_position_risk(struct sbuf *b, const struct sbook_symbol *s, const stru
     kstr(b, "marginType", "cross");
     kstr(b, "isolatedMargin", "0");
     kstr(b, "isAutoAddMargin", "false");
-    kstr(b, "positionSide", "BOTH");
+    kstr(b, "positionSide", sbook_pos_side_name(ps));
     kdec(b, "notional", notional);
     kstr(b, "isolatedWallet", "0");
     kint(b, "updateTime", p->update_ms);
     sbuf_addc(b, '}');
 }
 
-void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p)
+void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const struct sbook_position *p,
+                           enum mkt_pos_side ps)
 {
     dec_t notional, im = DEC_ZERO, mm = DEC_ZERO;
     if (dec_mul(p->amount, s->price, &notional) < 0)
@@ -236,7 +271,7 @@ void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const s
         mm = DEC_ZERO;
     sbuf_adds(b, "{\"symbol\":");
     sbuf_add_jstr(b, s->ins.symbol);
-    kstr(b, "positionSide", "BOTH");
+    kstr(b, "positionSide", sbook_pos_side_name(ps));
     kdec(b, "positionAmt", p->amount);
     kdec(b, "entryPrice", p->entry_price);
     kdec(b, "breakEvenPrice", p->entry_price);
@@ -258,85 +293,126 @@ void sbnf_position_risk_v3(struct sbuf *b, const struct sbook_symbol *s, const s
     sbuf_addc(b, '}');
 }
 
+static const enum mkt_pos_side all_sides[3] = {MKT_PS_BOTH, MKT_PS_LONG, MKT_PS_SHORT};
+
+int sbnf_totals(struct sbook *book, const struct sbook_account *ba, struct sbnf_totals *t)
+{
+    dec_t up = DEC_ZERO, im = DEC_ZERO, mm = DEC_ZERO;
+    memset(t, 0, sizeof(*t));
+    t->wallet = sbook_account_balance(ba);
+    for (size_t i = 0; i < sbook_nsymbols(book); i++) {
+        const struct sbook_symbol *s = sbook_symbol_at(book, i);
+        for (size_t k = 0; k < 3; k++) {
+            const struct sbook_position *p = sbook_position_side(ba, s, all_sides[k]);
+            dec_t notional, pim, pmm;
+            if (dec_is_zero(p->amount))
+                continue;
+            if (dec_mul(dec_abs(p->amount), s->price, &notional) < 0 ||
+                dec_muldiv_round_down(notional, dec_from_int(1), dec_from_int(p->leverage), QUANTUM8, &pim) < 0 ||
+                dec_muldiv_round_down(notional, dec_from_int(4), dec_from_int(1000), QUANTUM8, &pmm) < 0 ||
+                dec_add(im, pim, &im) < 0 || dec_add(mm, pmm, &mm) < 0 ||
+                dec_add(up, sbnf_unrealized(s, p), &up) < 0)
+                return -ERANGE;
+        }
+    }
+    t->unrealized = up;
+    t->initial = im;
+    t->maint = mm;
+    if (dec_add(t->wallet, up, &t->equity) < 0 || dec_sub(t->equity, im, &t->available) < 0)
+        return -ERANGE;
+    return 0;
+}
+
 /* GET /fapi/v3/account (also served for v2): one USDT asset, cross margin, margins from
  * |notional| / leverage and 0.4 % maintenance. */
 int sbnf_account(struct sbuf *b, struct sbook *book, const struct sbook_account *ba, int64_t now)
 {
-    static const dec_t q8 = {1, 8};
-    dec_t wallet = sbook_account_balance(ba), up = DEC_ZERO, im = DEC_ZERO, mm = DEC_ZERO, mb, avail;
+    struct sbnf_totals t;
     size_t n = 0;
 
-    for (size_t i = 0; i < sbook_nsymbols(book); i++) {
-        const struct sbook_symbol *s = sbook_symbol_at(book, i);
-        const struct sbook_position *p = sbook_position(ba, s);
-        dec_t notional, pim, pmm;
-        if (dec_is_zero(p->amount))
-            continue;
-        if (dec_mul(dec_abs(p->amount), s->price, &notional) < 0 ||
-            dec_muldiv_round_down(notional, dec_from_int(1), dec_from_int(p->leverage), q8, &pim) < 0 ||
-            dec_muldiv_round_down(notional, dec_from_int(4), dec_from_int(1000), q8, &pmm) < 0 ||
-            dec_add(im, pim, &im) < 0 || dec_add(mm, pmm, &mm) < 0 ||
-            dec_add(up, sbnf_unrealized(s, p), &up) < 0)
-            return -ERANGE;
-    }
-    if (dec_add(wallet, up, &mb) < 0 || dec_sub(mb, im, &avail) < 0)
+    if (sbnf_totals(book, ba, &t) < 0)
         return -ERANGE;
 #define KD(k, v) do { sbuf_adds(b, ",\"" k "\":"); sbuf_add_jdec(b, v); } while (0)
     sbuf_adds(b, "{\"totalInitialMargin\":");
-    sbuf_add_jdec(b, im);
-    KD("totalMaintMargin", mm);
-    KD("totalWalletBalance", wallet);
-    KD("totalUnrealizedProfit", up);
-    KD("totalMarginBalance", mb);
-    KD("totalPositionInitialMargin", im);
+    sbuf_add_jdec(b, t.initial);
+    KD("totalMaintMargin", t.maint);
+    KD("totalWalletBalance", t.wallet);
+    KD("totalUnrealizedProfit", t.unrealized);
+    KD("totalMarginBalance", t.equity);
+    KD("totalPositionInitialMargin", t.initial);
     sbuf_adds(b, ",\"totalOpenOrderInitialMargin\":\"0\"");
-    KD("totalCrossWalletBalance", wallet);
-    KD("totalCrossUnPnl", up);
-    KD("availableBalance", avail);
-    KD("maxWithdrawAmount", avail);
+    KD("totalCrossWalletBalance", t.wallet);
+    KD("totalCrossUnPnl", t.unrealized);
+    KD("availableBalance", t.available);
+    KD("maxWithdrawAmount", t.available);
     sbuf_adds(b, ",\"assets\":[{\"asset\":\"USDT\"");
-    KD("walletBalance", wallet);
-    KD("unrealizedProfit", up);
-    KD("marginBalance", mb);
-    KD("maintMargin", mm);
-    KD("initialMargin", im);
-    KD("positionInitialMargin", im);
+    KD("walletBalance", t.wallet);
+    KD("unrealizedProfit", t.unrealized);
+    KD("marginBalance", t.equity);
+    KD("maintMargin", t.maint);
+    KD("initialMargin", t.initial);
+    KD("positionInitialMargin", t.initial);
     sbuf_adds(b, ",\"openOrderInitialMargin\":\"0\"");
-    KD("crossWalletBalance", wallet);
-    KD("crossUnPnl", up);
-    KD("availableBalance", avail);
-    KD("maxWithdrawAmount", avail);
+    KD("crossWalletBalance", t.wallet);
+    KD("crossUnPnl", t.unrealized);
+    KD("availableBalance", t.available);
+    KD("maxWithdrawAmount", t.available);
     sbuf_adds(b, ",\"updateTime\":");
     sbuf_add_i64(b, now);
     sbuf_adds(b, "}],\"positions\":[");
     for (size_t i = 0; i < sbook_nsymbols(book); i++) {
         const struct sbook_symbol *s = sbook_symbol_at(book, i);
-        const struct sbook_position *p = sbook_position(ba, s);
-        dec_t notional, pim, pmm;
-        if (dec_is_zero(p->amount))
-            continue;
-        if (dec_mul(p->amount, s->price, &notional) < 0 ||
-            dec_muldiv_round_down(dec_abs(notional), dec_from_int(1), dec_from_int(p->leverage), q8, &pim) < 0 ||
-            dec_muldiv_round_down(dec_abs(notional), dec_from_int(4), dec_from_int(1000), q8, &pmm) < 0)
-            continue;
-        if (n++)
-            sbuf_addc(b, ',');
-        sbuf_adds(b, "{\"symbol\":");
-        sbuf_add_jstr(b, s->ins.symbol);
-        sbuf_adds(b, ",\"positionSide\":\"BOTH\"");
-        KD("positionAmt", p->amount);
-        KD("unrealizedProfit", sbnf_unrealized(s, p));
-        sbuf_adds(b, ",\"isolatedMargin\":\"0\"");
-        KD("notional", notional);
-        sbuf_adds(b, ",\"isolatedWallet\":\"0\"");
-        KD("initialMargin", pim);
-        KD("maintMargin", pmm);
-        sbuf_adds(b, ",\"updateTime\":");
-        sbuf_add_i64(b, p->update_ms);
-        sbuf_addc(b, '}');
+        for (size_t k = 0; k < 3; k++) {
+            const struct sbook_position *p = sbook_position_side(ba, s, all_sides[k]);
+            dec_t notional, pim, pmm;
+            if (dec_is_zero(p->amount))
+                continue;
+            if (dec_mul(p->amount, s->price, &notional) < 0 ||
+                dec_muldiv_round_down(dec_abs(notional), dec_from_int(1), dec_from_int(p->leverage), QUANTUM8,
+                                      &pim) < 0 ||
+                dec_muldiv_round_down(dec_abs(notional), dec_from_int(4), dec_from_int(1000), QUANTUM8, &pmm) < 0)
+                continue;
+            if (n++)
+                sbuf_addc(b, ',');
+            sbuf_adds(b, "{\"symbol\":");
+            sbuf_add_jstr(b, s->ins.symbol);
+            sbuf_adds(b, ",\"positionSide\":");
+            sbuf_add_jstr(b, sbook_pos_side_name(all_sides[k]));
+            KD("positionAmt", p->amount);
+            KD("unrealizedProfit", sbnf_unrealized(s, p));
+            sbuf_adds(b, ",\"isolatedMargin\":\"0\"");
+            KD("notional", notional);
+            sbuf_adds(b, ",\"isolatedWallet\":\"0\"");
+            KD("initialMargin", pim);
+            KD("maintMargin", pmm);
+            sbuf_adds(b, ",\"updateTime\":");
+            sbuf_add_i64(b, p->update_ms);
+            sbuf_addc(b, '}');
+        }
     }
     sbuf_adds(b, "]}");
 #undef KD
+    return 0;
+}
+
+int sbnf_balance(struct sbuf *b, struct sbook *book, const struct sbook_account *ba, int64_t now)
+{
+    struct sbnf_totals t;
+    if (sbnf_totals(book, ba, &t) < 0)
+        return -ERANGE;
+    sbuf_adds(b, "[{\"accountAlias\":\"SgsR\",\"asset\":\"USDT\",\"balance\":");
+    sbuf_add_jdec(b, t.wallet);
+    sbuf_adds(b, ",\"crossWalletBalance\":");
+    sbuf_add_jdec(b, t.wallet);
+    sbuf_adds(b, ",\"crossUnPnl\":");
+    sbuf_add_jdec(b, t.unrealized);
+    sbuf_adds(b, ",\"availableBalance\":");
+    sbuf_add_jdec(b, t.available);
+    sbuf_adds(b, ",\"maxWithdrawAmount\":");
+    sbuf_add_jdec(b, t.available);
+    sbuf_adds(b, ",\"marginAvailable\":true,\"updateTime\":");
+    sbuf_add_i64(b, now);
+    sbuf_adds(b, "}]");
     return 0;
 }
 
@@ -454,6 +530,14 @@ int sbnf_map_err(enum sbook_err e, const struct sbook_symbol *s, char *msg, size
             "The order will not be recorded in the order history";
         break;
     case SBOOK_E_BAD_FILLS: code = -1130; m = "Data sent for parameter 'fills' is not valid."; break;
+    case SBOOK_E_POS_SIDE: code = -4061; m = "Order's position side does not match user's setting."; break;
+    case SBOOK_E_HEDGE_REDUCE_ONLY: code = -1106; m = "Parameter 'reduceOnly' sent when not required."; break;
+    case SBOOK_E_MODE_SAME: code = -4059; m = "No need to change position side."; break;
+    case SBOOK_E_MODE_POSITION: code = -4068; m = "Position side cannot be changed if there exists position."; break;
+    case SBOOK_E_MODE_ORDERS:
+        code = -4067;
+        m = "Position side cannot be changed if there exists open orders.";
+        break;
     case SBOOK_E_ARITH:
     case SBOOK_E_NOMEM:
     default: code = -1000; m = "An unknown error occured while processing the request."; break;

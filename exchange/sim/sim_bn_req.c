@@ -108,11 +108,16 @@ int sbnr_parse_order(const struct sp_list *p, struct sbook *book, struct sbnr_or
         return err(msg, n, -1116, "%s", "Invalid orderType.");
     }
 
+    /* Whether the side fits the account's position mode is the book's call (-4061). */
     v = sp_get(p, "positionSide");
-    if (v && *v && strcmp(v, "BOTH") != 0) {
-        if (!strcmp(v, "LONG") || !strcmp(v, "SHORT"))
-            return err(msg, n, -4061, "%s", "Order's position side does not match user's setting.");
-        return err(msg, n, -4060, "%s", "Invalid position side.");
+    out->rq.pos_side = MKT_PS_BOTH;
+    if (v && *v) {
+        if (!strcmp(v, "LONG"))
+            out->rq.pos_side = MKT_PS_LONG;
+        else if (!strcmp(v, "SHORT"))
+            out->rq.pos_side = MKT_PS_SHORT;
+        else if (strcmp(v, "BOTH") != 0)
+            return err(msg, n, -4060, "%s", "Invalid position side.");
     }
 
     v = sp_get(p, "timeInForce");
@@ -142,6 +147,7 @@ int sbnr_parse_order(const struct sp_list *p, struct sbook *book, struct sbnr_or
     }
 
     v = sp_get(p, "reduceOnly");
+    out->reduce_only_sent = v && *v;
     if (v && *v) {
         if (!strcasecmp(v, "true"))
             out->rq.reduce_only = true;

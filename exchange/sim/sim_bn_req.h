@@ -31,12 +31,14 @@ enum sbnr_resp_type { SBNR_ACK = 0, SBNR_RESULT };
 struct sbnr_order {
     struct sbook_order_req rq;
     enum sbnr_resp_type resp_type;
+    bool reduce_only_sent; /* reduceOnly was sent at all, "false" included (hedge mode: -1106) */
 };
 
 /* Parameters of POST /fapi/v1/order into out->rq (source REST, client_id points into params).
  * Mandatory: symbol, side, type, quantity; LIMIT also timeInForce and price. Codes: -1102
  * missing/malformed, -1121 unknown symbol, -1117 side, -1116 type (-4120 for conditional types),
- * -1115 timeInForce, -4061/-4060 positionSide other than BOTH, -1130 reduceOnly/closePosition,
+ * -1115 timeInForce, -4060 positionSide not BOTH/LONG/SHORT (into rq.pos_side; whether it fits
+ * the account's mode is checked by the book), -1130 reduceOnly/closePosition,
  * -4015 newClientOrderId, -1136 newOrderRespType. */
 int sbnr_parse_order(const struct sp_list *p, struct sbook *book, struct sbnr_order *out, char *msg,
                      size_t n);

@@ -7,7 +7,6 @@
 
 #include "utlist.h"
 
-#define SBOOK_DEFAULT_LEVERAGE 20
 /* Entry and average prices are kept to 8 decimals, like Binance prints them. */
 static const dec_t PRICE_QUANTUM = {1, 8};
 
@@ -18,7 +17,8 @@ struct sbook_account {
     size_t secret_len;
     size_t idx;
     dec_t balance;
-    struct sbook_position *pos; /* one per symbol, by symbol idx */
+    enum mkt_pos_mode mode;
+    struct sbook_position *pos; /* 3 per symbol: [idx * 3 + BOTH / LONG / SHORT] */
     struct sbook_order *orders; /* by hkey */
     struct sbook_order *by_cid; /* newest order per client id */
     struct sbook_reqlog **reqlog;
@@ -70,6 +70,7 @@ static void reqlog_free(struct sbook_reqlog *r)
     free(r->quantity);
     free(r->price);
     free(r->reduce_only);
+    free(r->position_side);
     free(r->err_msg);
     free(r);
 }
@@ -169,12 +170,12 @@ int sbook_add_account(struct sbook *b, const char *name, const char *api_key,
     a->api_key = strdup(api_key);
     a->api_secret = strdup(api_secret);
     a->secret_len = strlen(api_secret);
-    a->pos = calloc(b->nsyms ? b->nsyms : 1, sizeof(*a->pos));
+    a->pos = calloc(b->nsyms ? b->nsyms * 3 : 1, sizeof(*a->pos));
     if (!a->api_key || !a->api_secret || !a->pos) {
         account_free(a);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < b->nsyms; i++)
+    for (size_t i = 0; i < b->nsyms * 3; i++)
         a->pos[i].leverage = SBOOK_DEFAULT_LEVERAGE;
     a->balance = dec_normalize(balance);
     a->idx = b->naccts;
@@ -226,16 +227,104 @@ const char *sbook_account_secret(const struct sbook_account *a, size_t *len)
     return a->api_secret;
 }
 
+static struct sbook_position *pos_of(const struct sbook_account *a, const struct sbook_symbol *s,
+                                     enum mkt_pos_side ps)
+{
+    unsigned k = ps == MKT_PS_LONG ? 1 : ps == MKT_PS_SHORT ? 2 : 0;
+    return &a->pos[s->idx * 3 + k];
+}
+
 const struct sbook_position *sbook_position(const struct sbook_account *a, const struct sbook_symbol *s)
 {
-    return &a->pos[s->idx];
+    return pos_of(a, s, MKT_PS_BOTH);
+}
+
+const struct sbook_position *sbook_position_side(const struct sbook_account *a, const struct sbook_symbol *s,
+                                                 enum mkt_pos_side ps)
+{
+    return pos_of(a, s, ps);
 }
 
 int sbook_set_leverage(struct sbook_account *a, const struct sbook_symbol *s, int leverage)
 {
-    if (leverage < 1 || leverage > 125)
+    if (leverage < 1 || leverage > SBOOK_MAX_LEVERAGE)
         return -EINVAL;
-    a->pos[s->idx].leverage = leverage;
+    /* One leverage per symbol (Binance): every side's record carries it. */
+    for (unsigned k = 0; k < 3; k++)
+        a->pos[s->idx * 3 + k].leverage = leverage;
+    return 0;
+}
+
+int sbook_leverage(const struct sbook_account *a, const struct sbook_symbol *s)
+{
+    return a->pos[s->idx * 3].leverage;
+}
+
+int sbook_change_leverage(struct sbook *b, struct sbook_account *a, const struct sbook_symbol *s,
+                          int leverage)
+{
+    int rc = sbook_set_leverage(a, s, leverage);
+    if (rc < 0)
+        return rc;
+    struct sbook_event ev = {
+        .kind = SBOOK_EV_LEVERAGE,
+        .time_ms = b->clock(b->ud),
+        .sym = s,
+        .leverage = leverage,
+    };
+    if (b->emit)
+        b->emit(b->ud, a, &ev);
+    return 0;
+}
+
+enum mkt_pos_mode sbook_account_mode(const struct sbook_account *a)
+{
+    return a->mode;
+}
+
+bool sbook_has_open_orders(struct sbook *b, struct sbook_account *a, const struct sbook_symbol *s, int ps)
+{
+    for (size_t i = 0; i < b->nsyms; i++) {
+        struct sbook_order *o;
+        if (s && b->syms[i] != s)
+            continue;
+        DL_FOREACH(b->syms[i]->resting, o) {
+            if (o->acct == a && (ps < 0 || (int)o->pos_side == ps))
+                return true;
+        }
+    }
+    return false;
+}
+
+enum sbook_err sbook_set_position_mode(struct sbook *b, struct sbook_account *a, enum mkt_pos_mode m)
+{
+    if (m != MKT_PM_ONE_WAY && m != MKT_PM_HEDGE)
+        return SBOOK_E_POS_SIDE;
+    if (m == a->mode)
+        return SBOOK_E_MODE_SAME;
+    for (size_t i = 0; i < b->nsyms * 3; i++)
+        if (!dec_is_zero(a->pos[i].amount))
+            return SBOOK_E_MODE_POSITION;
+    if (sbook_has_open_orders(b, a, NULL, -1))
+        return SBOOK_E_MODE_ORDERS;
+    a->mode = m;
+    return SBOOK_OK;
+}
+
+int sbook_set_balance(struct sbook *b, struct sbook_account *a, dec_t balance)
+{
+    dec_t change;
+    if (!dec_valid(balance) || dec_sub(balance, a->balance, &change) < 0)
+        return -EINVAL;
+    a->balance = dec_normalize(balance);
+    struct sbook_event ev = {
+        .kind = SBOOK_EV_BALANCE,
+        .time_ms = b->clock(b->ud),
+        .balance = a->balance,
+        .balance_change = dec_normalize(change),
+    };
+    if (b->emit)
+        b->emit(b->ud, a, &ev);
     return 0;
 }
 
@@ -262,6 +351,16 @@ const char *sbook_status_name(enum sbook_status s)
     case SBOOK_ST_EXPIRED: return "EXPIRED";
     }
     return "UNKNOWN";
+}
+
+const char *sbook_pos_side_name(enum mkt_pos_side ps)
+{
+    switch (ps) {
+    case MKT_PS_BOTH: return "BOTH";
+    case MKT_PS_LONG: return "LONG";
+    case MKT_PS_SHORT: return "SHORT";
+    }
+    return "BOTH";
 }
 
 bool sbook_order_is_open(const struct sbook_order *o)
@@ -310,6 +409,18 @@ void sbook_open_orders(struct sbook *b, struct sbook_account *a, const struct sb
 
 /* ---- validation ---- */
 
+/* A hedge-mode order that closes its side: SELL on LONG, BUY on SHORT. */
+static bool hedge_close(enum mkt_pos_side ps, enum sbook_side side)
+{
+    return (ps == MKT_PS_LONG && side == SBOOK_SELL) || (ps == MKT_PS_SHORT && side == SBOOK_BUY);
+}
+
+/* Orders that may only reduce their position: reduce-only ones and hedge-mode closes. */
+static bool reducing(bool reduce_only, enum mkt_pos_side ps, enum sbook_side side)
+{
+    return reduce_only || hedge_close(ps, side);
+}
+
 static bool marketable(const struct sbook_symbol *s, enum sbook_type type, enum sbook_side side,
                        dec_t price)
 {
@@ -344,6 +455,14 @@ static enum sbook_err check(struct sbook *b, struct sbook_account *a, const stru
     dec_t minq = mkt ? in->mkt_min_qty : in->min_qty;
     dec_t maxq = mkt ? in->mkt_max_qty : in->max_qty;
 
+    if (a->mode == MKT_PM_HEDGE) {
+        if (rq->pos_side != MKT_PS_LONG && rq->pos_side != MKT_PS_SHORT)
+            return SBOOK_E_POS_SIDE;
+        if (rq->reduce_only)
+            return SBOOK_E_HEDGE_REDUCE_ONLY;
+    } else if (rq->pos_side != MKT_PS_BOTH) {
+        return SBOOK_E_POS_SIDE;
+    }
     if (dec_sign(rq->qty) <= 0)
         return SBOOK_E_QTY_LE_ZERO;
     if (more_decimals(rq->qty, step))
@@ -388,8 +507,8 @@ static enum sbook_err check(struct sbook *b, struct sbook_account *a, const stru
             return SBOOK_E_DUP_CLIENT_ID;
     }
 
-    if (rq->reduce_only) {
-        dec_t amt = a->pos[s->idx].amount;
+    if (reducing(rq->reduce_only, rq->pos_side, rq->side)) {
+        dec_t amt = pos_of(a, s, rq->pos_side)->amount;
         if (dec_sign(amt) == 0 || dec_sign(amt) == (int)rq->side)
             return SBOOK_E_REDUCE_ONLY;
         if (dec_cmp(rq->qty, dec_abs(amt)) > 0)
@@ -447,7 +566,7 @@ static void unrest(struct sbook_order *o)
 static enum sbook_err apply_fill(struct sbook *b, struct sbook_order *o, dec_t q, dec_t p, bool maker)
 {
     struct sbook_account *a = o->acct;
-    struct sbook_position *pos = &a->pos[o->sym->idx];
+    struct sbook_position *pos = pos_of(a, o->sym, o->pos_side);
     dec_t amt = pos->amount, ep = pos->entry_price;
     dec_t new_amt, new_ep = ep, rp = DEC_ZERO, new_bal, new_real, d, fq;
     dec_t new_exec, new_quote, new_avg, sq = o->side == SBOOK_BUY ? q : dec_neg(q);
@@ -514,6 +633,7 @@ static enum sbook_err apply_fill(struct sbook *b, struct sbook_order *o, dec_t q
         .sym = s,
         .pos = pos,
         .balance = a->balance,
+        .pos_side = o->pos_side,
     };
     if (b->emit)
         b->emit(b->ud, a, &ac);
@@ -552,6 +672,7 @@ enum sbook_err sbook_place(struct sbook *b, struct sbook_account *a, const struc
     o->status = SBOOK_ST_NEW;
     o->source = rq->source;
     o->reduce_only = rq->reduce_only;
+    o->pos_side = rq->pos_side;
     o->orig_qty = dec_normalize(rq->qty);
     o->price = rq->type == SBOOK_MARKET ? DEC_ZERO : dec_normalize(rq->price);
     o->time_ms = o->update_ms = now_ms(b);
@@ -605,8 +726,8 @@ int sbook_set_price(struct sbook *b, struct sbook_symbol *s, dec_t price)
         if (!marketable(s, SBOOK_LIMIT, o->side, o->price))
             continue;
         unrest(o);
-        if (o->reduce_only) {
-            dec_t amt = o->acct->pos[s->idx].amount, rest;
+        if (reducing(o->reduce_only, o->pos_side, o->side)) {
+            dec_t amt = pos_of(o->acct, s, o->pos_side)->amount, rest;
             if (dec_sign(amt) == 0 || dec_sign(amt) == (int)o->side) {
                 finish(b, o, SBOOK_ST_EXPIRED, 4);
                 continue;
@@ -670,6 +791,17 @@ struct sbook_reqlog *sbook_reqlog_add(struct sbook_account *a, enum sbook_source
     }
     a->reqlog[a->nreqlog++] = r;
     return r;
+}
+
+int sbook_reqlog_set_position_side(struct sbook_reqlog *r, const char *raw)
+{
+    if (!r)
+        return 0;
+    free(r->position_side);
+    r->position_side = NULL;
+    if (raw && !(r->position_side = strdup(raw)))
+        return -ENOMEM;
+    return 0;
 }
 
 void sbook_reqlog_result(struct sbook_reqlog *r, struct sbook_order *o, int err_code, const char *msg)

@@ -1,5 +1,6 @@
 /* sim_book: the simulated exchange's core — instruments with a current price, accounts with a
- * wallet balance and one-way (BOTH) positions, orders and their fills. Exchange-neutral and
+ * wallet balance, a position mode and positions (one-way: one BOTH position per symbol; hedge
+ * mode: a LONG and a SHORT position per symbol), leverage per symbol, orders and their fills. Exchange-neutral and
  * without I/O: the protocol layers (Binance now, Bybit later) parse requests into
  * struct sbook_order_req, map enum sbook_err to their own error codes, and turn the events the
  * book emits (struct sbook_event, through the emit callback) into their stream payloads.
@@ -15,7 +16,14 @@
  *   expired then, and one larger than the position is filled up to the position and the rest
  *   expired (it never flips the position).
  * - Positions: signed amount, entry price (weighted average, 8 decimals, rounded toward zero),
- *   realized PnL on reductions ((price - entry) * closed qty * sign); no fees, no margin checks.
+ *   realized PnL on reductions ((price - entry) * closed qty * sign), added to the wallet
+ *   balance; no fees, no margin checks.
+ * - Hedge mode (Binance dualSidePosition): every order names LONG or SHORT (else
+ *   SBOOK_E_POS_SIDE); reduce-only is refused (SBOOK_E_HEDGE_REDUCE_ONLY). BUY+LONG / SELL+SHORT
+ *   open or add; SELL+LONG / BUY+SHORT close and behave like reduce-only orders (no more than
+ *   the side's position, exempt from min notional, resting ones clamped or expired). LONG
+ *   amounts are >= 0, SHORT amounts <= 0 (Binance reports SHORT negative). One-way accounts
+ *   take only BOTH. The mode can change only with no position and no open order.
  *
  * Lifetime: every order and request-log entry lives as long as the book. Records in this header
  * are read-only outside sim_book.c. */
@@ -62,6 +70,11 @@ enum sbook_err {
     SBOOK_E_BAD_FILLS,        /* fills split: not all > 0, or sum != quantity, or not MARKET */
     SBOOK_E_ARITH,            /* a value outside the decimal range */
     SBOOK_E_NOMEM,
+    SBOOK_E_POS_SIDE,         /* position side does not fit the account's mode */
+    SBOOK_E_HEDGE_REDUCE_ONLY,/* reduce-only sent by a hedge-mode account */
+    SBOOK_E_MODE_SAME,        /* position mode change to the current mode */
+    SBOOK_E_MODE_POSITION,    /* position mode change with a position open */
+    SBOOK_E_MODE_ORDERS,      /* position mode change with an open order */
 };
 
 struct sbook;
@@ -98,6 +111,7 @@ struct sbook_order {
     enum sbook_status status;
     enum sbook_source source;
     bool reduce_only;
+    enum mkt_pos_side pos_side; /* BOTH (one-way account) or LONG / SHORT (hedge) */
     bool maker;         /* last fill was as maker (resting order) */
     int expire_reason;  /* Binance "er": 0 none, 2 IOC remainder, 4 reduce-only knocked out, 9 market remainder */
     dec_t orig_qty;
@@ -121,12 +135,18 @@ struct sbook_reqlog {
     enum sbook_source source;
     int64_t time_ms;
     char *client_id, *symbol, *side, *type, *tif, *quantity, *price, *reduce_only;
+    char *position_side;       /* see sbook_reqlog_set_position_side */
     struct sbook_order *order; /* NULL if rejected */
     int err_code;              /* protocol error code, 0 if accepted */
     char *err_msg;
 };
 
-enum sbook_ev_kind { SBOOK_EV_ORDER = 0, SBOOK_EV_ACCOUNT };
+enum sbook_ev_kind {
+    SBOOK_EV_ORDER = 0, /* an order changed (NEW, TRADE, CANCELED, EXPIRED) */
+    SBOOK_EV_ACCOUNT,   /* a fill changed a position and the wallet */
+    SBOOK_EV_LEVERAGE,  /* sbook_change_leverage: sym, leverage */
+    SBOOK_EV_BALANCE,   /* sbook_set_balance: balance, balance_change */
+};
 enum sbook_exec { SBOOK_X_NEW = 0, SBOOK_X_TRADE, SBOOK_X_CANCELED, SBOOK_X_EXPIRED };
 
 struct sbook_event {
@@ -138,9 +158,12 @@ struct sbook_event {
     dec_t last_qty, last_price;             /* ORDER+TRADE */
     dec_t realized;                         /* ORDER+TRADE: realized PnL of this fill */
     dec_t commission;                       /* ORDER+TRADE: always 0 for now */
-    const struct sbook_symbol *sym;         /* ACCOUNT: the changed position's symbol */
+    const struct sbook_symbol *sym;         /* ACCOUNT, LEVERAGE: the symbol */
     const struct sbook_position *pos;       /* ACCOUNT */
-    dec_t balance;                          /* ACCOUNT: wallet balance after the fill */
+    dec_t balance;                          /* ACCOUNT, BALANCE: wallet balance after it */
+    enum mkt_pos_side pos_side;             /* ACCOUNT: the side of pos */
+    int leverage;                           /* LEVERAGE */
+    dec_t balance_change;                   /* BALANCE: new - old wallet balance */
 };
 
 typedef void (*sbook_emit_fn)(void *ud, struct sbook_account *a, const struct sbook_event *ev);
@@ -154,6 +177,7 @@ struct sbook_order_req {
     dec_t qty;
     dec_t price;            /* LIMIT */
     bool reduce_only;
+    enum mkt_pos_side pos_side; /* BOTH for one-way accounts, LONG / SHORT for hedge ones */
     const char *client_id;  /* NULL: generate one */
     enum sbook_source source;
     const dec_t *fills;     /* optional split of a MARKET order (admin) */
@@ -181,9 +205,31 @@ const char *sbook_account_name(const struct sbook_account *a);
 /* The secret, for signature checks only: never log it. */
 const char *sbook_account_secret(const struct sbook_account *a, size_t *len);
 dec_t sbook_account_balance(const struct sbook_account *a);
+/* The one-way (BOTH) position of a symbol (all zero for a hedge-mode account). */
 const struct sbook_position *sbook_position(const struct sbook_account *a, const struct sbook_symbol *s);
-/* Leverage is bookkeeping only (1..125). Returns 0 or -EINVAL. */
+/* The position of one side: BOTH, LONG or SHORT. */
+const struct sbook_position *sbook_position_side(const struct sbook_account *a, const struct sbook_symbol *s,
+                                                 enum mkt_pos_side ps);
+/* Leverage is bookkeeping only (1..SBOOK_MAX_LEVERAGE; it sets the margins shown, nothing is
+ * refused for margin). sbook_set_leverage is silent (start-up); sbook_change_leverage is the
+ * account owner's change and emits SBOOK_EV_LEVERAGE. Return 0 or -EINVAL. */
+#define SBOOK_MAX_LEVERAGE 125
+#define SBOOK_DEFAULT_LEVERAGE 20
 int sbook_set_leverage(struct sbook_account *a, const struct sbook_symbol *s, int leverage);
+int sbook_change_leverage(struct sbook *b, struct sbook_account *a, const struct sbook_symbol *s,
+                          int leverage);
+int sbook_leverage(const struct sbook_account *a, const struct sbook_symbol *s);
+
+enum mkt_pos_mode sbook_account_mode(const struct sbook_account *a);
+/* Switches one-way <-> hedge. SBOOK_OK, SBOOK_E_MODE_SAME, SBOOK_E_MODE_POSITION (any position
+ * open), SBOOK_E_MODE_ORDERS (any open order). Nothing is emitted. */
+enum sbook_err sbook_set_position_mode(struct sbook *b, struct sbook_account *a, enum mkt_pos_mode m);
+/* Sets the wallet balance (an adjustment: deposit, withdrawal, test script) and emits
+ * SBOOK_EV_BALANCE. -EINVAL if balance is not a valid decimal. */
+int sbook_set_balance(struct sbook *b, struct sbook_account *a, dec_t balance);
+/* True if the account has an open order on s (every symbol when s is NULL) with position side
+ * ps (any side when ps < 0). */
+bool sbook_has_open_orders(struct sbook *b, struct sbook_account *a, const struct sbook_symbol *s, int ps);
 
 /* Validate and execute an order. Events are emitted synchronously, in order, before it returns.
  * Returns SBOOK_OK with *out set, or the reason it was refused (nothing emitted). */
@@ -213,6 +259,8 @@ struct sbook_reqlog *sbook_reqlog_add(struct sbook_account *a, enum sbook_source
                                       const char *side, const char *type, const char *tif,
                                       const char *quantity, const char *price,
                                       const char *reduce_only);
+/* The raw positionSide parameter of the request (NULL: absent); copied. 0 or -ENOMEM. */
+int sbook_reqlog_set_position_side(struct sbook_reqlog *r, const char *raw);
 /* Record the outcome; msg is copied. */
 void sbook_reqlog_result(struct sbook_reqlog *r, struct sbook_order *o, int err_code, const char *msg);
 size_t sbook_reqlog_count(const struct sbook_account *a);
@@ -222,6 +270,7 @@ const struct sbook_reqlog *sbook_reqlog_at(const struct sbook_account *a, size_t
 bool sbook_client_id_valid(const char *s);
 
 const char *sbook_status_name(enum sbook_status s); /* "NEW", "PARTIALLY_FILLED", ... */
+const char *sbook_pos_side_name(enum mkt_pos_side ps); /* "BOTH", "LONG", "SHORT" */
 bool sbook_order_is_open(const struct sbook_order *o);
 
 #endif

@@ -106,7 +106,8 @@ static int get_str(struct pctx *p, json_t *o, const char *path, const char *key,
 
 static int parse_account(struct pctx *p, json_t *o, size_t i, struct scfg_account *a)
 {
-    static const char *const keys[] = {"name", "api_key", "api_secret", "balance", NULL};
+    static const char *const keys[] = {"name", "api_key", "api_secret", "balance", "position_mode",
+                                       "leverage", NULL};
     char path[64];
     const char *s;
     snprintf(path, sizeof(path), "accounts[%zu]", i);
@@ -135,7 +136,30 @@ static int parse_account(struct pctx *p, json_t *o, size_t i, struct scfg_accoun
         return rc;
     if (!(a->api_secret = strdup(s)))
         return -ENOMEM;
-    return get_dec(p, o, path, "balance", false, DEC_ZERO, -2, &a->balance);
+    if ((rc = get_dec(p, o, path, "balance", false, DEC_ZERO, -2, &a->balance)) < 0)
+        return rc;
+    char f[96];
+    a->position_mode = MKT_PM_ONE_WAY;
+    json_t *pm = json_object_get(o, "position_mode");
+    if (pm) {
+        snprintf(f, sizeof(f), "%s.position_mode", path);
+        if (!json_is_string(pm))
+            return fail(p, f, "must be \"oneway\" or \"hedge\"");
+        if (!strcmp(json_string_value(pm), "hedge"))
+            a->position_mode = MKT_PM_HEDGE;
+        else if (strcmp(json_string_value(pm), "oneway") != 0)
+            return fail(p, f, "must be \"oneway\" or \"hedge\"");
+    }
+    int64_t lev = 20;
+    rc = ju_get_i64(o, "leverage", &lev);
+    if (rc == -ENOENT)
+        lev = 20;
+    else if (rc < 0 || lev < 1 || lev > 125) {
+        snprintf(f, sizeof(f), "%s.leverage", path);
+        return fail(p, f, "must be an integer in [1, 125]");
+    }
+    a->leverage = (int)lev;
+    return 0;
 }
 
 static int parse_symbol(struct pctx *p, json_t *o, size_t i, struct scfg_symbol *sy)

@@ -2,7 +2,8 @@
  *
  * {"port":0, "admin_port":0, "ping_interval_s":180, "listen_key_ttl_s":3600,
  *  "event_log_limit":0,
- *  "accounts":[{"name":"leader","api_key":"...","api_secret":"...","balance":"100000"}],
+ *  "accounts":[{"name":"leader","api_key":"...","api_secret":"...","balance":"100000",
+ *               "position_mode":"oneway","leverage":20}],
  *  "symbols":[{"symbol":"BTCUSDT","price":"50000","step_size":"0.001","min_qty":"0.001",
  *              "max_qty":"1000","market_step_size":"0.001","market_min_qty":"0.001",
  *              "market_max_qty":"120","tick_size":"0.10","min_price":"0.10",
@@ -11,7 +12,9 @@
  * Required: accounts (>= 1) with name, api_key, api_secret; symbols (>= 1) with symbol, price,
  * step_size, tick_size. Defaults: ports 0 (pick a free one), ping_interval_s 180,
  * listen_key_ttl_s 3600, event_log_limit 0 (keep every event; N keeps the newest N per account
- * for /admin/events and replay — set it for long benchmarks, each event is ~0.7 KB), balance "0", min_qty = step_size, max_qty/max_price/min_price/
+ * for /admin/events and replay — set it for long benchmarks, each event is ~0.7 KB), balance "0",
+ * position_mode "oneway" ("hedge": Binance dualSidePosition), leverage 20 (1..125, every symbol's
+ * initial leverage), min_qty = step_size, max_qty/max_price/min_price/
  * min_notional 0 (rule disabled), market_* = the LOT_SIZE value. Decimals are JSON strings
  * (integers also accepted; JSON reals are refused because their exact text is lost).
  * Unknown keys are errors (typos must not pass silently). */
@@ -28,6 +31,8 @@ struct scfg_account {
     char *api_key;
     char *api_secret;
     dec_t balance;
+    enum mkt_pos_mode position_mode; /* "position_mode": "oneway" | "hedge" */
+    int leverage;                    /* "leverage": every symbol's initial leverage */
 };
 
 struct scfg_symbol {

@@ -5,7 +5,9 @@
 
 Starts the simulator on free ports, reads its READY line, trades over signed REST, listens on
 two raw websocket connections of the user-data stream, drives it through the admin API, checks
-replay, listen-key deletion and a clean SIGTERM shutdown. Exits 0 and prints OK, or exits 1
+replay, a hedge-mode account (positionSide orders, leverage changes and their
+ACCOUNT_CONFIG_UPDATE events, wallet/equity and balance adjustments, position mode switches),
+listen-key deletion and a clean SIGTERM shutdown. Exits 0 and prints OK, or exits 1
 naming the first check that failed. ctest runs it as integration/sim_smoke.
 """
 import base64
@@ -26,12 +28,15 @@ import urllib.parse
 
 LEADER_KEY, LEADER_SECRET = "LEADERKEY", "leadersecret"
 FOLLOWER_KEY, FOLLOWER_SECRET = "FOLLOWERKEY", "followersecret"
+HEDGER_KEY, HEDGER_SECRET = "HEDGERKEY", "hedgersecret"
 
 CONFIG = {
     "port": 0, "admin_port": 0, "ping_interval_s": 180,
     "accounts": [
         {"name": "leader", "api_key": LEADER_KEY, "api_secret": LEADER_SECRET, "balance": "100000"},
         {"name": "follower", "api_key": FOLLOWER_KEY, "api_secret": FOLLOWER_SECRET, "balance": "5000"},
+        {"name": "hedger", "api_key": HEDGER_KEY, "api_secret": HEDGER_SECRET, "balance": "1000",
+         "position_mode": "hedge", "leverage": 10},
     ],
     "symbols": [
         {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
@@ -127,6 +132,139 @@ class Ws:
             return f[1]
 
 
+def hedge_checks(api, adm, rest):
+    """A hedge-mode account: sides, leverage events, equity, balance adjustments, mode switches."""
+    def h(method, path, params):
+        return signed(api, method, path, params, key=HEDGER_KEY, secret=HEDGER_SECRET)
+
+    st, body = adm.call("POST", "/admin/price", json.dumps({"symbol": "BTCUSDT", "price": "50000"}))
+    check(st == 200, "price back to 50000")
+    st, body = h("GET", "/fapi/v1/positionSide/dual", {})
+    check(st == 200 and body == {"dualSidePosition": True}, f"hedger dual: {body}")
+    st, body = signed(api, "GET", "/fapi/v1/positionSide/dual", {})
+    check(st == 200 and body == {"dualSidePosition": False}, "leader is one-way")
+    st, body = api.call("POST", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": HEDGER_KEY})
+    ws = Ws(rest, "/ws/" + body["listenKey"])
+    check(ws.accepted, "hedger websocket")
+    wait_for(lambda: adm.call("GET", "/admin/streams?account=hedger")[1]["connections"] == 1, "hedger stream")
+
+    def events(n):
+        return [json.loads(ws.text()) for _ in range(n)]
+
+    # Opens on both sides.
+    st, body = h("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "positionSide": "LONG",
+                                            "type": "MARKET", "quantity": "0.010", "newClientOrderId": "h-long",
+                                            "newOrderRespType": "RESULT"})
+    check(st == 200 and body["status"] == "FILLED" and body["positionSide"] == "LONG", f"LONG open: {body}")
+    ev = events(3)
+    check(ev[1]["o"]["ps"] == "LONG" and ev[1]["o"]["x"] == "TRADE", "TRADE carries ps LONG")
+    check(ev[2]["a"]["P"][0]["ps"] == "LONG" and ev[2]["a"]["P"][0]["pa"] == "0.01", f"ACCOUNT_UPDATE LONG {ev[2]}")
+    st, body = h("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL", "positionSide": "SHORT",
+                                            "type": "MARKET", "quantity": "0.005", "newOrderRespType": "RESULT"})
+    check(st == 200 and body["positionSide"] == "SHORT", f"SHORT open: {body}")
+    ev = events(3)
+    check(ev[2]["a"]["P"][0]["ps"] == "SHORT" and ev[2]["a"]["P"][0]["pa"] == "-0.005", "ACCOUNT_UPDATE SHORT")
+
+    # Hedge-mode refusals.
+    for params, code, what in [
+            ({"side": "BUY", "type": "MARKET", "quantity": "0.001"}, -4061, "no positionSide"),
+            ({"side": "BUY", "positionSide": "BOTH", "type": "MARKET", "quantity": "0.001"}, -4061, "BOTH"),
+            ({"side": "SELL", "positionSide": "LONG", "type": "MARKET", "quantity": "0.001", "reduceOnly": "true"},
+             -1106, "reduceOnly"),
+            ({"side": "SELL", "positionSide": "LONG", "type": "MARKET", "quantity": "0.001", "reduceOnly": "false"},
+             -1106, "reduceOnly=false"),
+            ({"side": "SELL", "positionSide": "LONG", "type": "MARKET", "quantity": "0.011"}, -2022, "close > long"),
+            ({"side": "BUY", "positionSide": "UP", "type": "MARKET", "quantity": "0.001"}, -4060, "bad side")]:
+        params = dict(params, symbol="BTCUSDT")
+        st, body = h("POST", "/fapi/v1/order", params)
+        check(st == 400 and body["code"] == code, f"hedge refusal {what}: {st} {body}")
+    st, body = signed(api, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "positionSide": "LONG",
+                                                      "type": "MARKET", "quantity": "0.001"})
+    check(st == 400 and body["code"] == -4061, "one-way account refuses positionSide LONG")
+
+    st, pr = h("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})
+    check(st == 200 and [(p["positionSide"], p["positionAmt"], p["leverage"]) for p in pr]
+          == [("LONG", "0.01", "10"), ("SHORT", "-0.005", "10")], f"positionRisk v2 hedge: {pr}")
+    st, pr = h("GET", "/fapi/v3/positionRisk", {})
+    check(st == 200 and [p["positionSide"] for p in pr] == ["LONG", "SHORT"], f"positionRisk v3 hedge: {pr}")
+    st, body = h("POST", "/fapi/v1/positionSide/dual", {"dualSidePosition": "false"})
+    check(st == 400 and body["code"] == -4068, f"mode switch with positions: {body}")
+    st, body = h("POST", "/fapi/v1/positionSide/dual", {"dualSidePosition": "true"})
+    check(st == 400 and body["code"] == -4059, f"mode switch to the same mode: {body}")
+
+    # Leverage: the owner's change (REST) and a scripted one (admin) both reach the stream.
+    st, body = h("POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": "15"})
+    check(st == 200 and body["leverage"] == 15 and body["symbol"] == "BTCUSDT", f"set leverage: {body}")
+    ev = events(1)[0]
+    check(ev["e"] == "ACCOUNT_CONFIG_UPDATE" and ev["ac"] == {"s": "BTCUSDT", "l": 15}, f"config event {ev}")
+    st, body = h("POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": "126"})
+    check(st == 400 and body["code"] == -4028, "leverage 126 refused")
+    st, body = adm.call("POST", "/admin/leverage", json.dumps({"account": "hedger", "symbol": "BTCUSDT",
+                                                                "leverage": 3}))
+    check(st == 200 and body["leverage"] == 3, f"admin leverage: {body}")
+    ev = events(1)[0]
+    check(ev["e"] == "ACCOUNT_CONFIG_UPDATE" and ev["ac"]["l"] == 3, "admin leverage event")
+    st, pr = h("GET", "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})
+    check(all(p["leverage"] == "3" for p in pr), "positionRisk shows the new leverage")
+    st, body = adm.call("POST", "/admin/leverage", json.dumps({"account": "hedger", "symbol": "BTCUSDT",
+                                                                "leverage": 0}))
+    check(st == 400 and body.get("field") == "leverage", "admin leverage 0 refused")
+
+    # Equity = wallet + unrealized at the current price: long +10, short -5 at 51000.
+    adm.call("POST", "/admin/price", json.dumps({"symbol": "BTCUSDT", "price": "51000"}))
+    st, acc = h("GET", "/fapi/v3/account", {})
+    check(st == 200 and acc["totalWalletBalance"] == "1000" and acc["totalUnrealizedProfit"] == "5"
+          and acc["totalMarginBalance"] == "1005", f"account equity: {acc}")
+    st, acc2 = h("GET", "/fapi/v2/account", {})
+    check(acc2["totalMarginBalance"] == "1005", "v2 account")
+    st, bal = h("GET", "/fapi/v2/balance", {})
+    check(st == 200 and bal[0]["balance"] == "1000" and bal[0]["crossUnPnl"] == "5", f"balance: {bal}")
+
+    # Close the long: realized +10 goes to the wallet.
+    st, body = h("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL", "positionSide": "LONG",
+                                            "type": "MARKET", "quantity": "0.010", "newOrderRespType": "RESULT"})
+    check(st == 200 and body["status"] == "FILLED", f"LONG close: {body}")
+    ev = events(3)
+    check(ev[1]["o"]["rp"] == "10" and ev[2]["a"]["B"][0]["wb"] == "1010" and ev[2]["a"]["P"][0]["pa"] == "0",
+          f"close events {ev[1:]}")
+
+    # A balance adjustment (tests use it to trip loss stops).
+    st, body = adm.call("POST", "/admin/balance", json.dumps({"account": "hedger", "balance": "500"}))
+    check(st == 200 and body == {"account": "hedger", "balance": "500"}, f"admin balance: {body}")
+    ev = events(1)[0]
+    check(ev["e"] == "ACCOUNT_UPDATE" and ev["a"]["m"] == "ADJUSTMENT" and ev["a"]["B"][0]["wb"] == "500"
+          and ev["a"]["B"][0]["bc"] == "-510" and ev["a"]["P"] == [], f"ADJUSTMENT event {ev}")
+    st, acc = h("GET", "/fapi/v3/account", {})
+    check(acc["totalWalletBalance"] == "500" and acc["totalMarginBalance"] == "495", f"after adjustment {acc}")
+    st, body = adm.call("POST", "/admin/balance", json.dumps({"account": "hedger", "balance": 1.5}))
+    check(st == 400 and body.get("field") == "balance", "admin balance must be a decimal string")
+    st, accts = adm.call("GET", "/admin/accounts")
+    hed = [a for a in accts if a["name"] == "hedger"][0]
+    check(hed["positionMode"] == "hedge" and hed["balance"] == "500" and hed["equity"] == "495", f"accounts {hed}")
+
+    # Admin orders name the side; the request log keeps it.
+    st, body = adm.call("POST", "/admin/order", json.dumps({"account": "hedger", "symbol": "BTCUSDT", "side": "BUY",
+                                                            "positionSide": "SHORT", "quantity": "0.005"}))
+    check(st == 200 and body["status"] == "FILLED" and body["positionSide"] == "SHORT", f"admin hedge order {body}")
+    events(3)
+    st, body = adm.call("POST", "/admin/order", json.dumps({"account": "hedger", "symbol": "BTCUSDT", "side": "BUY",
+                                                            "quantity": "0.005"}))
+    check(st == 400 and body["code"] == -4061, f"admin order without side on a hedge account: {body}")
+    st, log = adm.call("GET", "/admin/orders?account=hedger")
+    check(log[0]["positionSide"] == "LONG" and log[-1]["positionSide"] is None, "request log positionSide")
+    st, pos = adm.call("GET", "/admin/positions?account=hedger&all=1")
+    check([(p["positionSide"], p["positionAmt"], p["leverage"]) for p in pos] == [("LONG", "0", 3), ("SHORT", "0", 3)],
+          f"admin positions {pos}")
+
+    # Flat and no open orders: back to one-way.
+    st, body = h("POST", "/fapi/v1/positionSide/dual", {"dualSidePosition": "false"})
+    check(st == 200 and body == {"code": 200, "msg": "success"}, f"mode switch: {body}")
+    st, body = h("GET", "/fapi/v1/positionSide/dual", {})
+    check(body == {"dualSidePosition": False}, "now one-way")
+    st, body = adm.call("POST", "/admin/position_mode", json.dumps({"account": "hedger", "position_mode": "hedge"}))
+    check(st == 200 and body["positionMode"] == "hedge", f"admin position mode {body}")
+
+
 def wait_for(pred, what, timeout=5.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -154,6 +292,13 @@ def run(binary):
         check(st == 200 and abs(body["serverTime"] - time.time() * 1000) < 5000, "time")
         st, body = api.call("GET", "/fapi/v1/exchangeInfo")
         check(st == 200 and body["symbols"][0]["symbol"] == "BTCUSDT", "exchangeInfo")
+        st, body = api.call("GET", "/fapi/v2/ticker/price")
+        check(st == 200 and isinstance(body, list) and sorted(body[0]) == ["price", "symbol", "time"]
+              and body[0]["symbol"] == "BTCUSDT" and body[0]["price"] == "50000", f"ticker v2 (all): {body}")
+        st, body = api.call("GET", "/fapi/v2/ticker/price?symbol=BTCUSDT")
+        check(st == 200 and sorted(body) == ["price", "symbol", "time"], f"ticker v2 (one): {body}")
+        st, body = api.call("GET", "/fapi/v2/ticker/price?symbol=NOPE")
+        check(st == 400 and body["code"] == -1121, "ticker of an unknown symbol")
         st, body = api.call("GET", "/fapi/v9/nothing")
         check(st == 404 and "code" in body, "unknown path is a JSON 404")
 
@@ -245,6 +390,8 @@ def run(binary):
         check(st == 200 and body["sent"] == len(events), f"replay count {body}")
         replayed = [w1.text() for _ in range(len(events))]
         check([json.loads(r) for r in replayed] == [e["event"] for e in events], "replayed events equal the log")
+
+        hedge_checks(api, adm, rest)
 
         # Delete the key: connections get a close frame (1000).
         st, body = api.call("DELETE", "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": LEADER_KEY})

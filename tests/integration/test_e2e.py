@@ -50,7 +50,9 @@ def fmt(d):
 
 
 class Model:
-    """An independent model of the skeleton's copy rules (multiplier sizing, ratio closes)."""
+    """An independent model of the copy rules for multiplier sizing (strategy/copy_engine.h):
+    opens of floor(l x k), closes of floor(H x c / |L|) (all of H on a full close), plus the
+    rounding carry that keeps the follower at floor(|L| x k) instead of drifting a step per fill."""
 
     def __init__(self):
         self.filters = {s["symbol"]: s for s in SYMBOLS}
@@ -63,8 +65,13 @@ class Model:
         step = Decimal(self.filters[sym]["market_step_size"])
         return (q / step).to_integral_value(rounding=ROUND_DOWN) * step
 
-    def _open(self, f, sym, side, qty, price):
+    def _open(self, f, sym, side, qty, price, leader_after):
+        step = Decimal(self.filters[sym]["market_step_size"])
+        sgn = 1 if side == "BUY" else -1
         q = self._round(qty * FOLLOWERS[f], sym)
+        held = max(Decimal(0), sgn * self.pos[f].get(sym, Decimal(0)))
+        if held + q + step <= self._round(abs(leader_after) * FOLLOWERS[f], sym):
+            q += step  # rounding carry
         flt = self.filters[sym]
         if q == 0:
             self.skips[f].append("rounds_to_zero")
@@ -74,9 +81,10 @@ class Model:
             self.skips[f].append("below_min_notional")
         else:
             self.orders[f].append((sym, side, fmt(q), False))
-            self.pos[f][sym] = self.pos[f].get(sym, Decimal(0)) + (q if side == "BUY" else -q)
+            self.pos[f][sym] = self.pos[f].get(sym, Decimal(0)) + sgn * q
 
     def _close(self, f, sym, side, closed, before):
+        step = Decimal(self.filters[sym]["market_step_size"])
         fp = self.pos[f].get(sym, Decimal(0))
         sgn = 1 if side == "BUY" else -1
         if fp == 0 or (fp > 0) == (sgn > 0):
@@ -85,7 +93,10 @@ class Model:
         if closed == abs(before):
             q = abs(fp)
         else:
-            q = min(abs(fp), self._round(abs(fp) * closed / abs(before), sym))
+            q = self._round(abs(fp) * closed / abs(before), sym)
+            if abs(fp) - (q + step) >= self._round((abs(before) - closed) * FOLLOWERS[f], sym):
+                q += step  # rounding carry
+            q = min(abs(fp), q)
         if q == 0:
             self.skips[f].append("rounds_to_zero")
             return
@@ -96,15 +107,16 @@ class Model:
         qty = Decimal(qty)
         before = self.leader.get(sym, Decimal(0))
         sgn = 1 if side == "BUY" else -1
-        self.leader[sym] = before + sgn * qty
+        after = before + sgn * qty
+        self.leader[sym] = after
         for f in FOLLOWERS:
             if before == 0 or (before > 0) == (sgn > 0):
-                self._open(f, sym, side, qty, price)
+                self._open(f, sym, side, qty, price, after)
             else:
                 closed = min(qty, abs(before))
                 self._close(f, sym, side, closed, before)
                 if qty > abs(before):
-                    self._open(f, sym, side, qty - abs(before), price)
+                    self._open(f, sym, side, qty - abs(before), price, after)
 
 
 def main():

@@ -7,7 +7,9 @@
  * - a reused connection closed without a response: curl re-sends an ordinary request on its own,
  *   but a no_resend request fails with -EPIPE and reaches the server once.
  * - Retry-After / X-MBX-* headers, body size limit, cancellation by rest_pool_free (also from
- *   inside a callback), and the adapter end to end (signature checked by the server). */
+ *   inside a callback), and the adapter end to end (signature checked by the server), including
+ *   the copy engine's account calls: account equity, tickers, position mode, leverage (fetch and
+ *   set), hedge-mode positions and a positionSide order. */
 #include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -56,6 +58,8 @@ struct srv {
     int bad_signatures;
     struct conn *conns;
     char last_order_body[2048];
+    char last_leverage_body[512];
+    bool hedge; /* positionRisk answers the v2 hedge sample, positionSide/dual true */
 };
 
 static void conn_closed(uv_handle_t *h) {
@@ -260,9 +264,50 @@ static bool handle(struct conn *c, const char *method, const char *target, const
             return true;
         }
         size_t n;
-        char *b = slurp("binance_position_risk_v3_oneway.json", &n);
+        char *b = slurp(s->hedge ? "binance_position_risk_v2_hedge.json"
+                                 : "binance_position_risk_v3_oneway.json", &n);
         reply(c, 200, NULL, b, n);
         free(b);
+    } else if (strcmp(path, "/fapi/v3/account") == 0 || strcmp(path, "/fapi/v1/positionSide/dual") == 0) {
+        if (!signed_ok(s, head, hlen, query, strlen(query)) || blen || strcmp(method, "GET") != 0) {
+            reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"bad signature\"}");
+            return true;
+        }
+        if (strcmp(path, "/fapi/v3/account") == 0) {
+            size_t n;
+            char *b = slurp("binance_account_v3_single_asset.cleaned.json", &n);
+            reply(c, 200, NULL, b, n);
+            free(b);
+        } else {
+            reply_str(c, 200, NULL, s->hedge ? "{\"dualSidePosition\":true}" : "{\"dualSidePosition\":false}");
+        }
+    } else if (strcmp(path, "/fapi/v2/ticker/price") == 0) {
+        size_t vl;
+        /* public: no key, no signature */
+        if (q || hdr(head, hlen, "X-MBX-APIKEY", &vl)) {
+            reply_str(c, 400, NULL, "{\"code\":-1,\"msg\":\"unexpected parameters or key\"}");
+            return true;
+        }
+        size_t n;
+        char *b = slurp("binance_ticker_price_v2_all.json", &n);
+        reply(c, 200, NULL, b, n);
+        free(b);
+    } else if (strcmp(path, "/fapi/v1/leverage") == 0 && strcmp(method, "POST") == 0) {
+        snprintf(s->last_leverage_body, sizeof s->last_leverage_body, "%.*s", (int)blen, body);
+        if (q || !signed_ok(s, head, hlen, body, blen)) {
+            reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"Signature for this request is not valid.\"}");
+            return true;
+        }
+        char sym[64], lev[16], b[256];
+        param(s->last_leverage_body, "symbol", sym, sizeof sym);
+        param(s->last_leverage_body, "leverage", lev, sizeof lev);
+        if (strcmp(lev, "99") == 0) {
+            reply_str(c, 400, NULL, "{\"code\":-4028,\"msg\":\"Leverage 99 is not valid\"}");
+            return true;
+        }
+        snprintf(b, sizeof b, "{\"leverage\":%s,\"maxNotionalValue\":\"1000000\",\"symbol\":\"%s\"}", lev,
+                 strcmp(lev, "7") == 0 ? "ETHUSDT" : sym); /* 7: a wrong symbol in the answer */
+        reply_str(c, 200, NULL, b);
     } else if (strcmp(path, "/fapi/v1/listenKey") == 0) {
         size_t vl;
         if (!hdr(head, hlen, "X-MBX-APIKEY", &vl) || strstr(query, "signature") || blen) {
@@ -868,6 +913,166 @@ static void test_binance_adapter_e2e(void **state) {
     teardown_loop(&loop, p, &s);
 }
 
+/* ---- the account calls the copy engine needs ---- */
+
+struct acc {
+    int done;
+    struct exch_status st[8];
+    struct exch_balance bal;
+    char tick_sym[32], tick_px[32];
+    int64_t tick_time;
+    size_t n_tick, n_lev, n_pos;
+    enum mkt_pos_mode mode;
+    struct exch_leverage lev0;
+    struct mkt_position pos0;
+    char set_sym[3][32];
+    int set_lev[3];
+    struct exch_order_result order;
+};
+
+static void a_time(void *ud, const struct exch_status *st, int64_t off) {
+    struct acc *e = ud;
+    (void)off;
+    e->st[0] = *st;
+    e->done++;
+}
+static void a_bal(void *ud, const struct exch_status *st, const struct exch_balance *b) {
+    struct acc *e = ud;
+    e->st[1] = *st;
+    if (b) e->bal = *b;
+    e->done++;
+}
+static void a_tick(void *ud, const struct exch_status *st, const struct exch_ticker *v, size_t n) {
+    struct acc *e = ud;
+    e->st[2] = *st;
+    e->n_tick = n;
+    if (n) {
+        snprintf(e->tick_sym, sizeof e->tick_sym, "%s", v[0].symbol);
+        dec_format(v[0].price, e->tick_px, sizeof e->tick_px);
+        e->tick_time = v[0].time_ms;
+    }
+    e->done++;
+}
+static void a_mode(void *ud, const struct exch_status *st, enum mkt_pos_mode m) {
+    struct acc *e = ud;
+    e->st[3] = *st;
+    e->mode = m;
+    e->done++;
+}
+static void a_levs(void *ud, const struct exch_status *st, const struct exch_leverage *v, size_t n) {
+    struct acc *e = ud;
+    e->st[4] = *st;
+    e->n_lev = n;
+    if (n) e->lev0 = v[0];
+    e->done++;
+}
+static void a_pos(void *ud, const struct exch_status *st, const struct mkt_position *v, size_t n) {
+    struct acc *e = ud;
+    e->st[5] = *st;
+    e->n_pos = n;
+    if (n) e->pos0 = v[0];
+    e->done++;
+}
+static int set_idx;
+static void a_set(void *ud, const struct exch_status *st, const char *sym, int lev) {
+    struct acc *e = ud;
+    e->st[6 + (set_idx > 0)] = *st; /* [6] first, [7] the later ones */
+    snprintf(e->set_sym[set_idx], sizeof e->set_sym[0], "%s", sym);
+    e->set_lev[set_idx] = lev;
+    set_idx++;
+    e->done++;
+}
+static void a_order(void *ud, const struct exch_order_result *r) {
+    struct acc *e = ud;
+    e->order = *r;
+    e->done++;
+}
+
+static void test_binance_adapter_account_calls(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct srv s;
+    srv_start(&s, &loop);
+    s.hedge = true;
+    struct rest_pool *p = rest_pool_new(&loop, NULL);
+    char base[64];
+    url(base, sizeof base, s.port, "");
+    struct exch_account_cfg cfg = {.name = "f2", .kind = EXCH_BINANCE_USDM, .rest_url = base,
+                                   .api_key = APIKEY, .api_secret = SECRET};
+    struct exch_account *a = exch_account_new(&cfg, p);
+    assert_non_null(a);
+    struct acc e;
+    memset(&e, 0, sizeof e);
+    set_idx = 0;
+
+    assert_int_equal(exch_sync_time(a, a_time, &e), 0);
+    run_until(&loop, &e.done, 1);
+    assert_int_equal(e.st[0].err, 0);
+
+    assert_int_equal(exch_fetch_account(a, a_bal, &e), 0);
+    assert_int_equal(exch_fetch_tickers(a, a_tick, &e), 0);
+    assert_int_equal(exch_fetch_position_mode(a, a_mode, &e), 0);
+    assert_int_equal(exch_fetch_leverage(a, a_levs, &e), 0);
+    assert_int_equal(exch_fetch_positions(a, a_pos, &e), 0);
+    assert_int_equal(exch_set_leverage(a, "BTCUSDT", 25, a_set, &e), 0);
+    run_until(&loop, &e.done, 7);
+    assert_int_equal(s.bad_signatures, 0);
+    for (int i = 1; i <= 6; i++)
+        if (e.st[i].err) fail_msg("call %d: err %d %s", i, e.st[i].err, e.st[i].error_msg);
+    char b[DEC_STR_MAX];
+    dec_format(e.bal.equity, b, sizeof b);
+    assert_string_equal(b, "103.12345678");
+    assert_int_equal(e.n_tick, 1);
+    assert_string_equal(e.tick_sym, "BTCUSDT");
+    assert_string_equal(e.tick_px, "6000.01");
+    assert_int_equal(e.tick_time, 1589437530011LL);
+    assert_int_equal(e.mode, MKT_PM_HEDGE);
+    assert_int_equal(e.n_lev, 1);
+    assert_string_equal(e.lev0.symbol, "BTCUSDT");
+    assert_int_equal(e.lev0.leverage, 4);
+    assert_int_equal(e.n_pos, 1);
+    assert_int_equal(e.pos0.pos_side, MKT_PS_LONG);
+    assert_int_equal(e.pos0.leverage, 4);
+    assert_string_equal(e.set_sym[0], "BTCUSDT");
+    assert_int_equal(e.set_lev[0], 25);
+    assert_true(strncmp(s.last_leverage_body, "symbol=BTCUSDT&leverage=25&recvWindow=5000&timestamp=", 53) == 0);
+
+    /* refused leverage: the exchange's code, granted 0; a mismatched answer: -EBADMSG */
+    assert_int_equal(exch_set_leverage(a, "BTCUSDT", 99, a_set, &e), 0);
+    run_until(&loop, &e.done, 8);
+    assert_int_equal(e.st[7].err, -EREMOTEIO);
+    assert_int_equal(e.st[7].error_code, -4028);
+    assert_int_equal(e.set_lev[1], 0);
+    assert_int_equal(exch_set_leverage(a, "BTCUSDT", 7, a_set, &e), 0);
+    run_until(&loop, &e.done, 9);
+    assert_int_equal(e.st[7].err, -EBADMSG);
+    assert_non_null(strstr(e.st[7].error_msg, "leverage: symbol"));
+    assert_string_equal(e.set_sym[2], "BTCUSDT");
+    assert_int_equal(exch_set_leverage(a, "BTCUSDT", 126, a_set, &e), -EINVAL);
+
+    /* a hedge-mode order sends positionSide and no reduceOnly */
+    dec_t qty, px;
+    dec_parse_cstr("0.002", &qty);
+    dec_parse_cstr("64000.1", &px);
+    struct exch_order_req o = {.symbol = "BTCUSDT", .side = MKT_SELL, .type = EXCH_LIMIT_IOC, .qty = qty,
+                               .price = px, .client_id = "ctHedge1", .pos_side = MKT_PS_LONG};
+    assert_int_equal(exch_place_order(a, &o, a_order, &e), 0);
+    run_until(&loop, &e.done, 10);
+    assert_int_equal(e.order.outcome, EXCH_OK);
+    assert_true(strncmp(s.last_order_body,
+                        "symbol=BTCUSDT&side=SELL&positionSide=LONG&type=LIMIT&timeInForce=IOC&quantity=0.002"
+                        "&price=64000.1&newClientOrderId=ctHedge1&newOrderRespType=RESULT&recvWindow=",
+                        strlen("symbol=BTCUSDT&side=SELL&positionSide=LONG&type=LIMIT&timeInForce=IOC&quantity=0.002"
+                               "&price=64000.1&newClientOrderId=ctHedge1&newOrderRespType=RESULT&recvWindow=")) == 0);
+    o.reduce_only = true;
+    assert_int_equal(exch_place_order(a, &o, a_order, &e), -EINVAL);
+    assert_int_equal(s.order_requests, 1);
+    assert_int_equal(s.bad_signatures, 0);
+    exch_account_free(a);
+    teardown_loop(&loop, p, &s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thousand_requests_keepalive),
@@ -876,6 +1081,7 @@ int main(void) {
         cmocka_unit_test(test_headers_methods_and_limits),
         cmocka_unit_test(test_cancel_on_free),
         cmocka_unit_test(test_binance_adapter_e2e),
+        cmocka_unit_test(test_binance_adapter_account_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -938,7 +938,9 @@ static int fake_remove(void *kud, const char *k, exch_listen_key_cb cb, void *ud
 static const struct bn_key_ops fake_ops = {fake_create, fake_keepalive, fake_remove};
 
 static struct scb {
-    int fills, positions, bad, ups, downs, connectings;
+    int fills, positions, bad, ups, downs, connectings, leverages;
+    char lev_symbol[32];
+    int lev;
     enum exch_stream_state last;
     char last_reason[200];
     struct mkt_fill fill;
@@ -976,7 +978,14 @@ static void s_bad(void *ud, const char *why, const char *frame, size_t len) {
     B.bad_len = len;
 }
 
-static const struct exch_stream_cbs scbs = {s_fill, s_position, s_state, s_bad, NULL};
+static void s_leverage(void *ud, const char *symbol, int leverage) {
+    (void)ud;
+    B.leverages++;
+    snprintf(B.lev_symbol, sizeof(B.lev_symbol), "%s", symbol);
+    B.lev = leverage;
+}
+
+static const struct exch_stream_cbs scbs = {s_fill, s_position, s_state, s_bad, NULL, s_leverage};
 
 static struct bn_stream_cfg scfg(const char *ws_url) {
     struct bn_stream_cfg cfg = {
@@ -1060,7 +1069,8 @@ static void test_stream_lifecycle(void **state) {
         assert_string_equal(q, "2000.1");
     }
 
-    /* NEW order: nothing; junk: on_bad_frame with the frame; ACCOUNT_UPDATE: BOTH legs only */
+    /* NEW order: nothing; junk: on_bad_frame with the frame; ACCOUNT_UPDATE: every leg (BOTH,
+     * LONG, SHORT), the last one SHORT */
     {
         char *doc = sample("binance_order_trade_update.json");
         srv_send_text(doc);
@@ -1071,12 +1081,22 @@ static void test_stream_lifecycle(void **state) {
         srv_send_text(doc);
         free(doc);
     }
-    RUN_UNTIL(B.positions == 1, 5000);
+    RUN_UNTIL(B.positions == 3, 5000);
     assert_int_equal(B.fills, 1);
     assert_int_equal(B.bad, 1);
     assert_non_null(strstr(B.bad_why, "ORDER_TRADE_UPDATE: o.s: missing"));
     assert_string_equal(B.pos.symbol, "BTCUSDT");
-    assert_true(dec_is_zero(B.pos.amount));
+    assert_int_equal(B.pos.pos_side, MKT_PS_SHORT);
+
+    /* ACCOUNT_CONFIG_UPDATE: a leader leverage change */
+    {
+        char *doc = sample("binance_account_config_update_leverage.json");
+        srv_send_text(doc);
+        free(doc);
+    }
+    RUN_UNTIL(B.leverages == 1, 5000);
+    assert_string_equal(B.lev_symbol, "BTCUSDT");
+    assert_int_equal(B.lev, 25);
 
     /* keepalives run on the period with the current key */
     RUN_UNTIL(F.keepalives >= 2, 5000);

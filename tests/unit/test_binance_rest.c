@@ -382,11 +382,32 @@ static void test_parse_positions_samples(void **state) {
     struct mkt_position *v;
     char err[160];
 
+    /* hedge mode: LONG and SHORT entries with their side; the flat SHORT is left out; v2
+     * carries the leverage ("4", a string) */
     char *body = slurp("binance_position_risk_v2_hedge.json", &len);
-    assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), -EBADMSG);
-    assert_non_null(strstr(err, "hedge mode"));
-    assert_non_null(strstr(err, "[0].positionSide"));
-    assert_null(v);
+    assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_int_equal(v[0].pos_side, MKT_PS_LONG);
+    assert_dec(v[0].amount, "0.001");
+    assert_dec(v[0].entry_price, "22185.2");
+    assert_int_equal(v[0].leverage, 4);
+    free(v);
+    free(body);
+
+    /* v3 hedge: no leverage field (0), SHORT amount negative as Binance sends it */
+    body = slurp("binance_position_risk_v3_hedge.json", &len);
+    assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].symbol, "ADAUSDT");
+    assert_int_equal(v[0].pos_side, MKT_PS_LONG);
+    assert_dec(v[0].amount, "30");
+    assert_int_equal(v[0].leverage, 0);
+    assert_string_equal(v[1].symbol, "COMPUSDT");
+    assert_int_equal(v[1].pos_side, MKT_PS_SHORT);
+    assert_dec(v[1].amount, "-1");
+    assert_dec(v[1].entry_price, "70.92841");
+    free(v);
     free(body);
 
     body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
@@ -401,6 +422,7 @@ static void test_parse_positions_samples(void **state) {
     assert_string_equal(v[0].symbol, "ADAUSDT");
     assert_dec(v[0].amount, "30");
     assert_dec(v[0].entry_price, "0.385");
+    assert_int_equal(v[0].pos_side, MKT_PS_BOTH);
     free(v);
     free(body);
 
@@ -412,7 +434,15 @@ static void test_parse_positions_samples(void **state) {
     assert_int_equal(n, 2);
     assert_string_equal(v[0].symbol, "BTCUSDT");
     assert_dec(v[0].amount, "-0.25");
+    assert_int_equal(v[0].pos_side, MKT_PS_BOTH);
     assert_string_equal(v[1].symbol, "SOLUSDT");
+    free(v);
+
+    /* leverage as an integer too */
+    b = "[{\"symbol\":\"BTCUSDT\",\"positionAmt\":\"1\",\"entryPrice\":\"2\",\"leverage\":125}]";
+    assert_int_equal(binance_parse_positions(b, strlen(b), &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].leverage, 125);
     free(v);
 }
 
@@ -630,8 +660,18 @@ static void test_positions_malformed(void **state) {
         {"[{\"symbol\":\"A\",\"positionSide\":1,\"positionAmt\":\"1\",\"entryPrice\":\"1\"}]",
          "positionRisk: [0].positionSide: wrong type"},
         {"[{\"symbol\":\"A\",\"positionSide\":\"BOTH\",\"positionAmt\":\"1\",\"entryPrice\":\"1\"},"
-         "{\"symbol\":\"B\",\"positionSide\":\"SHORT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\"}]",
-         "positionRisk: [1].positionSide: \"SHORT\": the account is in hedge mode"},
+         "{\"symbol\":\"B\",\"positionSide\":\"UP\",\"positionAmt\":\"0\",\"entryPrice\":\"0\"}]",
+         "positionRisk: [1].positionSide: \"UP\" is not BOTH, LONG or SHORT (symbol B)"},
+        {"[{\"symbol\":\"A\",\"positionAmt\":\"1\",\"entryPrice\":\"1\",\"leverage\":\"x\"}]",
+         "positionRisk: [0].leverage: not an integer 1..1000 (symbol A)"},
+        {"[{\"symbol\":\"A\",\"positionAmt\":\"1\",\"entryPrice\":\"1\",\"leverage\":\"0\"}]",
+         "positionRisk: [0].leverage: not an integer 1..1000"},
+        {"[{\"symbol\":\"A\",\"positionAmt\":\"1\",\"entryPrice\":\"1\",\"leverage\":\"-5\"}]",
+         "positionRisk: [0].leverage: not an integer 1..1000"},
+        {"[{\"symbol\":\"A\",\"positionAmt\":\"1\",\"entryPrice\":\"1\",\"leverage\":20.0}]",
+         "positionRisk: [0].leverage: not an integer 1..1000"},
+        {"[{\"symbol\":\"A\",\"positionAmt\":\"1\",\"entryPrice\":\"1\",\"leverage\":1001}]",
+         "positionRisk: [0].leverage: not an integer 1..1000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(binance_parse_positions(cases[i].body, strlen(cases[i].body), &v, &n, err,
@@ -641,6 +681,274 @@ static void test_positions_malformed(void **state) {
         assert_int_equal(n, 0);
         if (!strstr(err, cases[i].want)) fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].want);
     }
+}
+
+
+/* ---- hedge mode, leverage, account, tickers ---- */
+
+static void test_order_position_side(void **state) {
+    (void)state;
+    struct exch_account *a = test_account();
+    struct exch_order_req req = {
+        .symbol = "BTCUSDT",
+        .side = MKT_SELL,
+        .type = EXCH_LIMIT_IOC,
+        .qty = D("0.250"),
+        .price = D("64999.90"),
+        .client_id = "ctH_1",
+        .pos_side = MKT_PS_SHORT,
+    };
+    char b[BINANCE_QS_MAX], err[128];
+    int n = binance_order_params(&req, b, sizeof b, err, sizeof err);
+    assert_true(n > 0);
+    assert_string_equal(b, "symbol=BTCUSDT&side=SELL&positionSide=SHORT&type=LIMIT&timeInForce=IOC"
+                           "&quantity=0.25&price=64999.9&newClientOrderId=ctH_1"
+                           "&newOrderRespType=RESULT");
+    n = binance_sign_params(a, b, sizeof b, (size_t)n, 5000, 1700000000000LL);
+    assert_string_equal(b, "symbol=BTCUSDT&side=SELL&positionSide=SHORT&type=LIMIT&timeInForce=IOC"
+                           "&quantity=0.25&price=64999.9&newClientOrderId=ctH_1"
+                           "&newOrderRespType=RESULT&recvWindow=5000&timestamp=1700000000000"
+                           "&signature=c6076217cc46fda62ddeef3fc299ca57ea3feae1ffeb9893e37a70221fd96e57");
+
+    /* a SELL on LONG closes the long: MARKET, no reduceOnly */
+    req.type = EXCH_MARKET;
+    req.pos_side = MKT_PS_LONG;
+    n = binance_order_params(&req, b, sizeof b, err, sizeof err);
+    assert_string_equal(b, "symbol=BTCUSDT&side=SELL&positionSide=LONG&type=MARKET&quantity=0.25"
+                           "&newClientOrderId=ctH_1&newOrderRespType=RESULT");
+
+    /* BOTH (the zero value) sends nothing: the one-way request is unchanged */
+    req.pos_side = MKT_PS_BOTH;
+    req.reduce_only = true;
+    n = binance_order_params(&req, b, sizeof b, err, sizeof err);
+    assert_string_equal(b, "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.25&reduceOnly=true"
+                           "&newClientOrderId=ctH_1&newOrderRespType=RESULT");
+
+    /* reduceOnly is refused in hedge mode */
+    req.pos_side = MKT_PS_LONG;
+    err[0] = '\0';
+    assert_int_equal(binance_order_params(&req, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_string_equal(b, "");
+    assert_non_null(strstr(err, "reduceOnly"));
+    assert_non_null(strstr(err, "LONG"));
+    req.reduce_only = false;
+    req.pos_side = (enum mkt_pos_side)7;
+    assert_int_equal(binance_order_params(&req, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "position side"));
+    /* IOC without a price */
+    req.pos_side = MKT_PS_BOTH;
+    req.type = EXCH_LIMIT_IOC;
+    req.price = D("0");
+    assert_int_equal(binance_order_params(&req, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "price"));
+    exch_account_free(a);
+}
+
+static void test_leverage_params_and_answer(void **state) {
+    (void)state;
+    struct exch_account *a = test_account();
+    char b[BINANCE_QS_MAX], err[160];
+    int n = binance_leverage_params("BTCUSDT", 25, b, sizeof b);
+    assert_int_equal(n, (int)strlen("symbol=BTCUSDT&leverage=25"));
+    assert_string_equal(b, "symbol=BTCUSDT&leverage=25");
+    n = binance_sign_params(a, b, sizeof b, (size_t)n, 5000, 1700000000000LL);
+    assert_string_equal(b, "symbol=BTCUSDT&leverage=25&recvWindow=5000&timestamp=1700000000000"
+                           "&signature=f6514e86bd63122eaf682e7edb6153b0b3319b04abf910a2745c5f8ac0343577");
+    assert_int_equal(binance_leverage_params("BTCUSDT", 0, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_leverage_params("BTCUSDT", 126, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_leverage_params("", 5, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_leverage_params("BTCUSDT", 5, b, 10), -ENOSPC);
+    /* no pool: refused before anything is sent */
+    assert_int_equal(exch_set_leverage(a, "BTCUSDT", 5, (exch_set_leverage_cb)1, NULL), -EINVAL);
+
+    size_t len;
+    int lev = -1;
+    char *body = slurp("binance_change_leverage_response.json", &len);
+    assert_int_equal(binance_parse_set_leverage(body, len, "BTCUSDT", &lev, err, sizeof err), 0);
+    assert_int_equal(lev, 21);
+    assert_int_equal(binance_parse_set_leverage(body, len, "ETHUSDT", &lev, err, sizeof err),
+                     -EBADMSG);
+    assert_int_equal(lev, 0);
+    assert_non_null(strstr(err, "leverage: symbol: \"BTCUSDT\" is not the one asked for (ETHUSDT)"));
+    free(body);
+    static const struct {
+        const char *body, *want;
+    } bad[] = {
+        {"", "leverage: invalid JSON"},
+        {"[]", "leverage: not a JSON object"},
+        {"{\"leverage\":5}", "leverage: symbol: missing"},
+        {"{\"symbol\":\"BTCUSDT\"}", "leverage: leverage: missing"},
+        {"{\"symbol\":\"BTCUSDT\",\"leverage\":\"5\"}", "leverage: leverage: not an integer"},
+        {"{\"symbol\":\"BTCUSDT\",\"leverage\":0}", "leverage: leverage: not an integer 1..1000"},
+        {"{\"symbol\":\"BTCUSDT\",\"leverage\":2.5}", "leverage: leverage: not an integer"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(binance_parse_set_leverage(bad[i].body, strlen(bad[i].body), "BTCUSDT",
+                                                    &lev, err, sizeof err),
+                         -EBADMSG);
+        if (!strstr(err, bad[i].want)) fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+    }
+    exch_account_free(a);
+}
+
+static void test_parse_leverages(void **state) {
+    (void)state;
+    size_t len, n;
+    struct exch_leverage *v;
+    char err[160];
+    char *body = slurp("binance_position_risk_v2_hedge.json", &len);
+    assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1); /* LONG and SHORT of BTCUSDT: one entry */
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_int_equal(v[0].leverage, 4);
+    free(v);
+    free(body);
+    body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
+    assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1); /* flat, still reported */
+    assert_int_equal(v[0].leverage, 10);
+    free(v);
+    free(body);
+    /* v3 has no leverage: an error naming the field, not a silent 0 */
+    body = slurp("binance_position_risk_v3_oneway.json", &len);
+    assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), -EBADMSG);
+    assert_null(v);
+    assert_int_equal(n, 0);
+    assert_string_equal(err, "positionRisk: [0].leverage: missing (symbol ADAUSDT)");
+    free(body);
+
+    const char *b = "[{\"symbol\":\"SOLUSDT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"},"
+                    "{\"symbol\":\"BTCUSDT\",\"positionSide\":\"LONG\",\"positionAmt\":\"1\",\"entryPrice\":\"2\",\"leverage\":\"3\"},"
+                    "{\"symbol\":\"ETHUSDT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"50\"},"
+                    "{\"symbol\":\"BTCUSDT\",\"positionSide\":\"SHORT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"7\"}]";
+    assert_int_equal(binance_parse_leverages(b, strlen(b), &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_int_equal(v[0].leverage, 7); /* disagreeing sides: the highest */
+    assert_string_equal(v[1].symbol, "ETHUSDT");
+    assert_int_equal(v[1].leverage, 50);
+    assert_string_equal(v[2].symbol, "SOLUSDT");
+    assert_int_equal(v[2].leverage, 5);
+    free(v);
+    assert_int_equal(binance_parse_leverages("[]", 2, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_null(v);
+    assert_int_equal(binance_parse_leverages("{}", 2, &v, &n, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionRisk: not a JSON array");
+}
+
+static void test_parse_account(void **state) {
+    (void)state;
+    size_t len;
+    struct exch_balance bal;
+    char err[160];
+    char *body = slurp("binance_account_v3_single_asset.cleaned.json", &len);
+    assert_int_equal(binance_parse_account(body, len, &bal, err, sizeof err), 0);
+    assert_dec(bal.equity, "103.12345678");
+    assert_dec(bal.wallet, "103.12345678");
+    assert_dec(bal.available, "103.12345678");
+    assert_dec(bal.unrealized, "0");
+    /* truncated at every length: a clean error */
+    for (size_t l = 0; l + 1 < len; l++)
+        assert_int_equal(binance_parse_account(body, l, &bal, err, sizeof err), -EBADMSG);
+    free(body);
+
+    const char *b = "{\"totalMarginBalance\":\"950.5\",\"totalWalletBalance\":\"1000\","
+                    "\"availableBalance\":\"-3.25\",\"totalUnrealizedProfit\":\"-49.5\"}";
+    assert_int_equal(binance_parse_account(b, strlen(b), &bal, err, sizeof err), 0);
+    assert_dec(bal.equity, "950.5");
+    assert_dec(bal.available, "-3.25");
+    assert_dec(bal.unrealized, "-49.5");
+    static const struct {
+        const char *body, *want;
+    } bad[] = {
+        {"[]", "account: not a JSON object"},
+        {"{}", "account: totalMarginBalance: missing"},
+        {"{\"totalMarginBalance\":1.5}", "account: totalMarginBalance: not a decimal"},
+        {"{\"totalMarginBalance\":\"1\",\"totalWalletBalance\":\"x\"}",
+         "account: totalWalletBalance: not a decimal"},
+        {"{\"totalMarginBalance\":\"1\",\"totalWalletBalance\":\"1\"}", "account: availableBalance: missing"},
+        {"{\"totalMarginBalance\":\"1\",\"totalWalletBalance\":\"1\",\"availableBalance\":\"1\","
+         "\"totalUnrealizedProfit\":\"123456789012345678901234567890\"}",
+         "account: totalUnrealizedProfit: out of range"},
+        {"{\"code\":-2015,\"msg\":\"Invalid API-key\"}", "account: totalMarginBalance: missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(binance_parse_account(bad[i].body, strlen(bad[i].body), &bal, err, sizeof err),
+                         -EBADMSG);
+        if (!strstr(err, bad[i].want)) fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+        assert_true(dec_is_zero(bal.equity));
+    }
+}
+
+static void test_parse_tickers_and_mode(void **state) {
+    (void)state;
+    size_t len, n;
+    struct exch_ticker *v;
+    char err[160];
+    char *body = slurp("binance_ticker_price_v2_all.json", &len);
+    assert_int_equal(binance_parse_tickers(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_dec(v[0].price, "6000.01");
+    assert_int_equal(v[0].time_ms, 1589437530011LL);
+    free(v);
+    free(body);
+    body = slurp("binance_ticker_price_v2_single.json", &len);
+    assert_int_equal(binance_parse_tickers(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_dec(v[0].price, "6000.01");
+    free(v);
+    free(body);
+
+    const char *b = "[{\"symbol\":\"A\",\"price\":\"1.5\"},{\"symbol\":\"DEAD\",\"price\":\"0.000\","
+                    "\"time\":1},{\"symbol\":\"B\",\"price\":\"2\",\"time\":7}]";
+    assert_int_equal(binance_parse_tickers(b, strlen(b), &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2); /* DEAD has no price */
+    assert_string_equal(v[0].symbol, "A");
+    assert_int_equal(v[0].time_ms, 0);
+    assert_string_equal(v[1].symbol, "B");
+    assert_int_equal(v[1].time_ms, 7);
+    free(v);
+    static const struct {
+        const char *body, *want;
+    } bad[] = {
+        {"", "ticker: invalid JSON"},
+        {"5", "ticker: invalid JSON"},
+        {"\"x\"", "ticker: invalid JSON"},
+        {"[1]", "ticker: [0]: not an object"},
+        {"[{\"price\":\"1\"}]", "ticker: [0].symbol: missing"},
+        {"[{\"symbol\":\"A\",\"price\":\"1\"},{\"symbol\":\"B\",\"price\":1.5}]",
+         "ticker: [1].price: not a decimal (symbol B)"},
+        {"[{\"symbol\":\"A\",\"price\":\"-1\"}]", "ticker: [0].price: negative (symbol A)"},
+        {"[{\"symbol\":\"A\",\"price\":\"1\",\"time\":\"now\"}]", "ticker: [0].time: wrong type (symbol A)"},
+        {"[{\"symbol\":\"\",\"price\":\"1\"}]", "ticker: [0].symbol: empty"},
+        {"{\"symbol\":\"A\"}", "ticker: price: missing (symbol A)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(binance_parse_tickers(bad[i].body, strlen(bad[i].body), &v, &n, err, sizeof err),
+                         -EBADMSG);
+        assert_null(v);
+        assert_int_equal(n, 0);
+        if (!strstr(err, bad[i].want)) fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+    }
+
+    enum mkt_pos_mode m = MKT_PM_ONE_WAY;
+    b = "{\"dualSidePosition\":true}";
+    assert_int_equal(binance_parse_position_mode(b, strlen(b), &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_HEDGE);
+    b = "{\"dualSidePosition\":false}";
+    assert_int_equal(binance_parse_position_mode(b, strlen(b), &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_ONE_WAY);
+    b = "{\"dualSidePosition\":\"true\"}";
+    assert_int_equal(binance_parse_position_mode(b, strlen(b), &m, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionSide/dual: dualSidePosition: wrong type");
+    b = "{}";
+    assert_int_equal(binance_parse_position_mode(b, strlen(b), &m, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionSide/dual: dualSidePosition: missing");
+    b = "[true]";
+    assert_int_equal(binance_parse_position_mode(b, strlen(b), &m, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionSide/dual: not a JSON object");
 }
 
 /* ---- classification ---- */
@@ -896,6 +1204,11 @@ int main(void) {
         cmocka_unit_test(test_order_malformed),
         cmocka_unit_test(test_exchangeinfo_malformed),
         cmocka_unit_test(test_positions_malformed),
+        cmocka_unit_test(test_order_position_side),
+        cmocka_unit_test(test_leverage_params_and_answer),
+        cmocka_unit_test(test_parse_leverages),
+        cmocka_unit_test(test_parse_account),
+        cmocka_unit_test(test_parse_tickers_and_mode),
         cmocka_unit_test(test_classification_table),
         cmocka_unit_test(test_classification_details),
         cmocka_unit_test(test_status_from_resp),

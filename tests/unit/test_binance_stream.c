@@ -162,6 +162,7 @@ static void test_trade_variant_is_fill(void **state) {
     assert_int_equal(ev.fill.event_time_ms, 1568879465651LL);
     assert_int_equal(ev.fill.trade_time_ms, 1568879465650LL);
     assert_int_equal(ev.fill_pos_side, BN_PS_LONG);
+    assert_int_equal(ev.fill.pos_side, MKT_PS_LONG); /* o.ps reaches the engine's fill */
     assert_string_equal(ev.fill.account, ""); /* the stream fills it in */
     assert_int_equal(ev.fill.received_ns, 0);
     bn_user_event_clear(&ev);
@@ -177,10 +178,20 @@ static void test_trade_variant_is_fill(void **state) {
     assert_true(ev.fill.reduce_only);
     assert_int_equal(ev.fill.side, MKT_BUY);
     assert_int_equal(ev.fill_pos_side, BN_PS_BOTH);
+    assert_int_equal(ev.fill.pos_side, MKT_PS_BOTH);
     assert_dec(ev.fill.qty, "0.0006");
     assert_dec(ev.fill.price, "0.00000001");
     assert_dec(ev.fill.cum_qty, "0.001");
     assert_int_equal(ev.fill.trade_time_ms, 1568879465999LL);
+    bn_user_event_clear(&ev);
+    free(f);
+
+    /* a hedge-mode SHORT fill */
+    f = otu_variant("{\"ps\":\"SHORT\",\"S\":\"BUY\"}", NULL);
+    assert_int_equal(bn_parse_user_event(f, strlen(f), &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, BN_EV_FILL);
+    assert_int_equal(ev.fill.pos_side, MKT_PS_SHORT);
+    assert_int_equal(ev.fill_pos_side, BN_PS_SHORT);
     bn_user_event_clear(&ev);
     free(f);
 
@@ -238,9 +249,13 @@ static void test_account_update_sample(void **state) {
     assert_int_equal(ev.n_positions, 3);
     assert_string_equal(ev.positions[0].pos.symbol, "BTCUSDT");
     assert_int_equal(ev.positions[0].side, BN_PS_BOTH);
+    assert_int_equal(ev.positions[0].pos.pos_side, MKT_PS_BOTH);
     assert_dec(ev.positions[0].pos.amount, "0");
     assert_dec(ev.positions[0].pos.entry_price, "0");
     assert_int_equal(ev.positions[1].side, BN_PS_LONG);
+    assert_int_equal(ev.positions[1].pos.pos_side, MKT_PS_LONG);
+    assert_int_equal(ev.positions[2].pos.pos_side, MKT_PS_SHORT);
+    assert_int_equal(ev.positions[2].pos.leverage, 0);
     assert_dec(ev.positions[1].pos.amount, "20");
     assert_dec(ev.positions[1].pos.entry_price, "6563.665");
     assert_int_equal(ev.positions[2].side, BN_PS_SHORT);
@@ -278,9 +293,20 @@ static void test_listen_key_expired_and_others(void **state) {
 
     doc = read_sample("binance_account_config_update_leverage.json", &len);
     assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
-    assert_int_equal(ev.kind, BN_EV_OTHER);
+    assert_int_equal(ev.kind, BN_EV_LEVERAGE);
     assert_string_equal(ev.type, "ACCOUNT_CONFIG_UPDATE");
     assert_int_equal(ev.event_time_ms, 1611646737479LL);
+    assert_string_equal(ev.leverage_symbol, "BTCUSDT");
+    assert_int_equal(ev.leverage, 25);
+    bn_user_event_clear(&ev);
+    free(doc);
+
+    /* the multi-assets flavour ("ai") is not a leverage change */
+    doc = read_sample("binance_account_config_update_multiassets.json", &len);
+    assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, BN_EV_OTHER);
+    assert_string_equal(ev.type, "ACCOUNT_CONFIG_UPDATE");
+    assert_int_equal(ev.leverage, 0);
     bn_user_event_clear(&ev);
     free(doc);
 
@@ -378,6 +404,25 @@ static void test_malformed_frames(void **state) {
     expect_error_str("{\"e\":\"listenKeyExpired\",\"E\":1,\"listenKey\":5}",
                      "listenKeyExpired: listenKey: not a string");
     expect_error_str("{\"e\":\"listenKeyExpired\"}", "listenKeyExpired: E: missing");
+
+    /* ACCOUNT_CONFIG_UPDATE leverage changes */
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":[]}",
+                     "ACCOUNT_CONFIG_UPDATE: ac: not an object");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"l\":5}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.s: missing");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"s\":\"\",\"l\":5}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.s: empty");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"s\":"
+                     "\"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\",\"l\":5}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.s: too long");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"s\":\"BTCUSDT\"}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.l: missing");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"s\":\"BTCUSDT\",\"l\":\"5\"}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.l: not an integer");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"E\":1,\"ac\":{\"s\":\"BTCUSDT\",\"l\":0}}",
+                     "ACCOUNT_CONFIG_UPDATE: ac.l: not in 1..1000");
+    expect_error_str("{\"e\":\"ACCOUNT_CONFIG_UPDATE\",\"ac\":{\"s\":\"BTCUSDT\",\"l\":5}}",
+                     "ACCOUNT_CONFIG_UPDATE: E: missing");
 }
 
 static void test_junk_megabyte(void **state) {

@@ -27,7 +27,8 @@
 static char g_dir[64]; /* temporary $CREDENTIALS_DIRECTORY */
 
 static const char *const g_accounts[] = { "alice", "bob", "carol", "dave", "leader-main",
-                                          "follower-1", "follower-2", "follower-3" };
+                                          "follower-1", "follower-2", "follower-3", "follower-4",
+                                          "follower-5" };
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -246,16 +247,34 @@ static void test_example_config_loads(void **state)
     struct cfg *c = cfg_load(EXAMPLE, &e);
     if (!c) dump(&e);
     assert_non_null(c);
-    assert_int_equal(c->n_accounts, 4);
-    assert_int_equal(c->n_rules, 3);
-    const char *mult[] = { "1", "0.5", "0.013" };
-    for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(c->n_accounts, 6);
+    assert_int_equal(c->n_rules, 5);
+    /* One follower per sizing mode at least. */
+    const enum cfg_sizing sizing[] = { CFG_SIZING_MULTIPLIER, CFG_SIZING_MULTIPLIER,
+                                       CFG_SIZING_MULTIPLIER, CFG_SIZING_FIXED_NOTIONAL,
+                                       CFG_SIZING_EQUITY_RATIO };
+    const char *mult[] = { "1", "0.5", "0.013", "0", "0.5" };
+    for (size_t i = 0; i < 5; i++) {
         assert_string_equal(c->accounts[c->rules[i].leader].name, "leader-main");
         assert_int_equal(c->rules[i].follower, i + 1);
+        assert_int_equal(c->rules[i].sizing, sizing[i]);
         assert_dec(c->rules[i].multiplier, mult[i]);
         assert_true(c->rules[i].enabled);
+        assert_false(c->rules[i].dry_run); /* an example copied as it is trades for real */
     }
     assert_string_equal(c->accounts[3].api_secret, secret_text("follower-3", "SECRET"));
+    assert_string_equal(c->accounts[5].api_key, secret_text("follower-5", "KEY"));
+    assert_int_equal(c->accounts[0].position_mode, CFG_POSITION_MODE_AUTO);
+    assert_int_equal(c->accounts[4].position_mode, CFG_POSITION_MODE_ONEWAY);
+    assert_int_equal(c->accounts[5].position_mode, CFG_POSITION_MODE_HEDGE);
+    assert_int_equal(c->rules[1].order_type, CFG_ORDER_TYPE_LIMIT_IOC);
+    assert_int_equal(c->rules[1].max_slippage_bps, 30);
+    assert_int_equal(c->rules[1].symbols.n, 2);
+    assert_dec(c->rules[3].notional, "100");
+    assert_true(c->rules[3].force_min);
+    assert_int_equal(c->rules[4].sides, CFG_SIDES_LONG_ONLY);
+    assert_int_equal(c->rules[4].exclude_symbols.n, 2);
+    assert_string_equal(c->rules[4].exclude_symbols.items[1], "1000PEPEUSDT");
     cfg_free(c);
 }
 
@@ -406,8 +425,8 @@ static void test_many_errors_in_one_pass(void **state)
     assert_has(&e, "%s:18:21: accounts[1].recv_window_ms: expected an integer in 1..60000, got \"1.5\"", f);
     assert_has(&e, "%s:22:15: copy_rules[0].follower: no account named \"nobody\"", f);
     assert_has(&e,
-               "%s:23:13: copy_rules[0].sizing: \"fixed_notional\" is not supported yet (supported: "
-               "multiplier)", f);
+               "%s:23:13: copy_rules[0].sizing: expected multiplier, fixed_notional or equity_ratio, "
+               "got \"fixed\"", f);
     assert_has(&e, "%s:24:14: copy_rules[0].enabled: expected true or false, got \"yes\"", f);
     assert_has(&e, "%s:25:5: copy_rules[1]: missing required key 'follower'", f);
     assert_has(&e, "%s:28:17: copy_rules[1].multiplier: expected a decimal > 0, got \"1e-3\"", f);
@@ -453,6 +472,427 @@ static void test_missing_config_file(void **state)
     load_fail(g_dir, &e, 1);
     assert_has(&e, "%s: not a regular file", g_dir);
     cfg_errors_reset(&e);
+}
+
+/* ---- copy rule fields ------------------------------------------------------------------------- */
+
+static void assert_list(const struct cfg_list *l, size_t n, const char *const *want)
+{
+    assert_int_equal(l->n, n);
+    for (size_t i = 0; i < n; i++) assert_string_equal(l->items[i], want[i]);
+}
+
+static void test_rules_every_field(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    struct cfg *c = cfg_load(FIX("rules_valid.yaml"), &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_accounts, 4);
+    assert_int_equal(c->accounts[0].position_mode, CFG_POSITION_MODE_AUTO); /* default */
+    assert_int_equal(c->accounts[1].position_mode, CFG_POSITION_MODE_HEDGE);
+    assert_int_equal(c->accounts[2].position_mode, CFG_POSITION_MODE_ONEWAY);
+    assert_int_equal(c->accounts[3].position_mode, CFG_POSITION_MODE_AUTO);
+    assert_int_equal(c->n_rules, 3);
+
+    const struct cfg_rule *r = &c->rules[0];
+    assert_string_equal(r->id, "by-multiplier");
+    assert_int_equal(r->follower, 1);
+    assert_int_equal(r->sizing, CFG_SIZING_MULTIPLIER);
+    assert_dec(r->multiplier, "0.25");
+    assert_dec(r->notional, "0");
+    assert_true(r->reverse);
+    assert_true(r->force_min);
+    assert_false(r->coalesce);
+    assert_dec(r->max_position_notional, "5000.5");
+    assert_int_equal(r->max_leverage, 20);
+    assert_list(&r->symbols, 3, (const char *const[]){ "BTCUSDT", "ETHUSDT", "1000PEPEUSDT" });
+    assert_list(&r->exclude_symbols, 0, NULL);
+    assert_int_equal(r->sides, CFG_SIDES_LONG_ONLY);
+    assert_int_equal(r->max_slippage_bps, 25);
+    assert_int_equal(r->max_signal_age_ms, 1500);
+    assert_dec(r->daily_loss_limit, "250.75");
+    assert_dec(r->max_drawdown_pct, "12.5");
+    assert_int_equal(r->order_type, CFG_ORDER_TYPE_LIMIT_IOC);
+    assert_true(r->dry_run);
+    assert_false(r->enabled);
+    assert_int_equal(r->line, 30);
+
+    r = &c->rules[1];
+    assert_string_equal(r->id, "by-notional");
+    assert_int_equal(r->follower, 2);
+    assert_int_equal(r->sizing, CFG_SIZING_FIXED_NOTIONAL);
+    assert_dec(r->multiplier, "0"); /* not used by this mode */
+    assert_dec(r->notional, "100.01");
+    assert_int_equal(r->notional.m, 10001);
+    assert_int_equal(r->notional.scale, 2);
+    assert_false(r->reverse);
+    assert_false(r->force_min);
+    assert_true(r->coalesce);
+    assert_dec(r->max_position_notional, "0");
+    assert_int_equal(r->max_leverage, 125);
+    assert_list(&r->symbols, 0, NULL);
+    assert_list(&r->exclude_symbols, 2, (const char *const[]){ "DOGEUSDT", "XRPUSDT" });
+    assert_int_equal(r->sides, CFG_SIDES_SHORT_ONLY);
+    assert_int_equal(r->max_slippage_bps, 10000);
+    assert_int_equal(r->max_signal_age_ms, 3600000);
+    assert_dec(r->daily_loss_limit, "0");
+    assert_dec(r->max_drawdown_pct, "99.99");
+    assert_int_equal(r->order_type, CFG_ORDER_TYPE_MARKET);
+    assert_false(r->dry_run);
+    assert_true(r->enabled);
+
+    r = &c->rules[2];
+    assert_string_equal(r->id, "by-equity");
+    assert_int_equal(r->follower, 3);
+    assert_int_equal(r->sizing, CFG_SIZING_EQUITY_RATIO);
+    assert_dec(r->multiplier, "2");
+    assert_dec(r->notional, "0");
+    assert_true(r->reverse);
+    assert_false(r->force_min);
+    assert_true(r->coalesce);
+    assert_dec(r->max_position_notional, "1000000");
+    assert_int_equal(r->max_leverage, 1);
+    assert_list(&r->symbols, 1, (const char *const[]){ "SOLUSDT" });
+    assert_list(&r->exclude_symbols, 1, (const char *const[]){ "BNBUSDT" });
+    assert_int_equal(r->sides, CFG_SIDES_BOTH);
+    assert_int_equal(r->max_slippage_bps, 0);
+    assert_int_equal(r->max_signal_age_ms, 0);
+    assert_dec(r->daily_loss_limit, "0.000001");
+    assert_dec(r->max_drawdown_pct, "0");
+    assert_int_equal(r->order_type, CFG_ORDER_TYPE_MARKET);
+    assert_true(r->dry_run);
+    assert_true(r->enabled);
+    cfg_free(c);
+}
+
+static void assert_rule_defaults(const struct cfg_rule *r)
+{
+    assert_false(r->reverse);
+    assert_false(r->force_min);
+    assert_true(r->coalesce);
+    assert_dec(r->max_position_notional, "0");
+    assert_int_equal(r->max_leverage, 0);
+    assert_int_equal(r->symbols.n, 0);
+    assert_null(r->symbols.items);
+    assert_int_equal(r->exclude_symbols.n, 0);
+    assert_int_equal(r->sides, CFG_SIDES_BOTH);
+    assert_int_equal(r->max_slippage_bps, 0);
+    assert_int_equal(r->max_signal_age_ms, 0);
+    assert_dec(r->daily_loss_limit, "0");
+    assert_dec(r->max_drawdown_pct, "0");
+    assert_int_equal(r->order_type, CFG_ORDER_TYPE_MARKET);
+    assert_false(r->dry_run);
+    assert_true(r->enabled);
+}
+
+static void test_rules_defaults(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    struct cfg *c = cfg_load(FIX("rules_defaults.yaml"), &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_rules, 3);
+    for (size_t i = 0; i < c->n_accounts; i++)
+        assert_int_equal(c->accounts[i].position_mode, CFG_POSITION_MODE_AUTO);
+    for (size_t i = 0; i < 3; i++) assert_rule_defaults(&c->rules[i]);
+    assert_int_equal(c->rules[0].sizing, CFG_SIZING_MULTIPLIER);
+    assert_dec(c->rules[0].multiplier, "3");
+    assert_dec(c->rules[0].notional, "0");
+    assert_int_equal(c->rules[1].sizing, CFG_SIZING_FIXED_NOTIONAL);
+    assert_dec(c->rules[1].multiplier, "0");
+    assert_dec(c->rules[1].notional, "50");
+    assert_int_equal(c->rules[2].sizing, CFG_SIZING_EQUITY_RATIO);
+    assert_dec(c->rules[2].multiplier, "1"); /* equity_ratio's default factor */
+    assert_dec(c->rules[2].notional, "0");
+    cfg_free(c);
+}
+
+static void test_rules_wrong_values(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    const char *f = FIX("rules_bad_values.yaml");
+#define SYMS "a list of symbols such as [BTCUSDT, ETHUSDT]"
+#define LEV "an integer in 1..125 or 0 for no limit"
+#define SLIP "an integer in 0..10000 (0 = off)"
+#define AGE "an integer in 0..3600000 (0 = off)"
+#define MPN "a decimal >= 0 (0 = unlimited)"
+#define DLL "a decimal >= 0 (0 = off)"
+#define MDD "a decimal >= 0 and below 100 (0 = off)"
+    load_fail(f, &e, 29);
+    /* Wrong types, one per key. */
+    assert_has(&e, "%s:18:17: copy_rules[0].multiplier: expected a decimal > 0, got a sequence", f);
+    assert_has(&e, "%s:19:14: copy_rules[0].reverse: expected true or false, got \"yes\"", f);
+    assert_has(&e, "%s:20:16: copy_rules[0].force_min: expected true or false, got \"1\"", f);
+    assert_has(&e, "%s:21:15: copy_rules[0].coalesce: expected true or false, got a mapping", f);
+    assert_has(&e, "%s:22:28: copy_rules[0].max_position_notional: expected " MPN ", got \"lots\"", f);
+    assert_has(&e, "%s:23:19: copy_rules[0].max_leverage: expected " LEV ", got \"2.5\"", f);
+    assert_has(&e, "%s:24:14: copy_rules[0].symbols: expected " SYMS ", got a mapping", f);
+    assert_has(&e, "%s:25:22: copy_rules[0].exclude_symbols: expected " SYMS ", got \"BTCUSDT\"", f);
+    assert_has(&e, "%s:26:12: copy_rules[0].sides: expected both, long_only or short_only, got \"long\"",
+               f);
+    assert_has(&e, "%s:27:23: copy_rules[0].max_slippage_bps: expected " SLIP ", got \"1e3\"", f);
+    assert_has(&e, "%s:28:24: copy_rules[0].max_signal_age_ms: expected " AGE ", got nothing", f);
+    assert_has(&e, "%s:29:23: copy_rules[0].daily_loss_limit: expected " DLL ", got \"1,000\"", f);
+    assert_has(&e, "%s:30:23: copy_rules[0].max_drawdown_pct: expected " MDD ", got \"5%%\"", f);
+    assert_has(&e, "%s:31:17: copy_rules[0].order_type: expected market or limit_ioc, got \"limit\"", f);
+    assert_has(&e, "%s:32:14: copy_rules[0].dry_run: expected true or false, got a sequence", f);
+    /* A bad notional is reported once, not also as missing. */
+    assert_has(&e, "%s:37:15: copy_rules[1].notional: expected a decimal > 0, got \"abc\"", f);
+    /* Below the lower bounds. */
+    assert_has(&e, "%s:42:17: copy_rules[2].multiplier: expected a decimal > 0, got \"0\"", f);
+    assert_has(&e, "%s:43:28: copy_rules[2].max_position_notional: expected " MPN ", got \"-1\"", f);
+    assert_has(&e, "%s:44:19: copy_rules[2].max_leverage: expected " LEV ", got \"-1\"", f);
+    assert_has(&e, "%s:45:23: copy_rules[2].max_slippage_bps: expected " SLIP ", got \"-1\"", f);
+    assert_has(&e, "%s:46:24: copy_rules[2].max_signal_age_ms: expected " AGE ", got \"-1\"", f);
+    assert_has(&e, "%s:47:23: copy_rules[2].daily_loss_limit: expected " DLL ", got \"-0.01\"", f);
+    assert_has(&e, "%s:48:23: copy_rules[2].max_drawdown_pct: expected " MDD ", got \"-0.5\"", f);
+    /* Above the upper bounds (and beyond what an exact decimal holds). */
+    assert_has(&e, "%s:53:15: copy_rules[3].notional: expected a decimal > 0, got \"0\"", f);
+    assert_has(&e, "%s:54:19: copy_rules[3].max_leverage: expected " LEV ", got \"126\"", f);
+    assert_has(&e, "%s:55:23: copy_rules[3].max_slippage_bps: expected " SLIP ", got \"10001\"", f);
+    assert_has(&e, "%s:56:24: copy_rules[3].max_signal_age_ms: expected " AGE ", got \"3600001\"", f);
+    assert_has(&e, "%s:57:23: copy_rules[3].max_drawdown_pct: expected " MDD ", got \"100\"", f);
+    assert_has(&e,
+               "%s:58:23: copy_rules[3].daily_loss_limit: expected " DLL ", got "
+               "\"0.0000000000000000001\": too many digits for an exact decimal", f);
+#undef SYMS
+#undef LEV
+#undef SLIP
+#undef AGE
+#undef MPN
+#undef DLL
+#undef MDD
+    cfg_errors_reset(&e);
+}
+
+static void test_rules_sizing_modes(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    const char *f = FIX("rules_modes.yaml");
+    load_fail(f, &e, 6);
+    assert_has(&e, "%s:14:5: copy_rules[0]: missing required key 'multiplier' (sizing: multiplier)", f);
+    assert_has(&e,
+               "%s:23:15: copy_rules[1].notional: only used with sizing: fixed_notional; remove it "
+               "(this rule's sizing is multiplier)", f);
+    assert_has(&e, "%s:24:5: copy_rules[2]: missing required key 'notional' (sizing: fixed_notional)", f);
+    assert_has(&e,
+               "%s:33:17: copy_rules[3].multiplier: not used with sizing: fixed_notional (each open is "
+               "notional / price); remove it", f);
+    assert_has(&e,
+               "%s:38:15: copy_rules[4].notional: only used with sizing: fixed_notional; remove it "
+               "(this rule's sizing is equity_ratio)", f);
+    /* Without a sizing, nothing more is said about multiplier or notional. */
+    assert_has(&e, "%s:39:5: copy_rules[5]: missing required key 'sizing'", f);
+    cfg_errors_reset(&e);
+}
+
+static void test_rules_symbol_lists(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    const char *f = FIX("rules_lists.yaml");
+#define SYMS "a list of symbols such as [BTCUSDT, ETHUSDT]"
+#define SYM "expected a symbol of 2 to 30 characters from A-Z 0-9"
+    load_fail(f, &e, 14);
+    assert_has(&e, "%s:19:14: copy_rules[0].symbols: expected " SYMS ", got \"BTCUSDT\"", f);
+    assert_has(&e,
+               "%s:20:21: copy_rules[0].exclude_symbols: expected " SYMS ", got nothing (write [] "
+               "for none)", f);
+    assert_has(&e, "%s:26:24: copy_rules[1].symbols[1]: " SYM ", got \"btcusdt\"", f);
+    assert_has(&e, "%s:26:33: copy_rules[1].symbols[2]: " SYM ", got \"B\"", f);
+    assert_has(&e, "%s:26:36: copy_rules[1].symbols[3]: " SYM ", got \"ETH-USDT\"", f);
+    assert_has(&e, "%s:26:46: copy_rules[1].symbols[4]: " SYM ", got a sequence", f);
+    assert_has(&e, "%s:26:57: copy_rules[1].symbols[5]: " SYM ", got \"\"", f);
+    assert_has(&e,
+               "%s:26:61: copy_rules[1].symbols[6]: " SYM ", got \"ABCDEFGHIJKLMNOPQRSTUVWXYZ01234\"",
+               f);
+    assert_has(&e, "%s:32:33: copy_rules[2].symbols[2]: duplicate \"BTCUSDT\" (already listed as symbols[0])",
+               f);
+    assert_has(&e, "%s:32:42: copy_rules[2].symbols[3]: duplicate \"BTCUSDT\" (already listed as symbols[0])",
+               f);
+    assert_has(&e,
+               "%s:35:9: copy_rules[2].exclude_symbols[1]: duplicate \"XRPUSDT\" (already listed as "
+               "exclude_symbols[0])", f);
+    assert_has(&e,
+               "%s:44:9: copy_rules[3].exclude_symbols[1]: \"SOLUSDT\" is also allowed by "
+               "copy_rules[3].symbols[2] (line 41); a symbol cannot be both allowed and excluded", f);
+    assert_has(&e,
+               "%s:45:9: copy_rules[3].exclude_symbols[2]: \"BTCUSDT\" is also allowed by "
+               "copy_rules[3].symbols[0] (line 41); a symbol cannot be both allowed and excluded", f);
+    /* A broken list is reported for itself only: no overlap message on top. */
+    assert_has(&e, "%s:51:24: copy_rules[4].symbols[1]: " SYM ", got \"bad\"", f);
+#undef SYMS
+#undef SYM
+    cfg_errors_reset(&e);
+}
+
+static void test_rules_limit_ioc_needs_slippage(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    const char *f = FIX("rules_limit_ioc.yaml");
+    load_fail(f, &e, 3);
+    assert_has(&e,
+               "%s:19:17: copy_rules[0].order_type: limit_ioc needs max_slippage_bps > 0 (the limit "
+               "price is the leader price widened by that bound)", f);
+    assert_has(&e,
+               "%s:26:17: copy_rules[1].order_type: limit_ioc needs max_slippage_bps > 0 (the limit "
+               "price is the leader price widened by that bound)", f);
+    /* A bad bound is reported as such, once; copy_rules[3] (bound 1) is fine. */
+    assert_has(&e,
+               "%s:33:23: copy_rules[2].max_slippage_bps: expected an integer in 0..10000 (0 = off), "
+               "got \"-5\"", f);
+    cfg_errors_reset(&e);
+}
+
+/* A main config with one account alice (position_mode line given) and `rules` after copy_rules:. */
+static char *config_with(const char *position_mode, const char *rules)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "daemon: {database: dbname=x, redis: 'h:1'}\n"
+             "accounts:\n"
+             "  - name: alice\n"
+             "    exchange: binance-usdm\n"
+             "    rest_url: http://h\n"
+             "    ws_url: ws://h\n"
+             "    secret_file: alice.yaml\n"
+             "%s"
+             "  - {name: bob, exchange: binance-usdm, rest_url: 'http://h', ws_url: 'ws://h', "
+             "secret_file: bob.yaml}\n"
+             "copy_rules:\n%s",
+             position_mode, rules);
+    return write_file("pm.yaml", text, 0600);
+}
+
+static void test_position_mode(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    static const char *const good[] = { "auto", "oneway", "hedge" };
+    static const enum cfg_position_mode want[] = { CFG_POSITION_MODE_AUTO, CFG_POSITION_MODE_ONEWAY,
+                                                   CFG_POSITION_MODE_HEDGE };
+    for (size_t i = 0; i < 3; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "    position_mode: %s\n", good[i]);
+        char *p = config_with(line, "");
+        struct cfg *c = cfg_load(p, &e);
+        if (!c) dump(&e);
+        assert_non_null(c);
+        assert_int_equal(c->accounts[0].position_mode, want[i]);
+        assert_int_equal(c->accounts[1].position_mode, CFG_POSITION_MODE_AUTO);
+        assert_string_equal(cfg_position_mode_name(c->accounts[0].position_mode), good[i]);
+        cfg_free(c);
+        free(p);
+    }
+    static const char *const bad[] = { "netting", "Hedge", "one-way" };
+    for (size_t i = 0; i < 3; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "    position_mode: %s\n", bad[i]);
+        char *p = config_with(line, "");
+        load_fail(p, &e, 1);
+        assert_has(&e, "%s:8:20: accounts[0].position_mode: expected auto, oneway or hedge, got \"%s\"", p,
+                   bad[i]);
+        cfg_errors_reset(&e);
+        free(p);
+    }
+    char *p = config_with("    position_mode: [hedge]\n", "");
+    load_fail(p, &e, 1);
+    assert_has(&e, "%s:8:20: accounts[0].position_mode: expected auto, oneway or hedge, got a sequence",
+               p);
+    cfg_errors_reset(&e);
+    free(p);
+}
+
+static void test_rule_key_misspelt(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    char *p = config_with("", "  - {id: r, leader: alice, follower: bob, sizing: multiplier, multiplier: 1,\n"
+                              "     max_slipage_bps: 5, exclude_symbol: [BTCUSDT], dryrun: true}\n");
+    load_fail(p, &e, 3);
+    assert_has(&e, "%s:11:6: copy_rules[0].max_slipage_bps: unknown key (did you mean 'max_slippage_bps'?)",
+               p);
+    assert_has(&e, "%s:11:26: copy_rules[0].exclude_symbol: unknown key (did you mean 'exclude_symbols'?)",
+               p);
+    assert_has(&e, "%s:11:53: copy_rules[0].dryrun: unknown key (did you mean 'dry_run'?)", p);
+    cfg_errors_reset(&e);
+    free(p);
+}
+
+static void test_rule_symbol_allowed_and_names(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    struct cfg *c = cfg_load(FIX("rules_valid.yaml"), &e);
+    assert_non_null(c);
+    const struct cfg_rule *allow = &c->rules[0], *deny = &c->rules[1], *both = &c->rules[2];
+    assert_true(cfg_rule_symbol_allowed(allow, "ETHUSDT"));
+    assert_true(cfg_rule_symbol_allowed(allow, "1000PEPEUSDT"));
+    assert_false(cfg_rule_symbol_allowed(allow, "XRPUSDT"));
+    assert_false(cfg_rule_symbol_allowed(allow, "ethusdt")); /* exact, as the exchange spells it */
+    assert_true(cfg_rule_symbol_allowed(deny, "BTCUSDT"));    /* no allow list: all but excluded */
+    assert_false(cfg_rule_symbol_allowed(deny, "XRPUSDT"));
+    assert_true(cfg_rule_symbol_allowed(both, "SOLUSDT"));
+    assert_false(cfg_rule_symbol_allowed(both, "BNBUSDT"));
+    assert_false(cfg_rule_symbol_allowed(both, "BTCUSDT"));
+    assert_false(cfg_rule_symbol_allowed(NULL, "BTCUSDT"));
+    assert_false(cfg_rule_symbol_allowed(allow, NULL));
+
+    assert_string_equal(cfg_sizing_name(CFG_SIZING_MULTIPLIER), "multiplier");
+    assert_string_equal(cfg_sizing_name(CFG_SIZING_FIXED_NOTIONAL), "fixed_notional");
+    assert_string_equal(cfg_sizing_name(CFG_SIZING_EQUITY_RATIO), "equity_ratio");
+    assert_string_equal(cfg_sizing_name((enum cfg_sizing)0), "?");
+    assert_string_equal(cfg_sides_name(CFG_SIDES_BOTH), "both");
+    assert_string_equal(cfg_sides_name(CFG_SIDES_LONG_ONLY), "long_only");
+    assert_string_equal(cfg_sides_name(CFG_SIDES_SHORT_ONLY), "short_only");
+    assert_string_equal(cfg_sides_name((enum cfg_sides)7), "?");
+    assert_string_equal(cfg_order_type_name(CFG_ORDER_TYPE_MARKET), "market");
+    assert_string_equal(cfg_order_type_name(CFG_ORDER_TYPE_LIMIT_IOC), "limit_ioc");
+    assert_string_equal(cfg_position_mode_name(CFG_POSITION_MODE_AUTO), "auto");
+    assert_string_equal(cfg_position_mode_name(CFG_POSITION_MODE_ONEWAY), "oneway");
+    assert_string_equal(cfg_position_mode_name(CFG_POSITION_MODE_HEDGE), "hedge");
+    assert_string_equal(cfg_position_mode_name((enum cfg_position_mode)-1), "?");
+    cfg_free(c);
+}
+
+static void test_rules_long_list(void **state)
+{
+    (void)state;
+    /* 20,000 symbols, every one twice: reported (100 kept, the rest counted) without quadratic
+     * work or a crash. */
+    size_t cap = 512 + 20000 * 2 * 12, o = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    o += (size_t)snprintf(text + o, cap - o,
+                          "daemon: {database: dbname=x, redis: 'h:1'}\n"
+                          "accounts:\n"
+                          "  - {name: alice, exchange: binance-usdm, rest_url: 'http://h', ws_url: "
+                          "'ws://h', secret_file: alice.yaml}\n"
+                          "  - {name: bob, exchange: binance-usdm, rest_url: 'http://h', ws_url: "
+                          "'ws://h', secret_file: bob.yaml}\n"
+                          "copy_rules:\n"
+                          "  - {id: r, leader: alice, follower: bob, sizing: multiplier, multiplier: 1,\n"
+                          "     symbols: [");
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 20000; i++) o += (size_t)snprintf(text + o, cap - o, "S%05d, ", i);
+    o += (size_t)snprintf(text + o, cap - o, "ZZ]}\n");
+    assert_true(o < cap);
+    char *p = write_file("long.yaml", text, 0600);
+    free(text);
+    struct cfg_errors e = { 0 };
+    assert_null(cfg_load(p, &e));
+    assert_int_equal(e.n, CFG_ERRORS_MAX);
+    assert_int_equal(e.n + e.dropped, 20000);
+    assert_non_null(strstr(e.msg[0], "copy_rules[0].symbols[20000]: duplicate \"S00000\" (already "
+                                     "listed as symbols[0])"));
+    cfg_errors_reset(&e);
+    free(p);
 }
 
 /* ---- several files ---------------------------------------------------------------------------- */
@@ -774,6 +1214,16 @@ int main(void)
         cmocka_unit_test(test_many_errors_in_one_pass),
         cmocka_unit_test(test_error_bound),
         cmocka_unit_test(test_missing_config_file),
+        cmocka_unit_test(test_rules_every_field),
+        cmocka_unit_test(test_rules_defaults),
+        cmocka_unit_test(test_rules_wrong_values),
+        cmocka_unit_test(test_rules_sizing_modes),
+        cmocka_unit_test(test_rules_symbol_lists),
+        cmocka_unit_test(test_rules_limit_ioc_needs_slippage),
+        cmocka_unit_test(test_position_mode),
+        cmocka_unit_test(test_rule_key_misspelt),
+        cmocka_unit_test(test_rule_symbol_allowed_and_names),
+        cmocka_unit_test(test_rules_long_list),
         cmocka_unit_test(test_trader_files),
         cmocka_unit_test(test_lead_and_follow_refused),
         cmocka_unit_test(test_secret_mode_0644_refused),

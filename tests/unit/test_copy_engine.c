@@ -1,4 +1,7 @@
-/* Unit tests for strategy/copy_engine: exact sizing, skips, closes, flips, client ids. */
+/* Unit tests for strategy/copy_engine: the skeleton's plain multiplier rules (one-way, market,
+ * no state) through both copy_decide_fill and the copy_decide compatibility wrapper: exact
+ * sizing, skips, closes, flips, client ids, invalid inputs, names. The other modes and limits
+ * are in test_copy_modes.c, test_copy_limits.c and test_copy_state.c. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,7 +107,7 @@ struct want {
     bool reduce_only;
     const char *qty, *target;
     enum copy_skip skip;
-    enum copy_adjust adjust;
+    uint32_t adjust;
 };
 
 struct ce_case {
@@ -181,8 +184,16 @@ static const struct ce_case cases[] = {
      {{CLOSE, SELL, true, "0.003", "0.0035", OK, NA}}},
     {"partial close 1/3", I_BTC5, "1", SELL, "0.1", "50000", false, "0.3", "0.01", 1,
      {{CLOSE, SELL, true, "0.003", "0.003333333333333333", OK, NA}}},
+    /* Rounding carry: 0.00325 rounds down to 0.003, but closing 0.004 leaves 0.009 =
+     * floor(0.75 x 0.013), the follower's target, where 0.003 would leave it above. */
     {"partial close of short", I_BTC5, "0.013", BUY, "0.25", "50000", false, "-1", "-0.013", 1,
-     {{CLOSE, BUY, true, "0.003", "0.00325", OK, NA}}},
+     {{CLOSE, BUY, true, "0.004", "0.00325", OK, COPY_ADJUST_ROUNDING_CARRY}}},
+    {"partial close of short, no carry at target", I_BTC5, "0.013", BUY, "0.25", "50000", false,
+     "-1", "-0.012", 1, {{CLOSE, BUY, true, "0.003", "0.003", OK, NA}}},
+    {"add with rounding carry", I_BTC5, "0.5", BUY, "0.015", "50000", false, "0.015", "0.007", 1,
+     {{OPEN, BUY, false, "0.008", "0.0075", OK, COPY_ADJUST_ROUNDING_CARRY}}},
+    {"add without carry when follower at target", I_BTC5, "0.5", BUY, "0.015", "50000", false,
+     "0.015", "0.008", 1, {{OPEN, BUY, false, "0.007", "0.0075", OK, NA}}},
     {"full close", I_BTC5, "0.5", SELL, "0.02", "50000", false, "0.02", "0.007", 1,
      {{CLOSE, SELL, true, "0.007", "0.007", OK, NA}}},
     {"full close short", I_BTC5, "0.013", BUY, "1", "50000", false, "-1", "-0.013", 1,
@@ -239,22 +250,43 @@ static const struct ce_case cases[] = {
       {OPEN, SELL, false, "0", "0", COPY_SKIP_INVALID_RULE, NA}}},
 };
 
+static bool dec_same(dec_t a, dec_t b)
+{
+    return a.m == b.m && a.scale == b.scale;
+}
+
+/* Field by field: struct padding is not part of a value. */
+static bool intent_same(const struct copy_intent *a, const struct copy_intent *b)
+{
+    return strcmp(a->client_id, b->client_id) == 0 && a->leg == b->leg && a->kind == b->kind &&
+           a->side == b->side && a->pos_side == b->pos_side && a->reduce_only == b->reduce_only &&
+           a->order_type == b->order_type && dec_same(a->price, b->price) &&
+           dec_same(a->qty, b->qty) && dec_same(a->target, b->target) && a->skip == b->skip &&
+           a->adjust == b->adjust && a->dry_run == b->dry_run;
+}
+
 static void check_intent(const struct ce_case *c, size_t k, const struct copy_intent *got,
                          const struct want *w)
 {
-    char q[DEC_STR_MAX], t[DEC_STR_MAX];
+    char q[DEC_STR_MAX], t[DEC_STR_MAX], ga[COPY_ADJUST_STR_MAX], wa[COPY_ADJUST_STR_MAX];
     assert_true(dec_format(got->qty, q, sizeof q) > 0);
     assert_true(dec_format(got->target, t, sizeof t) > 0);
+    assert_true(copy_adjust_format(got->adjust, ga, sizeof ga) >= 0);
+    assert_true(copy_adjust_format(w->adjust, wa, sizeof wa) >= 0);
     if (got->kind != w->kind || got->side != w->side || got->reduce_only != w->reduce_only ||
         strcmp(q, w->qty) != 0 || strcmp(t, w->target) != 0 || got->skip != w->skip ||
         got->adjust != w->adjust || got->leg != k)
         fail_msg("%s leg %zu: got %s %s ro=%d qty=%s target=%s skip=%s adjust=%s leg=%u; "
                  "want %s %s ro=%d qty=%s target=%s skip=%s adjust=%s",
                  c->name, k, copy_kind_name(got->kind), got->side == MKT_BUY ? "buy" : "sell",
-                 got->reduce_only, q, t, copy_skip_name(got->skip), copy_adjust_name(got->adjust),
-                 got->leg, copy_kind_name(w->kind), w->side == MKT_BUY ? "buy" : "sell",
-                 w->reduce_only, w->qty, w->target, copy_skip_name(w->skip),
-                 copy_adjust_name(w->adjust));
+                 got->reduce_only, q, t, copy_skip_name(got->skip), ga, got->leg,
+                 copy_kind_name(w->kind), w->side == MKT_BUY ? "buy" : "sell", w->reduce_only,
+                 w->qty, w->target, copy_skip_name(w->skip), wa);
+    /* The skeleton's rules are one-way market orders, live. */
+    assert_int_equal(got->pos_side, MKT_PS_BOTH);
+    assert_int_equal(got->order_type, COPY_ORDER_MARKET);
+    assert_true(dec_is_zero(got->price));
+    assert_false(got->dry_run);
     char id[MKT_CLIENT_ID_MAX];
     assert_int_equal(client_id_make("leader-1", "BTCUSDT", 5001, "rule-7", (unsigned)k, id), 0);
     assert_string_equal(got->client_id, id);
@@ -277,6 +309,23 @@ static void run_case(const struct ce_case *c, struct copy_intent out[COPY_MAX_IN
     int n = copy_decide(&in, out);
     if (n != c->n)
         fail_msg("%s: %d intents, want %d", c->name, n, c->n);
+
+    /* The same decision through the full API (one-way, no state): byte-identical intents. */
+    struct copy_fill_input fi = {
+        .rule = &rule,
+        .fill = &fill,
+        .instrument = &inst,
+        .leader = {.net = D(c->lpos)},
+        .follower_mode = MKT_PM_ONE_WAY,
+        .follower = {.net = D(c->fpos)},
+        .ticker_age_ms = -1,
+    };
+    struct copy_decision d;
+    assert_int_equal(copy_decide_fill(&fi, NULL, &d), n);
+    assert_int_equal(d.n, (size_t)n);
+    assert_false(d.dropped.set);
+    for (int k = 0; k < n; k++)
+        assert_true(intent_same(&d.intents[k], &out[k]));
 }
 
 static void test_table(void **state)
@@ -317,7 +366,7 @@ static void test_close_never_exceeds_position(void **state)
                                             .price = "100", .lpos = lpos[a], .fpos = fpos[b]};
                         struct mkt_fill fill = make_fill(c.side, fq[q], "100", false);
                         struct mkt_instrument inst = make_inst(insts[i]);
-                        struct copy_rule rule = {"r", COPY_SIZING_MULTIPLIER, D("0.5")};
+                        struct copy_rule rule = {.id = "r", .multiplier = D("0.5")};
                         dec_t L = D(lpos[a]), F = D(fpos[b]);
                         if (sgn < 0) {
                             L = dec_neg(L);
@@ -349,8 +398,8 @@ static void test_close_never_exceeds_position(void **state)
 static void test_client_ids(void **state)
 {
     (void)state;
-    struct copy_rule r1 = {"rule-1", COPY_SIZING_MULTIPLIER, D("1")};
-    struct copy_rule r2 = {"rule-2", COPY_SIZING_MULTIPLIER, D("1")};
+    struct copy_rule r1 = {.id = "rule-1", .multiplier = D("1")};
+    struct copy_rule r2 = {.id = "rule-2", .multiplier = D("1")};
     struct mkt_fill fill = make_fill(SELL, "0.03", "50000", false);
     struct mkt_instrument inst = make_inst(I_BTC5);
     struct copy_input in = {&r1, &fill, &inst, D("0.01"), D("0.01"), fill.price};
@@ -384,7 +433,7 @@ static void test_client_ids(void **state)
 static void test_invalid_inputs(void **state)
 {
     (void)state;
-    struct copy_rule rule = {"r", COPY_SIZING_MULTIPLIER, D("1")};
+    struct copy_rule rule = {.id = "r", .multiplier = D("1")};
     struct mkt_fill fill = make_fill(BUY, "1", "100", false);
     struct mkt_instrument inst = make_inst(I_BTC5);
     struct copy_input in = {&rule, &fill, &inst, DEC_ZERO, DEC_ZERO, fill.price};
@@ -401,7 +450,7 @@ static void test_invalid_inputs(void **state)
     bad = in;
     bad.instrument = NULL;
     assert_int_equal(copy_decide(&bad, out), -EINVAL);
-    struct copy_rule noid = {NULL, COPY_SIZING_MULTIPLIER, D("1")};
+    struct copy_rule noid = {.id = NULL, .multiplier = D("1")};
     bad = in;
     bad.rule = &noid;
     assert_int_equal(copy_decide(&bad, out), -EINVAL);
@@ -418,6 +467,10 @@ static void test_invalid_inputs(void **state)
     assert_int_equal(copy_decide(&in, out), 1);
     assert_int_equal(out[0].skip, COPY_SKIP_INVALID_FILL);
     fill.side = MKT_BUY;
+    fill.pos_side = (enum mkt_pos_side)3;
+    assert_int_equal(copy_decide(&in, out), 1);
+    assert_int_equal(out[0].skip, COPY_SKIP_INVALID_FILL);
+    fill.pos_side = MKT_PS_BOTH;
     memset(fill.account, 'x', sizeof fill.account); /* unterminated */
     assert_int_equal(copy_decide(&in, out), 1);
     assert_int_equal(out[0].skip, COPY_SKIP_INVALID_FILL);
@@ -431,6 +484,32 @@ static void test_invalid_inputs(void **state)
     inst.min_notional = D("-1");
     assert_int_equal(copy_decide(&in, out), 1);
     assert_int_equal(out[0].skip, COPY_SKIP_INVALID_INSTRUMENT);
+    inst.min_notional = D("5");
+
+    /* The full API: NULL pointers are -EINVAL, the output is cleared and always 1..2 intents. */
+    struct copy_fill_input fi = {.rule = &rule, .fill = &fill, .instrument = &inst,
+                                 .ticker_age_ms = -1};
+    struct copy_decision d;
+    assert_int_equal(copy_decide_fill(NULL, NULL, &d), -EINVAL);
+    assert_int_equal(copy_decide_fill(&fi, NULL, NULL), -EINVAL);
+    struct copy_fill_input fbad = fi;
+    fbad.instrument = NULL;
+    assert_int_equal(copy_decide_fill(&fbad, NULL, &d), -EINVAL);
+    fbad = fi;
+    fbad.rule = &noid;
+    assert_int_equal(copy_decide_fill(&fbad, NULL, &d), -EINVAL);
+    memset(&d, 0x5A, sizeof d);
+    assert_int_equal(copy_decide_fill(&fi, NULL, &d), 1);
+    assert_int_equal(d.n, 1);
+    assert_false(d.dropped.set);
+    assert_int_equal(d.intents[0].skip, COPY_SKIP_NONE);
+    /* Invalid decimals in positions count as flat rather than poisoning the sizes. */
+    fi.leader.net = (dec_t){INT64_MIN, 0};
+    fi.follower.net = (dec_t){1, 40};
+    assert_int_equal(copy_decide_fill(&fi, NULL, &d), 1);
+    assert_int_equal(d.intents[0].kind, COPY_KIND_OPEN);
+    assert_int_equal(d.intents[0].skip, COPY_SKIP_NONE);
+    assert_int_equal(dec_cmp(d.intents[0].qty, D("1")), 0);
 }
 
 static void test_names(void **state)
@@ -446,20 +525,68 @@ static void test_names(void **state)
             assert_string_not_equal(seen[t], n);
         seen[s] = n;
     }
+    /* The skeleton's names, unchanged (journal rows and metric labels already use them). */
     assert_string_equal(copy_skip_name(COPY_SKIP_NONE), "none");
     assert_string_equal(copy_skip_name(COPY_SKIP_ROUNDS_TO_ZERO), "rounds_to_zero");
     assert_string_equal(copy_skip_name(COPY_SKIP_BELOW_MIN_QTY), "below_min_qty");
     assert_string_equal(copy_skip_name(COPY_SKIP_BELOW_MIN_NOTIONAL), "below_min_notional");
     assert_string_equal(copy_skip_name(COPY_SKIP_NO_FOLLOWER_POSITION), "no_follower_position");
+    assert_string_equal(copy_skip_name(COPY_SKIP_LEADER_POSITION_MISMATCH), "leader_position_mismatch");
+    assert_string_equal(copy_skip_name(COPY_SKIP_RULE_CLOSE_ONLY), "rule_close_only");
+    assert_string_equal(copy_skip_name(COPY_SKIP_RULE_PAUSED), "rule_paused");
+    assert_string_equal(copy_skip_name(COPY_SKIP_NO_FRESH_TICKER), "no_fresh_ticker");
     assert_string_equal(copy_skip_name(COPY_SKIP__COUNT), "unknown");
     assert_string_equal(copy_skip_name((enum copy_skip)-1), "unknown");
+
+    /* Adjust bits: one distinct snake_case name each, joined in bit order. */
+    static const char *const adj[COPY_ADJUST__BITS] = {
+        "clamped_max_qty", "clamped_position", "clamped_max_notional", "clamped_max_leverage",
+        "forced_min", "coalesced", "released", "rounding_carry"};
+    for (unsigned b = 0; b < COPY_ADJUST__BITS; b++)
+        assert_string_equal(copy_adjust_name((enum copy_adjust)(1u << b)), adj[b]);
     assert_string_equal(copy_adjust_name(COPY_ADJUST_NONE), "none");
-    assert_string_equal(copy_adjust_name(COPY_ADJUST_CLAMPED_MAX_QTY), "clamped_max_qty");
-    assert_string_equal(copy_adjust_name(COPY_ADJUST_CLAMPED_POSITION), "clamped_position");
-    assert_string_equal(copy_adjust_name(COPY_ADJUST__COUNT), "unknown");
+    assert_string_equal(copy_adjust_name((enum copy_adjust)(1u << COPY_ADJUST__BITS)), "unknown");
+    assert_string_equal(copy_adjust_name((enum copy_adjust)3), "unknown");
+    char buf[COPY_ADJUST_STR_MAX];
+    assert_int_equal(copy_adjust_format(0, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(copy_adjust_format(COPY_ADJUST_COALESCED | COPY_ADJUST_CLAMPED_MAX_QTY, buf,
+                                        sizeof buf),
+                     (int)strlen("clamped_max_qty,coalesced"));
+    assert_string_equal(buf, "clamped_max_qty,coalesced");
+    assert_true(copy_adjust_format((1u << COPY_ADJUST__BITS) - 1, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "clamped_max_qty,clamped_position,clamped_max_notional,"
+                             "clamped_max_leverage,forced_min,coalesced,released,rounding_carry");
+    char small[10];
+    assert_int_equal(copy_adjust_format(COPY_ADJUST_FORCED_MIN, small, sizeof small), -ENOSPC);
+    assert_int_equal(copy_adjust_format(COPY_ADJUST_FORCED_MIN, NULL, 0), -ENOSPC);
+
     assert_string_equal(copy_kind_name(COPY_KIND_OPEN), "open");
     assert_string_equal(copy_kind_name(COPY_KIND_CLOSE), "close");
     assert_string_equal(copy_kind_name((enum copy_kind)0), "unknown");
+    assert_string_equal(copy_pos_side_name(MKT_PS_BOTH), "both");
+    assert_string_equal(copy_pos_side_name(MKT_PS_LONG), "long");
+    assert_string_equal(copy_pos_side_name(MKT_PS_SHORT), "short");
+    assert_string_equal(copy_pos_side_name((enum mkt_pos_side)7), "unknown");
+    assert_string_equal(copy_sizing_name(COPY_SIZING_MULTIPLIER), "multiplier");
+    assert_string_equal(copy_sizing_name(COPY_SIZING_FIXED_NOTIONAL), "fixed_notional");
+    assert_string_equal(copy_sizing_name(COPY_SIZING_EQUITY_RATIO), "equity_ratio");
+    assert_string_equal(copy_sizing_name(COPY_SIZING__COUNT), "unknown");
+    assert_string_equal(copy_sides_name(COPY_SIDES_BOTH), "both");
+    assert_string_equal(copy_sides_name(COPY_SIDES_LONG_ONLY), "long_only");
+    assert_string_equal(copy_sides_name(COPY_SIDES_SHORT_ONLY), "short_only");
+    assert_string_equal(copy_sides_name(COPY_SIDES__COUNT), "unknown");
+    assert_string_equal(copy_order_type_name(COPY_ORDER_MARKET), "market");
+    assert_string_equal(copy_order_type_name(COPY_ORDER_LIMIT_IOC), "limit_ioc");
+    assert_string_equal(copy_order_type_name(COPY_ORDER__COUNT), "unknown");
+    assert_string_equal(copy_status_name(COPY_STATUS_ACTIVE), "active");
+    assert_string_equal(copy_status_name(COPY_STATUS_PAUSED), "paused");
+    assert_string_equal(copy_status_name(COPY_STATUS_CLOSE_ONLY), "close_only");
+    assert_string_equal(copy_status_name(COPY_STATUS__COUNT), "unknown");
+    assert_string_equal(copy_stop_name(COPY_STOP_NONE), "none");
+    assert_string_equal(copy_stop_name(COPY_STOP_DAILY_LOSS), "daily_loss");
+    assert_string_equal(copy_stop_name(COPY_STOP_MAX_DRAWDOWN), "max_drawdown");
+    assert_string_equal(copy_stop_name(COPY_STOP__COUNT), "unknown");
 }
 
 int main(void)

@@ -50,12 +50,24 @@ static void emit(void *ud, struct sbook_account *a, const struct sbook_event *ev
         else
             snprintf(r->ev[r->n++], 512, "%s %s %s %s", sbook_account_name(a), ev->order->client_id,
                      xs[ev->exec], sbook_status_name(ev->order->status));
-    } else {
+    } else if (ev->kind == SBOOK_EV_ACCOUNT) {
         dec_format(ev->pos->amount, q, sizeof(q));
         dec_format(ev->pos->entry_price, p, sizeof(p));
         dec_format(ev->balance, z, sizeof(z));
-        snprintf(r->ev[r->n++], 512, "%s ACCOUNT %s pa=%s ep=%s wb=%s", sbook_account_name(a),
-                 ev->sym->ins.symbol, q, p, z);
+        if (ev->pos_side == MKT_PS_BOTH)
+            snprintf(r->ev[r->n++], 512, "%s ACCOUNT %s pa=%s ep=%s wb=%s", sbook_account_name(a),
+                     ev->sym->ins.symbol, q, p, z);
+        else
+            snprintf(r->ev[r->n++], 512, "%s ACCOUNT %s %s pa=%s ep=%s wb=%s", sbook_account_name(a),
+                     ev->sym->ins.symbol, sbook_pos_side_name(ev->pos_side), q, p, z);
+    } else if (ev->kind == SBOOK_EV_LEVERAGE) {
+        snprintf(r->ev[r->n++], 512, "%s LEVERAGE %s %d", sbook_account_name(a), ev->sym->ins.symbol,
+                 ev->leverage);
+    } else {
+        assert_int_equal(ev->kind, SBOOK_EV_BALANCE);
+        dec_format(ev->balance, z, sizeof(z));
+        dec_format(ev->balance_change, x, sizeof(x));
+        snprintf(r->ev[r->n++], 512, "%s BALANCE wb=%s bc=%s", sbook_account_name(a), z, x);
     }
 }
 
@@ -400,6 +412,9 @@ static void test_reqlog(void **state)
     sbook_reqlog_result(r2, NULL, -1121, "Invalid symbol.");
     assert_int_equal(sbook_reqlog_count(fx->a), 2);
     assert_int_equal(sbook_reqlog_count(fx->f), 0);
+    assert_int_equal(sbook_reqlog_set_position_side(r2, "LONG"), 0);
+    assert_string_equal(sbook_reqlog_at(fx->a, 1)->position_side, "LONG");
+    assert_null(sbook_reqlog_at(fx->a, 0)->position_side);
     const struct sbook_reqlog *e = sbook_reqlog_at(fx->a, 0);
     assert_int_equal(e->seq, 1);
     assert_string_equal(e->quantity, "0.010"); /* exactly as received */
@@ -454,6 +469,139 @@ static void test_open_orders_leverage(void **state)
     assert_int_equal(sbook_set_price(fx->b, fx->btc, D("0")), -EINVAL);
 }
 
+static struct sbook_order_req hmkt(struct fx *fx, enum sbook_side side, enum mkt_pos_side ps, const char *qty,
+                                   const char *cid)
+{
+    struct sbook_order_req r = mkt(fx, side, qty, cid);
+    r.pos_side = ps;
+    return r;
+}
+
+static void test_hedge_mode(void **state)
+{
+    struct fx *fx = *state;
+    struct sbook_order *o;
+    struct sbook_order_req r;
+
+    /* one-way accounts take only BOTH */
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_LONG, "0.01", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_POS_SIDE);
+    assert_int_equal(sbook_account_mode(fx->a), MKT_PM_ONE_WAY);
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_ONE_WAY), SBOOK_E_MODE_SAME);
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_HEDGE), SBOOK_OK);
+    assert_int_equal(sbook_account_mode(fx->a), MKT_PM_HEDGE);
+    assert_int_equal(sbook_account_mode(fx->f), MKT_PM_ONE_WAY); /* per account */
+
+    /* hedge accounts must name LONG or SHORT, and may not send reduce-only */
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_BOTH, "0.01", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_POS_SIDE);
+    r = hmkt(fx, SBOOK_SELL, MKT_PS_LONG, "0.01", NULL);
+    r.reduce_only = true;
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_HEDGE_REDUCE_ONLY);
+    /* nothing to close yet */
+    r.reduce_only = false;
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_REDUCE_ONLY);
+    assert_int_equal(fx->rec.n, 0);
+
+    /* a long and a short side by side */
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_LONG, "0.010", "L1");
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_int_equal(o->pos_side, MKT_PS_LONG);
+    r = hmkt(fx, SBOOK_SELL, MKT_PS_SHORT, "0.020", "S1");
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_string_equal(fx->rec.ev[2], "leader ACCOUNT BTCUSDT LONG pa=0.01 ep=50000 wb=1000");
+    assert_string_equal(fx->rec.ev[5], "leader ACCOUNT BTCUSDT SHORT pa=-0.02 ep=50000 wb=1000");
+    assert_dec(sbook_position_side(fx->a, fx->btc, MKT_PS_LONG)->amount, "0.01");
+    assert_dec(sbook_position_side(fx->a, fx->btc, MKT_PS_SHORT)->amount, "-0.02");
+    assert_dec(sbook_position(fx->a, fx->btc)->amount, "0"); /* BOTH stays empty */
+
+    /* the mode cannot change with positions */
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_ONE_WAY), SBOOK_E_MODE_POSITION);
+
+    /* SELL on LONG closes the long, never more than it holds */
+    r = hmkt(fx, SBOOK_SELL, MKT_PS_LONG, "0.011", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_REDUCE_ONLY);
+    /* BUY on SHORT: same for the short */
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_SHORT, "0.021", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_REDUCE_ONLY);
+
+    /* at 51000: close the long with profit 10 (into the wallet), part of the short with loss 5 */
+    assert_int_equal(sbook_set_price(fx->b, fx->btc, D("51000")), 0);
+    fx->rec.n = 0;
+    r = hmkt(fx, SBOOK_SELL, MKT_PS_LONG, "0.010", "CL");
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_string_equal(fx->rec.ev[1], "leader CL TRADE FILLED 0.01@51000 z=0.01 rp=10 t=5000003 taker");
+    assert_string_equal(fx->rec.ev[2], "leader ACCOUNT BTCUSDT LONG pa=0 ep=0 wb=1010");
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_SHORT, "0.005", "CS");
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_dec(sbook_position_side(fx->a, fx->btc, MKT_PS_SHORT)->amount, "-0.015");
+    assert_dec(sbook_account_balance(fx->a), "1005");
+    assert_int_equal(sbook_set_price(fx->b, fx->btc, D("100")), 0);
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_SHORT, "0.001", NULL); /* notional 0.1 < 5: a close, allowed */
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_LONG, "0.001", NULL); /* an open: min notional applies */
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_MIN_NOTIONAL);
+
+    /* a resting close larger than what is left is clamped when it fills */
+    struct sbook_order *rest;
+    r = lim(fx, SBOOK_BUY, "0.014", "90", SBOOK_GTC, "RC");
+    r.pos_side = MKT_PS_SHORT;
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &rest), SBOOK_OK);
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_ONE_WAY), SBOOK_E_MODE_POSITION);
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_SHORT, "0.004", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK); /* short now -0.010 */
+    assert_int_equal(sbook_set_price(fx->b, fx->btc, D("90")), 0);
+    assert_int_equal(rest->status, SBOOK_ST_EXPIRED);
+    assert_dec(rest->exec_qty, "0.01");
+    assert_dec(sbook_position_side(fx->a, fx->btc, MKT_PS_SHORT)->amount, "0");
+
+    /* flat, but an open order still blocks the switch */
+    r = lim(fx, SBOOK_BUY, "1", "80", SBOOK_GTC, "OPEN");
+    r.pos_side = MKT_PS_LONG;
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &rest), SBOOK_OK);
+    assert_true(sbook_has_open_orders(fx->b, fx->a, fx->btc, MKT_PS_LONG));
+    assert_false(sbook_has_open_orders(fx->b, fx->a, fx->btc, MKT_PS_SHORT));
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_ONE_WAY), SBOOK_E_MODE_ORDERS);
+    assert_int_equal(sbook_cancel(fx->b, rest), 0);
+    assert_int_equal(sbook_set_position_mode(fx->b, fx->a, MKT_PM_ONE_WAY), SBOOK_OK);
+    r = hmkt(fx, SBOOK_BUY, MKT_PS_LONG, "1", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_E_POS_SIDE);
+}
+
+static void test_leverage_and_balance_events(void **state)
+{
+    struct fx *fx = *state;
+    struct sbook_symbol *eth = sbook_symbol(fx->b, "ETHUSDT");
+    assert_int_equal(sbook_leverage(fx->a, fx->btc), 20);
+    assert_int_equal(sbook_set_leverage(fx->a, eth, 3), 0); /* start-up: silent */
+    assert_int_equal(fx->rec.n, 0);
+    assert_int_equal(sbook_change_leverage(fx->b, fx->a, fx->btc, 50), 0);
+    assert_int_equal(sbook_change_leverage(fx->b, fx->a, fx->btc, 0), -EINVAL);
+    assert_int_equal(sbook_change_leverage(fx->b, fx->a, fx->btc, 126), -EINVAL);
+    assert_int_equal(fx->rec.n, 1);
+    assert_string_equal(fx->rec.ev[0], "leader LEVERAGE BTCUSDT 50");
+    assert_int_equal(sbook_leverage(fx->a, fx->btc), 50);
+    assert_int_equal(sbook_leverage(fx->a, eth), 3);
+    assert_int_equal(sbook_leverage(fx->f, fx->btc), 20); /* per account */
+    /* every side's record carries the symbol's leverage */
+    assert_int_equal(sbook_position_side(fx->a, fx->btc, MKT_PS_SHORT)->leverage, 50);
+    assert_int_equal(sbook_position(fx->a, fx->btc)->leverage, 50);
+
+    assert_int_equal(sbook_set_balance(fx->b, fx->a, D("750.25")), 0);
+    assert_string_equal(fx->rec.ev[1], "leader BALANCE wb=750.25 bc=-249.75");
+    assert_dec(sbook_account_balance(fx->a), "750.25");
+    assert_int_equal(sbook_set_balance(fx->b, fx->a, ((dec_t){1, 200})), -EINVAL);
+    assert_int_equal(fx->rec.n, 2);
+    /* realized PnL keeps landing on the adjusted wallet */
+    struct sbook_order *o;
+    struct sbook_order_req r = mkt(fx, SBOOK_BUY, "0.01", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_int_equal(sbook_set_price(fx->b, fx->btc, D("49000")), 0);
+    r = mkt(fx, SBOOK_SELL, "0.01", NULL);
+    assert_int_equal(sbook_place(fx->b, fx->a, &r, &o), SBOOK_OK);
+    assert_dec(sbook_account_balance(fx->a), "740.25");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +616,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reqlog, setup, teardown),
         cmocka_unit_test(test_client_id_rule),
         cmocka_unit_test_setup_teardown(test_open_orders_leverage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hedge_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leverage_and_balance_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "binance_rest.h"
+#include "binance_stream.h"
 #include "sim_bn_fmt.h"
 #include "sim_buf.h"
 #include "sim_config.h"
@@ -73,10 +75,7 @@ static void emit(void *ud, struct sbook_account *a, const struct sbook_event *ev
     assert_true(c->n < 16);
     struct sbuf *b = &c->ev[c->n++];
     *b = (struct sbuf)SBUF_INIT;
-    if (ev->kind == SBOOK_EV_ORDER)
-        sbnf_order_update(b, ev);
-    else
-        sbnf_account_update(b, ev);
+    sbnf_event(b, ev);
 }
 
 static int64_t clk(void *ud)
@@ -178,7 +177,7 @@ static void test_stream_events_match_samples(void **state)
     /* positionRisk v2 */
     sbuf_reset(&rb);
     sbnf_position_risk(&rb, sbook_symbol(b, "BTCUSDT"),
-                       sbook_position(sbook_account(b, "leader"), sbook_symbol(b, "BTCUSDT")));
+                       sbook_position(sbook_account(b, "leader"), sbook_symbol(b, "BTCUSDT")), MKT_PS_BOTH);
     json_t *pr = parse_buf(&rb);
     json_t *prs = load_sample(CT_SAMPLES "/binance_position_risk_v2_hedge.json");
     assert_same_keys(pr, json_array_get(prs, 0), NULL, "positionRisk");
@@ -188,7 +187,7 @@ static void test_stream_events_match_samples(void **state)
     /* positionRisk v3 and account v3 */
     sbuf_reset(&rb);
     sbnf_position_risk_v3(&rb, sbook_symbol(b, "BTCUSDT"),
-                          sbook_position(sbook_account(b, "leader"), sbook_symbol(b, "BTCUSDT")));
+                          sbook_position(sbook_account(b, "leader"), sbook_symbol(b, "BTCUSDT")), MKT_PS_BOTH);
     json_t *pr3 = parse_buf(&rb);
     json_t *pr3s = load_sample(CT_SAMPLES "/binance_position_risk_v3_oneway.json");
     assert_same_keys(pr3, json_array_get(pr3s, 0), NULL, "positionRisk v3");
@@ -221,6 +220,151 @@ static void test_stream_events_match_samples(void **state)
     json_decref(trade);
     json_decref(new_ev);
     json_decref(sample);
+    sbuf_free(&rb);
+    for (int i = 0; i < cap.n; i++)
+        sbuf_free(&cap.ev[i]);
+    sbook_free(b);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    if (!v)
+        fail_msg("no string '%s'", k);
+    return v;
+}
+
+/* Hedge mode, leverage and balance events: the shapes against the doc samples, and the
+ * copytrader adapter's own parsers reading what the simulator writes. */
+static void test_hedge_leverage_balance_shapes(void **state)
+{
+    (void)state;
+    struct cap cap = {.n = 0};
+    struct sbook *b = mkbook(&cap);
+    struct sbook_account *a = sbook_account(b, "leader");
+    struct sbook_symbol *btc = sbook_symbol(b, "BTCUSDT");
+    struct sbook_order *o;
+    struct bn_user_event ev;
+    char err[200];
+
+    assert_int_equal(sbook_set_position_mode(b, a, MKT_PM_HEDGE), SBOOK_OK);
+    struct sbook_order_req r = {.sym = btc, .side = SBOOK_SELL, .type = SBOOK_MARKET, .qty = D("0.010"),
+                                .client_id = "h-1", .pos_side = MKT_PS_SHORT};
+    assert_int_equal(sbook_place(b, a, &r, &o), SBOOK_OK);
+    assert_int_equal(cap.n, 3);
+    json_t *trade = parse_buf(&cap.ev[1]);
+    assert_string_equal(jstr(json_object_get(trade, "o"), "ps"), "SHORT");
+    assert_int_equal(bn_parse_user_event(cap.ev[1].p, cap.ev[1].len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, BN_EV_FILL);
+    assert_int_equal(ev.fill.pos_side, MKT_PS_SHORT);
+    assert_int_equal(ev.fill.side, MKT_SELL);
+    bn_user_event_clear(&ev);
+    json_t *acc = parse_buf(&cap.ev[2]);
+    json_t *p0 = json_array_get(json_object_get(json_object_get(acc, "a"), "P"), 0);
+    assert_string_equal(jstr(p0, "ps"), "SHORT");
+    assert_string_equal(jstr(p0, "pa"), "-0.01");
+    assert_int_equal(bn_parse_user_event(cap.ev[2].p, cap.ev[2].len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.n_positions, 1);
+    assert_int_equal(ev.positions[0].pos.pos_side, MKT_PS_SHORT);
+    bn_user_event_clear(&ev);
+
+    /* order response and positionRisk carry the side; the adapter reads them back */
+    struct sbuf rb = SBUF_INIT;
+    sbnf_order(&rb, o, SBNF_RESULT);
+    json_t *res = parse_buf(&rb);
+    assert_string_equal(jstr(res, "positionSide"), "SHORT");
+    sbuf_reset(&rb);
+    assert_int_equal(sbook_change_leverage(b, a, btc, 5), 0);
+    sbuf_addc(&rb, '[');
+    sbnf_position_risk(&rb, btc, sbook_position_side(a, btc, MKT_PS_LONG), MKT_PS_LONG);
+    sbuf_addc(&rb, ',');
+    sbnf_position_risk(&rb, btc, sbook_position_side(a, btc, MKT_PS_SHORT), MKT_PS_SHORT);
+    sbuf_addc(&rb, ']');
+    json_t *pr = parse_buf(&rb);
+    json_t *prs = load_sample(CT_SAMPLES "/binance_position_risk_v2_hedge.json");
+    assert_same_keys(json_array_get(pr, 1), json_array_get(prs, 1), NULL, "positionRisk SHORT");
+    assert_string_equal(jstr(json_array_get(pr, 0), "positionSide"), "LONG");
+    assert_string_equal(jstr(json_array_get(pr, 1), "positionAmt"), "-0.01");
+    assert_string_equal(jstr(json_array_get(pr, 1), "leverage"), "5");
+    struct mkt_position *mp;
+    size_t n;
+    assert_int_equal(binance_parse_positions(rb.p, rb.len, &mp, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(mp[0].pos_side, MKT_PS_SHORT);
+    assert_int_equal(mp[0].leverage, 5);
+    free(mp);
+    struct exch_leverage *lv;
+    assert_int_equal(binance_parse_leverages(rb.p, rb.len, &lv, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(lv[0].leverage, 5);
+    free(lv);
+
+    /* the leverage change went out as ACCOUNT_CONFIG_UPDATE, same keys as the doc sample */
+    assert_int_equal(cap.n, 4);
+    json_t *cu = parse_buf(&cap.ev[3]);
+    json_t *cus = load_sample(CT_SAMPLES "/binance_account_config_update_leverage.json");
+    assert_same_keys(cu, cus, NULL, "ACCOUNT_CONFIG_UPDATE");
+    assert_same_keys(json_object_get(cu, "ac"), json_object_get(cus, "ac"), NULL, "ACCOUNT_CONFIG_UPDATE.ac");
+    assert_int_equal(bn_parse_user_event(cap.ev[3].p, cap.ev[3].len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, BN_EV_LEVERAGE);
+    assert_string_equal(ev.leverage_symbol, "BTCUSDT");
+    assert_int_equal(ev.leverage, 5);
+    bn_user_event_clear(&ev);
+
+    /* price up 1000: the short loses 10; equity = wallet + unrealized, margin at leverage 5 */
+    assert_int_equal(sbook_set_price(b, btc, D("51000")), 0);
+    struct sbnf_totals t;
+    assert_int_equal(sbnf_totals(b, a, &t), 0);
+    char x[DEC_STR_MAX];
+    dec_format(t.unrealized, x, sizeof(x));
+    assert_string_equal(x, "-10");
+    dec_format(t.equity, x, sizeof(x));
+    assert_string_equal(x, "99990");
+    dec_format(t.initial, x, sizeof(x));
+    assert_string_equal(x, "102"); /* 510 / 5 */
+    sbuf_reset(&rb);
+    assert_int_equal(sbnf_account(&rb, b, a, 9), 0);
+    json_t *ac = parse_buf(&rb);
+    assert_string_equal(jstr(json_array_get(json_object_get(ac, "positions"), 0), "positionSide"), "SHORT");
+    struct exch_balance eb;
+    assert_int_equal(binance_parse_account(rb.p, rb.len, &eb, err, sizeof(err)), 0);
+    dec_format(eb.equity, x, sizeof(x));
+    assert_string_equal(x, "99990");
+    dec_format(eb.available, x, sizeof(x));
+    assert_string_equal(x, "99888");
+    sbuf_reset(&rb);
+    assert_int_equal(sbnf_balance(&rb, b, a, 9), 0);
+    json_t *bal = parse_buf(&rb);
+    json_t *bals = load_sample(CT_SAMPLES "/binance_balance_v3.json");
+    assert_same_keys(json_array_get(bal, 0), json_array_get(bals, 0), NULL, "balance");
+    assert_string_equal(jstr(json_array_get(bal, 0), "crossUnPnl"), "-10");
+
+    /* a wallet adjustment: ACCOUNT_UPDATE m=ADJUSTMENT, bc = the change, no positions */
+    assert_int_equal(sbook_set_balance(b, a, D("90000.5")), 0);
+    assert_int_equal(cap.n, 5);
+    json_t *adj = parse_buf(&cap.ev[4]);
+    json_t *aa = json_object_get(adj, "a");
+    assert_string_equal(jstr(aa, "m"), "ADJUSTMENT");
+    json_t *b0 = json_array_get(json_object_get(aa, "B"), 0);
+    assert_string_equal(jstr(b0, "wb"), "90000.5");
+    assert_string_equal(jstr(b0, "bc"), "-9999.5");
+    assert_int_equal(json_array_size(json_object_get(aa, "P")), 0);
+    assert_int_equal(bn_parse_user_event(cap.ev[4].p, cap.ev[4].len, &ev, err, sizeof(err)), 0);
+    assert_int_equal(ev.kind, BN_EV_ACCOUNT_UPDATE);
+    assert_int_equal(ev.n_positions, 0);
+    bn_user_event_clear(&ev);
+
+    json_decref(adj);
+    json_decref(bal);
+    json_decref(bals);
+    json_decref(ac);
+    json_decref(cu);
+    json_decref(cus);
+    json_decref(pr);
+    json_decref(prs);
+    json_decref(res);
+    json_decref(acc);
+    json_decref(trade);
     sbuf_free(&rb);
     for (int i = 0; i < cap.n; i++)
         sbuf_free(&cap.ev[i]);
@@ -289,6 +433,13 @@ static void test_error_mapping(void **state)
     assert_int_equal(sbnf_map_err(SBOOK_E_QTY_MIN, NULL, msg, sizeof(msg)), -4004);
     assert_int_equal(sbnf_map_err(SBOOK_E_QTY_MAX, NULL, msg, sizeof(msg)), -4005);
     assert_int_equal(sbnf_map_err(SBOOK_E_GTX_WOULD_TAKE, NULL, msg, sizeof(msg)), -5022);
+    assert_int_equal(sbnf_map_err(SBOOK_E_POS_SIDE, NULL, msg, sizeof(msg)), -4061);
+    assert_string_equal(msg, "Order's position side does not match user's setting.");
+    assert_int_equal(sbnf_map_err(SBOOK_E_HEDGE_REDUCE_ONLY, NULL, msg, sizeof(msg)), -1106);
+    assert_string_equal(msg, "Parameter 'reduceOnly' sent when not required.");
+    assert_int_equal(sbnf_map_err(SBOOK_E_MODE_SAME, NULL, msg, sizeof(msg)), -4059);
+    assert_int_equal(sbnf_map_err(SBOOK_E_MODE_POSITION, NULL, msg, sizeof(msg)), -4068);
+    assert_int_equal(sbnf_map_err(SBOOK_E_MODE_ORDERS, NULL, msg, sizeof(msg)), -4067);
     sbnf_error(&sb, -1121, "Invalid \"symbol\".");
     assert_string_equal(sb.p, "{\"code\":-1121,\"msg\":\"Invalid \\\"symbol\\\".\"}");
     sbuf_free(&sb);
@@ -354,7 +505,8 @@ static void test_evlog(void **state)
 
 static const char *GOOD =
     "{\"port\":0,\"admin_port\":0,\"ping_interval_s\":180,"
-    "\"accounts\":[{\"name\":\"leader\",\"api_key\":\"k1\",\"api_secret\":\"s1\",\"balance\":\"100000\"}],"
+    "\"accounts\":[{\"name\":\"leader\",\"api_key\":\"k1\",\"api_secret\":\"s1\",\"balance\":\"100000\"},"
+    "{\"name\":\"f\",\"api_key\":\"k2\",\"api_secret\":\"s2\",\"position_mode\":\"hedge\",\"leverage\":7}],"
     "\"symbols\":[{\"symbol\":\"BTCUSDT\",\"price\":\"50000\",\"step_size\":\"0.001\",\"min_qty\":\"0.001\","
     "\"max_qty\":\"1000\",\"market_step_size\":\"0.001\",\"market_min_qty\":\"0.001\",\"market_max_qty\":\"120\","
     "\"tick_size\":\"0.10\",\"min_price\":\"0.10\",\"max_price\":\"1000000\",\"min_notional\":\"5\"},"
@@ -366,8 +518,12 @@ static void test_config_good(void **state)
     struct scfg *c = NULL;
     char err[256];
     assert_int_equal(scfg_parse(GOOD, strlen(GOOD), "sim.json", &c, err, sizeof(err)), 0);
-    assert_int_equal(c->naccounts, 1);
+    assert_int_equal(c->naccounts, 2);
     assert_string_equal(c->accounts[0].name, "leader");
+    assert_int_equal(c->accounts[0].position_mode, MKT_PM_ONE_WAY); /* defaults */
+    assert_int_equal(c->accounts[0].leverage, 20);
+    assert_int_equal(c->accounts[1].position_mode, MKT_PM_HEDGE);
+    assert_int_equal(c->accounts[1].leverage, 7);
     assert_string_equal(c->accounts[0].api_secret, "s1");
     assert_int_equal(c->nsymbols, 2);
     assert_int_equal(c->ping_interval_s, 180);
@@ -406,6 +562,11 @@ static void test_config_errors(void **state)
         {"\"name\":\"leader\"", "\"name\":\"le ader\"", "field 'accounts[0].name'"},
         {"\"max_qty\":\"1000\"", "\"max_qty\":\"0.0001\"", "field 'symbols[0].max_qty': must be >= min_qty"},
         {"{\"port\"", "[{\"port\"", "invalid JSON"},
+        {"\"hedge\"", "\"dual\"", "field 'accounts[1].position_mode': must be \"oneway\" or \"hedge\""},
+        {"\"hedge\"", "true", "field 'accounts[1].position_mode': must be"},
+        {"\"leverage\":7", "\"leverage\":126", "field 'accounts[1].leverage': must be an integer in [1, 125]"},
+        {"\"leverage\":7", "\"leverage\":\"7\"", "field 'accounts[1].leverage'"},
+        {"\"leverage\":7", "\"leverage\":0", "field 'accounts[1].leverage'"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[2048], err[256] = "";
@@ -430,6 +591,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_events_match_samples),
+        cmocka_unit_test(test_hedge_leverage_balance_shapes),
         cmocka_unit_test(test_exchange_info),
         cmocka_unit_test(test_error_mapping),
         cmocka_unit_test(test_sbuf_escape),

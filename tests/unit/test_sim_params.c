@@ -219,7 +219,19 @@ static void test_parse_order(void **state)
     assert_int_equal(o.rq.side, SBOOK_SELL);
     assert_int_equal(o.rq.tif, SBOOK_IOC);
     assert_true(o.rq.reduce_only);
+    assert_true(o.reduce_only_sent);
+    assert_int_equal(o.rq.pos_side, MKT_PS_BOTH);
     assert_int_equal(o.resp_type, SBNR_RESULT);
+
+    /* positionSide is parsed; whether it fits the account's mode is the book's call (-4061) */
+    assert_int_equal(parse(b, "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=1&positionSide=SHORT", &o, msg), 0);
+    assert_int_equal(o.rq.pos_side, MKT_PS_SHORT);
+    assert_false(o.reduce_only_sent);
+    assert_int_equal(parse(b, "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=1&positionSide=LONG"
+                              "&reduceOnly=false", &o, msg), 0);
+    assert_int_equal(o.rq.pos_side, MKT_PS_LONG);
+    assert_false(o.rq.reduce_only);
+    assert_true(o.reduce_only_sent); /* "false" counts as sent: hedge mode refuses it (-1106) */
 
     static const struct {
         const char *q;
@@ -239,8 +251,8 @@ static void test_parse_order(void **state)
         {"symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1", -1102, "'timeInForce'"},
         {"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTD&quantity=1&price=1", -1115, "timeInForce"},
         {"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1", -1102, "'price'"},
-        {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&positionSide=LONG", -4061, "position side"},
         {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&positionSide=UP", -4060, "position side"},
+        {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&positionSide=long", -4060, "position side"},
         {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&reduceOnly=yes", -1130, "'reduceOnly'"},
         {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&closePosition=true", -1130, "'closePosition'"},
         {"symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId=a+b", -4015, "Client order id"},
