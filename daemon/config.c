@@ -228,6 +228,8 @@ static const struct cs_key daemon_keys[] = {
       .off = offsetof(struct cfg_daemon, batch_size) },
     { .name = "flush_interval_ms", .type = CS_INT, .def = "0", .min = 0, .max = 1000,
       .off = offsetof(struct cfg_daemon, flush_interval_ms) },
+    { .name = "account_refresh_ms", .type = CS_INT, .def = "5000", .min = 100, .max = 600000,
+      .off = offsetof(struct cfg_daemon, account_refresh_ms) },
     { .name = NULL },
 };
 

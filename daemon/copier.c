@@ -1227,6 +1227,9 @@ static void observe_equity(struct copier *c, struct acct *a, dec_t equity) {
         if (stop == COPY_STOP_NONE) continue;
         met_counter_inc(c->m_stops);
         met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
+        /* Persisted so a restart keeps the rule stopped until an operator resets it. */
+        if (journal_set_rule_status(c->journal, r->cr.id, "close_only") < 0)
+            log_error(TAG, "rule %s: cannot queue its close_only state for the journal", r->cr.id);
         log_warn(TAG, "rule %s: %s stop tripped at %s equity %s: close_only (closes copied, opens skipped) "
                  "until an operator resets it", r->cr.id, copy_stop_name(stop), a->name, fmt_dec(equity, eq));
     }

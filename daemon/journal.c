@@ -508,7 +508,7 @@ out:
 
 /* ---- the asynchronous journal --------------------------------------------------------------- */
 
-enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS };
+enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE };
 
 /* One sync group in the pipeline: nq statements and a PQpipelineSync. The FIFO of ops matches
  * the order in which the server answers. */
@@ -530,6 +530,16 @@ struct op {
     /* OP_RESULTS */
     size_t nres;       /* queue entries in the statement (the queue's head) */
     uint64_t rows;     /* rows updated */
+    /* OP_RULE */
+    struct jrule *rule;
+};
+
+/* A rule state change waiting to be written (kept across reconnects until it commits). */
+struct jrule {
+    struct jrule *next;
+    char id[128];
+    char status[16];
+    bool sent;
 };
 
 /* A queued result (write-behind). */
@@ -593,6 +603,7 @@ struct journal {
     uint32_t *hset;       /* open addressing, duplicate ids within a batch */
     size_t hcap;
 
+    struct jrule *rules_head;
     uint64_t fills_submitted, fills_finished, err_events;
     struct waiter *w_head, *w_tail;
 
@@ -993,6 +1004,31 @@ static void results_send(struct journal *j)
     flush_out(j);
 }
 
+static void rules_send(struct journal *j)
+{
+    for (struct jrule *r = j->rules_head; r; r = r->next) {
+        if (j->st != ST_READY || j->broken) return;
+        if (r->sent) continue;
+        const char *params[2] = {r->id, r->status};
+        struct op *op = op_new(OP_RULE, 0);
+        if (!op) return;
+        op->nq = 1;
+        op->rule = r;
+        if (!PQsendQueryParams(j->conn,
+                               "UPDATE copy_rules SET status = $2, updated_at = now()"
+                               " WHERE id = $1 AND status <> 'removed'",
+                               2, NULL, params, NULL, NULL, 0) ||
+            !PQpipelineSync(j->conn)) {
+            op_free(op);
+            mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+            return;
+        }
+        r->sent = true;
+        op_push(j, op);
+        flush_out(j);
+    }
+}
+
 /* ---- completion ---- */
 
 static void waiters_check(struct journal *j)
@@ -1082,6 +1118,17 @@ static void op_complete(struct journal *j)
         }
         q_pop(j, op->nres);
         break;
+    case OP_RULE: {
+        /* Written, or refused (would be refused again): either way it leaves the queue. */
+        struct jrule **pp = &j->rules_head;
+        while (*pp && *pp != op->rule) pp = &(*pp)->next;
+        if (*pp) {
+            *pp = op->rule->next;
+            free(op->rule);
+        }
+        if (op->failed || op->bad_reply) j->err_events++;
+        break;
+    }
     }
     op_free(op);
     deadline_arm(j);
@@ -1226,6 +1273,7 @@ static void conn_drop(struct journal *j, int err, const char *msg)
     j->inflight_stmts = 0;
     j->res_inflight = false;
     j->qsent = 0;
+    for (struct jrule *r = j->rules_head; r; r = r->next) r->sent = false; /* resent when back */
     j->in_query = j->want_write = j->broken = false;
     j->st = ST_WAIT;
     uv_timer_stop(&j->t_deadline);
@@ -1256,6 +1304,7 @@ static void service(struct journal *j)
     j->broken = false;
     if (j->free_requested) return;
     results_send(j);
+    rules_send(j);
     waiters_check(j);
 }
 
@@ -1340,6 +1389,11 @@ static void really_free(struct journal *j)
         ops = op->next;
         if (op->kind == OP_FILL) fill_callback(j, op, -ECANCELED, "journal freed");
         op_free(op);
+    }
+    while (j->rules_head) {
+        struct jrule *r = j->rules_head;
+        j->rules_head = r->next;
+        free(r);
     }
     while (j->w_head) {
         struct waiter *w = j->w_head;
@@ -1480,6 +1534,24 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
         if (full || !uv_is_active((uv_handle_t *)&j->t_work))
             uv_timer_start(&j->t_work, on_work, full ? 0 : j->o.flush_interval_ms, 0);
     }
+    return 0;
+}
+
+int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status)
+{
+    static const char *const ok[] = {"active", "paused", "close_only"};
+    bool valid = false;
+    if (!j || !rule_id || !status || !valid_text(rule_id, sizeof(((struct jrule *)0)->id) - 1, false))
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) valid |= strcmp(status, ok[i]) == 0;
+    if (!valid) return -EINVAL;
+    struct jrule *r = calloc(1, sizeof *r), **pp = &j->rules_head;
+    if (!r) return -ENOMEM;
+    snprintf(r->id, sizeof r->id, "%s", rule_id);
+    snprintf(r->status, sizeof r->status, "%s", status);
+    while (*pp) pp = &(*pp)->next;
+    *pp = r;
+    uv_timer_start(&j->t_work, on_work, 0, 0);
     return 0;
 }
 

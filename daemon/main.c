@@ -529,6 +529,7 @@ static int run(struct daemon *d) {
         .loop = &d->loop, .journal = d->journal, .metrics = d->metrics, .redis = d->redis,
         .lws = d->lws, .accounts = ca, .n_accounts = d->cfg->n_accounts, .rules = cr,
         .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
+        .refresh_ms = (unsigned)dc->account_refresh_ms,
     };
     d->copier = copier_new(&deps);
     if (!d->copier) {
