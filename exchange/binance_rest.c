@@ -553,6 +553,24 @@ static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct
     return 0;
 }
 
+/* positionRisk bodies: a JSON array, and room for one parsed entry of `size` bytes per element. */
+static int load_position_array(const char *body, size_t len, size_t size, json_t **j, void **v,
+                               char *err, size_t errlen) {
+    *v = NULL;
+    if (!(*j = load(body, len, "positionRisk", err, errlen))) return -EBADMSG;
+    if (!json_is_array(*j)) {
+        seterr(err, errlen, "positionRisk: not a JSON array");
+        json_decref(*j);
+        return -EBADMSG;
+    }
+    if (json_array_size(*j) > 0 && !(*v = calloc(json_array_size(*j), size))) {
+        seterr(err, errlen, "positionRisk: out of memory");
+        json_decref(*j);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int binance_parse_positions(const char *body, size_t len, struct mkt_position **out, size_t *n,
                             char *err, size_t errlen) {
     json_t *j, *p;
@@ -562,16 +580,8 @@ int binance_parse_positions(const char *body, size_t len, struct mkt_position **
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "positionRisk", err, errlen))) return -EBADMSG;
-    if (!json_is_array(j)) {
-        seterr(err, errlen, "positionRisk: not a JSON array");
-        goto fail;
-    }
-    if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
-        seterr(err, errlen, "positionRisk: out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
+    if ((rc = load_position_array(body, len, sizeof *v, &j, (void **)&v, err, errlen)) < 0) return rc;
+    rc = -EBADMSG;
     json_array_foreach(j, i, p) {
         struct mkt_position pos;
         if (parse_position_entry(p, i, false, &pos, err, errlen) < 0) goto fail;
@@ -608,16 +618,8 @@ int binance_parse_leverages(const char *body, size_t len, struct exch_leverage *
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "positionRisk", err, errlen))) return -EBADMSG;
-    if (!json_is_array(j)) {
-        seterr(err, errlen, "positionRisk: not a JSON array");
-        goto fail;
-    }
-    if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
-        seterr(err, errlen, "positionRisk: out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
+    if ((rc = load_position_array(body, len, sizeof *v, &j, (void **)&v, err, errlen)) < 0) return rc;
+    rc = -EBADMSG;
     json_array_foreach(j, i, p) {
         struct mkt_position pos;
         if (parse_position_entry(p, i, true, &pos, err, errlen) < 0) goto fail;
