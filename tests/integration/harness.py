@@ -199,6 +199,16 @@ def psql(conninfo, sql):
     return [line.split("\x1f") for line in r.stdout.splitlines() if line != ""]
 
 
+def fresh_database(conninfo, prefix):
+    """Creates a new, empty database next to the one in conninfo and returns a conninfo for it,
+    so tests that share one PostgreSQL server (one ctest run) never see each other's rows."""
+    name = f"{prefix}_{os.getpid()}_{int(time.time() * 1000) % 100000000}"
+    psql(conninfo, f'CREATE DATABASE "{name}"')
+    if re.search(r"dbname=\S+", conninfo):
+        return re.sub(r"dbname=\S+", f"dbname={name}", conninfo)
+    return f"{conninfo} dbname={name}"
+
+
 def require_env(name):
     v = os.environ.get(name)
     if not v:

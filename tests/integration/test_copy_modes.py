@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, write_private)
+                     require_env, wait_for, write_private, fresh_database)
 
 BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
        "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
@@ -72,7 +72,8 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--source-dir", required=True)
     args = ap.parse_args()
-    pg, redis, tmp = require_env("CT_TEST_PG"), require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
+    pg = fresh_database(require_env("CT_TEST_PG"), "modes")
+    redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
     work = os.path.join(tmp, "modes")
     os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
     names = ["lead", *RULES]

@@ -17,7 +17,7 @@ from decimal import Decimal, ROUND_DOWN
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, write_private)
+                     require_env, wait_for, write_private, fresh_database)
 
 SYMBOLS = [
     {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
@@ -124,7 +124,7 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--source-dir", required=True)
     args = ap.parse_args()
-    pg = require_env("CT_TEST_PG")
+    pg = fresh_database(require_env("CT_TEST_PG"), "e2e")
     redis = require_env("CT_TEST_REDIS")
     tmp = require_env("CT_TEST_TMP")
     work = os.path.join(tmp, "e2e")
