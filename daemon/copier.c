@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ struct acct {
     bool is_leader;
     struct exch_stream *stream;
     bool stream_up, stream_was_up;
+    int64_t stream_since_ms;          /* wall clock of the last up/down change, for /health/ready */
+    char stream_reason[128];          /* why it last went down */
     bool time_ok, positions_ok;
     enum mkt_pos_mode mode;           /* as the exchange reports it */
     int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
@@ -180,6 +183,7 @@ struct copier {
     struct met_hist *m_send_lat, *m_ack_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
+    struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
 };
 
 static void startup_next(struct copier *c);
@@ -259,6 +263,15 @@ static struct instruments *instruments_get(struct copier *c, const char *url) {
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                         0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
+/* ct_rules{state}: counted from the ct_rule_status gauges at scrape time, so it never disagrees. */
+static double rules_in_state(void *ud) {
+    const struct rules_in_state *ri = ud;
+    size_t n = 0;
+    for (size_t i = 0; i < ri->c->n_rules; i++)
+        if ((int)met_gauge_value(ri->c->rules[i].m_status) == ri->status) n++;
+    return (double)n;
+}
+
 static int metrics_init(struct copier *c) {
     struct met_registry *r = c->reg;
     c->f_orders = met_counter_new(r, "ct_follower_orders_total",
@@ -308,7 +321,14 @@ static int metrics_init(struct copier *c) {
                                               "Copy rule state: 0 active, 1 paused, 2 close_only.", "rule");
         struct met_family *pf = met_gauge_new(r, "ct_rule_preflight_problems",
                                               "Problems the start-up pre-flight check found for a rule.", "rule");
-        if (!lf || !sf2 || !rs || !pf) return -ENOMEM;
+        struct met_family *rc = met_gauge_new(r, "ct_rules", "Copy rules by state.", "state");
+        if (!lf || !sf2 || !rs || !pf || !rc) return -ENOMEM;
+        for (int k = 0; k < COPY_STATUS__COUNT; k++) {
+            struct met_gauge *g = met_gauge_child(rc, copy_status_name((enum copy_status)k));
+            if (!g) return -ENOMEM;
+            c->rules_in[k] = (struct rules_in_state){c, k};
+            met_gauge_set_fn(g, rules_in_state, &c->rules_in[k]);
+        }
         c->m_lev_set = met_counter_child(lf, "set");
         c->m_lev_failed = met_counter_child(lf, "failed");
         c->m_lev_skipped = met_counter_child(lf, "skipped");
@@ -957,7 +977,13 @@ static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
     struct acct *a = ud;
     struct copier *c = a->c;
     bool up = st == EXCH_STREAM_UP;
-    if (up != a->stream_up) met_counter_inc(c->m_stream_changes);
+    if (up != a->stream_up) {
+        met_counter_inc(c->m_stream_changes);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a->stream_since_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    if (!up) snprintf(a->stream_reason, sizeof(a->stream_reason), "%s", reason ? reason : "");
     a->stream_up = up;
     met_gauge_set(a->m_stream_up, up ? 1 : 0);
     if (up) {
@@ -1482,6 +1508,19 @@ size_t copier_streams_up(const struct copier *c, size_t *total) {
     return up;
 }
 
+size_t copier_stream_info(const struct copier *c, struct copier_stream_info *out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_accts; i++) {
+        const struct acct *a = &c->accts[i];
+        if (!a->is_leader) continue;
+        if (n < max)
+            out[n] = (struct copier_stream_info){a->name, a->stream_up, a->stream_was_up,
+                                                 a->stream_since_ms, a->stream_reason};
+        n++;
+    }
+    return n;
+}
+
 static void close_streams(struct copier *c) {
     for (size_t i = 0; i < c->n_accts; i++) {
         c->accts[i].stream = exch_stream_close(c->accts[i].stream);
@@ -1595,4 +1634,72 @@ struct copier *copier_free(struct copier *c) {
     close_own(c, &c->held_timer);
     close_own(c, &c->refresh_timer);
     return NULL;
+}
+
+/* ---- operator actions (copytraderctl through the daemon's local HTTP) ------------------------ */
+
+static struct rule *rule_find(const struct copier *c, const char *id) {
+    for (size_t i = 0; id && i < c->n_rules; i++)
+        if (strcmp(c->rules[i].cr.id, id) == 0) return &c->rules[i];
+    return NULL;
+}
+
+int copier_rule_action(struct copier *c, const char *rule_id, enum copier_rule_op op,
+                       const char **status) {
+    struct rule *r = rule_find(c, rule_id);
+    enum copy_status before, after;
+    if (!r) return -ENOENT;
+    before = copy_state_status(&r->st);
+    switch (op) {
+    case COPIER_RULE_PAUSE: copy_state_set_paused(&r->st, true); break;
+    case COPIER_RULE_RESUME: copy_state_set_paused(&r->st, false); break;
+    case COPIER_RULE_RESET: copy_rule_reset(&r->st); break;
+    default: return -EINVAL;
+    }
+    after = copy_state_status(&r->st);
+    met_gauge_set(r->m_status, (double)after);
+    /* The journal keeps the effective state: a reset of a paused rule stays 'paused', a resume of
+     * a stopped one 'close_only' (which a restart keeps until a reset). */
+    if (journal_set_rule_status(c->journal, r->cr.id, copy_status_name(after)) < 0)
+        log_error(TAG, "rule %s: cannot queue its %s state for the journal", r->cr.id,
+                  copy_status_name(after));
+    log_info(TAG, "rule %s: operator %s: %s -> %s", r->cr.id,
+             op == COPIER_RULE_PAUSE ? "pause" : op == COPIER_RULE_RESUME ? "resume" : "reset",
+             copy_status_name(before), copy_status_name(after));
+    if (status) *status = copy_status_name(after);
+    return 0;
+}
+
+char *copier_state_json(const struct copier *c) {
+    json_t *root = json_object(), *rules = json_array(), *leaders = json_array();
+    char *out = NULL;
+    if (!root || !rules || !leaders) goto out;
+    for (size_t i = 0; i < c->n_accts; i++) {
+        const struct acct *a = &c->accts[i];
+        if (!a->is_leader) continue;
+        if (json_array_append_new(leaders, json_pack("{s:s, s:s, s:b, s:b}", "account", a->name,
+                                                     "exchange", a->exchange, "stream_up", a->stream_up,
+                                                     "stream_was_up", a->stream_was_up)) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const struct rule *r = &c->rules[i];
+        if (json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:I}", "id", r->cr.id,
+                                                   "leader", c->accts[r->leader].name,
+                                                   "follower", c->accts[r->follower].name,
+                                                   "status", copy_status_name(copy_state_status(&r->st)),
+                                                   "stop", copy_stop_name(r->st.stop),
+                                                   "enabled", r->enabled, "stopped", r->st.stopped,
+                                                   "held", (json_int_t)copy_state_held(&r->st))) < 0)
+            goto out;
+    }
+    if (json_object_set(root, "ready", json_boolean(c->ready)) < 0 ||
+        json_object_set(root, "leaders", leaders) < 0 || json_object_set(root, "rules", rules) < 0)
+        goto out;
+    out = json_dumps(root, JSON_COMPACT);
+out:
+    json_decref(leaders);
+    json_decref(rules);
+    json_decref(root);
+    return out;
 }

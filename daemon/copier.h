@@ -79,6 +79,30 @@ void copier_journal_state(struct copier *c, bool up);
 bool copier_ready(const struct copier *c);
 /* Number of leader streams currently up, and configured. */
 size_t copier_streams_up(const struct copier *c, size_t *total);
+/* One leader stream, for /health/ready. Strings belong to the copier (valid until it is freed;
+ * reason changes with the next state change). */
+struct copier_stream_info {
+    const char *account;
+    bool up, was_up;
+    int64_t since_ms;   /* wall clock (ms since the epoch) of the last up/down change; 0 = never */
+    const char *reason; /* why it last went down or failed to connect; "" = none */
+};
+/* Fills out[0..max) with the leader streams in account order; returns how many there are (call
+ * with max 0 to count). */
+size_t copier_stream_info(const struct copier *c, struct copier_stream_info *out, size_t max);
+/* Operator actions on a running rule (copytraderctl, through the daemon's local HTTP). PAUSE and
+ * RESUME set the operator switch (a paused rule skips everything with rule_paused); RESET clears a
+ * loss stop (close_only) and re-bases the loss marks, keeping the switch. Updates the
+ * ct_rule_status gauge, queues the new effective state for the journal and logs the change.
+ * *status (may be NULL) gets the new effective state ("active", "paused", "close_only", static).
+ * 0, -ENOENT (no such rule), -EINVAL (bad op). */
+enum copier_rule_op { COPIER_RULE_PAUSE, COPIER_RULE_RESUME, COPIER_RULE_RESET };
+int copier_rule_action(struct copier *c, const char *rule_id, enum copier_rule_op op,
+                       const char **status);
+/* The live state as compact JSON (malloc'd, the caller frees; NULL when out of memory):
+ * {"ready":b,"leaders":[{"account","exchange","stream_up","stream_was_up"}],
+ *  "rules":[{"id","leader","follower","status","stop","enabled","stopped","held"}]}. */
+char *copier_state_json(const struct copier *c);
 /* Stops taking fills, closes the streams, and calls done(ud) once every order in flight has an
  * answer or deadline_ms has passed (orders still queued then stay journaled as 'intent'). */
 void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud), void *ud);

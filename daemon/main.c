@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <libwebsockets.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "copier.h"
 #include "exchange.h"
+#include "health.h"
 #include "http_server.h"
 #include "journal.h"
 #include "log.h"
@@ -29,11 +31,18 @@
 #define TAG "main"
 #define DRAIN_DEADLINE_MS 10000
 
+struct rule_route {
+    struct daemon *d;
+    const char *id; /* points into the config */
+    enum copier_rule_op op;
+};
+
 struct daemon {
     struct cfg *cfg;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t ready_timer;
+    uv_timer_t watchdog_timer; /* WATCHDOG=1 at half of systemd's WatchdogSec, if it set one */
     struct lws_context *lws;
     struct met_registry *metrics;
     struct http_server *http;
@@ -49,6 +58,8 @@ struct daemon {
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
+    char last_status[160]; /* the last STATUS= sent: sent again only when it changes */
+    struct rule_route *rule_routes; /* POST /rules/<id>/<op>: 3 per rule */
 };
 
 static void usage(FILE *out) {
@@ -268,6 +279,105 @@ static int serve_live(void *ud, const struct http_request *req, struct http_resp
     return http_response_set(resp, 200, "application/json", ok, sizeof(ok) - 1);
 }
 
+/* Operator endpoints (copytraderctl). They change a rule's state, so they live on the same
+ * listener as /metrics, which binds 127.0.0.1 unless the operator configures otherwise. */
+static int serve_rule_action(void *ud, const struct http_request *req, struct http_response *resp) {
+    const struct rule_route *rr = ud;
+    const char *status = NULL;
+    json_t *js;
+    char *id;
+    int r;
+    (void)req;
+    http_response_type(resp, "application/json");
+    if (!rr->d->copier || rr->d->stopping) {
+        http_response_status(resp, 503);
+        return http_response_printf(resp, "{\"error\":\"daemon is stopping\"}\n");
+    }
+    r = copier_rule_action(rr->d->copier, rr->id, rr->op, &status);
+    if (r == -ENOENT) {
+        http_response_status(resp, 404);
+        return http_response_printf(resp, "{\"error\":\"unknown rule\"}\n");
+    }
+    if (r < 0) return r;
+    js = json_string(rr->id); /* ids are config text: quote them properly */
+    id = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    if (!id) return -ENOMEM;
+    r = http_response_printf(resp, "{\"rule\":%s,\"status\":\"%s\"}\n", id, status);
+    free(id);
+    return r;
+}
+
+static int serve_state(void *ud, const struct http_request *req, struct http_response *resp) {
+    struct daemon *d = ud;
+    char *body;
+    (void)req;
+    if (!d->copier) {
+        http_response_status(resp, 503);
+        http_response_type(resp, "application/json");
+        return http_response_printf(resp, "{\"error\":\"not started\"}\n");
+    }
+    body = copier_state_json(d->copier);
+    if (!body) return -ENOMEM;
+    return http_response_take(resp, 200, "application/json", body, strlen(body));
+}
+
+static int route_rules(struct daemon *d) {
+    static const char *const ops[] = {"pause", "resume", "reset"};
+    static const enum copier_rule_op op_of[] = {COPIER_RULE_PAUSE, COPIER_RULE_RESUME, COPIER_RULE_RESET};
+    char path[512];
+    d->rule_routes = calloc(3 * d->cfg->n_rules + 1, sizeof(*d->rule_routes));
+    if (!d->rule_routes) return -ENOMEM;
+    const char *host = d->cfg->daemon.http_listen.host;
+    if (http_server_route(d->http, "GET", "/state", serve_state, d) < 0) return -ENOMEM;
+    /* The request carries no peer address, so "local only" rests on the listener: an operator who
+     * opens it to the network (for a Prometheus elsewhere) does not open rule control with it. */
+    if (host && strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0) {
+        log_warn(TAG, "http: %s is not a loopback address: POST /rules/<id>/pause|resume|reset are off",
+                 host);
+        return 0;
+    }
+    for (size_t i = 0; i < d->cfg->n_rules; i++)
+        for (size_t k = 0; k < 3; k++) {
+            struct rule_route *rr = &d->rule_routes[3 * i + k];
+            *rr = (struct rule_route){d, d->cfg->rules[i].id, op_of[k]};
+            snprintf(path, sizeof(path), "/rules/%s/%s", rr->id, ops[k]);
+            if (http_server_route(d->http, "POST", path, serve_rule_action, rr) < 0) return -EINVAL;
+        }
+    return 0;
+}
+
+/* /health/ready: 200 only when the journal is up, start-up is done and every leader stream is up
+ * now (health.h says what "fresh" rests on); else 503 with the problems named. */
+static int serve_ready(void *ud, const struct http_request *req, struct http_response *resp) {
+    struct daemon *d = ud;
+    struct copier_stream_info si[64];
+    struct health_stream hs[64];
+    struct health_facts f = {0};
+    struct timespec ts;
+    char *body = NULL;
+    size_t len = 0, n = 0;
+    int status;
+    (void)req;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    f.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    f.journal_connected = d->journal && journal_connected(d->journal);
+    f.journal_error = d->journal ? journal_last_error(d->journal) : "not started";
+    f.started = d->copier && copier_ready(d->copier);
+    f.draining = d->stopping != 0;
+    if (d->copier) {
+        n = copier_stream_info(d->copier, si, sizeof(si) / sizeof(si[0]));
+        if (n > sizeof(si) / sizeof(si[0])) n = sizeof(si) / sizeof(si[0]); /* more: named by startup */
+        for (size_t i = 0; i < n; i++)
+            hs[i] = (struct health_stream){si[i].account, si[i].up, si[i].since_ms, si[i].reason};
+    }
+    f.streams = hs;
+    f.n_streams = n;
+    status = health_ready(&f, &body, &len);
+    if (status < 0) return http_response_set(resp, 500, "text/plain", "out of memory\n", 14);
+    return http_response_take(resp, status, "application/json", body, len);
+}
+
 /* ---- metrics fed from the modules' own counters ------------------------------------------ */
 
 static double g_rest_conns(void *ud) {
@@ -323,19 +433,84 @@ static int register_gauge(struct met_registry *r, const char *name, const char *
     return 0;
 }
 
+/* Monotonic module totals, read at scrape time (met_counter_set_fn). */
+static uint64_t c_rest_conns(void *ud) { return (uint64_t)g_rest_conns(ud); }
+static uint64_t c_rest_requests(void *ud) { return (uint64_t)g_rest_requests(ud); }
+static uint64_t c_rest_transport_errors(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return s.transport_errors;
+}
+static uint64_t c_journal_slow(void *ud) { return (uint64_t)g_journal_slow(ud); }
+static uint64_t c_journal_errors(void *ud) { return (uint64_t)g_journal_errors(ud); }
+static uint64_t c_redis_dropped(void *ud) { return (uint64_t)g_redis_dropped(ud); }
+static uint64_t c_journal_writes(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s.writes;
+}
+static uint64_t c_journal_fills_failed(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s.fills_failed;
+}
+static uint64_t c_journal_results_dropped(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s.results_dropped;
+}
+static uint64_t c_journal_disconnects(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s.disconnects;
+}
+/* The journal keeps only the last and the total write time, not each write: a histogram needs a
+ * per-write hook in journal_opts (not there yet). A total in seconds would have to be a counter,
+ * and counters here are whole numbers, so the mean since start is exported instead. */
+static double g_journal_write_mean(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s.writes ? (double)s.write_us_total / 1e6 / (double)s.writes : 0;
+}
+static double g_journal_write_last(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return (double)s.write_us_last / 1e6;
+}
+static double g_journal_inflight_fills(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return (double)s.inflight_fills;
+}
+
+static int register_counter(struct met_registry *r, const char *name, const char *help,
+                            uint64_t (*fn)(void *), void *ud) {
+    struct met_family *f = met_counter_new(r, name, help);
+    struct met_counter *c = f ? met_counter_child(f) : NULL;
+    if (!c) return -ENOMEM;
+    met_counter_set_fn(c, fn, ud);
+    return 0;
+}
+
 static int register_module_metrics(struct daemon *d) {
     struct met_registry *r = d->metrics;
-    /* These mirror monotonic module counters; exported as gauges because they are read, not
-     * incremented, at scrape time. */
-    if (register_gauge(r, "ct_rest_connections_opened", "REST connections opened since start (keep-alive keeps this low).", g_rest_conns, d) ||
-        register_gauge(r, "ct_rest_requests", "REST requests sent since start.", g_rest_requests, d) ||
+    if (register_counter(r, "ct_rest_connections_opened_total", "REST connections opened (keep-alive keeps this low).", c_rest_conns, d) ||
+        register_counter(r, "ct_rest_requests_total", "REST requests sent.", c_rest_requests, d) ||
+        register_counter(r, "ct_rest_transport_errors_total", "REST requests that got no HTTP answer (connect, timeout, cancel).", c_rest_transport_errors, d) ||
         register_gauge(r, "ct_rest_in_flight", "REST requests in flight.", g_rest_inflight, d) ||
         register_gauge(r, "ct_journal_up", "1 while the journal's PostgreSQL session is up.", g_journal_up, d) ||
         register_gauge(r, "ct_journal_results_queued", "Order results not yet committed (write-behind).", g_journal_queued, d) ||
-        register_gauge(r, "ct_journal_slow_statements", "Journal statements slower than 100 ms since start.", g_journal_slow, d) ||
-        register_gauge(r, "ct_journal_statement_errors", "Journal statements PostgreSQL refused since start.", g_journal_errors, d) ||
+        register_gauge(r, "ct_journal_fills_in_flight", "Leader fills sent to the journal, not yet committed.", g_journal_inflight_fills, d) ||
+        register_counter(r, "ct_journal_slow_statements_total", "Journal statements slower than 100 ms.", c_journal_slow, d) ||
+        register_counter(r, "ct_journal_statement_errors_total", "Journal statements PostgreSQL refused.", c_journal_errors, d) ||
+        register_counter(r, "ct_journal_fill_failures_total", "Leader fill writes that failed (their intents were not sent).", c_journal_fills_failed, d) ||
+        register_counter(r, "ct_journal_results_dropped_total", "Order results lost to a refused journal statement.", c_journal_results_dropped, d) ||
+        register_counter(r, "ct_journal_disconnects_total", "Journal sessions lost or reset.", c_journal_disconnects, d) ||
+        register_counter(r, "ct_journal_writes_total", "Journal sync groups committed or answered (a fill's statements count once).", c_journal_writes, d) ||
+        register_gauge(r, "ct_journal_write_mean_seconds", "Mean journal write time since start, send to commit.", g_journal_write_mean, d) ||
+        register_gauge(r, "ct_journal_write_last_seconds", "Duration of the last journal write, send to commit.", g_journal_write_last, d) ||
         register_gauge(r, "ct_redis_up", "1 while Redis is connected and answering.", g_redis_up, d) ||
-        register_gauge(r, "ct_redis_dropped_writes", "Redis writes dropped while it was away.", g_redis_dropped, d) ||
+        register_counter(r, "ct_redis_dropped_writes_total", "Redis writes dropped while it was away.", c_redis_dropped, d) ||
         register_gauge(r, "ct_streams_up", "Leader streams connected.", g_streams_up, d))
         return -ENOMEM;
     return 0;
@@ -386,24 +561,64 @@ static void on_signal(uv_signal_t *h, int signum) {
     }
     d->stopping = 1;
     log_info(TAG, "signal %d: draining (at most %d ms)", signum, DRAIN_DEADLINE_MS);
-    notify("STOPPING=1");
+    notify("STOPPING=1\nSTATUS=draining: finishing in-flight orders, then flushing the journal");
     uv_timer_stop(&d->ready_timer);
     if (d->copier) copier_drain(d->copier, DRAIN_DEADLINE_MS, drained, d);
     else drained(d);
 }
 
+/* Distinct follower accounts among the enabled rules, for the STATUS= line. */
+static size_t count_followers(const struct cfg *c) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_rules; i++) {
+        bool seen = false;
+        if (!c->rules[i].enabled) continue;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = c->rules[j].enabled && c->rules[j].follower == c->rules[i].follower;
+        if (!seen) n++;
+    }
+    return n;
+}
+
 static void ready_tick(uv_timer_t *t) {
     struct daemon *d = t->data;
     size_t total = 0, up = d->copier ? copier_streams_up(d->copier, &total) : 0;
-    char status[128];
+    char status[sizeof(d->last_status)];
     if (!d->notified_ready && d->copier && copier_ready(d->copier)) {
         d->notified_ready = true;
         notify("READY=1");
         log_info(TAG, "ready: %zu leader streams up, %zu copy rules", total, d->cfg->n_rules);
     }
-    snprintf(status, sizeof(status), "STATUS=%s: %zu/%zu leader streams up",
-             d->notified_ready ? "copying" : "starting", up, total);
-    notify(status);
+    snprintf(status, sizeof(status), "STATUS=%s: %zu/%zu leader streams up, %zu followers, %zu copy rules",
+             d->notified_ready ? "copying" : "starting", up, total, count_followers(d->cfg),
+             d->cfg->n_rules);
+    if (strcmp(status, d->last_status) != 0) {
+        notify(status);
+        memcpy(d->last_status, status, sizeof(status));
+    }
+}
+
+#ifdef HAVE_LIBSYSTEMD
+/* Pinged from the loop itself, so a loop stuck in a callback stops the pings and systemd
+ * restarts the service (Restart=on-failure covers watchdog kills). */
+static void watchdog_tick(uv_timer_t *t) {
+    (void)t;
+    notify("WATCHDOG=1");
+}
+#endif
+
+static void start_watchdog(struct daemon *d) {
+#ifdef HAVE_LIBSYSTEMD
+    uint64_t usec = 0;
+    /* > 0 only when WATCHDOG_USEC is set and WATCHDOG_PID (if set) is this process. */
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+    uint64_t ms = usec / 2000; /* half the interval, as sd_watchdog_enabled(3) recommends */
+    if (ms == 0) ms = 1;
+    log_info(TAG, "systemd watchdog: %" PRIu64 " ms, pinging every %" PRIu64 " ms", usec / 1000, ms);
+    uv_timer_start(&d->watchdog_timer, watchdog_tick, ms, ms);
+#else
+    (void)d;
+#endif
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -425,6 +640,7 @@ static void teardown(struct daemon *d) {
     uv_close((uv_handle_t *)&d->sigterm, close_cb);
     uv_close((uv_handle_t *)&d->sigint, close_cb);
     uv_close((uv_handle_t *)&d->ready_timer, close_cb);
+    uv_close((uv_handle_t *)&d->watchdog_timer, close_cb);
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -445,9 +661,11 @@ static int run(struct daemon *d) {
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
     uv_timer_init(&d->loop, &d->ready_timer);
+    uv_timer_init(&d->loop, &d->watchdog_timer);
     d->sigterm.data = d->sigint.data = d->ready_timer.data = d;
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    start_watchdog(d); /* systemd arms it at READY=1; pings before that are harmless */
 
     memset(&info, 0, sizeof(info));
     foreign[0] = &d->loop;
@@ -470,6 +688,11 @@ static int run(struct daemon *d) {
     }
     http_server_route(d->http, "GET", "/metrics", serve_metrics, d);
     http_server_route(d->http, "GET", "/health/live", serve_live, d);
+    http_server_route(d->http, "GET", "/health/ready", serve_ready, d);
+    if (route_rules(d) < 0) {
+        log_error(TAG, "http: cannot route the rule endpoints");
+        goto out;
+    }
     log_info(TAG, "http: listening on %s", dc->http_listen.text);
 
     rdopts.on_state = redis_state;
@@ -603,6 +826,7 @@ int main(int argc, char **argv) {
     run(&d);
     free_hwm(&d);
     free(d.accounts);
+    free(d.rule_routes);
     cfg_free(d.cfg);
     log_info(TAG, "exit %d", d.exit_code);
     return d.exit_code;

@@ -1,0 +1,42 @@
+/* health: the readiness verdict behind /health/ready, pure (no I/O, no clock): the caller gathers
+ * the facts (journal, start-up, leader streams) and this module decides and renders the JSON body.
+ *
+ * Ready means: the journal session is up (a fill can be journaled, so it can be copied), start-up
+ * is done (time, instruments, positions, every leader stream up once) and every leader stream is
+ * up now. A stream's freshness is enforced below us: the websocket client hangs up a link with no
+ * PONG within its silence bound, so "up" implies a frame or pong within that bound.
+ *
+ * Body when ready:     {"status":"ready","journal":"up","streams_up":N,"streams":N}
+ * Body when not ready: {"status":"not_ready","problems":[{"check":"journal","detail":"..."},
+ *                        {"check":"stream","account":"lead","detail":"down since ... (reason)"},
+ *                        {"check":"startup","detail":"..."}]} */
+#ifndef CT_HEALTH_H
+#define CT_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct health_stream {
+    const char *account;  /* the leader account's name */
+    bool up;
+    int64_t since_ms;     /* wall clock (ms since the epoch) of the last state change; 0 = never */
+    const char *reason;   /* why it is not up ("connect failed: ..."); NULL or "" = none known */
+};
+
+struct health_facts {
+    bool journal_connected;
+    const char *journal_error; /* the journal's last error; NULL or "" = none */
+    bool started;              /* copier_ready: start-up done, every leader stream up once */
+    bool draining;             /* shutting down: never ready */
+    const struct health_stream *streams;
+    size_t n_streams;
+    int64_t now_ms;            /* wall clock, for "down for N s" */
+};
+
+/* Decides readiness and renders the JSON body (malloc'd, NUL-terminated, caller frees *body;
+ * *len excludes the NUL). Returns the HTTP status, 200 (ready) or 503 (not ready), or -EINVAL
+ * (f, body or len NULL, or streams NULL with n_streams > 0) or -ENOMEM. */
+int health_ready(const struct health_facts *f, char **body, size_t *len);
+
+#endif
