@@ -8,12 +8,14 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "config_schema.h"
@@ -39,6 +41,10 @@ struct ld {
     struct acc_src *asrc;   /* parallel to cfg->accounts */
     struct rule_src *rsrc;  /* parallel to cfg->rules */
     size_t cap_acc, cap_rules, cap_asrc, cap_rsrc;
+    /* daemon.traders_dir in the main file: not given (the default applies), given, or given but
+     * rejected (an error is recorded; no directory is read then) */
+    enum { TD_DEFAULT, TD_GIVEN, TD_BAD } td;
+    yaml_mark_t td_mark;    /* its value (TD_GIVEN), else the daemon section or the root */
 };
 
 static struct ld *ld_of(struct cs_ctx *cx)
@@ -212,8 +218,11 @@ static const struct cs_choice position_modes[] = {
 
 #define WHAT_NAME "a name of 1 to 63 characters from A-Z a-z 0-9 _ . -"
 
+/* Rows by position; traders_dir's index is needed (a key inserted before it makes the designated
+ * initialiser overwrite a row, which -Werror refuses). */
+enum { DK_LOG_LEVEL, DK_TRADERS_DIR = 8 };
 static const struct cs_key daemon_keys[] = {
-    { .name = "log_level", .type = CS_ENUM, .def = "info", .choices = log_levels,
+    [DK_LOG_LEVEL] = { .name = "log_level", .type = CS_ENUM, .def = "info", .choices = log_levels,
       .off = offsetof(struct cfg_daemon, log_level) },
     { .name = "http_listen", .type = CS_ADDR, .def = "127.0.0.1:9464",
       .off = offsetof(struct cfg_daemon, http_listen) },
@@ -230,6 +239,9 @@ static const struct cs_key daemon_keys[] = {
       .off = offsetof(struct cfg_daemon, flush_interval_ms) },
     { .name = "account_refresh_ms", .type = CS_INT, .def = "5000", .min = 100, .max = 600000,
       .off = offsetof(struct cfg_daemon, account_refresh_ms) },
+    /* No table default: the default depends on where the main file is (see resolve_traders_dir). */
+    [DK_TRADERS_DIR] = { .name = "traders_dir", .type = CS_STR, .what = "a directory name",
+                         .off = offsetof(struct cfg_daemon, traders_dir) },
     { .name = NULL },
 };
 
@@ -572,11 +584,18 @@ static void load_rule(struct ld *ld, const yaml_node_t *n, size_t i)
 
 static void load_daemon(struct ld *ld, const yaml_node_t *n)
 {
+    const yaml_node_t *found[CS_KEYS_MAX] = { 0 };
+
+    ld->td_mark = n->start_mark;
     if (n->type != YAML_MAPPING_NODE) {
         cs_err_at(&ld->cs, n->start_mark, "daemon", "expected a mapping, got %s", cs_node_kind(n));
         return;
     }
-    cs_walk_map(&ld->cs, n, "daemon", daemon_keys, &ld->cfg->daemon, NULL);
+    uint32_t bad = cs_walk_map(&ld->cs, n, "daemon", daemon_keys, &ld->cfg->daemon, found);
+    if (found[DK_TRADERS_DIR]) {
+        ld->td = (bad & (UINT32_C(1) << DK_TRADERS_DIR)) ? TD_BAD : TD_GIVEN;
+        ld->td_mark = found[DK_TRADERS_DIR]->start_mark;
+    }
 }
 
 static void load_list(struct ld *ld, const yaml_node_t *n, const char *name,
@@ -609,6 +628,7 @@ static void config_root(struct cs_ctx *cx, const yaml_node_t *root, void *arg)
                       "the file is empty; expected a 'daemon' section");
         return;
     }
+    if (is_main) ld->td_mark = root->start_mark;
     if (root->type != YAML_MAPPING_NODE) {
         cs_err_at(&ld->cs, root->start_mark, "",
                   "expected a mapping of daemon, accounts and copy_rules, got %s",
@@ -806,12 +826,17 @@ out:
 /* ------------------------------------------------------------------------------------------------
  * Public API */
 
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash == path ? strdup("/") : slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+}
+
 static void load_config_file(struct ld *ld, size_t fidx, bool is_main)
 {
     size_t len = 0;
     const char *path = ld->cfg->files[fidx];
-    const char *slash = strrchr(path, '/');
-    char *dir = slash == path ? strdup("/") : slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+    char *dir = dir_of(path);
 
     if (!dir) {
         ld->cs.oom = true;
@@ -830,8 +855,120 @@ static void load_config_file(struct ld *ld, size_t fidx, bool is_main)
     free(dir);
 }
 
-struct cfg *cfg_load_files(const char *path, const char *const *trader_files, size_t n_trader_files,
-                           struct cfg_errors *errs)
+/* daemon.traders_dir as a path usable from the current directory: relative names (and the default
+ * "traders.d") are taken against the main file's directory, like secret files. */
+static void resolve_traders_dir(struct ld *ld)
+{
+    struct cfg_daemon *d = &ld->cfg->daemon;
+    const char *name = ld->td == TD_GIVEN && d->traders_dir ? d->traders_dir : "traders.d";
+    char *dir = NULL, *path = NULL;
+
+    if (ld->td == TD_BAD) return;
+    /* So that file names read "dir/x.yaml", not "dir/./x.yaml". */
+    while (name[0] == '.' && name[1] == '/') name += 2;
+    if (name[0] == '/') {
+        path = strdup(name);
+    } else if ((dir = dir_of(ld->cfg->files[0]))) {
+        if (!strcmp(name, ".") || !*name)
+            path = strdup(dir);
+        else if (asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name) < 0)
+            path = NULL;
+    }
+    free(dir);
+    if (!path) {
+        ld->cs.oom = true;
+        return;
+    }
+    free(d->traders_dir);
+    d->traders_dir = path;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A trader file: NAME.yaml with a non-empty NAME that does not start with a dot (editor backups
+ * and swap files such as .alice.yaml.swp or alice.yaml~ are not read). */
+static bool is_trader_file(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && n > 5 && !strcmp(name + n - 5, ".yaml");
+}
+
+/* Every trader file in daemon.traders_dir, sorted by name, appended to cfg->files and read. A
+ * missing default directory means no trader files; a missing configured one is an error. */
+static void load_traders_dir(struct ld *ld)
+{
+    struct cfg *c = ld->cfg;
+    const char *dir = c->daemon.traders_dir;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct stat main_st;
+    bool have_main = stat(c->files[0], &main_st) == 0;
+    DIR *d;
+
+    if (ld->td == TD_BAD || !dir) return;
+    ld->cs.fidx = 0;
+    ld->cs.file = c->files[0];
+    if (!(d = opendir(dir))) {
+        if (errno == ENOENT && ld->td == TD_DEFAULT) return;
+        cs_err_at(&ld->cs, ld->td_mark, "daemon.traders_dir",
+                  "cannot open the %sdirectory \"%s\": %s",
+                  ld->td == TD_DEFAULT ? "default trader " : "", dir, strerror(errno));
+        return;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno)
+                cs_err_at(&ld->cs, ld->td_mark, "daemon.traders_dir",
+                          "cannot read the directory \"%s\": %s", dir, strerror(errno));
+            break;
+        }
+        if (!is_trader_file(e->d_name)) continue;
+        char **g = cs_grow(&ld->cs, names, &cap, n, sizeof *names);
+        if (!g) break;
+        names = g;
+        if (!(names[n] = strdup(e->d_name))) {
+            ld->cs.oom = true;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, str_cmp);
+
+    for (size_t i = 0; i < n && !ld->cs.oom; i++) {
+        char *path = NULL;
+        struct stat st;
+        if (asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", names[i]) < 0) {
+            ld->cs.oom = true;
+            break;
+        }
+        /* traders_dir may be the main file's own directory: the main file is not a trader file. */
+        if (have_main && stat(path, &st) == 0 && st.st_dev == main_st.st_dev &&
+            st.st_ino == main_st.st_ino) {
+            free(path);
+            continue;
+        }
+        char **files = realloc(c->files, (c->n_files + 1) * sizeof *files);
+        if (!files) {
+            free(path);
+            ld->cs.oom = true;
+            break;
+        }
+        c->files = files;
+        c->files[c->n_files++] = path;
+        load_config_file(ld, c->n_files - 1, false);
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+static struct cfg *load(const char *path, const char *const *trader_files, size_t n_trader_files,
+                        bool scan_dir, struct cfg_errors *errs)
 {
     struct ld ld = { 0 };
     struct cfg *c = calloc(1, sizeof *c);
@@ -850,7 +987,9 @@ struct cfg *cfg_load_files(const char *path, const char *const *trader_files, si
         }
         c->n_files++;
         load_config_file(&ld, i, i == 0);
+        if (i == 0 && !ld.cs.oom) resolve_traders_dir(&ld);
     }
+    if (scan_dir && !ld.cs.oom) load_traders_dir(&ld);
     if (!ld.cs.oom) check_links(&ld);
 
 done:
@@ -873,9 +1012,20 @@ done:
     return c;
 }
 
+struct cfg *cfg_load_files(const char *path, const char *const *trader_files, size_t n_trader_files,
+                           struct cfg_errors *errs)
+{
+    return load(path, trader_files, n_trader_files, false, errs);
+}
+
 struct cfg *cfg_load(const char *path, struct cfg_errors *errs)
 {
-    return cfg_load_files(path, NULL, 0, errs);
+    return load(path, NULL, 0, false, errs);
+}
+
+struct cfg *cfg_load_all(const char *path, struct cfg_errors *errs)
+{
+    return load(path, NULL, 0, true, errs);
 }
 
 struct cfg *cfg_free(struct cfg *c)
@@ -900,6 +1050,7 @@ struct cfg *cfg_free(struct cfg *c)
     cs_addr_free(&c->daemon.http_listen);
     cs_addr_free(&c->daemon.redis);
     secret_free_str(c->daemon.database);
+    free(c->daemon.traders_dir);
     for (size_t i = 0; i < c->n_files; i++) free(c->files[i]);
     free(c->files);
     free(c);

@@ -55,6 +55,10 @@ struct cfg_daemon {
     int flush_interval_ms;          /* 0..1000, default 0 */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity
                                        sizing) and ticker (slippage guard) refresh period */
+    char *traders_dir;              /* where cfg_load_all finds trader files (every *.yaml not
+                                       starting with a dot, by name); as loaded: relative names
+                                       joined to the main file's directory. Default "traders.d"
+                                       there (missing = none); a configured one must exist */
 };
 
 /* What the follower account's position mode must be (Binance dualSidePosition, Bybit position
@@ -150,14 +154,19 @@ struct cfg {
     size_t n_files;
 };
 
-/* Load the main file `path`. NULL if anything is wrong, with every problem found in errs (errs may
- * be NULL). Relative secret_file paths resolve against $CREDENTIALS_DIRECTORY if it is set and not
- * empty, else against the directory of the file that names them. */
+/* Load the main file `path` only (daemon.traders_dir is resolved, not read). NULL if anything is
+ * wrong, with every problem found in errs (errs may be NULL). Relative secret_file paths resolve
+ * against $CREDENTIALS_DIRECTORY if it is set and not empty, else against the directory of the
+ * file that names them. */
 struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
 /* Same, plus trader files that may hold only `accounts` and `copy_rules`; names and ids are unique
  * across all files and rules may refer to accounts in any of them. */
 struct cfg *cfg_load_files(const char *path, const char *const *trader_files, size_t n_trader_files,
                            struct cfg_errors *errs);
+/* The whole configuration: the main file plus every trader file in daemon.traders_dir (sorted by
+ * name; the main file itself is skipped if it is there). One bad file fails the whole load.
+ * cfg->files lists them, main file first; cfg->n_files - 1 is the number of trader files. */
+struct cfg *cfg_load_all(const char *path, struct cfg_errors *errs);
 /* Zeroes the secrets and frees everything. Takes NULL, returns NULL. */
 struct cfg *cfg_free(struct cfg *c);
 

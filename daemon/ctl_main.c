@@ -512,7 +512,7 @@ out:
 static int load(struct ctl *c, const char *path) {
     struct cfg_errors errs = {0};
     const char *host;
-    c->cfg = cfg_load(path, &errs);
+    c->cfg = cfg_load_all(path, &errs);
     if (!c->cfg) {
         for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.msg[i]);
         cfg_errors_reset(&errs);

@@ -65,8 +65,10 @@ struct daemon {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: copytraderd --config FILE [--check-config]\n"
-            "  -c, --config FILE     the daemon's YAML configuration\n"
-            "  -t, --check-config    validate the configuration (and secret files) and exit\n"
+            "       copytraderd --check-config FILE\n"
+            "  -c, --config FILE     the daemon's YAML configuration (trader files: daemon.traders_dir)\n"
+            "  -t, --check-config    validate the configuration, every trader file and the secret\n"
+            "                        files, then exit\n"
             "  -h, --help            this text\n");
 }
 
@@ -82,14 +84,14 @@ static void notify(const char *msg) {
 
 static struct cfg *load_config(const char *path, bool check_only) {
     struct cfg_errors errs = {0};
-    struct cfg *c = cfg_load(path, &errs);
+    struct cfg *c = cfg_load_all(path, &errs); /* the main file and every traders_dir file */
     if (!c) {
         for (size_t i = 0; i < errs.n; i++) fprintf(stderr, "%s\n", errs.msg[i]);
         if (errs.dropped) fprintf(stderr, "... and %zu more errors\n", errs.dropped);
         fprintf(stderr, "copytraderd: configuration %s is invalid\n", path);
     } else if (check_only) {
-        printf("copytraderd: configuration %s is ok (%zu accounts, %zu copy rules)\n", path,
-               c->n_accounts, c->n_rules);
+        printf("copytraderd: configuration %s is ok (%zu accounts, %zu copy rules, %zu trader files)\n",
+               path, c->n_accounts, c->n_rules, c->n_files - 1);
     }
     cfg_errors_reset(&errs);
     return c;

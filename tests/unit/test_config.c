@@ -276,6 +276,20 @@ static void test_example_config_loads(void **state)
     assert_int_equal(c->rules[4].exclude_symbols.n, 2);
     assert_string_equal(c->rules[4].exclude_symbols.items[1], "1000PEPEUSDT");
     cfg_free(c);
+
+    /* With the example trader file next to it (config/traders.d/alice.yaml). */
+    free(write_file("alice.key", "api_key: KEY-alice-key\napi_secret: SECRET-alice-key\n", 0600));
+    c = cfg_load_all(EXAMPLE, &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 2);
+    assert_int_equal(c->n_accounts, 7);
+    assert_int_equal(c->n_rules, 6);
+    assert_string_equal(c->accounts[6].name, "alice");
+    assert_string_equal(c->accounts[c->rules[5].leader].name, "leader-main");
+    assert_string_equal(c->accounts[c->rules[5].follower].name, "alice");
+    assert_dec(c->rules[5].multiplier, "0.25");
+    cfg_free(c);
 }
 
 /* ---- one kind of error per fixture ------------------------------------------------------------ */
@@ -966,6 +980,214 @@ static void test_trader_files(void **state)
     free(bad);
 }
 
+/* ---- traders_dir ------------------------------------------------------------------------------ */
+
+/* mkdir g_dir/name; returns the path (free it). */
+static char *make_dir(const char *name)
+{
+    char *p = tmp_path(name);
+    assert_int_equal(mkdir(p, 0700), 0);
+    return p;
+}
+
+static const char *const TRADER_BOB =
+    "accounts:\n"
+    "  - {name: bob, exchange: binance-usdm, rest_url: 'http://h', ws_url: 'ws://h', "
+    "secret_file: bob.yaml}\n"
+    "copy_rules:\n"
+    "  - {id: r1, leader: alice, follower: bob, sizing: multiplier, multiplier: 2}\n";
+
+static void test_traders_dir_fixture(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    struct cfg *c = cfg_load_all(FIX("traders/main.yaml"), &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    /* README.txt, old.yml, .hidden.yaml and 10-bob.yaml~ would each fail the load if read. */
+    assert_int_equal(c->n_files, 3);
+    assert_string_equal(c->files[1], FIX("traders/traders.d/10-bob.yaml"));
+    assert_string_equal(c->files[2], FIX("traders/traders.d/20-carol.yaml"));
+    assert_string_equal(c->daemon.traders_dir, FIX("traders/traders.d"));
+    assert_int_equal(c->n_accounts, 3);
+    assert_int_equal(c->n_rules, 2);
+    assert_string_equal(c->accounts[1].name, "bob");
+    assert_string_equal(c->accounts[1].file, c->files[1]);
+    assert_string_equal(c->accounts[2].name, "carol");
+    assert_string_equal(c->accounts[2].file, c->files[2]);
+    /* A rule in 10-bob.yaml follows into carol, defined in 20-carol.yaml, led by alice (main). */
+    const struct cfg_rule *r = &c->rules[1];
+    assert_string_equal(r->id, "carol-copies-alice");
+    assert_string_equal(r->file, c->files[1]);
+    assert_int_equal(r->line, 14);
+    assert_string_equal(c->accounts[r->leader].name, "alice");
+    assert_string_equal(c->accounts[r->follower].name, "carol");
+    assert_int_equal(r->sizing, CFG_SIZING_FIXED_NOTIONAL);
+    assert_dec(r->notional, "50");
+    assert_string_equal(c->accounts[c->rules[0].follower].name, "bob");
+    cfg_free(c);
+
+    /* cfg_load reads the main file only. */
+    c = cfg_load(FIX("traders/main.yaml"), &e);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 1);
+    assert_int_equal(c->n_accounts, 1);
+    assert_string_equal(c->daemon.traders_dir, FIX("traders/traders.d"));
+    cfg_free(c);
+}
+
+static void test_traders_dir_duplicate_id_names_both_files(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    char *d = make_dir("td-dup"), *td = make_dir("td-dup/traders.d");
+    char *m = write_file("td-dup/main.yaml", MAIN_CFG, 0600);
+    char *a = write_file("td-dup/traders.d/a.yaml", TRADER_BOB, 0600);
+    char *b = write_file("td-dup/traders.d/b.yaml",
+                         "accounts:\n"
+                         "  - {name: carol, exchange: binance-usdm, rest_url: 'http://h', "
+                         "ws_url: 'ws://h', secret_file: carol.yaml}\n"
+                         "copy_rules:\n"
+                         "  - {id: r1, leader: alice, follower: carol, sizing: multiplier, multiplier: 1}\n",
+                         0600);
+    struct cfg *c = cfg_load(m, &e); /* the main file alone is fine */
+    assert_non_null(c);
+    cfg_free(c);
+    assert_null(cfg_load_all(m, &e));
+    if (e.n != 1) dump(&e);
+    assert_int_equal(e.n, 1);
+    assert_has(&e, "%s:4:10: copy_rules[0].id: duplicate copy rule id \"r1\" (first defined at %s:4)", b, a);
+    cfg_errors_reset(&e);
+    free(d);
+    free(td);
+    free(m);
+    free(a);
+    free(b);
+}
+
+static void test_traders_dir_bad_file_fails_all(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    char *d = make_dir("td-bad"), *td = make_dir("td-bad/traders.d");
+    char *m = write_file("td-bad/main.yaml", MAIN_CFG, 0600);
+    char *a = write_file("td-bad/traders.d/a.yaml", TRADER_BOB, 0600);
+    char *b = write_file("td-bad/traders.d/b.yaml",
+                         "copy_rules:\n"
+                         "  - id: r2\n"
+                         "    leader: alice\n"
+                         "    follower: carol\n"
+                         "    sizing: multiplier\n"
+                         "    multiplier: lots\n",
+                         0600);
+    char *c3 = write_file("td-bad/traders.d/c.yaml",
+                          "accounts:\n"
+                          "  - {name: carol, exchange: binance-usdm, rest_url: 'http://h', "
+                          "ws_url: 'ws://h', secret_file: carol.yaml}\n",
+                          0600);
+    assert_null(cfg_load_all(m, &e));
+    if (e.n != 1) dump(&e);
+    assert_int_equal(e.n, 1);
+    assert_has(&e, "%s:6:17: copy_rules[0].multiplier: expected a decimal > 0, got \"lots\"", b);
+
+    /* Fixed, the same directory loads, carol (c.yaml) resolving b.yaml's rule. */
+    free(write_file("td-bad/traders.d/b.yaml",
+                    "copy_rules:\n"
+                    "  - {id: r2, leader: alice, follower: carol, sizing: multiplier, multiplier: 1}\n",
+                    0600));
+    struct cfg *c = cfg_load_all(m, &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 4);
+    assert_int_equal(c->n_rules, 2);
+    assert_string_equal(c->accounts[c->rules[1].follower].name, "carol");
+    assert_string_equal(c->rules[1].file, b);
+    cfg_free(c);
+    free(d);
+    free(td);
+    free(m);
+    free(a);
+    free(b);
+    free(c3);
+}
+
+static void test_traders_dir_missing(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    char *d = make_dir("td-missing");
+
+    /* No traders.d next to the main file, none configured: no trader files. */
+    char *m = write_file("td-missing/main.yaml", MAIN_CFG, 0600);
+    struct cfg *c = cfg_load_all(m, &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 1);
+    char *want = tmp_path("td-missing/traders.d");
+    assert_string_equal(c->daemon.traders_dir, want);
+    free(want);
+    cfg_free(c);
+
+    /* Configured (relative to the main file's directory) and missing: an error naming it. */
+    static const char *const head = "daemon:\n  database: dbname=x\n  redis: unix:/run/redis.sock\n";
+    char text[512];
+    snprintf(text, sizeof text, "%s  traders_dir: traders\n", head);
+    free(write_file("td-missing/main.yaml", text, 0600));
+    assert_null(cfg_load_all(m, &e));
+    want = tmp_path("td-missing/traders");
+    if (e.n != 1) dump(&e);
+    assert_int_equal(e.n, 1);
+    assert_has(&e, "%s:4:16: daemon.traders_dir: cannot open the directory \"%s\": No such file or "
+               "directory", m, want);
+    free(want);
+    c = cfg_load(m, &e); /* the main file alone does not read the directory */
+    assert_non_null(c);
+    cfg_free(c);
+
+    /* Absolute, and a file rather than a directory. */
+    snprintf(text, sizeof text, "%s  traders_dir: %s\n", head, m);
+    free(write_file("td-missing/main.yaml", text, 0600));
+    assert_null(cfg_load_all(m, &e));
+    assert_int_equal(e.n, 1);
+    assert_has(&e, "%s:4:16: daemon.traders_dir: cannot open the directory \"%s\": Not a directory", m, m);
+
+    /* The default traders.d exists but is not a directory: refused too. */
+    free(write_file("td-missing/main.yaml", MAIN_CFG, 0600));
+    char *f = write_file("td-missing/traders.d", "x: 1\n", 0600);
+    assert_null(cfg_load_all(m, &e));
+    assert_int_equal(e.n, 1);
+    assert_has(&e, "%s:2:3: daemon.traders_dir: cannot open the default trader directory \"%s\": Not a "
+               "directory", m, f);
+    cfg_errors_reset(&e);
+    free(f);
+    free(m);
+    free(d);
+}
+
+static void test_traders_dir_holds_main_file(void **state)
+{
+    (void)state;
+    struct cfg_errors e = { 0 };
+    char *d = make_dir("td-dot");
+    char text[512];
+    snprintf(text, sizeof text,
+             "accounts:\n  - {name: alice, exchange: binance-usdm, rest_url: 'http://h', "
+             "ws_url: 'ws://h', secret_file: alice.yaml}\n"
+             "daemon:\n  database: dbname=x\n  redis: unix:/run/redis.sock\n  traders_dir: .\n");
+    char *m = write_file("td-dot/main.yaml", text, 0600);
+    char *t = write_file("td-dot/bob.yaml", TRADER_BOB, 0600);
+    struct cfg *c = cfg_load_all(m, &e);
+    if (!c) dump(&e);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 2); /* main.yaml is not read a second time as a trader file */
+    assert_string_equal(c->files[1], t);
+    assert_int_equal(c->n_rules, 1);
+    cfg_free(c);
+    free(m);
+    free(t);
+    free(d);
+}
+
 static void test_lead_and_follow_refused(void **state)
 {
     (void)state;
@@ -1225,6 +1447,11 @@ int main(void)
         cmocka_unit_test(test_rule_symbol_allowed_and_names),
         cmocka_unit_test(test_rules_long_list),
         cmocka_unit_test(test_trader_files),
+        cmocka_unit_test(test_traders_dir_fixture),
+        cmocka_unit_test(test_traders_dir_duplicate_id_names_both_files),
+        cmocka_unit_test(test_traders_dir_bad_file_fails_all),
+        cmocka_unit_test(test_traders_dir_missing),
+        cmocka_unit_test(test_traders_dir_holds_main_file),
         cmocka_unit_test(test_lead_and_follow_refused),
         cmocka_unit_test(test_secret_mode_0644_refused),
         cmocka_unit_test(test_secret_missing_file),
