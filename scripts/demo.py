@@ -10,7 +10,7 @@ import sys
 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(top, "tests", "integration"))
 from harness import (Daemon, Sim, free_port, http, metric, parse_metrics, psql, require_env,  # noqa: E402
-                     wait_for, write_private)
+                     wait_for, write_secret)
 from test_e2e import FOLLOWERS, SYMBOLS, TRADES  # noqa: E402
 
 
@@ -25,8 +25,7 @@ def main():
     print(f"simulator: REST {sim.rest_url}, admin {sim.admin}")
     os.makedirs(os.path.join(tmp, "secrets"), exist_ok=True)
     for a in accounts:
-        write_private(os.path.join(tmp, "secrets", a["name"] + ".yaml"),
-                      f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+        write_secret(os.path.join(tmp, "secrets"), a)
     port = free_port()
     config = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
               "accounts:\n" + "".join(

@@ -58,6 +58,14 @@ def write_private(path, text):
     os.chmod(path, 0o600)
 
 
+def write_secret(directory, account):
+    """The secret file of a simulator account ({"name","api_key","api_secret",...}) as
+    copytraderd reads it: <directory>/<name>.yaml, mode 0600."""
+    os.makedirs(directory, exist_ok=True)
+    write_private(os.path.join(directory, account["name"] + ".yaml"),
+                  f"api_key: {account['api_key']}\napi_secret: {account['api_secret']}\n")
+
+
 class Process:
     def __init__(self, name, argv, log_path, env=None):
         self.name = name
@@ -160,6 +168,14 @@ class Daemon:
 
     def stop(self, sig=signal.SIGTERM):
         return self.p.stop(sig)
+
+
+def stop_clean(daemon):
+    """SIGTERM; the daemon must drain and exit 0 with no sanitizer report in its log."""
+    rc = daemon.stop()
+    log = daemon.p.tail(400)
+    if rc != 0 or "runtime error" in log or "AddressSanitizer" in log or "LeakSanitizer" in log:
+        raise TestFailure(f"{daemon.p.name} exited {rc}; log tail:\n{daemon.p.tail(30)}")
 
 
 def parse_metrics(text):

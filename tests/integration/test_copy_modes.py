@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, write_private, fresh_database)
+                     require_env, wait_for, fresh_database, write_secret)
 
 BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
        "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
@@ -84,8 +84,7 @@ def main():
         if n == "fh":
             a["position_mode"] = "hedge"
         accounts.append(a)
-        write_private(os.path.join(work, "secrets", n + ".yaml"),
-                      f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+        write_secret(os.path.join(work, "secrets"), a)
     sim = Sim(args.build_dir, work, accounts, [BTC])
     daemon = None
     try:

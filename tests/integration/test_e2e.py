@@ -17,7 +17,7 @@ from decimal import Decimal, ROUND_DOWN
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, write_private, fresh_database)
+                     require_env, wait_for, fresh_database, write_secret)
 
 SYMBOLS = [
     {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
@@ -137,8 +137,7 @@ def main():
     try:
         os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
         for a in accounts:
-            write_private(os.path.join(work, "secrets", a["name"] + ".yaml"),
-                          f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+            write_secret(os.path.join(work, "secrets"), a)
         http_port = free_port()
         acct_yaml = "".join(
             f"  - name: {a['name']}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"

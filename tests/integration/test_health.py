@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, require_env, wait_for,  # noqa: E402
-                     write_private, fresh_database)
+                     fresh_database, write_secret, stop_clean)
 
 SYMBOLS = [
     {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
@@ -66,14 +66,6 @@ def raw_request(port, data):
     return buf.split(b"\r\n", 1)[0].decode(errors="replace")
 
 
-def stop_clean(daemon):
-    """SIGTERM; the daemon must drain and exit 0 with no sanitizer report in its log."""
-    rc = daemon.stop()
-    log = daemon.p.tail(400)
-    if rc != 0 or "runtime error" in log or "AddressSanitizer" in log or "LeakSanitizer" in log:
-        raise TestFailure(f"{daemon.p.name} exited {rc}; log tail:\n{daemon.p.tail(30)}")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
@@ -92,8 +84,7 @@ def main():
     sim_stopped = False
     try:
         for a in accounts:
-            write_private(os.path.join(work, "secrets", a["name"] + ".yaml"),
-                          f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+            write_secret(os.path.join(work, "secrets"), a)
 
         def config(port, ws_url):
             acct = "".join(

@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics,  # noqa: E402
-                     require_env, wait_for, write_private, fresh_database)
+                     require_env, wait_for, fresh_database, write_secret, stop_clean)
 
 SYMBOLS = [
     {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
@@ -69,14 +69,6 @@ def check_dashboard(path, fams):
     return len(exprs)
 
 
-def stop_clean(daemon):
-    """SIGTERM; the daemon must drain and exit 0 with no sanitizer report in its log."""
-    rc = daemon.stop()
-    log = daemon.p.tail(400)
-    if rc != 0 or "runtime error" in log or "AddressSanitizer" in log or "LeakSanitizer" in log:
-        raise TestFailure(f"{daemon.p.name} exited {rc}; log tail:\n{daemon.p.tail(30)}")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
@@ -105,8 +97,7 @@ def main():
     daemon = None
     try:
         for a in accounts:
-            write_private(os.path.join(work, "secrets", a["name"] + ".yaml"),
-                          f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+            write_secret(os.path.join(work, "secrets"), a)
         http_port = free_port()
         acct_yaml = "".join(
             f"  - name: {a['name']}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"

@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Sim, TestFailure, free_port, fresh_database, require_env, write_private  # noqa: E402
+from harness import Sim, TestFailure, free_port, fresh_database, require_env, write_secret  # noqa: E402
 
 EXPOSURE_MAX = 2.0
 SYMBOLS = [
@@ -260,8 +260,7 @@ def check_notify(build_dir, work):
         os.makedirs(creds)
         os.makedirs(etc)
         for a in accounts:
-            write_private(os.path.join(creds, a["name"] + ".yaml"),
-                          f"api_key: {a['api_key']}\napi_secret: {a['api_secret']}\n")
+            write_secret(creds, a)
         acct_yaml = "".join(
             f"  - name: {a['name']}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
             f"    ws_url: {sim.ws_url}\n    secret_file: {a['name']}.yaml\n" for a in accounts)
