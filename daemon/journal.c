@@ -1072,6 +1072,8 @@ static void op_complete(struct journal *j)
     j->s.writes++;
     j->s.write_us_last = us;
     j->s.write_us_total += us;
+    if (j->o.on_write && (op->kind == OP_FILL || op->kind == OP_RESULTS))
+        j->o.on_write(j->o.ud, op->kind == OP_FILL, us);
     if (us > (uint64_t)j->o.slow_ms * 1000u) {
         j->s.slow_statements++;
         j->s.slow_us_last = us;

@@ -88,6 +88,9 @@ struct journal_opts {
      * session is set up; connected=false with a message on every failed attempt and every loss.
      * Called from the loop, never from inside a journal_* call. May be NULL. */
     void (*on_state)(void *ud, bool connected, const char *errmsg);
+    /* Every answered write (a fill's sync group, a results batch): its time from send to commit,
+     * for a latency histogram. Called from the loop; may be NULL. Uses ud too. */
+    void (*on_write)(void *ud, bool fill, uint64_t us);
     void *ud;
 };
 

@@ -45,6 +45,7 @@ struct daemon {
     uv_timer_t watchdog_timer; /* WATCHDOG=1 at half of systemd's WatchdogSec, if it set one */
     struct lws_context *lws;
     struct met_registry *metrics;
+    struct met_hist *m_jnl_fill, *m_jnl_results; /* journal write latency */
     struct http_server *http;
     struct rds *redis;
     struct rest_pool *rest;
@@ -495,7 +496,16 @@ static int register_counter(struct met_registry *r, const char *name, const char
 }
 
 static int register_module_metrics(struct daemon *d) {
+    static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05, 0.1, 0.25, 0.5, 1, 2.5};
     struct met_registry *r = d->metrics;
+    struct met_family *jw = met_histogram_new(r, "ct_journal_write_seconds",
+                                              "Journal writes, send to commit: a leader fill with its intents "
+                                              "(the hot path's one wait) or a batch of order results.",
+                                              bounds, sizeof(bounds) / sizeof(bounds[0]), "kind");
+    if (!jw || !(d->m_jnl_fill = met_hist_child(jw, "fill")) ||
+        !(d->m_jnl_results = met_hist_child(jw, "results")))
+        return -ENOMEM;
     if (register_counter(r, "ct_rest_connections_opened_total", "REST connections opened (keep-alive keeps this low).", c_rest_conns, d) ||
         register_counter(r, "ct_rest_requests_total", "REST requests sent.", c_rest_requests, d) ||
         register_counter(r, "ct_rest_transport_errors_total", "REST requests that got no HTTP answer (connect, timeout, cancel).", c_rest_transport_errors, d) ||
@@ -525,6 +535,11 @@ static void journal_state(void *ud, bool connected, const char *msg) {
     if (connected) log_info(TAG, "journal: connected");
     else log_warn(TAG, "journal: not connected: %s", msg ? msg : "");
     if (d->copier) copier_journal_state(d->copier, connected);
+}
+
+static void journal_write(void *ud, bool fill, uint64_t us) {
+    struct daemon *d = ud;
+    met_hist_observe(fill ? d->m_jnl_fill : d->m_jnl_results, (double)us / 1e6);
 }
 
 static void redis_state(void *ud, bool up, const char *why) {
@@ -711,6 +726,7 @@ static int run(struct daemon *d) {
     jopts.batch_size = (unsigned)dc->batch_size;
     jopts.flush_interval_ms = (unsigned)dc->flush_interval_ms;
     jopts.on_state = journal_state;
+    jopts.on_write = journal_write;
     jopts.ud = d;
     d->journal = journal_new(&d->loop, dc->database, &jopts);
     if (!d->journal) {

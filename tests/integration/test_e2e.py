@@ -248,6 +248,8 @@ def main():
             if metric(m, name, **labels) != want:
                 raise TestFailure(f"metric {name}{labels} = {metric(m, name, **labels)}, want {want}")
 
+        if metric(m, "ct_journal_write_seconds_count", kind="fill") < 10:
+            raise TestFailure("journal write latency histogram did not see the 10 fill writes")
         # 5. Replaying every leader event produces no new orders (in-memory dedupe)...
         before_dups = metric(m, "ct_leader_fills_duplicate_total")
         sent = sim.replay("leader", 0)["sent"]
