@@ -242,6 +242,8 @@ static const struct cs_key daemon_keys[] = {
     /* No table default: the default depends on where the main file is (see resolve_traders_dir). */
     [DK_TRADERS_DIR] = { .name = "traders_dir", .type = CS_STR, .what = "a directory name",
                          .off = offsetof(struct cfg_daemon, traders_dir) },
+    { .name = "drain_timeout_ms", .type = CS_INT, .def = "10000", .min = 0, .max = 600000,
+      .off = offsetof(struct cfg_daemon, drain_timeout_ms) },
     { .name = NULL },
 };
 

@@ -53,6 +53,8 @@ struct cfg_daemon {
     enum cfg_durability journal_durability; /* default fsync */
     int batch_size;                 /* 1..10000, default 100 */
     int flush_interval_ms;          /* 0..1000, default 0 */
+    int drain_timeout_ms;           /* 0..600000, default 10000: on SIGTERM, the longest wait for
+                                       orders in flight and the journal before exiting */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity
                                        sizing) and ticker (slippage guard) refresh period */
     char *traders_dir;              /* where cfg_load_all finds trader files (every *.yaml not

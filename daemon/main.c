@@ -29,7 +29,6 @@
 #include "rest_pool.h"
 
 #define TAG "main"
-#define DRAIN_DEADLINE_MS 10000
 
 struct rule_route {
     struct daemon *d;
@@ -577,10 +576,10 @@ static void on_signal(uv_signal_t *h, int signum) {
         return;
     }
     d->stopping = 1;
-    log_info(TAG, "signal %d: draining (at most %d ms)", signum, DRAIN_DEADLINE_MS);
+    log_info(TAG, "signal %d: draining (at most %d ms)", signum, d->cfg->daemon.drain_timeout_ms);
     notify("STOPPING=1\nSTATUS=draining: finishing in-flight orders, then flushing the journal");
     uv_timer_stop(&d->ready_timer);
-    if (d->copier) copier_drain(d->copier, DRAIN_DEADLINE_MS, drained, d);
+    if (d->copier) copier_drain(d->copier, (unsigned)d->cfg->daemon.drain_timeout_ms, drained, d);
     else drained(d);
 }
 

@@ -233,6 +233,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->daemon.journal_durability, CFG_DURABILITY_FSYNC);
     assert_int_equal(c->daemon.batch_size, 100);
     assert_int_equal(c->daemon.flush_interval_ms, 0);
+    assert_int_equal(c->daemon.account_refresh_ms, 5000);
+    assert_int_equal(c->daemon.drain_timeout_ms, 10000);
     assert_int_equal(c->accounts[0].recv_window_ms, 5000);
     assert_int_equal(c->accounts[0].timeout_ms, 5000);
     assert_true(c->rules[0].enabled);
