@@ -1254,7 +1254,7 @@ static void observe_equity(struct copier *c, struct acct *a, dec_t equity) {
         met_counter_inc(c->m_stops);
         met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
         /* Persisted so a restart keeps the rule stopped until an operator resets it. */
-        if (journal_set_rule_status(c->journal, r->cr.id, "close_only") < 0)
+        if (journal_set_rule_status(c->journal, r->cr.id, "close_only", -1) < 0)
             log_error(TAG, "rule %s: cannot queue its close_only state for the journal", r->cr.id);
         log_warn(TAG, "rule %s: %s stop tripped at %s equity %s: close_only (closes copied, opens skipped) "
                  "until an operator resets it", r->cr.id, copy_stop_name(stop), a->name, fmt_dec(equity, eq));
@@ -1465,6 +1465,7 @@ struct copier *copier_new(const struct copier_deps *d) {
         r->enabled = d->rules[i].enabled;
         copy_state_init(&r->st, r->acc, d->rules[i].coalesce ? COALESCE_SLOTS : 0);
         if (d->rules[i].close_only) r->st.stopped = true; /* kept from the journal until a reset */
+        if (d->rules[i].paused) copy_state_set_paused(&r->st, true); /* an operator's pause */
         if (r->leader >= c->n_accts || r->follower >= c->n_accts) goto fail;
         c->accts[r->leader].is_leader = true;
     }
@@ -1658,9 +1659,11 @@ int copier_rule_action(struct copier *c, const char *rule_id, enum copier_rule_o
     }
     after = copy_state_status(&r->st);
     met_gauge_set(r->m_status, (double)after);
-    /* The journal keeps the effective state: a reset of a paused rule stays 'paused', a resume of
-     * a stopped one 'close_only' (which a restart keeps until a reset). */
-    if (journal_set_rule_status(c->journal, r->cr.id, copy_status_name(after)) < 0)
+    /* The journal keeps the loss stop (close_only until a reset, even while paused) and the
+     * operator's pause switch separately, so a restart restores both. */
+    if (journal_set_rule_status(c->journal, r->cr.id,
+                                r->st.stopped ? "close_only" : copy_status_name(after),
+                                r->st.paused ? 1 : 0) < 0)
         log_error(TAG, "rule %s: cannot queue its %s state for the journal", r->cr.id,
                   copy_status_name(after));
     log_info(TAG, "rule %s: operator %s: %s -> %s", r->cr.id,

@@ -40,6 +40,7 @@ struct copier_rule {
     bool enabled;
     bool coalesce;           /* coalesce small leader partial fills */
     bool close_only;         /* the journal says a loss stop tripped in an earlier run */
+    bool paused;             /* the journal says an operator paused it */
 };
 
 /* The highest trade id journaled per (leader account, symbol) when the daemon started. A fill at

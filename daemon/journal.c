@@ -113,7 +113,8 @@ static const char SQL_UPSERT_ACCOUNT[] =
  * which only an operator undoes. */
 #define RULE_NEW_STATUS \
     "CASE WHEN EXCLUDED.status = 'paused' THEN 'paused'" \
-    " WHEN r.status = 'close_only' THEN 'close_only' ELSE 'active' END"
+    " WHEN r.status = 'close_only' THEN 'close_only'" \
+    " WHEN r.operator_paused THEN 'paused' ELSE 'active' END"
 static const char SQL_UPSERT_RULE[] =
     "INSERT INTO copy_rules AS r (id, leader, follower, sizing, params, status)"
     " VALUES ($1::text, $2::text, $3::text, $4::text, COALESCE($5::jsonb, '{}'::jsonb),"
@@ -539,6 +540,7 @@ struct jrule {
     struct jrule *next;
     char id[128];
     char status[16];
+    int paused;        /* operator_paused: -1 keep, 0, 1 */
     bool sent;
 };
 
@@ -1009,15 +1011,16 @@ static void rules_send(struct journal *j)
     for (struct jrule *r = j->rules_head; r; r = r->next) {
         if (j->st != ST_READY || j->broken) return;
         if (r->sent) continue;
-        const char *params[2] = {r->id, r->status};
+        const char *params[3] = {r->id, r->status, r->paused < 0 ? NULL : r->paused ? "true" : "false"};
         struct op *op = op_new(OP_RULE, 0);
         if (!op) return;
         op->nq = 1;
         op->rule = r;
         if (!PQsendQueryParams(j->conn,
-                               "UPDATE copy_rules SET status = $2, updated_at = now()"
+                               "UPDATE copy_rules SET status = $2,"
+                               " operator_paused = COALESCE($3::boolean, operator_paused), updated_at = now()"
                                " WHERE id = $1 AND status <> 'removed'",
-                               2, NULL, params, NULL, NULL, 0) ||
+                               3, NULL, params, NULL, NULL, 0) ||
             !PQpipelineSync(j->conn)) {
             op_free(op);
             mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
@@ -1539,7 +1542,7 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     return 0;
 }
 
-int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status)
+int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status, int paused)
 {
     static const char *const ok[] = {"active", "paused", "close_only"};
     bool valid = false;
@@ -1551,6 +1554,7 @@ int journal_set_rule_status(struct journal *j, const char *rule_id, const char *
     if (!r) return -ENOMEM;
     snprintf(r->id, sizeof r->id, "%s", rule_id);
     snprintf(r->status, sizeof r->status, "%s", status);
+    r->paused = paused < 0 ? -1 : paused > 0;
     while (*pp) pp = &(*pp)->next;
     *pp = r;
     uv_timer_start(&j->t_work, on_work, 0, 0);

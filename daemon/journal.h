@@ -188,9 +188,10 @@ struct journal_result {
 int journal_record_result(struct journal *j, const struct journal_result *r);
 
 /* Records a copy rule's state ("active", "paused" or "close_only": a loss stop) in copy_rules,
- * asynchronously, kept and resent across reconnects until it commits; a rule marked 'removed'
- * is left alone. 0, or -EINVAL, -ENOMEM. */
-int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status);
+ * and the operator's pause switch (paused: 1 on, 0 off, -1 unchanged), asynchronously, kept and
+ * resent across reconnects until it commits; a rule marked 'removed' is left alone. The config
+ * sync keeps an operator-paused rule paused. 0, or -EINVAL, -ENOMEM. */
+int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status, int paused);
 
 /* cb(ud, status) once every fill and result queued before this call is finished: 0 when all of
  * it is committed, -EIO when some fill or result batch failed meanwhile (see the counters),

@@ -53,8 +53,12 @@ struct daemon {
     struct copier *copier;
     struct copier_hwm *hwm;
     size_t n_hwm;
-    char **close_only;   /* rule ids the journal has in close_only (a loss stop of an earlier run) */
-    size_t n_close_only;
+    /* Rules the journal has stopped (a loss stop of an earlier run) or operator-paused. */
+    struct rule_state {
+        char *id;
+        bool close_only, paused;
+    } *rule_states;
+    size_t n_rule_states;
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
@@ -177,25 +181,31 @@ static int load_hwm(struct daemon *d) {
         }
     }
     PQclear(res);
-    res = PQexec(pg, "SELECT id FROM copy_rules WHERE status = 'close_only'");
+    res = PQexec(pg, "SELECT id, status = 'close_only', operator_paused FROM copy_rules"
+                     " WHERE status = 'close_only' OR operator_paused");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error(TAG, "journal: cannot read rule states: %s", PQerrorMessage(pg));
         goto out;
     }
-    d->n_close_only = (size_t)PQntuples(res);
-    d->close_only = calloc(d->n_close_only + 1, sizeof(*d->close_only));
-    if (!d->close_only) {
+    d->n_rule_states = (size_t)PQntuples(res);
+    d->rule_states = calloc(d->n_rule_states + 1, sizeof(*d->rule_states));
+    if (!d->rule_states) {
         r = -ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < d->n_close_only; i++) {
-        d->close_only[i] = strdup(PQgetvalue(res, (int)i, 0));
-        if (!d->close_only[i]) {
+    for (size_t i = 0; i < d->n_rule_states; i++) {
+        struct rule_state *rs = &d->rule_states[i];
+        rs->id = strdup(PQgetvalue(res, (int)i, 0));
+        rs->close_only = PQgetvalue(res, (int)i, 1)[0] == 't';
+        rs->paused = PQgetvalue(res, (int)i, 2)[0] == 't';
+        if (!rs->id) {
             r = -ENOMEM;
             goto out;
         }
-        log_warn(TAG, "rule %s stays close_only (a loss stop tripped earlier; an operator reset clears it)",
-                 d->close_only[i]);
+        if (rs->close_only)
+            log_warn(TAG, "rule %s stays close_only (a loss stop tripped earlier; an operator reset clears it)",
+                     rs->id);
+        if (rs->paused) log_warn(TAG, "rule %s stays paused (an operator paused it; resume clears it)", rs->id);
     }
     r = 0;
 out:
@@ -212,20 +222,21 @@ static void free_hwm(struct daemon *d) {
     free(d->hwm);
     d->hwm = NULL;
     d->n_hwm = 0;
-    for (size_t i = 0; i < d->n_close_only; i++) free(d->close_only[i]);
-    free(d->close_only);
-    d->close_only = NULL;
-    d->n_close_only = 0;
+    for (size_t i = 0; i < d->n_rule_states; i++) free(d->rule_states[i].id);
+    free(d->rule_states);
+    d->rule_states = NULL;
+    d->n_rule_states = 0;
 }
 
-static bool was_close_only(const struct daemon *d, const char *id) {
-    for (size_t i = 0; i < d->n_close_only; i++)
-        if (strcmp(d->close_only[i], id) == 0) return true;
-    return false;
+static const struct rule_state *journaled_state(const struct daemon *d, const char *id) {
+    for (size_t i = 0; i < d->n_rule_states; i++)
+        if (strcmp(d->rule_states[i].id, id) == 0) return &d->rule_states[i];
+    return NULL;
 }
 
 /* The engine's view of a configured rule; its strings point into the config, which outlives it. */
 static struct copier_rule rule_from_config(const struct daemon *d, const struct cfg_rule *r) {
+    const struct rule_state *js = journaled_state(d, r->id);
     static const enum copy_sizing sizing[] = {
         [CFG_SIZING_MULTIPLIER] = COPY_SIZING_MULTIPLIER,
         [CFG_SIZING_FIXED_NOTIONAL] = COPY_SIZING_FIXED_NOTIONAL,
@@ -259,7 +270,8 @@ static struct copier_rule rule_from_config(const struct daemon *d, const struct 
         .follower = r->follower,
         .enabled = r->enabled,
         .coalesce = r->coalesce,
-        .close_only = was_close_only(d, r->id),
+        .close_only = js && js->close_only,
+        .paused = js && js->paused,
     };
 }
 

@@ -177,11 +177,22 @@ def main():
         human = ctl.run("orders", "--follower", "fa").stdout
         check("rule_paused" in human and "skipped" in human, f"orders human after pause: {human}")
 
+        # 2b. The pause survives a restart (the config sync must not turn it back to active).
+        wait_for("pause switch journaled", lambda: psql(
+            pg, "select operator_paused from copy_rules where id='fa-r'") == [["t"]])
+        check(daemon.stop() == 0, "daemon exited non-zero on restart")
+        daemon = Daemon(args.build_dir, work, config(port))
+        wait_for("restarted daemon", lambda: http("GET", base + "/health/live")[0] == 200)
+        wait_for("leader stream after restart", lambda: sim.streams("lead")["connections"] >= 1)
+        check(metric(metrics(), "ct_rule_status", rule="fa-r") == 1, "fa-r not paused after a restart")
+        check(by(ctl.json("rules"), "id")["fa-r"]["status"] == "paused", "rules: fa-r not paused after a restart")
+
         # 3. Resume: copied again.
         check(ctl.json("resume", "fa-r")["status"] == "active", "resume did not answer active")
         sim.leader_order("lead", "BTCUSDT", "BUY", "0.03")
         wait_for("fa copied after resume", lambda: n_orders("fa") == 2)
-        wait_for("resume journaled", lambda: psql(pg, "select status from copy_rules where id='fa-r'") == [["active"]])
+        wait_for("resume journaled", lambda: psql(
+            pg, "select status, operator_paused from copy_rules where id='fa-r'") == [["active", "f"]])
         wait_for("journal settled", settled)
         orders = ctl.json("orders", "--follower", "fa")
         check([o["status"] for o in orders] == ["filled", "skipped", "filled"]
