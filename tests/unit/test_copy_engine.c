@@ -13,18 +13,13 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "client_id.h"
 #include "copy_engine.h"
 
 #define N_ELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (s == NULL || dec_parse_cstr(s, &d) != 0)
-        fail_msg("test setup: cannot parse \"%s\"", s ? s : "(null)");
-    return d;
-}
 
 /* ---- instruments --------------------------------------------------------------------------- */
 

@@ -13,23 +13,14 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "copy_engine.h"
 
 #define N_ELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define NOW_MS 1700000000000LL
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (s == NULL || dec_parse_cstr(s, &d) != 0)
-        fail_msg("test setup: cannot parse \"%s\"", s ? s : "(null)");
-    return d;
-}
 
-static dec_t Dor(const char *s, const char *dflt)
-{
-    return D(s != NULL ? s : dflt);
-}
 
 enum inst_id {
     I_BTC5,   /* step 0.001, min 0.001, max 1000, min notional 5 */

@@ -12,31 +12,16 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "client_id.h"
 #include "copy_engine.h"
 
 #define N_ELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define NOW_MS 1700000000000LL
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (s == NULL || dec_parse_cstr(s, &d) != 0)
-        fail_msg("test setup: cannot parse \"%s\"", s ? s : "(null)");
-    return d;
-}
 
-static dec_t Dor(const char *s, const char *dflt)
-{
-    return D(s != NULL ? s : dflt);
-}
 
-static const char *F(dec_t d, char buf[DEC_STR_MAX])
-{
-    if (dec_format(d, buf, DEC_STR_MAX) < 0)
-        fail_msg("cannot format");
-    return buf;
-}
 
 enum inst_id {
     I_BTC5,   /* step 0.001, min 0.001, max 1000, min notional 5, tick 0.1, price 0.1..1000000 */

@@ -11,15 +11,10 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "copy_preflight.h"
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (s == NULL || dec_parse_cstr(s, &d) != 0)
-        fail_msg("test setup: cannot parse \"%s\"", s ? s : "(null)");
-    return d;
-}
 
 /* BTCUSDT: step 0.001, min 0.001, min notional 100 at price 50000 -> smallest order 100.
  * ETHUSDT: step 0.01, min 0.01, min notional 5 at price 2000 -> smallest order 20. */

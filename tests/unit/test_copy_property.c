@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "copy_engine.h"
 
 #define NOW_MS 1700000000000LL
@@ -60,13 +62,6 @@ static bool chance(unsigned pct)
     return pick(100) < pct;
 }
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (dec_parse_cstr(s, &d) != 0)
-        fail_msg("cannot parse %s", s);
-    return d;
-}
 
 static dec_t scaled(int64_t m, unsigned scale)
 {

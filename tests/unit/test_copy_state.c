@@ -12,25 +12,14 @@
 
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "copy_engine.h"
 
 #define DAY_MS 86400000LL
 #define T0 (19700LL * DAY_MS + 3600000LL) /* 01:00 UTC on some day */
 
-static dec_t D(const char *s)
-{
-    dec_t d = DEC_ZERO;
-    if (s == NULL || dec_parse_cstr(s, &d) != 0)
-        fail_msg("test setup: cannot parse \"%s\"", s ? s : "(null)");
-    return d;
-}
 
-static void assert_dec(dec_t got, const char *want)
-{
-    char buf[DEC_STR_MAX];
-    assert_true(dec_format(got, buf, sizeof buf) > 0);
-    assert_string_equal(buf, want);
-}
 
 /* ---- loss stops ------------------------------------------------------------------------- */
 

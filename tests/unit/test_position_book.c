@@ -5,19 +5,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "dec_test.h"
+
 #include "position_book.h"
 
-static dec_t D(const char *s) {
-    dec_t d;
-    assert_int_equal(dec_parse_cstr(s, &d), 0);
-    return d;
-}
 
-static void assert_dec(dec_t got, const char *want) {
-    char buf[DEC_STR_MAX];
-    assert_true(dec_format(got, buf, sizeof(buf)) > 0);
-    assert_string_equal(buf, want);
-}
 
 static void test_live_and_pending(void **state) {
     (void)state;
