@@ -36,6 +36,8 @@
 struct instruments { /* the filters of one exchange endpoint, by symbol */
     char url[512];
     struct inst_entry *map;
+    struct acct *fetcher;  /* the account its public data (filters, tickers) is fetched with */
+    bool tickers_busy;     /* a ticker refresh is out */
     bool loaded;
     UT_hash_handle hh;
 };
@@ -69,7 +71,7 @@ struct acct {
     enum mkt_pos_mode mode;           /* as the exchange reports it */
     int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
     dec_t equity;                     /* last sample, 0 = none yet */
-    bool equity_busy, tickers_busy;   /* a refresh request is out */
+    bool equity_busy;                 /* an equity refresh is out */
     struct lev_entry *lev;
     unsigned backoff_ms;
     uv_timer_t retry; /* start-up step retries */
@@ -1293,23 +1295,22 @@ static void on_refresh_equity(void *ud, const struct exch_status *st, const stru
 
 static void on_refresh_tickers(void *ud, const struct exch_status *st, const struct exch_ticker *v, size_t n) {
     struct acct *a = ud;
-    a->tickers_busy = false;
+    a->inst->tickers_busy = false;
     if (a->c->freeing || st->err) return;
     store_tickers(a->inst, v, n, exchange_now_ms(a));
 }
 
 static void refresh_tick(uv_timer_t *t) {
     struct copier *c = t->data;
-    struct instruments *done_tables[64];
-    size_t nd = 0;
+    struct instruments *it, *tmp;
     for (size_t i = 0; i < c->n_accts && !c->freeing; i++) {
         struct acct *a = &c->accts[i];
-        bool seen = false;
         if (!a->equity_busy && exch_fetch_account(a->ex, on_refresh_equity, a) == 0) a->equity_busy = true;
-        for (size_t k = 0; k < nd; k++) seen |= done_tables[k] == a->inst;
-        if (seen || nd == sizeof(done_tables) / sizeof(done_tables[0])) continue;
-        done_tables[nd++] = a->inst;
-        if (!a->tickers_busy && exch_fetch_tickers(a->ex, on_refresh_tickers, a) == 0) a->tickers_busy = true;
+    }
+    HASH_ITER(hh, c->insts, it, tmp) {
+        if (c->freeing) break;
+        if (!it->tickers_busy && exch_fetch_tickers(it->fetcher->ex, on_refresh_tickers, it->fetcher) == 0)
+            it->tickers_busy = true;
     }
 }
 
@@ -1363,18 +1364,10 @@ static void startup_next(struct copier *c) {
         break;
     case 1: {
         struct instruments *t, *tmp;
-        size_t n = 0;
-        HASH_ITER(hh, c->insts, t, tmp) n++;
+        size_t n = HASH_COUNT(c->insts);
         log_info(TAG, "start-up: instruments of %zu exchange endpoints", n);
         c->startup_pending = n;
-        HASH_ITER(hh, c->insts, t, tmp) {
-            for (size_t i = 0; i < c->n_accts; i++) {
-                if (c->accts[i].inst == t) {
-                    do_instruments(&c->accts[i].retry);
-                    break;
-                }
-            }
-        }
+        HASH_ITER(hh, c->insts, t, tmp) do_instruments(&t->fetcher->retry);
         if (n == 0) {
             c->phase++;
             startup_next(c);
@@ -1455,6 +1448,7 @@ struct copier *copier_new(const struct copier_deps *d) {
         a->expect_mode = d->accounts[i].expect_mode;
         a->inst = instruments_get(c, d->accounts[i].rest_url);
         if (!a->inst) goto fail;
+        if (!a->inst->fetcher) a->inst->fetcher = a;
     }
     c->n_rules = d->n_rules;
     for (size_t i = 0; i < d->n_rules; i++) {
