@@ -150,9 +150,10 @@ out:
     return r;
 }
 
-/* The highest trade id journaled per (leader, symbol): fills at or below it were copied by an
- * earlier run (see copier.h). Read once, synchronously, before the loop starts. */
-static int load_hwm(struct daemon *d) {
+/* What the journal remembers of earlier runs, read once, synchronously, before the loop starts:
+ * the highest trade id per (leader, symbol) (fills at or below it were copied already, see
+ * copier.h), and the rules a loss stop or an operator's pause left stopped. */
+static int load_journaled_state(struct daemon *d) {
     PGconn *pg = PQconnectdb(d->cfg->daemon.database);
     PGresult *res = NULL;
     int r = -EIO;
@@ -214,7 +215,7 @@ out:
     return r;
 }
 
-static void free_hwm(struct daemon *d) {
+static void free_journaled_state(struct daemon *d) {
     for (size_t i = 0; i < d->n_hwm; i++) {
         free((char *)d->hwm[i].account);
         free((char *)d->hwm[i].symbol);
@@ -788,7 +789,7 @@ static int run(struct daemon *d) {
         log_error(TAG, "cannot set up the copier");
         goto out;
     }
-    free_hwm(d);
+    free_journaled_state(d);
     copier_start(d->copier);
     uv_timer_start(&d->ready_timer, ready_tick, 100, 1000);
     notify("STATUS=starting: syncing time, instruments and positions");
@@ -847,13 +848,13 @@ int main(int argc, char **argv) {
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
     signal(SIGPIPE, SIG_IGN); /* hiredis 0.14 writes with write(), not send(MSG_NOSIGNAL) */
 
-    if (setup_journal(&d) < 0 || load_hwm(&d) < 0) {
-        free_hwm(&d);
+    if (setup_journal(&d) < 0 || load_journaled_state(&d) < 0) {
+        free_journaled_state(&d);
         cfg_free(d.cfg);
         return 1;
     }
     run(&d);
-    free_hwm(&d);
+    free_journaled_state(&d);
     free(d.accounts);
     free(d.rule_routes);
     cfg_free(d.cfg);
