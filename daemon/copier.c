@@ -93,7 +93,7 @@ struct rule {
 
 struct hwm_entry {
     char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
-    int64_t trade_id;
+    int64_t trade_seq;
     UT_hash_handle hh;
 };
 
@@ -432,7 +432,7 @@ static void record(struct copier *c, const struct order_job *j, enum journal_sta
     struct journal_result jr = {
         .client_order_id = j->client_id,
         .status = st,
-        .exchange_order_id = r ? r->order_id : 0,
+        .exchange_order_id = r ? r->order_id : NULL,
         .executed_qty = r && r->outcome == EXCH_OK ? fmt_dec(r->executed_qty, exq) : NULL,
         .avg_price = r && r->outcome == EXCH_OK ? fmt_dec(r->avg_price, avg) : NULL,
         .error_code = r ? r->error_code : 0,
@@ -721,7 +721,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         /* The write may or may not have committed. Resubmitting is safe: the journal's unique
          * keys make a committed one come back "not new", and nothing is sent twice; its orders
          * then wait as 'intent' for start-up reconciliation. */
-        log_warn(TAG, "%s %s trade %" PRId64 ": journal connection lost mid-write (%s), resubmitting",
+        log_warn(TAG, "%s %s trade %s: journal connection lost mid-write (%s), resubmitting",
                  f->account, f->symbol, f->trade_id, res->errmsg ? res->errmsg : strerror(-res->status));
         if (c->freeing) free(fj); else fill_hold(c, fj);
         drain_check(c);
@@ -729,7 +729,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
     }
     if (res->status != 0) {
         /* Write-before-send (invariant 2): nothing of this fill goes out. */
-        log_error(TAG, "%s %s trade %" PRId64 ": journal write failed (%s), NOT copying this fill",
+        log_error(TAG, "%s %s trade %s: journal write failed (%s), NOT copying this fill",
                   f->account, f->symbol, f->trade_id, res->errmsg ? res->errmsg : strerror(-res->status));
         met_counter_inc(c->m_journal_fail);
         revert_pending(c, fj);
@@ -742,7 +742,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         met_counter_inc(leader->m_dups);
         position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, dec_neg(fj->leader_delta));
         revert_pending(c, fj);
-        log_info(TAG, "%s %s trade %" PRId64 ": already journaled, ignored (orders of an earlier attempt "
+        log_info(TAG, "%s %s trade %s: already journaled, ignored (orders of an earlier attempt "
                  "that never went out are left to reconciliation)", f->account, f->symbol, f->trade_id);
         goto out;
     }
@@ -790,7 +790,7 @@ static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
     struct hwm_entry *h = NULL;
     pair_key(key, sizeof(key), f->account, f->symbol);
     HASH_FIND_STR(c->hwm, key, h);
-    return h && f->trade_id <= h->trade_id;
+    return h && f->trade_seq > 0 && f->trade_seq <= h->trade_seq;
 }
 
 #define HELD_MAX 100000        /* fills waiting for the journal; beyond, new fills are not copied */
@@ -827,6 +827,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         .symbol = f->symbol,
         .trade_id = f->trade_id,
         .order_id = f->order_id,
+        .trade_seq = f->trade_seq,
         .side = f->side == MKT_BUY ? "BUY" : "SELL",
         .qty = fmt_dec(f->qty, fq),
         .price = fmt_dec(f->price, fp),
@@ -835,7 +836,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
     e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
     if (e == 0) {
         c->fills_in_journal++;
-        log_info(TAG, "%s %s trade %" PRId64 ": %s %s at %s, %zu intents", f->account, f->symbol,
+        log_info(TAG, "%s %s trade %s: %s %s at %s, %zu intents", f->account, f->symbol,
                  f->trade_id, jf.side, fq, fp, fj->n);
     }
 out:
@@ -847,7 +848,7 @@ out:
 /* The fill cannot be journaled and so is not copied (until the spool of issue 5 exists). */
 static void fill_drop(struct copier *c, struct fill_job *fj, const char *why) {
     const struct mkt_fill *f = &fj->fill;
-    log_error(TAG, "%s %s trade %" PRId64 ": journal refused the fill (%s), NOT copying it",
+    log_error(TAG, "%s %s trade %s: journal refused the fill (%s), NOT copying it",
               f->account, f->symbol, f->trade_id, why);
     met_counter_inc(c->m_journal_fail);
     revert_pending(c, fj);
@@ -899,14 +900,14 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     if (c->draining || c->freeing) return; /* not taken: the next run backfills it */
     if (below_start_mark(c, f) || fill_dedupe_seen(c->dedupe, f->account, f->symbol, f->trade_id)) {
         met_counter_inc(leader->m_dups);
-        log_debug(TAG, "%s %s trade %" PRId64 ": duplicate, ignored", f->account, f->symbol, f->trade_id);
+        log_debug(TAG, "%s %s trade %s: duplicate, ignored", f->account, f->symbol, f->trade_id);
         return;
     }
     for (size_t i = 0; i < c->n_rules; i++)
         if (c->rules[i].leader == leader->idx && c->rules[i].enabled) nrules++;
     fj = calloc(1, sizeof(*fj) + nrules * COPY_MAX_INTENTS * sizeof(fj->items[0]));
     if (!fj) {
-        log_error(TAG, "%s %s trade %" PRId64 ": out of memory, fill NOT copied", f->account, f->symbol, f->trade_id);
+        log_error(TAG, "%s %s trade %s: out of memory, fill NOT copied", f->account, f->symbol, f->trade_id);
         fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
         return;
     }
@@ -944,7 +945,7 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
         if (dec.dropped.set) {
             char amt[DEC_STR_MAX];
             met_counter_inc(c->m_skip[dec.dropped.reason]);
-            log_info(TAG, "%s: coalesced %s of leader order %" PRId64 " %s dropped (%s)", r->cr.id,
+            log_info(TAG, "%s: coalesced %s of leader order %s %s dropped (%s)", r->cr.id,
                      fmt_dec(dec.dropped.amount, amt), dec.dropped.order_id, dec.dropped.symbol,
                      copy_skip_name(dec.dropped.reason));
         }
@@ -1467,7 +1468,7 @@ struct copier *copier_new(const struct copier_deps *d) {
         struct hwm_entry *h = calloc(1, sizeof(*h));
         if (!h) goto fail;
         pair_key(h->key, sizeof(h->key), d->hwm[i].account, d->hwm[i].symbol);
-        h->trade_id = d->hwm[i].trade_id;
+        h->trade_seq = d->hwm[i].trade_seq;
         HASH_ADD_STR(c->hwm, key, h);
     }
     if (metrics_init(c) < 0) goto fail;
@@ -1586,7 +1587,7 @@ struct copier *copier_free(struct copier *c) {
     while (c->held_head) {
         struct fill_job *fj = c->held_head;
         c->held_head = fj->next;
-        log_error(TAG, "%s %s trade %" PRId64 ": still waiting for the journal at exit, NOT copied",
+        log_error(TAG, "%s %s trade %s: still waiting for the journal at exit, NOT copied",
                   fj->fill.account, fj->fill.symbol, fj->fill.trade_id);
         free(fj);
     }

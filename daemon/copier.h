@@ -43,12 +43,13 @@ struct copier_rule {
     bool paused;             /* the journal says an operator paused it */
 };
 
-/* The highest trade id journaled per (leader account, symbol) when the daemon started. A fill at
- * or below it was copied by an earlier run, and the positions fetched at start already hold it. */
+/* The highest ordered trade id (trade_seq, Binance) journaled per (leader account, symbol) when
+ * the daemon started. A fill at or below it was copied by an earlier run, and the positions
+ * fetched at start already hold it. Exchanges without ordered ids (Bybit) have no entry. */
 struct copier_hwm {
     const char *account;
     const char *symbol;
-    int64_t trade_id;
+    int64_t trade_seq;
 };
 
 struct copier_deps {

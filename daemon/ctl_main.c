@@ -353,7 +353,7 @@ static int cmd_explain(struct ctl *c, const char *trade_id, const char *account,
     static const char sql_fills[] =
         "SELECT id::text, account, symbol, trade_id::text, order_id::text, side, qty::text, price::text,"
         " " TS("event_time") ", " TS("received_at") " FROM leader_fills"
-        " WHERE trade_id = $1::bigint AND ($2::text IS NULL OR account = $2) AND ($3::text IS NULL OR symbol = $3)"
+        " WHERE trade_id = $1::text AND ($2::text IS NULL OR account = $2) AND ($3::text IS NULL OR symbol = $3)"
         " ORDER BY id";
     static const char sql_rules[] =
         "SELECT r.id AS rule, r.follower, r.status AS rule_status, o.status, o.side, o.qty::text AS qty,"
@@ -361,14 +361,12 @@ static int cmd_explain(struct ctl *c, const char *trade_id, const char *account,
         " o.error_code::text AS error_code, o.error_msg, o.client_order_id"
         " FROM copy_rules r LEFT JOIN follower_orders o ON o.rule_id = r.id AND o.leader_fill_id = $1::bigint"
         " WHERE r.leader = $2 OR o.id IS NOT NULL ORDER BY r.id, o.id";
-    char *end;
     PGresult *f;
     json_t *all = json_array();
     int rc = 0;
-    strtoll(trade_id, &end, 10);
-    if (!*trade_id || *end) {
+    if (!*trade_id) {
         json_decref(all);
-        return fail("explain: trade id %s is not a number", trade_id);
+        return fail("explain: the trade id is empty");
     }
     f = db_query(c, sql_fills, 3, (const char *[]){trade_id, account, symbol});
     if (!f) {
@@ -424,7 +422,7 @@ static int cmd_explain(struct ctl *c, const char *trade_id, const char *account,
 
 static int cmd_status(struct ctl *c) {
     static const char sql_leaders[] =
-        "SELECT a.name, max(f.trade_id)::text, " TS("max(f.event_time)") ", " TS("max(f.received_at)") ","
+        "SELECT a.name, (array_agg(f.trade_id ORDER BY f.id DESC))[1], " TS("max(f.event_time)") ", " TS("max(f.received_at)") ","
         " round(extract(epoch FROM now() - max(f.received_at)) * 1000)::bigint::text, count(f.id)::text"
         " FROM accounts a LEFT JOIN leader_fills f ON f.account = a.name"
         " WHERE EXISTS (SELECT 1 FROM copy_rules r WHERE r.leader = a.name AND r.status <> 'removed')"

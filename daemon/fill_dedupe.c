@@ -8,7 +8,7 @@
 #include "market.h"
 
 struct dd_entry {
-    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 24];
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + MKT_TRADE_ID_MAX];
     struct dd_entry *older, *newer; /* insertion order, for eviction */
     UT_hash_handle hh;
 };
@@ -19,8 +19,8 @@ struct fill_dedupe {
     size_t capacity;
 };
 
-static void make_key(char *key, size_t n, const char *account, const char *symbol, int64_t trade_id) {
-    snprintf(key, n, "%s\x1f%s\x1f%lld", account, symbol, (long long)trade_id);
+static void make_key(char *key, size_t n, const char *account, const char *symbol, const char *trade_id) {
+    snprintf(key, n, "%s\x1f%s\x1f%s", account, symbol, trade_id);
 }
 
 static void unlink_entry(struct fill_dedupe *d, struct dd_entry *e) {
@@ -43,7 +43,7 @@ struct fill_dedupe *fill_dedupe_free(struct fill_dedupe *d) {
     return NULL;
 }
 
-bool fill_dedupe_seen(struct fill_dedupe *d, const char *account, const char *symbol, int64_t trade_id) {
+bool fill_dedupe_seen(struct fill_dedupe *d, const char *account, const char *symbol, const char *trade_id) {
     char key[sizeof(((struct dd_entry *)0)->key)];
     struct dd_entry *e = NULL;
 
@@ -61,7 +61,7 @@ bool fill_dedupe_seen(struct fill_dedupe *d, const char *account, const char *sy
     return false;
 }
 
-void fill_dedupe_forget(struct fill_dedupe *d, const char *account, const char *symbol, int64_t trade_id) {
+void fill_dedupe_forget(struct fill_dedupe *d, const char *account, const char *symbol, const char *trade_id) {
     char key[sizeof(((struct dd_entry *)0)->key)];
     struct dd_entry *e = NULL;
     make_key(key, sizeof(key), account, symbol, trade_id);

@@ -20,7 +20,8 @@
 #define JNL_EMSG_MAX 255   /* stored error message */
 #define JNL_MAX_TS_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
 #define JNL_MIGRATE_LOCK 0x6374726164657231LL /* pg_advisory_lock key ("ctrader1") */
-#define JNL_FILL_PARAMS 8     /* statement 1 */
+#define JNL_FILL_PARAMS 9     /* statement 1 */
+#define JNL_EOID_MAX 47       /* exchange trade and order ids (MKT_TRADE_ID_MAX - 1) */
 #define JNL_INTENT_PARAMS 12  /* statement 2 */
 #define JNL_ARRAYS 9          /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
@@ -41,16 +42,17 @@ _Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
  * other transaction committed: no fill id, and the intents fail their NOT NULL. In READ COMMITTED
  * the second statement takes a new snapshot after the first one has waited, so it sees the fill. */
 static const char SQL_FILL[] =
-    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time)"
-    " VALUES ($1::text, $2::text, $3::bigint, $4::bigint, $5::text, $6::numeric, $7::numeric,"
-    "         $8::timestamptz)"
+    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time,"
+    "                          trade_seq)"
+    " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric,"
+    "         $8::timestamptz, $9::bigint)"
     " ON CONFLICT (account, symbol, trade_id) DO NOTHING"
     " RETURNING id";
 
 static const char SQL_INTENTS[] =
     "WITH lf AS ("
     " SELECT id, event_time FROM leader_fills"
-    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::bigint),"
+    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text),"
     " i AS ("
     " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id,"
     "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at)"
@@ -90,7 +92,7 @@ static const char SQL_RESULTS[] =
     STATE_AT("canceled_at", "canceled")
     STATE_AT("expired_at", "expired")
     " updated_at = now()"
-    " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[], $5::numeric[],"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[],"
     "             $6::integer[], $7::text[], $8::timestamptz[])"
     "   AS u(cid, status, exchange_order_id, executed_qty, avg_price, error_code, error_msg, at)"
     " WHERE f.client_order_id = u.cid"
@@ -260,6 +262,16 @@ static bool valid_text(const char *s, size_t max, bool spaces)
         unsigned char c = (unsigned char)s[n];
         if (c > 0x7e || c < 0x20 || (c == 0x20 && !spaces) || n >= max) return false;
     }
+    return true;
+}
+
+/* An exchange trade or order id: Binance decimal numbers, Bybit UUIDs. */
+static bool valid_id(const char *s)
+{
+    if (!s || !*s) return false;
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (s[n] <= 0x20 || s[n] > 0x7e || n >= JNL_EOID_MAX) return false;
     return true;
 }
 
@@ -549,7 +561,7 @@ struct jres {
     uint64_t seq;
     char cid[JNL_CID_MAX + 1];
     enum journal_status status;
-    int64_t eoid;
+    char eoid[JNL_EOID_MAX + 1]; /* "" = keep */
     char eqty[JNL_DEC_MAX + 1]; /* "" = keep */
     char avgp[JNL_DEC_MAX + 1];
     int ecode;
@@ -972,8 +984,10 @@ static void results_send(struct journal *j)
         char num[32], ts[96];
         arr_str(&b[0], e->cid);
         arr_str(&b[1], status_names[e->status]);
-        snprintf(num, sizeof num, "%" PRId64, e->eoid);
-        arr_raw(&b[2], e->eoid ? num : "NULL");
+        if (e->eoid[0])
+            arr_str(&b[2], e->eoid);
+        else
+            arr_raw(&b[2], "NULL");
         arr_raw(&b[3], e->eqty[0] ? e->eqty : "NULL");
         arr_raw(&b[4], e->avgp[0] ? e->avgp : "NULL");
         snprintf(num, sizeof num, "%d", e->ecode);
@@ -1432,7 +1446,8 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
     if (!j || !f || (n && !in) || !cb) return -EINVAL;
     if (j->free_requested) return -ECANCELED;
     if (!valid_text(f->account, JNL_NAME_MAX, false) || !valid_text(f->symbol, JNL_NAME_MAX, false) ||
-        f->trade_id <= 0 || !valid_side(f->side) || !valid_decimal(f->qty) ||
+        !valid_id(f->trade_id) || (f->order_id && f->order_id[0] && !valid_id(f->order_id)) ||
+        f->trade_seq < 0 || !valid_side(f->side) || !valid_decimal(f->qty) ||
         !decimal_positive(f->qty) || !valid_decimal(f->price) || !decimal_positive(f->price) ||
         f->event_time_ms <= 0 || f->event_time_ms > JNL_MAX_TS_MS)
         return -EINVAL;
@@ -1455,9 +1470,9 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
     if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
 
     struct sbuf *b = j->pb;
-    char tid[24], oid[24], ts[96];
-    snprintf(tid, sizeof tid, "%" PRId64, f->trade_id);
-    snprintf(oid, sizeof oid, "%" PRId64, f->order_id);
+    char seq[24], ts[96];
+    snprintf(seq, sizeof seq, "%" PRId64, f->trade_seq);
+    const char *tid = f->trade_id, *oid = f->order_id && f->order_id[0] ? f->order_id : NULL;
     fmt_ts_us(ts, sizeof ts, f->event_time_ms * 1000);
     for (int k = 0; k < JNL_ARRAYS; k++) arr_open(&b[k]);
     for (size_t i = 0; i < n; i++) {
@@ -1473,7 +1488,7 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
         arr_str(&b[8], x->skip_reason);
     }
     const char *p1[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty, f->price,
-                                       ts};
+                                       ts, f->trade_seq > 0 ? seq : NULL};
     const char *p2[JNL_INTENT_PARAMS] = {f->account, f->symbol, tid};
     for (int k = 0; k < JNL_ARRAYS; k++) {
         arr_close(&b[k]);
@@ -1506,7 +1521,8 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     if (!j || !r) return -EINVAL;
     if (j->free_requested) return -ECANCELED;
     if (!valid_cid(r->client_order_id) || !journal_status_name(r->status) ||
-        r->status == JOURNAL_INTENT || r->status == JOURNAL_SKIPPED || r->exchange_order_id < 0 ||
+        r->status == JOURNAL_INTENT || r->status == JOURNAL_SKIPPED ||
+        (r->exchange_order_id && r->exchange_order_id[0] && !valid_id(r->exchange_order_id)) ||
         (r->executed_qty && !valid_decimal(r->executed_qty)) ||
         (r->avg_price && !valid_decimal(r->avg_price)) || r->at_us < 0 ||
         r->at_us > JNL_MAX_TS_MS * 1000)
@@ -1514,8 +1530,9 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     if (j->qlen >= j->o.max_queued_results) return -ENOBUFS;
     if (j->qlen == j->qcap && q_grow(j) < 0) return -ENOMEM;
 
-    struct jres e = {.seq = j->res_seq, .status = r->status, .eoid = r->exchange_order_id,
+    struct jres e = {.seq = j->res_seq, .status = r->status,
                      .ecode = r->error_code, .at_us = r->at_us ? r->at_us : realtime_us()};
+    if (r->exchange_order_id) snprintf(e.eoid, sizeof e.eoid, "%s", r->exchange_order_id);
     snprintf(e.cid, sizeof e.cid, "%s", r->client_order_id);
     if (r->executed_qty) snprintf(e.eqty, sizeof e.eqty, "%s", r->executed_qty);
     if (r->avg_price) snprintf(e.avgp, sizeof e.avgp, "%s", r->avg_price);

@@ -110,8 +110,9 @@ bool journal_connected(const struct journal *j);
 struct journal_fill {
     const char *account;   /* the leader account */
     const char *symbol;
-    int64_t trade_id;      /* > 0; the identity, with account and symbol */
-    int64_t order_id;
+    const char *trade_id;  /* the identity, with account and symbol: 1..47 printable ASCII chars */
+    const char *order_id;  /* same charset; NULL or "" = not known */
+    int64_t trade_seq;     /* > 0: the exchange's ordered trade id (Binance), 0 = none (Bybit) */
     const char *side;      /* "BUY" or "SELL" */
     const char *qty;       /* exact decimal text, [0-9]+(.[0-9]+)?, > 0 */
     const char *price;     /* same */
@@ -173,7 +174,7 @@ const char *journal_status_name(enum journal_status s);
 struct journal_result {
     const char *client_order_id;
     enum journal_status status;  /* not INTENT or SKIPPED */
-    int64_t exchange_order_id;   /* 0 = not known (keeps the stored value) */
+    const char *exchange_order_id; /* NULL or "" = not known (keeps the stored value) */
     const char *executed_qty;    /* exact decimal text; NULL keeps the stored value */
     const char *avg_price;       /* same */
     int error_code;              /* the exchange's error code; 0 = none */

@@ -161,7 +161,8 @@ static int load_journaled_state(struct daemon *d) {
         log_error(TAG, "journal: cannot connect: %s", PQerrorMessage(pg));
         goto out;
     }
-    res = PQexec(pg, "SELECT account, symbol, max(trade_id) FROM leader_fills GROUP BY 1, 2");
+    res = PQexec(pg, "SELECT account, symbol, max(trade_seq) FROM leader_fills"
+                     " WHERE trade_seq IS NOT NULL GROUP BY 1, 2");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error(TAG, "journal: cannot read the last trade ids: %s", PQerrorMessage(pg));
         goto out;
@@ -175,7 +176,7 @@ static int load_journaled_state(struct daemon *d) {
     for (size_t i = 0; i < d->n_hwm; i++) {
         d->hwm[i].account = strdup(PQgetvalue(res, (int)i, 0));
         d->hwm[i].symbol = strdup(PQgetvalue(res, (int)i, 1));
-        d->hwm[i].trade_id = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+        d->hwm[i].trade_seq = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
         if (!d->hwm[i].account || !d->hwm[i].symbol) {
             r = -ENOMEM;
             goto out;

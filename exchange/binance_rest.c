@@ -296,10 +296,12 @@ int binance_parse_order(const char *body, size_t len, struct exch_order_result *
         seterr(err, errlen, "order: not a JSON object");
         goto out;
     }
-    if ((r = ju_get_i64(j, "orderId", &o.order_id)) < 0) {
+    int64_t oid;
+    if ((r = ju_get_i64(j, "orderId", &oid)) < 0) {
         seterr(err, errlen, "order: orderId: %s", why(r));
         goto out;
     }
+    snprintf(o.order_id, sizeof o.order_id, "%" PRId64, oid);
     if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
         seterr(err, errlen, "order: clientOrderId: %s", r == -ERANGE ? "too long" : why(r));
         goto out;

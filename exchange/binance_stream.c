@@ -4,6 +4,7 @@
 #include "binance_stream.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stdarg.h>
@@ -122,10 +123,13 @@ static int parse_order_update(const json_t *root, struct bn_user_event *ev, char
     else
         return fail(err, errlen, "%s: o.S: not BUY or SELL", ev_name);
 
-    GET_I64(o, "t", "o.t", &f->trade_id);
-    if (f->trade_id <= 0) return fail(err, errlen, "%s: o.t: not a positive integer", ev_name);
-    GET_I64(o, "i", "o.i", &f->order_id);
-    if (f->order_id <= 0) return fail(err, errlen, "%s: o.i: not a positive integer", ev_name);
+    int64_t oid;
+    GET_I64(o, "t", "o.t", &f->trade_seq);
+    if (f->trade_seq <= 0) return fail(err, errlen, "%s: o.t: not a positive integer", ev_name);
+    snprintf(f->trade_id, sizeof f->trade_id, "%" PRId64, f->trade_seq);
+    GET_I64(o, "i", "o.i", &oid);
+    if (oid <= 0) return fail(err, errlen, "%s: o.i: not a positive integer", ev_name);
+    snprintf(f->order_id, sizeof f->order_id, "%" PRId64, oid);
     GET_DEC(o, "l", "o.l", &f->qty);
     if (dec_sign(f->qty) <= 0) return fail(err, errlen, "%s: o.l: not positive", ev_name);
     GET_DEC(o, "L", "o.L", &f->price);

@@ -86,7 +86,7 @@ enum exch_order_status {
 struct exch_order_result {
     enum exch_outcome outcome;
     enum exch_order_status status;  /* when outcome == EXCH_OK */
-    int64_t order_id;
+    char order_id[MKT_ORDER_ID_MAX]; /* the exchange's order id as text ("" = not known) */
     char client_id[MKT_CLIENT_ID_MAX];
     dec_t executed_qty;
     dec_t avg_price;
@@ -105,6 +105,22 @@ typedef void (*exch_order_cb)(void *ud, const struct exch_order_result *r);
 int exch_place_order(struct exch_account *a, const struct exch_order_req *req, exch_order_cb cb, void *ud);
 int exch_query_order(struct exch_account *a, const char *symbol, const char *client_id,
                      exch_order_cb cb, void *ud);
+
+/* Cancels an open order by client id. OK with the order's status after the cancel (CANCELED, or
+ * its final status if it finished first), NOT_FOUND if the exchange has no such order (Binance
+ * -2011 "Unknown order sent" / Bybit 110001), REJECTED for another error, UNKNOWN / THROTTLED as
+ * for a place. Same contract as exch_place_order. */
+int exch_cancel_order(struct exch_account *a, const char *symbol, const char *client_id,
+                      exch_order_cb cb, void *ud);
+
+/* Several orders in one request (Binance POST /fapi/v1/batchOrders, at most 5; Bybit POST
+ * /v5/order/create-batch, at most 10 for linear). The callback runs once with n results, one per
+ * request in the same order (each its own outcome: one order may be REJECTED while the others are
+ * OK; a transport failure makes them all UNKNOWN). n must be 1..exch_batch_max(a), else -EINVAL. */
+typedef void (*exch_batch_cb)(void *ud, const struct exch_order_result *v, size_t n);
+size_t exch_batch_max(const struct exch_account *a);
+int exch_place_batch(struct exch_account *a, const struct exch_order_req *reqs, size_t n,
+                     exch_batch_cb cb, void *ud);
 
 /* ---- account and market data ---- */
 
@@ -177,6 +193,26 @@ typedef void (*exch_set_leverage_cb)(void *ud, const struct exch_status *st, con
                                      int leverage);
 int exch_set_leverage(struct exch_account *a, const char *symbol, int leverage,
                       exch_set_leverage_cb cb, void *ud);
+
+/* The account's own fills (executions) of symbol with trade time >= since_ms, oldest first, as the
+ * stream would have delivered them (received_ns 0): Binance GET /fapi/v1/userTrades (+ the order
+ * fields the trade list lacks), Bybit GET /v5/execution/list. For the backfill after a stream
+ * reconnect and at start-up; the caller dedupes by (account, symbol, trade_id). symbol NULL = all
+ * symbols where the exchange allows it (Bybit), -EINVAL where it does not (Binance). */
+typedef void (*exch_fills_cb)(void *ud, const struct exch_status *st, const struct mkt_fill *v,
+                              size_t n);
+int exch_fetch_fills(struct exch_account *a, const char *symbol, int64_t since_ms,
+                     exch_fills_cb cb, void *ud);
+
+/* Best bid and ask of every symbol (Binance GET /fapi/v1/ticker/bookTicker, Bybit tickers). */
+struct exch_book_ticker {
+    char symbol[MKT_SYMBOL_MAX];
+    dec_t bid, ask;
+    int64_t time_ms;
+};
+typedef void (*exch_book_tickers_cb)(void *ud, const struct exch_status *st,
+                                     const struct exch_book_ticker *v, size_t n);
+int exch_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, void *ud);
 
 /* ---- leader user stream ---- */
 

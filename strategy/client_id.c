@@ -65,20 +65,20 @@ static u128 mix128(u128 h)
 
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-int client_id_make(const char *leader_account, const char *symbol, int64_t trade_id,
+int client_id_make(const char *leader_account, const char *symbol, const char *trade_id,
                    const char *rule_id, unsigned leg, char out[MKT_CLIENT_ID_MAX])
 {
-    if (leader_account == NULL || symbol == NULL || rule_id == NULL || out == NULL)
+    if (leader_account == NULL || symbol == NULL || trade_id == NULL || rule_id == NULL || out == NULL)
         return -EINVAL;
     if (leg > CLIENT_ID_MAX_LEG)
         return -EINVAL;
 
     u128 h = fnv_offset();
     /* Domain/version tag: a future scheme hashes a different tag, never the same stream. */
-    h = fnv_field(h, "copytrader-client-id-v1");
+    h = fnv_field(h, "copytrader-client-id-v2"); /* v2: trade ids as text (Bybit execIds) */
     h = fnv_field(h, leader_account);
     h = fnv_field(h, symbol);
-    h = fnv_u64(h, (uint64_t)trade_id);
+    h = fnv_field(h, trade_id);
     h = fnv_field(h, rule_id);
     h = mix128(h);
 

@@ -1,6 +1,6 @@
 /* client_id: deterministic client order ids for follower orders (safety invariant 1).
  *
- * One id per (leader account, symbol, leader trade id, copy rule id, leg). The same inputs give
+ * One id per (leader account, symbol, leader trade id (text), copy rule id, leg). The same inputs give
  * the same id on every run and every host, so a resend or a restart reuses the id and the
  * exchange (and our journal) can recognise the order. Format, 26 characters:
  *
@@ -24,7 +24,7 @@
 
 /* Write the id into out (NUL-terminated, CLIENT_ID_LEN chars). Strings may be any length and
  * content; "" is a valid field. Returns 0, or -EINVAL for a NULL pointer or leg > 9. */
-int client_id_make(const char *leader_account, const char *symbol, int64_t trade_id,
+int client_id_make(const char *leader_account, const char *symbol, const char *trade_id,
                    const char *rule_id, unsigned leg, char out[MKT_CLIENT_ID_MAX]);
 
 /* true if s is acceptable to both exchanges: [A-Za-z0-9_-]{1,36}. */

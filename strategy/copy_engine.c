@@ -18,7 +18,8 @@ static bool fill_valid(const struct mkt_fill *f)
 {
     return (f->side == MKT_BUY || f->side == MKT_SELL) && dec_valid(f->qty) && dec_sign(f->qty) > 0 &&
            (unsigned)f->pos_side <= MKT_PS_SHORT && str_terminated(f->account, sizeof f->account) &&
-           str_terminated(f->symbol, sizeof f->symbol);
+           str_terminated(f->symbol, sizeof f->symbol) && str_terminated(f->trade_id, sizeof f->trade_id) &&
+           f->trade_id[0] != '\0' && str_terminated(f->order_id, sizeof f->order_id);
 }
 
 static dec_t valid_or_zero(dec_t d)
@@ -180,7 +181,7 @@ static void drop(const struct copy_ctx *c, struct copy_accum *a)
     d->set = true;
     d->reason = COPY_SKIP_COALESCE_DROPPED;
     memcpy(d->symbol, a->symbol, sizeof d->symbol);
-    d->order_id = a->order_id;
+    memcpy(d->order_id, a->order_id, sizeof d->order_id);
     d->amount = a->amount;
     copy_accum_free(a);
 }
@@ -189,8 +190,8 @@ static void decide_open(const struct copy_ctx *c, struct copy_intent *it, int fd
                         const struct move *mv, const struct fpos *p)
 {
     const struct mkt_fill *f = c->f;
-    bool done = f->order_done || f->order_id <= 0;
-    struct copy_accum *a = f->order_id > 0 ? copy_accum_find(c->st, f->symbol, f->order_id) : NULL;
+    bool done = f->order_done || f->order_id[0] == '\0';
+    struct copy_accum *a = f->order_id[0] ? copy_accum_find(c->st, f->symbol, f->order_id) : NULL;
     if (a != NULL && a->dir != fd) {
         drop(c, a); /* the order changed direction under us (our L was off): start over */
         a = NULL;
@@ -333,7 +334,8 @@ int copy_decide_fill(const struct copy_fill_input *in, struct copy_state *st,
             memcpy(safe.account, f->account, sizeof safe.account);
         if (str_terminated(f->symbol, sizeof f->symbol))
             memcpy(safe.symbol, f->symbol, sizeof safe.symbol);
-        safe.trade_id = f->trade_id;
+        if (str_terminated(f->trade_id, sizeof f->trade_id))
+            memcpy(safe.trade_id, f->trade_id, sizeof safe.trade_id);
         int d = f->side == MKT_SELL ? -1 : 1;
         intent_init(&c, &out->intents[0], &safe, 0,
                     f->reduce_only ? COPY_KIND_CLOSE : COPY_KIND_OPEN, f->reduce_only ? -d : d);
@@ -382,7 +384,7 @@ int copy_decide_fill(const struct copy_fill_input *in, struct copy_state *st,
             decide_open(&c, open, rev * mv.open_dir, &mv, &p);
     }
     /* A done order leaves no slot behind, whatever happened to this fill. */
-    if (f->order_done && f->order_id > 0) {
+    if (f->order_done && f->order_id[0]) {
         struct copy_accum *a = copy_accum_find(st, f->symbol, f->order_id);
         if (a != NULL) {
             if (open != NULL)

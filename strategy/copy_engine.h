@@ -60,7 +60,7 @@
  *    follower's holding in the direction (0 if it holds the other way) plus that is still
  *    <= floor(|L after| x k) (rounding_carry).
  *  - Coalescing: when that qty is below the follower minimum (zero, min qty, or qty x P <
- *    min notional), the fill's order is not done (fill.order_done false, order_id > 0) and the
+ *    min notional), the fill's order is not done (fill.order_done false, order_id not empty) and the
  *    state has slots, x is held in the order's accumulator: skip `coalescing`, nothing sent.
  *    A later fill of the order adds its target to x; once the qty reaches the minimum one
  *    intent goes out (adjust coalesced) and x - qty stays held (the rounding remainder; < 0
@@ -187,7 +187,7 @@ struct copy_dropped {
     bool set;
     enum copy_skip reason; /* COPY_SKIP_COALESCE_EVICTED or COPY_SKIP_COALESCE_DROPPED */
     char symbol[MKT_SYMBOL_MAX];
-    int64_t order_id;
+    char order_id[MKT_ORDER_ID_MAX];
     dec_t amount;          /* the exact follower quantity that was held */
 };
 

@@ -83,9 +83,9 @@ enum copy_skip copy_open_caps(const struct copy_ctx *c, dec_t e, dec_t p, dec_t 
 
 /* ---- copy_state.c ------------------------------------------------------------------------- */
 
-struct copy_accum *copy_accum_find(struct copy_state *st, const char *symbol, int64_t order_id);
+struct copy_accum *copy_accum_find(struct copy_state *st, const char *symbol, const char *order_id);
 /* A fresh slot; when full, the oldest is evicted into *dropped first. NULL if no slots. */
-struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, int64_t order_id,
+struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, const char *order_id,
                                    int dir, struct copy_dropped *dropped);
 void copy_accum_free(struct copy_accum *a);
 

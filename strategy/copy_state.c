@@ -111,19 +111,19 @@ size_t copy_state_held(const struct copy_state *st)
 
 /* ---- accumulators (linear scans: the table is small and bounded by the caller) ------------- */
 
-struct copy_accum *copy_accum_find(struct copy_state *st, const char *symbol, int64_t order_id)
+struct copy_accum *copy_accum_find(struct copy_state *st, const char *symbol, const char *order_id)
 {
     if (st == NULL)
         return NULL;
     for (size_t i = 0; i < st->acc_cap; i++) {
         struct copy_accum *a = &st->acc[i];
-        if (a->used && a->order_id == order_id && strcmp(a->symbol, symbol) == 0)
+        if (a->used && strcmp(a->order_id, order_id) == 0 && strcmp(a->symbol, symbol) == 0)
             return a;
     }
     return NULL;
 }
 
-struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, int64_t order_id,
+struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, const char *order_id,
                                    int dir, struct copy_dropped *dropped)
 {
     if (st == NULL || st->acc_cap == 0)
@@ -143,7 +143,7 @@ struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, in
             dropped->set = true;
             dropped->reason = COPY_SKIP_COALESCE_EVICTED;
             memcpy(dropped->symbol, slot->symbol, sizeof dropped->symbol);
-            dropped->order_id = slot->order_id;
+            memcpy(dropped->order_id, slot->order_id, sizeof dropped->order_id);
             dropped->amount = slot->amount;
         }
     }
@@ -152,7 +152,9 @@ struct copy_accum *copy_accum_take(struct copy_state *st, const char *symbol, in
     size_t len = strnlen(symbol, sizeof slot->symbol - 1);
     memcpy(slot->symbol, symbol, len);
     slot->symbol[len] = '\0';
-    slot->order_id = order_id;
+    len = strnlen(order_id, sizeof slot->order_id - 1);
+    memcpy(slot->order_id, order_id, len);
+    slot->order_id[len] = '\0';
     slot->dir = dir;
     slot->amount = DEC_ZERO;
     slot->seq = st->acc_seq++;

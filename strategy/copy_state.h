@@ -55,7 +55,7 @@ enum copy_stop {
 struct copy_accum {
     bool used;
     char symbol[MKT_SYMBOL_MAX];
-    int64_t order_id;  /* the leader's order id */
+    char order_id[MKT_ORDER_ID_MAX]; /* the leader's order id */
     int dir;           /* follower position direction of the held opens: +1 long, -1 short */
     dec_t amount;      /* follower quantity held, exact (unrounded); may be < 0 (see engine) */
     uint64_t seq;      /* creation order: the smallest is evicted first */

@@ -11,6 +11,9 @@
 #define MKT_SYMBOL_MAX 32   /* incl. NUL */
 #define MKT_ACCOUNT_MAX 64  /* incl. NUL */
 #define MKT_CLIENT_ID_MAX 37 /* 36 chars + NUL, [A-Za-z0-9_-] */
+/* Exchange trade and order ids as text: Binance's are decimal int64s, Bybit's UUIDs (36 chars). */
+#define MKT_TRADE_ID_MAX 48 /* incl. NUL */
+#define MKT_ORDER_ID_MAX 48 /* incl. NUL */
 
 enum mkt_side { MKT_BUY = 1, MKT_SELL = -1 };
 
@@ -40,8 +43,12 @@ struct mkt_instrument {
 struct mkt_fill {
     char account[MKT_ACCOUNT_MAX]; /* our account name of the leader */
     char symbol[MKT_SYMBOL_MAX];
-    int64_t trade_id;              /* o.t: unique per symbol on the exchange */
-    int64_t order_id;              /* o.i */
+    char trade_id[MKT_TRADE_ID_MAX]; /* Binance o.t (decimal), Bybit execId: unique per symbol */
+    char order_id[MKT_ORDER_ID_MAX]; /* Binance o.i (decimal), Bybit orderId */
+    /* An id that grows with every trade of the account on this symbol, where the exchange has one
+     * (Binance o.t), else 0 (Bybit: execIds are UUIDs). Only > 0 values feed the high-water-mark
+     * dedupe; every fill is also deduped by (account, symbol, trade_id) in memory and journal. */
+    int64_t trade_seq;
     char order_client_id[MKT_CLIENT_ID_MAX]; /* o.c (truncated if longer) */
     enum mkt_side side;            /* o.S */
     dec_t qty;                     /* o.l: last filled quantity */

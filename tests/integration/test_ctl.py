@@ -171,7 +171,7 @@ def main():
         check(dec["fa-r"]["status"] == "skipped" and dec["fa-r"]["skip_reason"] == "rule_paused"
               and dec["fb-r"]["status"] == "filled", f"explain after pause: {dec}")
         check(psql(pg, "select o.status, o.skip_reason from follower_orders o join leader_fills f on "
-                   f"f.id = o.leader_fill_id where f.trade_id = {trade2} and o.rule_id = 'fa-r'")
+                   f"f.id = o.leader_fill_id where f.trade_id = '{trade2}' and o.rule_id = 'fa-r'")
               == [["skipped", "rule_paused"]], "journal: fa's intent is not skipped rule_paused")
         check(n_orders("fa") == 1, "a paused rule sent an order")
         human = ctl.run("orders", "--follower", "fa").stdout

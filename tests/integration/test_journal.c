@@ -216,11 +216,19 @@ static void flush_and_wait(struct fx *f, struct flushres *fr)
     assert_true(run_until(&f->loop, cond_flush_done, fr, DEADLINE_MS, 0));
 }
 
+/* Ids as text (as the journal takes them); a ring of buffers keeps each fill's strings alive for
+ * the rest of its test. */
 static struct journal_fill mkfill(const char *symbol, int64_t trade_id)
 {
-    return (struct journal_fill){.account = "lead", .symbol = symbol, .trade_id = trade_id,
-                                 .order_id = 9000000 + trade_id, .side = "BUY", .qty = "0.013",
-                                 .price = "50000.10", .event_time_ms = 1700000000123};
+    static char ids[64][2][24];
+    static unsigned next;
+    char(*b)[24] = ids[next++ % 64];
+    snprintf(b[0], sizeof b[0], "%lld", (long long)trade_id);
+    snprintf(b[1], sizeof b[1], "%lld", (long long)(9000000 + trade_id));
+    return (struct journal_fill){.account = "lead", .symbol = symbol, .trade_id = b[0],
+                                 .order_id = b[1], .trade_seq = trade_id, .side = "BUY",
+                                 .qty = "0.013", .price = "50000.10",
+                                 .event_time_ms = 1700000000123};
 }
 
 static struct journal_intent mkintent(const char *cid, const char *rule, const char *follower,
@@ -448,15 +456,15 @@ static void test_fill_dedupe(void **state)
     assert_true(r.intent_new[0] && r.intent_new[1] && r.intent_new[2]);
 
     /* Exact values, as given. */
-    assert_string_equal(q1("SELECT qty::text FROM leader_fills WHERE trade_id = 1001"), "0.013");
-    assert_string_equal(q1("SELECT price::text FROM leader_fills WHERE trade_id = 1001"), "50000.10");
+    assert_string_equal(q1("SELECT qty::text FROM leader_fills WHERE trade_id = '1001'"), "0.013");
+    assert_string_equal(q1("SELECT price::text FROM leader_fills WHERE trade_id = '1001'"), "50000.10");
     assert_string_equal(q1("SELECT account || ' ' || symbol || ' ' || side || ' ' || order_id "
-                           "FROM leader_fills WHERE trade_id = 1001"), "lead BTCUSDT BUY 9001001");
+                           "FROM leader_fills WHERE trade_id = '1001'"), "lead BTCUSDT BUY 9001001");
     assert_string_equal(q1("SELECT (extract(epoch FROM event_time) * 1000)::bigint FROM leader_fills "
-                           "WHERE trade_id = 1001"), "1700000000123");
+                           "WHERE trade_id = '1001'"), "1700000000123");
     assert_string_equal(q1("SELECT count(*) FROM follower_orders fo JOIN leader_fills lf "
                            "ON lf.id = fo.leader_fill_id AND lf.event_time = fo.leader_event_time "
-                           "WHERE lf.trade_id = 1001"), "3");
+                           "WHERE lf.trade_id = '1001'"), "3");
     assert_string_equal(q1("SELECT qty::text FROM follower_orders WHERE client_order_id = 't1001-r1'"),
                         "0.013");
     assert_string_equal(q1("SELECT qty::text FROM follower_orders WHERE client_order_id = 't1001-r2'"),
@@ -481,7 +489,7 @@ static void test_fill_dedupe(void **state)
     if (r.status) fail_msg("replay: %d %s", r.status, r.err);
     assert_false(r.fill_new);
     assert_false(r.intent_new[0] || r.intent_new[1] || r.intent_new[2]);
-    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 1001"), "1");
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = '1001'"), "1");
     assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id LIKE "
                            "'t1001-%%'"), "3");
 
@@ -547,7 +555,7 @@ static void test_fill_refused(void **state)
     bf.side = "buy";
     assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
     bf = fill;
-    bf.trade_id = 0;
+    bf.trade_id = "";
     assert_int_equal(journal_write_fill(f.j, &bf, &ok, 1, fill_cb, &r), -EINVAL);
     const char *bad_cid[] = {"", "has space", "x\"y", "0123456789012345678901234567890123456",
                              "sémantique"};
@@ -567,7 +575,7 @@ static void test_fill_refused(void **state)
     assert_int_equal(r.status, -EIO);
     assert_non_null(strstr(r.err, "foreign key"));
     assert_false(r.fill_new || r.intent_new[0]);
-    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 1101"), "0");
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = '1101'"), "0");
     write_and_wait(&f, &fill, &ok, 1, &r);
     assert_int_equal(r.status, 0);
     assert_true(r.fill_new && r.intent_new[0]);
@@ -585,7 +593,10 @@ static int64_t T0 = 1700000100000000; /* µs */
 static void rec(struct fx *f, const char *cid, enum journal_status st, int64_t eoid,
                 const char *eqty, const char *avgp, int code, const char *msg, int64_t at)
 {
-    struct journal_result r = {.client_order_id = cid, .status = st, .exchange_order_id = eoid,
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)eoid);
+    struct journal_result r = {.client_order_id = cid, .status = st,
+                               .exchange_order_id = eoid ? oid : NULL,
                                .executed_qty = eqty, .avg_price = avgp, .error_code = code,
                                .error_msg = msg, .at_us = at};
     assert_int_equal(journal_record_result(f->j, &r), 0);
@@ -670,7 +681,7 @@ static void test_results(void **state)
                            "|| ' ' || (extract(epoch FROM sent_at) * 1e6)::bigint - %lld FROM "
                            "follower_orders WHERE client_order_id = 't2001-a'", (long long)T0),
                         "filled 0.013 0 1");
-    assert_string_equal(q1("SELECT status || ' ' || coalesce(exchange_order_id, 0) FROM "
+    assert_string_equal(q1("SELECT status || ' ' || coalesce(exchange_order_id, '0') FROM "
                            "follower_orders WHERE client_order_id = 't2001-b'"), "rejected 0");
     assert_string_equal(q1("SELECT status || ' ' || executed_qty FROM follower_orders WHERE "
                            "client_order_id = 't2001-c'"), "partially_filled 0.010");
@@ -912,7 +923,7 @@ static void test_connection_lost(void **state)
     assert_int_equal(fl.status, 0);
     assert_string_equal(fl.seen, "filled");
     /* The killed statement rolled back; written again, it is new. */
-    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 4002"), "0");
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = '4002'"), "0");
     write_and_wait(&f, &fill2, &in2, 1, &fr);
     assert_int_equal(fr.status, 0);
     assert_true(fr.fill_new && fr.intent_new[0]);
@@ -977,7 +988,7 @@ static void race_one(struct fx *f, PGconn *other, PGconn *watch, int64_t trade_i
     snprintf(sql, sizeof sql, "INSERT INTO follower_orders (client_order_id, leader_fill_id, "
              "leader_event_time, rule_id, follower, symbol, side, qty, order_type) SELECT '%s', id, "
              "event_time, 'r1', 'f1', 'BNBUSDT', 'BUY', 1, 'MARKET' FROM leader_fills WHERE "
-             "symbol = 'BNBUSDT' AND trade_id = %lld", cid_a, (long long)trade_id);
+             "symbol = 'BNBUSDT' AND trade_id = '%lld'", cid_a, (long long)trade_id);
     exec_on(other, sql);
 
     struct journal_fill fill = mkfill("BNBUSDT", trade_id);
@@ -997,7 +1008,7 @@ static void race_one(struct fx *f, PGconn *other, PGconn *watch, int64_t trade_i
     assert_int_equal(r.intent_new[0], !commit); /* the other transaction's intent, if it stayed */
     assert_true(r.intent_new[1]);
     assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE symbol = 'BNBUSDT' AND "
-                           "trade_id = %lld", (long long)trade_id), "1");
+                           "trade_id = '%lld'", (long long)trade_id), "1");
     assert_string_equal(q1("SELECT count(DISTINCT leader_fill_id) FROM follower_orders WHERE "
                            "client_order_id IN ('%s', '%s')", cid_a, cid_b), "1");
 }
@@ -1081,7 +1092,7 @@ static void test_free_with_work_pending(void **state)
     memset(&x, 0, sizeof x);
     x.f = &f;
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb_then_free, &x), 0);
-    fill.trade_id = 8002;
+    fill.trade_id = "8002";
     in.client_order_id = "t8002-a";
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &x.r[1]), 0);
     struct flushres fl = {0};
@@ -1099,7 +1110,7 @@ static void test_free_with_work_pending(void **state)
     /* Freed right after a write: the callback runs inside journal_free, cancelled. */
     fx_open(&f, g_ci, NULL, true);
     struct fillres fr = {0};
-    fill.trade_id = 8003;
+    fill.trade_id = "8003";
     in.client_order_id = "t8003-a";
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), 0);
     rec(&f, "t8001-a", JOURNAL_SENT, 0, NULL, NULL, 0, NULL, 0);

@@ -862,7 +862,7 @@ static void test_binance_adapter_e2e(void **state) {
     assert_int_equal(s.bad_signatures, 0);
     assert_int_equal(e.order[0].outcome, EXCH_OK);
     assert_int_equal(e.order[0].status, EXCH_ST_FILLED);
-    assert_int_equal(e.order[0].order_id, 77);
+    assert_string_equal(e.order[0].order_id, "77");
     assert_string_equal(e.order[0].client_id, "ctE2E_0");
     char b[DEC_STR_MAX];
     dec_format(e.order[0].executed_qty, b, sizeof b);

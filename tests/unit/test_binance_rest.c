@@ -299,7 +299,7 @@ static void test_parse_new_order_sample(void **state) {
     assert_int_equal(binance_parse_order(body, len, &o, err, sizeof err), 0);
     assert_int_equal(o.outcome, EXCH_OK);
     assert_int_equal(o.status, EXCH_ST_NEW);
-    assert_int_equal(o.order_id, 22542179);
+    assert_string_equal(o.order_id, "22542179");
     assert_string_equal(o.client_id, "testOrder");
     assert_dec(o.executed_qty, "0");
     assert_dec(o.avg_price, "0");
@@ -315,7 +315,7 @@ static void test_parse_query_order_sample(void **state) {
     char err[160];
     assert_int_equal(binance_parse_order(body, len, &o, err, sizeof err), 0);
     assert_int_equal(o.status, EXCH_ST_NEW);
-    assert_int_equal(o.order_id, 1917641);
+    assert_string_equal(o.order_id, "1917641");
     assert_string_equal(o.client_id, "abc");
     assert_int_equal(o.update_time_ms, 1579276756075LL);
     free(body);
@@ -1066,7 +1066,7 @@ static void test_classification_details(void **state) {
     binance_classify_order(&r, false, "ct1", &o);
     assert_int_equal(o.outcome, EXCH_OK);
     assert_int_equal(o.status, EXCH_ST_FILLED);
-    assert_int_equal(o.order_id, 42);
+    assert_string_equal(o.order_id, "42");
     assert_dec(o.executed_qty, "1");
     assert_dec(o.avg_price, "10");
     assert_int_equal(o.http_status, 200);

@@ -121,7 +121,7 @@ static void test_doc_order_update_new_is_no_fill(void **state) {
     assert_string_equal(ev.exec_type, "NEW");
     assert_string_equal(ev.order_status, "NEW");
     assert_int_equal(ev.event_time_ms, 1568879465651LL);
-    assert_int_equal(ev.fill.trade_id, 0); /* nothing filled in */
+    assert_string_equal(ev.fill.trade_id, ""); /* nothing filled in */
     bn_user_event_clear(&ev);
     free(doc);
 
@@ -144,8 +144,9 @@ static void test_trade_variant_is_fill(void **state) {
     assert_int_equal(ev.kind, BN_EV_FILL);
     assert_string_equal(ev.exec_type, "TRADE");
     assert_string_equal(ev.fill.symbol, "BTCUSDT");
-    assert_int_equal(ev.fill.trade_id, 987654321);
-    assert_int_equal(ev.fill.order_id, 8886774);
+    assert_string_equal(ev.fill.trade_id, "987654321");
+    assert_int_equal(ev.fill.trade_seq, 987654321);
+    assert_string_equal(ev.fill.order_id, "8886774");
     assert_string_equal(ev.fill.order_client_id, "TEST");
     assert_int_equal(ev.fill.side, MKT_SELL);
     assert_dec(ev.fill.qty, "0.0004");
@@ -201,7 +202,8 @@ static void test_trade_variant_is_fill(void **state) {
     assert_int_equal(bn_parse_user_event(f, strlen(f), &ev, err, sizeof(err)), 0);
     assert_dec(ev.fill.qty, "123456.123456789");
     assert_dec(ev.fill.price, "99999999.12345678");
-    assert_int_equal(ev.fill.trade_id, 9007199254740993LL); /* 2^53 + 1: no double on the way */
+    assert_string_equal(ev.fill.trade_id, "9007199254740993"); /* 2^53 + 1: no double on the way */
+    assert_int_equal(ev.fill.trade_seq, 9007199254740993LL);
     bn_user_event_clear(&ev);
     free(f);
 }
@@ -230,7 +232,7 @@ static void test_combined_stream_envelope(void **state) {
     snprintf(f, n, "{\"stream\":\"abc\",\"data\":%s}", inner);
     assert_int_equal(bn_parse_user_event(f, strlen(f), &ev, err, sizeof(err)), 0);
     assert_int_equal(ev.kind, BN_EV_FILL);
-    assert_int_equal(ev.fill.trade_id, 987654321);
+    assert_string_equal(ev.fill.trade_id, "987654321");
     bn_user_event_clear(&ev);
     free(f);
     free(inner);

@@ -71,8 +71,8 @@ static struct mkt_fill make_fill(enum mkt_side side, const char *qty, const char
     memset(&f, 0, sizeof f);
     strcpy(f.account, "leader-1");
     strcpy(f.symbol, "BTCUSDT");
-    f.trade_id = 5001;
-    f.order_id = 77;
+    strcpy(f.trade_id, "5001");
+    strcpy(f.order_id, "77");
     f.side = side;
     f.qty = D(qty);
     f.price = D(price);
@@ -283,7 +283,7 @@ static void check_intent(const struct ce_case *c, size_t k, const struct copy_in
     assert_true(dec_is_zero(got->price));
     assert_false(got->dry_run);
     char id[MKT_CLIENT_ID_MAX];
-    assert_int_equal(client_id_make("leader-1", "BTCUSDT", 5001, "rule-7", (unsigned)k, id), 0);
+    assert_int_equal(client_id_make("leader-1", "BTCUSDT", "5001", "rule-7", (unsigned)k, id), 0);
     assert_string_equal(got->client_id, id);
 }
 
@@ -414,12 +414,12 @@ static void test_client_ids(void **state)
     assert_string_not_equal(a[1].client_id, c[1].client_id);
     /* Another trade of the same order: a different id. */
     in.rule = &r1;
-    fill.trade_id++;
+    strcpy(fill.trade_id, "5002");
     assert_int_equal(copy_decide(&in, c), 2);
     assert_string_not_equal(a[0].client_id, c[0].client_id);
     /* The positions do not enter the id: the same decision key after a restart even if
      * positions moved in between. */
-    fill.trade_id--;
+    strcpy(fill.trade_id, "5001");
     in.follower_pos = D("0.5");
     assert_int_equal(copy_decide(&in, c), 2);
     assert_string_equal(a[0].client_id, c[0].client_id);

@@ -284,7 +284,7 @@ static void build(const struct lcase *c, struct env *e)
     struct mkt_fill *f = &e->fill;
     strcpy(f->account, "leader-l");
     strcpy(f->symbol, "ETHUSDT");
-    f->trade_id = 42;
+    strcpy(f->trade_id, "42");
     f->side = c->side;
     f->qty = D(c->qty);
     f->price = Dor(c->price, "2000");

@@ -293,8 +293,8 @@ static void build(const struct mcase *c, struct env *e)
     struct mkt_fill *f = &e->fill;
     strcpy(f->account, "leader-m");
     strcpy(f->symbol, "BTCUSDT");
-    f->trade_id = 9001;
-    f->order_id = 0; /* no coalescing in these tables */
+    strcpy(f->trade_id, "9001");
+    f->order_id[0] = '\0'; /* no coalescing in these tables */
     f->side = c->side;
     f->pos_side = c->fps;
     f->qty = D(c->qty);
@@ -346,7 +346,7 @@ static void check(const struct mcase *c, const struct copy_decision *d)
         assert_int_equal(g->order_type, c->ot);
         assert_int_equal(g->dry_run, c->dry_run);
         char id[MKT_CLIENT_ID_MAX];
-        assert_int_equal(client_id_make("leader-m", "BTCUSDT", 9001, "rule-m", (unsigned)k, id), 0);
+        assert_int_equal(client_id_make("leader-m", "BTCUSDT", "9001", "rule-m", (unsigned)k, id), 0);
         assert_string_equal(g->client_id, id);
         /* Hedge followers never get reduce-only; one-way closes always do. */
         if (c->fmode == HEDGE)

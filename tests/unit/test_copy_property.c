@@ -190,7 +190,7 @@ static bool decision_same(const struct copy_decision *a, const struct copy_decis
             return false;
     if (a->dropped.set && (a->dropped.reason != b->dropped.reason ||
                            strcmp(a->dropped.symbol, b->dropped.symbol) != 0 ||
-                           a->dropped.order_id != b->dropped.order_id ||
+                           strcmp(a->dropped.order_id, b->dropped.order_id) != 0 ||
                            !dec_same(a->dropped.amount, b->dropped.amount)))
         return false;
     return true;
@@ -208,7 +208,7 @@ static bool state_same(const struct copy_state *a, const struct copy_state *b)
         const struct copy_accum *x = &a->acc[i], *y = &b->acc[i];
         if (x->used != y->used)
             return false;
-        if (x->used && (strcmp(x->symbol, y->symbol) != 0 || x->order_id != y->order_id ||
+        if (x->used && (strcmp(x->symbol, y->symbol) != 0 || strcmp(x->order_id, y->order_id) != 0 ||
                         x->dir != y->dir || !dec_same(x->amount, y->amount) || x->seq != y->seq))
             return false;
     }
@@ -351,7 +351,7 @@ static void one_fill(struct scen *s, struct mkt_fill *f, unsigned fill_no)
     seq_ctx = ctx_buf;
     int64_t ticks = s->base_ticks + (int64_t)pick(101) - 50;
     f->price = scaled(ticks, 1);
-    f->trade_id = ++s->trade_id;
+    snprintf(f->trade_id, sizeof f->trade_id, "%lld", (long long)++s->trade_id);
     f->trade_time_ms = NOW_MS - (chance(10) ? 5000 : 50);
     int64_t tt = s->base_ticks + (int64_t)pick(41) - 20;
     struct copy_fill_input in = {
@@ -413,7 +413,7 @@ static void one_order(struct scen *s, unsigned *fill_no)
     memset(&f, 0, sizeof f);
     strcpy(f.account, "leader-p");
     strcpy(f.symbol, "XUSDT");
-    f.order_id = ++s->order_id;
+    snprintf(f.order_id, sizeof f.order_id, "%lld", (long long)++s->order_id);
     unsigned nfills = 1 + pick(4);
     dec_t q[4], total = DEC_ZERO;
     if (s->lmode == MKT_PM_ONE_WAY) {

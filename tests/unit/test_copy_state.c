@@ -171,8 +171,9 @@ static void cz_fill(struct cz *z, int64_t order, enum mkt_side side, const char 
     memset(&f, 0, sizeof f);
     strcpy(f.account, "leader-c");
     strcpy(f.symbol, "BTCUSDT");
-    f.trade_id = z->trade_id++;
-    f.order_id = order;
+    snprintf(f.trade_id, sizeof f.trade_id, "%lld", (long long)z->trade_id++);
+    if (order > 0)
+        snprintf(f.order_id, sizeof f.order_id, "%lld", (long long)order);
     f.side = side;
     f.qty = D(qty);
     f.price = D("50000");
@@ -311,13 +312,13 @@ static void test_coalesce_evict_and_drop(void **state)
     assert_true(d.dropped.set);
     assert_int_equal(d.dropped.reason, COPY_SKIP_COALESCE_EVICTED);
     assert_string_equal(d.dropped.symbol, "BTCUSDT");
-    assert_int_equal(d.dropped.order_id, 1);
+    assert_string_equal(d.dropped.order_id, "1");
     assert_dec(d.dropped.amount, "0.0007");
     assert_int_equal(copy_state_held(&z.st), 2);
     /* Order 1 starts over; order 2 is now the oldest. */
     cz_fill(&z, 1, MKT_BUY, "0.0001", false, &d);
     want(&d.intents[0], COPY_SKIP_COALESCING, "0", "0.0001", 0);
-    assert_int_equal(d.dropped.order_id, 2);
+    assert_string_equal(d.dropped.order_id, "2");
 
     /* A done fill whose open a guard skips: released, the held amount reported dropped. */
     z.rule.max_signal_age_ms = 5;
@@ -325,7 +326,7 @@ static void test_coalesce_evict_and_drop(void **state)
     want(&d.intents[0], COPY_SKIP_STALE_SIGNAL, "0", "0", RE);
     assert_true(d.dropped.set);
     assert_int_equal(d.dropped.reason, COPY_SKIP_COALESCE_DROPPED);
-    assert_int_equal(d.dropped.order_id, 3);
+    assert_string_equal(d.dropped.order_id, "3");
     assert_dec(d.dropped.amount, "0.0005");
     z.rule.max_signal_age_ms = 0;
 
