@@ -30,6 +30,7 @@
 #define QUERY_BACKOFF_MS 200
 #define COALESCE_SLOTS 64       /* leader orders coalesced at once per rule */
 #define PREFLIGHT_MAX 32
+#define RULE_ID_MAX 64          /* as the journal takes them */
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -87,7 +88,12 @@ struct rule {
     struct copy_accum acc[COALESCE_SLOTS];
     size_t leader, follower;
     bool enabled;
-    struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only */
+    /* Dropped by a reload: takes no new fills; kept (never moved or reused) because fills in the
+     * journal's hands and orders in flight still name it by index. Its strings then live in
+     * id_buf, not in a configuration that was freed. */
+    bool removed;
+    char id_buf[RULE_ID_MAX];
+    struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only, 3 removed */
     struct met_gauge *m_preflight;    /* problems found at start-up */
 };
 
@@ -185,6 +191,7 @@ struct copier {
     struct met_hist *m_send_lat, *m_ack_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
+    struct met_family *f_rule_status, *f_rule_preflight;
     struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
 };
 
@@ -274,6 +281,14 @@ static double rules_in_state(void *ud) {
     return (double)n;
 }
 
+static int rule_metrics_init(struct copier *c, struct rule *r) {
+    r->m_status = met_gauge_child(c->f_rule_status, r->cr.id);
+    r->m_preflight = met_gauge_child(c->f_rule_preflight, r->cr.id);
+    if (!r->m_status || !r->m_preflight) return -ENOMEM;
+    met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
+    return 0;
+}
+
 static int metrics_init(struct copier *c) {
     struct met_registry *r = c->reg;
     c->f_orders = met_counter_new(r, "ct_follower_orders_total",
@@ -320,11 +335,13 @@ static int metrics_init(struct copier *c) {
         struct met_family *sf2 = met_counter_new(r, "ct_rule_stops_total",
                                                  "Copy rules moved to close_only by a loss stop.", "reason");
         struct met_family *rs = met_gauge_new(r, "ct_rule_status",
-                                              "Copy rule state: 0 active, 1 paused, 2 close_only.", "rule");
+                                              "Copy rule state: 0 active, 1 paused, 2 close_only, 3 removed by a reload.", "rule");
         struct met_family *pf = met_gauge_new(r, "ct_rule_preflight_problems",
                                               "Problems the start-up pre-flight check found for a rule.", "rule");
         struct met_family *rc = met_gauge_new(r, "ct_rules", "Copy rules by state.", "state");
         if (!lf || !sf2 || !rs || !pf || !rc) return -ENOMEM;
+        c->f_rule_status = rs;
+        c->f_rule_preflight = pf;
         for (int k = 0; k < COPY_STATUS__COUNT; k++) {
             struct met_gauge *g = met_gauge_child(rc, copy_status_name((enum copy_status)k));
             if (!g) return -ENOMEM;
@@ -338,12 +355,8 @@ static int metrics_init(struct copier *c) {
         c->m_dry_run = met_counter_child(c->f_skips, "dry_run");
         if (!c->m_lev_set || !c->m_lev_failed || !c->m_lev_skipped || !c->m_stops || !c->m_dry_run)
             return -ENOMEM;
-        for (size_t i = 0; i < c->n_rules; i++) {
-            c->rules[i].m_status = met_gauge_child(rs, c->rules[i].cr.id);
-            c->rules[i].m_preflight = met_gauge_child(pf, c->rules[i].cr.id);
-            if (!c->rules[i].m_status || !c->rules[i].m_preflight) return -ENOMEM;
-            met_gauge_set(c->rules[i].m_status, (double)copy_state_status(&c->rules[i].st));
-        }
+        for (size_t i = 0; i < c->n_rules; i++)
+            if (rule_metrics_init(c, &c->rules[i]) < 0) return -ENOMEM;
     }
     for (int s = 1; s < COPY_SKIP__COUNT; s++) {
         c->m_skip[s] = met_counter_child(c->f_skips, copy_skip_name((enum copy_skip)s));
@@ -1251,7 +1264,7 @@ static void observe_equity(struct copier *c, struct acct *a, dec_t equity) {
     for (size_t i = 0; i < c->n_rules; i++) {
         struct rule *r = &c->rules[i];
         enum copy_stop stop;
-        if (r->follower != a->idx) continue;
+        if (r->follower != a->idx || r->removed) continue;
         stop = copy_state_observe_equity(&r->st, &r->cr, equity, exchange_now_ms(a));
         if (stop == COPY_STOP_NONE) continue;
         met_counter_inc(c->m_stops);
@@ -1317,18 +1330,24 @@ static void refresh_tick(uv_timer_t *t) {
 
 /* ---- pre-flight ------------------------------------------------------------------------- */
 
+static void preflight_rule(struct copier *c, struct rule *r);
+
 static void preflight(struct copier *c) {
-    for (size_t i = 0; i < c->n_rules; i++) {
-        struct rule *r = &c->rules[i];
+    for (size_t i = 0; i < c->n_rules; i++)
+        if (!c->rules[i].removed) preflight_rule(c, &c->rules[i]);
+}
+
+static void preflight_rule(struct copier *c, struct rule *r) {
+    {
         struct acct *l = &c->accts[r->leader], *f = &c->accts[r->follower];
         struct copy_problem probs[PREFLIGHT_MAX];
         struct copy_preflight_symbol *syms;
         struct inst_entry *e, *tmp;
         size_t n = 0, k = 0;
         int np;
-        if (!f->inst) continue;
+        if (!f->inst) return;
         syms = calloc(HASH_COUNT(f->inst->map) + 1, sizeof(*syms));
-        if (!syms) continue;
+        if (!syms) return;
         HASH_ITER(hh, f->inst->map, e, tmp) {
             if (!copy_rule_symbol_allowed(&r->cr, e->v.symbol)) continue;
             syms[n++] = (struct copy_preflight_symbol){
@@ -1343,7 +1362,7 @@ static void preflight(struct copier *c) {
         };
         np = copy_preflight(&in, probs, PREFLIGHT_MAX);
         free(syms);
-        if (np < 0) continue;
+        if (np < 0) return;
         met_gauge_set(r->m_preflight, np);
         for (k = 0; k < (size_t)np && k < PREFLIGHT_MAX; k++)
             log_at(probs[k].severity == COPY_SEV_ERROR ? LOG_LVL_ERROR : LOG_LVL_WARN, TAG,
@@ -1352,6 +1371,16 @@ static void preflight(struct copier *c) {
                    probs[k].text);
         if (np == 0) log_info(TAG, "pre-flight: rule %s (%s -> %s): ok", r->cr.id, l->name, f->name);
     }
+}
+
+static void open_stream(struct acct *a) {
+    struct exch_stream_cbs cbs = {
+        .on_fill = on_fill, .on_position = on_position, .on_state = on_state,
+        .on_bad_frame = on_bad_frame, .on_leverage = on_leader_leverage, .ud = a,
+    };
+    if (a->stream) return;
+    a->stream = exch_stream_open(a->ex, a->c->lws, &cbs);
+    if (!a->stream) log_error(TAG, "%s: cannot open the leader stream: %s", a->name, strerror(errno));
 }
 
 static void startup_next(struct copier *c) {
@@ -1393,16 +1422,8 @@ static void startup_next(struct copier *c) {
         }
         c->started = true;
         c->phase = 4;
-        for (size_t i = 0; i < c->n_accts; i++) {
-            struct acct *a = &c->accts[i];
-            struct exch_stream_cbs cbs = {
-                .on_fill = on_fill, .on_position = on_position, .on_state = on_state,
-                .on_bad_frame = on_bad_frame, .on_leverage = on_leader_leverage, .ud = a,
-            };
-            if (!a->is_leader) continue;
-            a->stream = exch_stream_open(a->ex, c->lws, &cbs);
-            if (!a->stream) log_error(TAG, "%s: cannot open the leader stream: %s", a->name, strerror(errno));
-        }
+        for (size_t i = 0; i < c->n_accts; i++)
+            if (c->accts[i].is_leader) open_stream(&c->accts[i]);
         log_info(TAG, "start-up: leader streams opening");
         break;
     default:
@@ -1644,7 +1665,7 @@ int copier_rule_action(struct copier *c, const char *rule_id, enum copier_rule_o
                        const char **status) {
     struct rule *r = rule_find(c, rule_id);
     enum copy_status before, after;
-    if (!r) return -ENOENT;
+    if (!r || r->removed) return -ENOENT;
     before = copy_state_status(&r->st);
     switch (op) {
     case COPIER_RULE_PAUSE: copy_state_set_paused(&r->st, true); break;
@@ -1682,6 +1703,7 @@ char *copier_state_json(const struct copier *c) {
     }
     for (size_t i = 0; i < c->n_rules; i++) {
         const struct rule *r = &c->rules[i];
+        if (r->removed) continue;
         if (json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:I}", "id", r->cr.id,
                                                    "leader", c->accts[r->leader].name,
                                                    "follower", c->accts[r->follower].name,
@@ -1700,4 +1722,84 @@ out:
     json_decref(rules);
     json_decref(root);
     return out;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+static void rule_set(struct rule *r, const struct copier_rule *in) {
+    r->cr = in->params;
+    r->leader = in->leader;
+    r->follower = in->follower;
+    r->enabled = in->enabled;
+    r->removed = false;
+    if (in->coalesce && r->st.acc_cap == 0) {
+        r->st.acc = r->acc;
+        r->st.acc_cap = COALESCE_SLOTS;
+    }
+}
+
+int copier_reload(struct copier *c, const struct copier_rule *rules, size_t n,
+                  struct copier_reload_stats *out) {
+    struct copier_reload_stats s = {0};
+    size_t add = 0, old_n = c->n_rules;
+    bool *seen;
+    for (size_t i = 0; i < n; i++) {
+        if (rules[i].leader >= c->n_accts || rules[i].follower >= c->n_accts || !rules[i].params.id ||
+            strlen(rules[i].params.id) >= RULE_ID_MAX)
+            return -EINVAL;
+        if (!rule_find(c, rules[i].params.id)) add++;
+    }
+    seen = calloc(old_n + add + 1, sizeof(*seen));
+    if (!seen) return -ENOMEM;
+    if (add) {
+        struct rule *nr = realloc(c->rules, (old_n + add) * sizeof(*nr));
+        if (!nr) {
+            free(seen);
+            return -ENOMEM;
+        }
+        c->rules = nr;
+        for (size_t i = 0; i < old_n; i++) /* the coalescing slots live inside the rule */
+            if (c->rules[i].st.acc_cap) c->rules[i].st.acc = c->rules[i].acc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct rule *r = rule_find(c, rules[i].params.id);
+        if (r) {
+            if (r->removed) s.added++; else s.kept++;
+            rule_set(r, &rules[i]);
+        } else {
+            r = &c->rules[c->n_rules];
+            memset(r, 0, sizeof(*r));
+            copy_state_init(&r->st, r->acc, rules[i].coalesce ? COALESCE_SLOTS : 0);
+            if (rules[i].close_only) r->st.stopped = true;
+            if (rules[i].paused) copy_state_set_paused(&r->st, true);
+            rule_set(r, &rules[i]);
+            if (rule_metrics_init(c, r) < 0) {
+                free(seen);
+                return -ENOMEM; /* the rule is not counted: n_rules unchanged */
+            }
+            c->n_rules++;
+            s.added++;
+        }
+        seen[r - c->rules] = true;
+        met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
+        if (c->started_refresh) preflight_rule(c, r);
+        if (r->enabled && !c->accts[r->leader].is_leader) {
+            c->accts[r->leader].is_leader = true;
+            if (c->started && !c->draining) open_stream(&c->accts[r->leader]);
+        }
+    }
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct rule *r = &c->rules[i];
+        if (seen[i] || r->removed) continue;
+        snprintf(r->id_buf, sizeof(r->id_buf), "%s", r->cr.id);
+        memset(&r->cr, 0, sizeof(r->cr));
+        r->cr.id = r->id_buf;
+        r->enabled = false;
+        r->removed = true;
+        met_gauge_set(r->m_status, 3);
+        s.removed++;
+    }
+    free(seen);
+    if (out) *out = s;
+    return 0;
 }

@@ -108,6 +108,18 @@ char *copier_state_json(const struct copier *c);
 /* Stops taking fills, closes the streams, and calls done(ud) once every order in flight has an
  * answer or deadline_ms has passed (orders still queued then stay journaled as 'intent'). */
 void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud), void *ud);
+/* Applies a new set of copy rules (SIGHUP reload), matched by id: a kept rule takes the new
+ * parameters and enabled flag and keeps its state (loss stop, operator pause, coalescing slots);
+ * a new rule starts with the close_only/paused of its copier_rule; a rule missing from rules is
+ * removed: it takes no new fills, its fills in the journal's hands and orders in flight finish.
+ * A leader that gains its first rule gets its stream opened. Leader and follower index the
+ * accounts of copier_deps (the account set does not change). The strings of rules must live until
+ * the next reload or copier_free. 0, -EINVAL (bad index or id; nothing changed) or -ENOMEM. */
+struct copier_reload_stats {
+    size_t added, kept, removed;
+};
+int copier_reload(struct copier *c, const struct copier_rule *rules, size_t n,
+                  struct copier_reload_stats *out);
 /* Closes the leader streams and stops taking fills and sending; answers still arriving for
  * orders in flight are recorded. Call before freeing the REST pool. Idempotent. */
 void copier_close(struct copier *c);

@@ -519,6 +519,24 @@ out:
     return rc < 0 ? rc : 0;
 }
 
+int journal_audit(const char *conninfo, const char *kind, const char *subject, bool ok,
+                  const char *detail_json, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!conninfo || !valid_text(kind, JNL_NAME_MAX, false)) {
+        seterr(err, errlen, "journal_audit: bad arguments");
+        return -EINVAL;
+    }
+    PGconn *c = sync_connect(conninfo, err, errlen);
+    if (!c) return -ENOTCONN;
+    const char *p[] = {kind, subject, ok ? "t" : "f", detail_json};
+    int rc = sync_exec(c, "INSERT INTO audit_log (kind, subject, ok, detail)"
+                          " VALUES ($1, $2, $3::boolean, COALESCE($4::jsonb, '{}'::jsonb))",
+                       4, p, err, errlen, "audit log");
+    PQfinish(c);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---- the asynchronous journal --------------------------------------------------------------- */
 
 enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE };

@@ -65,6 +65,13 @@ struct journal_rule {
 int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
                         const struct journal_rule *rules, size_t nr, char *err, size_t errlen);
 
+/* Appends one row to audit_log (blocking, its own connection: start-up, or a worker thread during a
+ * reload). kind: "config_load", "config_reload" (ok false = rejected); rule state changes are
+ * written by a trigger on copy_rules (sql/004_audit_log.sql). subject: the config file, or NULL.
+ * detail_json: a JSON object or NULL. 0, or -ENOTCONN / -EIO / -EINVAL with err set. */
+int journal_audit(const char *conninfo, const char *kind, const char *subject, bool ok,
+                  const char *detail_json, char *err, size_t errlen);
+
 /* ---- the asynchronous journal ------------------------------------------------------------- */
 
 enum journal_durability {

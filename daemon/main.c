@@ -30,10 +30,21 @@
 
 #define TAG "main"
 
+/* What journal_sync_config records of a configuration: its accounts and rules, with each rule's
+ * parameters as JSON (also how a reload tells a changed rule from an unchanged one). */
+struct jsync {
+    struct journal_account *ja;
+    struct journal_rule *jr;
+    char (*params)[768];
+    size_t na, nr;
+};
+
 struct rule_route {
     struct daemon *d;
-    const char *id; /* points into the config */
+    const char *id; /* points into the config, or to owned_id (routes added by a reload) */
     enum copier_rule_op op;
+    struct rule_route *next; /* routes added by reloads */
+    char owned_id[64];
 };
 
 struct daemon {
@@ -64,6 +75,16 @@ struct daemon {
     bool notified_ready;
     char last_status[160]; /* the last STATUS= sent: sent again only when it changes */
     struct rule_route *rule_routes; /* POST /rules/<id>/<op>: 3 per rule */
+    struct rule_route *added_routes; /* for rules added by reloads */
+    bool rule_control;               /* the listener is loopback: rule endpoints are on */
+    /* SIGHUP reload. d->cfg stays what the daemon started with (daemon section, accounts: they
+     * need a restart); rules_cfg is the configuration the running rules come from. */
+    const char *cfg_path;
+    struct cfg *rules_cfg;
+    uv_signal_t sighup;
+    bool reload_busy, reload_again;
+    struct met_counter *m_reload_ok, *m_reload_rejected;
+    struct jsync *sync; /* what the journal holds of rules_cfg (a reload diffs against it) */
 };
 
 static void usage(FILE *out) {
@@ -101,25 +122,29 @@ static struct cfg *load_config(const char *path, bool check_only) {
     return c;
 }
 
-static int setup_journal(struct daemon *d) {
-    char err[512];
-    struct journal_account *ja = calloc(d->cfg->n_accounts + 1, sizeof(*ja));
-    struct journal_rule *jr = calloc(d->cfg->n_rules + 1, sizeof(*jr));
-    char (*params)[768] = calloc(d->cfg->n_rules + 1, sizeof(*params));
-    int r = -ENOMEM;
+static void jsync_free(struct jsync *s) {
+    free(s->ja);
+    free(s->jr);
+    free(s->params);
+    memset(s, 0, sizeof(*s));
+}
 
-    if (!ja || !jr || !params) goto out;
-    r = journal_migrate(d->cfg->daemon.database, err, sizeof(err));
-    if (r < 0) {
-        log_error(TAG, "journal: migration failed: %s", err);
-        goto out;
+static int jsync_build(struct jsync *s, const struct cfg *c) {
+    memset(s, 0, sizeof(*s));
+    s->ja = calloc(c->n_accounts + 1, sizeof(*s->ja));
+    s->jr = calloc(c->n_rules + 1, sizeof(*s->jr));
+    s->params = calloc(c->n_rules + 1, sizeof(*s->params));
+    if (!s->ja || !s->jr || !s->params) {
+        jsync_free(s);
+        return -ENOMEM;
     }
-    log_info(TAG, "journal: %d migrations applied", r);
-    for (size_t i = 0; i < d->cfg->n_accounts; i++)
-        ja[i] = (struct journal_account){d->cfg->accounts[i].name,
-                                         exch_kind_name(d->cfg->accounts[i].exchange)};
-    for (size_t i = 0; i < d->cfg->n_rules; i++) {
-        const struct cfg_rule *cr = &d->cfg->rules[i];
+    s->na = c->n_accounts;
+    s->nr = c->n_rules;
+    char (*params)[768] = s->params;
+    for (size_t i = 0; i < c->n_accounts; i++)
+        s->ja[i] = (struct journal_account){c->accounts[i].name, exch_kind_name(c->accounts[i].exchange)};
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const struct cfg_rule *cr = &c->rules[i];
         char m[DEC_STR_MAX], n[DEC_STR_MAX], mpn[DEC_STR_MAX], dl[DEC_STR_MAX], dd[DEC_STR_MAX];
         dec_format(cr->multiplier, m, sizeof(m));
         dec_format(cr->notional, n, sizeof(n));
@@ -136,17 +161,31 @@ static int setup_journal(struct daemon *d) {
                  cr->coalesce ? "true" : "false", mpn, cr->max_leverage, cfg_sides_name(cr->sides),
                  cr->max_slippage_bps, cr->max_signal_age_ms, dl, dd, cfg_order_type_name(cr->order_type),
                  cr->dry_run ? "true" : "false", cr->symbols.n, cr->exclude_symbols.n);
-        jr[i] = (struct journal_rule){cr->id, d->cfg->accounts[cr->leader].name,
-                                      d->cfg->accounts[cr->follower].name,
-                                      cfg_sizing_name(cr->sizing), params[i], cr->enabled};
+        s->jr[i] = (struct journal_rule){cr->id, c->accounts[cr->leader].name,
+                                         c->accounts[cr->follower].name,
+                                         cfg_sizing_name(cr->sizing), params[i], cr->enabled};
     }
-    r = journal_sync_config(d->cfg->daemon.database, ja, d->cfg->n_accounts, jr, d->cfg->n_rules,
-                            err, sizeof(err));
+    return 0;
+}
+
+static int setup_journal(struct daemon *d) {
+    char err[512];
+    struct jsync s;
+    d->sync = calloc(1, sizeof(*d->sync));
+    if (!d->sync) return -ENOMEM;
+    int r = journal_migrate(d->cfg->daemon.database, err, sizeof(err));
+    if (r < 0) {
+        log_error(TAG, "journal: migration failed: %s", err);
+        return r;
+    }
+    log_info(TAG, "journal: %d migrations applied", r);
+    if ((r = jsync_build(&s, d->cfg)) < 0) return r;
+    r = journal_sync_config(d->cfg->daemon.database, s.ja, s.na, s.jr, s.nr, err, sizeof(err));
     if (r < 0) log_error(TAG, "journal: cannot record the configuration: %s", err);
-out:
-    free(ja);
-    free(jr);
-    free(params);
+    else if (journal_audit(d->cfg->daemon.database, "config_load", d->cfg->files[0], true,
+                           NULL, err, sizeof(err)) < 0)
+        log_warn(TAG, "journal: cannot write the audit log: %s", err);
+    *d->sync = s;
     return r;
 }
 
@@ -237,7 +276,8 @@ static const struct rule_state *journaled_state(const struct daemon *d, const ch
 }
 
 /* The engine's view of a configured rule; its strings point into the config, which outlives it. */
-static struct copier_rule rule_from_config(const struct daemon *d, const struct cfg_rule *r) {
+static struct copier_rule rule_from_config(const struct daemon *d, const struct cfg *c,
+                                           const struct cfg_rule *r) {
     const struct rule_state *js = journaled_state(d, r->id);
     static const enum copy_sizing sizing[] = {
         [CFG_SIZING_MULTIPLIER] = COPY_SIZING_MULTIPLIER,
@@ -268,8 +308,10 @@ static struct copier_rule rule_from_config(const struct daemon *d, const struct 
             .daily_loss_limit = r->daily_loss_limit,
             .max_drawdown_pct = r->max_drawdown_pct,
         },
-        .leader = r->leader,
-        .follower = r->follower,
+        /* The copier's accounts are those of the configuration the daemon started with. */
+        .leader = c == d->cfg ? r->leader : (size_t)cfg_account_find(d->cfg, c->accounts[r->leader].name),
+        .follower = c == d->cfg ? r->follower
+                                : (size_t)cfg_account_find(d->cfg, c->accounts[r->follower].name),
         .enabled = r->enabled,
         .coalesce = r->coalesce,
         .close_only = js && js->close_only,
@@ -353,10 +395,11 @@ static int route_rules(struct daemon *d) {
                  host);
         return 0;
     }
+    d->rule_control = true;
     for (size_t i = 0; i < d->cfg->n_rules; i++)
         for (size_t k = 0; k < 3; k++) {
             struct rule_route *rr = &d->rule_routes[3 * i + k];
-            *rr = (struct rule_route){d, d->cfg->rules[i].id, op_of[k]};
+            *rr = (struct rule_route){.d = d, .id = d->cfg->rules[i].id, .op = op_of[k]};
             snprintf(path, sizeof(path), "/rules/%s/%s", rr->id, ops[k]);
             if (http_server_route(d->http, "POST", path, serve_rule_action, rr) < 0) return -EINVAL;
         }
@@ -516,6 +559,11 @@ static int register_module_metrics(struct daemon *d) {
                                               "Journal writes, send to commit: a leader fill with its intents "
                                               "(the hot path's one wait) or a batch of order results.",
                                               bounds, sizeof(bounds) / sizeof(bounds[0]), "kind");
+    struct met_family *rl = met_counter_new(r, "ct_config_reloads_total",
+                                            "SIGHUP reloads of the copy rules, by result.", "result");
+    if (!rl || !(d->m_reload_ok = met_counter_child(rl, "applied")) ||
+        !(d->m_reload_rejected = met_counter_child(rl, "rejected")))
+        return -ENOMEM;
     if (!jw || !(d->m_jnl_fill = met_hist_child(jw, "fill")) ||
         !(d->m_jnl_results = met_hist_child(jw, "results")))
         return -ENOMEM;
@@ -669,8 +717,246 @@ static void teardown(struct daemon *d) {
     if (d->lws) lws_context_destroy(d->lws);
     uv_close((uv_handle_t *)&d->sigterm, close_cb);
     uv_close((uv_handle_t *)&d->sigint, close_cb);
+    uv_close((uv_handle_t *)&d->sighup, close_cb);
     uv_close((uv_handle_t *)&d->ready_timer, close_cb);
     uv_close((uv_handle_t *)&d->watchdog_timer, close_cb);
+}
+
+/* ---- SIGHUP: reload the copy rules ------------------------------------------------------ */
+
+struct reload {
+    struct daemon *d;
+    uv_work_t work;
+    struct cfg *next;   /* NULL: rejected before the journal */
+    struct jsync sync;  /* of next */
+    char *detail;       /* audit log detail (JSON) */
+    const char *conninfo, *path;
+    int rc;             /* the journal's answer (worker) */
+    char err[512];
+    char audit_err[512];
+};
+
+/* Accounts come from the configuration the daemon started with (their connections, keys and
+ * streams are set up once): a reload that adds or changes one is refused as a whole. */
+static int reload_check_accounts(const struct cfg *run, const struct cfg *next, char *why, size_t n) {
+    for (size_t i = 0; i < next->n_accounts; i++) {
+        const struct cfg_account *a = &next->accounts[i];
+        long k = cfg_account_find(run, a->name);
+        if (k < 0) {
+            snprintf(why, n, "%s:%u: account %s is new: adding an account needs a restart", a->file,
+                     a->line, a->name);
+            return -EINVAL;
+        }
+        const struct cfg_account *o = &run->accounts[k];
+        if (o->exchange != a->exchange || strcmp(o->rest_url, a->rest_url) || strcmp(o->ws_url, a->ws_url) ||
+            strcmp(o->api_key, a->api_key) || strcmp(o->api_secret, a->api_secret) ||
+            o->recv_window_ms != a->recv_window_ms || o->timeout_ms != a->timeout_ms ||
+            o->position_mode != a->position_mode) {
+            snprintf(why, n, "%s:%u: account %s changed (exchange, URLs, keys, position mode or "
+                     "timeouts): that needs a restart", a->file, a->line, a->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const struct journal_rule *jsync_rule(const struct jsync *s, const char *id) {
+    for (size_t i = 0; s && i < s->nr; i++)
+        if (!strcmp(s->jr[i].id, id)) return &s->jr[i];
+    return NULL;
+}
+
+/* {"file", "rules", "added": [...], "changed": [...], "removed": [...]} */
+static char *reload_diff(const struct jsync *old, const struct jsync *next, const char *path,
+                         size_t *changes) {
+    json_t *o = json_pack("{s:s, s:I, s:[], s:[], s:[]}", "file", path, "rules", (json_int_t)next->nr,
+                          "added", "changed", "removed");
+    char *out = NULL;
+    *changes = 0;
+    if (!o) return NULL;
+    for (size_t i = 0; i < next->nr; i++) {
+        const struct journal_rule *n = &next->jr[i], *p = jsync_rule(old, n->id);
+        const char *k = !p ? "added"
+                        : (strcmp(p->leader, n->leader) || strcmp(p->follower, n->follower) ||
+                           strcmp(p->sizing, n->sizing) || strcmp(p->params_json, n->params_json) ||
+                           p->enabled != n->enabled) ? "changed" : NULL;
+        if (k) {
+            json_array_append_new(json_object_get(o, k), json_string(n->id));
+            (*changes)++;
+        }
+    }
+    for (size_t i = 0; old && i < old->nr; i++)
+        if (!jsync_rule(next, old->jr[i].id)) {
+            json_array_append_new(json_object_get(o, "removed"), json_string(old->jr[i].id));
+            (*changes)++;
+        }
+    out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+/* Worker thread: blocking libpq on connections of its own; touches nothing of the loop. */
+static void reload_work(uv_work_t *w) {
+    struct reload *rl = w->data;
+    if (rl->next)
+        rl->rc = journal_sync_config(rl->conninfo, rl->sync.ja, rl->sync.na, rl->sync.jr, rl->sync.nr,
+                                     rl->err, sizeof(rl->err));
+    if (journal_audit(rl->conninfo, "config_reload", rl->path, rl->next && rl->rc == 0, rl->detail,
+                      rl->audit_err, sizeof(rl->audit_err)) < 0 && !rl->audit_err[0])
+        snprintf(rl->audit_err, sizeof(rl->audit_err), "unknown error");
+}
+
+static void reload_begin(struct daemon *d);
+
+static void reload_route(struct daemon *d, const char *id) {
+    static const char *const ops[] = {"pause", "resume", "reset"};
+    static const enum copier_rule_op op_of[] = {COPIER_RULE_PAUSE, COPIER_RULE_RESUME, COPIER_RULE_RESET};
+    char path[512];
+    if (!d->rule_control) return;
+    for (size_t k = 0; k < 3; k++) {
+        struct rule_route *rr = calloc(1, sizeof(*rr));
+        if (!rr) return;
+        rr->d = d;
+        rr->op = op_of[k];
+        snprintf(rr->owned_id, sizeof(rr->owned_id), "%s", id);
+        rr->id = rr->owned_id;
+        snprintf(path, sizeof(path), "/rules/%s/%s", id, ops[k]);
+        if (http_server_route(d->http, "POST", path, serve_rule_action, rr) < 0) {
+            free(rr); /* -EEXIST: routed before (the rule was removed and is back) */
+            continue;
+        }
+        rr->next = d->added_routes;
+        d->added_routes = rr;
+    }
+}
+
+static int reload_apply(struct daemon *d, struct reload *rl) {
+    struct copier_rule *cr = calloc(rl->next->n_rules + 1, sizeof(*cr));
+    struct copier_reload_stats st;
+    int r;
+    if (!cr) return -ENOMEM;
+    for (size_t i = 0; i < rl->next->n_rules; i++) {
+        const char *field = NULL, *why = NULL;
+        cr[i] = rule_from_config(d, rl->next, &rl->next->rules[i]);
+        if (copy_rule_validate(&cr[i].params, &field, &why) < 0) {
+            snprintf(rl->err, sizeof(rl->err), "%s:%u: copy rule %s: %s: %s", rl->next->rules[i].file,
+                     rl->next->rules[i].line, rl->next->rules[i].id, field ? field : "?", why ? why : "invalid");
+            free(cr);
+            return -EINVAL;
+        }
+    }
+    r = copier_reload(d->copier, cr, rl->next->n_rules, &st);
+    free(cr);
+    if (r < 0) {
+        snprintf(rl->err, sizeof(rl->err), "the copier cannot take the rules: %s", strerror(-r));
+        return r;
+    }
+    for (size_t i = 0; i < rl->next->n_rules; i++)
+        if (!jsync_rule(d->sync, rl->next->rules[i].id)) reload_route(d, rl->next->rules[i].id);
+    if (d->rules_cfg != d->cfg) cfg_free(d->rules_cfg);
+    d->rules_cfg = rl->next;
+    rl->next = NULL;
+    jsync_free(d->sync);
+    *d->sync = rl->sync;
+    memset(&rl->sync, 0, sizeof(rl->sync));
+    log_info(TAG, "reload: %zu copy rules now (%zu new, %zu kept, %zu removed): %s",
+             d->rules_cfg->n_rules, st.added, st.kept, st.removed, rl->detail ? rl->detail : "");
+    return 0;
+}
+
+static void reload_after(uv_work_t *w, int status) {
+    struct reload *rl = w->data;
+    struct daemon *d = rl->d;
+    (void)status;
+    d->reload_busy = false;
+    if (rl->audit_err[0]) log_warn(TAG, "reload: cannot write the audit log: %s", rl->audit_err);
+    if (rl->next && rl->rc < 0) {
+        log_error(TAG, "reload rejected: the journal cannot record the new rules (%s); the running "
+                  "rules stay", rl->err);
+        met_counter_inc(d->m_reload_rejected);
+    } else if (rl->next && (d->stopping || !d->copier)) {
+        log_info(TAG, "reload: not applied, the daemon is stopping");
+    } else if (rl->next) {
+        if (reload_apply(d, rl) < 0) {
+            log_error(TAG, "reload rejected: %s; the running rules stay", rl->err);
+            met_counter_inc(d->m_reload_rejected);
+        } else {
+            met_counter_inc(d->m_reload_ok);
+        }
+    } else {
+        met_counter_inc(d->m_reload_rejected);
+    }
+    cfg_free(rl->next);
+    jsync_free(&rl->sync);
+    free(rl->detail);
+    free(rl);
+    if (d->reload_again && !d->stopping) {
+        d->reload_again = false;
+        reload_begin(d);
+    }
+}
+
+static void reload_begin(struct daemon *d) {
+    struct cfg_errors errs = {0};
+    struct reload *rl = calloc(1, sizeof(*rl));
+    json_t *errors = json_array();
+    char why[512];
+    size_t changes = 0;
+    if (!rl || !errors) {
+        log_error(TAG, "reload: out of memory; the running rules stay");
+        free(rl);
+        json_decref(errors);
+        return;
+    }
+    rl->d = d;
+    rl->conninfo = d->cfg->daemon.database;
+    rl->path = d->cfg_path;
+    rl->work.data = rl;
+    log_info(TAG, "SIGHUP: reloading the copy rules from %s and its trader files", d->cfg_path);
+    rl->next = cfg_load_all(d->cfg_path, &errs);
+    if (!rl->next) {
+        for (size_t i = 0; i < errs.n; i++) {
+            log_error(TAG, "reload rejected: %s", errs.msg[i]);
+            json_array_append_new(errors, json_string(errs.msg[i]));
+        }
+        if (errs.dropped) log_error(TAG, "reload rejected: ... and %zu more errors", errs.dropped);
+    } else if (reload_check_accounts(d->cfg, rl->next, why, sizeof(why)) < 0 ||
+               (jsync_build(&rl->sync, rl->next) < 0 && snprintf(why, sizeof(why), "out of memory"))) {
+        log_error(TAG, "reload rejected: %s", why);
+        json_array_append_new(errors, json_string(why));
+        rl->next = cfg_free(rl->next);
+    }
+    cfg_errors_reset(&errs);
+    if (rl->next) {
+        rl->detail = reload_diff(d->sync, &rl->sync, d->cfg_path, &changes);
+        if (changes == 0) log_info(TAG, "reload: the copy rules did not change");
+    } else {
+        json_t *o = json_pack("{s:s, s:O}", "file", d->cfg_path, "errors", errors);
+        rl->detail = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        log_error(TAG, "reload rejected as a whole: the running configuration stays");
+    }
+    json_decref(errors);
+    d->reload_busy = true;
+    if (uv_queue_work(&d->loop, &rl->work, reload_work, reload_after) < 0) {
+        d->reload_busy = false;
+        log_error(TAG, "reload: cannot start the journal update; the running rules stay");
+        cfg_free(rl->next);
+        jsync_free(&rl->sync);
+        free(rl->detail);
+        free(rl);
+    }
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+    struct daemon *d = h->data;
+    (void)signum;
+    if (d->stopping) return;
+    if (d->reload_busy) {
+        d->reload_again = true; /* the files may have changed again since it read them */
+        return;
+    }
+    reload_begin(d);
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -695,6 +981,9 @@ static int run(struct daemon *d) {
     d->sigterm.data = d->sigint.data = d->ready_timer.data = d;
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_init(&d->loop, &d->sighup);
+    d->sighup.data = d;
+    uv_signal_start(&d->sighup, on_sighup, SIGHUP);
     start_watchdog(d); /* systemd arms it at READY=1; pings before that are harmless */
 
     memset(&info, 0, sizeof(info));
@@ -772,7 +1061,7 @@ static int run(struct daemon *d) {
     }
     for (size_t i = 0; i < d->cfg->n_rules; i++) {
         const char *field = NULL, *why = NULL;
-        cr[i] = rule_from_config(d, &d->cfg->rules[i]);
+        cr[i] = rule_from_config(d, d->cfg, &d->cfg->rules[i]);
         if (copy_rule_validate(&cr[i].params, &field, &why) < 0) {
             log_error(TAG, "%s:%u: copy rule %s: %s: %s", d->cfg->rules[i].file, d->cfg->rules[i].line,
                       d->cfg->rules[i].id, field ? field : "?", why ? why : "invalid");
@@ -841,6 +1130,8 @@ int main(int argc, char **argv) {
     }
     d.cfg = load_config(path, check);
     if (!d.cfg) return 1;
+    d.cfg_path = path;
+    d.rules_cfg = d.cfg;
     if (check) {
         cfg_free(d.cfg);
         return 0;
@@ -851,6 +1142,8 @@ int main(int argc, char **argv) {
 
     if (setup_journal(&d) < 0 || load_journaled_state(&d) < 0) {
         free_journaled_state(&d);
+        if (d.sync) jsync_free(d.sync);
+        free(d.sync);
         cfg_free(d.cfg);
         return 1;
     }
@@ -858,6 +1151,14 @@ int main(int argc, char **argv) {
     free_journaled_state(&d);
     free(d.accounts);
     free(d.rule_routes);
+    while (d.added_routes) {
+        struct rule_route *n = d.added_routes->next;
+        free(d.added_routes);
+        d.added_routes = n;
+    }
+    if (d.rules_cfg != d.cfg) cfg_free(d.rules_cfg);
+    if (d.sync) jsync_free(d.sync);
+    free(d.sync);
     cfg_free(d.cfg);
     log_info(TAG, "exit %d", d.exit_code);
     return d.exit_code;

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""SIGHUP reload of the copy rules against the simulator and the journal (with-services).
+
+Accounts live in the main file; the rules in traders.d/team.yaml. One leader, three followers.
+  1. Start: fa-r (x1) and fb-r (x0.5). A leader open of 0.1 gives fa 0.1 and fb 0.05.
+  2. Reload: fa-r becomes x2 (changed), fb-r is gone (removed), fc-r (x1) is new. The leader
+     stream is not reconnected; the journal marks fb-r removed and fc-r active; audit_log holds the
+     reload with what changed and a rule_state row per change. The next open of 0.1 gives fa 0.2,
+     fc 0.1 and fb nothing.
+  3. A broken trader file (an unknown key) is rejected as a whole: the log and the audit log name
+     file and line, ct_config_reloads_total{result="rejected"} counts it, and the running rules
+     copy the next open exactly as before.
+  4. A trader file that adds an account is rejected too (accounts need a restart).
+  5. enabled: false pauses fc-r: the next open goes to fa only.
+  6. SIGTERM: a clean exit."""
+
+import argparse
+import json
+import os
+import signal
+import sys
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Daemon, Sim, TestFailure, free_port, fresh_database, http, metric,  # noqa: E402
+                     parse_metrics, psql, require_env, stop_clean, wait_for, write_secret)
+
+BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
+       "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
+       "min_price": "0.10", "max_price": "1000000", "min_notional": "5"}
+NAMES = ["lead", "fa", "fb", "fc"]
+
+
+def check(cond, what):
+    if not cond:
+        raise TestFailure(what)
+
+
+STEP = Decimal("0.001")
+
+
+def carry(t, holding, leader_after, k):
+    """The engine's rounding carry (copy_engine.h): a multiplier copy of t is sent one step larger
+    while that keeps the follower at or below floor(|leader after| x k), so a follower whose
+    multiplier was raised catches up with its new target step by step."""
+    target = (leader_after * k).quantize(STEP, rounding="ROUND_FLOOR")
+    return t + STEP if holding + t + STEP <= target else t
+
+
+def rules_yaml(rules):
+    out = "copy_rules:\n"
+    for rid, follower, lines in rules:
+        out += f"  - id: {rid}\n    leader: lead\n    follower: {follower}\n"
+        out += "".join(f"    {x}\n" for x in lines)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--source-dir", required=True)
+    args = ap.parse_args()
+    pg = fresh_database(require_env("CT_TEST_PG"), "reload")
+    redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
+    work = os.path.join(tmp, "reload")
+    os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
+    os.makedirs(os.path.join(work, "traders.d"), exist_ok=True)
+    team = os.path.join(work, "traders.d", "team.yaml")
+    accounts = []
+    for n in NAMES:
+        a = {"name": n, "api_key": f"key-{n}-reload", "api_secret": f"secret-{n}-reload", "balance": "1000000"}
+        accounts.append(a)
+        write_secret(os.path.join(work, "secrets"), a)
+    sim = Sim(args.build_dir, work, accounts, [BTC])
+    daemon = None
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        main_cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
+                    "accounts:\n" + "".join(
+                        f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
+                        f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in NAMES))
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 1"]),
+                                ("fb-r", "fb", ["sizing: multiplier", "multiplier: 0.5"])]))
+        daemon = Daemon(args.build_dir, work, main_cfg)
+
+        def metrics():
+            return parse_metrics(http("GET", base + "/metrics")[1])
+
+        def qtys(acct):
+            return [Decimal(o["origQty"]) for o in sim.orders(acct)]
+
+        def settled():
+            return psql(pg, "select count(*) from follower_orders where status in ('intent','sent','unknown')") == [["0"]]
+
+        def reloads():
+            return psql(pg, "select ok, detail::text from audit_log where kind = 'config_reload' order by id")
+
+        def hup_and_wait(n_before):
+            daemon.p.proc.send_signal(signal.SIGHUP)
+            wait_for("the reload in the audit log", lambda: len(reloads()) == n_before + 1)
+            ok, detail = reloads()[-1]
+            return ok == "t", json.loads(detail)
+
+        wait_for("daemon ready", lambda: http("GET", base + "/health/ready")[0] == 200, timeout=30)
+        conns = sim.streams("lead")["connections"]
+        changes = metric(metrics(), "ct_stream_state_changes_total")
+
+        # 1. Start.
+        sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
+        wait_for("first copies", lambda: len(sim.orders("fa")) == 1 and len(sim.orders("fb")) == 1)
+        wait_for("journal settled", settled)
+        check(qtys("fa") == [Decimal("0.1")] and qtys("fb") == [Decimal("0.05")], f"start: {qtys('fa')} {qtys('fb')}")
+        check(psql(pg, "select kind, ok from audit_log where kind like 'config%' order by id limit 1") == [["config_load", "t"]],
+              "the start-up load is not in the audit log")
+
+        # 2. Change fa-r, remove fb-r, add fc-r.
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 2"]),
+                                ("fc-r", "fc", ["sizing: multiplier", "multiplier: 1"])]))
+        ok, detail = hup_and_wait(0)
+        check(ok and detail["added"] == ["fc-r"] and detail["changed"] == ["fa-r"] and detail["removed"] == ["fb-r"],
+              f"reload audit: {ok} {detail}")
+        st = psql(pg, "select id, status from copy_rules order by id")
+        check(st == [["fa-r", "active"], ["fb-r", "removed"], ["fc-r", "active"]], f"copy_rules after reload: {st}")
+        audit = psql(pg, "select subject, detail->>'to' from audit_log where kind = 'rule_state' "
+                         "and detail ? 'from' and detail->>'from' is not null order by id")
+        check(["fb-r", "removed"] in audit and ["fa-r", "active"] in audit, f"rule_state audit rows: {audit}")
+        state = json.loads(http("GET", base + "/state")[1])
+        check(sorted(r["id"] for r in state["rules"]) == ["fa-r", "fc-r"], f"/state rules: {state['rules']}")
+        m = metrics()
+        check(metric(m, "ct_config_reloads_total", result="applied") == 1, "reload not counted as applied")
+        check(metric(m, "ct_rule_status", rule="fb-r") == 3, "fb-r status gauge is not 'removed'")
+        sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
+        wait_for("copies after the reload", lambda: len(sim.orders("fa")) == 2 and len(sim.orders("fc")) == 1)
+        wait_for("journal settled", settled)
+        check(qtys("fa")[1] == carry(Decimal("0.2"), Decimal("0.1"), Decimal("0.2"), 2)
+              and qtys("fc") == [carry(Decimal("0.1"), Decimal(0), Decimal("0.2"), 1)] and len(sim.orders("fb")) == 1,
+              f"after reload: fa {qtys('fa')} fb {qtys('fb')} fc {qtys('fc')}")
+        # fc-r's route came with the reload: it is controllable like the others.
+        st, body = http("POST", base + "/rules/fc-r/pause")
+        check(st == 200 and json.loads(body)["status"] == "paused", f"pause fc-r: {st} {body}")
+        st, body = http("POST", base + "/rules/fc-r/resume")
+        check(st == 200, f"resume fc-r: {st} {body}")
+        st, body = http("POST", base + "/rules/fb-r/pause")
+        check(st == 404, f"a removed rule must be unknown to the control endpoints: {st} {body}")
+
+        # 3. A broken trader file: rejected, the running rules stay.
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 3", "multiplyer: 4"])]))
+        ok, detail = hup_and_wait(1)
+        check(not ok and any("team.yaml:" in e and "multiplyer" in e for e in detail["errors"]),
+              f"broken file audit: {ok} {detail}")
+        wait_for("rejection counted", lambda: metric(metrics(), "ct_config_reloads_total", result="rejected") == 1)
+        check("reload rejected" in daemon.p.tail(200) and "team.yaml:" in daemon.p.tail(200),
+              "the log does not name the rejected file")
+        sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
+        wait_for("copies with the running rules", lambda: len(sim.orders("fa")) == 3 and len(sim.orders("fc")) == 2)
+        wait_for("journal settled", settled)
+        check(qtys("fa")[2] == carry(Decimal("0.2"), sum(qtys("fa")[:2]), Decimal("0.3"), 2)
+              and qtys("fc")[1] == carry(Decimal("0.1"), qtys("fc")[0], Decimal("0.3"), 1),
+              f"after a rejected reload: fa {qtys('fa')} fc {qtys('fc')}")
+
+        # 4. A new account in a trader file needs a restart.
+        with open(team, "w") as f:
+            f.write("accounts:\n  - name: fd\n    exchange: binance-usdm\n"
+                    f"    rest_url: {sim.rest_url}\n    ws_url: {sim.ws_url}\n    secret_file: ../secrets/fa.yaml\n"
+                    + rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 2"]),
+                                  ("fd-r", "fd", ["sizing: multiplier", "multiplier: 1"])]))
+        ok, detail = hup_and_wait(2)
+        check(not ok and any("account fd is new" in e for e in detail["errors"]), f"new account audit: {ok} {detail}")
+
+        # 5. enabled: false.
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 2"]),
+                                ("fc-r", "fc", ["sizing: multiplier", "multiplier: 1", "enabled: false"])]))
+        ok, detail = hup_and_wait(3)
+        check(ok and detail["changed"] == ["fc-r"] and not detail["added"] and not detail["removed"],
+              f"disable audit: {ok} {detail}")
+        check(psql(pg, "select status from copy_rules where id = 'fc-r'") == [["paused"]], "fc-r not paused in the journal")
+        sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
+        wait_for("copy to fa", lambda: len(sim.orders("fa")) == 4)
+        wait_for("journal settled", settled)
+        check(len(sim.orders("fc")) == 2, f"a disabled rule copied: {sim.orders('fc')}")
+
+        # The leader stream was never dropped by any of this.
+        check(sim.streams("lead")["connections"] == conns, "the leader stream was reconnected")
+        check(metric(metrics(), "ct_stream_state_changes_total") == changes, "stream state changed during reloads")
+        # Every intent was journaled once and answered.
+        dup = psql(pg, "select count(*) - count(distinct client_order_id) from follower_orders")
+        check(dup == [["0"]], f"duplicate intents: {dup}")
+        stop_clean(daemon)
+        daemon = None
+        print("ok test_reload: 4 reloads (2 applied with added/changed/removed/disabled rules, 2 rejected); "
+              "stream kept; audit log complete")
+    except Exception:
+        if daemon:
+            print(daemon.p.tail(60), file=sys.stderr)
+        raise
+    finally:
+        if daemon:
+            daemon.stop(signal.SIGKILL)
+        sim.stop()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TestFailure as e:
+        print(f"FAIL test_reload: {e}", file=sys.stderr)
+        sys.exit(1)
