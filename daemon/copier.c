@@ -80,6 +80,12 @@ struct acct {
         *m_expired, *m_skipped;
     struct met_gauge *m_stream_up;
     struct met_counter *m_fills, *m_dups;
+    struct sym_entry *held;           /* symbols it has held a position in (for the drift gauge) */
+};
+
+struct sym_entry {
+    char symbol[MKT_SYMBOL_MAX];
+    UT_hash_handle hh;
 };
 
 struct rule {
@@ -94,6 +100,7 @@ struct rule {
     bool removed;
     char id_buf[RULE_ID_MAX];
     struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only, 3 removed */
+    struct met_gauge *m_drift;        /* NULL for fixed_notional (no proportional target) */
     struct met_gauge *m_preflight;    /* problems found at start-up */
 };
 
@@ -191,7 +198,8 @@ struct copier {
     struct met_hist *m_send_lat, *m_ack_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
-    struct met_family *f_rule_status, *f_rule_preflight;
+    struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;
+    uint64_t orders_sent;      /* first sends (not resends or queries) */
     struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
 };
 
@@ -219,6 +227,14 @@ static int64_t exchange_now_ms(const struct acct *a) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + exch_account_time_offset_ms(a->ex);
+}
+
+static void note_held(struct acct *a, const char *symbol) {
+    struct sym_entry *e = NULL;
+    HASH_FIND_STR(a->held, symbol, e);
+    if (e || !(e = calloc(1, sizeof(*e)))) return;
+    snprintf(e->symbol, sizeof(e->symbol), "%s", symbol);
+    HASH_ADD_STR(a->held, symbol, e);
 }
 
 static struct copy_pos pos_view(const struct copier *c, const char *account, const char *symbol,
@@ -285,6 +301,9 @@ static int rule_metrics_init(struct copier *c, struct rule *r) {
     r->m_status = met_gauge_child(c->f_rule_status, r->cr.id);
     r->m_preflight = met_gauge_child(c->f_rule_preflight, r->cr.id);
     if (!r->m_status || !r->m_preflight) return -ENOMEM;
+    if (r->cr.sizing != COPY_SIZING_FIXED_NOTIONAL && !r->m_drift &&
+        !(r->m_drift = met_gauge_child(c->f_rule_drift, r->cr.id)))
+        return -ENOMEM;
     met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
     return 0;
 }
@@ -342,6 +361,12 @@ static int metrics_init(struct copier *c) {
         if (!lf || !sf2 || !rs || !pf || !rc) return -ENOMEM;
         c->f_rule_status = rs;
         c->f_rule_preflight = pf;
+        c->f_rule_drift = met_gauge_new(r, "ct_rule_position_drift_steps",
+                                        "Largest distance, over the symbols the leader or follower has held, "
+                                        "between the follower's position and the leader's x the rule's factor, "
+                                        "in the follower's quantity steps (multiplier and equity_ratio rules; "
+                                        "refreshed every account_refresh_ms).", "rule");
+        if (!c->f_rule_drift) return -ENOMEM;
         for (int k = 0; k < COPY_STATUS__COUNT; k++) {
             struct met_gauge *g = met_gauge_child(rc, copy_status_name((enum copy_status)k));
             if (!g) return -ENOMEM;
@@ -495,6 +520,7 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     enum journal_status st = status_of(r->status);
 
     if (!dec_is_zero(r->executed_qty)) {
+        note_held(f, j->symbol);
         if (position_book_add_live(c->pos, f->name, j->symbol, j->pos_side,
                                    position_book_delta(j->side, j->pos_side, r->executed_qty)) < 0)
             log_error(TAG, "%s %s: position overflow", f->name, j->symbol);
@@ -652,8 +678,10 @@ static void job_send(struct order_job *j) {
     }
     j->in_flight = true;
     c->jobs_in_flight++;
-    if (j->send_attempts == 1)
+    if (j->send_attempts == 1) {
+        c->orders_sent++;
         met_hist_observe(c->m_send_lat, (double)(now_ns() - j->received_ns) / 1e9);
+    }
 }
 
 static void lane_kick(struct copier *c, struct lane *l) {
@@ -930,6 +958,7 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     fj->leader_delta = position_book_delta(f->side, f->pos_side, f->qty);
     lpos = pos_view(c, leader->name, f->symbol, false);
     position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, fj->leader_delta);
+    note_held(leader, f->symbol);
     now_ms = exchange_now_ms(leader);
 
     for (size_t i = 0; i < c->n_rules; i++) {
@@ -1205,6 +1234,7 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
     for (size_t i = 0; i < n; i++) {
         position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].pos_side, v[i].amount);
         if (!dec_is_zero(v[i].amount)) {
+            note_held(a, v[i].symbol);
             log_info(TAG, "%s %s %s: position %s", a->name, v[i].symbol, copy_pos_side_name(v[i].pos_side),
                      fmt_dec(v[i].amount, buf));
             publish_position(a->c, a, v[i].symbol);
@@ -1314,9 +1344,50 @@ static void on_refresh_tickers(void *ud, const struct exch_status *st, const str
     store_tickers(a->inst, v, n, exchange_now_ms(a));
 }
 
+/* |follower - leader x factor| in follower steps, worst symbol; factor = multiplier (x follower
+ * equity / leader equity for equity_ratio), negated by reverse. Hedge slots count by their net. */
+static double dec_double(dec_t d) { /* for gauges only: money math never goes through double */
+    double v = (double)d.m;
+    for (unsigned i = 0; i < d.scale; i++) v /= 10;
+    return v;
+}
+
+static double rule_drift(const struct copier *c, const struct rule *r) {
+    const struct acct *l = &c->accts[r->leader], *f = &c->accts[r->follower];
+    const dec_t fine = {1, 8};
+    dec_t num = r->cr.multiplier, den = dec_from_int(1);
+    double worst = 0;
+    if (r->cr.sizing == COPY_SIZING_EQUITY_RATIO) {
+        if (dec_sign(l->equity) <= 0 || dec_sign(f->equity) <= 0 || dec_mul(f->equity, num, &num) < 0)
+            return 0;
+        den = l->equity;
+    }
+    for (int side = 0; side < 2; side++) {
+        struct sym_entry *e, *tmp, *held = side ? f->held : l->held;
+        HASH_ITER(hh, held, e, tmp) {
+            struct copy_pos lp = pos_view(c, l->name, e->symbol, false), fp = pos_view(c, f->name, e->symbol, false);
+            struct inst_entry *ie = NULL;
+            dec_t ln, fn, want, diff;
+            if (!copy_rule_symbol_allowed(&r->cr, e->symbol)) continue;
+            if (f->inst) HASH_FIND_STR(f->inst->map, e->symbol, ie);
+            if (!ie || dec_sign(ie->v.step) <= 0) continue;
+            if (dec_add(lp.long_size, lp.short_size, &ln) < 0 || dec_add(lp.net, ln, &ln) < 0 ||
+                dec_add(fp.long_size, fp.short_size, &fn) < 0 || dec_add(fp.net, fn, &fn) < 0 ||
+                dec_muldiv_round_down(ln, num, den, fine, &want) < 0 ||
+                dec_sub(fn, r->cr.reverse ? dec_neg(want) : want, &diff) < 0)
+                continue;
+            double steps = dec_double(dec_abs(diff)) / dec_double(ie->v.step);
+            if (steps > worst) worst = steps;
+        }
+    }
+    return worst;
+}
+
 static void refresh_tick(uv_timer_t *t) {
     struct copier *c = t->data;
     struct instruments *it, *tmp;
+    for (size_t i = 0; i < c->n_rules && !c->freeing; i++)
+        if (c->rules[i].m_drift && !c->rules[i].removed) met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
     for (size_t i = 0; i < c->n_accts && !c->freeing; i++) {
         struct acct *a = &c->accts[i];
         if (!a->equity_busy && exch_fetch_account(a->ex, on_refresh_equity, a) == 0) a->equity_busy = true;
@@ -1499,6 +1570,8 @@ fail:
     return NULL;
 }
 
+uint64_t copier_orders_sent(const struct copier *c) { return c->orders_sent; }
+
 int copier_start(struct copier *c) {
     c->phase = 0;
     startup_next(c);
@@ -1629,9 +1702,14 @@ struct copier *copier_free(struct copier *c) {
     }
     for (size_t i = 0; i < c->n_accts; i++) {
         struct lev_entry *le, *ltmp2;
+        struct sym_entry *se, *stmp;
         HASH_ITER(hh, c->accts[i].lev, le, ltmp2) {
             HASH_DEL(c->accts[i].lev, le);
             free(le);
+        }
+        HASH_ITER(hh, c->accts[i].held, se, stmp) {
+            HASH_DEL(c->accts[i].held, se);
+            free(se);
         }
     }
     HASH_ITER(hh, c->hwm, h, htmp) {

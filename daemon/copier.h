@@ -79,6 +79,8 @@ int copier_start(struct copier *c);
 void copier_journal_state(struct copier *c, bool up);
 /* True once every leader stream has been up at least once and start-up is done. */
 bool copier_ready(const struct copier *c);
+/* Follower orders sent so far (first sends; resends of the same client id are not counted). */
+uint64_t copier_orders_sent(const struct copier *c);
 /* Number of leader streams currently up, and configured. */
 size_t copier_streams_up(const struct copier *c, size_t *total);
 /* One leader stream, for /health/ready. Strings belong to the copier (valid until it is freed;

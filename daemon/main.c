@@ -73,7 +73,7 @@ struct daemon {
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
-    char last_status[160]; /* the last STATUS= sent: sent again only when it changes */
+    char last_status[200]; /* the last STATUS= sent: sent again only when it changes */
     struct rule_route *rule_routes; /* POST /rules/<id>/<op>: 3 per rule */
     struct rule_route *added_routes; /* for rules added by reloads */
     bool rule_control;               /* the listener is loopback: rule endpoints are on */
@@ -85,6 +85,8 @@ struct daemon {
     bool reload_busy, reload_again;
     struct met_counter *m_reload_ok, *m_reload_rejected;
     struct jsync *sync; /* what the journal holds of rules_cfg (a reload diffs against it) */
+    uint64_t sent_ring[60]; /* copier_orders_sent at each of the last 60 ready ticks */
+    size_t sent_pos;
 };
 
 static void usage(FILE *out) {
@@ -667,9 +669,14 @@ static void ready_tick(uv_timer_t *t) {
         notify("READY=1");
         log_info(TAG, "ready: %zu leader streams up, %zu copy rules", total, d->cfg->n_rules);
     }
-    snprintf(status, sizeof(status), "STATUS=%s: %zu/%zu leader streams up, %zu followers, %zu copy rules",
-             d->notified_ready ? "copying" : "starting", up, total, count_followers(d->cfg),
-             d->cfg->n_rules);
+    /* Orders per minute: sent-order totals of the last 60 ticks (one a second). */
+    uint64_t sent = d->copier ? copier_orders_sent(d->copier) : 0;
+    d->sent_ring[d->sent_pos++ % 60] = sent;
+    uint64_t per_min = sent - d->sent_ring[d->sent_pos % 60 < d->sent_pos ? d->sent_pos % 60 : 0];
+    snprintf(status, sizeof(status),
+             "STATUS=%s: %zu/%zu leader streams up, %zu followers, %zu copy rules, %" PRIu64 " orders/min",
+             d->notified_ready ? "copying" : "starting", up, total, count_followers(d->rules_cfg),
+             d->rules_cfg->n_rules, per_min);
     if (strcmp(status, d->last_status) != 0) {
         notify(status);
         memcpy(d->last_status, status, sizeof(status));

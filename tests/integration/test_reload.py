@@ -77,6 +77,7 @@ def main():
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         main_cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
+                    "  account_refresh_ms: 200\n"
                     "accounts:\n" + "".join(
                         f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
                         f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in NAMES))
@@ -138,6 +139,16 @@ def main():
         check(qtys("fa")[1] == carry(Decimal("0.2"), Decimal("0.1"), Decimal("0.2"), 2)
               and qtys("fc") == [carry(Decimal("0.1"), Decimal(0), Decimal("0.2"), 1)] and len(sim.orders("fb")) == 1,
               f"after reload: fa {qtys('fa')} fb {qtys('fb')} fc {qtys('fc')}")
+        # The drift gauge: |follower - leader x multiplier| in steps, from the positions the daemon
+        # tracks, which must be what the simulator holds.
+        lead_pos = sum(Decimal(p["positionAmt"]) for p in sim.positions("lead"))
+        fa_pos = sum(Decimal(p["positionAmt"]) for p in sim.positions("fa"))
+        fc_pos = sum(Decimal(p["positionAmt"]) for p in sim.positions("fc"))
+        want_fa, want_fc = abs(fa_pos - 2 * lead_pos) / STEP, abs(fc_pos - lead_pos) / STEP
+        check(want_fa > 0, f"fa should still be catching up: fa {fa_pos} lead {lead_pos}")
+        wait_for("drift gauges", lambda: (metric(metrics(), "ct_rule_position_drift_steps", rule="fa-r"),
+                                          metric(metrics(), "ct_rule_position_drift_steps", rule="fc-r"))
+                 == (float(want_fa), float(want_fc)))
         # fc-r's route came with the reload: it is controllable like the others.
         st, body = http("POST", base + "/rules/fc-r/pause")
         check(st == 200 and json.loads(body)["status"] == "paused", f"pause fc-r: {st} {body}")

@@ -287,7 +287,7 @@ def check_notify(build_dir, work):
         ready_at = lines.index("READY=1")
         if not any(m.startswith("STATUS=starting") for m in lines[:ready_at]):
             raise TestFailure(f"no STATUS=starting... before READY=1: {lines[:ready_at + 1]}")
-        steady = "STATUS=copying: 1/1 leader streams up, 1 followers, 1 copy rules"
+        steady = "STATUS=copying: 1/1 leader streams up, 1 followers, 1 copy rules, 0 orders/min"
         ns.wait(f"{steady!r} after READY=1", lambda ms: steady in [m for _, m in ms[ready_at:]], proc=proc)
         # WATCHDOG_USEC=1 s: pings every 0.5 s from the loop; several must follow READY=1.
         ns.wait("3 WATCHDOG=1 after READY=1", lambda ms: count(ms[ready_at:], "WATCHDOG=1") >= 3, proc=proc)
