@@ -37,7 +37,7 @@ struct rds {
     const char *kill_why; /* set by schedule_kill, read by the deadline timer */
     char kill_buf[128];
     unsigned backoff_ms;
-    unsigned outstanding; /* SET/GET awaiting replies on ac */
+    unsigned outstanding; /* commands awaiting replies on ac (PINGs not counted) */
     unsigned in_cb;       /* depth of user callbacks running (rds_free is forbidden there) */
 
     uv_timer_t retry;    /* reconnect after backoff */
@@ -338,14 +338,14 @@ bool rds_connected(const struct rds *r)
     return r && r->state == RDS_UP && !r->dying;
 }
 
-/* Room for one more command? Counts refusals. */
-static int admit(struct rds *r)
+/* Room for n more commands? Counts refusals. */
+static int admit(struct rds *r, unsigned n)
 {
     if (!rds_connected(r) || r->closing) {
         r->st.dropped++;
         return -ENOTCONN;
     }
-    if (r->outstanding >= r->o.max_outstanding) {
+    if (r->outstanding + n > r->o.max_outstanding) {
         r->st.dropped++;
         return -ENOBUFS;
     }
@@ -368,7 +368,7 @@ static void on_set_reply(redisAsyncContext *ac, void *reply, void *privdata)
 int rds_set_px(struct rds *r, const char *key, const void *value, size_t len, uint64_t ttl_ms)
 {
     if (!r || !key || (!value && len) || !ttl_ms) return -EINVAL;
-    int rc = admit(r);
+    int rc = admit(r, 1);
     if (rc) return rc;
 
     char ttl[24];
@@ -414,7 +414,7 @@ static void on_get_reply(redisAsyncContext *ac, void *reply, void *privdata)
 int rds_get(struct rds *r, const char *key, rds_get_cb cb, void *ud)
 {
     if (!r || !key || !cb) return -EINVAL;
-    int rc = admit(r);
+    int rc = admit(r, 1);
     if (rc) return rc;
 
     struct get_req *req = malloc(sizeof *req);
@@ -424,6 +424,124 @@ int rds_get(struct rds *r, const char *key, rds_get_cb cb, void *ud)
     size_t lens[] = {3, strlen(key)};
     if (redisAsyncCommandArgv(r->ac, on_get_reply, req, 2, argv, lens) != REDIS_OK) {
         free(req);
+        r->st.dropped++;
+        return -ENOTCONN;
+    }
+    r->outstanding++;
+    r->st.sent++;
+    return 0;
+}
+
+int rds_del(struct rds *r, const char *key)
+{
+    if (!r || !key) return -EINVAL;
+    int rc = admit(r, 1);
+    if (rc) return rc;
+    const char *argv[] = {"DEL", key};
+    size_t lens[] = {3, strlen(key)};
+    if (redisAsyncCommandArgv(r->ac, on_set_reply, r, 2, argv, lens) != REDIS_OK) {
+        r->st.dropped++;
+        return -ENOTCONN;
+    }
+    r->outstanding++;
+    r->st.sent++;
+    return 0;
+}
+
+/* GET + PTTL: the GET reply is kept (copied: hiredis frees it after the callback) until the PTTL
+ * reply, which delivers both. Replies on one connection come in order, and when the connection
+ * goes both callbacks run with NULL, GET first. */
+struct get_pttl_req {
+    struct rds *r;
+    rds_get_pttl_cb cb;
+    void *ud;
+    bool deliver; /* false: PTTL could not be queued, the GET callback just cleans up */
+    int err;
+    char *value; /* NULL: no value (nil, or an error) */
+    size_t len;
+};
+
+static void on_getp_get(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct get_pttl_req *req = privdata;
+    struct rds *r = req->r;
+    redisReply *rep = reply;
+    if (r->outstanding) r->outstanding--;
+    if (!rep) {
+        req->err = r->kill_err ? r->kill_err : -ECONNRESET;
+        if (ac == r->ac) r->dying = true;
+        r->st.errors++;
+    } else if (rep->type == REDIS_REPLY_STRING) {
+        req->value = malloc(rep->len + 1);
+        if (req->value) {
+            memcpy(req->value, rep->str, rep->len);
+            req->value[rep->len] = '\0';
+            req->len = rep->len;
+        } else {
+            req->err = -ENOMEM;
+        }
+    } else if (rep->type != REDIS_REPLY_NIL) {
+        req->err = -EPROTO;
+        r->st.errors++;
+    }
+    if (!req->deliver) {
+        free(req->value);
+        free(req);
+    }
+}
+
+static void on_getp_pttl(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct get_pttl_req *req = privdata;
+    struct rds *r = req->r;
+    redisReply *rep = reply;
+    int64_t pttl = -2;
+    int err = req->err;
+    if (r->outstanding) r->outstanding--;
+    if (!rep) {
+        if (!err) err = r->kill_err ? r->kill_err : -ECONNRESET;
+        if (ac == r->ac) r->dying = true;
+        r->st.errors++;
+    } else if (rep->type == REDIS_REPLY_INTEGER) {
+        pttl = rep->integer;
+    } else if (!err) {
+        err = -EPROTO;
+        r->st.errors++;
+    }
+    r->in_cb++;
+    if (err)
+        req->cb(req->ud, err, NULL, 0, -2);
+    else
+        req->cb(req->ud, 0, req->value, req->len, pttl);
+    r->in_cb--;
+    free(req->value);
+    free(req);
+}
+
+int rds_get_pttl(struct rds *r, const char *key, rds_get_pttl_cb cb, void *ud)
+{
+    if (!r || !key || !cb) return -EINVAL;
+    int rc = admit(r, 2);
+    if (rc) return rc;
+
+    struct get_pttl_req *req = calloc(1, sizeof *req);
+    if (!req) return -ENOMEM;
+    *req = (struct get_pttl_req){.r = r, .cb = cb, .ud = ud, .deliver = true};
+    size_t klen = strlen(key);
+    const char *get_argv[] = {"GET", key};
+    const char *pttl_argv[] = {"PTTL", key};
+    size_t get_lens[] = {3, klen};
+    size_t pttl_lens[] = {4, klen};
+    if (redisAsyncCommandArgv(r->ac, on_getp_get, req, 2, get_argv, get_lens) != REDIS_OK) {
+        free(req);
+        r->st.dropped++;
+        return -ENOTCONN;
+    }
+    r->outstanding++;
+    r->st.sent++;
+    if (redisAsyncCommandArgv(r->ac, on_getp_pttl, req, 2, pttl_argv, pttl_lens) != REDIS_OK) {
+        /* the GET is queued and will be answered: let its callback free req, tell no one */
+        req->deliver = false;
         r->st.dropped++;
         return -ENOTCONN;
     }

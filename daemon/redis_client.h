@@ -40,9 +40,9 @@ struct rds_opts {
 };
 
 struct rds_stats {
-    uint64_t sent;             /* SET/GET handed to hiredis */
+    uint64_t sent;             /* SET/GET/PTTL/DEL handed to hiredis */
     uint64_t errors;           /* error replies, and commands lost with a connection */
-    uint64_t dropped;          /* SET/GET refused: not connected or too many outstanding */
+    uint64_t dropped;          /* commands refused: not connected or too many outstanding */
     uint64_t reconnects;       /* times the connection came back up after being up before */
     uint64_t connect_failures; /* attempts that failed (refused, no PONG in time, ...) */
     uint64_t ping_timeouts;    /* health checks that gave up on a connected server */
@@ -75,6 +75,23 @@ typedef void (*rds_get_cb)(void *ud, int err, const char *value, size_t len);
 /* GET key. 0 = cb will be called; -ENOTCONN, -ENOBUFS (counted as dropped), -EINVAL or
  * -ENOMEM = cb will not be called. */
 int rds_get(struct rds *r, const char *key, rds_get_cb cb, void *ud);
+
+/* GET key and PTTL key, pipelined back to back (one round trip), for a reader that must know
+ * how old a value is (a second-level cache: the remaining TTL tells when it was written).
+ * Called exactly once per accepted request, never from inside rds_get_pttl itself, with err and
+ * value as for rds_get_cb plus pttl_ms as Redis answered it: > 0 remaining ms, -1 no expiry,
+ * -2 the key was gone by the time PTTL ran (value may still be set: treat it as expired).
+ * Counts as two commands against max_outstanding. */
+typedef void (*rds_get_pttl_cb)(void *ud, int err, const char *value, size_t len,
+                                int64_t pttl_ms);
+
+/* 0 = cb will be called; -ENOTCONN, -ENOBUFS (counted as dropped), -EINVAL or -ENOMEM = cb will
+ * not be called. */
+int rds_get_pttl(struct rds *r, const char *key, rds_get_pttl_cb cb, void *ud);
+
+/* DEL key, fire-and-forget like rds_set_px. 0 = queued; -ENOTCONN or -ENOBUFS = dropped
+ * (counted); -EINVAL for a NULL key. */
+int rds_del(struct rds *r, const char *key);
 
 void rds_get_stats(const struct rds *r, struct rds_stats *out);
 

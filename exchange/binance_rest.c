@@ -19,6 +19,7 @@
 
 #include "binance_sign.h"
 #include "client_id.h"
+#include "exch_limits.h"
 #include "json_util.h"
 
 #define URL_BUF 3072
@@ -1002,6 +1003,18 @@ struct bn_call {
     char client_id[MKT_CLIENT_ID_MAX];
     char listen_key[BINANCE_LISTEN_KEY_MAX];
     char symbol[MKT_SYMBOL_MAX]; /* BN_SET_LEV */
+    /* The request as bn_build makes it when it leaves (after any rate-limit wait), so the
+     * timestamp and signature are fresh; keyhdr is wiped before the call is freed. */
+    struct {
+        const char *path;
+        bool sign, api_key;
+        int qs_len;
+        char qs[BINANCE_QS_MAX];   /* parameters, unsigned */
+        char body[BINANCE_QS_MAX]; /* parameters as sent (signed) */
+        char url[URL_BUF];
+        char keyhdr[600];
+        const char *hdrs[3];
+    } w;
 };
 
 static void on_order(struct bn_call *c, const struct rest_resp *r) {
@@ -1186,6 +1199,7 @@ static void on_resp(void *ud, const struct rest_resp *r) {
     case BN_SET_LEV: on_set_leverage(c, r); break;
     }
     exch_account_unref(c->a);
+    explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
     free(c);
 }
 
@@ -1198,49 +1212,87 @@ static struct bn_call *call_new(enum bn_kind kind, void *ud) {
     return c;
 }
 
-/* Builds and sends one request. qs holds the parameters (capacity BINANCE_QS_MAX) and gets the
- * signature appended when sign is set. On success the call belongs to on_resp. */
+/* Rate-limit cost of each call (A3 weights; orders count on the account's 10 s and 1 min order
+ * budgets, not on the IP weight). Calls not listed cost 1 weight as a query. */
+static struct exch_rl bn_rl(enum bn_kind kind) {
+    switch (kind) {
+    case BN_PLACE: return (struct exch_rl){.prio = RB_PRIO_ORDER, .orders_short = 1, .orders_long = 1};
+    case BN_QUERY: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
+    case BN_INSTR: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 1, .probe_ok = true};
+    case BN_POS:
+    case BN_ACCOUNT:
+    case BN_LEVERAGES: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 5, .probe_ok = true};
+    case BN_TIME: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
+    case BN_TICKERS: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 2, .probe_ok = true};
+    case BN_POS_MODE: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 30, .probe_ok = true};
+    default: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1};
+    }
+}
+
+/* rest_req.build: the request as it leaves the pool. */
+static int bn_build(void *ud, struct rest_req *out) {
+    struct bn_call *c = ud;
+    struct exch_account *a = c->a;
+    int len = c->w.qs_len, n = 0, r;
+    if (exch_account_is_closed(a)) return -ESHUTDOWN;
+    memcpy(c->w.body, c->w.qs, (size_t)len + 1);
+    if (c->w.sign) {
+        int64_t ts = wall_us() / 1000 + exch_account_time_offset_ms(a);
+        len = binance_sign_params(a, c->w.body, sizeof c->w.body, (size_t)len,
+                                  exch_account_recv_window_ms(a), ts);
+        if (len < 0) return len;
+    }
+    if (out->method == REST_GET && len > 0)
+        r = snprintf(c->w.url, sizeof c->w.url, "%s%s?%s", exch_account_rest_url(a), c->w.path,
+                     c->w.body);
+    else r = snprintf(c->w.url, sizeof c->w.url, "%s%s", exch_account_rest_url(a), c->w.path);
+    if (r < 0 || (size_t)r >= sizeof c->w.url) return -ENOSPC;
+    if (c->w.api_key) {
+        r = snprintf(c->w.keyhdr, sizeof c->w.keyhdr, "X-MBX-APIKEY: %s", exch_account_api_key(a));
+        if (r < 0 || (size_t)r >= sizeof c->w.keyhdr) return -ENOSPC;
+        c->w.hdrs[n++] = c->w.keyhdr;
+    }
+    if (out->method != REST_GET) c->w.hdrs[n++] = "Content-Type: application/x-www-form-urlencoded";
+    c->w.hdrs[n] = NULL;
+    out->url = c->w.url;
+    out->headers = c->w.hdrs;
+    out->body = out->method != REST_GET ? c->w.body : NULL;
+    out->body_len = out->method != REST_GET ? (size_t)len : 0;
+    /* on_time measures from here: the transfer starts now, whatever it waited before */
+    c->send_wall_us = wall_us();
+    return 0;
+}
+
+/* Queues one request. qs holds the unsigned parameters; the signature is added by bn_build
+ * when the rate budgets let the request go. On success the call belongs to on_resp. */
 static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m, const char *path,
                    char *qs, int qs_len, bool sign, bool api_key, bool no_resend) {
     struct rest_pool *pool = exch_account_pool(a);
-    char url[URL_BUF], keyhdr[600];
-    const char *hdrs[3];
-    int n = 0, r;
+    int r;
 
     if (!pool) return -EINVAL;
     if (exch_account_is_closed(a)) return -ESHUTDOWN;
-    if (sign) {
-        int64_t ts = wall_us() / 1000 + exch_account_time_offset_ms(a);
-        qs_len = binance_sign_params(a, qs, BINANCE_QS_MAX, (size_t)qs_len,
-                                     exch_account_recv_window_ms(a), ts);
-        if (qs_len < 0) return qs_len;
-    }
-    if (m == REST_GET && qs_len > 0)
-        r = snprintf(url, sizeof url, "%s%s?%s", exch_account_rest_url(a), path, qs);
-    else r = snprintf(url, sizeof url, "%s%s", exch_account_rest_url(a), path);
-    if (r < 0 || (size_t)r >= sizeof url) return -ENOSPC;
-    if (api_key) {
-        r = snprintf(keyhdr, sizeof keyhdr, "X-MBX-APIKEY: %s", exch_account_api_key(a));
-        if (r < 0 || (size_t)r >= sizeof keyhdr) return -ENOSPC;
-        hdrs[n++] = keyhdr;
-    }
-    if (m != REST_GET) hdrs[n++] = "Content-Type: application/x-www-form-urlencoded";
-    hdrs[n] = NULL;
+    if (qs_len < 0 || (size_t)qs_len >= sizeof c->w.qs) return -ENOSPC;
+    memcpy(c->w.qs, qs, (size_t)qs_len);
+    c->w.qs[qs_len] = '\0';
+    c->w.qs_len = qs_len;
+    c->w.path = path;
+    c->w.sign = sign;
+    c->w.api_key = api_key;
 
     struct rest_req req = {
         .method = m,
-        .url = url,
-        .headers = hdrs,
-        .body = m != REST_GET ? qs : NULL,
-        .body_len = m != REST_GET ? (size_t)qs_len : 0,
         .timeout_ms = exch_account_timeout_ms(a),
         .no_resend = no_resend,
+        .build = bn_build,
     };
+    struct exch_rl rl = bn_rl(c->kind);
+    if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;
     c->a = exch_account_ref(a);
     c->send_wall_us = wall_us();
     r = rest_pool_send(pool, &req, on_resp, c);
-    explicit_bzero(keyhdr, sizeof keyhdr);
     if (r < 0) {
+        explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
         exch_account_unref(a);
         c->a = NULL;
     }

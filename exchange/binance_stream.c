@@ -2,6 +2,7 @@
  * synchronous); any sul scheduled from a REST callback (outside lws) is followed by
  * lws_cancel_service so that lws re-arms its libuv timer (see ws_client.c). */
 #include "binance_stream.h"
+#include "bybit_stream.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -308,6 +309,7 @@ struct key_req { /* ud of one listenKey request; s is NULLed when the stream clo
 };
 
 struct exch_stream {
+    struct by_stream *bybit; /* bybit-linear accounts: everything below is unused */
     struct lws_context *ctx;
     struct exch_stream_cbs cbs;
     struct bn_stream_cfg cfg; /* strings below, not the caller's */
@@ -710,6 +712,11 @@ static void on_key_deleted(void *ud, const struct exch_status *st, const char *k
 
 struct exch_stream *exch_stream_close(struct exch_stream *s) {
     if (!s) return NULL;
+    if (s->bybit) {
+        bybit_stream_close(s->bybit);
+        free(s);
+        return NULL;
+    }
     ct_assert(s->in_cb == 0); /* not from inside the stream's own callbacks */
     unsched(s, &s->sul_keepalive);
     unsched(s, &s->sul_rotate);
@@ -726,6 +733,7 @@ struct exch_stream *exch_stream_close(struct exch_stream *s) {
 }
 
 enum exch_stream_state exch_stream_state(const struct exch_stream *s) {
+    if (s && s->bybit) return bybit_stream_state(s->bybit);
     return s ? s->st : EXCH_STREAM_DOWN;
 }
 
@@ -761,8 +769,20 @@ struct exch_stream *exch_stream_open(struct exch_account *a, struct lws_context 
         errno = EINVAL;
         return NULL;
     }
+    if (exch_account_kind(a) == EXCH_BYBIT_LINEAR) {
+        /* The Bybit stream keeps its own state; this wrapper only gives it the common type. */
+        struct exch_stream *s = calloc(1, sizeof(*s));
+        if (!s) return NULL;
+        if (!(s->bybit = bybit_stream_open_account(a, ctx, cbs))) {
+            int e = errno;
+            free(s);
+            errno = e;
+            return NULL;
+        }
+        return s;
+    }
     if (exch_account_kind(a) != EXCH_BINANCE_USDM) {
-        errno = ENOTSUP; /* bybit-linear: not written yet */
+        errno = ENOTSUP;
         return NULL;
     }
     memset(&cfg, 0, sizeof(cfg));

@@ -12,7 +12,9 @@
 
 #include "binance_rest.h"
 #include "binance_sign.h"
+#include "bybit_rest.h"
 #include "exchange.h"
+#include "exch_limits.h"
 #include "exchange_internal.h"
 #include "rest_pool.h"
 
@@ -30,7 +32,9 @@ struct exch_account {
     int timeout_ms;
     int64_t time_offset_ms;
     struct exch_usage usage;
+    struct exch_bybit_usage bybit_usage;
     struct rest_pool *pool;
+    struct exch_limits *limits; /* rate budgets + breaker (exch_limits.c) */
     /* credential page: api_key NUL secret NUL */
     char *cred;
     size_t cred_len;
@@ -88,6 +92,7 @@ static void account_destroy(struct exch_account *a) {
     free(a->name);
     free(a->rest_url);
     free(a->ws_url);
+    exch_limits_free(a->limits);
     free(a);
 }
 
@@ -109,12 +114,14 @@ struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct
     a->recv_window_ms = cfg->recv_window_ms ? cfg->recv_window_ms : 5000;
     a->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
     a->usage = (struct exch_usage){-1, -1, -1, 0};
+    a->bybit_usage = (struct exch_bybit_usage){-1, -1, -1, 0};
     a->name = strdup(cfg->name);
     a->rest_url = strdup(cfg->rest_url);
     a->ws_url = strdup(cfg->ws_url ? cfg->ws_url : "");
     if (!a->name || !a->rest_url || !a->ws_url) goto fail;
     size_t ul = strlen(a->rest_url);
     while (ul > 0 && a->rest_url[ul - 1] == '/') a->rest_url[--ul] = '\0';
+    if (!(a->limits = exch_limits_new(a->kind, a->rest_url, a->name))) goto fail;
 
     size_t kl = strlen(cfg->api_key), sl = strlen(cfg->api_secret);
     long pg = sysconf(_SC_PAGESIZE);
@@ -175,12 +182,25 @@ void exch_account_note_usage(struct exch_account *a, const struct exch_usage *u)
     if (u->order_count_1m >= 0) a->usage.order_count_1m = u->order_count_1m, any = true;
     if (any) a->usage.updated_ms = u->updated_ms;
 }
+void exch_account_bybit_usage(const struct exch_account *a, struct exch_bybit_usage *out) {
+    if (!out) return;
+    *out = a ? a->bybit_usage : (struct exch_bybit_usage){-1, -1, -1, 0};
+}
+void exch_account_note_bybit_usage(struct exch_account *a, const struct exch_bybit_usage *u) {
+    if (!a || !u) return;
+    bool any = false;
+    if (u->limit >= 0) a->bybit_usage.limit = u->limit, any = true;
+    if (u->remaining >= 0) a->bybit_usage.remaining = u->remaining, any = true;
+    if (u->reset_ms >= 0) a->bybit_usage.reset_ms = u->reset_ms, any = true;
+    if (any) a->bybit_usage.updated_ms = u->updated_ms;
+}
 const char *exch_account_ws_url(const struct exch_account *a) { return a ? a->ws_url : ""; }
 enum exch_kind exch_account_kind(const struct exch_account *a) { return a->kind; }
 uv_loop_t *exch_account_loop(const struct exch_account *a) {
     return a ? rest_pool_loop(a->pool) : NULL;
 }
 struct rest_pool *exch_account_pool(const struct exch_account *a) { return a ? a->pool : NULL; }
+struct exch_limits *exch_account_limits(const struct exch_account *a) { return a ? a->limits : NULL; }
 const char *exch_account_rest_url(const struct exch_account *a) { return a ? a->rest_url : ""; }
 const char *exch_account_api_key(const struct exch_account *a) {
     return a && a->api_key ? a->api_key : "";
@@ -196,71 +216,117 @@ int exch_account_sign_hex(const struct exch_account *a, const char *payload, siz
 
 /* ---- dispatch ---- */
 
-#define DISPATCH(a, binance_call)                                     \
+#define DISPATCH(a, binance_call, bybit_call)                         \
     do {                                                              \
         if (!(a)) return -EINVAL;                                     \
         if ((a)->closed) return -ESHUTDOWN;                           \
         if (!(a)->pool) return -EINVAL;                               \
         switch ((a)->kind) {                                          \
         case EXCH_BINANCE_USDM: return binance_call;                  \
-        case EXCH_BYBIT_LINEAR: return -ENOTSUP; /* adapter not yet written */ \
+        case EXCH_BYBIT_LINEAR: return bybit_call;                    \
         }                                                             \
         return -EINVAL;                                               \
     } while (0)
 
+/* TODO(lead): the Binance side of exch_cancel_order, exch_place_batch, exch_batch_max,
+ * exch_fetch_fills and exch_fetch_book_tickers is not written yet: those five answer
+ * -ENOTSUP (exch_batch_max 0) for binance-usdm accounts until it is. */
+#define BINANCE_TODO (-ENOTSUP)
+
 int exch_place_order(struct exch_account *a, const struct exch_order_req *req, exch_order_cb cb,
                      void *ud) {
-    DISPATCH(a, binance_place_order(a, req, cb, ud));
+    DISPATCH(a, binance_place_order(a, req, cb, ud),
+             bybit_place_order(a, req, cb, ud));
 }
 
 int exch_query_order(struct exch_account *a, const char *symbol, const char *client_id,
                      exch_order_cb cb, void *ud) {
-    DISPATCH(a, binance_query_order(a, symbol, client_id, cb, ud));
+    DISPATCH(a, binance_query_order(a, symbol, client_id, cb, ud),
+             bybit_query_order(a, symbol, client_id, cb, ud));
 }
 
 int exch_fetch_instruments(struct exch_account *a, exch_instruments_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_instruments(a, cb, ud));
+    DISPATCH(a, binance_fetch_instruments(a, cb, ud),
+             bybit_fetch_instruments(a, cb, ud));
 }
 
 int exch_fetch_positions(struct exch_account *a, exch_positions_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_positions(a, cb, ud));
+    DISPATCH(a, binance_fetch_positions(a, cb, ud),
+             bybit_fetch_positions(a, cb, ud));
 }
 
 int exch_sync_time(struct exch_account *a, exch_time_cb cb, void *ud) {
-    DISPATCH(a, binance_sync_time(a, cb, ud));
+    DISPATCH(a, binance_sync_time(a, cb, ud),
+             bybit_sync_time(a, cb, ud));
 }
 
 int exch_listen_key_create(struct exch_account *a, exch_listen_key_cb cb, void *ud) {
-    DISPATCH(a, binance_listen_key_create(a, cb, ud));
+    DISPATCH(a, binance_listen_key_create(a, cb, ud),
+             -ENOTSUP /* Bybit has no listenKey */);
 }
 
 int exch_listen_key_keepalive(struct exch_account *a, const char *listen_key, exch_listen_key_cb cb,
                               void *ud) {
-    DISPATCH(a, binance_listen_key_keepalive(a, listen_key, cb, ud));
+    DISPATCH(a, binance_listen_key_keepalive(a, listen_key, cb, ud),
+             -ENOTSUP);
 }
 
 int exch_listen_key_delete(struct exch_account *a, const char *listen_key, exch_listen_key_cb cb,
                            void *ud) {
-    DISPATCH(a, binance_listen_key_delete(a, listen_key, cb, ud));
+    DISPATCH(a, binance_listen_key_delete(a, listen_key, cb, ud),
+             -ENOTSUP);
 }
 
 int exch_fetch_account(struct exch_account *a, exch_balance_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_account(a, cb, ud));
+    DISPATCH(a, binance_fetch_account(a, cb, ud),
+             bybit_fetch_account(a, cb, ud));
 }
 
 int exch_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_tickers(a, cb, ud));
+    DISPATCH(a, binance_fetch_tickers(a, cb, ud),
+             bybit_fetch_tickers(a, cb, ud));
 }
 
 int exch_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_position_mode(a, cb, ud));
+    DISPATCH(a, binance_fetch_position_mode(a, cb, ud),
+             bybit_fetch_position_mode(a, cb, ud));
 }
 
 int exch_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud) {
-    DISPATCH(a, binance_fetch_leverage(a, cb, ud));
+    DISPATCH(a, binance_fetch_leverage(a, cb, ud),
+             bybit_fetch_leverage(a, cb, ud));
 }
 
 int exch_set_leverage(struct exch_account *a, const char *symbol, int leverage,
                       exch_set_leverage_cb cb, void *ud) {
-    DISPATCH(a, binance_set_leverage(a, symbol, leverage, cb, ud));
+    DISPATCH(a, binance_set_leverage(a, symbol, leverage, cb, ud),
+             bybit_set_leverage(a, symbol, leverage, cb, ud));
+}
+
+int exch_cancel_order(struct exch_account *a, const char *symbol, const char *client_id,
+                      exch_order_cb cb, void *ud) {
+    DISPATCH(a, BINANCE_TODO, bybit_cancel_order(a, symbol, client_id, cb, ud));
+}
+
+size_t exch_batch_max(const struct exch_account *a) {
+    if (!a || a->closed) return 0;
+    switch (a->kind) {
+    case EXCH_BINANCE_USDM: return 0; /* TODO(lead): 5 once binance_place_batch exists */
+    case EXCH_BYBIT_LINEAR: return BYBIT_BATCH_MAX;
+    }
+    return 0;
+}
+
+int exch_place_batch(struct exch_account *a, const struct exch_order_req *reqs, size_t n,
+                     exch_batch_cb cb, void *ud) {
+    DISPATCH(a, BINANCE_TODO, bybit_place_batch(a, reqs, n, cb, ud));
+}
+
+int exch_fetch_fills(struct exch_account *a, const char *symbol, int64_t since_ms,
+                     exch_fills_cb cb, void *ud) {
+    DISPATCH(a, BINANCE_TODO, bybit_fetch_fills(a, symbol, since_ms, cb, ud));
+}
+
+int exch_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, void *ud) {
+    DISPATCH(a, BINANCE_TODO, bybit_fetch_book_tickers(a, cb, ud));
 }

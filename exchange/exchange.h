@@ -50,6 +50,18 @@ struct exch_usage {
     int64_t updated_ms; /* wall clock ms of the last response that carried any of them, 0 = never */
 };
 void exch_account_usage(const struct exch_account *a, struct exch_usage *out);
+/* Bybit's rate-limit headers as last seen on this account's responses (added by the Bybit
+ * helper; a separate struct so the positional initialisers of exch_usage stay valid): the
+ * X-Bapi-Limit (the endpoint's per-second limit), X-Bapi-Limit-Status (what is left of it) and
+ * X-Bapi-Limit-Reset-Timestamp (ms) of the last response that carried them, -1 = not seen.
+ * Bybit's limits are per endpoint: these describe whichever endpoint answered last. */
+struct exch_bybit_usage {
+    int64_t limit;
+    int64_t remaining;
+    int64_t reset_ms;
+    int64_t updated_ms; /* wall clock ms, 0 = never */
+};
+void exch_account_bybit_usage(const struct exch_account *a, struct exch_bybit_usage *out);
 
 /* ---- orders ---- */
 

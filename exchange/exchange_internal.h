@@ -24,6 +24,8 @@ int exch_account_timeout_ms(const struct exch_account *a);
 void exch_account_set_time_offset_ms(struct exch_account *a, int64_t offset_ms);
 /* Merges the values >= 0 of u into the account's last seen usage. */
 void exch_account_note_usage(struct exch_account *a, const struct exch_usage *u);
+/* Merges the values >= 0 of u into the account's last seen Bybit usage. */
+void exch_account_note_bybit_usage(struct exch_account *a, const struct exch_bybit_usage *u);
 /* Lowercase hex HMAC-SHA256 of payload with the account's secret (the secret itself never leaves
  * exchange.c). 0, -ESHUTDOWN after exch_account_free, -EIO. */
 int exch_account_sign_hex(const struct exch_account *a, const char *payload, size_t len,

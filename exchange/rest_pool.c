@@ -26,10 +26,14 @@ struct buf {
     size_t cap;
 };
 
+enum xstate { XS_IDLE = 0, XS_QUEUED, XS_INFLIGHT, XS_FAILING };
+
 struct xfer {
     struct rest_pool *pool;
     CURL *easy;
-    struct xfer *prev, *next; /* in-flight list (both links) or idle list (next only) */
+    struct xfer *prev, *next; /* in-flight list or a wait queue (both links), idle or failing
+                                 list (next only) */
+    enum xstate state;
     rest_cb cb;
     void *ud;
     struct curl_slist *hdrs;
@@ -42,6 +46,22 @@ struct xfer {
     bool oom;
     unsigned prereq_calls;
     char errbuf[CURL_ERROR_SIZE];
+    /* rate limits / breaker (references held while the request lives) */
+    struct rest_limit limits[REST_MAX_LIMITS];
+    unsigned n_limits;
+    struct breaker *brk;
+    enum rb_prio prio;
+    bool probe_ok;
+    bool is_probe;   /* the breaker's half-open probe: its result decides */
+    bool internal;   /* the pool's own probe request */
+    bool admitted;   /* budgets charged at admitted_ms */
+    bool waited;
+    int (*build)(void *ud, struct rest_req *out);
+    enum rest_method method;
+    long timeout_ms;
+    int64_t enq_ms, deadline_ms, admitted_ms;
+    int fail_err;
+    const char *fail_text;
 };
 
 struct sock_ctx {
@@ -55,6 +75,10 @@ struct rest_pool {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
+    uv_timer_t wait_timer; /* next budget change or wait deadline */
+    uv_timer_t kick;       /* 0 ms: deliver refused requests, re-run admission */
+    struct xfer *qhead[RB_PRIO_N], *qtail[RB_PRIO_N];
+    struct xfer *fhead, *ftail; /* refused, callback pending */
     struct rest_pool_opts o;
     struct xfer *inflight;
     struct xfer *idle;
@@ -146,8 +170,30 @@ static void sock_close(struct sock_ctx *c) {
 
 /* ---- transfers ---- */
 
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops the budget and breaker references of a request (after it has been accounted for). */
+static void xfer_drop_limits(struct xfer *x) {
+    for (unsigned i = 0; i < x->n_limits; i++) x->limits[i].budget = rate_budget_unref(x->limits[i].budget);
+    x->n_limits = 0;
+    x->brk = breaker_unref(x->brk);
+}
+
+/* Gives back the budgets charged for a request that is not going to be sent. */
+static void xfer_release_limits(struct xfer *x, int64_t now) {
+    if (!x->admitted) return;
+    for (unsigned i = 0; i < x->n_limits; i++)
+        rate_budget_release(x->limits[i].budget, x->limits[i].cost, x->admitted_ms, now);
+    x->admitted = false;
+}
+
 static void xfer_destroy(struct xfer *x) {
     if (!x) return;
+    xfer_drop_limits(x);
     if (x->easy) curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
     buf_free(&x->req_body);
@@ -166,10 +212,12 @@ static void inflight_unlink(struct rest_pool *p, struct xfer *x) {
 
 /* After the callback: back to the idle list, or destroyed when the pool is closing or full. */
 static void xfer_recycle(struct rest_pool *p, struct xfer *x) {
+    xfer_drop_limits(x);
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
     x->cb = NULL;
     x->ud = NULL;
+    x->state = XS_IDLE;
     if (p->closing || p->idle_n >= p->o.max_idle_handles) {
         xfer_destroy(x);
         return;
@@ -212,6 +260,59 @@ static int map_curl_error(const struct xfer *x, CURLcode rc) {
     case CURLE_HTTP2_STREAM: return -EPIPE;
     case CURLE_OUT_OF_MEMORY: return -ENOMEM;
     default: return -EPROTO;
+    }
+}
+
+static int64_t header_i64(const struct rest_resp *r, const char *name) {
+    return name ? parse_i64_header(r, name) : -1;
+}
+
+/* What a response tells the request's budgets and breaker (before the callback runs). */
+static void feedback(struct rest_pool *p, struct xfer *x, const struct rest_resp *r) {
+    int64_t now = wall_ms();
+    long s = r->http_status;
+    if (r->err == 0) {
+        bool charged = false;
+        for (unsigned i = 0; i < x->n_limits; i++) charged |= x->limits[i].cost > 0;
+        for (unsigned i = 0; i < x->n_limits; i++) {
+            struct rate_budget *b = x->limits[i].budget;
+            int64_t used = header_i64(r, rate_budget_hdr_used(b));
+            int64_t limit = header_i64(r, rate_budget_hdr_limit(b));
+            int64_t rem = header_i64(r, rate_budget_hdr_remaining(b));
+            int64_t reset = header_i64(r, rate_budget_hdr_reset(b));
+            if (rem >= 0) {
+                struct rate_budget_stats bs;
+                if (limit < 0) {
+                    rate_budget_get_stats(b, now, &bs);
+                    limit = bs.limit;
+                }
+                int64_t u = limit - rem;
+                if (u > used) used = u < 0 ? 0 : u;
+            }
+            rate_budget_note_server(b, used, limit, reset, x->admitted_ms, now);
+            if (s == 418) {
+                rate_budget_banned(b, r->retry_after_ms, now);
+            } else if (s == 429 || s == 403) {
+                /* The budgets this request was charged on; all of them if it was charged on
+                 * none (the answer does not say which limit was hit). */
+                if (!charged || x->limits[i].cost > 0)
+                    rate_budget_throttled(b, s, r->retry_after_ms, now);
+            } else {
+                rate_budget_ok(b);
+            }
+        }
+        if (s == 418) p->st.bans++;
+        else if (s == 429 || s == 403) p->st.throttled++;
+    }
+    if (x->brk) {
+        if (r->err == -ECANCELED) {
+            if (x->is_probe) breaker_probe_abort(x->brk);
+        } else {
+            /* The host is unwell when it does not answer or answers 5xx; anything else
+             * (also a 4xx rejection or a throttle) is an answer. */
+            bool fail = (r->err != 0 && r->err != -EMSGSIZE && r->err != -ENOMEM) || s >= 500;
+            breaker_record(x->brk, !fail, x->is_probe, now);
+        }
     }
 }
 
@@ -267,13 +368,41 @@ static void deliver(struct rest_pool *p, struct xfer *x, CURLcode rc, int err_ov
     r.used_weight_1m = parse_i64_header(&r, "X-MBX-USED-WEIGHT-1M");
     r.order_count_10s = parse_i64_header(&r, "X-MBX-ORDER-COUNT-10S");
     r.order_count_1m = parse_i64_header(&r, "X-MBX-ORDER-COUNT-1M");
+    r.waited_ms = x->admitted && x->admitted_ms > x->enq_ms ? x->admitted_ms - x->enq_ms : 0;
 
-    p->st.completed++;
-    if (r.err) p->st.transport_errors++;
+    feedback(p, x, &r);
+    if (!x->internal) {
+        p->st.completed++;
+        if (r.err) p->st.transport_errors++;
+    }
     rest_cb cb = x->cb;
     void *ud = x->ud;
     x->cb = NULL;
     cb(ud, &r);
+}
+
+/* The callback of a request that never left: nothing of it reached the server. */
+static void deliver_unsent(struct rest_pool *p, struct xfer *x, int err, const char *text) {
+    struct rest_resp r;
+    memset(&r, 0, sizeof r);
+    r.err = err;
+    r.curl_code = (int)CURLE_ABORTED_BY_CALLBACK;
+    r.error = text;
+    r.body = "";
+    r.raw_headers = "";
+    r.retry_after_ms = r.used_weight_1m = r.order_count_10s = r.order_count_1m = -1;
+    r.waited_ms = wall_ms() - x->enq_ms;
+    if (r.waited_ms < 0) r.waited_ms = 0;
+    if (x->is_probe) breaker_probe_abort(x->brk);
+    x->is_probe = false;
+    if (!x->internal) {
+        p->st.completed++;
+        p->st.transport_errors++;
+    }
+    rest_cb cb = x->cb;
+    void *ud = x->ud;
+    x->cb = NULL;
+    if (cb) cb(ud, &r);
 }
 
 static void finish(struct rest_pool *p, struct xfer *x, CURLcode rc) {
@@ -420,6 +549,230 @@ static int on_closesocket(void *clientp, curl_socket_t s) {
     return close(s);
 }
 
+/* ---- waiting for budgets, breaker, refusals ---- */
+
+static int xfer_prepare(struct rest_pool *p, struct xfer *x, const struct rest_req *req);
+static void on_kick(uv_timer_t *t);
+
+static void queue_push(struct rest_pool *p, struct xfer *x) {
+    int q = (int)x->prio;
+    x->state = XS_QUEUED;
+    x->next = NULL;
+    x->prev = p->qtail[q];
+    if (p->qtail[q]) p->qtail[q]->next = x;
+    else p->qhead[q] = x;
+    p->qtail[q] = x;
+    p->st.queued++;
+}
+
+static void queue_unlink(struct rest_pool *p, struct xfer *x) {
+    int q = (int)x->prio;
+    if (x->prev) x->prev->next = x->next;
+    else p->qhead[q] = x->next;
+    if (x->next) x->next->prev = x->prev;
+    else p->qtail[q] = x->prev;
+    x->prev = x->next = NULL;
+    p->st.queued--;
+}
+
+static void inflight_push(struct rest_pool *p, struct xfer *x) {
+    x->state = XS_INFLIGHT;
+    x->prev = NULL;
+    x->next = p->inflight;
+    if (p->inflight) p->inflight->prev = x;
+    p->inflight = x;
+    p->st.in_flight++;
+}
+
+static void kick_soon(struct rest_pool *p) {
+    if (!p->closing && !uv_is_active((uv_handle_t *)&p->kick)) uv_timer_start(&p->kick, on_kick, 0, 0);
+}
+
+/* Refuses a request that never left: its callback runs from the kick timer (never from inside
+ * rest_pool_send). Its budgets are given back. */
+static void fail_later(struct rest_pool *p, struct xfer *x, int err, const char *text) {
+    xfer_release_limits(x, wall_ms());
+    x->fail_err = err;
+    x->fail_text = text;
+    x->state = XS_FAILING;
+    x->next = NULL;
+    if (p->ftail) p->ftail->next = x;
+    else p->fhead = x;
+    p->ftail = x;
+    kick_soon(p);
+}
+
+static void probe_cb(void *ud, const struct rest_resp *r) {
+    (void)ud, (void)r; /* the breaker already has the result (feedback) */
+}
+
+/* Hands the curl handle of an admitted request to the multi handle (building it first when it
+ * has a build function). 0, or negative: the request has been refused (fail_later). */
+static int xfer_start(struct rest_pool *p, struct xfer *x) {
+    if (x->build) {
+        struct rest_req out;
+        memset(&out, 0, sizeof out);
+        out.method = x->method;
+        out.timeout_ms = x->timeout_ms;
+        out.no_resend = x->no_resend;
+        int r = x->build(x->ud, &out);
+        if (r < 0) {
+            fail_later(p, x, r, "request could not be built");
+            return r;
+        }
+        bool ok = out.url && *out.url && out.method == x->method &&
+                  !(out.method == REST_GET && out.body && out.body_len) &&
+                  !(out.body_len && !out.body);
+        curl_easy_reset(x->easy);
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+        buf_clear(&x->req_body);
+        if (!ok || (r = xfer_prepare(p, x, &out)) < 0) {
+            fail_later(p, x, ok ? r : -EINVAL, "request could not be built");
+            return ok ? r : -EINVAL;
+        }
+    }
+    if (curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
+        fail_later(p, x, -EIO, "curl refused the transfer");
+        return -EIO;
+    }
+    inflight_push(p, x);
+    return 0;
+}
+
+/* The breaker's probe URL as a request of the pool's own, charged to the admission of x (which
+ * is refused instead). */
+static void launch_probe(struct rest_pool *p, struct xfer *x) {
+    struct xfer *pr = calloc(1, sizeof *pr);
+    const char *url = breaker_probe_url(x->brk);
+    if (pr) {
+        pr->pool = p;
+        pr->easy = curl_easy_init();
+    }
+    if (!pr || !pr->easy || !url) {
+        breaker_probe_abort(x->brk);
+        xfer_destroy(pr);
+        return;
+    }
+    struct rest_req req = {.method = REST_GET, .url = url};
+    pr->internal = true;
+    pr->is_probe = true;
+    pr->brk = breaker_ref(x->brk);
+    pr->cb = probe_cb;
+    pr->enq_ms = pr->admitted_ms = x->admitted_ms;
+    pr->admitted = x->admitted;
+    pr->n_limits = x->n_limits; /* the budgets move over with their charge */
+    memcpy(pr->limits, x->limits, sizeof pr->limits);
+    x->n_limits = 0;
+    x->admitted = false;
+    if (xfer_prepare(p, pr, &req) < 0 ||
+        curl_multi_add_handle(p->multi, pr->easy) != CURLM_OK) {
+        xfer_release_limits(pr, wall_ms());
+        breaker_probe_abort(pr->brk);
+        xfer_destroy(pr);
+        return;
+    }
+    p->st.probes++;
+    inflight_push(p, pr);
+}
+
+/* x passed its budgets: the breaker has the last word. */
+static void admit(struct rest_pool *p, struct xfer *x, int64_t now) {
+    if (x->brk) {
+        enum breaker_verdict v = breaker_allow(x->brk, x->probe_ok, now);
+        if (v == BREAKER_PROBE) {
+            x->is_probe = true;
+        } else if (v == BREAKER_DENY) {
+            p->st.breaker_rejects++;
+            if (breaker_probe_url(x->brk) && breaker_take_probe(x->brk, now)) launch_probe(p, x);
+            fail_later(p, x, -EHOSTDOWN, "circuit open");
+            return;
+        }
+    }
+    (void)xfer_start(p, x);
+}
+
+#define STALL_MAX 64
+
+/* Admits what the budgets allow, in priority order, FIFO within a priority; a request that
+ * cannot be admitted holds back the later ones charged on the same budget. Re-arms the wait
+ * timer for the earliest moment something may change. */
+static void pump(struct rest_pool *p) {
+    if (p->closing) return;
+    int64_t now = wall_ms(), wake = INT64_MAX;
+    struct rate_budget *stalled[STALL_MAX];
+    unsigned nst = 0;
+    bool truncated = false;
+
+    for (int q = 0; q < RB_PRIO_N && !truncated; q++) {
+        struct xfer *x = p->qhead[q], *next;
+        for (; x; x = next) {
+            next = x->next;
+            if (x->deadline_ms && now >= x->deadline_ms) {
+                queue_unlink(p, x);
+                p->st.wait_timeouts++;
+                fail_later(p, x, -ETIMEDOUT, "rate limit wait exceeded max_wait_ms");
+                continue;
+            }
+            bool held = false;
+            for (unsigned i = 0; i < x->n_limits && !held; i++) {
+                if (x->limits[i].cost <= 0) continue;
+                for (unsigned k = 0; k < nst && !held; k++) held = stalled[k] == x->limits[i].budget;
+            }
+            int64_t at = 0;
+            unsigned bad = REST_MAX_LIMITS;
+            for (unsigned i = 0; i < x->n_limits && !held && bad == REST_MAX_LIMITS; i++)
+                if (rate_budget_check(x->limits[i].budget, x->limits[i].cost, x->prio, now, &at) < 0)
+                    bad = i;
+            if (held || bad != REST_MAX_LIMITS) {
+                if (bad != REST_MAX_LIMITS) {
+                    if (at < wake) wake = at;
+                    if (nst < STALL_MAX) stalled[nst++] = x->limits[bad].budget;
+                    else truncated = true;
+                }
+                if (x->deadline_ms && x->deadline_ms < wake) wake = x->deadline_ms;
+                if (!x->waited) {
+                    x->waited = true;
+                    p->st.deferred++;
+                }
+                if (truncated) break;
+                continue;
+            }
+            for (unsigned i = 0; i < x->n_limits; i++)
+                rate_budget_commit(x->limits[i].budget, x->limits[i].cost, now);
+            x->admitted = true;
+            x->admitted_ms = now;
+            queue_unlink(p, x);
+            admit(p, x, now);
+        }
+    }
+    if (truncated) wake = now + 10;
+    bool any = false;
+    for (int q = 0; q < RB_PRIO_N; q++) any |= p->qhead[q] != NULL;
+    if (!any || wake == INT64_MAX) {
+        uv_timer_stop(&p->wait_timer);
+        return;
+    }
+    int64_t d = wake - now;
+    if (d < 1) d = 1;
+    uv_timer_start(&p->wait_timer, on_kick, (uint64_t)d, 0);
+}
+
+/* Delivers the refused requests, then runs admission again. */
+static void on_kick(uv_timer_t *t) {
+    struct rest_pool *p = t->data;
+    if (p->closing) return;
+    struct xfer *x;
+    while (!p->closing && (x = p->fhead)) {
+        p->fhead = x->next;
+        if (!p->fhead) p->ftail = NULL;
+        x->next = NULL;
+        deliver_unsent(p, x, x->fail_err, x->fail_text);
+        xfer_recycle(p, x);
+    }
+    if (!p->closing) pump(p);
+}
+
 /* ---- public ---- */
 
 struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *opts) {
@@ -436,6 +789,7 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
     if (p->o.max_idle_reuse_s <= 0) p->o.max_idle_reuse_s = 30;
     if (p->o.max_response_bytes == 0) p->o.max_response_bytes = 16u << 20;
     if (p->o.max_idle_handles == 0) p->o.max_idle_handles = 64;
+    if (p->o.max_queued == 0) p->o.max_queued = 100000;
 
     p->multi = curl_multi_init();
     if (!p->multi) goto fail_pool;
@@ -445,10 +799,16 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
         curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p) != CURLM_OK ||
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, p->o.max_host_connections) !=
             CURLM_OK ||
-        curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, p->o.max_connects) != CURLM_OK)
+        curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, p->o.max_connects) != CURLM_OK ||
+        /* HTTP/2 streams share one connection per host (the default since 7.62; said here
+         * because the connection count depends on it) */
+        curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK)
         goto fail_multi;
     if (uv_timer_init(loop, &p->timer) != 0) goto fail_multi;
-    p->timer.data = p;
+    /* From here on the pool is freed through its handles' close callbacks. */
+    uv_timer_init(loop, &p->wait_timer);
+    uv_timer_init(loop, &p->kick);
+    p->timer.data = p->wait_timer.data = p->kick.data = p;
     return p;
 
 fail_multi:
@@ -472,6 +832,21 @@ struct rest_pool *rest_pool_free(struct rest_pool *p) {
         deliver(p, x, CURLE_ABORTED_BY_CALLBACK, -ECANCELED, "cancelled: REST pool closed");
         xfer_destroy(x);
     }
+    /* Waiting and refused requests never left: -ECANCELED, maybe_sent false. */
+    for (int q = 0; q < RB_PRIO_N; q++) {
+        while ((x = p->qhead[q])) {
+            queue_unlink(p, x);
+            xfer_release_limits(x, wall_ms());
+            deliver_unsent(p, x, -ECANCELED, "cancelled: REST pool closed");
+            xfer_destroy(x);
+        }
+    }
+    while ((x = p->fhead)) {
+        p->fhead = x->next;
+        if (!p->fhead) p->ftail = NULL;
+        deliver_unsent(p, x, -ECANCELED, "cancelled: REST pool closed");
+        xfer_destroy(x);
+    }
     while ((x = p->idle)) {
         p->idle = x->next;
         xfer_destroy(x);
@@ -482,8 +857,12 @@ struct rest_pool *rest_pool_free(struct rest_pool *p) {
     p->multi = NULL;
     while (p->socks) sock_close(p->socks);
     uv_timer_stop(&p->timer);
-    p->pending_closes++;
+    uv_timer_stop(&p->wait_timer);
+    uv_timer_stop(&p->kick);
+    p->pending_closes += 3;
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&p->wait_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&p->kick, on_timer_closed);
     return NULL;
 }
 
@@ -525,6 +904,9 @@ static int xfer_prepare(struct rest_pool *p, struct xfer *x, const struct rest_r
     SET(CURLOPT_TIMEOUT_MS, timeout);
     SET(CURLOPT_MAXAGE_CONN, p->o.max_idle_reuse_s);
     SET(CURLOPT_HTTP_VERSION, https ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    /* h2: a new transfer waits for a connection being set up to the same host and multiplexes
+     * on it instead of opening its own (a burst would otherwise open one connection each). */
+    if (https) SET(CURLOPT_PIPEWAIT, 1L);
     SET(CURLOPT_USERAGENT, "copytrader/0.1");
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, (void *)x);
@@ -555,13 +937,21 @@ static int xfer_prepare(struct rest_pool *p, struct xfer *x, const struct rest_r
 }
 
 int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, void *ud) {
-    if (!p || !req || !req->url || !*req->url || !cb) return -EINVAL;
+    if (!p || !req || !cb) return -EINVAL;
+    if (!req->build) {
+        if (!req->url || !*req->url) return -EINVAL;
+        if (req->method == REST_GET && req->body && req->body_len) return -EINVAL;
+        if (req->body_len && !req->body) return -EINVAL;
+    }
     if (req->method < REST_GET || req->method > REST_DELETE) return -EINVAL;
-    if (req->method == REST_GET && req->body && req->body_len) return -EINVAL;
-    if (req->body_len && !req->body) return -EINVAL;
-    for (const char *const *h = req->headers; h && *h; h++)
-        if (!header_line_ok(*h)) return -EINVAL;
+    if ((int)req->prio < 0 || (int)req->prio >= RB_PRIO_N || req->max_wait_ms < 0) return -EINVAL;
+    for (unsigned i = 0; i < REST_MAX_LIMITS; i++)
+        if (req->limits[i].budget && req->limits[i].cost < 0) return -EINVAL;
+    if (!req->build)
+        for (const char *const *h = req->headers; h && *h; h++)
+            if (!header_line_ok(*h)) return -EINVAL;
     if (p->closing) return -ESHUTDOWN;
+    if (p->st.queued >= p->o.max_queued) return -ENOBUFS;
 
     struct xfer *x = p->idle;
     if (x) {
@@ -586,21 +976,41 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
     buf_clear(&x->req_body);
     buf_clear(&x->body);
     buf_clear(&x->rhdr);
+    x->method = req->method;
+    x->timeout_ms = req->timeout_ms;
+    x->build = req->build;
+    x->prio = req->prio;
+    x->probe_ok = req->probe_ok;
+    x->is_probe = x->internal = x->admitted = x->waited = false;
+    x->n_limits = 0;
+    for (unsigned i = 0; i < REST_MAX_LIMITS; i++) {
+        if (!req->limits[i].budget) continue;
+        x->limits[x->n_limits].budget = rate_budget_ref(req->limits[i].budget);
+        x->limits[x->n_limits++].cost = req->limits[i].cost;
+    }
+    x->brk = breaker_ref(req->breaker);
+    x->enq_ms = wall_ms();
+    x->deadline_ms = req->max_wait_ms > 0 ? x->enq_ms + req->max_wait_ms : 0;
 
-    int r = xfer_prepare(p, x, req);
-    if (r < 0) goto fail;
+    int r = 0;
+    if (!x->build && (r = xfer_prepare(p, x, req)) < 0) goto fail;
     x->cb = cb;
     x->ud = ud;
-    if (curl_multi_add_handle(p->multi, x->easy) != CURLM_OK) {
-        r = -EIO;
-        goto fail;
-    }
-    x->prev = NULL;
-    x->next = p->inflight;
-    if (p->inflight) p->inflight->prev = x;
-    p->inflight = x;
     p->st.requests++;
-    p->st.in_flight++;
+
+    /* An open circuit refuses before anything waits or is charged. */
+    if (x->brk && breaker_refusing(x->brk, x->enq_ms)) {
+        p->st.breaker_rejects++;
+        fail_later(p, x, -EHOSTDOWN, "circuit open");
+        return 0;
+    }
+    bool others_waiting = false;
+    for (int q = 0; q < RB_PRIO_N; q++) others_waiting |= p->qhead[q] != NULL;
+    queue_push(p, x);
+    /* Alone: decide now (the common, unthrottled case costs no loop iteration). Behind others:
+     * one admission pass per loop iteration, however many requests arrive in it. */
+    if (others_waiting) kick_soon(p);
+    else pump(p);
     return 0;
 
 fail:

@@ -10,8 +10,28 @@
  *   reused keep-alive connection dies before any response byte arrives; for such a request the
  *   second attempt is aborted instead and the callback gets -EPIPE with maybe_sent = true (the
  *   first copy may have been processed). Use it for every non-idempotent request (orders).
- * - Plain http:// uses HTTP/1.1 keep-alive (h2c is broken in curl 7.88); https:// may negotiate
- *   HTTP/2. TCP_NODELAY, no signals, "Expect:" disabled. */
+ * - Plain http:// uses HTTP/1.1 keep-alive (h2c is broken in curl 7.88); https:// negotiates
+ *   HTTP/2 where the server offers it (ALPN), multiplexing requests on one connection per host
+ *   (new transfers wait for a connection being set up rather than open another), HTTP/1.1
+ *   keep-alive otherwise. TCP_NODELAY, no signals, "Expect:" disabled.
+ *
+ * Rate limits and circuit breaking (optional, per request; see rate_budget.h, breaker.h):
+ * - A request with budgets (limits[]) is sent only when every budget admits its cost; until then
+ *   it waits in the pool (never blocking the loop): orders first, then queries, then bulk, FIFO
+ *   within a priority, and a request waiting on a budget holds back later ones on that budget.
+ *   A wait longer than max_wait_ms fails with -ETIMEDOUT, maybe_sent false, "not sent: ...".
+ * - Every response feeds its budgets: usage headers (the budget's header names), and
+ *   HTTP 429 / 403 block the budgets the request was charged on (all of its budgets if it was
+ *   charged on none) until Retry-After, or an exponential backoff; HTTP 418 blocks all of its
+ *   budgets (the IP budget too) until Retry-After or the default ban time. Nothing attached to
+ *   a blocked budget is sent until the block ends.
+ * - A request with a breaker is refused while the breaker is open: the callback gets
+ *   -EHOSTDOWN, maybe_sent false, error "circuit open" (nothing was sent). When the cool-down
+ *   ends, one probe goes out (this request if probe_ok, else a GET of the breaker's probe URL
+ *   charged to this request's admission, and this request is refused); transport errors and
+ *   5xx count as failures.
+ * - build (optional) makes the request at the moment it leaves, after any wait, so signatures
+ *   and timestamps are fresh. */
 #ifndef CT_REST_POOL_H
 #define CT_REST_POOL_H
 
@@ -19,6 +39,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "breaker.h"
+#include "rate_budget.h"
 
 struct rest_pool;
 
@@ -32,9 +55,12 @@ struct rest_pool_opts {
                                   close); 0 = 30 */
     size_t max_response_bytes; /* larger bodies fail with -EMSGSIZE; 0 = 16 MiB */
     unsigned max_idle_handles; /* easy handles kept on the free list; 0 = 64 */
+    unsigned max_queued;       /* requests waiting for rate budgets; more -> -ENOBUFS; 0 = 100000 */
 };
 
 enum rest_method { REST_GET = 0, REST_POST, REST_PUT, REST_DELETE };
+
+#define REST_MAX_LIMITS 4
 
 struct rest_req {
     enum rest_method method;
@@ -45,13 +71,32 @@ struct rest_req {
     size_t body_len;
     long timeout_ms;             /* total time limit; 0 = pool default */
     bool no_resend;              /* see the header comment: never let curl send it twice */
+
+    /* ---- rate limits and circuit breaker (all optional; zero = none). The pool takes a
+     * reference on each budget and on the breaker for the request's lifetime. ---- */
+    struct rest_limit {
+        struct rate_budget *budget; /* NULL = unused slot */
+        int64_t cost;               /* units charged when the request is admitted (>= 0) */
+    } limits[REST_MAX_LIMITS];
+    struct breaker *breaker;
+    enum rb_prio prio;           /* queue order while waiting (RB_PRIO_ORDER is 0) */
+    bool probe_ok;               /* cheap and idempotent: may be the breaker's half-open probe */
+    int64_t max_wait_ms;         /* longest wait for the budgets; 0 = as long as they need */
+    /* Called when the request leaves (after any wait), with *out holding method, timeout_ms and
+     * no_resend of this request: sets url, headers, body, body_len, pointing at memory that
+     * stays valid until the response callback runs (e.g. inside ud). 0, or a negative errno:
+     * the callback then gets that error with maybe_sent false. With build set, url/headers/
+     * body given to rest_pool_send are ignored. */
+    int (*build)(void *ud, struct rest_req *out);
 };
 
 struct rest_resp {
     int err;             /* 0: a complete HTTP response arrived (any status). Otherwise negative:
                             -ETIMEDOUT, -ECONNREFUSED (connect failed), -EHOSTUNREACH (resolve or
                             route), -EPIPE (connection lost / reset / resend refused),
-                            -EMSGSIZE (body too big), -ECANCELED (pool freed), -EPROTO (other) */
+                            -EMSGSIZE (body too big), -ECANCELED (pool freed), -EPROTO (other);
+                            never sent (maybe_sent false): -EHOSTDOWN (circuit open),
+                            -ETIMEDOUT (rate-limit wait over max_wait_ms), build's error */
     int curl_code;       /* CURLcode of the transfer */
     const char *error;   /* transport error text, "" when err == 0; never contains headers */
     bool maybe_sent;     /* false only when no byte of the request can have reached the server
@@ -64,6 +109,7 @@ struct rest_resp {
     int64_t used_weight_1m;    /* X-MBX-USED-WEIGHT-1M */
     int64_t order_count_10s;   /* X-MBX-ORDER-COUNT-10S */
     int64_t order_count_1m;    /* X-MBX-ORDER-COUNT-1M */
+    int64_t waited_ms;         /* time spent waiting for rate budgets before it was sent */
     /* Timing from libcurl, microseconds since the transfer started (0 if not reached). */
     int64_t pretransfer_us;    /* request about to be sent */
     int64_t ttfb_us;           /* first response byte */
@@ -85,6 +131,13 @@ struct rest_pool_stats {
     uint64_t resends_refused;     /* no_resend requests curl wanted to send a second time */
     uint32_t in_flight;
     uint32_t idle_handles;
+    uint32_t queued;              /* waiting for rate budgets now */
+    uint64_t deferred;            /* requests that had to wait for a budget */
+    uint64_t wait_timeouts;       /* failed after max_wait_ms */
+    uint64_t breaker_rejects;     /* refused by an open circuit */
+    uint64_t probes;              /* probe requests of the pool's own (breaker probe URL) */
+    uint64_t throttled;           /* 429 / 403 answers */
+    uint64_t bans;                /* 418 answers */
 };
 
 /* NULL on allocation or libcurl init failure. opts may be NULL (all defaults).
@@ -98,7 +151,8 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
  * Safe to call from a rest callback. Takes NULL, returns NULL. */
 struct rest_pool *rest_pool_free(struct rest_pool *p);
 
-/* 0, or -EINVAL (bad request), -ENOMEM, -ESHUTDOWN (pool being freed), -EIO (curl refused). */
+/* 0, or -EINVAL (bad request), -ENOMEM, -ESHUTDOWN (pool being freed), -EIO (curl refused),
+ * -ENOBUFS (too many requests waiting for budgets). */
 int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, void *ud);
 
 void rest_pool_get_stats(const struct rest_pool *p, struct rest_pool_stats *out);

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "sim_bn_fmt.h"
+#include "sim_by.h"
 
 int64_t sim_now_ms(void)
 {
@@ -50,6 +51,11 @@ static void on_book_event(void *ud, struct sbook_account *ba, const struct sbook
 {
     struct sim *s = ud;
     struct sim_acct *a = sim_acct_of(s, ba);
+    /* Executions are kept for GET /fapi/v1/userTrades (the backfill after a stream gap). */
+    if (ev->kind == SBOOK_EV_ORDER && ev->exec == SBOOK_X_TRADE && a && a->trades &&
+        strd_add_event(a->trades, ev) < 0)
+        log_error("sim", "account %s: out of memory recording a trade, ignoring", sbook_account_name(ba));
+    sim_by_on_event(s->by, ba, ev); /* the Bybit view: execution list and private topics */
     sbuf_reset(&s->evbuf);
     sbnf_event(&s->evbuf, ev);
     if (sbuf_failed(&s->evbuf)) {
@@ -136,6 +142,197 @@ int sim_lkey_close(struct sim *s, struct sim_acct *a, const char *key)
     return 0;
 }
 
+int sim_lkey_expire_now(struct sim *s, struct sim_acct *a)
+{
+    int64_t now = sim_now_ms();
+    if (!a->key_active)
+        return -ENOENT;
+    sbuf_reset(&s->evbuf);
+    sbnf_listen_key_expired(&s->evbuf, now, a->listen_key);
+    if (!sbuf_failed(&s->evbuf))
+        sim_publish(s, a, s->evbuf.p, s->evbuf.len, now);
+    /* The event is written before the close frame (sws flushes a closing connection's queue). */
+    deactivate(s, a, true);
+    return 0;
+}
+
+/* ---- REST entry: fault injection around the protocol front ends ---- */
+
+struct sim_held {
+    uint64_t conn_id;
+    struct sfault_http_hit hit;
+    struct sim_held *next;
+};
+
+struct sim_acct *sim_req_account(struct sim *s, const struct shttp_req *req)
+{
+    static const char *const hdrs[] = {"X-MBX-APIKEY", "X-BAPI-API-KEY"};
+    char key[300];
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = 0;
+        const char *v = shttp_header(req, hdrs[i], &n);
+        if (!v || n == 0 || n >= sizeof(key))
+            continue;
+        memcpy(key, v, n);
+        key[n] = '\0';
+        struct sbook_account *ba = sbook_account_by_key(s->book, key);
+        if (ba)
+            return sim_acct_of(s, ba);
+    }
+    return NULL;
+}
+
+static bool bybit_path(const struct shttp_req *req)
+{
+    return req->path_len >= 4 && memcmp(req->path, "/v5/", 4) == 0;
+}
+
+static void bybit_body(struct sbuf *b, int code, const char *msg)
+{
+    sbuf_addf(b, "{\"retCode\":%d,\"retMsg\":", code);
+    sbuf_add_jstr(b, msg);
+    sbuf_adds(b, ",\"result\":{},\"retExtInfo\":{},\"time\":");
+    sbuf_add_i64(b, sim_now_ms());
+    sbuf_addc(b, '}');
+}
+
+/* The answer of an HTTP fault, in the protocol of the path (Binance, or Bybit for /v5/). */
+static void fault_reply(const struct shttp_req *req, struct shttp_resp *resp, const struct sfault_http_hit *h)
+{
+    bool by = bybit_path(req);
+    sbuf_reset(&resp->body);
+    switch (h->kind) {
+    case SFAULT_HTTP_5XX:
+        resp->status = h->status;
+        if (by)
+            bybit_body(&resp->body, 10016, "Server error.");
+        else
+            sbuf_adds(&resp->body, "{\"code\":-1000,\"msg\":\"An unknown error occured while processing the request.\"}");
+        break;
+    case SFAULT_429:
+        resp->status = 429;
+        sbuf_addf(&resp->headers, "Retry-After: %d\r\n", h->retry_after_s);
+        if (by)
+            bybit_body(&resp->body, 10006, "Too many visits!");
+        else
+            sbuf_adds(&resp->body, "{\"code\":-1003,\"msg\":\"Too many requests; current limit is 2400 requests per "
+                                   "minute. Please use the websocket for live updates to avoid polling the API.\"}");
+        break;
+    case SFAULT_418:
+        sbuf_addf(&resp->headers, "Retry-After: %d\r\n", h->retry_after_s);
+        if (by) {
+            /* Bybit's IP ban is a 403 "access too frequent". */
+            resp->status = 403;
+            resp->content_type = "text/plain";
+            sbuf_adds(&resp->body, "access too frequent");
+        } else {
+            resp->status = 418;
+            sbuf_addf(&resp->body, "{\"code\":-1003,\"msg\":\"Way too many requests; IP banned until %lld. Please "
+                                   "use the websocket for live updates to avoid bans.\"}",
+                      (long long)(sim_now_ms() + (int64_t)h->retry_after_s * 1000));
+        }
+        break;
+    case SFAULT_503_UNKNOWN:
+        if (by) {
+            /* Bybit's unknown-outcome answer: "Server Timeout". */
+            resp->status = 200;
+            bybit_body(&resp->body, 10000, "Server Timeout");
+        } else {
+            resp->status = 503;
+            sbuf_adds(&resp->body, "{\"code\":-1000,\"msg\":\"Unknown error, please check your request or try "
+                                   "again later.\"}");
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void held_put(struct sim *s, uint64_t conn_id, const struct sfault_http_hit *hit)
+{
+    struct sim_held *h = malloc(sizeof(*h));
+    if (!h)
+        return; /* the request then runs without its other faults */
+    h->conn_id = conn_id;
+    h->hit = *hit;
+    h->next = s->held;
+    s->held = h;
+}
+
+static bool held_take(struct sim *s, uint64_t conn_id, struct sfault_http_hit *out)
+{
+    for (struct sim_held **pp = &s->held; *pp; pp = &(*pp)->next) {
+        if ((*pp)->conn_id == conn_id) {
+            struct sim_held *h = *pp;
+            *out = h->hit;
+            *pp = h->next;
+            free(h);
+            return true;
+        }
+    }
+    return false;
+}
+
+void sim_rest_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
+{
+    struct sim *s = ud;
+    struct sfault_http_hit hit;
+    bool have = false;
+
+    if (req->held) {
+        /* A latency fault with after_place false held it: the delay is served; the other
+         * fault decided with it (if any) still applies. */
+        have = held_take(s, req->conn_id, &hit);
+        hit.latency = false;
+    } else if (sfault_count(s->faults)) {
+        char path[SFAULT_PATH_MAX];
+        size_t pl = req->path_len < sizeof(path) - 1 ? req->path_len : sizeof(path) - 1;
+        struct sim_acct *a = sim_req_account(s, req);
+        memcpy(path, req->path, pl);
+        path[pl] = '\0';
+        have = sfault_match_http(s->faults, a ? sbook_account_name(a->ba) : NULL,
+                                 shttp_method_name(req->method), path, sim_now_ms(), &hit);
+        if (have)
+            log_debug("sim", "fault on %s %s (account %s):%s%s%s", shttp_method_name(req->method), path,
+                     a ? sbook_account_name(a->ba) : "-", hit.latency ? " latency" : "",
+                     hit.outcome ? " " : "", hit.outcome ? sfault_kind_name(hit.kind) : "");
+        if (have && hit.latency && hit.hold && hit.delay_ms > 0) {
+            held_put(s, req->conn_id, &hit);
+            resp->hold_ms = hit.delay_ms;
+            return;
+        }
+    }
+    if (have && hit.outcome && hit.kind != SFAULT_503_UNKNOWN && !(hit.kind == SFAULT_RESET && hit.after_place)) {
+        /* Refused before anything is handled: nothing is placed. */
+        if (hit.kind == SFAULT_RESET)
+            resp->reset = true;
+        else
+            fault_reply(req, resp, &hit);
+        if (hit.latency)
+            resp->delay_ms = hit.delay_ms;
+        return;
+    }
+    if (sim_by_owns(req))
+        sim_by_handle(ud, req, resp);
+    else
+        sim_bn_handle(ud, req, resp);
+    if (have && hit.outcome) {
+        if (hit.kind == SFAULT_RESET)
+            resp->reset = true;
+        else
+            fault_reply(req, resp, &hit); /* 503_unknown: handled (placed), answered 503 */
+    }
+    if (have && hit.latency)
+        resp->delay_ms = hit.delay_ms;
+}
+
+static unsigned ws_fault_hook(void *ud, const char *label)
+{
+    struct sim *s = ud;
+    unsigned f = sfault_match_ws_event(s->faults, label, sim_now_ms());
+    return ((f & SFAULT_WS_DUP) ? SWS_SEND_DUP : 0) | ((f & SFAULT_WS_HOLD) ? SWS_SEND_HOLD : 0);
+}
+
 /* Once a second: expire listen keys that were not kept alive. Binance sends listenKeyExpired and
  * then nothing more on that key; the socket itself stays open. */
 static void tick_cb(uv_timer_t *t)
@@ -169,7 +366,9 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
     s->listen_key_ttl_ms = (int64_t)cfg->listen_key_ttl_s * 1000;
     s->book = sbook_new(on_book_event, book_clock, s);
     s->accts = calloc(cfg->naccounts, sizeof(*s->accts));
-    if (!s->book || !s->accts) {
+    s->faults = sfault_new();
+    s->limits = slim_new(&cfg->limits);
+    if (!s->book || !s->accts || !s->faults || !s->limits) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -185,6 +384,7 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
         snprintf(err, errlen, "cannot create the libwebsockets context (is libwebsockets-evlib-uv installed?)");
         goto fail;
     }
+    sws_set_send_hook(s->ws, ws_fault_hook, s);
     for (size_t i = 0; i < cfg->naccounts; i++) {
         const struct scfg_account *ca = &cfg->accounts[i];
         int rc = sbook_add_account(s->book, ca->name, ca->api_key, ca->api_secret, ca->balance);
@@ -206,12 +406,17 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
         }
         s->accts[i].log = sevlog_new((size_t)cfg->event_log_limit);
         s->accts[i].chan = sws_chan_new(s->ws);
+        s->accts[i].trades = strd_new((size_t)cfg->event_log_limit);
         s->naccts = i + 1;
-        if (!s->accts[i].log || !s->accts[i].chan) {
+        if (!s->accts[i].log || !s->accts[i].chan || !s->accts[i].trades ||
+            sws_chan_set_label(s->accts[i].chan, ca->name) < 0) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
     }
+    s->by = sim_by_new(s, err, errlen);
+    if (!s->by)
+        goto fail;
     if (uv_timer_init(loop, &s->tick) < 0) {
         snprintf(err, errlen, "uv_timer_init failed");
         goto fail;
@@ -231,14 +436,23 @@ fail:
 static void adopt_ws(void *ud, int fd, const char *bytes, size_t len)
 {
     struct sim *s = ud;
+    if (sim_by_owns_bytes(bytes, len)) {
+        sim_by_adopt(s->by, fd, bytes, len);
+        return;
+    }
     if (sws_adopt(s->ws, fd, bytes, len) < 0)
         log_warn("sim", "websocket hand-over to lws failed, connection dropped");
+}
+
+static bool rest_upgrade(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
+{
+    return sim_by_owns(req) ? sim_by_upgrade(ud, req, resp) : sim_bn_upgrade(ud, req, resp);
 }
 
 int sim_listen(struct sim *s, int rest_port, int admin_port, char *err, size_t errlen)
 {
     int rc;
-    struct shttp_opts rest = {sim_bn_handle, sim_bn_upgrade, adopt_ws, s};
+    struct shttp_opts rest = {sim_rest_handle, rest_upgrade, adopt_ws, s};
     struct shttp_opts admin = {sim_admin_handle, NULL, NULL, s};
     s->rest = shttp_new(s->loop, "127.0.0.1", rest_port, &rest, &rc);
     if (!s->rest) {
@@ -261,6 +475,7 @@ void sim_stop(struct sim *s)
     if (!s)
         return;
     sws_destroy_begin(s->ws);
+    sim_by_stop(s->by);
     shttp_close(s->rest);
     s->rest = NULL;
     shttp_close(s->admin);
@@ -276,11 +491,20 @@ struct sim *sim_free(struct sim *s)
     if (!s)
         return NULL;
     s->ws = sws_destroy_finish(s->ws);
+    s->by = sim_by_free(s->by);
     HASH_CLEAR(hh, s->by_key);
     for (size_t i = 0; i < s->naccts; i++) {
         sevlog_free(s->accts[i].log);
         sws_chan_free(s->accts[i].chan);
+        strd_free(s->accts[i].trades);
     }
+    while (s->held) {
+        struct sim_held *h = s->held;
+        s->held = h->next;
+        free(h);
+    }
+    sfault_free(s->faults);
+    slim_free(s->limits);
     free(s->accts);
     sbook_free(s->book);
     sbuf_free(&s->evbuf);

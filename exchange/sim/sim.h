@@ -12,11 +12,16 @@
 #include "sim_buf.h"
 #include "sim_config.h"
 #include "sim_evlog.h"
+#include "sim_fault.h"
 #include "sim_http.h"
+#include "sim_limits.h"
+#include "sim_trades.h"
 #include "sim_ws.h"
 #include "uthash.h"
 
 #define SIM_LISTEN_KEY_LEN 64
+
+struct sim_by;
 
 struct sim_acct {
     struct sbook_account *ba;
@@ -25,6 +30,7 @@ struct sim_acct {
     char listen_key[SIM_LISTEN_KEY_LEN + 1];
     bool key_active;
     int64_t key_expires_ms;
+    struct strd *trades; /* executions, for GET /fapi/v1/userTrades */
     UT_hash_handle hh; /* sim.by_key, while the key is active */
 };
 
@@ -41,6 +47,10 @@ struct sim {
     bool tick_started;
     struct sbuf evbuf; /* scratch for formatting events */
     int64_t listen_key_ttl_ms;
+    struct sfault_table *faults; /* POST /admin/fault */
+    struct slim *limits;         /* rate limits (sim_limits.h) */
+    struct sim_held *held;       /* fault decisions of requests held for later (latency) */
+    struct sim_by *by;           /* Bybit v5 front end (sim_by.h) */
 };
 
 /* Builds the book and accounts from cfg (which must outlive the sim) and the websocket context.
@@ -74,6 +84,15 @@ void sim_publish(struct sim *s, struct sim_acct *a, const char *text, size_t len
 /* Re-send logged events with seq >= from_seq to the current connections, byte-identical.
  * Returns the number of events sent (0 if nobody is connected). */
 size_t sim_replay(struct sim *s, struct sim_acct *a, int64_t from_seq);
+
+/* Expire the account's listen key now (fault listen_key_expire): listenKeyExpired goes out and
+ * the key's connections are closed. -ENOENT if no key is active. */
+int sim_lkey_expire_now(struct sim *s, struct sim_acct *a);
+/* The account a REST request authenticates as (X-MBX-APIKEY or X-BAPI-API-KEY), or NULL. */
+struct sim_acct *sim_req_account(struct sim *s, const struct shttp_req *req);
+
+/* The REST port's entry: fault injection (sim_fault) around the protocol front ends. */
+void sim_rest_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp);
 
 /* HTTP front ends (sim_bn.c, sim_admin.c). */
 void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp);

@@ -430,6 +430,9 @@ static void h_streams(struct ad_call *c)
     sbuf_add_jstr(b, a->key_active ? a->listen_key : NULL);
     sbuf_adds(b, ",\"events\":");
     sbuf_add_i64(b, (int64_t)sevlog_count(a->log));
+    /* Frames lost to ws_silent connections (fault injection). */
+    sbuf_adds(b, ",\"silencedFrames\":");
+    sbuf_add_i64(b, (int64_t)sws_silenced_frames(c->sim->ws, sbook_account_name(a->ba)));
     sbuf_addc(b, '}');
 }
 
@@ -627,6 +630,116 @@ static void h_ping(struct ad_call *c)
     sbuf_adds(&c->resp->body, "{}");
 }
 
+/* ---- faults and rate limits (sim_fault.h, sim_limits.h) ---- */
+
+static bool one_shot(enum sfault_kind k)
+{
+    return k == SFAULT_WS_DROP || k == SFAULT_LISTEN_KEY_EXPIRE;
+}
+
+static void h_fault_add(struct ad_call *c)
+{
+    struct sfault_spec sp;
+    char err[300];
+    const char *field = NULL;
+    struct sim_acct *acct = NULL;
+    int64_t now = sim_now_ms(), applied = 0;
+
+    if (!need_body(c))
+        return;
+    if (sfault_parse(c->body, &sp, err, sizeof(err), &field) < 0) {
+        ad_err(c, 400, field, "%s", err);
+        return;
+    }
+    if (strcmp(sp.account, "*") != 0 && !(acct = sim_acct_by_name(c->sim, sp.account))) {
+        ad_err(c, 404, "account", "unknown account '%s'", sp.account);
+        return;
+    }
+    const struct sfault *f = sfault_add(c->sim->faults, &sp, c->body, now);
+    if (!f) {
+        ad_err(c, 500, NULL, "out of memory");
+        return;
+    }
+    /* Stream faults act now on the account's (or every account's) current connections. */
+    const char *label = acct ? sp.account : NULL;
+    switch (sp.kind) {
+    case SFAULT_WS_DROP:
+        applied = (int64_t)sws_drop(c->sim->ws, label);
+        break;
+    case SFAULT_WS_SILENT:
+        applied = (int64_t)sws_silence(c->sim->ws, label, sp.duration_ms);
+        break;
+    case SFAULT_LISTEN_KEY_EXPIRE:
+        for (size_t i = 0; i < c->sim->naccts; i++) {
+            struct sim_acct *a = &c->sim->accts[i];
+            if ((!acct || a == acct) && sim_lkey_expire_now(c->sim, a) == 0)
+                applied++;
+        }
+        break;
+    default:
+        break;
+    }
+    if (applied)
+        sfault_note(c->sim->faults, f->id, applied);
+    if (one_shot(sp.kind))
+        sfault_finish(c->sim->faults, f->id);
+    log_info("admin", "fault %lld added: %s on account %s%s", (long long)f->id, sfault_kind_name(sp.kind),
+             sp.account, applied ? " (applied now)" : "");
+    sfault_json(f, now, &c->resp->body);
+}
+
+static void h_faults(struct ad_call *c)
+{
+    sfault_list_json(c->sim->faults, sim_now_ms(), &c->resp->body);
+}
+
+/* A silence ends with its fault. */
+static void fault_removed(struct ad_call *c, const struct sfault *f)
+{
+    if (f->spec.kind == SFAULT_WS_SILENT)
+        sws_unsilence(c->sim->ws, strcmp(f->spec.account, "*") ? f->spec.account : NULL);
+}
+
+static void h_fault_clear(struct ad_call *c)
+{
+    const char *ids = sp_get(&c->q, "id");
+    int64_t id = -1;
+    int n;
+    if (!ids && c->req->body_len) {
+        if (!need_body(c))
+            return;
+        json_t *v = json_object_get(c->body, "id");
+        if (v && (!json_is_integer(v) || json_integer_value(v) < 1)) {
+            ad_err(c, 400, "id", "field 'id' must be a fault id");
+            return;
+        }
+        if (v)
+            id = json_integer_value(v);
+    } else if (ids && (!sbnr_parse_i64(ids, &id) || id < 1)) {
+        ad_err(c, 400, "id", "query parameter 'id' must be a fault id");
+        return;
+    }
+    if (id > 0) {
+        const struct sfault *f = sfault_by_id(c->sim->faults, id);
+        if (!f) {
+            ad_err(c, 404, "id", "no fault %lld", (long long)id);
+            return;
+        }
+        fault_removed(c, f);
+    } else {
+        for (size_t i = 0; i < sfault_count(c->sim->faults); i++)
+            fault_removed(c, sfault_at(c->sim->faults, i));
+    }
+    n = sfault_clear(c->sim->faults, id);
+    sbuf_addf(&c->resp->body, "{\"cleared\":%d}", n < 0 ? 0 : n);
+}
+
+static void h_limits_reset(struct ad_call *c)
+{
+    slim_reset(c->sim->limits);
+    sbuf_adds(&c->resp->body, "{}");
+}
+
 struct ad_route {
     enum shttp_method method;
     const char *path;
@@ -646,6 +759,11 @@ static const struct ad_route routes[] = {
     {SHTTP_POST, "/admin/replay", h_replay},
     {SHTTP_GET, "/admin/accounts", h_accounts},
     {SHTTP_GET, "/admin/ping", h_ping},
+    {SHTTP_POST, "/admin/fault", h_fault_add},
+    {SHTTP_DELETE, "/admin/fault", h_fault_clear},
+    {SHTTP_DELETE, "/admin/faults", h_fault_clear},
+    {SHTTP_GET, "/admin/faults", h_faults},
+    {SHTTP_POST, "/admin/limits/reset", h_limits_reset},
 };
 
 void sim_admin_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp)

@@ -80,7 +80,8 @@ static void h_time(struct bn_call *c)
 
 static void h_exchange_info(struct bn_call *c)
 {
-    sbnf_exchange_info(&c->resp->body, c->sim->book, sim_now_ms());
+    const struct slim_cfg *l = slim_config(c->sim->limits);
+    sbnf_exchange_info_limits(&c->resp->body, c->sim->book, sim_now_ms(), l->weight_1m, l->orders_1m, l->orders_10s);
 }
 
 static void ticker_one(struct sbuf *b, const struct sbook_symbol *s, int64_t now)
@@ -192,29 +193,134 @@ static void h_ticker(struct bn_call *c)
 
 /* ---- orders ---- */
 
-static void h_order_new(struct bn_call *c)
+/* Places one order from the parameters p: 0 with the order's JSON appended to out (and the
+ * outcome recorded in rl, which may be NULL), or a Binance error code with msg and *http (the
+ * caller records errors). */
+static int place_order(struct bn_call *c, const struct sp_list *p, struct sbook_reqlog *rl,
+                       struct sbuf *out, char *msg, size_t n, int *http)
 {
     struct sbnr_order po;
     struct sbook_order *o = NULL;
-    char msg[256];
-    int code = sbnr_parse_order(&c->params, c->sim->book, &po, msg, sizeof(msg));
-    if (code) {
-        reply_error(c, 400, code, msg);
-        return;
-    }
+    *http = 400;
+    int code = sbnr_parse_order(p, c->sim->book, &po, msg, n);
+    if (code)
+        return code;
     /* Hedge mode refuses the reduceOnly parameter itself, "false" too: hand it to the book as
      * set, which answers SBOOK_E_HEDGE_REDUCE_ONLY after its position-side check. */
     if (po.reduce_only_sent && sbook_account_mode(c->acct->ba) == MKT_PM_HEDGE)
         po.rq.reduce_only = true;
     enum sbook_err e = sbook_place(c->sim->book, c->acct->ba, &po.rq, &o);
     if (e != SBOOK_OK) {
-        code = sbnf_map_err(e, po.rq.sym, msg, sizeof(msg));
-        reply_error(c, e == SBOOK_E_NOMEM || e == SBOOK_E_ARITH ? 500 : 400, code, msg);
+        *http = e == SBOOK_E_NOMEM || e == SBOOK_E_ARITH ? 500 : 400;
+        return sbnf_map_err(e, po.rq.sym, msg, n);
+    }
+    sbook_reqlog_result(rl, o, 0, NULL);
+    sbnf_order(out, o, po.resp_type == SBNR_RESULT ? SBNF_RESULT : SBNF_ACK);
+    return 0;
+}
+
+static void h_order_new(struct bn_call *c)
+{
+    char msg[256];
+    int http;
+    int code = place_order(c, &c->params, c->rlog, &c->resp->body, msg, sizeof(msg), &http);
+    if (code)
+        reply_error(c, http, code, msg);
+}
+
+static struct sbook_reqlog *log_order_request(struct bn_call *c, const struct sp_list *p)
+{
+    struct sbook_reqlog *rl = sbook_reqlog_add(c->acct->ba, SBOOK_SRC_REST, sim_now_ms(),
+                                               sp_get(p, "newClientOrderId"), sp_get(p, "symbol"),
+                                               sp_get(p, "side"), sp_get(p, "type"), sp_get(p, "timeInForce"),
+                                               sp_get(p, "quantity"), sp_get(p, "price"), sp_get(p, "reduceOnly"));
+    if (rl && sbook_reqlog_set_position_side(rl, sp_get(p, "positionSide")) < 0)
+        rl = NULL; /* the entry stays, without its outcome */
+    if (!rl)
+        log_error("sim", "account %s: out of memory recording an order request, ignoring",
+                  sbook_account_name(c->acct->ba));
+    return rl;
+}
+
+/* One batchOrders element (a JSON object of strings, numbers or booleans) as request
+ * parameters. 0, or -EINVAL (not an object, a nested value) / -ENOMEM. */
+static int batch_params(json_t *o, struct sp_list *p)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(o))
+        return -EINVAL;
+    json_object_foreach(o, k, v) {
+        char num[64];
+        const char *val;
+        if (json_is_string(v))
+            val = json_string_value(v);
+        else if (json_is_integer(v))
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)), val = num;
+        else if (json_is_boolean(v))
+            val = json_is_true(v) ? "true" : "false";
+        else
+            return -EINVAL; /* reals lose their exact text; objects and arrays make no parameter */
+        if (p->n >= SP_MAX_PARAMS)
+            return -EINVAL;
+        size_t kl = strlen(k), vl = strlen(val);
+        char *m = malloc(kl + vl + 2);
+        if (!m)
+            return -ENOMEM;
+        memcpy(m, k, kl + 1);
+        memcpy(m + kl + 1, val, vl + 1);
+        p->mem[p->n] = m;
+        p->v[p->n] = (struct sp_param){m, m + kl + 1, kl, vl};
+        p->n++;
+    }
+    return 0;
+}
+
+#define BATCH_MAX 5
+
+/* POST /fapi/v1/batchOrders: up to 5 orders; HTTP 200 with, in request order, each order or its
+ * error object. */
+static void h_batch_orders(struct bn_call *c)
+{
+    const char *v = sp_get(&c->params, "batchOrders");
+    json_error_t je;
+    if (!v || !*v) {
+        reply_errorf(c, 400, -1102, MANDATORY, "batchOrders");
         return;
     }
-    sbook_reqlog_result(c->rlog, o, 0, NULL);
-    sbnf_order(&c->resp->body, o, po.resp_type == SBNR_RESULT ? SBNF_RESULT : SBNF_ACK);
+    json_t *arr = json_loads(v, JSON_REJECT_DUPLICATES, &je);
+    if (!arr || !json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > BATCH_MAX) {
+        json_decref(arr);
+        reply_errorf(c, 400, -1130, "Data sent for parameter '%s' is not valid.", "batchOrders");
+        return;
+    }
+    struct sbuf *b = &c->resp->body;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        struct sp_list p;
+        char msg[256];
+        int http, code;
+        sp_init(&p);
+        if (i)
+            sbuf_addc(b, ',');
+        int rc = batch_params(json_array_get(arr, i), &p);
+        struct sbook_reqlog *rl = log_order_request(c, &p);
+        if (rc < 0) {
+            code = -1130;
+            snprintf(msg, sizeof(msg), "Data sent for parameter '%s' is not valid.", "batchOrders");
+        } else {
+            code = place_order(c, &p, rl, b, msg, sizeof(msg), &http);
+        }
+        if (code) {
+            sbnf_error(b, code, msg);
+            sbook_reqlog_result(rl, NULL, code, msg);
+        }
+        sp_free(&p);
+    }
+    sbuf_addc(b, ']');
+    json_decref(arr);
 }
+
 
 /* symbol + orderId or origClientOrderId; answers the error itself and returns NULL. */
 static struct sbook_order *find_order(struct bn_call *c, int not_found_code, const char *not_found_msg)
@@ -296,6 +402,188 @@ static void h_open_orders(struct bn_call *c)
         return;
     sbuf_addc(x.b, '[');
     sbook_open_orders(c->sim->book, c->acct->ba, s, open_one, &x);
+    sbuf_addc(x.b, ']');
+}
+
+/* Optional integer parameter: 1 set, 0 absent; -1 malformed (answered). */
+static int opt_i64(struct bn_call *c, const char *key, int64_t *out)
+{
+    const char *v = sp_get(&c->params, key);
+    if (!v || !*v)
+        return 0;
+    if (!sbnr_parse_i64(v, out)) {
+        reply_errorf(c, 400, -1130, "Data sent for parameter '%s' is not valid.", key);
+        return -1;
+    }
+    return 1;
+}
+
+#define WEEK_MS (7 * 86400000LL)
+
+/* symbol (required), limit (default 500, max 1000). NULL if answered with an error. */
+static struct sbook_symbol *list_args(struct bn_call *c, int64_t *limit)
+{
+    const char *sym = sp_get(&c->params, "symbol");
+    if (!sym || !*sym) {
+        reply_errorf(c, 400, -1102, MANDATORY, "symbol");
+        return NULL;
+    }
+    struct sbook_symbol *s = sbook_symbol(c->sim->book, sym);
+    if (!s) {
+        reply_error(c, 400, -1121, "Invalid symbol.");
+        return NULL;
+    }
+    *limit = 500;
+    int rc = opt_i64(c, "limit", limit);
+    if (rc < 0)
+        return NULL;
+    if (rc && (*limit < 1 || *limit > 1000)) {
+        reply_errorf(c, 400, -1130, "Data sent for parameter '%s' is not valid.", "limit");
+        return NULL;
+    }
+    return s;
+}
+
+/* startTime / endTime: at most 7 days apart; neither = the last 7 days. *newest: the newest
+ * matches are wanted (no startTime). false if answered with an error. */
+static bool time_range(struct bn_call *c, int64_t *start, int64_t *end, bool *newest, bool *given)
+{
+    int64_t st = 0, en = 0;
+    int hs = opt_i64(c, "startTime", &st), he = opt_i64(c, "endTime", &en);
+    if (hs < 0 || he < 0)
+        return false;
+    *given = hs || he;
+    if (hs && he && en < st) {
+        reply_error(c, 400, -1128, "Combination of optional parameters invalid.");
+        return false;
+    }
+    if (hs && he && en - st > WEEK_MS) {
+        reply_error(c, 400, -1127, "Lookup interval is too big.");
+        return false;
+    }
+    if (!hs && !he) {
+        en = sim_now_ms();
+        st = en - WEEK_MS;
+    } else if (!he) {
+        en = st + WEEK_MS;
+    } else if (!hs) {
+        st = en - WEEK_MS;
+    }
+    *start = st;
+    *end = en;
+    *newest = !hs;
+    return true;
+}
+
+static void trade_one(void *ud, const struct strd_trade *t)
+{
+    struct open_ctx *x = ud;
+    struct sbuf *b = x->b;
+    if (x->n++)
+        sbuf_addc(b, ',');
+    sbuf_adds(b, t->side == SBOOK_BUY ? "{\"buyer\":true" : "{\"buyer\":false");
+    sbuf_adds(b, ",\"commission\":");
+    sbuf_add_jdec(b, t->commission);
+    sbuf_adds(b, ",\"commissionAsset\":\"USDT\",\"id\":");
+    sbuf_add_i64(b, t->id);
+    sbuf_adds(b, t->maker ? ",\"maker\":true" : ",\"maker\":false");
+    sbuf_adds(b, ",\"orderId\":");
+    sbuf_add_i64(b, t->order_id);
+    sbuf_adds(b, ",\"price\":");
+    sbuf_add_jdec(b, t->price);
+    sbuf_adds(b, ",\"qty\":");
+    sbuf_add_jdec(b, t->qty);
+    sbuf_adds(b, ",\"quoteQty\":");
+    sbuf_add_jdec(b, t->quote_qty);
+    sbuf_adds(b, ",\"realizedPnl\":");
+    sbuf_add_jdec(b, t->realized);
+    sbuf_adds(b, t->side == SBOOK_BUY ? ",\"side\":\"BUY\"" : ",\"side\":\"SELL\"");
+    sbuf_adds(b, ",\"positionSide\":");
+    sbuf_add_jstr(b, sbook_pos_side_name(t->pos_side));
+    sbuf_adds(b, ",\"symbol\":");
+    sbuf_add_jstr(b, t->sym->ins.symbol);
+    sbuf_adds(b, ",\"time\":");
+    sbuf_add_i64(b, t->time_ms);
+    sbuf_addc(b, '}');
+}
+
+/* GET /fapi/v1/userTrades. fromId: trades with id >= fromId, oldest first (not limited to 7
+ * days here, so a backfill from a trade id is complete); startTime/endTime: that window, oldest
+ * first from startTime, else the newest; neither: the newest of the last 7 days. */
+static void h_user_trades(struct bn_call *c)
+{
+    struct strd_query q = {.from_id = -1, .start_ms = INT64_MIN, .end_ms = INT64_MAX};
+    int64_t limit, from = 0, oid = 0;
+    bool given = false;
+    if (!(q.sym = list_args(c, &limit)))
+        return;
+    int hf = opt_i64(c, "fromId", &from), ho = opt_i64(c, "orderId", &oid);
+    if (hf < 0 || ho < 0)
+        return;
+    if (!time_range(c, &q.start_ms, &q.end_ms, &q.newest, &given))
+        return;
+    if (hf && given) {
+        reply_error(c, 400, -1128, "Combination of optional parameters invalid.");
+        return;
+    }
+    if (hf) {
+        q.from_id = from;
+        q.start_ms = INT64_MIN;
+        q.end_ms = INT64_MAX;
+        q.newest = false;
+    }
+    q.order_id = ho ? oid : 0;
+    q.limit = (size_t)limit;
+    struct open_ctx x = {&c->resp->body, 0};
+    sbuf_addc(&c->resp->body, '[');
+    strd_query(c->acct->trades, &q, trade_one, &x);
+    sbuf_addc(&c->resp->body, ']');
+}
+
+static bool all_match(const struct sbook_order *o, const struct sbook_symbol *s, int64_t min_id,
+                      int64_t st, int64_t en)
+{
+    return o && o->sym == s && o->order_id >= min_id && o->time_ms >= st && o->time_ms <= en;
+}
+
+/* GET /fapi/v1/allOrders: every order of the account on the symbol (from the request log, so
+ * admin orders too); orderId: those with id >= it, oldest first; else the newest in the window. */
+static void h_all_orders(struct bn_call *c)
+{
+    int64_t limit, oid = 0, st, en;
+    bool newest, given;
+    struct sbook_symbol *s = list_args(c, &limit);
+    if (!s)
+        return;
+    int ho = opt_i64(c, "orderId", &oid);
+    if (ho < 0 || !time_range(c, &st, &en, &newest, &given))
+        return;
+    if (ho) {
+        newest = false;
+        if (!given) {
+            st = INT64_MIN;
+            en = INT64_MAX;
+        }
+    }
+    size_t n = sbook_reqlog_count(c->acct->ba), first = 0, k = 0;
+    if (newest) {
+        first = n;
+        for (size_t i = n; i-- > 0;) {
+            const struct sbook_order *o = sbook_reqlog_at(c->acct->ba, i)->order;
+            if (all_match(o, s, ho ? oid : INT64_MIN, st, en)) {
+                first = i;
+                if (++k == (size_t)limit)
+                    break;
+            }
+        }
+    }
+    struct open_ctx x = {&c->resp->body, 0};
+    sbuf_addc(x.b, '[');
+    for (size_t i = first; i < n && x.n < (size_t)limit; i++) {
+        const struct sbook_order *o = sbook_reqlog_at(c->acct->ba, i)->order;
+        if (all_match(o, s, ho ? oid : INT64_MIN, st, en))
+            open_one(&x, o);
+    }
     sbuf_addc(x.b, ']');
 }
 
@@ -495,6 +783,9 @@ static const struct bn_route routes[] = {
     {SHTTP_GET, "/fapi/v1/premiumIndex", BN_NONE, h_premium_index},
     {SHTTP_GET, "/fapi/v1/leverageBracket", BN_SIGNED, h_leverage_bracket},
     {SHTTP_POST, "/fapi/v1/order", BN_SIGNED, h_order_new},
+    {SHTTP_POST, "/fapi/v1/batchOrders", BN_SIGNED, h_batch_orders},
+    {SHTTP_GET, "/fapi/v1/userTrades", BN_SIGNED, h_user_trades},
+    {SHTTP_GET, "/fapi/v1/allOrders", BN_SIGNED, h_all_orders},
     {SHTTP_GET, "/fapi/v1/order", BN_SIGNED, h_order_get},
     {SHTTP_DELETE, "/fapi/v1/order", BN_SIGNED, h_order_cancel},
     {SHTTP_GET, "/fapi/v1/openOrders", BN_SIGNED, h_open_orders},
@@ -531,6 +822,25 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
         }
     }
     sp_init(&c.params);
+    rc = sp_parse(&c.params, req->query, req->query_len);
+    if (rc == 0 && req->body_len)
+        rc = sp_parse(&c.params, req->body, req->body_len);
+
+    /* IP weight (A6): every request counts, answered or refused. */
+    struct slim_bn_ip lim;
+    enum slim_verdict verdict = slim_bn_ip(c.sim->limits, req->peer_ip ? req->peer_ip : "unknown",
+                                           r ? slim_bn_weight(shttp_method_name(r->method), r->path,
+                                                              sp_get(&c.params, "symbol") != NULL)
+                                             : 1,
+                                           sim_now_ms(), &lim);
+    slim_bn_ip_headers(&lim, &resp->headers);
+    if (verdict != SLIM_OK) {
+        resp->status = verdict == SLIM_BANNED ? 418 : 429;
+        sbuf_reset(&resp->body);
+        slim_bn_ip_error(&lim, &resp->body);
+        goto out;
+    }
+
     if (!r) {
         snprintf(msg, sizeof(msg), "%s %.*s", path_known ? "Method not allowed:" : "Not found:",
                  (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
@@ -538,9 +848,6 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
         goto out;
     }
 
-    rc = sp_parse(&c.params, req->query, req->query_len);
-    if (rc == 0 && req->body_len)
-        rc = sp_parse(&c.params, req->body, req->body_len);
     if (rc == -E2BIG) {
         reply_error(&c, 400, -1101, "Too many parameters sent for this endpoint.");
         goto out;
@@ -568,19 +875,8 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
         c.acct = sim_acct_of(c.sim, ba);
     }
 
-    if (r->fn == h_order_new) {
-        /* Every order request of a known account is recorded, rejected or not. */
-        const struct sp_list *p = &c.params;
-        c.rlog = sbook_reqlog_add(c.acct->ba, SBOOK_SRC_REST, sim_now_ms(), sp_get(p, "newClientOrderId"),
-                                  sp_get(p, "symbol"), sp_get(p, "side"), sp_get(p, "type"),
-                                  sp_get(p, "timeInForce"), sp_get(p, "quantity"), sp_get(p, "price"),
-                                  sp_get(p, "reduceOnly"));
-        if (c.rlog && sbook_reqlog_set_position_side(c.rlog, sp_get(p, "positionSide")) < 0)
-            c.rlog = NULL; /* the entry stays, without its outcome: same as below */
-        if (!c.rlog)
-            log_error("sim", "account %s: out of memory recording an order request, ignoring",
-                      sbook_account_name(c.acct->ba));
-    }
+    if (r->fn == h_order_new) /* Every order request of a known account is recorded, rejected or not. */
+        c.rlog = log_order_request(&c, &c.params);
 
     if (r->sec == BN_SIGNED) {
         size_t slen;
@@ -590,6 +886,20 @@ void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
         if (code) {
             reply_error(&c, code == -1022 || code == -1021 || code == -1102 || code == -1130 ? 400 : 500,
                         code, msg);
+            goto out;
+        }
+    }
+
+    if (r->fn == h_order_new || r->fn == h_batch_orders) {
+        /* Order count per account (A6): an order 1 + 1; a batch 5 (10 s) + 1 (1 min). */
+        struct slim_bn_orders ol;
+        bool batch = r->fn == h_batch_orders;
+        slim_bn_orders(c.sim->limits, sbook_account_name(c.acct->ba), batch ? 5 : 1, 1, sim_now_ms(), &ol);
+        slim_bn_order_headers(&ol, &resp->headers);
+        if (ol.verdict != SLIM_OK) {
+            snprintf(msg, sizeof(msg), "Too many new orders; current limit is %d orders per %s.", ol.limit,
+                     ol.interval);
+            reply_error(&c, 429, -1015, msg);
             goto out;
         }
     }

@@ -432,14 +432,20 @@ static void base_asset(const char *sym, char *out, size_t n)
 
 void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms)
 {
+    sbnf_exchange_info_limits(b, book, now_ms, 2400, 1200, 300);
+}
+
+void sbnf_exchange_info_limits(struct sbuf *b, struct sbook *book, int64_t now_ms, int weight_1m,
+                               int orders_1m, int orders_10s)
+{
     sbuf_adds(b, "{\"timezone\":\"UTC\"");
     kint(b, "serverTime", now_ms);
-    sbuf_adds(b, ",\"futuresType\":\"U_MARGINED\","
+    sbuf_addf(b, ",\"futuresType\":\"U_MARGINED\","
                  "\"rateLimits\":[{\"rateLimitType\":\"REQUEST_WEIGHT\",\"interval\":\"MINUTE\","
-                 "\"intervalNum\":1,\"limit\":2400},{\"rateLimitType\":\"ORDERS\",\"interval\":"
-                 "\"MINUTE\",\"intervalNum\":1,\"limit\":1200},{\"rateLimitType\":\"ORDERS\","
-                 "\"interval\":\"SECOND\",\"intervalNum\":10,\"limit\":300}],"
-                 "\"exchangeFilters\":[],\"assets\":[{\"asset\":\"USDT\",\"marginAvailable\":true,"
+                 "\"intervalNum\":1,\"limit\":%d},{\"rateLimitType\":\"ORDERS\",\"interval\":"
+                 "\"MINUTE\",\"intervalNum\":1,\"limit\":%d},{\"rateLimitType\":\"ORDERS\","
+                 "\"interval\":\"SECOND\",\"intervalNum\":10,\"limit\":%d}],", weight_1m, orders_1m, orders_10s);
+    sbuf_adds(b, "\"exchangeFilters\":[],\"assets\":[{\"asset\":\"USDT\",\"marginAvailable\":true,"
                  "\"autoAssetExchange\":\"0\"}],\"symbols\":[");
     for (size_t i = 0; i < sbook_nsymbols(book); i++) {
         const struct sbook_symbol *s = sbook_symbol_at(book, i);

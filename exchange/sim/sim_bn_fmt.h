@@ -51,6 +51,10 @@ int sbnf_balance(struct sbuf *b, struct sbook *book, const struct sbook_account 
 int sbnf_account(struct sbuf *b, struct sbook *book, const struct sbook_account *a, int64_t now);
 /* GET /fapi/v1/exchangeInfo for every symbol of the book. */
 void sbnf_exchange_info(struct sbuf *b, struct sbook *book, int64_t now_ms);
+/* The same with the rate limits the simulator enforces (sbnf_exchange_info: Binance's 2400, 1200,
+ * 300). */
+void sbnf_exchange_info_limits(struct sbuf *b, struct sbook *book, int64_t now_ms, int weight_1m,
+                               int orders_1m, int orders_10s);
 /* {"code":-1121,"msg":"Invalid symbol."} */
 void sbnf_error(struct sbuf *b, int code, const char *msg);
 

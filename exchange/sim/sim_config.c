@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,57 @@ static int parse_symbol(struct pctx *p, json_t *o, size_t i, struct scfg_symbol 
     return 0;
 }
 
+/* "rate_limits" (optional object). */
+static int parse_limits(struct pctx *p, json_t *o, struct slim_cfg *l)
+{
+    static const char *const keys[] = {"enabled", "weight_1m", "orders_10s", "orders_1m", "ban_after",
+                                       "ban_s", "ban_max_s", "bybit_trade_per_s", "bybit_query_per_s",
+                                       NULL};
+    static const struct {
+        const char *key;
+        size_t off;
+        int lo;
+    } ints[] = {
+        {"weight_1m", offsetof(struct slim_cfg, weight_1m), 1},
+        {"orders_10s", offsetof(struct slim_cfg, orders_10s), 1},
+        {"orders_1m", offsetof(struct slim_cfg, orders_1m), 1},
+        {"ban_after", offsetof(struct slim_cfg, ban_after), 0},
+        {"ban_s", offsetof(struct slim_cfg, ban_s), 1},
+        {"ban_max_s", offsetof(struct slim_cfg, ban_max_s), 1},
+        {"bybit_trade_per_s", offsetof(struct slim_cfg, bybit_trade_per_s), 1},
+        {"bybit_query_per_s", offsetof(struct slim_cfg, bybit_query_per_s), 1},
+    };
+    int rc;
+    slim_cfg_default(l);
+    if (!o)
+        return 0;
+    if (!json_is_object(o))
+        return fail(p, "rate_limits", "must be an object");
+    if ((rc = check_keys(p, o, "rate_limits", keys)) < 0)
+        return rc;
+    json_t *en = json_object_get(o, "enabled");
+    if (en && !json_is_boolean(en))
+        return fail(p, "rate_limits.enabled", "must be true or false");
+    if (en)
+        l->enabled = json_is_true(en);
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        int *dst = (int *)((char *)l + ints[i].off);
+        int64_t v;
+        rc = ju_get_i64(o, ints[i].key, &v);
+        if (rc == -ENOENT)
+            continue;
+        if (rc < 0 || v < ints[i].lo || v > 1000000000) {
+            char f[64];
+            snprintf(f, sizeof(f), "rate_limits.%s", ints[i].key);
+            return fail(p, f, "must be an integer in [%d, 1000000000]", ints[i].lo);
+        }
+        *dst = (int)v;
+    }
+    if (l->ban_max_s < l->ban_s)
+        return fail(p, "rate_limits.ban_max_s", "must be >= ban_s");
+    return 0;
+}
+
 struct scfg *scfg_free(struct scfg *c)
 {
     if (!c)
@@ -238,7 +290,7 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
                size_t errlen)
 {
     static const char *const keys[] = {"port", "admin_port", "ping_interval_s", "listen_key_ttl_s",
-                                       "event_log_limit", "accounts", "symbols", NULL};
+                                       "event_log_limit", "accounts", "symbols", "rate_limits", NULL};
     struct pctx p = {origin, err, errlen};
     json_error_t je;
     int rc;
@@ -265,6 +317,8 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
         (rc = get_int(&p, root, "ping_interval_s", 1, 65000, 180, &c->ping_interval_s)) < 0 ||
         (rc = get_int(&p, root, "listen_key_ttl_s", 1, 100000000, 3600, &c->listen_key_ttl_s)) < 0 ||
         (rc = get_int(&p, root, "event_log_limit", 0, 1000000000, 0, &c->event_log_limit)) < 0)
+        goto out;
+    if ((rc = parse_limits(&p, json_object_get(root, "rate_limits"), &c->limits)) < 0)
         goto out;
 
     json_t *accts = json_object_get(root, "accounts");

@@ -25,6 +25,7 @@
 
 #include "decimal.h"
 #include "market.h"
+#include "sim_limits.h"
 
 struct scfg_account {
     char name[MKT_ACCOUNT_MAX];
@@ -46,6 +47,10 @@ struct scfg {
     int ping_interval_s;
     int listen_key_ttl_s;
     int event_log_limit;
+    /* "rate_limits": {"enabled":true, "weight_1m":2400, "orders_10s":300, "orders_1m":1200,
+     * "ban_after":5, "ban_s":120, "ban_max_s":259200, "bybit_trade_per_s":10,
+     * "bybit_query_per_s":50} (defaults shown; see sim_limits.h). */
+    struct slim_cfg limits;
     struct scfg_account *accounts;
     size_t naccounts;
     struct scfg_symbol *symbols;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,8 +20,21 @@ struct shttp_conn {
     bool close_after_write;
     bool upgrade_pending;
     bool sent_continue;
+    bool hold_done;          /* the held request at the buffer's head is due now */
+    struct shttp_timer *tm;  /* a delayed response or a held request (fault injection) */
+    char peer[48];
+    uint64_t id;
     struct sbuf chunked; /* decoded chunked body of the current request */
     struct shttp_conn *prev, *next;
+};
+
+/* A response written later (data != NULL) or a held request to handle again (data == NULL). */
+struct shttp_timer {
+    uv_timer_t t;
+    struct shttp_conn *c; /* NULL once the connection is gone */
+    char *data;
+    size_t len;
+    bool close_after;
 };
 
 struct shttp_server {
@@ -31,6 +45,7 @@ struct shttp_server {
     bool closing;
     bool listener_closed;
     size_t nconns;
+    uint64_t next_conn_id;
     struct shttp_conn *conns;
 };
 
@@ -41,6 +56,7 @@ struct wreq {
 };
 
 static void conn_close(struct shttp_conn *c);
+static void conn_reset(struct shttp_conn *c);
 static void conn_process(struct shttp_conn *c);
 
 /* ---- small helpers ---- */
@@ -183,8 +199,8 @@ static void conn_send(struct shttp_conn *c, char *data, size_t len)
     c->pending_writes++;
 }
 
-static void send_resp(struct shttp_conn *c, const struct shttp_req *req, struct shttp_resp *r,
-                      bool http10)
+/* The response's bytes (malloc'd) or NULL (out of memory). */
+static char *format_resp(const struct shttp_req *req, struct shttp_resp *r, bool http10, size_t *len)
 {
     struct sbuf out = SBUF_INIT;
     bool head = req && req->method == SHTTP_HEAD;
@@ -207,19 +223,79 @@ static void send_resp(struct shttp_conn *c, const struct shttp_req *req, struct 
     sbuf_add(&out, "\r\n", 2);
     if (!head && blen)
         sbuf_add(&out, r->body.p, blen);
-    size_t len;
-    char *data = sbuf_steal(&out, &len);
+    return sbuf_steal(&out, len);
+}
+
+/* Takes ownership of data (NULL: out of memory, the connection is closed). */
+static void send_data(struct shttp_conn *c, char *data, size_t len, bool close)
+{
     if (!data) {
         conn_close(c);
         return;
     }
-    if (r->close) {
+    if (close) {
         c->close_after_write = true;
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
     conn_send(c, data, len);
-    if (r->close && !c->closing && c->pending_writes == 0)
+    if (close && !c->closing && c->pending_writes == 0)
         conn_close(c);
+}
+
+static void send_resp(struct shttp_conn *c, const struct shttp_req *req, struct shttp_resp *r,
+                      bool http10)
+{
+    size_t len = 0;
+    char *data = format_resp(req, r, http10, &len);
+    send_data(c, data, len, r->close);
+}
+
+/* ---- fault injection: delayed responses, held requests ---- */
+
+static void timer_close_cb(uv_handle_t *h)
+{
+    struct shttp_timer *t = h->data;
+    free(t->data);
+    free(t);
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+    struct shttp_timer *t = h->data;
+    struct shttp_conn *c = t->c;
+    uv_close((uv_handle_t *)&t->t, timer_close_cb);
+    if (!c)
+        return;
+    c->tm = NULL;
+    if (t->data) {
+        char *d = t->data;
+        t->data = NULL;
+        send_data(c, d, t->len, t->close_after);
+    } else {
+        c->hold_done = true;
+    }
+    if (!c->closing)
+        conn_process(c);
+}
+
+/* 0, or -1 (the connection was closed). data may be NULL (a held request). */
+static int start_timer(struct shttp_conn *c, int ms, char *data, size_t len, bool close_after)
+{
+    struct shttp_timer *t = calloc(1, sizeof(*t));
+    if (!t || uv_timer_init(c->tcp.loop, &t->t) < 0) {
+        free(t);
+        free(data);
+        conn_close(c);
+        return -1;
+    }
+    t->t.data = t;
+    t->c = c;
+    t->data = data;
+    t->len = len;
+    t->close_after = close_after;
+    c->tm = t;
+    uv_timer_start(&t->t, timer_cb, (uint64_t)(ms < 0 ? 0 : ms), 0);
+    return 0;
 }
 
 /* Answer a request we could not parse, then close. */
@@ -434,7 +510,7 @@ static void send_continue(struct shttp_conn *c)
 static void conn_process(struct shttp_conn *c)
 {
     struct shttp_server *s = c->srv;
-    while (!c->closing && !c->close_after_write && !c->upgrade_pending && c->len > 0) {
+    while (!c->closing && !c->close_after_write && !c->upgrade_pending && !c->tm && c->len > 0) {
         struct shttp_req req;
         bool http10 = false;
         const char *hend = memmem(c->buf, c->len, "\r\n\r\n", 4);
@@ -536,6 +612,9 @@ static void conn_process(struct shttp_conn *c)
                          conn && has_token(conn, cn_len, "upgrade");
 
         struct shttp_resp resp = {.status = 200, .body = SBUF_INIT, .headers = SBUF_INIT};
+        req.peer_ip = c->peer;
+        req.held = c->hold_done;
+        req.conn_id = c->id;
         if (req.ws_upgrade && s->opts.upgrade) {
             if (s->opts.upgrade(s->opts.ud, &req, &resp)) {
                 /* Hand the socket and everything from this request on (the buffer starts
@@ -552,9 +631,37 @@ static void conn_process(struct shttp_conn *c)
         } else {
             s->opts.handler(s->opts.ud, &req, &resp);
         }
+        if (resp.hold_ms > 0 && !req.held) {
+            /* Leave the request in the buffer and handle it again later. */
+            sbuf_free(&resp.body);
+            sbuf_free(&resp.headers);
+            sbuf_reset(&c->chunked);
+            start_timer(c, resp.hold_ms, NULL, 0, false);
+            return;
+        }
+        c->hold_done = false;
+        if (resp.reset) {
+            sbuf_free(&resp.body);
+            sbuf_free(&resp.headers);
+            sbuf_reset(&c->chunked);
+            conn_reset(c);
+            return;
+        }
         if (!req.keep_alive)
             resp.close = true;
-        send_resp(c, &req, &resp, http10);
+        if (resp.delay_ms > 0) {
+            size_t dlen = 0;
+            char *d = format_resp(&req, &resp, http10, &dlen);
+            if (!d || start_timer(c, resp.delay_ms, d, dlen, resp.close) < 0) {
+                if (!d)
+                    conn_close(c);
+                sbuf_free(&resp.body);
+                sbuf_free(&resp.headers);
+                return;
+            }
+        } else {
+            send_resp(c, &req, &resp, http10);
+        }
         sbuf_free(&resp.body);
         sbuf_free(&resp.headers);
         sbuf_reset(&c->chunked);
@@ -586,13 +693,36 @@ static void conn_close_cb(uv_handle_t *h)
     maybe_free_server(s);
 }
 
+static void drop_timer(struct shttp_conn *c)
+{
+    if (c->tm) {
+        c->tm->c = NULL;
+        uv_timer_stop(&c->tm->t);
+        uv_close((uv_handle_t *)&c->tm->t, timer_close_cb);
+        c->tm = NULL;
+    }
+}
+
 static void conn_close(struct shttp_conn *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    drop_timer(c);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+}
+
+/* Close with a TCP RST (SO_LINGER 0): the client sees "connection reset by peer". */
+static void conn_reset(struct shttp_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    drop_timer(c);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_tcp_close_reset(&c->tcp, conn_close_cb) < 0)
+        uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
 #define READ_CAP_MAX (SHTTP_MAX_HEAD_BYTES + SHTTP_MAX_BODY_BYTES + 64 * 1024)
@@ -637,6 +767,7 @@ static void accept_cb(uv_stream_t *ls, int status)
     if (!c)
         return;
     c->srv = s;
+    c->id = ++s->next_conn_id;
     if (uv_tcp_init(s->loop, &c->tcp) < 0) {
         free(c);
         return;
@@ -650,6 +781,15 @@ static void accept_cb(uv_stream_t *ls, int status)
     }
     /* Without TCP_NODELAY a request/response exchange stalls ~40 ms (Nagle + delayed ACK). */
     uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage peer;
+    int plen = sizeof(peer);
+    snprintf(c->peer, sizeof(c->peer), "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+        if (peer.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&peer, c->peer, sizeof(c->peer));
+        else if (peer.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&peer, c->peer, sizeof(c->peer));
+    }
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
         conn_close(c);
 }

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "sim_buf.h"
@@ -55,6 +56,9 @@ struct shttp_req {
     size_t nheaders;
     bool keep_alive;
     bool ws_upgrade; /* GET with Upgrade: websocket */
+    const char *peer_ip; /* the client's address, "127.0.0.1" (rate limits per IP) */
+    bool held;           /* second call for a request the handler held (resp.hold_ms) */
+    uint64_t conn_id;    /* the connection's number (1, 2, ... per server) */
 };
 
 /* Case-insensitive header lookup; value not NUL-terminated. NULL if absent. */
@@ -69,6 +73,12 @@ struct shttp_resp {
     struct sbuf headers;      /* extra "Name: value\r\n" lines */
     const char *content_type; /* default "application/json" */
     bool close;               /* close the connection after this response */
+    /* Fault injection (sim_fault): the connection answers nothing else meanwhile (HTTP/1.1
+     * answers in order), the loop is never blocked. */
+    int delay_ms; /* write this response delay_ms later */
+    int hold_ms;  /* ignore this response: call the handler again for the same request hold_ms
+                   * later, with req->held set (then hold_ms is ignored) */
+    bool reset;   /* send nothing: close the connection with a TCP reset */
 };
 
 typedef void (*shttp_handler_fn)(void *ud, const struct shttp_req *req, struct shttp_resp *resp);

@@ -24,6 +24,9 @@ struct sws_pss {
     struct sws_msg **q; /* ring */
     size_t qhead, qlen, qcap;
     bool closing;
+    bool drop;            /* fault: end the TCP connection without a close frame */
+    bool silent;          /* fault: send nothing, read nothing */
+    uint64_t silent_until; /* uv_now() ms; UINT64_MAX: until sws_unsilence */
     struct sws_pss *prev, *next;
 };
 
@@ -31,6 +34,11 @@ struct sws_chan {
     struct sws *ws;
     struct sws_pss *conns;
     size_t n;
+    char *label;           /* the account's name (fault injection) */
+    struct sws_msg *held;  /* ws_reorder: sent after the next frame */
+    uint64_t held_at;      /* uv_now() ms */
+    uint64_t silenced_frames;
+    struct sws_chan *prev, *next; /* sws.chans */
 };
 
 struct sws {
@@ -40,7 +48,16 @@ struct sws {
     lws_retry_bo_t retry;
     sws_resolve_fn resolve;
     void *ud;
+    struct sws_chan *chans;
+    sws_send_hook_fn hook;
+    void *hook_ud;
+    uv_timer_t fault_timer; /* upkeep of silenced connections and held frames */
+    bool fault_timer_init, fault_timer_on;
 };
+
+/* A held frame goes out on its own after this long without a next one. */
+#define SWS_HOLD_MAX_MS 2000
+#define SWS_FAULT_TICK_MS 100
 
 /* Bound on frames waiting for one slow client before it is dropped. */
 #define SWS_MAX_QUEUE 1000000
@@ -129,7 +146,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
-        if (p->closing) {
+        if (p->drop)
+            return -1; /* lws drops the TCP connection without a close frame */
+        if (p->silent)
+            return 0;
+        if (p->closing && (p->qlen == 0 || p->qlen >= SWS_MAX_QUEUE)) {
             /* Arm the close from inside lws' service: a timer set from our own uv callbacks
              * would not re-arm lws' loop timer and could wait for unrelated activity. */
             lws_set_timer_usecs(wsi, 1);
@@ -144,7 +165,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         msg_unref(m);
         if (n < (int)0)
             return -1;
-        if (p->qlen)
+        if (p->qlen || p->closing)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -201,6 +222,11 @@ static void lws_log(int level, const char *line)
         log_warn("lws", "%.*s", (int)n, line);
 }
 
+static void free_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 struct sws *sws_new(uv_loop_t *loop, int ping_interval_s, sws_resolve_fn resolve, void *ud)
 {
     struct lws_context_creation_info info;
@@ -211,6 +237,12 @@ struct sws *sws_new(uv_loop_t *loop, int ping_interval_s, sws_resolve_fn resolve
     ws->loop = loop;
     ws->resolve = resolve;
     ws->ud = ud;
+    if (uv_timer_init(loop, &ws->fault_timer) < 0) {
+        free(ws);
+        return NULL;
+    }
+    ws->fault_timer.data = ws;
+    ws->fault_timer_init = true;
     int ping = ping_interval_s < 1 ? 1 : ping_interval_s > 60000 ? 60000 : ping_interval_s;
     ws->retry.secs_since_valid_ping = (uint16_t)ping;
     ws->retry.secs_since_valid_hangup = (uint16_t)(ping + 600 > 65535 ? 65535 : ping + 600);
@@ -229,13 +261,14 @@ struct sws *sws_new(uv_loop_t *loop, int ping_interval_s, sws_resolve_fn resolve
     info.timeout_secs = 20;
     ws->ctx = lws_create_context(&info);
     if (!ws->ctx) {
-        free(ws);
+        /* The timer handle must be closed before ws is freed: run it through a close callback. */
+        uv_close((uv_handle_t *)&ws->fault_timer, free_on_close);
         return NULL;
     }
     ws->vh = lws_create_vhost(ws->ctx, &info);
     if (!ws->vh) {
         lws_context_destroy(ws->ctx);
-        free(ws);
+        uv_close((uv_handle_t *)&ws->fault_timer, free_on_close);
         return NULL;
     }
     return ws;
@@ -254,6 +287,10 @@ int sws_adopt(struct sws *ws, int fd, const char *bytes, size_t len)
 
 void sws_destroy_begin(struct sws *ws)
 {
+    if (ws && ws->fault_timer_init) {
+        uv_close((uv_handle_t *)&ws->fault_timer, NULL);
+        ws->fault_timer_init = false;
+    }
     if (ws && ws->ctx)
         lws_context_destroy(ws->ctx);
 }
@@ -266,6 +303,12 @@ struct sws *sws_destroy_finish(struct sws *ws)
      * pcontext). */
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
+    /* Channels may outlive ws (they are freed after): forget them. */
+    struct sws_chan *ch, *tmp;
+    DL_FOREACH_SAFE(ws->chans, ch, tmp) {
+        DL_DELETE(ws->chans, ch);
+        ch->ws = NULL;
+    }
     free(ws);
     return NULL;
 }
@@ -273,8 +316,10 @@ struct sws *sws_destroy_finish(struct sws *ws)
 struct sws_chan *sws_chan_new(struct sws *ws)
 {
     struct sws_chan *ch = calloc(1, sizeof(*ch));
-    if (ch)
+    if (ch) {
         ch->ws = ws;
+        DL_APPEND(ws->chans, ch);
+    }
     return ch;
 }
 
@@ -287,6 +332,10 @@ struct sws_chan *sws_chan_free(struct sws_chan *ch)
         DL_DELETE(ch->conns, p);
         p->chan = NULL;
     }
+    if (ch->ws)
+        DL_DELETE(ch->ws->chans, ch);
+    msg_unref(ch->held);
+    free(ch->label);
     free(ch);
     return NULL;
 }
@@ -296,21 +345,18 @@ size_t sws_chan_count(const struct sws_chan *ch)
     return ch ? ch->n : 0;
 }
 
-int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
+/* Queue m on every live connection of the channel; returns how many. */
+static int chan_push(struct sws_chan *ch, struct sws_msg *m)
 {
     struct sws_pss *p, *tmp;
     int sent = 0;
-    if (!ch || !ch->conns)
-        return 0;
-    struct sws_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m)
-        return -ENOMEM;
-    m->refs = 1; /* ours, dropped below */
-    m->len = len;
-    memcpy(m->data + LWS_PRE, text, len);
     DL_FOREACH_SAFE(ch->conns, p, tmp) {
         if (p->closing)
             continue;
+        if (p->silent) {
+            ch->silenced_frames++; /* lost, as on a dead connection */
+            continue;
+        }
         if (p->qlen >= SWS_MAX_QUEUE || pss_push(p, m) < 0) {
             /* A client this far behind is dropped rather than let memory grow without bound. */
             p->closing = true;
@@ -320,8 +366,195 @@ int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
         lws_callback_on_writable(p->wsi);
         sent++;
     }
+    return sent;
+}
+
+static void fault_timer_want(struct sws *ws);
+
+int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
+{
+    int sent;
+    if (!ch || !ch->conns)
+        return 0;
+    struct sws_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m)
+        return -ENOMEM;
+    m->refs = 1; /* ours, dropped below */
+    m->len = len;
+    memcpy(m->data + LWS_PRE, text, len);
+    if (ch->held) {
+        /* ws_reorder: this frame first, then the one held back. */
+        struct sws_msg *h = ch->held;
+        ch->held = NULL;
+        sent = chan_push(ch, m);
+        chan_push(ch, h);
+        msg_unref(h);
+        msg_unref(m);
+        return sent;
+    }
+    unsigned flags = ch->label && ch->ws && ch->ws->hook ? ch->ws->hook(ch->ws->hook_ud, ch->label) : 0;
+    if ((flags & SWS_SEND_HOLD) && ch->ws) {
+        ch->held = m; /* our reference moves to the channel */
+        ch->held_at = uv_now(ch->ws->loop);
+        fault_timer_want(ch->ws);
+        return (int)ch->n;
+    }
+    sent = chan_push(ch, m);
+    if (flags & SWS_SEND_DUP)
+        chan_push(ch, m);
     msg_unref(m);
     return sent;
+}
+
+/* ---- fault injection ---- */
+
+int sws_chan_set_label(struct sws_chan *ch, const char *label)
+{
+    char *l = label ? strdup(label) : NULL;
+    if (label && !l)
+        return -ENOMEM;
+    free(ch->label);
+    ch->label = l;
+    return 0;
+}
+
+void sws_set_send_hook(struct sws *ws, sws_send_hook_fn fn, void *ud)
+{
+    ws->hook = fn;
+    ws->hook_ud = ud;
+}
+
+static bool label_is(const struct sws_chan *ch, const char *label)
+{
+    return !label || (ch->label && !strcmp(ch->label, label));
+}
+
+size_t sws_drop(struct sws *ws, const char *label)
+{
+    struct sws_chan *ch;
+    struct sws_pss *p, *tmp;
+    size_t n = 0;
+    DL_FOREACH(ws->chans, ch) {
+        if (!label_is(ch, label))
+            continue;
+        DL_FOREACH_SAFE(ch->conns, p, tmp) {
+            DL_DELETE(ch->conns, p);
+            ch->n--;
+            p->chan = NULL;
+            p->drop = true;
+            p->silent = false;
+            lws_callback_on_writable(p->wsi);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void unsilence(struct sws_pss *p)
+{
+    p->silent = false;
+    lws_rx_flow_control(p->wsi, 1);
+    lws_validity_confirmed(p->wsi);
+    if (p->qlen || p->closing)
+        lws_callback_on_writable(p->wsi);
+}
+
+static void fault_timer_cb(uv_timer_t *t)
+{
+    struct sws *ws = t->data;
+    struct sws_chan *ch;
+    struct sws_pss *p, *tmp;
+    uint64_t now = uv_now(ws->loop);
+    bool again = false;
+    DL_FOREACH(ws->chans, ch) {
+        if (ch->held && now - ch->held_at >= SWS_HOLD_MAX_MS) {
+            struct sws_msg *h = ch->held;
+            ch->held = NULL;
+            chan_push(ch, h);
+            msg_unref(h);
+        }
+        again |= ch->held != NULL;
+        DL_FOREACH_SAFE(ch->conns, p, tmp) {
+            if (!p->silent)
+                continue;
+            if (now >= p->silent_until) {
+                unsilence(p);
+                continue;
+            }
+            /* Keeps lws' validity timer from sending a ping while silent. */
+            lws_validity_confirmed(p->wsi);
+            again = true;
+        }
+    }
+    if (!again) {
+        uv_timer_stop(&ws->fault_timer);
+        ws->fault_timer_on = false;
+    }
+}
+
+static void fault_timer_want(struct sws *ws)
+{
+    if (ws->fault_timer_init && !ws->fault_timer_on) {
+        uv_timer_start(&ws->fault_timer, fault_timer_cb, SWS_FAULT_TICK_MS, SWS_FAULT_TICK_MS);
+        ws->fault_timer_on = true;
+    }
+}
+
+size_t sws_silence(struct sws *ws, const char *label, int64_t duration_ms)
+{
+    struct sws_chan *ch;
+    struct sws_pss *p;
+    size_t n = 0;
+    uint64_t until = duration_ms > 0 ? uv_now(ws->loop) + (uint64_t)duration_ms : UINT64_MAX;
+    DL_FOREACH(ws->chans, ch) {
+        if (!label_is(ch, label))
+            continue;
+        DL_FOREACH(ch->conns, p) {
+            if (p->closing)
+                continue;
+            if (!p->silent) {
+                /* Frames queued but not yet written are lost too. */
+                ch->silenced_frames += p->qlen;
+                pss_clear_queue(p);
+                lws_rx_flow_control(p->wsi, 0);
+            }
+            p->silent = true;
+            p->silent_until = until;
+            lws_validity_confirmed(p->wsi);
+            n++;
+        }
+    }
+    if (n)
+        fault_timer_want(ws);
+    return n;
+}
+
+size_t sws_unsilence(struct sws *ws, const char *label)
+{
+    struct sws_chan *ch;
+    struct sws_pss *p;
+    size_t n = 0;
+    DL_FOREACH(ws->chans, ch) {
+        if (!label_is(ch, label))
+            continue;
+        DL_FOREACH(ch->conns, p) {
+            if (p->silent) {
+                unsilence(p);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+uint64_t sws_silenced_frames(const struct sws *ws, const char *label)
+{
+    const struct sws_chan *ch;
+    uint64_t n = 0;
+    DL_FOREACH(ws->chans, ch)
+        if (label_is(ch, label))
+            n += ch->silenced_frames;
+    return n;
 }
 
 void sws_chan_close_all(struct sws_chan *ch, bool close)
@@ -329,11 +562,20 @@ void sws_chan_close_all(struct sws_chan *ch, bool close)
     struct sws_pss *p, *tmp;
     if (!ch)
         return;
-    /* Detach at once: they get nothing more and no longer count as connected. */
+    /* Detach at once: they get nothing more and no longer count as connected. A frame held
+     * back (ws_reorder) goes out first. */
+    if (ch->held) {
+        struct sws_msg *h = ch->held;
+        ch->held = NULL;
+        chan_push(ch, h);
+        msg_unref(h);
+    }
     DL_FOREACH_SAFE(ch->conns, p, tmp) {
         DL_DELETE(ch->conns, p);
         ch->n--;
         p->chan = NULL;
+        if (p->silent) /* detached, the fault timer would no longer end the silence */
+            unsilence(p);
         if (close) {
             p->closing = true;
             lws_callback_on_writable(p->wsi);

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct sws;
@@ -38,7 +39,27 @@ size_t sws_chan_count(const struct sws_chan *ch);
  * queued on, or -ENOMEM. */
 int sws_chan_send(struct sws_chan *ch, const char *text, size_t len);
 /* Detach every connection from the channel (they receive nothing more from it); with close, also
- * close them (normal closure), else they stay open and idle. */
+ * close them (normal closure, after the frames already queued), else they stay open and idle. */
 void sws_chan_close_all(struct sws_chan *ch, bool close);
+
+/* ---- fault injection (sim_fault) ----
+ * Channels are labelled with their account's name; faults address an account's channels by it
+ * (every protocol's private stream of that account). label NULL below = every channel. */
+int sws_chan_set_label(struct sws_chan *ch, const char *label); /* copied; 0 or -ENOMEM */
+#define SWS_SEND_DUP 1u  /* queue the frame twice */
+#define SWS_SEND_HOLD 2u /* hold the frame and send it after the channel's next one (or ~2 s later) */
+/* Asked once per sws_chan_send on a labelled channel with connections (and nothing held). */
+typedef unsigned (*sws_send_hook_fn)(void *ud, const char *label);
+void sws_set_send_hook(struct sws *ws, sws_send_hook_fn fn, void *ud);
+/* Drop the connections now, without a close frame (the TCP connection just ends). Returns how
+ * many. */
+size_t sws_drop(struct sws *ws, const char *label);
+/* Silence the current connections: they stay open but get nothing — no frames (lost, as on a
+ * dead connection), no pings, and what they send is not read (so their pings get no pong) —
+ * for duration_ms (<= 0: until sws_unsilence). Returns how many. */
+size_t sws_silence(struct sws *ws, const char *label, int64_t duration_ms);
+size_t sws_unsilence(struct sws *ws, const char *label);
+/* Frames lost to silenced connections so far (every channel with this label). */
+uint64_t sws_silenced_frames(const struct sws *ws, const char *label);
 
 #endif

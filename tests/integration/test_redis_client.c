@@ -167,6 +167,28 @@ static void on_get(void *ud, int err, const char *value, size_t len)
 
 static bool get_done(void *arg) { return ((struct get_result *)arg)->calls > 0; }
 
+struct pttl_result {
+    struct get_result g;
+    int64_t pttl;
+};
+
+static void on_get_pttl(void *ud, int err, const char *value, size_t len, int64_t pttl)
+{
+    struct pttl_result *p = ud;
+    on_get(&p->g, err, value, len);
+    p->pttl = pttl;
+}
+
+static struct pttl_result get_pttl_sync(struct fixture *fx, struct rds *r, const char *key)
+{
+    struct pttl_result p = {0};
+    assert_int_equal(rds_get_pttl(r, key, on_get_pttl, &p), 0);
+    assert_int_equal(p.g.calls, 0); /* never from inside rds_get_pttl */
+    assert_true(run_until(fx, get_done, &p.g, 5000));
+    assert_int_equal(p.g.calls, 1);
+    return p;
+}
+
 /* GET and wait for the answer. */
 static struct get_result get_sync(struct fixture *fx, struct rds *r, const char *key)
 {
@@ -236,6 +258,9 @@ static void test_roundtrip(void **state)
     assert_int_equal(rds_set_px(r, "ct:met:k", "v", 1, 1000), -ENOTCONN);
     struct get_result g0 = {0};
     assert_int_equal(rds_get(r, "ct:met:k", on_get, &g0), -ENOTCONN);
+    struct pttl_result p0 = {0};
+    assert_int_equal(rds_get_pttl(r, "ct:met:k", on_get_pttl, &p0), -ENOTCONN);
+    assert_int_equal(rds_del(r, "ct:met:k"), -ENOTCONN);
 
     assert_true(run_until(fx, is_connected, r, 5000));
     assert_int_equal(fx->ups, 1);
@@ -253,6 +278,25 @@ static void test_roundtrip(void **state)
     g = get_sync(fx, r, "ct:met:missing");
     assert_int_equal(g.err, 0);
     assert_false(g.have_value);
+
+    /* GET + PTTL: the value with its remaining TTL; a missing key gives NULL and -2 */
+    struct pttl_result p = get_pttl_sync(fx, r, "ct:met:k");
+    assert_int_equal(p.g.err, 0);
+    assert_true(p.g.have_value);
+    assert_int_equal(p.g.len, sizeof val);
+    assert_memory_equal(p.g.value, val, sizeof val);
+    assert_true(p.pttl > 50000 && p.pttl <= 60000);
+    p = get_pttl_sync(fx, r, "ct:met:missing");
+    assert_int_equal(p.g.err, 0);
+    assert_false(p.g.have_value);
+    assert_int_equal(p.pttl, -2);
+    /* DEL */
+    assert_int_equal(rds_set_px(r, "ct:met:del", "d", 1, 60000), 0);
+    assert_int_equal(rds_del(r, "ct:met:del"), 0);
+    p = get_pttl_sync(fx, r, "ct:met:del");
+    assert_false(p.g.have_value);
+    assert_int_equal(rds_del(r, NULL), -EINVAL);
+    assert_int_equal(rds_get_pttl(r, "k", NULL, NULL), -EINVAL);
 
     /* the PX really applies: the key expires */
     assert_int_equal(rds_set_px(r, "ct:met:short", "x", 1, 30), 0);
@@ -277,6 +321,8 @@ static void test_roundtrip(void **state)
     assert_int_equal(ok, 10);
     assert_int_equal(nobufs, 10);
     assert_int_equal(rds_get(r, "ct:met:burst", on_get, &g0), -ENOBUFS);
+    assert_int_equal(rds_get_pttl(r, "ct:met:burst", on_get_pttl, &p0), -ENOBUFS);
+    assert_int_equal(rds_del(r, "ct:met:burst"), -ENOBUFS);
     g = (struct get_result){0};
     /* replies come in order: once nothing is outstanding a GET goes through and answers */
     uv_update_time(&fx->loop);
@@ -286,17 +332,22 @@ static void test_roundtrip(void **state)
     assert_true(run_until(fx, get_done, &g, 5000));
     assert_true(g.have_value);
     rds_get_stats(r, &after);
-    assert_true(after.dropped - before.dropped >= 11);
+    assert_true(after.dropped - before.dropped >= 13);
     assert_int_equal(after.errors, 0);
     assert_int_equal(after.sent - before.sent, 11);
     assert_int_equal(after.reconnects, 0);
 
-    /* rds_free with a GET in flight: its callback runs inside rds_free with -ECANCELED */
+    /* rds_free with GETs in flight: their callbacks run inside rds_free with -ECANCELED */
     g = (struct get_result){0};
     assert_int_equal(rds_get(r, "ct:met:k", on_get, &g), 0);
+    p = (struct pttl_result){0};
+    assert_int_equal(rds_get_pttl(r, "ct:met:k", on_get_pttl, &p), 0);
     fx->r = rds_free(r);
     assert_int_equal(g.calls, 1);
     assert_int_equal(g.err, -ECANCELED);
+    assert_int_equal(p.g.calls, 1);
+    assert_int_equal(p.g.err, -ECANCELED);
+    assert_false(p.g.have_value);
 }
 
 static void test_bad_addresses(void **state)
@@ -371,13 +422,22 @@ static void test_unix_kill_restart(void **state)
 
     /* kill -9 with GETs queued: every one gets an error callback, the loss is noticed */
     struct get_result pending[50] = {{0}};
-    for (int i = 0; i < 50; i++) assert_int_equal(rds_get(r, "ct:met:u", on_get, &pending[i]), 0);
+    struct pttl_result pp[10];
+    memset(pp, 0, sizeof pp);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(rds_get(r, "ct:met:u", on_get, &pending[i]), 0);
+        if (i % 5 == 0) assert_int_equal(rds_get_pttl(r, "ct:met:u", on_get_pttl, &pp[i / 5]), 0);
+    }
     int downs = fx->downs;
     redis_kill(fx, pid, SIGKILL);
     assert_true(run_until(fx, get_done, &pending[49], 5000));
     for (int i = 0; i < 50; i++) {
         assert_int_equal(pending[i].calls, 1);
         assert_int_equal(pending[i].err, -ECONNRESET);
+    }
+    for (int i = 0; i < 10; i++) { /* exactly once each, as an error */
+        assert_int_equal(pp[i].g.calls, 1);
+        assert_int_equal(pp[i].g.err, -ECONNRESET);
     }
     assert_false(rds_connected(r));
     assert_true(fx->downs > downs);
@@ -391,7 +451,7 @@ static void test_unix_kill_restart(void **state)
     assert_true(run_until(fx, is_connected, r, 10000));
     rds_get_stats(r, &st);
     assert_int_equal(st.reconnects, 1);
-    assert_true(st.errors >= 50);
+    assert_true(st.errors >= 70);
     assert_int_equal(rds_set_px(r, "ct:met:u", "after", 5, 60000), 0);
     g = get_sync(fx, r, "ct:met:u");
     assert_int_equal(g.err, 0);
