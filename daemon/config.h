@@ -55,6 +55,8 @@ struct cfg_daemon {
     int flush_interval_ms;          /* 0..1000, default 0 */
     int drain_timeout_ms;           /* 0..600000, default 10000: on SIGTERM, the longest wait for
                                        orders in flight and the journal before exiting */
+    int backfill_max_age_ms;        /* 1000..604800000, default 3600000: how far back a backfill
+                                       (after a reconnect, or at start-up) may fetch leader fills */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity
                                        sizing) and ticker (slippage guard) refresh period */
     char *traders_dir;              /* where cfg_load_all finds trader files (every *.yaml not

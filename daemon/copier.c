@@ -1,4 +1,5 @@
 #include "copier.h"
+#include "copier_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,187 +23,6 @@
 #include "redis_client.h"
 
 #define TAG "copier"
-#define STARTUP_BACKOFF_MIN_MS 500
-#define STARTUP_BACKOFF_MAX_MS 30000
-#define THROTTLE_RETRY_MS 1000  /* when a 429 names no Retry-After */
-#define MAX_SEND_ATTEMPTS 5     /* throttled or confirmed-absent resends of one client id */
-#define MAX_QUERY_ATTEMPTS 8    /* queries of an unknown outcome before leaving it to reconcile */
-#define QUERY_BACKOFF_MS 200
-#define COALESCE_SLOTS 64       /* leader orders coalesced at once per rule */
-#define PREFLIGHT_MAX 32
-#define RULE_ID_MAX 64          /* as the journal takes them */
-
-/* ---------------------------------------------------------------------------------------- */
-
-struct instruments { /* the filters of one exchange endpoint, by symbol */
-    char url[512];
-    struct inst_entry *map;
-    struct acct *fetcher;  /* the account its public data (filters, tickers) is fetched with */
-    bool tickers_busy;     /* a ticker refresh is out */
-    bool loaded;
-    UT_hash_handle hh;
-};
-
-struct inst_entry {
-    struct mkt_instrument v;
-    dec_t ticker;          /* last price, 0 = none yet */
-    int64_t ticker_ms;     /* its exchange time (or our receipt time, exchange clock) */
-    UT_hash_handle hh;
-};
-
-struct lev_entry { /* one follower symbol's leverage setting */
-    char symbol[MKT_SYMBOL_MAX];
-    int leverage;
-    UT_hash_handle hh;
-};
-
-struct acct {
-    struct copier *c;
-    size_t idx;
-    char name[MKT_ACCOUNT_MAX];
-    char exchange[32];
-    struct exch_account *ex;
-    struct instruments *inst;
-    bool is_leader;
-    struct exch_stream *stream;
-    bool stream_up, stream_was_up;
-    int64_t stream_since_ms;          /* wall clock of the last up/down change, for /health/ready */
-    char stream_reason[128];          /* why it last went down */
-    bool time_ok, positions_ok;
-    enum mkt_pos_mode mode;           /* as the exchange reports it */
-    int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
-    dec_t equity;                     /* last sample, 0 = none yet */
-    bool equity_busy;                 /* an equity refresh is out */
-    struct lev_entry *lev;
-    unsigned backoff_ms;
-    uv_timer_t retry; /* start-up step retries */
-    struct met_counter *m_filled, *m_partial, *m_acked, *m_rejected, *m_unknown, *m_canceled,
-        *m_expired, *m_skipped;
-    struct met_gauge *m_stream_up;
-    struct met_counter *m_fills, *m_dups;
-    struct sym_entry *held;           /* symbols it has held a position in (for the drift gauge) */
-};
-
-struct sym_entry {
-    char symbol[MKT_SYMBOL_MAX];
-    UT_hash_handle hh;
-};
-
-struct rule {
-    struct copy_rule cr;              /* strings belong to the caller (the config) */
-    struct copy_state st;
-    struct copy_accum acc[COALESCE_SLOTS];
-    size_t leader, follower;
-    bool enabled;
-    /* Dropped by a reload: takes no new fills; kept (never moved or reused) because fills in the
-     * journal's hands and orders in flight still name it by index. Its strings then live in
-     * id_buf, not in a configuration that was freed. */
-    bool removed;
-    char id_buf[RULE_ID_MAX];
-    struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only, 3 removed */
-    struct met_gauge *m_drift;        /* NULL for fixed_notional (no proportional target) */
-    struct met_gauge *m_preflight;    /* problems found at start-up */
-};
-
-struct hwm_entry {
-    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
-    int64_t trade_seq;
-    UT_hash_handle hh;
-};
-
-/* One follower order from intent to final answer. Lives in its lane's queue until it is at the
- * head, then in flight; freed from its timer's close callback. */
-struct order_job {
-    struct copier *c;
-    struct lane *lane;
-    struct order_job *next;     /* lane queue */
-    struct order_job *lprev, *lnext; /* all live jobs */
-    size_t follower;
-    char symbol[MKT_SYMBOL_MAX];
-    char client_id[MKT_CLIENT_ID_MAX];
-    enum mkt_side side;
-    enum mkt_pos_side pos_side;
-    enum copy_order_type order_type;
-    dec_t price;                /* limit_ioc */
-    dec_t qty;
-    dec_t pending;              /* amount added to the follower's pending position (slot pos_side) */
-    bool reduce_only;
-    int64_t received_ns;        /* leader frame arrival */
-    unsigned send_attempts, query_attempts;
-    bool in_flight;             /* a request is out */
-    bool retry_query;           /* the timer fires a query (else a send) */
-    uv_timer_t timer;
-};
-
-struct lane { /* (follower, symbol): orders go out one at a time, in order */
-    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
-    struct order_job *head, *tail;
-    bool busy;
-    UT_hash_handle hh;
-};
-
-/* One leader fill between the planning and the journal's answer. */
-struct fill_job {
-    struct copier *c;
-    struct fill_job *next;        /* held queue */
-    struct mkt_fill fill;
-    size_t leader;
-    dec_t leader_delta;           /* applied to the leader's slot fill.pos_side */
-    size_t n;
-    struct fill_item {
-        struct copy_intent in;
-        size_t rule;              /* index into copier.rules */
-    } items[];                    /* n entries */
-};
-
-struct copier {
-    uv_loop_t *loop;
-    struct journal *journal;
-    struct met_registry *reg;
-    struct rds *redis;
-    struct lws_context *lws;
-    struct acct *accts;
-    size_t n_accts;
-    struct rule *rules;
-    size_t n_rules;
-    struct instruments *insts;
-    struct hwm_entry *hwm;
-    struct lane *lanes;
-    struct order_job *jobs;    /* every live job */
-    size_t jobs_in_flight;     /* sent, not answered */
-    size_t fills_in_journal;   /* journal writes not answered */
-    /* Fills planned while the journal could not take them (not connected, queue full, or a
-     * connection lost mid-write): resubmitted in order once it can. Never sent before that. */
-    struct fill_job *held_head, *held_tail;
-    size_t held;
-    bool journal_up;
-    uv_timer_t held_timer;
-    struct position_book *pos;
-    struct fill_dedupe *dedupe;
-    unsigned position_ttl_ms;
-    unsigned refresh_ms;       /* equity and ticker refresh period */
-    bool started_refresh;
-    uv_timer_t refresh_timer;
-    bool started, ready, draining, freeing;
-    bool timers_inited;        /* drain_timer and every account's retry timer */
-    unsigned closing_handles;
-    size_t startup_pending;
-    int phase; /* 0 time, 1 instruments, 2 positions, 3 streams (once the journal is up), 4 running */
-    uv_timer_t drain_timer;
-    void (*drain_done)(void *ud);
-    void *drain_ud;
-    /* metrics */
-    struct met_family *f_orders, *f_skips, *f_fills, *f_dups, *f_stream_up;
-    struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_queries,
-        *m_bad_frames, *m_stream_changes;
-    struct met_hist *m_send_lat, *m_ack_lat;
-    struct met_counter *m_skip[COPY_SKIP__COUNT];
-    struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
-    struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;
-    uint64_t orders_sent;      /* first sends (not resends or queries) */
-    struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
-};
-
 static void startup_next(struct copier *c);
 static void lane_kick(struct copier *c, struct lane *l);
 static void job_send(struct order_job *j);
@@ -211,7 +31,7 @@ static void drain_check(struct copier *c);
 static void held_retry(uv_timer_t *t);
 static void fill_hold(struct copier *c, struct fill_job *fj);
 
-static int64_t now_ns(void) {
+int64_t copier_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -223,13 +43,13 @@ static const char *fmt_dec(dec_t d, char buf[DEC_STR_MAX]) {
 }
 
 /* Wall clock in the exchange's time (what trade and ticker times are in). */
-static int64_t exchange_now_ms(const struct acct *a) {
+int64_t copier_exchange_now_ms(const struct acct *a) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + exch_account_time_offset_ms(a->ex);
 }
 
-static void note_held(struct acct *a, const char *symbol) {
+void copier_note_held(struct acct *a, const char *symbol) {
     struct sym_entry *e = NULL;
     HASH_FIND_STR(a->held, symbol, e);
     if (e || !(e = calloc(1, sizeof(*e)))) return;
@@ -237,7 +57,7 @@ static void note_held(struct acct *a, const char *symbol) {
     HASH_ADD_STR(a->held, symbol, e);
 }
 
-static struct copy_pos pos_view(const struct copier *c, const char *account, const char *symbol,
+struct copy_pos copier_pos_view(const struct copier *c, const char *account, const char *symbol,
                                 bool expected) {
     dec_t (*get)(const struct position_book *, const char *, const char *, enum mkt_pos_side) =
         expected ? position_book_expected : position_book_live;
@@ -308,6 +128,25 @@ static int rule_metrics_init(struct copier *c, struct rule *r) {
     return 0;
 }
 
+static uint64_t c_reconnects(void *ud);
+static uint64_t c_silences(void *ud);
+
+/* The per-leader series; also for an account that becomes a leader with a reload. */
+static int leader_metrics_init(struct copier *c, struct acct *a) {
+    struct met_counter *rc, *sc;
+    if (a->m_fills) return 0;
+    a->m_fills = met_counter_child(c->f_fills, a->name);
+    a->m_dups = met_counter_child(c->f_dups, a->name);
+    a->m_stream_up = met_gauge_child(c->f_stream_up, a->name);
+    a->m_backfilled = met_counter_child(c->f_backfilled, a->name);
+    rc = met_counter_child(c->f_reconnects, a->name);
+    sc = met_counter_child(c->f_silences, a->name);
+    if (!a->m_fills || !a->m_dups || !a->m_stream_up || !a->m_backfilled || !rc || !sc) return -ENOMEM;
+    met_counter_set_fn(rc, c_reconnects, a);
+    met_counter_set_fn(sc, c_silences, a);
+    return 0;
+}
+
 static int metrics_init(struct copier *c) {
     struct met_registry *r = c->reg;
     c->f_orders = met_counter_new(r, "ct_follower_orders_total",
@@ -337,8 +176,18 @@ static int metrics_init(struct copier *c) {
     struct met_family *al = met_histogram_new(
         r, "ct_copy_ack_latency_seconds", "Leader frame received to follower order answered.",
         latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+    c->f_backfilled = met_counter_new(r, "ct_backfill_fills_total",
+                                      "Leader fills the stream missed, found by a REST backfill and taken.", "leader");
+    c->f_reconnects = met_counter_new(r, "ct_stream_reconnects_total",
+                                      "Leader stream reconnects (after a loss, a refusal or a silence).", "account");
+    c->f_silences = met_counter_new(r, "ct_stream_silences_total",
+                                    "Leader streams declared dead because nothing (no data, no pong) came within the bound.",
+                                    "account");
+    struct met_family *bfr = met_counter_new(r, "ct_backfill_runs_total",
+                                             "Backfills after a stream (re)connect, by result.", "result");
     if (!c->f_orders || !c->f_skips || !c->f_fills || !c->f_dups || !c->f_stream_up || !jf || !rf ||
-        !qf || !bf || !sf || !sl || !al)
+        !qf || !bf || !sf || !sl || !al || !c->f_backfilled || !c->f_reconnects || !c->f_silences || !bfr ||
+        !(c->m_bf_ok = met_counter_child(bfr, "ok")) || !(c->m_bf_failed = met_counter_child(bfr, "failed")))
         return -ENOMEM;
     c->m_journal_fail = met_counter_child(jf);
     c->m_retries_throttled = met_counter_child(rf, "throttled");
@@ -397,14 +246,8 @@ static int metrics_init(struct copier *c) {
         a->m_canceled = met_counter_child(c->f_orders, a->name, a->exchange, "canceled");
         a->m_expired = met_counter_child(c->f_orders, a->name, a->exchange, "expired");
         a->m_skipped = met_counter_child(c->f_orders, a->name, a->exchange, "skipped");
-        if (a->is_leader) {
-            a->m_fills = met_counter_child(c->f_fills, a->name);
-            a->m_dups = met_counter_child(c->f_dups, a->name);
-            a->m_stream_up = met_gauge_child(c->f_stream_up, a->name);
-        }
         if (!a->m_filled || !a->m_partial || !a->m_acked || !a->m_rejected || !a->m_unknown ||
-            !a->m_canceled || !a->m_expired || !a->m_skipped ||
-            (a->is_leader && (!a->m_fills || !a->m_dups || !a->m_stream_up)))
+            !a->m_canceled || !a->m_expired || !a->m_skipped || (a->is_leader && leader_metrics_init(c, a) < 0))
             return -ENOMEM;
     }
     if (!c->m_journal_fail || !c->m_retries_throttled || !c->m_retries_absent || !c->m_queries ||
@@ -520,7 +363,7 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     enum journal_status st = status_of(r->status);
 
     if (!dec_is_zero(r->executed_qty)) {
-        note_held(f, j->symbol);
+        copier_note_held(f, j->symbol);
         if (position_book_add_live(c->pos, f->name, j->symbol, j->pos_side,
                                    position_book_delta(j->side, j->pos_side, r->executed_qty)) < 0)
             log_error(TAG, "%s %s: position overflow", f->name, j->symbol);
@@ -534,7 +377,7 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     case JOURNAL_REJECTED: met_counter_inc(f->m_rejected); break;
     default: met_counter_inc(f->m_acked); break;
     }
-    met_hist_observe(c->m_ack_lat, (double)(now_ns() - j->received_ns) / 1e9);
+    met_hist_observe(c->m_ack_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
     log_debug(TAG, "%s %s %s %s: %s executed %s at %s", f->name, j->symbol,
               j->side == MKT_BUY ? "BUY" : "SELL", j->client_id, journal_status_name(st),
               fmt_dec(r->executed_qty, q), fmt_dec(r->avg_price, p));
@@ -610,7 +453,7 @@ static void on_placed(void *ud, const struct exch_order_result *r) {
         log_warn(TAG, "%s %s: order %s rejected: %d %s", f->name, j->symbol, j->client_id,
                  r->error_code, r->error_msg);
         met_counter_inc(f->m_rejected);
-        met_hist_observe(c->m_ack_lat, (double)(now_ns() - j->received_ns) / 1e9);
+        met_hist_observe(c->m_ack_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
         record(c, j, JOURNAL_REJECTED, r);
         job_done(j);
         return;
@@ -680,7 +523,7 @@ static void job_send(struct order_job *j) {
     c->jobs_in_flight++;
     if (j->send_attempts == 1) {
         c->orders_sent++;
-        met_hist_observe(c->m_send_lat, (double)(now_ns() - j->received_ns) / 1e9);
+        met_hist_observe(c->m_send_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
     }
 }
 
@@ -781,7 +624,8 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         /* An earlier run (or an evicted memory entry) took it: its effect on the leader's
          * position is already in what we hold. */
         met_counter_inc(leader->m_dups);
-        position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, dec_neg(fj->leader_delta));
+        if (!fj->pre_adjusted)
+            position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, dec_neg(fj->leader_delta));
         revert_pending(c, fj);
         log_info(TAG, "%s %s trade %s: already journaled, ignored (orders of an earlier attempt "
                  "that never went out are left to reconciliation)", f->account, f->symbol, f->trade_id);
@@ -929,8 +773,23 @@ static void held_retry(uv_timer_t *t) {
     drain_check(c);
 }
 
-static void on_fill(void *ud, const struct mkt_fill *f) {
-    struct acct *leader = ud;
+bool copier_fill_seen(const struct copier *c, const struct mkt_fill *f) {
+    return below_start_mark((struct copier *)c, f) ||
+           fill_dedupe_contains(c->dedupe, f->account, f->symbol, f->trade_id);
+}
+
+void copier_on_fill(void *ud, const struct mkt_fill *f) {
+    struct acct *a = ud;
+    /* While missed fills are being fetched, newer ones wait: the engine must see a leader's fills
+     * of a symbol in order (a close decided before the open it closes would be mis-sized). */
+    if (a->bf_busy) {
+        copier_backfill_hold(a, f);
+        return;
+    }
+    (void)copier_take_fill(a, f, false);
+}
+
+bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted) {
     struct copier *c = leader->c;
     struct fill_job *fj;
     struct copy_pos lpos;
@@ -938,28 +797,30 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
     size_t nrules = 0;
     int e;
 
-    if (c->draining || c->freeing) return; /* not taken: the next run backfills it */
+    if (c->draining || c->freeing) return false; /* not taken: the next run backfills it */
     if (below_start_mark(c, f) || fill_dedupe_seen(c->dedupe, f->account, f->symbol, f->trade_id)) {
         met_counter_inc(leader->m_dups);
         log_debug(TAG, "%s %s trade %s: duplicate, ignored", f->account, f->symbol, f->trade_id);
-        return;
+        return false;
     }
+    if (f->trade_time_ms > leader->last_fill_ms) leader->last_fill_ms = f->trade_time_ms;
     for (size_t i = 0; i < c->n_rules; i++)
         if (c->rules[i].leader == leader->idx && c->rules[i].enabled) nrules++;
     fj = calloc(1, sizeof(*fj) + nrules * COPY_MAX_INTENTS * sizeof(fj->items[0]));
     if (!fj) {
         log_error(TAG, "%s %s trade %s: out of memory, fill NOT copied", f->account, f->symbol, f->trade_id);
         fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
-        return;
+        return false;
     }
     fj->c = c;
     fj->fill = *f;
+    fj->pre_adjusted = pre_adjusted;
     fj->leader = leader->idx;
     fj->leader_delta = position_book_delta(f->side, f->pos_side, f->qty);
-    lpos = pos_view(c, leader->name, f->symbol, false);
+    lpos = copier_pos_view(c, leader->name, f->symbol, false);
     position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, fj->leader_delta);
-    note_held(leader, f->symbol);
-    now_ms = exchange_now_ms(leader);
+    copier_note_held(leader, f->symbol);
+    now_ms = copier_exchange_now_ms(leader);
 
     for (size_t i = 0; i < c->n_rules; i++) {
         struct rule *r = &c->rules[i];
@@ -977,7 +838,7 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
             .leader = lpos,
             .leader_equity = leader->equity,
             .follower_mode = fol->mode,
-            .follower = pos_view(c, fol->name, f->symbol, true),
+            .follower = copier_pos_view(c, fol->name, f->symbol, true),
             .follower_equity = fol->equity,
             .ticker_price = fe ? fe->ticker : DEC_ZERO,
             .ticker_age_ms = fe && fe->ticker_ms > 0 ? now_ms - fe->ticker_ms : -1,
@@ -1001,13 +862,14 @@ static void on_fill(void *ud, const struct mkt_fill *f) {
 
     if (!c->held_head) {
         e = fill_submit(c, fj);
-        if (e == 0) return;
+        if (e == 0) return true;
         if (e != -ENOTCONN && e != -ENOBUFS) {
             fill_drop(c, fj, strerror(-e));
-            return;
+            return true;
         }
     }
     fill_hold(c, fj);
+    return true;
 }
 
 static void on_position(void *ud, const struct mkt_position *p) {
@@ -1016,6 +878,28 @@ static void on_position(void *ud, const struct mkt_position *p) {
     /* Positions are tracked from the fills themselves; an ACCOUNT_UPDATE may be a replay of an
      * old one, so it is only shown, not applied. Drift reporting comes with issue 6. */
     log_debug(TAG, "%s %s: exchange reports position %s", a->name, p->symbol, fmt_dec(p->amount, buf));
+}
+
+/* The stream's counters may restart (a new websocket client after a refusal): add what grew. */
+static void stream_stats_update(struct acct *a) {
+    struct exch_stream_stats s;
+    if (!a->stream) return;
+    exch_stream_get_stats(a->stream, &s);
+    a->n_reconnects += s.reconnects >= a->ss_last.reconnects ? s.reconnects - a->ss_last.reconnects : s.reconnects;
+    a->n_silences += s.silences >= a->ss_last.silences ? s.silences - a->ss_last.silences : s.silences;
+    a->ss_last = s;
+}
+
+static uint64_t c_reconnects(void *ud) {
+    struct acct *a = ud;
+    stream_stats_update(a);
+    return a->n_reconnects;
+}
+
+static uint64_t c_silences(void *ud) {
+    struct acct *a = ud;
+    stream_stats_update(a);
+    return a->n_silences;
 }
 
 static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
@@ -1029,23 +913,41 @@ static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
         a->stream_since_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
     if (!up) snprintf(a->stream_reason, sizeof(a->stream_reason), "%s", reason ? reason : "");
+    bool was_up = a->stream_up;
     a->stream_up = up;
     met_gauge_set(a->m_stream_up, up ? 1 : 0);
-    if (up) {
+    stream_stats_update(a);
+    if (up && !was_up) {
+        int64_t now = copier_exchange_now_ms(a);
+        bool reconnect = a->stream_was_up;
         a->stream_was_up = true;
         log_info(TAG, "%s: leader stream up", a->name);
-    } else {
+        if (reconnect) {
+            /* What the stream missed: everything after the newest fill taken, with a margin (the
+             * dedupe drops what was taken already). */
+            int64_t from = a->last_fill_ms > 0 ? a->last_fill_ms : a->first_up_ms;
+            copier_backfill_start(a, from - BACKFILL_MARGIN_MS, false);
+        } else {
+            a->first_up_ms = now;
+            if (a->startup_since_ms > 0) copier_backfill_start(a, a->startup_since_ms, true);
+        }
+    } else if (!up) {
         log_warn(TAG, "%s: leader stream %s: %s", a->name,
                  st == EXCH_STREAM_DOWN ? "down" : "connecting", reason ? reason : "");
     }
-    if (!c->ready) {
-        bool all = true;
-        for (size_t i = 0; i < c->n_accts; i++)
-            if (c->accts[i].is_leader && !c->accts[i].stream_was_up) all = false;
-        if (all && c->phase >= 4) {
-            c->ready = true;
-            log_info(TAG, "ready: every leader stream is up");
-        }
+    copier_check_ready(c);
+}
+
+void copier_check_ready(struct copier *c) {
+    bool all = true;
+    if (c->ready) return;
+    for (size_t i = 0; i < c->n_accts; i++) {
+        const struct acct *a = &c->accts[i];
+        if (a->is_leader && (!a->stream_was_up || (a->bf_busy && a->bf_startup))) all = false;
+    }
+    if (all && c->phase >= 4) {
+        c->ready = true;
+        log_info(TAG, "ready: every leader stream is up and backfilled");
     }
 }
 
@@ -1213,7 +1115,7 @@ static void on_tickers(void *ud, const struct exch_status *st, const struct exch
         step_failed(a, do_tickers, "tickers", st);
         return;
     }
-    store_tickers(a->inst, v, n, exchange_now_ms(a));
+    store_tickers(a->inst, v, n, copier_exchange_now_ms(a));
     a->backoff_ms = 0;
     step_done(a->c);
 }
@@ -1234,12 +1136,13 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
     for (size_t i = 0; i < n; i++) {
         position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].pos_side, v[i].amount);
         if (!dec_is_zero(v[i].amount)) {
-            note_held(a, v[i].symbol);
+            copier_note_held(a, v[i].symbol);
             log_info(TAG, "%s %s %s: position %s", a->name, v[i].symbol, copy_pos_side_name(v[i].pos_side),
                      fmt_dec(v[i].amount, buf));
             publish_position(a->c, a, v[i].symbol);
         }
     }
+    a->snap_ms = copier_exchange_now_ms(a);
     a->backoff_ms = 0;
     do_mode(&a->retry);
 }
@@ -1295,7 +1198,7 @@ static void observe_equity(struct copier *c, struct acct *a, dec_t equity) {
         struct rule *r = &c->rules[i];
         enum copy_stop stop;
         if (r->follower != a->idx || r->removed) continue;
-        stop = copy_state_observe_equity(&r->st, &r->cr, equity, exchange_now_ms(a));
+        stop = copy_state_observe_equity(&r->st, &r->cr, equity, copier_exchange_now_ms(a));
         if (stop == COPY_STOP_NONE) continue;
         met_counter_inc(c->m_stops);
         met_gauge_set(r->m_status, (double)copy_state_status(&r->st));
@@ -1341,7 +1244,7 @@ static void on_refresh_tickers(void *ud, const struct exch_status *st, const str
     struct acct *a = ud;
     a->inst->tickers_busy = false;
     if (a->c->freeing || st->err) return;
-    store_tickers(a->inst, v, n, exchange_now_ms(a));
+    store_tickers(a->inst, v, n, copier_exchange_now_ms(a));
 }
 
 /* |follower - leader x factor| in follower steps, worst symbol; factor = multiplier (x follower
@@ -1365,7 +1268,7 @@ static double rule_drift(const struct copier *c, const struct rule *r) {
     for (int side = 0; side < 2; side++) {
         struct sym_entry *e, *tmp, *held = side ? f->held : l->held;
         HASH_ITER(hh, held, e, tmp) {
-            struct copy_pos lp = pos_view(c, l->name, e->symbol, false), fp = pos_view(c, f->name, e->symbol, false);
+            struct copy_pos lp = copier_pos_view(c, l->name, e->symbol, false), fp = copier_pos_view(c, f->name, e->symbol, false);
             struct inst_entry *ie = NULL;
             dec_t ln, fn, want, diff;
             if (!copy_rule_symbol_allowed(&r->cr, e->symbol)) continue;
@@ -1446,7 +1349,7 @@ static void preflight_rule(struct copier *c, struct rule *r) {
 
 static void open_stream(struct acct *a) {
     struct exch_stream_cbs cbs = {
-        .on_fill = on_fill, .on_position = on_position, .on_state = on_state,
+        .on_fill = copier_on_fill, .on_position = on_position, .on_state = on_state,
         .on_bad_frame = on_bad_frame, .on_leverage = on_leader_leverage, .ud = a,
     };
     if (a->stream) return;
@@ -1539,6 +1442,7 @@ struct copier *copier_new(const struct copier_deps *d) {
         snprintf(a->exchange, sizeof(a->exchange), "%s", d->accounts[i].exchange);
         a->ex = d->accounts[i].ex;
         a->expect_mode = d->accounts[i].expect_mode;
+        a->startup_since_ms = d->accounts[i].backfill_since_ms;
         a->inst = instruments_get(c, d->accounts[i].rest_url);
         if (!a->inst) goto fail;
         if (!a->inst->fetcher) a->inst->fetcher = a;
@@ -1562,7 +1466,12 @@ struct copier *copier_new(const struct copier_deps *d) {
         pair_key(h->key, sizeof(h->key), d->hwm[i].account, d->hwm[i].symbol);
         h->trade_seq = d->hwm[i].trade_seq;
         HASH_ADD_STR(c->hwm, key, h);
+        /* A symbol the leader traded before: the start-up backfill looks there (Binance lists
+         * trades per symbol only). */
+        for (size_t k = 0; k < c->n_accts; k++)
+            if (!strcmp(c->accts[k].name, d->hwm[i].account)) copier_note_held(&c->accts[k], d->hwm[i].symbol);
     }
+    c->backfill_max_age_ms = d->backfill_max_age_ms ? (int64_t)d->backfill_max_age_ms : 3600000;
     if (metrics_init(c) < 0) goto fail;
     return c;
 fail:
@@ -1707,6 +1616,7 @@ struct copier *copier_free(struct copier *c) {
             HASH_DEL(c->accts[i].lev, le);
             free(le);
         }
+        copier_backfill_free(&c->accts[i]);
         HASH_ITER(hh, c->accts[i].held, se, stmp) {
             HASH_DEL(c->accts[i].held, se);
             free(se);
@@ -1863,6 +1773,7 @@ int copier_reload(struct copier *c, const struct copier_rule *rules, size_t n,
         if (c->started_refresh) preflight_rule(c, r);
         if (r->enabled && !c->accts[r->leader].is_leader) {
             c->accts[r->leader].is_leader = true;
+            if (leader_metrics_init(c, &c->accts[r->leader]) < 0) log_error(TAG, "out of memory: leader metrics");
             if (c->started && !c->draining) open_stream(&c->accts[r->leader]);
         }
     }

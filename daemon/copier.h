@@ -31,6 +31,9 @@ struct copier_account {
     const char *rest_url;  /* instruments are fetched once per distinct rest_url */
     struct exch_account *ex; /* not owned */
     int expect_mode;         /* -1 auto, else the enum mkt_pos_mode the config expects */
+    /* Leaders: the exchange time of the last fill the journal holds (0 = none): the first stream
+     * connect backfills from there, so fills made while the daemon was down are copied. */
+    int64_t backfill_since_ms;
 };
 
 struct copier_rule {
@@ -67,6 +70,7 @@ struct copier_deps {
     unsigned position_ttl_ms;  /* Redis TTL of published positions; 0 = 10000 */
     unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
+    unsigned backfill_max_age_ms; /* a backfill never reaches further back than this; 0 = 1 h */
 };
 
 struct copier;

@@ -61,6 +61,15 @@ bool fill_dedupe_seen(struct fill_dedupe *d, const char *account, const char *sy
     return false;
 }
 
+bool fill_dedupe_contains(const struct fill_dedupe *d, const char *account, const char *symbol,
+                          const char *trade_id) {
+    char key[sizeof(((struct dd_entry *)0)->key)];
+    struct dd_entry *e = NULL;
+    make_key(key, sizeof(key), account, symbol, trade_id);
+    HASH_FIND_STR(d->map, key, e);
+    return e != NULL;
+}
+
 void fill_dedupe_forget(struct fill_dedupe *d, const char *account, const char *symbol, const char *trade_id) {
     char key[sizeof(((struct dd_entry *)0)->key)];
     struct dd_entry *e = NULL;

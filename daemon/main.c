@@ -70,6 +70,7 @@ struct daemon {
         bool close_only, paused;
     } *rule_states;
     size_t n_rule_states;
+    int64_t *backfill_since; /* per configured account: its last journaled fill time (ms), 0 = none */
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
@@ -250,6 +251,23 @@ static int load_journaled_state(struct daemon *d) {
                      rs->id);
         if (rs->paused) log_warn(TAG, "rule %s stays paused (an operator paused it; resume clears it)", rs->id);
     }
+    PQclear(res);
+    /* Where each leader's start-up backfill begins: its last journaled fill. */
+    res = PQexec(pg, "SELECT account, (extract(epoch FROM max(event_time)) * 1000)::bigint FROM leader_fills"
+                     " GROUP BY 1");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error(TAG, "journal: cannot read the last fill times: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    d->backfill_since = calloc(d->cfg->n_accounts + 1, sizeof(*d->backfill_since));
+    if (!d->backfill_since) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        long k = cfg_account_find(d->cfg, PQgetvalue(res, i, 0));
+        if (k >= 0) d->backfill_since[k] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+    }
     r = 0;
 out:
     PQclear(res);
@@ -269,6 +287,8 @@ static void free_journaled_state(struct daemon *d) {
     free(d->rule_states);
     d->rule_states = NULL;
     d->n_rule_states = 0;
+    free(d->backfill_since);
+    d->backfill_since = NULL;
 }
 
 static const struct rule_state *journaled_state(const struct daemon *d, const char *id) {
@@ -1064,6 +1084,7 @@ static int run(struct daemon *d) {
             a->position_mode == CFG_POSITION_MODE_HEDGE    ? MKT_PM_HEDGE
             : a->position_mode == CFG_POSITION_MODE_ONEWAY ? MKT_PM_ONE_WAY
                                                            : -1,
+            d->backfill_since ? d->backfill_since[i] : 0,
         };
     }
     for (size_t i = 0; i < d->cfg->n_rules; i++) {
@@ -1080,6 +1101,7 @@ static int run(struct daemon *d) {
         .lws = d->lws, .accounts = ca, .n_accounts = d->cfg->n_accounts, .rules = cr,
         .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
         .refresh_ms = (unsigned)dc->account_refresh_ms,
+        .backfill_max_age_ms = (unsigned)dc->backfill_max_age_ms,
     };
     d->copier = copier_new(&deps);
     if (!d->copier) {

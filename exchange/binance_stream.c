@@ -742,6 +742,27 @@ struct bn_stream_stats bn_stream_stats(const struct exch_stream *s) {
     return s ? s->stats : z;
 }
 
+void exch_stream_get_stats(const struct exch_stream *s, struct exch_stream_stats *out) {
+    struct ws_client_stats w;
+    if (!out) return;
+    memset(out, 0, sizeof(*out));
+    if (!s) return;
+    if (s->bybit) {
+        struct by_stream_stats b = bybit_stream_stats(s->bybit);
+        bybit_stream_ws_stats(s->bybit, &w);
+        out->silences = b.silences + w.silences;
+        out->fills = b.fills;
+    } else {
+        bn_stream_ws_stats(s, &w);
+        out->silences = w.silences;
+        out->fills = s->stats.fills;
+        out->key_lost = s->stats.key_lost;
+    }
+    out->connects = w.connects;
+    out->reconnects = w.reconnects;
+    out->messages = w.messages;
+}
+
 void bn_stream_ws_stats(const struct exch_stream *s, struct ws_client_stats *out) {
     if (!out) return;
     memset(out, 0, sizeof(*out));

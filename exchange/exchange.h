@@ -248,6 +248,17 @@ struct exch_stream_cbs {
 
 struct exch_stream;
 
+/* Counters of one stream since it was opened (for metrics). */
+struct exch_stream_stats {
+    uint64_t connects;   /* websocket handshakes completed */
+    uint64_t reconnects; /* reconnects scheduled after a failure, close or silence */
+    uint64_t silences;   /* links declared dead for silence (no data / no pong within the bound) */
+    uint64_t messages;   /* frames received */
+    uint64_t fills;      /* fills delivered */
+    uint64_t key_lost;   /* Binance: listenKey expired or unknown (-1125 / listenKeyExpired) */
+};
+void exch_stream_get_stats(const struct exch_stream *s, struct exch_stream_stats *out);
+
 /* Creates the listenKey over REST, connects the websocket on ctx (an lws context on the same
  * libuv loop), keeps the listenKey alive, reconnects with jittered exponential backoff. */
 struct exch_stream *exch_stream_open(struct exch_account *a, struct lws_context *ctx,

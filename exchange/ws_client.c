@@ -546,9 +546,11 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             int64_t quiet = now_ms() - c->valid_ms;
             if (c->reason[0])
                 snprintf(why, sizeof(why), "%s", c->reason);
-            else if (quiet >= (int64_t)c->policy->secs_since_valid_hangup * 1000 - 250)
+            else if (quiet >= (int64_t)c->policy->secs_since_valid_hangup * 1000 - 250) {
                 /* lws' validity timer hung up (it does not say so itself) */
                 snprintf(why, sizeof(why), "silent link: no PONG for %lld ms", (long long)quiet);
+                c->st.silences++;
+            }
             else
                 snprintf(why, sizeof(why), "connection lost");
             link_lost(c, true, why);

@@ -61,6 +61,7 @@ struct ws_client_stats {
     uint64_t failures;   /* connect attempts that failed before the handshake completed */
     uint64_t sent;       /* messages written */
     uint64_t pongs;      /* PONGs received (answers to our idle pings) */
+    uint64_t silences;   /* links hung up for silence (no PONG within the bound) */
 };
 
 /* 0 if url is a ws:// or wss:// URL this client can connect to, else -EINVAL. */

@@ -26,8 +26,12 @@ static void test_seen_once(void **state) {
 static void test_forget(void **state) {
     (void)state;
     struct fill_dedupe *d = fill_dedupe_new(10);
+    assert_false(fill_dedupe_contains(d, "a", "S", "7"));
     assert_false(fill_dedupe_seen(d, "a", "S", "7"));
+    assert_true(fill_dedupe_contains(d, "a", "S", "7"));
+    assert_int_equal(fill_dedupe_size(d), 1); /* contains never adds */
     fill_dedupe_forget(d, "a", "S", "7");
+    assert_false(fill_dedupe_contains(d, "a", "S", "7"));
     assert_false(fill_dedupe_seen(d, "a", "S", "7"));
     fill_dedupe_forget(d, "a", "S", "999"); /* unknown key: no effect */
     assert_int_equal(fill_dedupe_size(d), 1);

@@ -1,0 +1,242 @@
+/* copier_internal: the copier's state, shared by its files (copier.c: the hot path, start-up and
+ * lifecycle; copier_backfill.c: fetching the leader fills a stream missed; copier_reload.c is
+ * still inside copier.c). Not for anything outside the copier. */
+#ifndef CT_COPIER_INTERNAL_H
+#define CT_COPIER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+#include <uv.h>
+
+#include "copier.h"
+#include "copy_engine.h"
+#include "copy_state.h"
+#include "exchange.h"
+#include "market.h"
+#include "metrics.h"
+
+#define STARTUP_BACKOFF_MIN_MS 500
+#define STARTUP_BACKOFF_MAX_MS 30000
+#define THROTTLE_RETRY_MS 1000  /* when a 429 names no Retry-After */
+#define MAX_SEND_ATTEMPTS 5     /* throttled or confirmed-absent resends of one client id */
+#define MAX_QUERY_ATTEMPTS 8    /* queries of an unknown outcome before leaving it to reconcile */
+#define QUERY_BACKOFF_MS 200
+#define COALESCE_SLOTS 64       /* leader orders coalesced at once per rule */
+#define PREFLIGHT_MAX 32
+#define RULE_ID_MAX 64          /* as the journal takes them */
+#define BACKFILL_MARGIN_MS 60000 /* a reconnect's backfill starts this long before the last fill */
+
+/* ---------------------------------------------------------------------------------------- */
+
+struct instruments { /* the filters of one exchange endpoint, by symbol */
+    char url[512];
+    struct inst_entry *map;
+    struct acct *fetcher;  /* the account its public data (filters, tickers) is fetched with */
+    bool tickers_busy;     /* a ticker refresh is out */
+    bool loaded;
+    UT_hash_handle hh;
+};
+
+struct inst_entry {
+    struct mkt_instrument v;
+    dec_t ticker;          /* last price, 0 = none yet */
+    int64_t ticker_ms;     /* its exchange time (or our receipt time, exchange clock) */
+    UT_hash_handle hh;
+};
+
+struct lev_entry { /* one follower symbol's leverage setting */
+    char symbol[MKT_SYMBOL_MAX];
+    int leverage;
+    UT_hash_handle hh;
+};
+
+struct acct {
+    struct copier *c;
+    size_t idx;
+    char name[MKT_ACCOUNT_MAX];
+    char exchange[32];
+    struct exch_account *ex;
+    struct instruments *inst;
+    bool is_leader;
+    struct exch_stream *stream;
+    bool stream_up, stream_was_up;
+    int64_t stream_since_ms;          /* wall clock of the last up/down change, for /health/ready */
+    char stream_reason[128];          /* why it last went down */
+    bool time_ok, positions_ok;
+    enum mkt_pos_mode mode;           /* as the exchange reports it */
+    int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
+    dec_t equity;                     /* last sample, 0 = none yet */
+    bool equity_busy;                 /* an equity refresh is out */
+    struct lev_entry *lev;
+    unsigned backoff_ms;
+    uv_timer_t retry; /* start-up step retries */
+    struct met_counter *m_filled, *m_partial, *m_acked, *m_rejected, *m_unknown, *m_canceled,
+        *m_expired, *m_skipped;
+    struct met_gauge *m_stream_up;
+    struct met_counter *m_fills, *m_dups;
+    struct sym_entry *held;           /* symbols it has held or traded (drift gauge, backfill) */
+    /* Backfill (copier_backfill.c): the fills a stream may have missed, fetched over REST. */
+    int64_t last_fill_ms;             /* trade time of the newest fill taken (exchange clock) */
+    int64_t first_up_ms;              /* exchange time the stream first came up */
+    int64_t snap_ms;                  /* exchange time of the start-up position snapshot */
+    int64_t startup_since_ms;         /* start-up backfill from here (0 = none) */
+    bool bf_busy, bf_startup, bf_again;
+    int64_t bf_since, bf_again_since;
+    char (*bf_syms)[MKT_SYMBOL_MAX];
+    size_t bf_nsyms, bf_next;
+    unsigned bf_attempts;
+    struct mkt_fill *bf_fills;        /* collected until every symbol is in */
+    size_t bf_n, bf_cap;
+    struct mkt_fill *held_fills;      /* stream fills that arrived during a backfill, in order */
+    size_t held_n, held_cap;
+    struct exch_stream_stats ss_last; /* the stream's counters at the last look (they may reset) */
+    uint64_t n_reconnects, n_silences;
+    struct met_counter *m_backfilled;
+};
+
+struct sym_entry {
+    char symbol[MKT_SYMBOL_MAX];
+    UT_hash_handle hh;
+};
+
+struct rule {
+    struct copy_rule cr;              /* strings belong to the caller (the config) */
+    struct copy_state st;
+    struct copy_accum acc[COALESCE_SLOTS];
+    size_t leader, follower;
+    bool enabled;
+    /* Dropped by a reload: takes no new fills; kept (never moved or reused) because fills in the
+     * journal's hands and orders in flight still name it by index. Its strings then live in
+     * id_buf, not in a configuration that was freed. */
+    bool removed;
+    char id_buf[RULE_ID_MAX];
+    struct met_gauge *m_status;       /* 0 active, 1 paused, 2 close_only, 3 removed */
+    struct met_gauge *m_drift;        /* NULL for fixed_notional (no proportional target) */
+    struct met_gauge *m_preflight;    /* problems found at start-up */
+};
+
+struct hwm_entry {
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
+    int64_t trade_seq;
+    UT_hash_handle hh;
+};
+
+/* One follower order from intent to final answer. Lives in its lane's queue until it is at the
+ * head, then in flight; freed from its timer's close callback. */
+struct order_job {
+    struct copier *c;
+    struct lane *lane;
+    struct order_job *next;     /* lane queue */
+    struct order_job *lprev, *lnext; /* all live jobs */
+    size_t follower;
+    char symbol[MKT_SYMBOL_MAX];
+    char client_id[MKT_CLIENT_ID_MAX];
+    enum mkt_side side;
+    enum mkt_pos_side pos_side;
+    enum copy_order_type order_type;
+    dec_t price;                /* limit_ioc */
+    dec_t qty;
+    dec_t pending;              /* amount added to the follower's pending position (slot pos_side) */
+    bool reduce_only;
+    int64_t received_ns;        /* leader frame arrival */
+    unsigned send_attempts, query_attempts;
+    bool in_flight;             /* a request is out */
+    bool retry_query;           /* the timer fires a query (else a send) */
+    uv_timer_t timer;
+};
+
+struct lane { /* (follower, symbol): orders go out one at a time, in order */
+    char key[MKT_ACCOUNT_MAX + MKT_SYMBOL_MAX + 1];
+    struct order_job *head, *tail;
+    bool busy;
+    UT_hash_handle hh;
+};
+
+/* One leader fill between the planning and the journal's answer. */
+struct fill_job {
+    struct copier *c;
+    struct fill_job *next;        /* held queue */
+    /* A start-up backfill fill older than the position snapshot: its delta was taken off the
+     * leader's book first, so "already journaled" must not take it off again. */
+    bool pre_adjusted;
+    struct mkt_fill fill;
+    size_t leader;
+    dec_t leader_delta;           /* applied to the leader's slot fill.pos_side */
+    size_t n;
+    struct fill_item {
+        struct copy_intent in;
+        size_t rule;              /* index into copier.rules */
+    } items[];                    /* n entries */
+};
+
+struct copier {
+    uv_loop_t *loop;
+    struct journal *journal;
+    struct met_registry *reg;
+    struct rds *redis;
+    struct lws_context *lws;
+    struct acct *accts;
+    size_t n_accts;
+    struct rule *rules;
+    size_t n_rules;
+    struct instruments *insts;
+    struct hwm_entry *hwm;
+    struct lane *lanes;
+    struct order_job *jobs;    /* every live job */
+    size_t jobs_in_flight;     /* sent, not answered */
+    size_t fills_in_journal;   /* journal writes not answered */
+    /* Fills planned while the journal could not take them (not connected, queue full, or a
+     * connection lost mid-write): resubmitted in order once it can. Never sent before that. */
+    struct fill_job *held_head, *held_tail;
+    size_t held;
+    bool journal_up;
+    uv_timer_t held_timer;
+    struct position_book *pos;
+    struct fill_dedupe *dedupe;
+    unsigned position_ttl_ms;
+    unsigned refresh_ms;       /* equity and ticker refresh period */
+    bool started_refresh;
+    uv_timer_t refresh_timer;
+    bool started, ready, draining, freeing;
+    bool timers_inited;        /* drain_timer and every account's retry timer */
+    unsigned closing_handles;
+    size_t startup_pending;
+    int phase; /* 0 time, 1 instruments, 2 positions, 3 streams (once the journal is up), 4 running */
+    uv_timer_t drain_timer;
+    void (*drain_done)(void *ud);
+    void *drain_ud;
+    /* metrics */
+    struct met_family *f_orders, *f_skips, *f_fills, *f_dups, *f_stream_up;
+    struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_queries,
+        *m_bad_frames, *m_stream_changes;
+    struct met_hist *m_send_lat, *m_ack_lat;
+    struct met_counter *m_skip[COPY_SKIP__COUNT];
+    struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
+    struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;
+    struct met_counter *m_bf_ok, *m_bf_failed;
+    struct met_family *f_backfilled, *f_reconnects, *f_silences;
+    int64_t backfill_max_age_ms;
+    uint64_t orders_sent;      /* first sends (not resends or queries) */
+    struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
+};
+
+/* Shared between the copier's files (defined in copier.c unless noted). */
+void copier_on_fill(void *ud, const struct mkt_fill *f);   /* an exch_stream_cbs.on_fill */
+/* Takes one leader fill (dedupe, engine, journal, orders); false if it was a duplicate or could
+ * not be taken. pre_adjusted: see struct fill_job. */
+bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted);
+/* true if the fill was taken before (start-up mark or memory); adds nothing. */
+bool copier_fill_seen(const struct copier *c, const struct mkt_fill *f);
+void copier_check_ready(struct copier *c);
+/* copier_backfill.c */
+void copier_backfill_start(struct acct *a, int64_t since_ms, bool startup);
+void copier_backfill_hold(struct acct *a, const struct mkt_fill *f); /* a stream fill meanwhile */
+void copier_backfill_free(struct acct *a);
+int64_t copier_now_ns(void);
+int64_t copier_exchange_now_ms(const struct acct *a);
+void copier_note_held(struct acct *a, const char *symbol);
+struct copy_pos copier_pos_view(const struct copier *c, const char *account, const char *symbol,
+                                bool expected);
+
+#endif
