@@ -405,6 +405,53 @@ static void h_open_orders(struct bn_call *c)
     sbuf_addc(x.b, ']');
 }
 
+struct collect {
+    struct sbook_order **v;
+    size_t n, cap;
+    bool failed;
+};
+
+static void collect_one(void *ud, const struct sbook_order *o)
+{
+    struct collect *x = ud;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        struct sbook_order **v = realloc(x->v, cap * sizeof(*v));
+        if (!v) {
+            x->failed = true;
+            return;
+        }
+        x->v = v;
+        x->cap = cap;
+    }
+    x->v[x->n++] = (struct sbook_order *)o;
+}
+
+/* DELETE /fapi/v1/allOpenOrders: every open order of the symbol (mandatory), collected first
+ * because cancelling changes the list being walked. */
+static void h_cancel_all(struct bn_call *c)
+{
+    bool bad;
+    struct collect x = {0};
+    struct sbook_symbol *s = opt_symbol(c, &bad);
+    if (bad)
+        return;
+    if (!s) {
+        reply_errorf(c, 400, -1102, MANDATORY, "symbol");
+        return;
+    }
+    sbook_open_orders(c->sim->book, c->acct->ba, s, collect_one, &x);
+    if (x.failed) {
+        free(x.v);
+        reply_error(c, 500, -1000, "An unknown error occured while processing the request.");
+        return;
+    }
+    for (size_t i = 0; i < x.n; i++)
+        sbook_cancel(c->sim->book, x.v[i]);
+    free(x.v);
+    sbuf_adds(&c->resp->body, "{\"code\":200,\"msg\":\"The operation of cancel all open order is done.\"}");
+}
+
 /* Optional integer parameter: 1 set, 0 absent; -1 malformed (answered). */
 static int opt_i64(struct bn_call *c, const char *key, int64_t *out)
 {
@@ -674,6 +721,56 @@ static void h_leverage_bracket(struct bn_call *c)
     sbuf_addc(b, ']');
 }
 
+/* GET /sapi/v1/capital/config/getall (wallet API, api.binance.com on Binance): ccxt's binance
+ * classes load currencies from it whenever they hold an API key, before any futures call. USDT
+ * (the margin asset, with the account's wallet balance) and the base coin of each USDT symbol
+ * (unique, as the symbols are). */
+static void h_capital_config(struct bn_call *c)
+{
+    struct sbuf *b = &c->resp->body;
+    struct sbook *book = c->sim->book;
+    sbuf_addc(b, '[');
+    for (size_t i = 0; i <= sbook_nsymbols(book); i++) {
+        char coin[MKT_SYMBOL_MAX];
+        const char *sym = i ? sbook_symbol_at(book, i - 1)->ins.symbol : "USDT";
+        size_t l = strlen(sym);
+        if (i == 0) {
+            snprintf(coin, sizeof(coin), "USDT");
+        } else {
+            if (l <= 4 || strcmp(sym + l - 4, "USDT") != 0)
+                continue;
+            snprintf(coin, sizeof(coin), "%.*s", (int)(l - 4), sym);
+            sbuf_addc(b, ',');
+        }
+        sbuf_adds(b, "{\"coin\":");
+        sbuf_add_jstr(b, coin);
+        sbuf_adds(b, ",\"name\":");
+        sbuf_add_jstr(b, coin);
+        sbuf_adds(b, ",\"depositAllEnable\":true,\"withdrawAllEnable\":true,\"free\":");
+        if (i == 0)
+            sbuf_add_jdec(b, sbook_account_balance(c->acct->ba));
+        else
+            sbuf_adds(b, "\"0\"");
+        sbuf_adds(b, ",\"locked\":\"0\",\"freeze\":\"0\",\"withdrawing\":\"0\",\"ipoing\":\"0\","
+                     "\"ipoable\":\"0\",\"storage\":\"0\",\"isLegalMoney\":false,\"trading\":true,"
+                     "\"networkList\":[{\"network\":\"SIM\",\"coin\":");
+        sbuf_add_jstr(b, coin);
+        sbuf_adds(b, ",\"withdrawIntegerMultiple\":\"0.00000001\",\"isDefault\":true,\"depositEnable\":true,"
+                     "\"withdrawEnable\":true,\"depositDesc\":\"\",\"withdrawDesc\":\"\",\"name\":\"Simulator\","
+                     "\"resetAddressStatus\":false,\"addressRegex\":\"\",\"memoRegex\":\"\",\"withdrawFee\":\"0\","
+                     "\"withdrawMin\":\"0\",\"withdrawMax\":\"9999999999\",\"minConfirm\":1,\"unLockConfirm\":0,"
+                     "\"sameAddress\":false,\"busy\":false}]}");
+    }
+    sbuf_addc(b, ']');
+}
+
+/* GET /sapi/v1/margin/allPairs (MARKET_DATA: API key, no signature): ccxt asks with the
+ * currencies. The simulator has no cross-margin (spot) pairs. */
+static void h_margin_pairs(struct bn_call *c)
+{
+    sbuf_adds(&c->resp->body, "[]");
+}
+
 static void h_account(struct bn_call *c)
 {
     if (sbnf_account(&c->resp->body, c->sim->book, c->acct->ba, sim_now_ms()) < 0)
@@ -789,6 +886,7 @@ static const struct bn_route routes[] = {
     {SHTTP_GET, "/fapi/v1/order", BN_SIGNED, h_order_get},
     {SHTTP_DELETE, "/fapi/v1/order", BN_SIGNED, h_order_cancel},
     {SHTTP_GET, "/fapi/v1/openOrders", BN_SIGNED, h_open_orders},
+    {SHTTP_DELETE, "/fapi/v1/allOpenOrders", BN_SIGNED, h_cancel_all},
     {SHTTP_GET, "/fapi/v2/positionRisk", BN_SIGNED, h_position_risk},
     {SHTTP_GET, "/fapi/v3/positionRisk", BN_SIGNED, h_position_risk_v3},
     {SHTTP_GET, "/fapi/v2/balance", BN_SIGNED, h_balance},
@@ -801,6 +899,8 @@ static const struct bn_route routes[] = {
     {SHTTP_POST, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_post},
     {SHTTP_PUT, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_put},
     {SHTTP_DELETE, "/fapi/v1/listenKey", BN_USER_STREAM, h_lk_delete},
+    {SHTTP_GET, "/sapi/v1/capital/config/getall", BN_SIGNED, h_capital_config},
+    {SHTTP_GET, "/sapi/v1/margin/allPairs", BN_USER_STREAM, h_margin_pairs},
 };
 
 void sim_bn_handle(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
