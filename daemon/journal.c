@@ -3,15 +3,20 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 
 #include <libpq-fe.h>
 
+#include "spool.h"
 #include "sql_migrations.h"
 
 #define JNL_DEC_MAX 40     /* decimal text: digits, one point */
@@ -26,6 +31,14 @@
 #define JNL_ARRAYS 9          /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
 _Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
+#define JNL_KEY_MAX (2 * (JNL_NAME_MAX + 1) + JNL_EOID_MAX + 1) /* account 0x1f symbol 0x1f trade id */
+
+/* Spool record types (the spool only frames them; the payload format is below, "spool records").
+ * Never renumber: a spool written by one version is replayed by the next. */
+enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3 };
+#define JNL_REC_VERSION 1        /* first byte of every payload */
+#define JNL_SPOOL_ID_FILE "journal-id" /* in the spool directory; the spool ignores other files */
+#define JNL_REPLAY_MAX_STMTS 1000 /* statements per replayed batch (one transaction) */
 
 /* ---- SQL ------------------------------------------------------------------------------------ */
 
@@ -99,6 +112,19 @@ static const char SQL_RESULTS[] =
     "   AND (follower_order_status_rank(u.status) > follower_order_status_rank(f.status)"
     "        OR (u.status = 'partially_filled' AND f.status = 'partially_filled'"
     "            AND u.executed_qty > COALESCE(f.executed_qty, 0)))";
+
+static const char SQL_RULE[] =
+    "UPDATE copy_rules SET status = $2,"
+    " operator_paused = COALESCE($3::boolean, operator_paused), updated_at = now()"
+    " WHERE id = $1 AND status <> 'removed'";
+
+/* Replay bookkeeping (sql/005_spool.sql): the last spool record applied, moved in the same
+ * transaction as the records themselves; never backwards. */
+static const char SQL_APPLIED_GET[] = "SELECT seq FROM spool_applied WHERE spool_id = $1::text";
+static const char SQL_APPLIED_SET[] =
+    "INSERT INTO spool_applied AS a (spool_id, seq) VALUES ($1::text, $2::bigint)"
+    " ON CONFLICT (spool_id) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()"
+    " WHERE a.seq < EXCLUDED.seq";
 
 static const char SQL_SCHEMA_MIGRATIONS[] =
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -539,7 +565,7 @@ int journal_audit(const char *conninfo, const char *kind, const char *subject, b
 
 /* ---- the asynchronous journal --------------------------------------------------------------- */
 
-enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE };
+enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE, OP_REPLAY };
 
 /* One sync group in the pipeline: nq statements and a PQpipelineSync. The FIFO of ops matches
  * the order in which the server answers. */
@@ -563,6 +589,18 @@ struct op {
     uint64_t rows;     /* rows updated */
     /* OP_RULE */
     struct jrule *rule;
+    /* OP_FILL with a spool: its identity, and its spool record in case it has to move there */
+    char *key;
+    char *payload;
+    size_t plen;
+    bool detached;     /* moved to the spool, callback done: PostgreSQL's reply is ignored */
+    bool spooled;      /* completed from the spool (on the done list), never sent */
+    /* OP_SETUP with a spool */
+    bool have_applied;
+    uint64_t applied_seq; /* spool_applied.seq of our spool */
+    /* OP_REPLAY: spool records first_seq..last_seq (nrec of them, nbad not parsed) */
+    uint64_t first_seq, last_seq, nrec, nbad;
+    char sqlstate[6];  /* of the first error */
 };
 
 /* A rule state change waiting to be written (kept across reconnects until it commits). */
@@ -572,6 +610,8 @@ struct jrule {
     char status[16];
     int paused;        /* operator_paused: -1 keep, 0, 1 */
     bool sent;
+    bool superseded;   /* in flight when a later change of the same rule went to the spool:
+                        * not resent if the connection drops */
 };
 
 /* A queued result (write-behind). */
@@ -594,6 +634,17 @@ struct waiter {
     uint64_t err_mark;    /* failures counted when the flush was asked */
     journal_flush_cb cb;
     void *ud;
+};
+
+/* A set of fill keys (chained hash). */
+struct kent {
+    struct kent *next;
+    uint32_t h;
+    char key[];
+};
+struct kset {
+    struct kent **b;
+    size_t nb, n;
 };
 
 enum conn_state {
@@ -643,6 +694,28 @@ struct journal {
     struct journal_stats s;
     char last_error[512];
 
+    /* The spool (sp NULL: none). */
+    struct spool *sp;
+    char spool_id[33];    /* 32 hex digits, JNL_SPOOL_ID_FILE */
+    bool spool_os;        /* SPOOL_OS: synced by t_sync */
+    bool spooling;        /* new work goes to the spool until the replay has drained it */
+    bool spool_reported;  /* the last spooling state given to on_spool */
+    bool spool_ok;        /* false after a failed append, until one succeeds */
+    bool spool_err_pending;
+    char spool_why[160];  /* why the spool took over */
+    char spool_err[512];  /* the last spool error, for on_spool */
+    struct kset keys;     /* fills in the spool, by key: cleared when the spool is drained */
+    struct op *done_head, *done_tail; /* fills completed from the spool, callbacks due */
+    uv_timer_t t_slow, t_sync, t_replay;
+    struct op *rp_op;     /* the replay batch in flight */
+    bool rp_begin;        /* restart the replay cursor at the watermark */
+    bool rp_hold;         /* waiting on t_replay after a transient error */
+    bool rp_stuck;        /* the spool cannot be read back: replay stopped (see last_error) */
+    uint64_t rp_single_until; /* after a refused batch: records up to this seq go one by one */
+    uint64_t rp_episode;  /* records replayed since the spool last took over */
+    unsigned rp_fails;    /* transient replay failures in a row */
+    struct sbuf rb;       /* a spool record being built */
+
     int busy;             /* inside a loop callback of ours */
     bool free_requested;
 };
@@ -652,6 +725,260 @@ static void on_work(uv_timer_t *t);
 static void conn_drop(struct journal *j, int err, const char *msg);
 static void service(struct journal *j);
 static void really_free(struct journal *j);
+static void fill_callback(struct journal *j, struct op *op, int status, const char *errmsg);
+static void on_slow(uv_timer_t *t);
+static bool divert_ops(struct journal *j, struct op **v, size_t n, const char *why);
+static void spool_session_start(struct journal *j, const struct op *setup);
+static void replay_done(struct journal *j, struct op *op);
+
+/* ---- fill keys ---- */
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void fill_key(char *dst, size_t n, const char *account, const char *symbol, const char *tid)
+{
+    snprintf(dst, n, "%s\x1f%s\x1f%s", account, symbol, tid);
+}
+
+static bool kset_has(const struct kset *k, const char *key)
+{
+    if (!k->nb) return false;
+    uint32_t h = hash_str(key);
+    for (const struct kent *e = k->b[h & (k->nb - 1)]; e; e = e->next)
+        if (e->h == h && !strcmp(e->key, key)) return true;
+    return false;
+}
+
+/* Adds key (when missing). 0 or -ENOMEM. */
+static int kset_add(struct kset *k, const char *key)
+{
+    if (kset_has(k, key)) return 0;
+    if (k->n >= k->nb) { /* load factor 1 */
+        size_t nb = k->nb ? k->nb * 2 : 64;
+        struct kent **b = calloc(nb, sizeof *b);
+        if (!b) return -ENOMEM;
+        for (size_t i = 0; i < k->nb; i++) {
+            for (struct kent *e = k->b[i], *nx; e; e = nx) {
+                nx = e->next;
+                e->next = b[e->h & (nb - 1)];
+                b[e->h & (nb - 1)] = e;
+            }
+        }
+        free(k->b);
+        k->b = b;
+        k->nb = nb;
+    }
+    size_t len = strlen(key);
+    struct kent *e = malloc(sizeof *e + len + 1);
+    if (!e) return -ENOMEM;
+    e->h = hash_str(key);
+    memcpy(e->key, key, len + 1);
+    e->next = k->b[e->h & (k->nb - 1)];
+    k->b[e->h & (k->nb - 1)] = e;
+    k->n++;
+    return 0;
+}
+
+static void kset_del(struct kset *k, const char *key)
+{
+    if (!k->nb) return;
+    uint32_t h = hash_str(key);
+    for (struct kent **pp = &k->b[h & (k->nb - 1)]; *pp; pp = &(*pp)->next) {
+        struct kent *e = *pp;
+        if (e->h == h && !strcmp(e->key, key)) {
+            *pp = e->next;
+            free(e);
+            k->n--;
+            return;
+        }
+    }
+}
+
+static void kset_clear(struct kset *k)
+{
+    for (size_t i = 0; i < k->nb; i++) {
+        for (struct kent *e = k->b[i], *nx; e; e = nx) {
+            nx = e->next;
+            free(e);
+        }
+    }
+    free(k->b);
+    memset(k, 0, sizeof *k);
+}
+
+/* ---- spool records ----
+ *
+ * Payload: a version byte (JNL_REC_VERSION), then fields, integers little-endian, strings as a
+ * u16 length and the bytes (0xffff = NULL). The spool's CRC covers them; parsing still checks
+ * every length, since a record is outside input to the code that reads it back.
+ *   REC_FILL     account symbol trade_id order_id  i64 trade_seq  side qty price
+ *                i64 event_time_ms  u32 n  n x (cid rule_id follower symbol side qty
+ *                u8 reduce_only order_type skip_reason)
+ *   REC_RESULTS  u32 n  n x (cid u8 status eoid eqty avgp i32 error_code error_msg i64 at_us)
+ *   REC_RULE     rule_id status i8 paused */
+
+static void w_u8(struct sbuf *b, unsigned v)
+{
+    char c = (char)(unsigned char)v;
+    sb_putn(b, &c, 1);
+}
+
+static void w_u64(struct sbuf *b, uint64_t v, int bytes)
+{
+    char x[8];
+    for (int i = 0; i < bytes; i++) x[i] = (char)(unsigned char)(v >> (8 * i));
+    sb_putn(b, x, (size_t)bytes);
+}
+
+static void w_str(struct sbuf *b, const char *s)
+{
+    if (!s) {
+        w_u64(b, 0xffff, 2);
+        return;
+    }
+    size_t n = strlen(s);
+    if (n >= 0xffff) n = 0xfffe; /* never: every field is validated far below this */
+    w_u64(b, n, 2);
+    sb_putn(b, s, n);
+}
+
+struct rd {
+    const unsigned char *p;
+    size_t n, off;
+    bool bad;
+};
+
+static uint64_t r_u64(struct rd *r, int bytes)
+{
+    if (r->bad || r->n - r->off < (size_t)bytes) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)r->p[r->off + i] << (8 * i);
+    r->off += (size_t)bytes;
+    return v;
+}
+
+/* Copies a string field into dst (cap bytes with the NUL); NULL for a NULL field (or when
+ * bad). An embedded NUL or a field too long for dst makes the record bad. */
+static char *r_str(struct rd *r, char *dst, size_t cap)
+{
+    uint64_t n = r_u64(r, 2);
+    if (r->bad) return NULL;
+    if (n == 0xffff) return NULL;
+    if (n >= cap || r->n - r->off < n || memchr(r->p + r->off, 0, n)) {
+        r->bad = true;
+        return NULL;
+    }
+    memcpy(dst, r->p + r->off, n);
+    dst[n] = '\0';
+    r->off += n;
+    return dst;
+}
+
+static void rec_fill(struct sbuf *b, const struct journal_fill *f, const struct journal_intent *in,
+                     size_t n)
+{
+    sb_reset(b);
+    w_u8(b, JNL_REC_VERSION);
+    w_str(b, f->account);
+    w_str(b, f->symbol);
+    w_str(b, f->trade_id);
+    w_str(b, f->order_id && f->order_id[0] ? f->order_id : NULL);
+    w_u64(b, (uint64_t)f->trade_seq, 8);
+    w_str(b, f->side);
+    w_str(b, f->qty);
+    w_str(b, f->price);
+    w_u64(b, (uint64_t)f->event_time_ms, 8);
+    w_u64(b, n, 4);
+    for (size_t i = 0; i < n; i++) {
+        w_str(b, in[i].client_order_id);
+        w_str(b, in[i].rule_id);
+        w_str(b, in[i].follower);
+        w_str(b, in[i].symbol);
+        w_str(b, in[i].side);
+        w_str(b, in[i].qty);
+        w_u8(b, in[i].reduce_only);
+        w_str(b, in[i].order_type);
+        w_str(b, in[i].skip_reason);
+    }
+}
+
+/* A fill read back from the spool: strings in fixed buffers, views into them for the same
+ * validation and statements as journal_write_fill. */
+struct pintent {
+    char cid[JNL_CID_MAX + 1], rule[JNL_NAME_MAX + 1], follower[JNL_NAME_MAX + 1];
+    char symbol[JNL_NAME_MAX + 1], side[8], qty[JNL_DEC_MAX + 1], otype[JNL_NAME_MAX + 1];
+    char skip[JNL_NAME_MAX + 1];
+};
+struct pfill {
+    char account[JNL_NAME_MAX + 1], symbol[JNL_NAME_MAX + 1], tid[JNL_EOID_MAX + 1];
+    char oid[JNL_EOID_MAX + 1], side[8], qty[JNL_DEC_MAX + 1], price[JNL_DEC_MAX + 1];
+    struct journal_fill f;
+    struct pintent *pi;
+    struct journal_intent *in;
+    size_t n;
+};
+
+static void pfill_free(struct pfill *p)
+{
+    free(p->pi);
+    free(p->in);
+    p->pi = NULL;
+    p->in = NULL;
+}
+
+/* 0, -EBADMSG (does not parse), -ENOMEM. Only the identity when key_only. */
+static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool key_only)
+{
+    struct rd r = {payload, len, 0, false};
+    memset(p, 0, sizeof *p);
+    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    p->f.account = r_str(&r, p->account, sizeof p->account);
+    p->f.symbol = r_str(&r, p->symbol, sizeof p->symbol);
+    p->f.trade_id = r_str(&r, p->tid, sizeof p->tid);
+    if (r.bad || !p->f.account || !p->f.symbol || !p->f.trade_id) return -EBADMSG;
+    if (key_only) return 0;
+    p->f.order_id = r_str(&r, p->oid, sizeof p->oid);
+    p->f.trade_seq = (int64_t)r_u64(&r, 8);
+    p->f.side = r_str(&r, p->side, sizeof p->side);
+    p->f.qty = r_str(&r, p->qty, sizeof p->qty);
+    p->f.price = r_str(&r, p->price, sizeof p->price);
+    p->f.event_time_ms = (int64_t)r_u64(&r, 8);
+    uint64_t n = r_u64(&r, 4);
+    if (r.bad || n > (r.n - r.off) / 20) return -EBADMSG; /* an intent takes more than 20 bytes */
+    p->n = (size_t)n;
+    p->pi = calloc(p->n + 1, sizeof *p->pi);
+    p->in = calloc(p->n + 1, sizeof *p->in);
+    if (!p->pi || !p->in) {
+        pfill_free(p);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        struct pintent *x = &p->pi[i];
+        struct journal_intent *y = &p->in[i];
+        y->client_order_id = r_str(&r, x->cid, sizeof x->cid);
+        y->rule_id = r_str(&r, x->rule, sizeof x->rule);
+        y->follower = r_str(&r, x->follower, sizeof x->follower);
+        y->symbol = r_str(&r, x->symbol, sizeof x->symbol);
+        y->side = r_str(&r, x->side, sizeof x->side);
+        y->qty = r_str(&r, x->qty, sizeof x->qty);
+        y->reduce_only = r_u64(&r, 1) != 0;
+        y->order_type = r_str(&r, x->otype, sizeof x->otype);
+        y->skip_reason = r_str(&r, x->skip, sizeof x->skip);
+    }
+    if (r.bad || r.off != r.n) {
+        pfill_free(p);
+        return -EBADMSG;
+    }
+    return 0;
+}
 
 static void set_last_error(struct journal *j, const char *prefix, const char *msg)
 {
@@ -856,6 +1183,8 @@ static void op_free(struct op *op)
 {
     if (!op) return;
     free(op->errmsg);
+    free(op->key);
+    free(op->payload);
     free(op);
 }
 
@@ -889,10 +1218,12 @@ static void session_setup(struct journal *j)
         conn_drop(j, -ENOMEM, "session setup: out of memory");
         return;
     }
-    op->nq = 5;
+    op->nq = j->sp ? 7 : 5;
+    const char *idp[1] = {j->spool_id};
     /* The hot statements are prepared once; planning them again for each of the first
      * executions (PostgreSQL's custom plans) cost 0.6-4 ms per fill in bind alone here, and their
-     * parameters never change the best plan (unique-key inserts and lookups). */
+     * parameters never change the best plan (unique-key inserts and lookups). With a spool, the
+     * last statement reads how far it was applied (before any replay: the pipeline keeps order). */
     if (!PQenterPipelineMode(j->conn) ||
         !PQsendQueryParams(j->conn, set, 0, NULL, NULL, NULL, NULL, 0) ||
         !PQsendQueryParams(j->conn, "SET plan_cache_mode = force_generic_plan", 0, NULL, NULL,
@@ -900,6 +1231,8 @@ static void session_setup(struct journal *j)
         !PQsendPrepare(j->conn, "jnl_fill", SQL_FILL, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_intents", SQL_INTENTS, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_results", SQL_RESULTS, 0, NULL) ||
+        (j->sp && (!PQsendPrepare(j->conn, "jnl_applied", SQL_APPLIED_SET, 0, NULL) ||
+                   !PQsendQueryParams(j->conn, SQL_APPLIED_GET, 1, NULL, idp, NULL, NULL, 0))) ||
         !PQpipelineSync(j->conn)) {
         op_free(op);
         conn_drop(j, -ENOTCONN, PQerrorMessage(j->conn));
@@ -964,19 +1297,12 @@ static void q_pop(struct journal *j, size_t n)
     }
 }
 
-static uint32_t hash_cid(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 /* Adds queue index i to the batch's id set; false when the id is already in the batch. */
 static bool hset_add(struct journal *j, size_t i)
 {
     const char *cid = q_at(j, i)->cid;
     size_t mask = j->hcap - 1;
-    for (size_t k = hash_cid(cid) & mask;; k = (k + 1) & mask) {
+    for (size_t k = hash_str(cid) & mask;; k = (k + 1) & mask) {
         uint32_t v = j->hset[k];
         if (!v) {
             j->hset[k] = (uint32_t)i + 1;
@@ -986,33 +1312,38 @@ static bool hset_add(struct journal *j, size_t i)
     }
 }
 
+/* Appends one result to the UPDATE's array parameters. */
+static void res_arr_add(struct sbuf *b, const struct jres *e)
+{
+    char num[32], ts[96];
+    arr_str(&b[0], e->cid);
+    arr_str(&b[1], status_names[e->status]);
+    if (e->eoid[0])
+        arr_str(&b[2], e->eoid);
+    else
+        arr_raw(&b[2], "NULL");
+    arr_raw(&b[3], e->eqty[0] ? e->eqty : "NULL");
+    arr_raw(&b[4], e->avgp[0] ? e->avgp : "NULL");
+    snprintf(num, sizeof num, "%d", e->ecode);
+    arr_raw(&b[5], e->ecode ? num : "NULL");
+    arr_str(&b[6], e->emsg);
+    fmt_ts_us(ts, sizeof ts, e->at_us);
+    arr_str(&b[7], ts);
+}
+
 /* Sends the head of the queue as one UPDATE: at most batch_size results, stopping before a
  * client order id already in the batch (its later state goes in the next statement, which the
  * server runs after this one commits, so the order of states is kept). */
 static void results_send(struct journal *j)
 {
-    if (j->st != ST_READY || j->broken || j->res_inflight || !j->qlen) return;
+    if (j->st != ST_READY || j->broken || j->spooling || j->res_inflight || !j->qlen) return;
     size_t n = 0, max = j->o.batch_size < j->qlen ? j->o.batch_size : j->qlen;
     memset(j->hset, 0, j->hcap * sizeof *j->hset);
     struct sbuf *b = j->pb;
     for (int k = 0; k < JNL_RES_PARAMS; k++) arr_open(&b[k]);
     for (; n < max; n++) {
         if (!hset_add(j, n)) break;
-        const struct jres *e = q_at(j, n);
-        char num[32], ts[96];
-        arr_str(&b[0], e->cid);
-        arr_str(&b[1], status_names[e->status]);
-        if (e->eoid[0])
-            arr_str(&b[2], e->eoid);
-        else
-            arr_raw(&b[2], "NULL");
-        arr_raw(&b[3], e->eqty[0] ? e->eqty : "NULL");
-        arr_raw(&b[4], e->avgp[0] ? e->avgp : "NULL");
-        snprintf(num, sizeof num, "%d", e->ecode);
-        arr_raw(&b[5], e->ecode ? num : "NULL");
-        arr_str(&b[6], e->emsg);
-        fmt_ts_us(ts, sizeof ts, e->at_us);
-        arr_str(&b[7], ts);
+        res_arr_add(b, q_at(j, n));
     }
     const char *params[JNL_RES_PARAMS];
     bool oom = false;
@@ -1041,18 +1372,14 @@ static void results_send(struct journal *j)
 static void rules_send(struct journal *j)
 {
     for (struct jrule *r = j->rules_head; r; r = r->next) {
-        if (j->st != ST_READY || j->broken) return;
+        if (j->st != ST_READY || j->broken || j->spooling) return;
         if (r->sent) continue;
         const char *params[3] = {r->id, r->status, r->paused < 0 ? NULL : r->paused ? "true" : "false"};
         struct op *op = op_new(OP_RULE, 0);
         if (!op) return;
         op->nq = 1;
         op->rule = r;
-        if (!PQsendQueryParams(j->conn,
-                               "UPDATE copy_rules SET status = $2,"
-                               " operator_paused = COALESCE($3::boolean, operator_paused), updated_at = now()"
-                               " WHERE id = $1 AND status <> 'removed'",
-                               3, NULL, params, NULL, NULL, 0) ||
+        if (!PQsendQueryParams(j->conn, SQL_RULE, 3, NULL, params, NULL, NULL, 0) ||
             !PQpipelineSync(j->conn)) {
             op_free(op);
             mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
@@ -1066,15 +1393,24 @@ static void rules_send(struct journal *j)
 
 /* ---- completion ---- */
 
+static void spool_error(struct journal *j, const char *what, int rc);
+
 static void waiters_check(struct journal *j)
 {
     uint64_t oldest = j->qlen ? q_at(j, 0)->seq : j->res_seq;
+    bool synced = false;
+    int sync_rc = 0;
     while (j->w_head && !j->free_requested) {
         struct waiter *w = j->w_head;
         if (oldest < w->res_target || j->fills_finished < w->fill_target) break;
+        if (!synced && j->sp && j->spool_os) {
+            /* "Finished" includes "in the spool": make that durable first. */
+            synced = true;
+            if ((sync_rc = spool_sync(j->sp)) < 0) spool_error(j, "sync", sync_rc);
+        }
         j->w_head = w->next;
         if (!j->w_head) j->w_tail = NULL;
-        int status = j->err_events > w->err_mark ? -EIO : 0;
+        int status = j->err_events > w->err_mark || sync_rc < 0 ? -EIO : 0;
         w->cb(w->ud, status);
         free(w);
     }
@@ -1091,6 +1427,8 @@ static void fill_callback(struct journal *j, struct op *op, int status, const ch
         memset(op->intent_new, 0, op->n * sizeof(bool));
         j->s.fills_failed++;
         j->err_events++;
+    } else if (op->spooled) {
+        /* counted by the spool's counters */
     } else {
         j->s.fills_written++;
         if (op->fill_new) j->s.fills_new++;
@@ -1133,9 +1471,11 @@ static void op_complete(struct journal *j)
         j->st = ST_READY;
         j->attempt = 0;
         j->s.connects++;
+        if (j->sp) spool_session_start(j, op);
         if (j->o.on_state) j->o.on_state(j->o.ud, true, NULL);
         break;
     case OP_FILL:
+        if (op->detached) break; /* answered from the spool already; replay re-applies it */
         if (op->failed) fill_callback(j, op, -EIO, j->last_error);
         else if (op->bad_reply) fill_callback(j, op, -EPROTO, j->last_error);
         else fill_callback(j, op, 0, NULL);
@@ -1166,6 +1506,9 @@ static void op_complete(struct journal *j)
         if (op->failed || op->bad_reply) j->err_events++;
         break;
     }
+    case OP_REPLAY:
+        replay_done(j, op);
+        break;
     }
     op_free(op);
     deadline_arm(j);
@@ -1200,6 +1543,25 @@ bad:
     op->bad_reply = true;
 }
 
+/* The setup's last statement with a spool: our row of spool_applied, if any. */
+static void applied_row(struct op *op, const PGresult *r)
+{
+    if (PQnfields(r) != 1 || PQntuples(r) > 1) {
+        op->bad_reply = true;
+        return;
+    }
+    if (PQntuples(r) == 0) return;
+    char *end;
+    const char *v = PQgetvalue(r, 0, 0);
+    unsigned long long seq = strtoull(v, &end, 10);
+    if (end == v || *end) {
+        op->bad_reply = true;
+        return;
+    }
+    op->have_applied = true;
+    op->applied_seq = seq;
+}
+
 static void op_result(struct op *op, PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
@@ -1212,7 +1574,8 @@ static void op_result(struct op *op, PGresult *r)
     case PGRES_TUPLES_OK:
         if (op->kind == OP_FILL && op->answered == 1) fill_row(op, r);
         else if (op->kind == OP_FILL && op->answered == 2) intents_row(op, r);
-        else op->bad_reply = true;
+        else if (op->kind == OP_SETUP && op->answered == op->nq) applied_row(op, r);
+        else if (op->kind != OP_REPLAY) op->bad_reply = true;
         break;
     case PGRES_PIPELINE_ABORTED:
         op->failed = true;
@@ -1224,6 +1587,8 @@ static void op_result(struct op *op, PGresult *r)
             char m[512];
             copy_msg(m, sizeof m, PQresultErrorMessage(r));
             op->errmsg = strdup(m[0] ? m : PQresStatus(st));
+            const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(op->sqlstate, sizeof op->sqlstate, "%s", ss ? ss : "");
         }
         break;
     }
@@ -1311,9 +1676,21 @@ static void conn_drop(struct journal *j, int err, const char *msg)
     j->res_inflight = false;
     j->qsent = 0;
     for (struct jrule *r = j->rules_head; r; r = r->next) r->sent = false; /* resent when back */
+    /* A change superseded by a later one in the spool is not resent. */
+    for (struct jrule **pp = &j->rules_head; *pp;) {
+        struct jrule *r = *pp;
+        if (r->superseded) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    j->rp_op = NULL; /* its batch rolled back or committed: the next session reads spool_applied */
     j->in_query = j->want_write = j->broken = false;
     j->st = ST_WAIT;
     uv_timer_stop(&j->t_deadline);
+    uv_timer_stop(&j->t_slow);
     if (was_up) j->s.disconnects++;
     else j->s.connect_failures++;
     schedule_retry(j);
@@ -1321,28 +1698,53 @@ static void conn_drop(struct journal *j, int err, const char *msg)
     char emsg[sizeof j->last_error];
     snprintf(emsg, sizeof emsg, "%s", j->last_error);
     int ferr = err == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET;
-    /* SPOOL SEAM: with the spool (invariant 7), fills failed here would be re-checked against
-     * PostgreSQL after the reconnect or replayed from the spool, instead of being given up. */
+    /* With a spool, fills in flight go there: their outcome in PostgreSQL is unknown, but nothing
+     * of them was sent, and the replay's unique keys absorb a commit that did happen. */
+    size_t nf = 0;
+    for (struct op *op = ops; op; op = op->next)
+        nf += op->kind == OP_FILL && !op->detached && op->payload;
+    struct op **v = nf && j->sp && !j->free_requested ? calloc(nf, sizeof *v) : NULL;
+    if (v) {
+        size_t k = 0;
+        for (struct op *op = ops; op; op = op->next)
+            if (op->kind == OP_FILL && !op->detached && op->payload) v[k++] = op;
+        char why[600];
+        snprintf(why, sizeof why, "PostgreSQL connection lost with fills in flight: %s", emsg);
+        divert_ops(j, v, k, why);
+        free(v);
+    }
     while (ops) {
         struct op *op = ops;
         ops = op->next;
-        if (op->kind == OP_FILL) fill_callback(j, op, ferr, emsg); /* even after journal_free:
-                                                                      * exactly one call each */
+        if (op->kind == OP_FILL && !op->detached)
+            fill_callback(j, op, ferr, emsg); /* even after journal_free: exactly one call each */
         op_free(op);
     }
     if (j->o.on_state && !j->free_requested) j->o.on_state(j->o.ud, false, emsg);
 }
 
-/* End of every loop callback: deferred resets, results to send, flushes to report. */
+static void done_deliver(struct journal *j);
+static void spool_queues(struct journal *j);
+static void replay_step(struct journal *j);
+static void spool_notify(struct journal *j);
+
+/* End of every loop callback: deferred resets, spool work, results to send, flushes to report. */
 static void service(struct journal *j)
 {
     if (j->free_requested) return;
     if (j->broken && j->conn) conn_drop(j, j->broken_err, j->last_error);
     j->broken = false;
     if (j->free_requested) return;
+    done_deliver(j);
+    if (j->free_requested) return;
+    if (j->sp) {
+        spool_queues(j);
+        replay_step(j);
+    }
     results_send(j);
     rules_send(j);
     waiters_check(j);
+    spool_notify(j);
 }
 
 static void on_work(uv_timer_t *t)
@@ -1353,122 +1755,16 @@ static void on_work(uv_timer_t *t)
     leave(j);
 }
 
-/* ---- public API ---- */
+/* ---- fills: validation and statements (direct writes and replay) ---- */
 
-struct journal *journal_new(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o)
+static bool fill_valid(const struct journal_fill *f, const struct journal_intent *in, size_t n)
 {
-    if (!loop || !conninfo) {
-        errno = EINVAL;
-        return NULL;
-    }
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
-    if (!opts) {
-        PQfreemem(perr);
-        errno = EINVAL;
-        return NULL;
-    }
-    PQconninfoFree(opts);
-
-    struct journal *j = calloc(1, sizeof *j);
-    if (!j) return errno = ENOMEM, NULL;
-    if (o) j->o = *o;
-    if (!j->o.batch_size) j->o.batch_size = 100;
-    if (!j->o.timeout_ms) j->o.timeout_ms = 10000;
-    if (!j->o.backoff_min_ms) j->o.backoff_min_ms = 50;
-    if (!j->o.backoff_max_ms) j->o.backoff_max_ms = 5000;
-    if (j->o.backoff_max_ms < j->o.backoff_min_ms) j->o.backoff_max_ms = j->o.backoff_min_ms;
-    if (!j->o.slow_ms) j->o.slow_ms = 100;
-    if (!j->o.max_queued_results) j->o.max_queued_results = 1000000;
-    if (!j->o.max_inflight_fills) j->o.max_inflight_fills = 4096;
-    if (j->o.batch_size > 100000) j->o.batch_size = 100000;
-
-    j->loop = loop;
-    j->st = ST_WAIT;
-    j->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)j ^ 0x9E3779B97F4A7C15ULL;
-    if (!j->rng) j->rng = 1;
-    for (j->hcap = 16; j->hcap < 2 * (size_t)j->o.batch_size; j->hcap *= 2) {}
-    j->conninfo = strdup(conninfo);
-    j->hset = calloc(j->hcap, sizeof *j->hset);
-    if (!j->conninfo || !j->hset) {
-        free(j->conninfo);
-        free(j->hset);
-        free(j);
-        errno = ENOMEM;
-        return NULL;
-    }
-    uv_timer_init(loop, &j->t_retry);
-    uv_timer_init(loop, &j->t_deadline);
-    uv_timer_init(loop, &j->t_work);
-    j->t_retry.data = j->t_deadline.data = j->t_work.data = j;
-    j->handles_open = 3;
-    /* The first attempt runs from the loop, so no callback fires inside journal_new. */
-    uv_timer_start(&j->t_retry, on_retry, 0, 0);
-    return j;
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    struct journal *j = h->data;
-    if (--j->handles_open == 0) free(j);
-}
-
-static void really_free(struct journal *j)
-{
-    j->st = ST_CLOSED;
-    poll_close(j);
-    if (j->conn) PQfinish(j->conn);
-    j->conn = NULL;
-    struct op *ops = j->ops_head;
-    j->ops_head = j->ops_tail = NULL;
-    while (ops) {
-        struct op *op = ops;
-        ops = op->next;
-        if (op->kind == OP_FILL) fill_callback(j, op, -ECANCELED, "journal freed");
-        op_free(op);
-    }
-    while (j->rules_head) {
-        struct jrule *r = j->rules_head;
-        j->rules_head = r->next;
-        free(r);
-    }
-    while (j->w_head) {
-        struct waiter *w = j->w_head;
-        j->w_head = w->next;
-        w->cb(w->ud, -ECANCELED);
-        free(w);
-    }
-    q_pop(j, j->qlen);
-    free(j->q);
-    free(j->hset);
-    free(j->conninfo);
-    for (int k = 0; k < JNL_ARRAYS; k++) sb_free(&j->pb[k]);
-    uv_close((uv_handle_t *)&j->t_retry, timer_closed);
-    uv_close((uv_handle_t *)&j->t_deadline, timer_closed);
-    uv_close((uv_handle_t *)&j->t_work, timer_closed);
-}
-
-struct journal *journal_free(struct journal *j)
-{
-    if (!j || j->free_requested) return NULL;
-    j->free_requested = true;
-    if (j->busy == 0) really_free(j);
-    return NULL;
-}
-
-bool journal_connected(const struct journal *j) { return j && j->st == ST_READY && !j->broken; }
-
-int journal_write_fill(struct journal *j, const struct journal_fill *f,
-                       const struct journal_intent *in, size_t n, journal_fill_cb cb, void *ud)
-{
-    if (!j || !f || (n && !in) || !cb) return -EINVAL;
-    if (j->free_requested) return -ECANCELED;
     if (!valid_text(f->account, JNL_NAME_MAX, false) || !valid_text(f->symbol, JNL_NAME_MAX, false) ||
         !valid_id(f->trade_id) || (f->order_id && f->order_id[0] && !valid_id(f->order_id)) ||
         f->trade_seq < 0 || !valid_side(f->side) || !valid_decimal(f->qty) ||
         !decimal_positive(f->qty) || !valid_decimal(f->price) || !decimal_positive(f->price) ||
         f->event_time_ms <= 0 || f->event_time_ms > JNL_MAX_TS_MS)
-        return -EINVAL;
+        return false;
     for (size_t i = 0; i < n; i++) {
         const struct journal_intent *x = &in[i];
         if (!valid_cid(x->client_order_id) || !valid_text(x->rule_id, JNL_NAME_MAX, false) ||
@@ -1476,17 +1772,20 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
             !valid_text(x->symbol, JNL_NAME_MAX, false) || !valid_side(x->side) ||
             !valid_decimal(x->qty) || !valid_text(x->order_type, JNL_NAME_MAX, false) ||
             (x->skip_reason && !valid_text(x->skip_reason, JNL_NAME_MAX, true)))
-            return -EINVAL;
+            return false;
         /* Distinct ids, or the statement would report a duplicate as "new" twice. n is the number
          * of copy rules on one leader: small, and quadratic is fine up to a few hundred. */
         for (size_t k = 0; k < i; k++)
-            if (!strcmp(in[k].client_order_id, x->client_order_id)) return -EINVAL;
+            if (!strcmp(in[k].client_order_id, x->client_order_id)) return false;
     }
-    /* SPOOL SEAM: when PostgreSQL is down (invariant 7) the intents would be appended to the
-     * fsync'd spool here and the callback scheduled from the loop; until then, refuse. */
-    if (j->st != ST_READY || j->broken) return -ENOTCONN;
-    if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
+    return true;
+}
 
+/* Sends the fill's two statements (no sync). 0; -ENOMEM with nothing sent; -ENOTCONN when libpq
+ * refused (the connection is marked broken). */
+static int fill_send(struct journal *j, const struct journal_fill *f,
+                     const struct journal_intent *in, size_t n)
+{
     struct sbuf *b = j->pb;
     char seq[24], ts[96];
     snprintf(seq, sizeof seq, "%" PRId64, f->trade_seq);
@@ -1513,24 +1812,914 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
         if (b[k].oom) return -ENOMEM;
         p2[3 + k] = b[k].p;
     }
+    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
+        !PQsendQueryPrepared(j->conn, "jnl_intents", JNL_INTENT_PARAMS, p2, NULL, NULL, 0)) {
+        /* Nothing committed: without their sync the statements cannot commit, and the reset
+         * that follows ends the session. */
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* ---- the spool ---- */
+
+/* New work goes to the spool: it has taken over (until drained), or PostgreSQL is not there. */
+static bool want_spool(const struct journal *j)
+{
+    return j->sp && (j->spooling || j->st != ST_READY || j->broken);
+}
+
+static void spool_error(struct journal *j, const char *what, int rc)
+{
+    const char *se = j->sp ? spool_last_error(j->sp) : "";
+    j->s.spool_errors++;
+    snprintf(j->spool_err, sizeof j->spool_err, "spool %s: %s%s%s", what, strerror(-rc),
+             se[0] ? ": " : "", se);
+    j->spool_err_pending = true;
+    set_last_error(j, NULL, j->spool_err);
+}
+
+static void spool_take_over(struct journal *j, const char *why)
+{
+    if (j->spooling) return;
+    j->spooling = true;
+    j->rp_episode = 0;
+    snprintf(j->spool_why, sizeof j->spool_why, "%s", why);
+    uv_timer_stop(&j->t_slow);
+}
+
+static const char *spool_reason(const struct journal *j)
+{
+    return j->st == ST_READY && !j->broken ? "spool not drained yet" : "PostgreSQL not connected";
+}
+
+/* Appends n records in one write (one fdatasync in FSYNC mode). 0 or a negative errno (counted,
+ * reported through on_spool). */
+static int spool_put(struct journal *j, const struct spool_rec_in *recs, size_t n, const char *what)
+{
+    int rc = n == 1 ? spool_append(j->sp, recs[0].type, recs[0].payload, recs[0].len, NULL)
+                    : spool_append_many(j->sp, recs, n, NULL);
+    if (rc < 0) {
+        j->spool_ok = false;
+        spool_error(j, what, rc);
+        return rc;
+    }
+    j->spool_ok = true;
+    return 0;
+}
+
+/* A fill of that key in flight to PostgreSQL (not answered): its callback is still to come. */
+static bool inflight_has(const struct journal *j, const char *key)
+{
+    for (const struct op *op = j->ops_head; op; op = op->next)
+        if (op->kind == OP_FILL && !op->detached && op->key && !strcmp(op->key, key)) return true;
+    return false;
+}
+
+static void done_push(struct journal *j, struct op *op)
+{
+    op->next = NULL;
+    if (j->done_tail) j->done_tail->next = op;
+    else j->done_head = op;
+    j->done_tail = op;
+    uv_timer_start(&j->t_work, on_work, 0, 0);
+}
+
+/* Callbacks of fills answered from the spool, from the loop (never inside journal_write_fill). */
+static void done_deliver(struct journal *j)
+{
+    struct op *list = j->done_head;
+    j->done_head = j->done_tail = NULL;
+    while (list) {
+        struct op *op = list;
+        list = op->next;
+        if (j->free_requested) fill_callback(j, op, -ECANCELED, "journal freed");
+        else fill_callback(j, op, 0, NULL);
+        op_free(op);
+    }
+}
+
+/* The spool path of journal_write_fill. */
+static int fill_spool(struct journal *j, const struct journal_fill *f,
+                      const struct journal_intent *in, size_t n, journal_fill_cb cb, void *ud)
+{
+    if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
+    char key[JNL_KEY_MAX];
+    fill_key(key, sizeof key, f->account, f->symbol, f->trade_id);
+    struct op *op = op_new(OP_FILL, n);
+    if (!op) return -ENOMEM;
+    op->cb = cb;
+    op->ud = ud;
+    op->spooled = true;
+    if (kset_has(&j->keys, key) || inflight_has(j, key)) {
+        /* The spool (or a write in flight) has it: a replay by the exchange, not a new fill. */
+        j->s.spool_fills_dup++;
+    } else {
+        rec_fill(&j->rb, f, in, n);
+        if (j->rb.oom || kset_add(&j->keys, key) < 0) {
+            op_free(op);
+            return -ENOMEM;
+        }
+        struct spool_rec_in r = {REC_FILL, j->rb.p, j->rb.len};
+        int rc = spool_put(j, &r, 1, "append (fill)");
+        if (rc < 0) {
+            /* Not durable: refused, so nothing of it is sent (invariant 2), and a later attempt
+             * of the same fill must find it new. */
+            kset_del(&j->keys, key);
+            op_free(op);
+            uv_timer_start(&j->t_work, on_work, 0, 0); /* on_spool reports the error */
+            return rc == -ENOMEM ? -ENOMEM : -ENOTCONN;
+        }
+        spool_take_over(j, spool_reason(j));
+        op->fill_new = true;
+        memset(op->intent_new, 1, n * sizeof(bool));
+        j->s.spool_fills++;
+    }
+    j->inflight_fills++;
+    j->fills_submitted++;
+    done_push(j, op);
+    return 0;
+}
+
+/* Moves fills in flight to PostgreSQL into the spool, in one write: their callbacks report them
+ * new now and PostgreSQL's answer is ignored (replay re-applies them idempotently). false when
+ * the spool refused them: they stay as they were. Calls callbacks: loop context only. */
+static bool divert_ops(struct journal *j, struct op **v, size_t n, const char *why)
+{
+    if (!n) return true;
+    struct spool_rec_in *r = calloc(n, sizeof *r);
+    if (!r) return false;
+    for (size_t i = 0; i < n; i++) r[i] = (struct spool_rec_in){REC_FILL, v[i]->payload, v[i]->plen};
+    int rc = spool_put(j, r, n, "append (fills in flight)");
+    free(r);
+    if (rc < 0) return false;
+    spool_take_over(j, why);
+    for (size_t i = 0; i < n; i++) {
+        struct op *op = v[i];
+        if (kset_add(&j->keys, op->key) < 0) j->s.spool_errors++; /* only the dedupe is lost */
+        op->detached = op->spooled = true;
+        op->fill_new = true;
+        memset(op->intent_new, 1, op->n * sizeof(bool));
+        j->s.spool_fills++;
+        j->s.spool_diverted++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (j->free_requested) {
+            /* exactly one call each: the rest are cancelled here, not by really_free (which
+             * skips detached ops) */
+            fill_callback(j, v[i], -ECANCELED, "journal freed");
+            continue;
+        }
+        fill_callback(j, v[i], 0, NULL);
+    }
+    return true;
+}
+
+static uint64_t oldest_fill_t0(const struct journal *j)
+{
+    for (const struct op *op = j->ops_head; op; op = op->next)
+        if (op->kind == OP_FILL && !op->detached) return op->t0;
+    return 0;
+}
+
+/* Watches the oldest fill in flight: past spool_after_ms the spool takes over. */
+static void slow_arm(struct journal *j, bool failed)
+{
+    uint64_t t0 = j->sp && !j->spooling ? oldest_fill_t0(j) : 0;
+    if (!t0) {
+        uv_timer_stop(&j->t_slow);
+        return;
+    }
+    uint64_t el = ms_since(t0), due = j->o.spool_after_ms;
+    uv_timer_start(&j->t_slow, on_slow, failed ? due : el >= due ? 0 : due - el, 0);
+}
+
+static void on_slow(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    bool failed = false;
+    uint64_t t0 = j->sp && !j->spooling ? oldest_fill_t0(j) : 0;
+    if (t0 && ms_since(t0) >= j->o.spool_after_ms && !j->free_requested) {
+        size_t n = 0, k = 0;
+        for (struct op *op = j->ops_head; op; op = op->next)
+            n += op->kind == OP_FILL && !op->detached && op->payload;
+        struct op **v = calloc(n + 1, sizeof *v);
+        if (v) {
+            for (struct op *op = j->ops_head; op; op = op->next)
+                if (op->kind == OP_FILL && !op->detached && op->payload) v[k++] = op;
+            char why[160];
+            snprintf(why, sizeof why, "a journal write waited more than %u ms", j->o.spool_after_ms);
+            failed = !divert_ops(j, v, k, why);
+            free(v);
+        } else {
+            failed = true;
+        }
+    }
+    if (!j->free_requested) slow_arm(j, failed);
+    service(j);
+    leave(j);
+}
+
+/* Results [first, first + n) of the queue as one REC_RESULTS payload. */
+static void rec_results(struct sbuf *b, struct journal *j, size_t first, size_t n)
+{
+    sb_reset(b);
+    w_u8(b, JNL_REC_VERSION);
+    w_u64(b, n, 4);
+    for (size_t i = 0; i < n; i++) {
+        const struct jres *e = q_at(j, first + i);
+        w_str(b, e->cid);
+        w_u8(b, (unsigned)e->status);
+        w_str(b, e->eoid);
+        w_str(b, e->eqty);
+        w_str(b, e->avgp);
+        w_u64(b, (uint32_t)e->ecode, 4);
+        w_str(b, e->emsg);
+        w_u64(b, (uint64_t)e->at_us, 8);
+    }
+}
+
+/* 0 with *out (n entries, emsg allocated), -EBADMSG, -ENOMEM. */
+static int results_parse(const void *payload, size_t len, struct jres **out, size_t *nout)
+{
+    struct rd r = {payload, len, 0, false};
+    *out = NULL;
+    *nout = 0;
+    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    uint64_t n = r_u64(&r, 4);
+    if (r.bad || n > (r.n - r.off) / 20) return -EBADMSG;
+    struct jres *v = calloc(n + 1, sizeof *v);
+    if (!v) return -ENOMEM;
+    size_t i = 0;
+    for (; i < n && !r.bad; i++) {
+        struct jres *e = &v[i];
+        char msg[JNL_EMSG_MAX + 1];
+        if (!r_str(&r, e->cid, sizeof e->cid) || !valid_cid(e->cid)) r.bad = true;
+        unsigned st = (unsigned)r_u64(&r, 1);
+        e->status = (enum journal_status)st;
+        if (!journal_status_name(e->status) || st == JOURNAL_INTENT || st == JOURNAL_SKIPPED)
+            r.bad = true;
+        if (!r_str(&r, e->eoid, sizeof e->eoid) || (e->eoid[0] && !valid_id(e->eoid))) r.bad = true;
+        if (!r_str(&r, e->eqty, sizeof e->eqty) || (e->eqty[0] && !valid_decimal(e->eqty))) r.bad = true;
+        if (!r_str(&r, e->avgp, sizeof e->avgp) || (e->avgp[0] && !valid_decimal(e->avgp))) r.bad = true;
+        e->ecode = (int)(int32_t)(uint32_t)r_u64(&r, 4);
+        if (r_str(&r, msg, sizeof msg) && !(e->emsg = strdup(msg))) {
+            i++;
+            r.bad = true;
+            for (size_t k = 0; k < i; k++) free(v[k].emsg);
+            free(v);
+            return -ENOMEM;
+        }
+        e->at_us = (int64_t)r_u64(&r, 8);
+        if (e->at_us < 0) r.bad = true;
+    }
+    if (r.bad || r.off != r.n) {
+        for (size_t k = 0; k < i; k++) free(v[k].emsg);
+        free(v);
+        return -EBADMSG;
+    }
+    *out = v;
+    *nout = (size_t)n;
+    return 0;
+}
+
+static void rec_rule(struct sbuf *b, const struct jrule *r)
+{
+    sb_reset(b);
+    w_u8(b, JNL_REC_VERSION);
+    w_str(b, r->id);
+    w_str(b, r->status);
+    w_u8(b, (unsigned)(r->paused + 1)); /* -1 keep, 0, 1 */
+}
+
+static int rule_parse(const void *payload, size_t len, struct jrule *out)
+{
+    struct rd r = {payload, len, 0, false};
+    memset(out, 0, sizeof *out);
+    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    bool ok = r_str(&r, out->id, sizeof out->id) && r_str(&r, out->status, sizeof out->status);
+    unsigned p = (unsigned)r_u64(&r, 1);
+    if (!ok || r.bad || r.off != r.n || p > 2 || !valid_text(out->id, sizeof out->id - 1, false) ||
+        (strcmp(out->status, "active") && strcmp(out->status, "paused") &&
+         strcmp(out->status, "close_only")))
+        return -EBADMSG;
+    out->paused = (int)p - 1;
+    return 0;
+}
+
+/* While the spool has taken over (or PostgreSQL is away): queued results and rule changes go to
+ * it, so a crash loses nothing the spool could hold. On a failed append they stay queued in
+ * memory and are tried again later. */
+static void spool_queues(struct journal *j)
+{
+    if (!want_spool(j)) return;
+    /* Results: those not in flight, i.e. after the head that a results statement carries. */
+    size_t first = j->res_inflight ? j->qsent : 0;
+    if (j->qlen > first) {
+        size_t n = j->qlen - first, max = 4096;
+        if (n > max) n = max;
+        rec_results(&j->rb, j, first, n);
+        if (j->rb.oom) return;
+        struct spool_rec_in r = {REC_RESULTS, j->rb.p, j->rb.len};
+        if (spool_put(j, &r, 1, "append (results)") < 0) {
+            uv_timer_start(&j->t_work, on_work, 500, 0); /* try again, not in a tight loop */
+            return;
+        }
+        spool_take_over(j, spool_reason(j));
+        j->s.spool_results += n;
+        /* Remove [first, first + n): move the head entries in flight up by n. */
+        for (size_t i = 0; i < n; i++) free(q_at(j, first + i)->emsg);
+        for (size_t i = first; i-- > 0;) *q_at(j, i + n) = *q_at(j, i);
+        j->qhead = (j->qhead + n) % j->qcap;
+        j->qlen -= n;
+        if (j->qlen > first) uv_timer_start(&j->t_work, on_work, 0, 0); /* the rest next turn */
+    }
+    /* Rule changes, in order; one still in flight is superseded by a later one of its rule. */
+    for (struct jrule **pp = &j->rules_head; *pp;) {
+        struct jrule *r = *pp;
+        if (r->sent) {
+            pp = &r->next;
+            continue;
+        }
+        rec_rule(&j->rb, r);
+        if (j->rb.oom) return;
+        struct spool_rec_in in = {REC_RULE, j->rb.p, j->rb.len};
+        if (spool_put(j, &in, 1, "append (rule state)") < 0) {
+            uv_timer_start(&j->t_work, on_work, 500, 0);
+            return;
+        }
+        spool_take_over(j, spool_reason(j));
+        j->s.spool_rules++;
+        for (struct jrule *o = j->rules_head; o != r; o = o->next)
+            if (o->sent && !strcmp(o->id, r->id)) o->superseded = true;
+        *pp = r->next;
+        free(r);
+    }
+}
+
+/* ---- replay ---- */
+
+/* Sends one spool record's statements into the replay batch: the number sent (0: the record
+ * does not parse, it is dropped), or a negative errno (nothing more can be sent: the batch is
+ * abandoned with the connection). */
+static int replay_record(struct journal *j, const struct spool_record *rec)
+{
+    switch (rec->type) {
+    case REC_FILL: {
+        struct pfill p;
+        int rc = pfill_parse(&p, rec->payload, rec->len, false);
+        if (rc == -ENOMEM) return rc;
+        if (rc < 0 || !fill_valid(&p.f, p.in, p.n)) {
+            pfill_free(&p);
+            return 0;
+        }
+        rc = fill_send(j, &p.f, p.in, p.n);
+        pfill_free(&p);
+        return rc < 0 ? rc : 2;
+    }
+    case REC_RESULTS: {
+        struct jres *v;
+        size_t n;
+        int rc = results_parse(rec->payload, rec->len, &v, &n);
+        if (rc == -ENOMEM) return rc;
+        if (rc < 0) return 0;
+        /* Same statement as results_send: at most batch_size per UPDATE, a new one before a
+         * client order id already in it (the transaction runs them in order). */
+        int sent = 0;
+        struct sbuf *b = j->pb;
+        for (size_t i = 0; i < n && rc == 0;) {
+            size_t k = i;
+            for (int a = 0; a < JNL_RES_PARAMS; a++) arr_open(&b[a]);
+            for (; k < n && k - i < j->o.batch_size; k++) {
+                bool dup = false;
+                for (size_t x = i; x < k && !dup; x++) dup = !strcmp(v[x].cid, v[k].cid);
+                if (dup) break;
+                res_arr_add(b, &v[k]);
+            }
+            const char *params[JNL_RES_PARAMS];
+            for (int a = 0; a < JNL_RES_PARAMS; a++) {
+                arr_close(&b[a]);
+                if (b[a].oom) rc = -ENOMEM;
+                params[a] = b[a].p;
+            }
+            if (rc == 0 &&
+                !PQsendQueryPrepared(j->conn, "jnl_results", JNL_RES_PARAMS, params, NULL, NULL, 0)) {
+                mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+                rc = -ENOTCONN;
+            }
+            if (rc == 0) sent++;
+            i = k;
+        }
+        for (size_t i = 0; i < n; i++) free(v[i].emsg);
+        free(v);
+        return rc < 0 ? rc : sent;
+    }
+    case REC_RULE: {
+        struct jrule r;
+        if (rule_parse(rec->payload, rec->len, &r) < 0) return 0;
+        const char *params[3] = {r.id, r.status, r.paused < 0 ? NULL : r.paused ? "true" : "false"};
+        if (!PQsendQueryParams(j->conn, SQL_RULE, 3, NULL, params, NULL, NULL, 0)) {
+            mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+            return -ENOTCONN;
+        }
+        return 1;
+    }
+    default:
+        return 0; /* a type this version does not know: dropped, counted */
+    }
+}
+
+/* Everything appended so far is in PostgreSQL: direct writes again. */
+static void spool_drained(struct journal *j)
+{
+    j->spooling = false;
+    j->rp_single_until = 0;
+    kset_clear(&j->keys);
+}
+
+static void on_replay_timer(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    j->rp_hold = false;
+    service(j);
+    leave(j);
+}
+
+/* Sends the next batch of spool records as one transaction, with the spool_applied update; one
+ * batch in flight at a time, so that a refused batch can be retried record by record in order. */
+static void replay_step(struct journal *j)
+{
+    if (!j->spooling || j->st != ST_READY || j->broken || j->rp_op || j->rp_hold || j->rp_stuck ||
+        j->free_requested)
+        return;
+    if (j->rp_begin) {
+        spool_replay_begin(j->sp);
+        j->rp_begin = false;
+    }
+    struct spool_stats ss;
+    spool_get_stats(j->sp, &ss);
+    size_t max = j->rp_single_until > ss.acked_seq ? 1 : j->o.batch_size;
+    struct op *op = op_new(OP_REPLAY, 0);
+    if (!op) return; /* tried again at the next service() */
+    int rc = 0, nstmt = 0;
+    while (op->nrec < max && nstmt < JNL_REPLAY_MAX_STMTS) {
+        struct spool_record rec;
+        rc = spool_replay_next(j->sp, &rec);
+        if (rc <= 0) break;
+        if (!op->nrec) op->first_seq = rec.seq;
+        op->last_seq = rec.seq;
+        op->nrec++;
+        int k = replay_record(j, &rec);
+        if (k < 0) {
+            /* Statements of this batch may be out without their sync: only a reset ends them. */
+            op_free(op);
+            if (!j->broken) mark_broken(j, k, "spool replay: out of memory");
+            j->rp_begin = true;
+            return;
+        }
+        if (k == 0) op->nbad++;
+        nstmt += k;
+    }
+    if (rc < 0) {
+        /* A record changed on disk since spool_open checked it: stop here (the spool stays in
+         * charge; a restart re-checks it and names the damage). */
+        spool_error(j, "replay read", rc);
+        j->rp_stuck = true;
+    }
+    if (!op->nrec) {
+        op_free(op);
+        if (rc == 0) spool_drained(j);
+        return;
+    }
+    char seq[24];
+    snprintf(seq, sizeof seq, "%" PRIu64, op->last_seq);
+    const char *pp[2] = {j->spool_id, seq};
+    if (!PQsendQueryPrepared(j->conn, "jnl_applied", 2, pp, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        j->rp_begin = true;
+        return;
+    }
+    op->nq = nstmt + 1;
+    op->t0 = uv_hrtime();
+    op_push(j, op);
+    j->rp_op = op;
+    flush_out(j);
+}
+
+/* A replay batch answered. Committed: ack it. Refused: data errors (SQLSTATE classes 22, 23)
+ * would be refused again, so a batch of several records is retried one record at a time and a
+ * single refused record is dropped (counted, named in last_error); anything else is retried
+ * after a backoff. */
+static void replay_done(struct journal *j, struct op *op)
+{
+    j->rp_op = NULL;
+    bool permanent = op->failed && (!strncmp(op->sqlstate, "22", 2) || !strncmp(op->sqlstate, "23", 2));
+    if (!op->failed && !op->bad_reply) {
+        int rc = spool_ack(j->sp, op->last_seq);
+        if (rc < 0) spool_error(j, "ack", rc); /* spool_applied holds it; the next ack covers it */
+        j->s.spool_replayed += op->nrec - op->nbad;
+        j->s.spool_replay_dropped += op->nbad;
+        j->rp_episode += op->nrec;
+        j->rp_fails = 0;
+        if (op->nbad) {
+            char m[160];
+            snprintf(m, sizeof m, "spool replay: %" PRIu64 " record(s) up to %" PRIu64
+                     " did not parse and were dropped", op->nbad, op->last_seq);
+            set_last_error(j, NULL, m);
+            j->err_events++;
+        }
+    } else if (permanent && op->nrec == 1) {
+        char m[700];
+        snprintf(m, sizeof m, "spool replay: record %" PRIu64 " refused by PostgreSQL, dropped: %s",
+                 op->last_seq, op->errmsg ? op->errmsg : "error");
+        set_last_error(j, NULL, m);
+        memcpy(j->spool_err, j->last_error, sizeof j->spool_err);
+        j->spool_err_pending = true;
+        j->s.spool_replay_dropped++;
+        j->err_events++;
+        int rc = spool_ack(j->sp, op->last_seq);
+        if (rc < 0) spool_error(j, "ack", rc);
+    } else if (permanent) {
+        j->rp_single_until = op->last_seq;
+        j->rp_begin = true;
+    } else {
+        uint64_t d = j->o.backoff_min_ms;
+        for (unsigned i = 0; i < j->rp_fails && d < j->o.backoff_max_ms; i++) d *= 2;
+        if (d > j->o.backoff_max_ms) d = j->o.backoff_max_ms;
+        j->rp_fails++;
+        j->rp_begin = true;
+        j->rp_hold = true;
+        uv_timer_start(&j->t_replay, on_replay_timer, d, 0);
+    }
+}
+
+/* The session is set up: ack what PostgreSQL says is applied already (a crash between a batch's
+ * commit and its ack), then replay from there. */
+static void spool_session_start(struct journal *j, const struct op *setup)
+{
+    j->rp_begin = true;
+    j->rp_hold = false;
+    j->rp_single_until = 0;
+    uv_timer_stop(&j->t_replay);
+    if (!setup->have_applied) return;
+    struct spool_stats ss;
+    spool_get_stats(j->sp, &ss);
+    if (setup->applied_seq > ss.next_seq - 1) {
+        /* Not this spool's history (an id file copied from elsewhere?): ack nothing. */
+        char m[300];
+        snprintf(m, sizeof m, "spool_applied says record %" PRIu64 " of spool %s is applied, but "
+                 "the spool ends at %" PRIu64 ": not trusted, replaying everything",
+                 setup->applied_seq, j->spool_id, ss.next_seq - 1);
+        set_last_error(j, NULL, m);
+        snprintf(j->spool_err, sizeof j->spool_err, "%s", m);
+        j->spool_err_pending = true;
+        return;
+    }
+    if (setup->applied_seq > ss.acked_seq) {
+        int rc = spool_ack(j->sp, setup->applied_seq);
+        if (rc < 0) spool_error(j, "ack", rc);
+        else j->s.spool_skipped += setup->applied_seq - ss.acked_seq;
+    }
+}
+
+/* on_spool: errors first, then a change of mode. Loop context only. */
+static void spool_notify(struct journal *j)
+{
+    if (!j->sp) return;
+    if (j->spool_err_pending) {
+        j->spool_err_pending = false;
+        if (j->o.on_spool && !j->free_requested) j->o.on_spool(j->o.ud, j->spooling, j->spool_err);
+    }
+    if (j->spool_reported != j->spooling && !j->free_requested) {
+        char m[200];
+        j->spool_reported = j->spooling;
+        if (j->spooling)
+            snprintf(m, sizeof m, "spool taking writes: %s", j->spool_why);
+        else
+            snprintf(m, sizeof m, "spool drained: %" PRIu64 " record(s) replayed into PostgreSQL",
+                     j->rp_episode);
+        if (j->o.on_spool) j->o.on_spool(j->o.ud, j->spooling, m);
+    }
+}
+
+static void on_sync(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    int rc = spool_sync(j->sp);
+    if (rc < 0) spool_error(j, "sync", rc);
+    service(j);
+    leave(j);
+}
+
+/* The spool's id in spool_applied: a random 128-bit hex string kept in the spool directory (a
+ * wiped directory restarts sequence numbers, and gets a new id with them). */
+static int spool_id_load(struct journal *j, const char *dir, char *err, size_t errlen)
+{
+    char path[SPOOL_PATH_MAX + 32], tmp[SPOOL_PATH_MAX + 32], buf[64];
+    snprintf(path, sizeof path, "%s/" JNL_SPOOL_ID_FILE, dir);
+    snprintf(tmp, sizeof tmp, "%s/" JNL_SPOOL_ID_FILE ".tmp", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        bool ok = n == 33 && buf[32] == '\n';
+        for (int i = 0; ok && i < 32; i++)
+            ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+        if (!ok) {
+            seterr(err, errlen, "%s: not a spool id (32 hex digits and a newline)", path);
+            return -EBADMSG;
+        }
+        memcpy(j->spool_id, buf, 32);
+        j->spool_id[32] = '\0';
+        return 0;
+    }
+    if (errno != ENOENT) {
+        int e = errno;
+        seterr(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        int e = errno ? errno : EIO;
+        seterr(err, errlen, "spool id: getrandom: %s", strerror(e));
+        return -e;
+    }
+    for (int i = 0; i < 16; i++) snprintf(j->spool_id + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(buf, sizeof buf, "%s\n", j->spool_id);
+    int rc = 0;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, buf, 33) != 33 || fsync(fd) != 0) rc = errno ? -errno : -EIO;
+    if (fd >= 0 && close(fd) != 0 && !rc) rc = -errno;
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (!rc) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) != 0) rc = -errno;
+        if (dfd >= 0) close(dfd);
+    }
+    if (rc) {
+        unlink(tmp);
+        seterr(err, errlen, "%s: cannot write the spool id: %s", path, strerror(-rc));
+    }
+    return rc;
+}
+
+/* ---- public API ---- */
+
+/* Opens the spool, loads its id, and rebuilds the set of fills it holds. */
+static int spool_start(struct journal *j, struct journal_open_report *rep, char *err, size_t errlen)
+{
+    struct spool_opts so = {.durability = j->spool_os ? SPOOL_OS : SPOOL_FSYNC,
+                            .segment_bytes = j->o.spool_segment_bytes,
+                            .salvage = j->o.spool_salvage};
+    int rc = spool_open(j->o.spool_dir, &so, &j->sp, &rep->spool, err, errlen);
+    if (rc < 0) return rc;
+    if ((rc = spool_id_load(j, j->o.spool_dir, err, errlen)) < 0) return rc;
+    spool_replay_begin(j->sp);
+    struct spool_record rec;
+    while ((rc = spool_replay_next(j->sp, &rec)) > 0) {
+        rep->pending_records++;
+        if (rec.type == REC_FILL) {
+            struct pfill p;
+            char key[JNL_KEY_MAX];
+            if (pfill_parse(&p, rec.payload, rec.len, true) < 0) {
+                rep->bad_records++;
+                continue;
+            }
+            rep->pending_fills++;
+            fill_key(key, sizeof key, p.f.account, p.f.symbol, p.f.trade_id);
+            if (kset_add(&j->keys, key) < 0) {
+                seterr(err, errlen, "spool: out of memory");
+                return -ENOMEM;
+            }
+        } else if (rec.type != REC_RESULTS && rec.type != REC_RULE) {
+            rep->bad_records++;
+        }
+    }
+    if (rc < 0) {
+        seterr(err, errlen, "%s", spool_last_error(j->sp));
+        return rc;
+    }
+    spool_replay_begin(j->sp);
+    j->spool_ok = true;
+    if (rep->pending_records) {
+        char why[160];
+        snprintf(why, sizeof why, "%" PRIu64 " record(s) of an earlier run wait for replay",
+                 rep->pending_records);
+        spool_take_over(j, why);
+    }
+    return 0;
+}
+
+int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o,
+                 struct journal **out, struct journal_open_report *rep, char *err, size_t errlen)
+{
+    struct journal_open_report dummy;
+    if (!rep) rep = &dummy;
+    memset(rep, 0, sizeof *rep);
+    if (err && errlen) err[0] = '\0';
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!loop || !conninfo) {
+        seterr(err, errlen, "journal_open: bad arguments");
+        return -EINVAL;
+    }
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (!opts) {
+        seterr(err, errlen, "database conninfo: %s", perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return perr ? -EINVAL : -ENOMEM;
+    }
+    PQconninfoFree(opts);
+
+    struct journal *j = calloc(1, sizeof *j);
+    if (!j) return -ENOMEM;
+    if (o) j->o = *o;
+    if (!j->o.batch_size) j->o.batch_size = 100;
+    if (!j->o.timeout_ms) j->o.timeout_ms = 10000;
+    if (!j->o.backoff_min_ms) j->o.backoff_min_ms = 50;
+    if (!j->o.backoff_max_ms) j->o.backoff_max_ms = 5000;
+    if (j->o.backoff_max_ms < j->o.backoff_min_ms) j->o.backoff_max_ms = j->o.backoff_min_ms;
+    if (!j->o.slow_ms) j->o.slow_ms = 100;
+    if (!j->o.max_queued_results) j->o.max_queued_results = 1000000;
+    if (!j->o.max_inflight_fills) j->o.max_inflight_fills = 4096;
+    if (j->o.batch_size > 100000) j->o.batch_size = 100000;
+    if (!j->o.spool_after_ms) j->o.spool_after_ms = 250;
+    if (!j->o.spool_sync_ms) j->o.spool_sync_ms = 200;
+    if (j->o.spool_dir && !*j->o.spool_dir) j->o.spool_dir = NULL;
+    j->spool_os = j->o.durability == JOURNAL_DURABILITY_OS;
+
+    j->loop = loop;
+    j->st = ST_WAIT;
+    j->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)j ^ 0x9E3779B97F4A7C15ULL;
+    if (!j->rng) j->rng = 1;
+    for (j->hcap = 16; j->hcap < 2 * (size_t)j->o.batch_size; j->hcap *= 2) {}
+    j->conninfo = strdup(conninfo);
+    j->hset = calloc(j->hcap, sizeof *j->hset);
+    int rc = 0;
+    if (!j->conninfo || !j->hset) rc = -ENOMEM;
+    else if (j->o.spool_dir) rc = spool_start(j, rep, err, errlen);
+    j->o.spool_dir = NULL; /* not kept: the caller's string need not outlive the call */
+    if (rc < 0) {
+        spool_close(j->sp);
+        kset_clear(&j->keys);
+        free(j->conninfo);
+        free(j->hset);
+        free(j);
+        if (rc == -ENOMEM && err && errlen && !err[0]) seterr(err, errlen, "out of memory");
+        return rc;
+    }
+    uv_timer_init(loop, &j->t_retry);
+    uv_timer_init(loop, &j->t_deadline);
+    uv_timer_init(loop, &j->t_work);
+    uv_timer_init(loop, &j->t_slow);
+    uv_timer_init(loop, &j->t_sync);
+    uv_timer_init(loop, &j->t_replay);
+    j->t_retry.data = j->t_deadline.data = j->t_work.data = j;
+    j->t_slow.data = j->t_sync.data = j->t_replay.data = j;
+    j->handles_open = 6;
+    /* The first attempt runs from the loop, so no callback fires inside journal_new. */
+    uv_timer_start(&j->t_retry, on_retry, 0, 0);
+    if (j->sp && j->spool_os)
+        uv_timer_start(&j->t_sync, on_sync, j->o.spool_sync_ms, j->o.spool_sync_ms);
+    *out = j;
+    return 0;
+}
+
+struct journal *journal_new(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o)
+{
+    struct journal *j = NULL;
+    int rc = journal_open(loop, conninfo, o, &j, NULL, NULL, 0);
+    if (rc < 0) errno = -rc;
+    return j;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct journal *j = h->data;
+    if (--j->handles_open == 0) free(j);
+}
+
+static void really_free(struct journal *j)
+{
+    j->st = ST_CLOSED;
+    poll_close(j);
+    if (j->conn) PQfinish(j->conn);
+    j->conn = NULL;
+    struct op *ops = j->ops_head;
+    j->ops_head = j->ops_tail = NULL;
+    while (ops) {
+        struct op *op = ops;
+        ops = op->next;
+        if (op->kind == OP_FILL && !op->detached) fill_callback(j, op, -ECANCELED, "journal freed");
+        op_free(op);
+    }
+    while (j->done_head) {
+        struct op *op = j->done_head;
+        j->done_head = op->next;
+        fill_callback(j, op, -ECANCELED, "journal freed");
+        op_free(op);
+    }
+    j->done_tail = NULL;
+    while (j->rules_head) {
+        struct jrule *r = j->rules_head;
+        j->rules_head = r->next;
+        free(r);
+    }
+    while (j->w_head) {
+        struct waiter *w = j->w_head;
+        j->w_head = w->next;
+        w->cb(w->ud, -ECANCELED);
+        free(w);
+    }
+    q_pop(j, j->qlen);
+    free(j->q);
+    free(j->hset);
+    free(j->conninfo);
+    for (int k = 0; k < JNL_ARRAYS; k++) sb_free(&j->pb[k]);
+    sb_free(&j->rb);
+    kset_clear(&j->keys);
+    if (j->sp && j->spool_os) spool_sync(j->sp); /* best effort: nobody is left to tell */
+    j->sp = spool_close(j->sp);
+    uv_close((uv_handle_t *)&j->t_retry, timer_closed);
+    uv_close((uv_handle_t *)&j->t_deadline, timer_closed);
+    uv_close((uv_handle_t *)&j->t_work, timer_closed);
+    uv_close((uv_handle_t *)&j->t_slow, timer_closed);
+    uv_close((uv_handle_t *)&j->t_sync, timer_closed);
+    uv_close((uv_handle_t *)&j->t_replay, timer_closed);
+}
+
+struct journal *journal_free(struct journal *j)
+{
+    if (!j || j->free_requested) return NULL;
+    j->free_requested = true;
+    if (j->busy == 0) really_free(j);
+    return NULL;
+}
+
+bool journal_connected(const struct journal *j) { return j && j->st == ST_READY && !j->broken; }
+
+bool journal_writable(const struct journal *j)
+{
+    if (!j || j->free_requested) return false;
+    bool spool = j->sp && j->spool_ok && !j->rp_stuck;
+    if (!j->sp) return journal_connected(j);
+    if (want_spool(j)) return spool;
+    return true;
+}
+
+int journal_write_fill(struct journal *j, const struct journal_fill *f,
+                       const struct journal_intent *in, size_t n, journal_fill_cb cb, void *ud)
+{
+    if (!j || !f || (n && !in) || !cb) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    if (!fill_valid(f, in, n)) return -EINVAL;
+    if (want_spool(j)) return fill_spool(j, f, in, n, cb, ud);
+    if (j->st != ST_READY || j->broken) return -ENOTCONN;
+    if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
+
     struct op *op = op_new(OP_FILL, n);
     if (!op) return -ENOMEM;
     op->nq = 2;
     op->cb = cb;
     op->ud = ud;
-    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
-        !PQsendQueryPrepared(j->conn, "jnl_intents", JNL_INTENT_PARAMS, p2, NULL, NULL, 0) ||
-        !PQpipelineSync(j->conn)) {
-        /* Nothing committed: without their sync the statements cannot commit, and the reset
-         * below ends the session. */
-        op_free(op);
+    if (j->sp) {
+        /* Kept in case PostgreSQL is slow or lost before it answers: then the spool takes it. */
+        char key[JNL_KEY_MAX];
+        fill_key(key, sizeof key, f->account, f->symbol, f->trade_id);
+        rec_fill(&j->rb, f, in, n);
+        op->key = strdup(key);
+        op->payload = j->rb.oom ? NULL : malloc(j->rb.len ? j->rb.len : 1);
+        if (!op->key || !op->payload) {
+            op_free(op);
+            return -ENOMEM;
+        }
+        memcpy(op->payload, j->rb.p, j->rb.len);
+        op->plen = j->rb.len;
+    }
+    int rc = fill_send(j, f, in, n);
+    if (rc == 0 && !PQpipelineSync(j->conn)) {
         mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
-        return -ENOTCONN;
+        rc = -ENOTCONN;
+    }
+    if (rc < 0) {
+        op_free(op);
+        /* The session is ending (nothing of it can commit without its sync): the spool, if
+         * there is one, takes the fill instead. */
+        if (rc == -ENOTCONN && want_spool(j)) return fill_spool(j, f, in, n, cb, ud);
+        return rc;
     }
     op_push(j, op);
     j->inflight_fills++;
     j->fills_submitted++;
     flush_out(j);
+    if (j->sp && !uv_is_active((uv_handle_t *)&j->t_slow)) slow_arm(j, false);
     return 0;
 }
 
@@ -1569,7 +2758,7 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     /* Opportunistic batching: with nothing in flight, flush on the next loop iteration (or after
      * flush_interval_ms, or at once when a batch is full); with a statement in flight, its
      * completion sends whatever has queued meanwhile. */
-    if (j->st == ST_READY && !j->res_inflight) {
+    if ((j->st == ST_READY && !j->res_inflight) || want_spool(j)) {
         bool full = j->qlen >= j->o.batch_size;
         if (full || !uv_is_active((uv_handle_t *)&j->t_work))
             uv_timer_start(&j->t_work, on_work, full ? 0 : j->o.flush_interval_ms, 0);
@@ -1624,6 +2813,20 @@ void journal_get_stats(const struct journal *j, struct journal_stats *out)
     out->results_queued = j->qlen;
     out->inflight_statements = j->inflight_stmts;
     out->inflight_fills = j->inflight_fills;
+    if (j->ops_head) out->lag_us = (uv_hrtime() - j->ops_head->t0) / 1000u;
+    if (j->sp) {
+        struct spool_stats ss;
+        spool_get_stats(j->sp, &ss);
+        out->spooling = j->spooling;
+        out->spool_writable = j->spool_ok && !ss.broken;
+        out->spool_records = ss.records_unacked;
+        out->spool_bytes = ss.bytes_unacked;
+        out->spool_oldest_us = ss.records_unacked ? ss.oldest_unacked_us : 0;
+        if (out->spool_oldest_us) {
+            int64_t lag = realtime_us() - out->spool_oldest_us;
+            out->lag_us = lag > 0 ? (uint64_t)lag : 0;
+        }
+    }
 }
 
 const char *journal_last_error(const struct journal *j) { return j ? j->last_error : ""; }

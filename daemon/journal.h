@@ -16,6 +16,23 @@
  * The connection reconnects by itself with jittered backoff; a statement or connect attempt that
  * takes longer than timeout_ms resets the connection.
  *
+ * The spool (opts.spool_dir; invariant 7). When PostgreSQL is not connected, or a fill write has
+ * waited longer than spool_after_ms, the journal switches to its local append-only spool (spool.h:
+ * checksummed records, fsync'd in JOURNAL_DURABILITY_FSYNC): a fill and all its intents become ONE
+ * record, durable before the callback reports every intent new (write-before-send holds); results
+ * and rule state changes are appended in groups. Fills already in flight to a slow or lost server
+ * are moved to the spool too (their callbacks then report new; PostgreSQL's reply is ignored).
+ * While the spool holds a fill, writing the same fill again (account, symbol, trade id) reports
+ * it not new. Once PostgreSQL is back, the spool is replayed in order, with the same statements,
+ * in batches, before any direct write; new work keeps going to the spool until it is drained, then
+ * the journal writes directly again. Each replayed batch also records the last applied sequence
+ * number in spool_applied (sql/005_spool.sql) in the same transaction, and a new session acks the
+ * spool up to it first: a crash between commit and ack never applies a record twice. A record
+ * PostgreSQL refuses (SQLSTATE class 22 or 23) is dropped and counted; other errors are retried.
+ * What the spool cannot know: a fill committed to PostgreSQL before the spool took over and then
+ * replayed by the exchange is reported new from the spool (the copier's in-memory dedupe and the
+ * start-up high-water mark are what stop those).
+ *
  * Host names in conninfo are resolved synchronously by libpq: use a unix socket directory or a
  * numeric address (hostaddr=) for the asynchronous journal.
  *
@@ -31,6 +48,8 @@
 #include <stdint.h>
 
 #include <uv.h>
+
+#include "spool.h"
 
 /* ---- start-up, synchronous ---------------------------------------------------------------- */
 
@@ -99,6 +118,21 @@ struct journal_opts {
      * for a latency histogram. Called from the loop; may be NULL. Uses ud too. */
     void (*on_write)(void *ud, bool fill, uint64_t us);
     void *ud;
+    /* The spool. NULL = none: journal_write_fill refuses with -ENOTCONN while PostgreSQL is not
+     * connected (the behaviour before the spool). The directory is created when missing (its
+     * parent must exist, see spool_open). Spool durability follows `durability`: FSYNC appends
+     * fdatasync before returning; OS appends only write, and a timer syncs every spool_sync_ms. */
+    const char *spool_dir;
+    unsigned spool_after_ms;      /* a fill write waiting longer than this moves to the spool;
+                                   * 0 = 250 */
+    unsigned spool_sync_ms;       /* JOURNAL_DURABILITY_OS only: spool fdatasync period; 0 = 200 */
+    uint64_t spool_segment_bytes; /* 0 = the spool's default (64 MiB) */
+    bool spool_salvage;           /* open a spool corrupt in the middle by skipping the bad bytes
+                                   * (their records are lost) instead of refusing to start */
+    /* The spool took over (spooling=true, msg says why), was drained (false, msg says how many
+     * records were replayed), or failed (msg names the error and file; spooling unchanged).
+     * Called from the loop, never from inside a journal_* call. May be NULL. Uses ud too. */
+    void (*on_spool)(void *ud, bool spooling, const char *msg);
 };
 
 struct journal;
@@ -106,13 +140,37 @@ struct journal;
 /* Starts connecting at once (no callback before the loop runs). `o` may be NULL (defaults). NULL
  * with errno EINVAL when conninfo does not parse, ENOMEM, or a libuv error. */
 struct journal *journal_new(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o);
+
+/* What journal_open found in the spool. */
+struct journal_open_report {
+    struct spool_open_report spool; /* spool.torn_bytes > 0: a torn last record (a crash mid-write)
+                                     * was cut off at spool.torn_offset of spool.torn_file; every
+                                     * complete record before it is kept */
+    uint64_t pending_records;       /* records not yet applied to PostgreSQL: replayed first */
+    uint64_t pending_fills;         /* ... of which fills */
+    uint64_t bad_records;           /* pending records that do not parse: dropped at replay */
+};
+/* journal_new with the spool's start-up report and a clear error: 0 with *out set, or a negative
+ * errno with *out NULL and err filled: -EINVAL (conninfo does not parse, bad arguments), -EBADMSG
+ * (the spool is corrupt in the middle: err names the file and offset; see spool_salvage), -EPERM,
+ * -EBUSY (another process has the spool), -ENOMEM, or a failed system call's errno. rep may be
+ * NULL. Without a spool it cannot fail but for -EINVAL/-ENOMEM. */
+int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o,
+                 struct journal **out, struct journal_open_report *rep, char *err, size_t errlen);
 /* Calls every pending fill and flush callback with -ECANCELED, drops queued results (flush first
  * to keep them), closes the connection and the journal's libuv handles; the memory is released by
- * their close callbacks, so the loop must run afterwards. Takes NULL; returns NULL. */
+ * their close callbacks, so the loop must run afterwards. A fill already in the spool whose
+ * callback had not run is cancelled too: it stays in the spool and is replayed later as intents
+ * never sent (start-up reconcile finds no order for them). The spool is synced and closed.
+ * Takes NULL; returns NULL. */
 struct journal *journal_free(struct journal *j);
 
-/* True when the session is set up and journal_write_fill will accept work. */
+/* True when the PostgreSQL session is set up (the spool plays no part here). */
 bool journal_connected(const struct journal *j);
+/* True when journal_write_fill would take a fill now: directly (connected, spool drained) or
+ * into the spool (spool open, not broken, its last append did not fail). Without a spool the same
+ * as journal_connected. */
+bool journal_writable(const struct journal *j);
 
 struct journal_fill {
     const char *account;   /* the leader account */
@@ -154,9 +212,13 @@ struct journal_fill_result {
 typedef void (*journal_fill_cb)(void *ud, const struct journal_fill_result *r);
 
 /* Queues the fill and intents statements (copied: the arguments need not outlive the call) and
- * their sync, and sends them at once. 0 (cb will be called exactly once), or a negative errno
- * and cb is never called: -EINVAL (bad field; client order ids must be distinct), -ENOTCONN (not connected:
- * do not send the intents), -ENOBUFS (max_inflight_fills reached), -ENOMEM. */
+ * their sync, and sends them at once; or, while the spool has taken over, appends them to the
+ * spool as one record (durable when this returns) and completes cb from the loop with status 0,
+ * every intent new (or, when the spool already holds this fill, fill_new false and none new).
+ * 0 (cb will be called exactly once), or a negative errno and cb is never called: -EINVAL (bad
+ * field; client order ids must be distinct), -ENOTCONN (neither PostgreSQL nor the spool can take
+ * it: no spool, or the spool append failed, e.g. disk full; do not send the intents, try again
+ * later), -ENOBUFS (max_inflight_fills reached), -ENOMEM. */
 int journal_write_fill(struct journal *j, const struct journal_fill *fill,
                        const struct journal_intent *intents, size_t n, journal_fill_cb cb,
                        void *ud);
@@ -191,8 +253,10 @@ struct journal_result {
 };
 
 /* Copies the result into the write-behind queue. The row's status only moves forward; a later
- * partially_filled with a larger executed_qty also applies. Results are kept across reconnects.
- * 0, or -EINVAL (bad field), -ENOBUFS (max_queued_results reached), -ENOMEM. */
+ * partially_filled with a larger executed_qty also applies. Results are kept across reconnects;
+ * while the spool has taken over, the queue is appended to it in groups (at most batch_size per
+ * record) from the loop, and replayed from there. 0, or -EINVAL (bad field), -ENOBUFS
+ * (max_queued_results reached), -ENOMEM. */
 int journal_record_result(struct journal *j, const struct journal_result *r);
 
 /* Records a copy rule's state ("active", "paused" or "close_only": a loss stop) in copy_rules,
@@ -202,8 +266,10 @@ int journal_record_result(struct journal *j, const struct journal_result *r);
 int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status, int paused);
 
 /* cb(ud, status) once every fill and result queued before this call is finished: 0 when all of
- * it is committed, -EIO when some fill or result batch failed meanwhile (see the counters),
- * -ECANCELED from journal_free. Waits across reconnects. 0, or -ENOMEM. */
+ * it is committed or durable in the spool (spool fdatasync'd first in JOURNAL_DURABILITY_OS; the
+ * spool is replayed by a later session or run), -EIO when some fill or result batch failed
+ * meanwhile (see the counters), -ECANCELED from journal_free. Waits across reconnects. 0, or
+ * -ENOMEM. */
 typedef void (*journal_flush_cb)(void *ud, int status);
 int journal_flush(struct journal *j, journal_flush_cb cb, void *ud);
 
@@ -230,6 +296,25 @@ struct journal_stats {
     uint64_t write_us_total;
     uint64_t slow_statements;    /* > slow_ms */
     uint64_t slow_us_last;       /* duration of the last slow one */
+    /* Journal lag: now minus the append time of the oldest record not yet applied from the
+     * spool, else the age of the oldest statement in flight; 0 when caught up. */
+    uint64_t lag_us;
+    /* The spool (all zero without one). */
+    bool spooling;               /* new writes go to the spool (PostgreSQL down or slow, or the
+                                  * replay has not caught up yet) */
+    bool spool_writable;         /* open, not broken, and its last append did not fail */
+    uint64_t spool_records;      /* gauge: spool depth, records not yet applied to PostgreSQL */
+    uint64_t spool_bytes;        /* gauge: the same, bytes on disk */
+    int64_t spool_oldest_us;     /* append time of the oldest of them, µs since the epoch; 0 none */
+    uint64_t spool_fills;        /* fills appended to the spool (reported new) */
+    uint64_t spool_diverted;     /* ... of which were in flight to PostgreSQL (slow or lost) */
+    uint64_t spool_fills_dup;    /* fills reported not new because the spool holds them */
+    uint64_t spool_results;      /* results appended */
+    uint64_t spool_rules;        /* rule state changes appended */
+    uint64_t spool_replayed;     /* records applied to PostgreSQL by replay */
+    uint64_t spool_skipped;      /* records already applied (spool_applied) acked at session start */
+    uint64_t spool_replay_dropped; /* records PostgreSQL refused or that did not parse: lost */
+    uint64_t spool_errors;       /* failed appends, syncs, acks and replay reads */
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *out);
 /* The last error (connection or statement), "" if none. Valid until the next loop callback. */

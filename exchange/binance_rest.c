@@ -137,14 +137,21 @@ static bool symbol_ok(const char *s) {
         len = r_;                                               \
     } while (0)
 
-int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap, char *err,
-                         size_t errlen) {
+/* The parameters of one order, in the order they are sent (shared by the single order and the
+ * batch). The pointers point into o or at literals. */
+struct order_kv {
+    struct {
+        const char *k, *v;
+    } kv[12];
+    size_t n;
     char qty[DEC_STR_MAX], price[DEC_STR_MAX];
-    const char *type, *tif = NULL, *pos_side = NULL;
-    int len = 0;
+};
 
-    if (!buf || cap == 0) return -ENOSPC;
-    buf[0] = '\0';
+static int order_kv(const struct exch_order_req *req, struct order_kv *o, char *err,
+                    size_t errlen) {
+    const char *type, *tif = NULL, *pos_side = NULL;
+
+    o->n = 0;
     if (!req) {
         seterr(err, errlen, "order: no request");
         return -EINVAL;
@@ -184,26 +191,86 @@ int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap
         return -EINVAL;
     }
     if (!dec_valid(req->qty) || dec_sign(req->qty) <= 0 ||
-        dec_format(req->qty, qty, sizeof qty) < 0) {
+        dec_format(req->qty, o->qty, sizeof o->qty) < 0) {
         seterr(err, errlen, "order: quantity: must be > 0");
         return -EINVAL;
     }
     if (tif && (!dec_valid(req->price) || dec_sign(req->price) <= 0 ||
-                dec_format(req->price, price, sizeof price) < 0)) {
+                dec_format(req->price, o->price, sizeof o->price) < 0)) {
         seterr(err, errlen, "order: price: a limit order needs a price > 0");
         return -EINVAL;
     }
-    ADD("symbol", req->symbol);
-    ADD("side", req->side == MKT_BUY ? "BUY" : "SELL");
-    if (pos_side) ADD("positionSide", pos_side);
-    ADD("type", type);
-    if (tif) ADD("timeInForce", tif);
-    ADD("quantity", qty);
-    if (tif) ADD("price", price);
-    if (req->reduce_only) ADD("reduceOnly", "true");
-    ADD("newClientOrderId", req->client_id);
-    ADD("newOrderRespType", "RESULT");
+#define KV(key, val) (o->kv[o->n].k = (key), o->kv[o->n++].v = (val))
+    KV("symbol", req->symbol);
+    KV("side", req->side == MKT_BUY ? "BUY" : "SELL");
+    if (pos_side) KV("positionSide", pos_side);
+    KV("type", type);
+    if (tif) KV("timeInForce", tif);
+    KV("quantity", o->qty);
+    if (tif) KV("price", o->price);
+    if (req->reduce_only) KV("reduceOnly", "true");
+    KV("newClientOrderId", req->client_id);
+    KV("newOrderRespType", "RESULT");
+#undef KV
+    return 0;
+}
+
+int binance_order_params(const struct exch_order_req *req, char *buf, size_t cap, char *err,
+                         size_t errlen) {
+    struct order_kv o;
+    int len = 0, r;
+
+    if (!buf || cap == 0) return -ENOSPC;
+    buf[0] = '\0';
+    if ((r = order_kv(req, &o, err, errlen)) < 0) return r;
+    for (size_t i = 0; i < o.n; i++) ADD(o.kv[i].k, o.kv[i].v);
     return len;
+}
+
+int binance_batch_params(const struct exch_order_req *reqs, size_t n, char *buf, size_t cap,
+                         char *err, size_t errlen) {
+    json_t *arr = NULL;
+    char *text = NULL;
+    int len = 0, rc = -EINVAL;
+
+    if (!buf || cap == 0) return -ENOSPC;
+    buf[0] = '\0';
+    if (!reqs || n == 0 || n > BINANCE_BATCH_MAX) {
+        seterr(err, errlen, "batch: %zu orders (1..%d)", n, BINANCE_BATCH_MAX);
+        return -EINVAL;
+    }
+    if (!(arr = json_array())) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        struct order_kv o;
+        char e[160];
+        if (order_kv(&reqs[i], &o, e, sizeof e) < 0) {
+            seterr(err, errlen, "batch[%zu]: %s", i, e);
+            goto out;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(reqs[k].client_id, reqs[i].client_id) == 0) {
+                /* Binance would place one and refuse the other (-4116) or, once the first has
+                 * finished, place both: never send that. */
+                seterr(err, errlen, "batch[%zu]: client id: same as batch[%zu]", i, k);
+                goto out;
+            }
+        json_t *obj = json_object();
+        if (!obj || json_array_append_new(arr, obj) < 0) goto nomem;
+        /* Every value as a JSON string, as Binance's own examples send them. */
+        for (size_t k = 0; k < o.n; k++)
+            if (json_object_set_new(obj, o.kv[k].k, json_string(o.kv[k].v)) < 0) goto nomem;
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER))) goto nomem;
+    rc = len = binance_qs_add(buf, cap, 0, "batchOrders", text);
+    if (rc == -ENOSPC) seterr(err, errlen, "batch: parameters too long");
+    goto out;
+nomem:
+    seterr(err, errlen, "batch: out of memory");
+    rc = -ENOMEM;
+out:
+    free(text);
+    json_decref(arr);
+    return rc;
 }
 
 int binance_query_params(const char *symbol, const char *client_id, char *buf, size_t cap) {
@@ -225,6 +292,48 @@ int binance_leverage_params(const char *symbol, int leverage, char *buf, size_t 
     snprintf(num, sizeof num, "%d", leverage);
     ADD("symbol", symbol);
     ADD("leverage", num);
+    return len;
+}
+
+int binance_order_id_params(const char *symbol, int64_t order_id, char *buf, size_t cap) {
+    char num[24];
+    int len = 0;
+    if (!buf || cap == 0) return -ENOSPC;
+    buf[0] = '\0';
+    if (!symbol_ok(symbol) || order_id <= 0) return -EINVAL;
+    snprintf(num, sizeof num, "%" PRId64, order_id);
+    ADD("symbol", symbol);
+    ADD("orderId", num);
+    return len;
+}
+
+int binance_user_trades_params(const char *symbol, int64_t from_id, int64_t order_id,
+                               int64_t start_ms, int64_t end_ms, int limit, char *buf, size_t cap) {
+    char num[24];
+    int len = 0;
+    if (!buf || cap == 0) return -ENOSPC;
+    buf[0] = '\0';
+    if (!symbol_ok(symbol) || limit < 1 || limit > BINANCE_TRADES_LIMIT) return -EINVAL;
+    if (start_ms >= 0 && (from_id >= 0 || end_ms < start_ms ||
+                          end_ms - start_ms >= BINANCE_TRADES_WINDOW_MS))
+        return -EINVAL;
+    ADD("symbol", symbol);
+    if (order_id > 0) {
+        snprintf(num, sizeof num, "%" PRId64, order_id);
+        ADD("orderId", num);
+    }
+    if (from_id >= 0) {
+        snprintf(num, sizeof num, "%" PRId64, from_id);
+        ADD("fromId", num);
+    }
+    if (start_ms >= 0) {
+        snprintf(num, sizeof num, "%" PRId64, start_ms);
+        ADD("startTime", num);
+        snprintf(num, sizeof num, "%" PRId64, end_ms);
+        ADD("endTime", num);
+    }
+    snprintf(num, sizeof num, "%d", limit);
+    ADD("limit", num);
     return len;
 }
 
@@ -285,56 +394,391 @@ static int status_parse(const char *s, enum exch_order_status *out) {
     return -EINVAL;
 }
 
+/* An order object j (what names it in messages: "order", "batch[2]") into *out. 0 / -EBADMSG. */
+static int parse_order_obj(const json_t *j, const char *what, struct exch_order_result *out,
+                           char *err, size_t errlen) {
+    struct exch_order_result o;
+    const char *st;
+    int r;
+    int64_t oid;
+
+    memset(&o, 0, sizeof o);
+    if (!json_is_object(j)) {
+        seterr(err, errlen, "%s: not a JSON object", what);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_i64(j, "orderId", &oid)) < 0) {
+        seterr(err, errlen, "%s: orderId: %s", what, why(r));
+        return -EBADMSG;
+    }
+    snprintf(o.order_id, sizeof o.order_id, "%" PRId64, oid);
+    if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
+        seterr(err, errlen, "%s: clientOrderId: %s", what, r == -ERANGE ? "too long" : why(r));
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(j, "status", &st)) < 0) {
+        seterr(err, errlen, "%s: status: %s", what, why(r));
+        return -EBADMSG;
+    }
+    if (status_parse(st, &o.status) < 0) {
+        seterr(err, errlen, "%s: status: unknown value \"%.40s\"", what, st);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0) {
+        seterr(err, errlen, "%s: executedQty: %s", what, why_dec(r));
+        return -EBADMSG;
+    }
+    if ((r = ju_get_dec(j, "avgPrice", &o.avg_price)) < 0) {
+        seterr(err, errlen, "%s: avgPrice: %s", what, why_dec(r));
+        return -EBADMSG;
+    }
+    if ((r = ju_get_i64(j, "updateTime", &o.update_time_ms)) < 0 && r != -ENOENT) {
+        seterr(err, errlen, "%s: updateTime: %s", what, why(r));
+        return -EBADMSG;
+    }
+    if (dec_sign(o.executed_qty) < 0 || dec_sign(o.avg_price) < 0) {
+        seterr(err, errlen, "%s: executedQty/avgPrice: negative", what);
+        return -EBADMSG;
+    }
+    o.outcome = EXCH_OK;
+    *out = o;
+    return 0;
+}
+
 int binance_parse_order(const char *body, size_t len, struct exch_order_result *out, char *err,
                         size_t errlen) {
-    struct exch_order_result o;
+    json_t *j = load(body, len, "order", err, errlen);
+    if (!j) return -EBADMSG;
+    int rc = parse_order_obj(j, "order", out, err, errlen);
+    json_decref(j);
+    return rc;
+}
+
+int binance_parse_order_info(const char *body, size_t len, int64_t want_order_id,
+                             struct binance_order_info *out, char *err, size_t errlen) {
+    struct binance_order_info o;
     const char *st;
     int r, rc = -EBADMSG;
     json_t *j = load(body, len, "order", err, errlen);
-    if (!j) return -EBADMSG;
+
     memset(&o, 0, sizeof o);
+    if (!j) return -EBADMSG;
     if (!json_is_object(j)) {
         seterr(err, errlen, "order: not a JSON object");
         goto out;
     }
-    int64_t oid;
-    if ((r = ju_get_i64(j, "orderId", &oid)) < 0) {
+    if ((r = ju_get_i64(j, "orderId", &o.order_id)) < 0) {
         seterr(err, errlen, "order: orderId: %s", why(r));
         goto out;
     }
-    snprintf(o.order_id, sizeof o.order_id, "%" PRId64, oid);
-    if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
-        seterr(err, errlen, "order: clientOrderId: %s", r == -ERANGE ? "too long" : why(r));
+    if (want_order_id > 0 && o.order_id != want_order_id) {
+        seterr(err, errlen, "order: orderId: %" PRId64 " is not the one asked for (%" PRId64 ")",
+               o.order_id, want_order_id);
         goto out;
     }
+    if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
+        /* A longer id (Binance allows 36 of a wider set; ours are <= 36) is cut like o.c. */
+        const char *cid;
+        if (r != -ERANGE || ju_get_str(j, "clientOrderId", &cid) < 0) {
+            seterr(err, errlen, "order %" PRId64 ": clientOrderId: %s", o.order_id, why(r));
+            goto out;
+        }
+        copy_text(o.client_id, sizeof o.client_id, cid, strlen(cid));
+    }
     if ((r = ju_get_str(j, "status", &st)) < 0) {
-        seterr(err, errlen, "order: status: %s", why(r));
+        seterr(err, errlen, "order %" PRId64 ": status: %s", o.order_id, why(r));
         goto out;
     }
     if (status_parse(st, &o.status) < 0) {
-        seterr(err, errlen, "order: status: unknown value \"%.40s\"", st);
+        seterr(err, errlen, "order %" PRId64 ": status: unknown value \"%.40s\"", o.order_id, st);
         goto out;
     }
-    if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0) {
-        seterr(err, errlen, "order: executedQty: %s", why_dec(r));
+    if ((r = ju_get_dec(j, "origQty", &o.orig_qty)) < 0 || dec_sign(o.orig_qty) < 0) {
+        seterr(err, errlen, "order %" PRId64 ": origQty: %s", o.order_id,
+               r < 0 ? why_dec(r) : "negative");
         goto out;
     }
-    if ((r = ju_get_dec(j, "avgPrice", &o.avg_price)) < 0) {
-        seterr(err, errlen, "order: avgPrice: %s", why_dec(r));
+    if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0 || dec_sign(o.executed_qty) < 0) {
+        seterr(err, errlen, "order %" PRId64 ": executedQty: %s", o.order_id,
+               r < 0 ? why_dec(r) : "negative");
         goto out;
     }
-    if ((r = ju_get_i64(j, "updateTime", &o.update_time_ms)) < 0 && r != -ENOENT) {
-        seterr(err, errlen, "order: updateTime: %s", why(r));
+    if ((r = ju_get_bool(j, "reduceOnly", &o.reduce_only)) < 0) {
+        seterr(err, errlen, "order %" PRId64 ": reduceOnly: %s", o.order_id, why(r));
         goto out;
     }
-    if (dec_sign(o.executed_qty) < 0 || dec_sign(o.avg_price) < 0) {
-        seterr(err, errlen, "order: executedQty/avgPrice: negative");
+    r = ju_get_i64(j, "time", &o.time_ms);
+    if (r == -ENOENT) {
+        o.time_ms = -1;
+    } else if (r < 0 || o.time_ms < 0) {
+        seterr(err, errlen, "order %" PRId64 ": time: %s", o.order_id, r < 0 ? why(r) : "negative");
         goto out;
     }
-    o.outcome = EXCH_OK;
+    o.prior_qty = DEC_ZERO;
     *out = o;
     rc = 0;
 out:
+    json_decref(j);
+    return rc;
+}
+
+/* One userTrades entry. 0, or -EBADMSG with err naming [i].field. */
+static int parse_trade(const json_t *t, size_t i, const char *want_symbol, struct binance_trade *x,
+                       char *err, size_t errlen) {
+    const char *s;
+    int r;
+    memset(x, 0, sizeof *x);
+    if (!json_is_object(t)) {
+        seterr(err, errlen, "userTrades: [%zu]: not an object", i);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_i64(t, "id", &x->id)) < 0 || x->id <= 0) {
+        seterr(err, errlen, "userTrades: [%zu].id: %s", i, r < 0 ? why(r) : "not positive");
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(t, "symbol", &s)) < 0) {
+        seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i, why(r), x->id);
+        return -EBADMSG;
+    }
+    if (!symbol_ok(s) || (want_symbol && strcmp(s, want_symbol) != 0)) {
+        seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i,
+               symbol_ok(s) ? "not the symbol asked for" : "empty, too long or bad characters",
+               x->id);
+        return -EBADMSG;
+    }
+    snprintf(x->symbol, sizeof x->symbol, "%s", s);
+    if ((r = ju_get_i64(t, "orderId", &x->order_id)) < 0 || x->order_id <= 0) {
+        seterr(err, errlen, "userTrades: [%zu].orderId: %s (id %" PRId64 ")", i,
+               r < 0 ? why(r) : "not positive", x->id);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_i64(t, "time", &x->time_ms)) < 0 || x->time_ms < 0) {
+        seterr(err, errlen, "userTrades: [%zu].time: %s (id %" PRId64 ")", i,
+               r < 0 ? why(r) : "negative", x->id);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(t, "side", &s)) < 0 || (strcmp(s, "BUY") != 0 && strcmp(s, "SELL") != 0)) {
+        seterr(err, errlen, "userTrades: [%zu].side: %s (id %" PRId64 ")", i,
+               r < 0 ? why(r) : "not BUY or SELL", x->id);
+        return -EBADMSG;
+    }
+    x->side = strcmp(s, "BUY") == 0 ? MKT_BUY : MKT_SELL;
+    x->pos_side = MKT_PS_BOTH;
+    r = ju_get_str(t, "positionSide", &s);
+    if (r == 0) {
+        if (strcmp(s, "LONG") == 0) x->pos_side = MKT_PS_LONG;
+        else if (strcmp(s, "SHORT") == 0) x->pos_side = MKT_PS_SHORT;
+        else if (strcmp(s, "BOTH") != 0) r = -EINVAL;
+    }
+    if (r < 0 && r != -ENOENT) {
+        seterr(err, errlen, "userTrades: [%zu].positionSide: not BOTH, LONG or SHORT (id %" PRId64
+               ")", i, x->id);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_dec(t, "qty", &x->qty)) < 0 || dec_sign(x->qty) <= 0) {
+        seterr(err, errlen, "userTrades: [%zu].qty: %s (id %" PRId64 ")", i,
+               r < 0 ? why_dec(r) : "not positive", x->id);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_dec(t, "price", &x->price)) < 0 || dec_sign(x->price) <= 0) {
+        seterr(err, errlen, "userTrades: [%zu].price: %s (id %" PRId64 ")", i,
+               r < 0 ? why_dec(r) : "not positive", x->id);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int binance_parse_user_trades(const char *body, size_t len, const char *want_symbol,
+                              struct binance_trade **out, size_t *n, char *err, size_t errlen) {
+    json_t *j, *t;
+    size_t i;
+    struct binance_trade *v = NULL;
+    int rc = -EBADMSG;
+
+    *out = NULL;
+    *n = 0;
+    if (!(j = load(body, len, "userTrades", err, errlen))) return -EBADMSG;
+    if (!json_is_array(j)) {
+        seterr(err, errlen, "userTrades: not a JSON array");
+        goto fail;
+    }
+    if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
+        seterr(err, errlen, "userTrades: out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    json_array_foreach(j, i, t) {
+        if (parse_trade(t, i, want_symbol, &v[i], err, errlen) < 0) goto fail;
+    }
+    *out = v;
+    *n = json_array_size(j);
+    json_decref(j);
+    return 0;
+fail:
+    free(v);
+    json_decref(j);
+    return rc;
+}
+
+static int trade_id_cmp(const void *x, const void *y) {
+    const struct binance_trade *a = x, *b = y;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static int info_ptr_cmp(const void *x, const void *y) {
+    const struct binance_order_info *a = *(const struct binance_order_info *const *)x;
+    const struct binance_order_info *b = *(const struct binance_order_info *const *)y;
+    return (a->order_id > b->order_id) - (a->order_id < b->order_id);
+}
+
+int binance_build_fills(const char *account, struct binance_trade *trades, size_t n,
+                        const struct binance_order_info *infos, size_t n_infos,
+                        struct mkt_fill *out, char *err, size_t errlen) {
+    const struct binance_order_info **idx = NULL;
+    dec_t *cum = NULL;
+    size_t w = 0;
+    int rc = -ENOMEM;
+
+    if (n == 0) return 0;
+    if (n_infos > 0 && (!(idx = malloc(n_infos * sizeof *idx)) || !(cum = calloc(n_infos, sizeof *cum)))) {
+        seterr(err, errlen, "fills: out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < n_infos; k++) {
+        idx[k] = &infos[k];
+    }
+    if (n_infos > 1) qsort(idx, n_infos, sizeof *idx, info_ptr_cmp);
+    for (size_t k = 0; k < n_infos; k++) cum[k] = idx[k]->prior_qty;
+    qsort(trades, n, sizeof *trades, trade_id_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const struct binance_trade *t = &trades[i];
+        if (i > 0 && t->id == trades[i - 1].id) continue; /* pages overlapped */
+        struct binance_order_info key = {.order_id = t->order_id}, *kp = &key;
+        const struct binance_order_info **hit =
+            n_infos ? bsearch(&kp, idx, n_infos, sizeof *idx, info_ptr_cmp) : NULL;
+        if (!hit) {
+            seterr(err, errlen, "fills: trade %" PRId64 ": order %" PRId64 " unknown", t->id,
+                   t->order_id);
+            rc = -EBADMSG;
+            goto out;
+        }
+        const struct binance_order_info *o = *hit;
+        size_t k = (size_t)(hit - idx);
+        if (dec_add(cum[k], t->qty, &cum[k]) < 0) {
+            seterr(err, errlen, "fills: order %" PRId64 ": cumulative quantity overflows",
+                   o->order_id);
+            rc = -EBADMSG;
+            goto out;
+        }
+        struct mkt_fill *f = &out[w++];
+        memset(f, 0, sizeof *f);
+        snprintf(f->account, sizeof f->account, "%s", account ? account : "");
+        snprintf(f->symbol, sizeof f->symbol, "%s", t->symbol);
+        snprintf(f->trade_id, sizeof f->trade_id, "%" PRId64, t->id);
+        snprintf(f->order_id, sizeof f->order_id, "%" PRId64, t->order_id);
+        f->trade_seq = t->id;
+        snprintf(f->order_client_id, sizeof f->order_client_id, "%s", o->client_id);
+        f->side = t->side;
+        f->qty = t->qty;
+        f->price = t->price;
+        f->cum_qty = cum[k];
+        f->orig_qty = o->orig_qty;
+        f->reduce_only = o->reduce_only;
+        /* X == FILLED is on the trade that completed the order, not on the earlier ones */
+        f->order_done = o->status == EXCH_ST_FILLED && dec_cmp(cum[k], o->executed_qty) >= 0;
+        f->pos_side = t->pos_side;
+        f->event_time_ms = t->time_ms;
+        f->trade_time_ms = t->time_ms;
+        f->received_ns = 0;
+    }
+    rc = (int)w;
+out:
+    free(idx);
+    free(cum);
+    return rc;
+}
+
+static int parse_book_ticker(const json_t *t, const char *where, struct exch_book_ticker *out,
+                             char *err, size_t errlen) {
+    const char *sym;
+    int r;
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(t)) {
+        seterr(err, errlen, "bookTicker: %.*s: not an object",
+               (int)(strlen(where) ? strlen(where) - 1 : 0), where);
+        return -EBADMSG;
+    }
+    if ((r = ju_get_str(t, "symbol", &sym)) < 0) {
+        seterr(err, errlen, "bookTicker: %ssymbol: %s", where, why(r));
+        return -EBADMSG;
+    }
+    if (!symbol_ok(sym)) {
+        seterr(err, errlen, "bookTicker: %ssymbol: empty, too long or bad characters", where);
+        return -EBADMSG;
+    }
+    snprintf(out->symbol, sizeof out->symbol, "%s", sym);
+    static const char *const keys[2] = {"bidPrice", "askPrice"};
+    dec_t *dst[2] = {&out->bid, &out->ask};
+    for (int k = 0; k < 2; k++) {
+        if ((r = ju_get_dec(t, keys[k], dst[k])) < 0 || dec_sign(*dst[k]) < 0) {
+            seterr(err, errlen, "bookTicker: %s%s: %s (symbol %s)", where, keys[k],
+                   r < 0 ? why_dec(r) : "negative", out->symbol);
+            return -EBADMSG;
+        }
+    }
+    r = ju_get_i64(t, "time", &out->time_ms);
+    if (r == -ENOENT) {
+        out->time_ms = 0;
+    } else if (r < 0 || out->time_ms < 0) {
+        seterr(err, errlen, "bookTicker: %stime: %s (symbol %s)", where,
+               r < 0 ? why(r) : "negative", out->symbol);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int binance_parse_book_tickers(const char *body, size_t len, struct exch_book_ticker **out,
+                               size_t *n, char *err, size_t errlen) {
+    json_t *j, *t;
+    size_t i, cnt = 0, cap;
+    struct exch_book_ticker *v = NULL;
+    int rc = -EBADMSG;
+
+    *out = NULL;
+    *n = 0;
+    if (!(j = load(body, len, "bookTicker", err, errlen))) return -EBADMSG;
+    if (!json_is_object(j) && !json_is_array(j)) {
+        seterr(err, errlen, "bookTicker: neither a JSON array nor an object");
+        goto fail;
+    }
+    cap = json_is_object(j) ? 1 : json_array_size(j);
+    if (cap > 0 && !(v = calloc(cap, sizeof *v))) {
+        seterr(err, errlen, "bookTicker: out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (json_is_object(j)) { /* the one-symbol answer */
+        if (parse_book_ticker(j, "", &v[0], err, errlen) < 0) goto fail;
+        if (dec_sign(v[0].bid) > 0 && dec_sign(v[0].ask) > 0) cnt = 1;
+    } else {
+        json_array_foreach(j, i, t) {
+            char where[32];
+            snprintf(where, sizeof where, "[%zu].", i);
+            if (parse_book_ticker(t, where, &v[cnt], err, errlen) < 0) goto fail;
+            /* an empty side (no bid or no ask yet) is no quote to check a price against */
+            if (dec_sign(v[cnt].bid) > 0 && dec_sign(v[cnt].ask) > 0) cnt++;
+        }
+    }
+    if (cnt == 0) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    *n = cnt;
+    json_decref(j);
+    return 0;
+fail:
+    free(v);
     json_decref(j);
     return rc;
 }
@@ -882,8 +1326,10 @@ static void http_msg(char *dst, size_t cap, const struct rest_resp *r, bool has_
     sanitize(dst);
 }
 
-void binance_classify_order(const struct rest_resp *r, bool is_query, const char *want_client_id,
-                            struct exch_order_result *out) {
+enum bn_op { BN_OP_PLACE, BN_OP_QUERY, BN_OP_CANCEL };
+
+static void classify(const struct rest_resp *r, enum bn_op op, const char *want_client_id,
+                     struct exch_order_result *out) {
     char emsg[sizeof out->error_msg];
     int code = 0;
     memset(out, 0, sizeof *out);
@@ -895,15 +1341,19 @@ void binance_classify_order(const struct rest_resp *r, bool is_query, const char
         /* Transport failure. "Not sent" only when curl never had a connection ready for the
          * request (connect refused, resolve failure, connect timeout): then the order cannot
          * exist. Anything later (timeout after sending, reset, refused re-send, cancellation
-         * in flight) may have reached the matching engine. */
-        if (!r->maybe_sent && !is_query) {
+         * in flight) may have reached the matching engine. A cancel is UNKNOWN either way:
+         * the caller must learn the order's state, which an unsent cancel did not change. */
+        if (!r->maybe_sent && op == BN_OP_PLACE) {
             out->outcome = EXCH_REJECTED;
             out->http_status = 0;
             seterr(out->error_msg, sizeof out->error_msg, "not sent: %s", r->error);
         } else {
             out->outcome = EXCH_UNKNOWN;
             seterr(out->error_msg, sizeof out->error_msg, "%s%s",
-                     is_query ? "query failed: " : "outcome unknown: ", r->error);
+                   op == BN_OP_QUERY    ? "query failed: "
+                   : op == BN_OP_CANCEL ? "cancel outcome unknown: "
+                                        : "outcome unknown: ",
+                   r->error);
         }
         sanitize(out->error_msg);
         return;
@@ -948,11 +1398,97 @@ void binance_classify_order(const struct rest_resp *r, bool is_query, const char
         return;
     }
     if (s >= 400 && s < 500) {
-        if (is_query) out->outcome = has_err && code == -2013 ? EXCH_NOT_FOUND : EXCH_UNKNOWN;
+        if (op == BN_OP_QUERY) out->outcome = has_err && code == -2013 ? EXCH_NOT_FOUND : EXCH_UNKNOWN;
         else out->outcome = EXCH_REJECTED;
         return;
     }
     out->outcome = EXCH_UNKNOWN; /* 1xx / 3xx / nonsense */
+}
+
+void binance_classify_order(const struct rest_resp *r, bool is_query, const char *want_client_id,
+                            struct exch_order_result *out) {
+    classify(r, is_query ? BN_OP_QUERY : BN_OP_PLACE, want_client_id, out);
+}
+
+void binance_classify_cancel(const struct rest_resp *r, const char *want_client_id,
+                             struct exch_order_result *out) {
+    classify(r, BN_OP_CANCEL, want_client_id, out);
+}
+
+/* One element i of a 2xx batchOrders array into out (client id already set). */
+static void classify_batch_entry(const json_t *e, size_t i, long http, const char *want,
+                                 struct exch_order_result *out) {
+    char what[24], perr[sizeof out->error_msg];
+    int64_t code;
+    const char *msg;
+    snprintf(what, sizeof what, "batch[%zu]", i);
+    if (json_is_object(e) && !json_object_get(e, "orderId") && json_object_get(e, "code")) {
+        /* {"code": -2022, "msg": "..."}: this order was not placed -- unless the code is one of
+         * those that say the outcome is unknown or the engine was too busy */
+        if (ju_get_i64(e, "code", &code) < 0 || code == 0 || code <= INT32_MIN ||
+            code >= INT32_MAX || ju_get_str(e, "msg", &msg) < 0) {
+            out->outcome = EXCH_UNKNOWN;
+            seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, %s: malformed error object",
+                   http, what);
+            return;
+        }
+        char m[120];
+        copy_text(m, sizeof m, msg, strlen(msg));
+        out->error_code = (int)code;
+        seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld: %s: %d %s", http, what, (int)code,
+               m);
+        out->outcome = throttle_code((int)code) ? EXCH_THROTTLED
+                       : unknown_code((int)code) ? EXCH_UNKNOWN
+                                                 : EXCH_REJECTED;
+        return;
+    }
+    struct exch_order_result o;
+    if (parse_order_obj(e, what, &o, perr, sizeof perr) < 0) {
+        out->outcome = EXCH_UNKNOWN;
+        seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable entry: %s", http, perr);
+        return;
+    }
+    if (strcmp(o.client_id, want) != 0) {
+        out->outcome = EXCH_UNKNOWN;
+        seterr(out->error_msg, sizeof out->error_msg,
+               "%s: clientOrderId mismatch: sent %.36s, got %.36s", what, want, o.client_id);
+        return;
+    }
+    o.http_status = http;
+    *out = o;
+}
+
+void binance_classify_batch(const struct rest_resp *r, const char *const *client_ids, size_t n,
+                            struct exch_order_result *out) {
+    long s = r->http_status;
+    if (r->err != 0 || s < 200 || s >= 300) {
+        /* One answer for all of them: each classified like a single place. */
+        for (size_t i = 0; i < n; i++) classify(r, BN_OP_PLACE, client_ids[i], &out[i]);
+        return;
+    }
+    char err[sizeof out->error_msg] = "";
+    json_t *j = load(r->body, r->body_len, "batch", err, sizeof err);
+    if (j && (!json_is_array(j) || json_array_size(j) != n)) {
+        if (json_is_array(j))
+            seterr(err, sizeof err, "batch: %zu entries for %zu orders", json_array_size(j), n);
+        else seterr(err, sizeof err, "batch: not a JSON array");
+        json_decref(j);
+        j = NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].outcome = EXCH_UNKNOWN;
+        out[i].http_status = s;
+        snprintf(out[i].client_id, sizeof out[i].client_id, "%s", client_ids[i]);
+        if (!j) {
+            /* the answer may list orders we cannot see: they may exist */
+            seterr(out[i].error_msg, sizeof out[i].error_msg, "HTTP %ld, unreadable body: %s", s,
+                   err);
+            continue;
+        }
+        classify_batch_entry(json_array_get(j, i), i, s, client_ids[i], &out[i]);
+    }
+    json_decref(j);
 }
 
 bool binance_status_from_resp(const struct rest_resp *r, struct exch_status *st) {
@@ -980,7 +1516,38 @@ bool binance_status_from_resp(const struct rest_resp *r, struct exch_status *st)
 
 enum bn_kind {
     BN_PLACE, BN_QUERY, BN_INSTR, BN_POS, BN_TIME, BN_LK_CREATE, BN_LK_KEEP, BN_LK_DEL,
-    BN_ACCOUNT, BN_TICKERS, BN_POS_MODE, BN_LEVERAGES, BN_SET_LEV,
+    BN_ACCOUNT, BN_TICKERS, BN_POS_MODE, BN_LEVERAGES, BN_SET_LEV, BN_CANCEL, BN_BATCH,
+    BN_FILLS, BN_BOOK,
+};
+
+/* Stages of a BN_FILLS call. */
+enum { FL_TRADES = 0, FL_ORDER, FL_PRIOR };
+
+#define FILLS_HISTORY_MS (180LL * 86400000LL) /* userTrades: "only the past 6 months" */
+
+static int fills_page_limit = BINANCE_TRADES_LIMIT;
+static size_t fills_max_trades = BINANCE_FILLS_MAX;
+
+void binance_fills_test_limits(int page_limit, size_t max_trades) {
+    fills_page_limit = page_limit > 0 && page_limit <= BINANCE_TRADES_LIMIT ? page_limit
+                                                                            : BINANCE_TRADES_LIMIT;
+    fills_max_trades = max_trades > 0 ? max_trades : BINANCE_FILLS_MAX;
+}
+
+/* The state of a fills backfill across its requests. */
+struct bn_fills {
+    char symbol[MKT_SYMBOL_MAX];
+    int64_t since_ms, now_ms, win_start, win_end;
+    int64_t last_id; /* highest trade id seen, -1 before the first: then pages go by fromId */
+    int page_limit;
+    size_t max_trades;
+    unsigned pages, max_pages;
+    struct binance_trade *t; /* trades with time >= since_ms */
+    size_t nt, capt;
+    struct binance_order_info *o; /* one per distinct order id, ascending */
+    int64_t *first_id;            /* per order: its first trade being backfilled */
+    dec_t *sum;                   /* per order: the quantity of those trades */
+    size_t no, oi;                /* orders, the one being queried */
 };
 
 struct bn_call {
@@ -997,12 +1564,20 @@ struct bn_call {
         exch_pos_mode_cb mode;
         exch_leverages_cb levs;
         exch_set_leverage_cb setlev;
+        exch_batch_cb batch;
+        exch_fills_cb fills;
+        exch_book_tickers_cb book;
     } cb;
     void *ud;
     int64_t send_wall_us;
     char client_id[MKT_CLIENT_ID_MAX];
     char listen_key[BINANCE_LISTEN_KEY_MAX];
-    char symbol[MKT_SYMBOL_MAX]; /* BN_SET_LEV */
+    char symbol[MKT_SYMBOL_MAX]; /* BN_SET_LEV, BN_CANCEL */
+    int stage;                   /* BN_CANCEL: 0 the cancel, 1 the query; BN_FILLS: FL_* */
+    int first_code;              /* BN_CANCEL: the cancel's error code while we query */
+    size_t n;                    /* BN_BATCH */
+    char batch_ids[BINANCE_BATCH_MAX][MKT_CLIENT_ID_MAX];
+    struct bn_fills *fl;         /* BN_FILLS */
     /* The request as bn_build makes it when it leaves (after any rate-limit wait), so the
      * timestamp and signature are fresh; keyhdr is wiped before the call is freed. */
     struct {
@@ -1176,8 +1751,360 @@ static void on_set_leverage(struct bn_call *c, const struct rest_resp *r) {
     c->cb.setlev(c->ud, &st, c->symbol, st.err ? 0 : lev);
 }
 
+static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m, const char *path,
+                   char *qs, int qs_len, bool sign, bool api_key, bool no_resend);
+
+static void call_free(struct bn_call *c) {
+    if (!c) return;
+    explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
+    if (c->fl) {
+        free(c->fl->t);
+        free(c->fl->o);
+        free(c->fl->first_id);
+        free(c->fl->sum);
+        free(c->fl);
+    }
+    free(c);
+}
+
+/* ---- cancel: DELETE, then on -2011 a query by client id ---- */
+
+static int cancel_send_query(struct exch_account *a, struct bn_call *c) {
+    char qs[BINANCE_QS_MAX];
+    int len = binance_query_params(c->symbol, c->client_id, qs, sizeof qs);
+    if (len < 0) return len;
+    c->stage = 1;
+    return bn_send(a, c, REST_GET, "/fapi/v1/order", qs, len, true, true, false);
+}
+
+/* true when the call is finished (the callback ran) */
+static bool on_cancel(struct bn_call *c, struct exch_account *a, const struct rest_resp *r) {
+    struct exch_order_result res;
+    if (c->stage == 0) {
+        binance_classify_cancel(r, c->client_id, &res);
+        if (res.outcome == EXCH_REJECTED && (res.error_code == -2011 || res.error_code == -2013)) {
+            /* -2011 "Unknown order sent" is also the answer for an order that has finished:
+             * only a query tells a filled order from a missing one. */
+            c->first_code = res.error_code;
+            int e = cancel_send_query(a, c);
+            if (e == 0) return false;
+            res.outcome = EXCH_UNKNOWN;
+            seterr(res.error_msg, sizeof res.error_msg,
+                   "cancel answered %d; the follow-up query could not be sent: %s",
+                   res.error_code, strerror(-e));
+        }
+        c->cb.order(c->ud, &res);
+        return true;
+    }
+    binance_classify_order(r, true, c->client_id, &res);
+    if (res.outcome != EXCH_OK && res.outcome != EXCH_NOT_FOUND) {
+        /* The query failed: the order may be filled or missing. Never NOT_FOUND on a guess
+         * (a caller could then place it again): the query's own outcome, UNKNOWN or THROTTLED. */
+        char q[sizeof res.error_msg];
+        snprintf(q, sizeof q, "%s", res.error_msg);
+        seterr(res.error_msg, sizeof res.error_msg, "cancel: %d; then %s", c->first_code, q);
+    }
+    c->cb.order(c->ud, &res);
+    return true;
+}
+
+static void on_batch(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_order_result v[BINANCE_BATCH_MAX];
+    const char *ids[BINANCE_BATCH_MAX];
+    for (size_t i = 0; i < c->n; i++) ids[i] = c->batch_ids[i];
+    binance_classify_batch(r, ids, c->n, v);
+    c->cb.batch(c->ud, v, c->n);
+}
+
+static void on_book(struct bn_call *c, const struct rest_resp *r) {
+    struct exch_status st;
+    struct exch_book_ticker *v = NULL;
+    size_t n = 0;
+    if (binance_status_from_resp(r, &st)) {
+        char err[sizeof st.error_msg];
+        int rc = binance_parse_book_tickers(r->body, r->body_len, &v, &n, err, sizeof err);
+        if (rc < 0) parse_failed(&st, rc, err);
+    }
+    c->cb.book(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
+    free(v);
+}
+
+/* ---- fills backfill ---- */
+
+static void send_failed(struct exch_status *st, int rc, const char *what) {
+    memset(st, 0, sizeof *st);
+    st->err = rc;
+    seterr(st->error_msg, sizeof st->error_msg, "%s: cannot send: %s", what, strerror(-rc));
+}
+
+static int fills_send_trades(struct exch_account *a, struct bn_call *c) {
+    struct bn_fills *f = c->fl;
+    char qs[BINANCE_QS_MAX];
+    int len = f->last_id >= 0
+                  ? binance_user_trades_params(f->symbol, f->last_id + 1, 0, -1, -1, f->page_limit,
+                                               qs, sizeof qs)
+                  : binance_user_trades_params(f->symbol, -1, 0, f->win_start, f->win_end,
+                                               f->page_limit, qs, sizeof qs);
+    if (len < 0) return len;
+    c->stage = FL_TRADES;
+    return bn_send(a, c, REST_GET, "/fapi/v1/userTrades", qs, len, true, true, false);
+}
+
+static int fills_send_order(struct exch_account *a, struct bn_call *c) {
+    struct bn_fills *f = c->fl;
+    char qs[BINANCE_QS_MAX];
+    int len = binance_order_id_params(f->symbol, f->o[f->oi].order_id, qs, sizeof qs);
+    if (len < 0) return len;
+    c->stage = FL_ORDER;
+    return bn_send(a, c, REST_GET, "/fapi/v1/order", qs, len, true, true, false);
+}
+
+/* The order's trades from its creation (a 7-day window, the most Binance allows; the last 7 days
+ * when its creation time is unknown), to count what it filled before the backfill's first. */
+static int fills_send_prior(struct exch_account *a, struct bn_call *c) {
+    struct bn_fills *f = c->fl;
+    const struct binance_order_info *o = &f->o[f->oi];
+    char qs[BINANCE_QS_MAX];
+    int64_t start = o->time_ms >= 0 ? o->time_ms : -1;
+    int len = binance_user_trades_params(f->symbol, -1, o->order_id, start,
+                                         start >= 0 ? start + BINANCE_TRADES_WINDOW_MS - 1 : -1,
+                                         BINANCE_TRADES_LIMIT, qs, sizeof qs);
+    if (len < 0) return len;
+    c->stage = FL_PRIOR;
+    return bn_send(a, c, REST_GET, "/fapi/v1/userTrades", qs, len, true, true, false);
+}
+
+static int i64_cmp(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* After the trade pages (sorted here by id): one entry per distinct order id, ascending, with
+ * its first trade id and the quantity of its trades. 0, -ENOMEM, -ERANGE. */
+static int fills_orders(struct bn_fills *f) {
+    int64_t *ids = malloc(f->nt * sizeof *ids);
+    size_t n = 0;
+    if (!ids) return -ENOMEM;
+    qsort(f->t, f->nt, sizeof *f->t, trade_id_cmp);
+    for (size_t i = 0; i < f->nt; i++) ids[i] = f->t[i].order_id;
+    qsort(ids, f->nt, sizeof *ids, i64_cmp);
+    for (size_t i = 0; i < f->nt; i++)
+        if (n == 0 || ids[n - 1] != ids[i]) ids[n++] = ids[i];
+    f->o = calloc(n, sizeof *f->o);
+    f->first_id = calloc(n, sizeof *f->first_id);
+    f->sum = calloc(n, sizeof *f->sum);
+    if (!f->o || !f->first_id || !f->sum) {
+        free(ids);
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < n; k++) f->o[k].order_id = ids[k];
+    f->no = n;
+    for (size_t i = 0; i < f->nt; i++) {
+        const int64_t *hit = bsearch(&f->t[i].order_id, ids, n, sizeof *ids, i64_cmp);
+        size_t k = (size_t)(hit - ids); /* always found: ids holds every order id */
+        if (f->first_id[k] == 0) f->first_id[k] = f->t[i].id; /* ascending: the first */
+        if (dec_add(f->sum[k], f->t[i].qty, &f->sum[k]) < 0) {
+            free(ids);
+            return -ERANGE;
+        }
+    }
+    free(ids);
+    return 0;
+}
+
+/* A trades page: keeps those since since_ms; decides the next page. *more: another page was
+ * sent. 0, or an error in st. */
+static void fills_trades_page(struct bn_call *c, struct exch_account *a, const struct rest_resp *r,
+                              struct exch_status *st, bool *more) {
+    struct bn_fills *f = c->fl;
+    struct binance_trade *v = NULL;
+    size_t n = 0;
+    char err[sizeof st->error_msg];
+    int rc = binance_parse_user_trades(r->body, r->body_len, f->symbol, &v, &n, err, sizeof err);
+    *more = false;
+    if (rc < 0) {
+        parse_failed(st, rc, err);
+        return;
+    }
+    bool by_id = f->last_id >= 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].id > f->last_id) f->last_id = v[i].id;
+        if (v[i].time_ms < f->since_ms) continue;
+        if (f->nt >= f->max_trades) {
+            free(v);
+            st->err = -E2BIG;
+            seterr(st->error_msg, sizeof st->error_msg,
+                   "fills: more than %zu trades of %s since %" PRId64, f->max_trades, f->symbol,
+                   f->since_ms);
+            return;
+        }
+        if (f->nt == f->capt) {
+            size_t nc = f->capt ? f->capt * 2 : 256;
+            if (nc > f->max_trades) nc = f->max_trades;
+            struct binance_trade *nv = realloc(f->t, nc * sizeof *nv);
+            if (!nv) {
+                free(v);
+                parse_failed(st, -ENOMEM, "fills: out of memory");
+                return;
+            }
+            f->t = nv;
+            f->capt = nc;
+        }
+        f->t[f->nt++] = v[i];
+    }
+    free(v);
+    bool next;
+    if (by_id) {
+        next = n >= (size_t)f->page_limit; /* a short page is the end */
+    } else if (n > 0) {
+        /* the window's oldest trades: the rest (of this window and later ones) by id */
+        next = n >= (size_t)f->page_limit || f->win_end < f->now_ms;
+    } else if (f->win_end < f->now_ms) {
+        f->win_start = f->win_end + 1; /* nothing in this window: the next 7 days */
+        f->win_end = f->win_start + BINANCE_TRADES_WINDOW_MS - 1;
+        next = true;
+    } else {
+        next = false;
+    }
+    if (!next) return;
+    if (++f->pages >= f->max_pages) {
+        st->err = -EBADMSG;
+        seterr(st->error_msg, sizeof st->error_msg, "fills: pagination: more than %u pages",
+               f->max_pages);
+        return;
+    }
+    int e = fills_send_trades(a, c);
+    if (e == 0) *more = true;
+    else send_failed(st, e, "fills: userTrades");
+}
+
+/* The quantity order oi filled before its first backfilled trade, from its own trades. */
+static void fills_prior(struct bn_fills *f, const struct binance_trade *v, size_t n) {
+    struct binance_order_info *o = &f->o[f->oi];
+    dec_t before = DEC_ZERO;
+    bool complete = false;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].order_id != o->order_id) continue;
+        if (v[i].id == f->first_id[f->oi]) complete = true;
+        else if (v[i].id < f->first_id[f->oi] && dec_add(before, v[i].qty, &before) < 0)
+            return;
+    }
+    if (complete) {
+        o->prior_qty = before;
+    } else if (o->status == EXCH_ST_FILLED || o->status == EXCH_ST_CANCELED ||
+               o->status == EXCH_ST_EXPIRED || o->status == EXCH_ST_REJECTED) {
+        /* Its trades are out of reach (older than the window, or more than a page): a finished
+         * order's executedQty is final, what our trades do not explain came before them. */
+        dec_t d;
+        if (dec_sub(o->executed_qty, f->sum[f->oi], &d) == 0 && dec_sign(d) > 0) o->prior_qty = d;
+    }
+}
+
+/* Next order to query, or the end: true when the call is finished. */
+static bool fills_next_order(struct bn_call *c, struct exch_account *a, struct exch_status *st) {
+    struct bn_fills *f = c->fl;
+    if (++f->oi < f->no) {
+        int e = fills_send_order(a, c);
+        if (e == 0) return false;
+        send_failed(st, e, "fills: order");
+    }
+    return true;
+}
+
+static bool on_fills(struct bn_call *c, struct exch_account *a, const struct rest_resp *r) {
+    struct bn_fills *f = c->fl;
+    struct exch_status st;
+    struct mkt_fill *out = NULL;
+    int n = 0;
+    char err[sizeof st.error_msg];
+
+    if (!binance_status_from_resp(r, &st)) {
+        if (c->stage == FL_PRIOR && st.err == -EREMOTEIO) {
+            /* Binance refused the look-back (an order older than its history): estimate it */
+            memset(&st, 0, sizeof st);
+            fills_prior(f, NULL, 0);
+            if (!fills_next_order(c, a, &st)) return false;
+            if (st.err == 0) goto build;
+        } else {
+            char m[sizeof st.error_msg];
+            snprintf(m, sizeof m, "%s", st.error_msg);
+            seterr(st.error_msg, sizeof st.error_msg, "fills: %s: %s",
+                   c->stage == FL_ORDER ? "order" : "userTrades", m);
+        }
+        goto done;
+    }
+    switch (c->stage) {
+    case FL_TRADES: {
+        bool more = false;
+        fills_trades_page(c, a, r, &st, &more);
+        if (more) return false;
+        if (st.err || f->nt == 0) goto done;
+        int e = fills_orders(f);
+        if (e < 0) {
+            parse_failed(&st, e, e == -ENOMEM ? "fills: out of memory"
+                                              : "fills: cumulative quantity overflows");
+            goto done;
+        }
+        f->oi = 0;
+        e = fills_send_order(a, c);
+        if (e == 0) return false;
+        send_failed(&st, e, "fills: order");
+        goto done;
+    }
+    case FL_ORDER: {
+        struct binance_order_info *o = &f->o[f->oi];
+        int rc = binance_parse_order_info(r->body, r->body_len, o->order_id, o, err, sizeof err);
+        if (rc < 0) {
+            parse_failed(&st, rc, err);
+            goto done;
+        }
+        if (o->time_ms < 0 || o->time_ms < f->since_ms) {
+            /* created before since_ms: it may have filled before, and o.z counts that */
+            int e = fills_send_prior(a, c);
+            if (e == 0) return false;
+            send_failed(&st, e, "fills: order trades");
+            goto done;
+        }
+        break;
+    }
+    case FL_PRIOR: {
+        struct binance_trade *v = NULL;
+        size_t nv = 0;
+        int rc = binance_parse_user_trades(r->body, r->body_len, f->symbol, &v, &nv, err, sizeof err);
+        if (rc < 0) {
+            parse_failed(&st, rc, err);
+            goto done;
+        }
+        fills_prior(f, v, nv);
+        free(v);
+        break;
+    }
+    }
+    if (!fills_next_order(c, a, &st)) return false;
+    if (st.err) goto done;
+build:
+    if (f->nt > 0) {
+        if (!(out = calloc(f->nt, sizeof *out))) {
+            parse_failed(&st, -ENOMEM, "fills: out of memory");
+            goto done;
+        }
+        n = binance_build_fills(exch_account_name(a), f->t, f->nt, f->o, f->no, out, err,
+                                sizeof err);
+        if (n < 0) {
+            parse_failed(&st, n, err);
+            n = 0;
+        }
+    }
+done:
+    c->cb.fills(c->ud, &st, st.err || n == 0 ? NULL : out, st.err ? 0 : (size_t)n);
+    free(out);
+    return true;
+}
+
 static void on_resp(void *ud, const struct rest_resp *r) {
     struct bn_call *c = ud;
+    struct exch_account *a = c->a; /* this request's reference (a re-send takes its own) */
+    bool done = true;
     if (!exch_account_is_closed(c->a)) {
         struct exch_usage u = {r->used_weight_1m, r->order_count_10s, r->order_count_1m,
                                wall_us() / 1000};
@@ -1197,10 +2124,13 @@ static void on_resp(void *ud, const struct rest_resp *r) {
     case BN_POS_MODE: on_pos_mode(c, r); break;
     case BN_LEVERAGES: on_leverages(c, r); break;
     case BN_SET_LEV: on_set_leverage(c, r); break;
+    case BN_CANCEL: done = on_cancel(c, a, r); break;
+    case BN_BATCH: on_batch(c, r); break;
+    case BN_FILLS: done = on_fills(c, a, r); break;
+    case BN_BOOK: on_book(c, r); break;
     }
-    exch_account_unref(c->a);
-    explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
-    free(c);
+    exch_account_unref(a);
+    if (done) call_free(c);
 }
 
 static struct bn_call *call_new(enum bn_kind kind, void *ud) {
@@ -1214,8 +2144,19 @@ static struct bn_call *call_new(enum bn_kind kind, void *ud) {
 
 /* Rate-limit cost of each call (A3 weights; orders count on the account's 10 s and 1 min order
  * budgets, not on the IP weight). Calls not listed cost 1 weight as a query. */
-static struct exch_rl bn_rl(enum bn_kind kind) {
-    switch (kind) {
+static struct exch_rl bn_rl(const struct bn_call *c) {
+    switch (c->kind) {
+    case BN_CANCEL: /* the cancel itself goes with the orders; its follow-up query does not */
+        if (c->stage == 0) return (struct exch_rl){.prio = RB_PRIO_ORDER, .ip_cost = 1};
+        return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
+    case BN_BATCH:
+        /* Place-Multiple-Orders: 5 on the 10 s order count, 1 on the 1 min one, 5 IP weight */
+        return (struct exch_rl){.prio = RB_PRIO_ORDER, .ip_cost = 5, .orders_short = 5,
+                                .orders_long = 1};
+    case BN_FILLS: /* userTrades 5, an order query 1 */
+        return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = c->stage == FL_ORDER ? 1 : 5,
+                                .probe_ok = true};
+    case BN_BOOK: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 5, .probe_ok = true};
     case BN_PLACE: return (struct exch_rl){.prio = RB_PRIO_ORDER, .orders_short = 1, .orders_long = 1};
     case BN_QUERY: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
     case BN_INSTR: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 1, .probe_ok = true};
@@ -1286,7 +2227,7 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
         .no_resend = no_resend,
         .build = bn_build,
     };
-    struct exch_rl rl = bn_rl(c->kind);
+    struct exch_rl rl = bn_rl(c);
     if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;
     c->a = exch_account_ref(a);
     c->send_wall_us = wall_us();
@@ -1331,7 +2272,7 @@ int binance_query_order(struct exch_account *a, const char *symbol, const char *
 
 static int simple_call(struct exch_account *a, struct bn_call *c, enum rest_method m,
                        const char *path, bool sign, bool api_key) {
-    char qs[BINANCE_QS_MAX] = "";
+    char qs[1] = "";
     if (!c) return -ENOMEM;
     int r = bn_send(a, c, m, path, qs, 0, sign, api_key, false);
     if (r < 0) free(c);
@@ -1431,4 +2372,72 @@ int binance_set_leverage(struct exch_account *a, const char *symbol, int leverag
     int r = bn_send(a, c, REST_POST, "/fapi/v1/leverage", qs, len, true, true, false);
     if (r < 0) free(c);
     return r;
+}
+
+int binance_cancel_order(struct exch_account *a, const char *symbol, const char *client_id,
+                         exch_order_cb cb, void *ud) {
+    char qs[BINANCE_QS_MAX];
+    if (!a || !cb) return -EINVAL;
+    int len = binance_query_params(symbol, client_id, qs, sizeof qs);
+    if (len < 0) return len;
+    struct bn_call *c = call_new(BN_CANCEL, ud);
+    if (!c) return -ENOMEM;
+    c->cb.order = cb;
+    snprintf(c->client_id, sizeof c->client_id, "%s", client_id);
+    snprintf(c->symbol, sizeof c->symbol, "%s", symbol);
+    /* A cancel is safe to repeat, but a curl re-send would blur which answer we read. */
+    int r = bn_send(a, c, REST_DELETE, "/fapi/v1/order", qs, len, true, true, true);
+    if (r < 0) call_free(c);
+    return r;
+}
+
+int binance_place_batch(struct exch_account *a, const struct exch_order_req *reqs, size_t n,
+                        exch_batch_cb cb, void *ud) {
+    char qs[BINANCE_QS_MAX], err[200];
+    if (!a || !reqs || !cb || n == 0 || n > BINANCE_BATCH_MAX) return -EINVAL;
+    int len = binance_batch_params(reqs, n, qs, sizeof qs, err, sizeof err);
+    if (len < 0) return len;
+    struct bn_call *c = call_new(BN_BATCH, ud);
+    if (!c) return -ENOMEM;
+    c->cb.batch = cb;
+    c->n = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(c->batch_ids[i], sizeof c->batch_ids[i], "%s", reqs[i].client_id);
+    int r = bn_send(a, c, REST_POST, "/fapi/v1/batchOrders", qs, len, true, true, true);
+    if (r < 0) call_free(c);
+    return r;
+}
+
+int binance_fetch_fills(struct exch_account *a, const char *symbol, int64_t since_ms,
+                        exch_fills_cb cb, void *ud) {
+    if (!a || !cb || !symbol || !symbol_ok(symbol) || since_ms < 0) return -EINVAL;
+    struct bn_call *c = call_new(BN_FILLS, ud);
+    if (!c) return -ENOMEM;
+    if (!(c->fl = calloc(1, sizeof *c->fl))) {
+        free(c);
+        return -ENOMEM;
+    }
+    struct bn_fills *f = c->fl;
+    c->cb.fills = cb;
+    snprintf(f->symbol, sizeof f->symbol, "%s", symbol);
+    f->page_limit = fills_page_limit;
+    f->max_trades = fills_max_trades;
+    /* every id page may be full, plus the empty 7-day windows of 6 months, plus slack */
+    f->max_pages = (unsigned)(f->max_trades / (size_t)f->page_limit) + 64;
+    f->now_ms = wall_us() / 1000 + exch_account_time_offset_ms(a);
+    f->since_ms = since_ms;
+    f->last_id = -1;
+    f->win_start = since_ms;
+    if (f->win_start < f->now_ms - FILLS_HISTORY_MS) f->win_start = f->now_ms - FILLS_HISTORY_MS;
+    f->win_end = f->win_start + BINANCE_TRADES_WINDOW_MS - 1;
+    int r = fills_send_trades(a, c);
+    if (r < 0) call_free(c);
+    return r;
+}
+
+int binance_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, void *ud) {
+    if (!a || !cb) return -EINVAL;
+    struct bn_call *c = call_new(BN_BOOK, ud);
+    if (c) c->cb.book = cb;
+    return simple_call(a, c, REST_GET, "/fapi/v1/ticker/bookTicker", false, false);
 }

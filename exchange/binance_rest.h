@@ -37,7 +37,9 @@
 #include "exchange_internal.h"
 #include "rest_pool.h"
 
-#define BINANCE_QS_MAX 2048       /* longest parameter string we build */
+/* Longest parameter string we build: a batchOrders of 5 orders, JSON percent-encoded, needs up
+ * to about 6 KB in the worst case (31-byte UTF-8 symbols, 48-digit decimals). */
+#define BINANCE_QS_MAX 8192
 #define BINANCE_LISTEN_KEY_MAX 256 /* incl. NUL */
 
 /* ---- request building (pure) ---- */
@@ -64,6 +66,25 @@ int binance_leverage_params(const char *symbol, int leverage, char *buf, size_t 
  * parameter string buf[0..len). Returns the new length, -ENOSPC, or the signing error. */
 int binance_sign_params(const struct exch_account *a, char *buf, size_t cap, size_t len,
                         int recv_window_ms, int64_t timestamp_ms);
+
+#define BINANCE_BATCH_MAX 5 /* POST /fapi/v1/batchOrders takes at most 5 orders */
+/* POST /fapi/v1/batchOrders parameters: batchOrders=<JSON array>, the JSON percent-encoded (the
+ * 2023-06-16 changelog: '[', ']' and '"' must be encoded), unsigned. Each element holds the
+ * parameters of binance_order_params as JSON strings, in the same order (newOrderRespType=RESULT
+ * included: the batch doc lists it). n must be 1..BINANCE_BATCH_MAX and the client ids distinct.
+ * Returns the length, or -EINVAL with "batch[i]: <reason>" in err, or -ENOSPC. */
+int binance_batch_params(const struct exch_order_req *reqs, size_t n, char *buf, size_t cap,
+                         char *err, size_t errlen);
+/* GET /fapi/v1/order by exchange order id: symbol, orderId (> 0). Length or -EINVAL/-ENOSPC. */
+int binance_order_id_params(const char *symbol, int64_t order_id, char *buf, size_t cap);
+/* GET /fapi/v1/userTrades parameters: symbol, then fromId (when from_id >= 0) or orderId (when
+ * order_id > 0), startTime and endTime (when start_ms >= 0; end_ms >= start_ms, at most 7 days
+ * later), limit (1..1000). Binance refuses fromId with a time; -EINVAL if both are asked for.
+ * Length or -EINVAL/-ENOSPC. */
+int binance_user_trades_params(const char *symbol, int64_t from_id, int64_t order_id,
+                               int64_t start_ms, int64_t end_ms, int limit, char *buf, size_t cap);
+#define BINANCE_TRADES_WINDOW_MS (7LL * 86400000LL) /* longest startTime..endTime of userTrades */
+#define BINANCE_TRADES_LIMIT 1000                   /* most trades per userTrades page */
 
 /* ---- response parsing (pure); err gets "what: field: why" on failure ---- */
 
@@ -121,11 +142,77 @@ int binance_parse_server_time(const char *body, size_t len, int64_t *ms, char *e
 int binance_parse_listen_key(const char *body, size_t len, char *key, size_t cap, char *err,
                              size_t errlen);
 
+/* One entry of GET /fapi/v1/userTrades. */
+struct binance_trade {
+    int64_t id;       /* "id": the o.t of the stream's ORDER_TRADE_UPDATE, > 0 */
+    int64_t order_id; /* "orderId", > 0 */
+    int64_t time_ms;  /* "time" */
+    char symbol[MKT_SYMBOL_MAX];
+    enum mkt_side side;         /* "side" BUY / SELL */
+    enum mkt_pos_side pos_side; /* "positionSide" BOTH / LONG / SHORT (absent = BOTH) */
+    dec_t qty, price;           /* "qty", "price": > 0 */
+};
+/* userTrades (a JSON array) -> trades in the order listed. want_symbol (may be NULL): every entry
+ * must be of that symbol. Any malformed entry fails the whole body. 0 and a malloc'd array (NULL
+ * when *n == 0), or -EBADMSG / -ENOMEM. */
+int binance_parse_user_trades(const char *body, size_t len, const char *want_symbol,
+                              struct binance_trade **out, size_t *n, char *err, size_t errlen);
+
+/* What a fill needs of its order (GET /fapi/v1/order, the query shape). */
+struct binance_order_info {
+    int64_t order_id;
+    char client_id[MKT_CLIENT_ID_MAX];
+    dec_t orig_qty, executed_qty;
+    bool reduce_only;
+    enum exch_order_status status;
+    int64_t time_ms; /* creation ("time"), -1 when absent */
+    /* set by the adapter, not the parser: the order's quantity filled by trades older than the
+     * first one being backfilled (so cum_qty counts from the order's start) */
+    dec_t prior_qty;
+};
+/* An order object -> info: orderId, clientOrderId, origQty, executedQty, reduceOnly, status
+ * required; time optional. want_order_id (> 0) must match. 0 / -EBADMSG. */
+int binance_parse_order_info(const char *body, size_t len, int64_t want_order_id,
+                             struct binance_order_info *out, char *err, size_t errlen);
+/* Turns trades (any order; sorted by id here, in place; duplicate ids dropped) and the info of
+ * every order they name (any order) into fills as the stream's ORDER_TRADE_UPDATE would have
+ * carried them: trade_id = decimal id, trade_seq = id, order_id = decimal orderId,
+ * order_client_id, side, qty, price, pos_side, reduce_only and orig_qty of the order, cum_qty =
+ * prior_qty + the running sum of the order's trades up to this one (o.z), order_done = the order
+ * is FILLED and cum_qty reached its executedQty, trade_time_ms = event_time_ms = time,
+ * received_ns 0, account copied. out must hold n fills; returns how many were written (n minus
+ * duplicates), or -EBADMSG with err naming a trade whose order is not in infos. */
+int binance_build_fills(const char *account, struct binance_trade *trades, size_t n,
+                        const struct binance_order_info *infos, size_t n_infos,
+                        struct mkt_fill *out, char *err, size_t errlen);
+
+/* GET /fapi/v1/ticker/bookTicker: an array of {symbol, bidPrice, askPrice, time?} or one such
+ * object. Prices must be >= 0; entries without both a bid and an ask (0) are left out; time
+ * optional (0). 0 and a malloc'd array (NULL when *n == 0), or -EBADMSG / -ENOMEM. */
+int binance_parse_book_tickers(const char *body, size_t len, struct exch_book_ticker **out,
+                               size_t *n, char *err, size_t errlen);
+
 /* ---- classification (pure) ---- */
 
 /* The table at the top of this file. want_client_id (may be NULL) is copied into out->client_id
  * for every outcome and must match the response's clientOrderId for EXCH_OK. */
 void binance_classify_order(const struct rest_resp *r, bool is_query, const char *want_client_id,
+                            struct exch_order_result *out);
+/* A cancel (DELETE /fapi/v1/order): like a place, except that a transport error is always
+ * UNKNOWN (even "not sent": the caller asked to stop an order and must learn its state) and the
+ * message says "cancel outcome unknown". -2011 "Unknown order sent" comes back as REJECTED with
+ * error_code -2011: Binance says it for a finished order as well as for a missing one, so the
+ * adapter then queries the order (binance_cancel_order). */
+void binance_classify_cancel(const struct rest_resp *r, const char *want_client_id,
+                             struct exch_order_result *out);
+/* A batchOrders answer: n results, out[i] for client_ids[i]. Not a 2xx: every entry classified
+ * like a single place (a transport failure, 5xx or 503 "Unknown error" makes all UNKNOWN, 429/418
+ * all THROTTLED, a 4xx error object all REJECTED). 2xx: the body must be an array of n entries,
+ * else all UNKNOWN (it may hold orders we cannot see); each entry is an order object (OK; its
+ * clientOrderId must match, else UNKNOWN) or an error object {code, msg}: -1003/-1015/-1008
+ * THROTTLED, -1000/-1001/-1006/-1007 UNKNOWN (maybe placed), any other code REJECTED; an entry
+ * that is neither is UNKNOWN. */
+void binance_classify_batch(const struct rest_resp *r, const char *const *client_ids, size_t n,
                             struct exch_order_result *out);
 /* For non-order calls: true if r is a 2xx response whose body should now be parsed (st zeroed
  * apart from http_status); false with st filled as described at the top otherwise. */
@@ -151,5 +238,32 @@ int binance_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, voi
 int binance_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud);
 int binance_set_leverage(struct exch_account *a, const char *symbol, int leverage,
                          exch_set_leverage_cb cb, void *ud);
+/* DELETE /fapi/v1/order by client id; on -2011/-2013 a GET of the order by client id decides:
+ * found -> OK with its status (it finished before the cancel), -2013 -> NOT_FOUND, a failed query
+ * -> its own outcome (UNKNOWN / THROTTLED), never NOT_FOUND. Same contract as place. */
+int binance_cancel_order(struct exch_account *a, const char *symbol, const char *client_id,
+                         exch_order_cb cb, void *ud);
+/* POST /fapi/v1/batchOrders, 1..BINANCE_BATCH_MAX orders (-EINVAL otherwise, or for an invalid
+ * order or a client id used twice): the callback gets n results in request order (see
+ * binance_classify_batch). Orders are sent with no_resend. */
+int binance_place_batch(struct exch_account *a, const struct exch_order_req *reqs, size_t n,
+                        exch_batch_cb cb, void *ud);
+/* The account's fills of symbol (required: -EINVAL for NULL) with time >= since_ms, oldest first
+ * (by trade id), as the stream would have delivered them (binance_build_fills): GET
+ * /fapi/v1/userTrades in 7-day windows from since_ms (startTime/endTime) until the first trade,
+ * then by fromId = last id + 1 until a page comes back short; then GET /fapi/v1/order?orderId=
+ * once per order (one at a time) for the order fields, and for an order created before since_ms
+ * (it may have filled earlier) GET userTrades?orderId= for the quantity it filled before. Errors
+ * in st as for the other calls; more than the cap of trades (100,000) -> -E2BIG, pages beyond a
+ * bound -> -EBADMSG. */
+int binance_fetch_fills(struct exch_account *a, const char *symbol, int64_t since_ms,
+                        exch_fills_cb cb, void *ud);
+/* GET /fapi/v1/ticker/bookTicker (public, every symbol, weight 5, bulk priority). */
+int binance_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, void *ud);
+
+/* Tests only (process-wide, read when a fetch_fills starts): the userTrades page size (1..1000)
+ * and the cap on trades; 0 restores the default (1000, 100,000). */
+void binance_fills_test_limits(int page_limit, size_t max_trades);
+#define BINANCE_FILLS_MAX 100000
 
 #endif

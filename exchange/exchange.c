@@ -228,11 +228,6 @@ int exch_account_sign_hex(const struct exch_account *a, const char *payload, siz
         return -EINVAL;                                               \
     } while (0)
 
-/* TODO(lead): the Binance side of exch_cancel_order, exch_place_batch, exch_batch_max,
- * exch_fetch_fills and exch_fetch_book_tickers is not written yet: those five answer
- * -ENOTSUP (exch_batch_max 0) for binance-usdm accounts until it is. */
-#define BINANCE_TODO (-ENOTSUP)
-
 int exch_place_order(struct exch_account *a, const struct exch_order_req *req, exch_order_cb cb,
                      void *ud) {
     DISPATCH(a, binance_place_order(a, req, cb, ud),
@@ -305,13 +300,14 @@ int exch_set_leverage(struct exch_account *a, const char *symbol, int leverage,
 
 int exch_cancel_order(struct exch_account *a, const char *symbol, const char *client_id,
                       exch_order_cb cb, void *ud) {
-    DISPATCH(a, BINANCE_TODO, bybit_cancel_order(a, symbol, client_id, cb, ud));
+    DISPATCH(a, binance_cancel_order(a, symbol, client_id, cb, ud),
+             bybit_cancel_order(a, symbol, client_id, cb, ud));
 }
 
 size_t exch_batch_max(const struct exch_account *a) {
     if (!a || a->closed) return 0;
     switch (a->kind) {
-    case EXCH_BINANCE_USDM: return 0; /* TODO(lead): 5 once binance_place_batch exists */
+    case EXCH_BINANCE_USDM: return BINANCE_BATCH_MAX;
     case EXCH_BYBIT_LINEAR: return BYBIT_BATCH_MAX;
     }
     return 0;
@@ -319,14 +315,17 @@ size_t exch_batch_max(const struct exch_account *a) {
 
 int exch_place_batch(struct exch_account *a, const struct exch_order_req *reqs, size_t n,
                      exch_batch_cb cb, void *ud) {
-    DISPATCH(a, BINANCE_TODO, bybit_place_batch(a, reqs, n, cb, ud));
+    DISPATCH(a, binance_place_batch(a, reqs, n, cb, ud),
+             bybit_place_batch(a, reqs, n, cb, ud));
 }
 
 int exch_fetch_fills(struct exch_account *a, const char *symbol, int64_t since_ms,
                      exch_fills_cb cb, void *ud) {
-    DISPATCH(a, BINANCE_TODO, bybit_fetch_fills(a, symbol, since_ms, cb, ud));
+    DISPATCH(a, binance_fetch_fills(a, symbol, since_ms, cb, ud),
+             bybit_fetch_fills(a, symbol, since_ms, cb, ud));
 }
 
 int exch_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, void *ud) {
-    DISPATCH(a, BINANCE_TODO, bybit_fetch_book_tickers(a, cb, ud));
+    DISPATCH(a, binance_fetch_book_tickers(a, cb, ud),
+             bybit_fetch_book_tickers(a, cb, ud));
 }

@@ -951,6 +951,411 @@ static void test_parse_tickers_and_mode(void **state) {
     assert_string_equal(err, "positionSide/dual: not a JSON object");
 }
 
+
+/* ---- cancel, batch, fills, book tickers ---- */
+
+static void test_batch_params(void **state) {
+    (void)state;
+    char b[BINANCE_QS_MAX], err[200];
+    struct exch_order_req r[6] = {
+        {.symbol = "BTCUSDT", .side = MKT_SELL, .type = EXCH_MARKET, .qty = D("0.002"),
+         .reduce_only = true, .client_id = "a1"},
+        {.symbol = "ETHUSDT", .side = MKT_BUY, .type = EXCH_LIMIT_GTC, .qty = D("0.1"),
+         .price = D("2000"), .client_id = "a2", .pos_side = MKT_PS_LONG},
+    };
+    int n = binance_batch_params(r, 2, b, sizeof b, err, sizeof err);
+    /* python: "batchOrders=" + urllib.parse.quote(json, safe="-_.~") */
+    const char *want =
+        "batchOrders=%5B%7B%22symbol%22%3A%22BTCUSDT%22%2C%22side%22%3A%22SELL%22%2C%22type%22%3A"
+        "%22MARKET%22%2C%22quantity%22%3A%220.002%22%2C%22reduceOnly%22%3A%22true%22%2C%22newCl"
+        "ientOrderId%22%3A%22a1%22%2C%22newOrderRespType%22%3A%22RESULT%22%7D%2C%7B%22symbol%22"
+        "%3A%22ETHUSDT%22%2C%22side%22%3A%22BUY%22%2C%22positionSide%22%3A%22LONG%22%2C%22type%"
+        "22%3A%22LIMIT%22%2C%22timeInForce%22%3A%22GTC%22%2C%22quantity%22%3A%220.1%22%2C%22pri"
+        "ce%22%3A%222000%22%2C%22newClientOrderId%22%3A%22a2%22%2C%22newOrderRespType%22%3A%22R"
+        "ESULT%22%7D%5D";
+    assert_string_equal(b, want);
+    assert_int_equal(n, (int)strlen(want));
+
+    /* five long orders fit, signature included */
+    for (int i = 0; i < 5; i++) {
+        static char ids[5][37];
+        snprintf(ids[i], sizeof ids[i], "%036d", i);
+        r[i] = (struct exch_order_req){.symbol = "1000000000000000000000000000XYZ", .side = MKT_BUY,
+                                       .type = EXCH_LIMIT_IOC, .qty = D("123456789.123456789"),
+                                       .price = D("987654321.987654321"), .client_id = ids[i],
+                                       .pos_side = MKT_PS_SHORT};
+    }
+    n = binance_batch_params(r, 5, b, sizeof b, err, sizeof err);
+    assert_true(n > 0);
+    struct exch_account *a = test_account();
+    assert_true(binance_sign_params(a, b, sizeof b, (size_t)n, 5000, 1591702613943LL) > n);
+    exch_account_free(a);
+
+    /* refusals name the order */
+    assert_int_equal(binance_batch_params(r, 0, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "batch: 0 orders (1..5)");
+    assert_int_equal(binance_batch_params(r, 6, b, sizeof b, err, sizeof err), -EINVAL);
+    r[2].qty = D("0");
+    assert_int_equal(binance_batch_params(r, 5, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "batch[2]: order: quantity: must be > 0");
+    r[2].qty = D("1");
+    r[3].client_id = r[1].client_id;
+    assert_int_equal(binance_batch_params(r, 5, b, sizeof b, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "batch[3]: client id: same as batch[1]");
+    assert_string_equal(b, "");
+    char small[64];
+    assert_int_equal(binance_batch_params(r, 1, small, sizeof small, err, sizeof err), -ENOSPC);
+}
+
+static void test_trades_and_order_id_params(void **state) {
+    (void)state;
+    char b[BINANCE_QS_MAX];
+    assert_true(binance_user_trades_params("BTCUSDT", 42, 0, -1, -1, 1000, b, sizeof b) > 0);
+    assert_string_equal(b, "symbol=BTCUSDT&fromId=42&limit=1000");
+    const int64_t t0 = 1700000000000LL, w = BINANCE_TRADES_WINDOW_MS;
+    assert_true(binance_user_trades_params("BTCUSDT", -1, 0, t0, t0 + w - 1, 7, b, sizeof b) > 0);
+    assert_string_equal(b, "symbol=BTCUSDT&startTime=1700000000000&endTime=1700604799999&limit=7");
+    assert_true(binance_user_trades_params("BTCUSDT", -1, 99, t0, t0, 1000, b, sizeof b) > 0);
+    assert_string_equal(b, "symbol=BTCUSDT&orderId=99&startTime=1700000000000&endTime=1700000000000"
+                           "&limit=1000");
+    assert_true(binance_user_trades_params("BTCUSDT", -1, 99, -1, -1, 1000, b, sizeof b) > 0);
+    assert_string_equal(b, "symbol=BTCUSDT&orderId=99&limit=1000");
+    /* what Binance refuses is not built */
+    assert_int_equal(binance_user_trades_params("BTCUSDT", 1, 0, t0, t0 + 1, 10, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_user_trades_params("BTCUSDT", -1, 0, t0, t0 + w, 10, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_user_trades_params("BTCUSDT", -1, 0, t0, t0 - 1, 10, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_user_trades_params("BTCUSDT", -1, 0, -1, -1, 0, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_user_trades_params("BTCUSDT", -1, 0, -1, -1, 1001, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_user_trades_params(NULL, -1, 0, -1, -1, 10, b, sizeof b), -EINVAL);
+
+    assert_true(binance_order_id_params("ETHUSDT", 8886774, b, sizeof b) > 0);
+    assert_string_equal(b, "symbol=ETHUSDT&orderId=8886774");
+    assert_int_equal(binance_order_id_params("ETHUSDT", 0, b, sizeof b), -EINVAL);
+    assert_int_equal(binance_order_id_params("", 1, b, sizeof b), -EINVAL);
+
+    /* the adapter entry points refuse bad arguments before anything is queued */
+    struct exch_account *a = test_account();
+    assert_int_equal(exch_batch_max(a), BINANCE_BATCH_MAX);
+    assert_int_equal(binance_fetch_fills(a, NULL, 0, (exch_fills_cb)1, NULL), -EINVAL);
+    assert_int_equal(binance_fetch_fills(a, "BTCUSDT", -1, (exch_fills_cb)1, NULL), -EINVAL);
+    struct exch_order_req r = {.symbol = "BTCUSDT", .side = MKT_BUY, .type = EXCH_MARKET,
+                               .qty = D("1"), .client_id = "x"};
+    assert_int_equal(binance_place_batch(a, &r, 0, (exch_batch_cb)1, NULL), -EINVAL);
+    assert_int_equal(binance_place_batch(a, &r, 6, (exch_batch_cb)1, NULL), -EINVAL);
+    assert_int_equal(binance_cancel_order(a, "BTCUSDT", "bad id!", (exch_order_cb)1, NULL), -EINVAL);
+    exch_account_free(a);
+}
+
+static struct rest_resp resp(long status, const char *body);
+static struct rest_resp transport(int err, bool maybe_sent, const char *text);
+#define ERRB(code, msg) "{\"code\":" #code ",\"msg\":\"" msg "\"}"
+
+static void test_classify_batch(void **state) {
+    (void)state;
+    size_t len;
+    char *body = slurp("binance_batch_orders_response.json", &len);
+    const char *ids[5] = {"testOrder", "second", "third", "fourth", "fifth"};
+    struct exch_order_result v[5];
+
+    /* the doc sample: an order, then {-2022} */
+    struct rest_resp r = resp(200, body);
+    binance_classify_batch(&r, ids, 2, v);
+    assert_int_equal(v[0].outcome, EXCH_OK);
+    assert_int_equal(v[0].status, EXCH_ST_NEW);
+    assert_string_equal(v[0].order_id, "22542179");
+    assert_string_equal(v[0].client_id, "testOrder");
+    assert_int_equal(v[0].http_status, 200);
+    assert_int_equal(v[1].outcome, EXCH_REJECTED);
+    assert_int_equal(v[1].error_code, -2022);
+    assert_string_equal(v[1].client_id, "second");
+    assert_string_equal(v[1].error_msg, "HTTP 200: batch[1]: -2022 ReduceOnly Order is rejected.");
+    /* an answer for another client id, or a count that does not match: maybe placed */
+    const char *other[2] = {"mine", "second"};
+    binance_classify_batch(&r, other, 2, v);
+    assert_int_equal(v[0].outcome, EXCH_UNKNOWN);
+    assert_non_null(strstr(v[0].error_msg, "clientOrderId mismatch"));
+    assert_int_equal(v[1].outcome, EXCH_REJECTED);
+    binance_classify_batch(&r, ids, 3, v);
+    for (int i = 0; i < 3; i++) assert_int_equal(v[i].outcome, EXCH_UNKNOWN);
+    assert_non_null(strstr(v[2].error_msg, "2 entries for 3 orders"));
+    assert_string_equal(v[2].client_id, "third");
+    free(body);
+
+    /* per-entry codes: throttled, unknown outcome, rejected, garbage */
+    r = resp(200, "[" ERRB(-1015, "Too many new orders") "," ERRB(-1007, "Timeout") ","
+                  ERRB(-4164, "notional") ",17,{\"code\":\"x\"}]");
+    binance_classify_batch(&r, ids, 5, v);
+    assert_int_equal(v[0].outcome, EXCH_THROTTLED);
+    assert_int_equal(v[1].outcome, EXCH_UNKNOWN);
+    assert_int_equal(v[1].error_code, -1007);
+    assert_int_equal(v[2].outcome, EXCH_REJECTED);
+    assert_int_equal(v[2].error_code, -4164);
+    assert_int_equal(v[3].outcome, EXCH_UNKNOWN);
+    assert_int_equal(v[4].outcome, EXCH_UNKNOWN);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(v[i].client_id, ids[i]);
+        assert_true(v[i].error_msg[0] != '\0');
+    }
+    r = resp(200, "{\"not\":\"an array\"}");
+    binance_classify_batch(&r, ids, 1, v);
+    assert_int_equal(v[0].outcome, EXCH_UNKNOWN);
+    r = resp(200, "[");
+    binance_classify_batch(&r, ids, 1, v);
+    assert_int_equal(v[0].outcome, EXCH_UNKNOWN);
+
+    /* one answer for all */
+    struct {
+        struct rest_resp r;
+        enum exch_outcome want;
+    } all[] = {
+        {resp(503, ERRB(-1000, "Unknown error, please check your request or try again later.")), EXCH_UNKNOWN},
+        {resp(500, ""), EXCH_UNKNOWN},
+        {resp(429, ERRB(-1003, "Too many requests")), EXCH_THROTTLED},
+        {resp(418, ""), EXCH_THROTTLED},
+        {resp(400, ERRB(-1130, "Data sent for parameter 'batchOrders' is not valid.")), EXCH_REJECTED},
+        {resp(400, ERRB(-1022, "Signature for this request is not valid.")), EXCH_REJECTED},
+        {transport(-ETIMEDOUT, true, "Operation timed out"), EXCH_UNKNOWN},
+        {transport(-ECONNREFUSED, false, "Failed to connect"), EXCH_REJECTED},
+    };
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
+        binance_classify_batch(&all[k].r, ids, 3, v);
+        for (int i = 0; i < 3; i++) {
+            if (v[i].outcome != all[k].want)
+                fail_msg("case %zu entry %d: outcome %d want %d (%s)", k, i, v[i].outcome,
+                         all[k].want, v[i].error_msg);
+            assert_string_equal(v[i].client_id, ids[i]);
+        }
+    }
+}
+
+static void test_classify_cancel(void **state) {
+    (void)state;
+    size_t len;
+    char *body = slurp("binance_cancel_order_response.json", &len);
+    struct exch_order_result o;
+    struct rest_resp r = resp(200, body);
+    binance_classify_cancel(&r, "myOrder1", &o);
+    assert_int_equal(o.outcome, EXCH_OK);
+    assert_int_equal(o.status, EXCH_ST_CANCELED);
+    assert_string_equal(o.order_id, "283194212");
+    binance_classify_cancel(&r, "other", &o);
+    assert_int_equal(o.outcome, EXCH_UNKNOWN);
+    free(body);
+
+    r = resp(400, ERRB(-2011, "Unknown order sent."));
+    binance_classify_cancel(&r, "c1", &o);
+    assert_int_equal(o.outcome, EXCH_REJECTED); /* the adapter then queries */
+    assert_int_equal(o.error_code, -2011);
+    r = resp(400, ERRB(-1021, "Timestamp for this request is outside of the recvWindow."));
+    binance_classify_cancel(&r, "c1", &o);
+    assert_int_equal(o.outcome, EXCH_REJECTED);
+    r = resp(429, ERRB(-1003, "x"));
+    binance_classify_cancel(&r, "c1", &o);
+    assert_int_equal(o.outcome, EXCH_THROTTLED);
+    r = resp(503, "");
+    binance_classify_cancel(&r, "c1", &o);
+    assert_int_equal(o.outcome, EXCH_UNKNOWN);
+    /* not even sent: still UNKNOWN (the order's state is what the caller needs) */
+    r = transport(-ECONNREFUSED, false, "Failed to connect");
+    binance_classify_cancel(&r, "c1", &o);
+    assert_int_equal(o.outcome, EXCH_UNKNOWN);
+    assert_string_equal(o.error_msg, "cancel outcome unknown: Failed to connect");
+}
+
+/* The doc's userTrades example (Account-Trade-List), as one entry. */
+#define DOC_TRADE                                                                                 \
+    "{\"buyer\":false,\"commission\":\"-0.07819010\",\"commissionAsset\":\"USDT\",\"id\":698759," \
+    "\"maker\":false,\"orderId\":25851813,\"price\":\"7819.01\",\"qty\":\"0.002\",\"quoteQty\":"  \
+    "\"15.63802\",\"realizedPnl\":\"-0.91539999\",\"side\":\"SELL\",\"positionSide\":\"SHORT\","   \
+    "\"symbol\":\"BTCUSDT\",\"time\":1569514978020}"
+
+static void test_parse_user_trades(void **state) {
+    (void)state;
+    struct binance_trade *v;
+    size_t n;
+    char err[200];
+    const char *b = "[" DOC_TRADE "]";
+    assert_int_equal(binance_parse_user_trades(b, strlen(b), "BTCUSDT", &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].id, 698759);
+    assert_int_equal(v[0].order_id, 25851813);
+    assert_int_equal(v[0].time_ms, 1569514978020LL);
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_int_equal(v[0].side, MKT_SELL);
+    assert_int_equal(v[0].pos_side, MKT_PS_SHORT);
+    assert_dec(v[0].qty, "0.002");
+    assert_dec(v[0].price, "7819.01");
+    free(v);
+    assert_int_equal(binance_parse_user_trades("[]", 2, NULL, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_null(v);
+
+    struct {
+        const char *body, *want;
+    } bad[] = {
+        {"{}", "userTrades: not a JSON array"},
+        {"[1]", "userTrades: [0]: not an object"},
+        {"[{\"symbol\":\"BTCUSDT\"}]", "userTrades: [0].id: missing"},
+        {"[{\"id\":0}]", "userTrades: [0].id: not positive"},
+        {"[{\"id\":5,\"symbol\":\"ETHUSDT\"}]", "userTrades: [0].symbol: not the symbol asked for (id 5)"},
+        {"[{\"id\":5,\"symbol\":\"BTCUSDT\",\"orderId\":\"7\"}]", "userTrades: [0].orderId: wrong type (id 5)"},
+        {"[{\"id\":5,\"symbol\":\"BTCUSDT\",\"orderId\":7,\"time\":1,\"side\":\"buy\"}]",
+         "userTrades: [0].side: not BUY or SELL (id 5)"},
+        {"[{\"id\":5,\"symbol\":\"BTCUSDT\",\"orderId\":7,\"time\":1,\"side\":\"BUY\","
+         "\"positionSide\":\"UP\",\"qty\":\"1\",\"price\":\"1\"}]",
+         "userTrades: [0].positionSide: not BOTH, LONG or SHORT (id 5)"},
+        {"[{\"id\":5,\"symbol\":\"BTCUSDT\",\"orderId\":7,\"time\":1,\"side\":\"BUY\",\"qty\":\"0\","
+         "\"price\":\"1\"}]", "userTrades: [0].qty: not positive (id 5)"},
+        {"[{\"id\":5,\"symbol\":\"BTCUSDT\",\"orderId\":7,\"time\":1,\"side\":\"BUY\",\"qty\":\"1\","
+         "\"price\":1.5}]", "userTrades: [0].price: not a decimal (id 5)"},
+        {"[" DOC_TRADE "," DOC_TRADE ",{\"id\":-1}]", "userTrades: [2].id: not positive"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = (void *)1;
+        assert_int_equal(binance_parse_user_trades(bad[i].body, strlen(bad[i].body), "BTCUSDT", &v,
+                                                   &n, err, sizeof err), -EBADMSG);
+        assert_null(v);
+        assert_int_equal(n, 0);
+        if (strcmp(err, bad[i].want) != 0) fail_msg("case %zu: '%s' want '%s'", i, err, bad[i].want);
+    }
+    /* no positionSide: BOTH */
+    b = "[{\"id\":5,\"symbol\":\"X\",\"orderId\":7,\"time\":1,\"side\":\"BUY\",\"qty\":\"1\",\"price\":\"2\"}]";
+    assert_int_equal(binance_parse_user_trades(b, strlen(b), NULL, &v, &n, err, sizeof err), 0);
+    assert_int_equal(v[0].pos_side, MKT_PS_BOTH);
+    free(v);
+}
+
+static void test_parse_order_info(void **state) {
+    (void)state;
+    size_t len;
+    char err[200];
+    char *body = slurp("binance_query_order_response.json", &len);
+    struct binance_order_info o;
+    assert_int_equal(binance_parse_order_info(body, len, 1917641, &o, err, sizeof err), 0);
+    assert_int_equal(o.order_id, 1917641);
+    assert_string_equal(o.client_id, "abc");
+    assert_dec(o.orig_qty, "0.4");
+    assert_dec(o.executed_qty, "0");
+    assert_false(o.reduce_only);
+    assert_int_equal(o.status, EXCH_ST_NEW);
+    assert_int_equal(o.time_ms, 1579276756075LL);
+    assert_int_equal(binance_parse_order_info(body, len, 1917642, &o, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "order: orderId: 1917641 is not the one asked for (1917642)");
+    free(body);
+    const char *b = "{\"orderId\":3,\"clientOrderId\":\"c\",\"status\":\"FILLED\",\"origQty\":\"1\","
+                    "\"executedQty\":\"1\"}";
+    assert_int_equal(binance_parse_order_info(b, strlen(b), 3, &o, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "order 3: reduceOnly: missing");
+    b = "{\"orderId\":3,\"clientOrderId\":\"c\",\"status\":\"FILLED\",\"origQty\":\"1\","
+        "\"executedQty\":\"1\",\"reduceOnly\":true}";
+    assert_int_equal(binance_parse_order_info(b, strlen(b), 3, &o, err, sizeof err), 0);
+    assert_true(o.reduce_only);
+    assert_int_equal(o.time_ms, -1);
+    b = "{\"orderId\":3,\"clientOrderId\":\"c\",\"status\":\"DONE\"}";
+    assert_int_equal(binance_parse_order_info(b, strlen(b), 3, &o, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "order 3: status: unknown value \"DONE\"");
+    assert_int_equal(binance_parse_order_info("[]", 2, 3, &o, err, sizeof err), -EBADMSG);
+}
+
+static struct binance_trade T(int64_t id, int64_t oid, const char *qty, enum mkt_pos_side ps) {
+    struct binance_trade t = {.id = id, .order_id = oid, .time_ms = 1000 + id, .side = MKT_BUY,
+                              .pos_side = ps, .qty = D(qty), .price = D("100")};
+    snprintf(t.symbol, sizeof t.symbol, "BTCUSDT");
+    return t;
+}
+
+static void test_build_fills(void **state) {
+    (void)state;
+    char err[200];
+    /* order 7: 1 of 3 filled before the backfill, then 1 + 1 (FILLED); order 8: 0.5 of 2, open;
+     * trades out of order and one listed twice (overlapping pages) */
+    struct binance_trade t[] = {T(12, 8, "0.5", MKT_PS_LONG), T(11, 7, "1", MKT_PS_BOTH),
+                                T(13, 7, "1", MKT_PS_BOTH), T(11, 7, "1", MKT_PS_BOTH)};
+    struct binance_order_info o[2] = {
+        {.order_id = 8, .client_id = "open8", .orig_qty = D("2"), .executed_qty = D("0.5"),
+         .status = EXCH_ST_PARTIALLY_FILLED, .prior_qty = DEC_ZERO},
+        {.order_id = 7, .client_id = "done7", .orig_qty = D("3"), .executed_qty = D("3"),
+         .reduce_only = true, .status = EXCH_ST_FILLED, .prior_qty = D("1")},
+    };
+    struct mkt_fill f[4];
+    int n = binance_build_fills("leader", t, 4, o, 2, f, err, sizeof err);
+    assert_int_equal(n, 3);
+    assert_string_equal(f[0].trade_id, "11");
+    assert_int_equal(f[0].trade_seq, 11);
+    assert_string_equal(f[0].order_id, "7");
+    assert_string_equal(f[0].order_client_id, "done7");
+    assert_string_equal(f[0].account, "leader");
+    assert_string_equal(f[0].symbol, "BTCUSDT");
+    assert_dec(f[0].cum_qty, "2");
+    assert_dec(f[0].orig_qty, "3");
+    assert_true(f[0].reduce_only);
+    assert_false(f[0].order_done);
+    assert_int_equal(f[0].trade_time_ms, 1011);
+    assert_int_equal(f[0].event_time_ms, 1011);
+    assert_int_equal(f[0].received_ns, 0);
+    assert_string_equal(f[1].trade_id, "12");
+    assert_dec(f[1].cum_qty, "0.5");
+    assert_false(f[1].order_done);
+    assert_int_equal(f[1].pos_side, MKT_PS_LONG);
+    assert_false(f[1].reduce_only);
+    assert_string_equal(f[2].trade_id, "13");
+    assert_dec(f[2].cum_qty, "3");
+    assert_true(f[2].order_done);
+    assert_dec(f[2].qty, "1");
+    assert_dec(f[2].price, "100");
+
+    /* a trade of an order we know nothing about */
+    struct binance_trade u[] = {T(20, 9, "1", MKT_PS_BOTH)};
+    assert_int_equal(binance_build_fills("leader", u, 1, o, 2, f, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "fills: trade 20: order 9 unknown");
+    assert_int_equal(binance_build_fills("leader", u, 0, o, 2, f, err, sizeof err), 0);
+}
+
+static void test_parse_book_tickers(void **state) {
+    (void)state;
+    size_t len, n;
+    char err[200];
+    struct exch_book_ticker *v;
+    char *body = slurp("binance_book_ticker_rest_single.json", &len);
+    assert_int_equal(binance_parse_book_tickers(body, len, &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].symbol, "BTCUSDT");
+    assert_dec(v[0].bid, "4");
+    assert_dec(v[0].ask, "4.000002");
+    assert_int_equal(v[0].time_ms, 1589437530011LL);
+    free(v);
+    free(body);
+    const char *b = "[{\"symbol\":\"A\",\"bidPrice\":\"1\",\"askPrice\":\"2\"},"
+                    "{\"symbol\":\"B\",\"bidPrice\":\"0\",\"askPrice\":\"2\",\"time\":5},"
+                    "{\"symbol\":\"C\",\"bidPrice\":\"3\",\"askPrice\":\"4\",\"time\":6}]";
+    assert_int_equal(binance_parse_book_tickers(b, strlen(b), &v, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2); /* B has no bid */
+    assert_string_equal(v[0].symbol, "A");
+    assert_int_equal(v[0].time_ms, 0);
+    assert_string_equal(v[1].symbol, "C");
+    free(v);
+    struct {
+        const char *body, *want;
+    } bad[] = {
+        {"7", "bookTicker: invalid JSON: '[' or '{' expected near '7' (line 1, column 1)"},
+        {"[1]", "bookTicker: [0]: not an object"},
+        {"[{\"bidPrice\":\"1\"}]", "bookTicker: [0].symbol: missing"},
+        {"{\"symbol\":\"A\",\"bidPrice\":\"-1\",\"askPrice\":\"2\"}", "bookTicker: bidPrice: negative (symbol A)"},
+        {"[{\"symbol\":\"A\",\"bidPrice\":\"1\"}]", "bookTicker: [0].askPrice: missing (symbol A)"},
+        {"[{\"symbol\":\"A\",\"bidPrice\":\"1\",\"askPrice\":\"x\"}]", "bookTicker: [0].askPrice: not a decimal (symbol A)"},
+        {"[{\"symbol\":\"A\",\"bidPrice\":\"1\",\"askPrice\":\"2\",\"time\":\"now\"}]",
+         "bookTicker: [0].time: wrong type (symbol A)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(binance_parse_book_tickers(bad[i].body, strlen(bad[i].body), &v, &n, err,
+                                                    sizeof err), -EBADMSG);
+        assert_null(v);
+        if (strcmp(err, bad[i].want) != 0) fail_msg("case %zu: '%s' want '%s'", i, err, bad[i].want);
+    }
+}
+
+#undef ERRB
+
 /* ---- classification ---- */
 
 static struct rest_resp resp(long status, const char *body) {
@@ -1213,6 +1618,14 @@ int main(void) {
         cmocka_unit_test(test_classification_details),
         cmocka_unit_test(test_status_from_resp),
         cmocka_unit_test(test_retry_after_parse),
+        cmocka_unit_test(test_batch_params),
+        cmocka_unit_test(test_trades_and_order_id_params),
+        cmocka_unit_test(test_classify_batch),
+        cmocka_unit_test(test_classify_cancel),
+        cmocka_unit_test(test_parse_user_trades),
+        cmocka_unit_test(test_parse_order_info),
+        cmocka_unit_test(test_build_fills),
+        cmocka_unit_test(test_parse_book_tickers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
