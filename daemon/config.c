@@ -246,12 +246,17 @@ static const struct cs_key daemon_keys[] = {
       .off = offsetof(struct cfg_daemon, drain_timeout_ms) },
     { .name = "backfill_max_age_ms", .type = CS_INT, .def = "3600000", .min = 1000, .max = 604800000,
       .off = offsetof(struct cfg_daemon, backfill_max_age_ms) },
+    /* No table default: $STATE_DIRECTORY/spool under systemd, else none (see main.c). */
+    { .name = "spool_dir", .type = CS_STR, .what = "an absolute directory name",
+      .off = offsetof(struct cfg_daemon, spool_dir) },
+    { .name = "spool_after_ms", .type = CS_INT, .def = "250", .min = 1, .max = 60000,
+      .off = offsetof(struct cfg_daemon, spool_after_ms) },
     { .name = NULL },
 };
 
 enum {
     AK_NAME, AK_EXCHANGE, AK_REST_URL, AK_WS_URL, AK_SECRET_FILE, AK_RECV_WINDOW, AK_TIMEOUT,
-    AK_POSITION_MODE,
+    AK_POSITION_MODE, AK_STREAM_PING, AK_STREAM_SILENCE,
 };
 static const struct cs_key account_keys[] = {
     [AK_NAME] = { .name = "name", .type = CS_STR, .required = true, .what = WHAT_NAME,
@@ -273,6 +278,10 @@ static const struct cs_key account_keys[] = {
     [AK_POSITION_MODE] = { .name = "position_mode", .type = CS_ENUM, .def = "auto",
                            .choices = position_modes,
                            .off = offsetof(struct cfg_account, position_mode) },
+    [AK_STREAM_PING] = { .name = "stream_ping_ms", .type = CS_INT, .def = "0", .min = 0, .max = 600000,
+                         .off = offsetof(struct cfg_account, stream_ping_ms) },
+    [AK_STREAM_SILENCE] = { .name = "stream_silence_ms", .type = CS_INT, .def = "0", .min = 0,
+                            .max = 3600000, .off = offsetof(struct cfg_account, stream_silence_ms) },
     { .name = NULL },
 };
 
@@ -452,6 +461,11 @@ static void load_account(struct ld *ld, const yaml_node_t *n, size_t i)
     struct cfg_account *a = &c->accounts[c->n_accounts];
     memset(a, 0, sizeof *a);
     cs_walk_map(&ld->cs, n, path, account_keys, a, found);
+    if (found[AK_STREAM_SILENCE] && a->stream_silence_ms &&
+        ((a->stream_silence_ms < 2000) || (a->stream_ping_ms && a->stream_silence_ms <= a->stream_ping_ms)))
+        cs_err_at(&ld->cs, found[AK_STREAM_SILENCE]->start_mark,
+                  cs_path_join(kpath, sizeof kpath, path, "stream_silence_ms"),
+                  "must be at least 2000 and more than stream_ping_ms (%d), or 0", a->stream_ping_ms);
     a->file = c->files[ld->cs.fidx];
     a->line = (unsigned)n->start_mark.line + 1;
     as = &ld->asrc[c->n_accounts];

@@ -55,6 +55,10 @@ struct cfg_daemon {
     int flush_interval_ms;          /* 0..1000, default 0 */
     int drain_timeout_ms;           /* 0..600000, default 10000: on SIGTERM, the longest wait for
                                        orders in flight and the journal before exiting */
+    char *spool_dir;                /* the journal's local spool; NULL = $STATE_DIRECTORY/spool
+                                       when systemd sets STATE_DIRECTORY, else no spool */
+    int spool_after_ms;             /* 1..60000, default 250: a fill write waiting longer for
+                                       PostgreSQL goes to the spool */
     int backfill_max_age_ms;        /* 1000..604800000, default 3600000: how far back a backfill
                                        (after a reconnect, or at start-up) may fetch leader fills */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity
@@ -84,6 +88,8 @@ struct cfg_account {
     int recv_window_ms;     /* 1..60000, default 5000 */
     int timeout_ms;         /* 100..60000, default 5000 */
     enum cfg_position_mode position_mode; /* default auto */
+    int stream_ping_ms;     /* 0..600000, default 0 = the exchange's (20 s) */
+    int stream_silence_ms;  /* 0 or 2000..3600000 and > stream_ping_ms; 0 = the exchange's */
     const char *file;       /* the file and line that define it (for later messages) */
     unsigned line;
 };

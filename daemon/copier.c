@@ -30,6 +30,8 @@ static void job_query(struct order_job *j);
 static void drain_check(struct copier *c);
 static void held_retry(uv_timer_t *t);
 static void fill_hold(struct copier *c, struct fill_job *fj);
+static bool may_retry(const struct order_job *j);
+static uint64_t retry_backoff_ms(const struct order_job *j);
 
 int64_t copier_now_ns(void) {
     struct timespec ts;
@@ -192,6 +194,11 @@ static int metrics_init(struct copier *c) {
     c->m_journal_fail = met_counter_child(jf);
     c->m_retries_throttled = met_counter_child(rf, "throttled");
     c->m_retries_absent = met_counter_child(rf, "confirmed_absent");
+    c->m_retries_not_sent = met_counter_child(rf, "not_sent");
+    struct met_family *fcf = met_counter_new(r, "ct_order_final_checks_total",
+                                             "Queries of an accepted market or IOC order the exchange had not "
+                                             "reported final yet (Bybit answers a placement before the fill).");
+    c->m_final_checks = fcf ? met_counter_child(fcf) : NULL;
     c->m_queries = met_counter_child(qf);
     c->m_bad_frames = met_counter_child(bf);
     c->m_stream_changes = met_counter_child(sf);
@@ -250,7 +257,8 @@ static int metrics_init(struct copier *c) {
             !a->m_canceled || !a->m_expired || !a->m_skipped || (a->is_leader && leader_metrics_init(c, a) < 0))
             return -ENOMEM;
     }
-    if (!c->m_journal_fail || !c->m_retries_throttled || !c->m_retries_absent || !c->m_queries ||
+    if (!c->m_journal_fail || !c->m_retries_throttled || !c->m_retries_absent || !c->m_retries_not_sent ||
+        !c->m_final_checks || !c->m_queries ||
         !c->m_bad_frames || !c->m_stream_changes || !c->m_send_lat || !c->m_ack_lat)
         return -ENOMEM;
     return 0;
@@ -339,9 +347,11 @@ static void job_done(struct order_job *j) {
     l->head = j->next;
     if (!l->head) l->tail = NULL;
     l->busy = false;
+    bool reconcile = j->reconcile;
     job_free(j);
     drain_check(c);
     if (!c->freeing) lane_kick(c, l);
+    if (reconcile) copier_reconcile_job_done(c);
 }
 
 static void job_timer_cb(uv_timer_t *t) {
@@ -361,13 +371,28 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     struct acct *f = &c->accts[j->follower];
     char q[DEC_STR_MAX], p[DEC_STR_MAX];
     enum journal_status st = status_of(r->status);
+    dec_t more;
 
-    if (!dec_is_zero(r->executed_qty)) {
+    /* Only what was not counted at an earlier look at this order (a follow-up query below). An
+     * order an earlier run placed is in the start-up positions already. */
+    if (dec_sub(r->executed_qty, j->exec_seen, &more) < 0 || dec_sign(more) < 0) more = DEC_ZERO;
+    j->exec_seen = dec_max(j->exec_seen, r->executed_qty);
+    if (!dec_is_zero(more) && !(j->reconcile && j->send_attempts == 0)) {
         copier_note_held(f, j->symbol);
         if (position_book_add_live(c->pos, f->name, j->symbol, j->pos_side,
-                                   position_book_delta(j->side, j->pos_side, r->executed_qty)) < 0)
+                                   position_book_delta(j->side, j->pos_side, more)) < 0)
             log_error(TAG, "%s %s: position overflow", f->name, j->symbol);
         publish_position(c, f, j->symbol);
+    }
+    /* A market or IOC order is final within moments, but some exchanges answer the placement
+     * before it fills (Bybit's create returns only the ids). The lane waits and asks again, so
+     * the next order of this follower and symbol is sized on the real fill. */
+    if ((st == JOURNAL_ACKED || st == JOURNAL_PARTIALLY_FILLED) && j->final_checks < MAX_FINAL_CHECKS &&
+        !c->freeing) {
+        if (j->final_checks++ == 0) record(c, j, st, r);
+        met_counter_inc(c->m_final_checks);
+        job_retry(j, true, FINAL_CHECK_MS << (j->final_checks < 6 ? j->final_checks : 6));
+        return;
     }
     switch (st) {
     case JOURNAL_FILLED: met_counter_inc(f->m_filled); break;
@@ -377,7 +402,7 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     case JOURNAL_REJECTED: met_counter_inc(f->m_rejected); break;
     default: met_counter_inc(f->m_acked); break;
     }
-    met_hist_observe(c->m_ack_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
+    if (!j->reconcile) met_hist_observe(c->m_ack_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
     log_debug(TAG, "%s %s %s %s: %s executed %s at %s", f->name, j->symbol,
               j->side == MKT_BUY ? "BUY" : "SELL", j->client_id, journal_status_name(st),
               fmt_dec(r->executed_qty, q), fmt_dec(r->avg_price, p));
@@ -398,14 +423,30 @@ static void on_query(void *ud, const struct exch_order_result *r) {
     }
     switch (r->outcome) {
     case EXCH_OK:
-        log_info(TAG, "%s %s: order %s found after an unknown outcome", f->name, j->symbol, j->client_id);
+        if (j->final_checks == 0)
+            log_info(TAG, "%s %s: order %s found after an unknown outcome", f->name, j->symbol, j->client_id);
         job_settled(j, r);
         return;
     case EXCH_NOT_FOUND:
         /* Confirmed never placed: the one case where resending the same client id is allowed. */
-        if (j->send_attempts >= MAX_SEND_ATTEMPTS) break;
+        if (!may_retry(j)) {
+            struct exch_order_result nr = *r;
+            nr.outcome = EXCH_REJECTED;
+            snprintf(nr.error_msg, sizeof(nr.error_msg), "not placed (confirmed absent), too old to resend");
+            log_error(TAG, "%s %s: order %s confirmed absent and the leader fill is %" PRId64 " ms old: "
+                      "not resent", f->name, j->symbol, j->client_id, (copier_now_ns() - j->received_ns) / 1000000);
+            met_counter_inc(f->m_rejected);
+            record(c, j, JOURNAL_REJECTED, &nr);
+            job_done(j);
+            return;
+        }
         log_warn(TAG, "%s %s: order %s confirmed absent, resending it", f->name, j->symbol, j->client_id);
         met_counter_inc(c->m_retries_absent);
+        if (j->reconcile && j->send_attempts == 0 && dec_is_zero(j->pending)) {
+            /* It goes out now, after the start-up positions: expect it like any new order. */
+            j->pending = position_book_delta(j->side, j->pos_side, j->qty);
+            position_book_add_pending(c->pos, f->name, j->symbol, j->pos_side, j->pending);
+        }
         job_send(j);
         return;
     default:
@@ -437,6 +478,19 @@ static void job_query(struct order_job *j) {
     c->jobs_in_flight++;
 }
 
+/* An order that was not placed (throttled, not sent) goes again with the same client id while
+ * the leader's fill is recent: RETRY_WINDOW_MS. Later, the copy would land at a price the leader
+ * never saw; it is recorded as rejected instead (and shows in the drift gauge). */
+static bool may_retry(const struct order_job *j) {
+    return !j->c->freeing && !j->no_resend && j->send_attempts < MAX_SEND_ATTEMPTS &&
+           copier_now_ns() - j->received_ns < (int64_t)RETRY_WINDOW_MS * 1000000;
+}
+
+static uint64_t retry_backoff_ms(const struct order_job *j) {
+    unsigned n = j->send_attempts < 7 ? j->send_attempts : 7;
+    return (uint64_t)RETRY_BACKOFF_MS << n; /* 200 ms doubling up to ~25 s */
+}
+
 static void on_placed(void *ud, const struct exch_order_result *r) {
     struct order_job *j = ud;
     struct copier *c = j->c;
@@ -450,6 +504,16 @@ static void on_placed(void *ud, const struct exch_order_result *r) {
         return;
     case EXCH_REJECTED:
     case EXCH_NOT_FOUND:
+        /* No HTTP answer and no exchange code: the request never left (circuit open, budget wait
+         * exceeded, connect failed). Nothing exists under this id, so the same id may go again. */
+        if (r->outcome == EXCH_REJECTED && r->http_status == 0 && r->error_code == 0 && may_retry(j)) {
+            uint64_t ms = retry_backoff_ms(j);
+            log_warn(TAG, "%s %s: order %s: %s; trying again in %" PRIu64 " ms", f->name,
+                     j->symbol, j->client_id, r->error_msg, ms);
+            met_counter_inc(c->m_retries_not_sent);
+            job_retry(j, false, ms);
+            return;
+        }
         log_warn(TAG, "%s %s: order %s rejected: %d %s", f->name, j->symbol, j->client_id,
                  r->error_code, r->error_msg);
         met_counter_inc(f->m_rejected);
@@ -458,16 +522,17 @@ static void on_placed(void *ud, const struct exch_order_result *r) {
         job_done(j);
         return;
     case EXCH_THROTTLED:
-        if (!c->freeing && j->send_attempts < MAX_SEND_ATTEMPTS) {
-            uint64_t ms = r->retry_after_ms > 0 ? (uint64_t)r->retry_after_ms : THROTTLE_RETRY_MS;
+        if (may_retry(j)) {
+            uint64_t ms = r->retry_after_ms > 0 ? (uint64_t)r->retry_after_ms : retry_backoff_ms(j);
             log_warn(TAG, "%s %s: order %s throttled (%ld), resending in %" PRIu64 " ms", f->name,
                      j->symbol, j->client_id, r->http_status, ms);
             met_counter_inc(c->m_retries_throttled);
             job_retry(j, false, ms);
             return;
         }
-        log_error(TAG, "%s %s: order %s throttled %u times, giving up (not placed)", f->name, j->symbol,
-                  j->client_id, j->send_attempts);
+        log_error(TAG, "%s %s: order %s throttled %u times over %" PRId64 " ms, giving up (not placed)",
+                  f->name, j->symbol, j->client_id, j->send_attempts,
+                  (copier_now_ns() - j->received_ns) / 1000000);
         met_counter_inc(f->m_rejected);
         record(c, j, JOURNAL_REJECTED, r);
         job_done(j);
@@ -508,8 +573,8 @@ static void job_send(struct order_job *j) {
     if (e < 0) {
         /* Refused locally: nothing left the process, so the same id may go again later. */
         log_error(TAG, "%s %s: cannot send order %s: %s", f->name, j->symbol, j->client_id, strerror(-e));
-        if (j->send_attempts < MAX_SEND_ATTEMPTS) {
-            job_retry(j, false, THROTTLE_RETRY_MS);
+        if (may_retry(j)) {
+            job_retry(j, false, retry_backoff_ms(j));
         } else {
             struct exch_order_result r = {.outcome = EXCH_REJECTED};
             snprintf(r.error_msg, sizeof(r.error_msg), "not sent: %s", strerror(-e));
@@ -521,7 +586,7 @@ static void job_send(struct order_job *j) {
     }
     j->in_flight = true;
     c->jobs_in_flight++;
-    if (j->send_attempts == 1) {
+    if (j->send_attempts == 1 && !j->reconcile) {
         c->orders_sent++;
         met_hist_observe(c->m_send_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
     }
@@ -531,17 +596,38 @@ static void lane_kick(struct copier *c, struct lane *l) {
     (void)c;
     if (l->busy || !l->head) return;
     l->busy = true;
-    job_send(l->head);
+    if (l->head->reconcile && l->head->send_attempts == 0) job_query(l->head);
+    else job_send(l->head);
+}
+
+void copier_lane_kick(struct copier *c, struct lane *l) { lane_kick(c, l); }
+
+/* A job at the tail of its (follower, symbol) lane; NULL when out of memory. */
+struct order_job *copier_job_new(struct copier *c, size_t follower, const char *symbol) {
+    struct acct *f = &c->accts[follower];
+    struct order_job *j = calloc(1, sizeof(*j));
+    if (!j) return NULL;
+    j->c = c;
+    j->follower = follower;
+    snprintf(j->symbol, sizeof(j->symbol), "%s", symbol);
+    j->lane = lane_get(c, f->name, j->symbol);
+    if (!j->lane || uv_timer_init(c->loop, &j->timer) < 0) {
+        free(j);
+        return NULL;
+    }
+    j->timer.data = j;
+    j->lnext = c->jobs;
+    if (c->jobs) c->jobs->lprev = j;
+    c->jobs = j;
+    if (j->lane->tail) j->lane->tail->next = j; else j->lane->head = j;
+    j->lane->tail = j;
+    return j;
 }
 
 static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct copy_intent *in,
                        size_t follower) {
-    struct acct *f = &c->accts[follower];
-    struct order_job *j = calloc(1, sizeof(*j));
+    struct order_job *j = copier_job_new(c, follower, fj->fill.symbol);
     if (!j) return -ENOMEM;
-    j->c = c;
-    j->follower = follower;
-    snprintf(j->symbol, sizeof(j->symbol), "%s", fj->fill.symbol);
     memcpy(j->client_id, in->client_id, sizeof(j->client_id));
     j->side = in->side;
     j->pos_side = in->pos_side;
@@ -551,17 +637,6 @@ static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct
     j->reduce_only = in->reduce_only;
     j->pending = position_book_delta(in->side, in->pos_side, in->qty);
     j->received_ns = fj->fill.received_ns;
-    j->lane = lane_get(c, f->name, j->symbol);
-    if (!j->lane || uv_timer_init(c->loop, &j->timer) < 0) {
-        free(j);
-        return -ENOMEM;
-    }
-    j->timer.data = j;
-    j->lnext = c->jobs;
-    if (c->jobs) c->jobs->lprev = j;
-    c->jobs = j;
-    if (j->lane->tail) j->lane->tail->next = j; else j->lane->head = j;
-    j->lane->tail = j;
     return 0;
 }
 
@@ -686,10 +761,12 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
     const struct mkt_fill *f = &fj->fill;
     struct journal_intent *ji = calloc(fj->n + 1, sizeof(*ji));
     char (*qtxt)[DEC_STR_MAX] = calloc(fj->n + 1, sizeof(*qtxt));
+    char (*ptxt)[DEC_STR_MAX] = calloc(fj->n + 1, sizeof(*ptxt));
     char fq[DEC_STR_MAX], fp[DEC_STR_MAX];
+    static const char *const pside[] = {[MKT_PS_BOTH] = "BOTH", [MKT_PS_LONG] = "LONG", [MKT_PS_SHORT] = "SHORT"};
     int e = -ENOMEM;
 
-    if (!ji || !qtxt) goto out;
+    if (!ji || !qtxt || !ptxt) goto out;
     for (size_t n = 0; n < fj->n; n++) {
         const struct copy_intent *it = &fj->items[n].in;
         const struct rule *r = &c->rules[fj->items[n].rule];
@@ -705,6 +782,9 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
             .skip_reason = it->skip != COPY_SKIP_NONE ? copy_skip_name(it->skip)
                            : it->dry_run            ? "dry_run"
                                                     : NULL,
+            .position_side = (unsigned)it->pos_side <= MKT_PS_SHORT ? pside[it->pos_side] : NULL,
+            .limit_price = it->order_type == COPY_ORDER_LIMIT_IOC && dec_sign(it->price) > 0
+                               ? fmt_dec(it->price, ptxt[n]) : NULL,
         };
     }
     struct journal_fill jf = {
@@ -727,6 +807,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
 out:
     free(ji);
     free(qtxt);
+    free(ptxt);
     return e;
 }
 
@@ -1357,6 +1438,8 @@ static void open_stream(struct acct *a) {
     if (!a->stream) log_error(TAG, "%s: cannot open the leader stream: %s", a->name, strerror(errno));
 }
 
+void copier_startup_next(struct copier *c) { startup_next(c); }
+
 static void startup_next(struct copier *c) {
     if (c->freeing || c->draining) return;
     c->startup_pending = 0;
@@ -1388,6 +1471,11 @@ static void startup_next(struct copier *c) {
             c->started_refresh = true;
             preflight(c);
             uv_timer_start(&c->refresh_timer, refresh_tick, c->refresh_ms, c->refresh_ms);
+        }
+        if (!c->reconciled) {
+            /* Orders an earlier run left open are resolved before any new fill is decided. */
+            if (!c->reconcile_started) copier_reconcile_start(c);
+            if (!c->reconciled) break;
         }
         if (!c->journal_up) {
             /* A fill needs the journal before anything can be sent: open the streams once it is up. */
@@ -1472,6 +1560,7 @@ struct copier *copier_new(const struct copier_deps *d) {
             if (!strcmp(c->accts[k].name, d->hwm[i].account)) copier_note_held(&c->accts[k], d->hwm[i].symbol);
     }
     c->backfill_max_age_ms = d->backfill_max_age_ms ? (int64_t)d->backfill_max_age_ms : 3600000;
+    if (copier_reconcile_copy(c, d->pending, d->n_pending) < 0) goto fail;
     if (metrics_init(c) < 0) goto fail;
     return c;
 fail:
@@ -1626,6 +1715,7 @@ struct copier *copier_free(struct copier *c) {
         HASH_DEL(c->hwm, h);
         free(h);
     }
+    copier_reconcile_free(c);
     position_book_free(c->pos);
     fill_dedupe_free(c->dedupe);
     if (!c->timers_inited) {

@@ -18,6 +18,7 @@
 
 #include "copy_rule.h"
 #include "decimal.h"
+#include "market.h"
 
 struct journal;
 struct met_registry;
@@ -55,6 +56,24 @@ struct copier_hwm {
     int64_t trade_seq;
 };
 
+/* A follower order the journal holds without a final state (a crash, a kill, an outcome never
+ * learned): resolved at start-up by its client id before the leader streams open. Strings are
+ * copied. pos_side_known false (rows from before the journal kept it) = BOTH for one-way
+ * followers; a hedge-mode follower's such order is never resent. */
+struct copier_pending {
+    const char *client_id;
+    const char *follower;
+    const char *symbol;
+    enum mkt_side side;
+    dec_t qty;
+    bool reduce_only;
+    bool limit_ioc;          /* else market */
+    dec_t price;             /* limit_ioc */
+    enum mkt_pos_side pos_side;
+    bool pos_side_known;
+    int64_t intent_ms;       /* when it was journaled (wall clock): freshness */
+};
+
 struct copier_deps {
     uv_loop_t *loop;
     struct journal *journal;
@@ -71,6 +90,8 @@ struct copier_deps {
     unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
     unsigned backfill_max_age_ms; /* a backfill never reaches further back than this; 0 = 1 h */
+    const struct copier_pending *pending; /* copied */
+    size_t n_pending;
 };
 
 struct copier;

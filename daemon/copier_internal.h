@@ -18,8 +18,11 @@
 
 #define STARTUP_BACKOFF_MIN_MS 500
 #define STARTUP_BACKOFF_MAX_MS 30000
-#define THROTTLE_RETRY_MS 1000  /* when a 429 names no Retry-After */
-#define MAX_SEND_ATTEMPTS 5     /* throttled or confirmed-absent resends of one client id */
+#define MAX_SEND_ATTEMPTS 40    /* sends of one client id (throttled, not sent, confirmed absent) */
+#define RETRY_WINDOW_MS 60000   /* resends only while the leader fill is younger than this */
+#define RETRY_BACKOFF_MS 100
+#define MAX_FINAL_CHECKS 12     /* queries of an accepted market/IOC order until it is final */
+#define FINAL_CHECK_MS 25       /* doubling up to 1.6 s: ~7 s in all */
 #define MAX_QUERY_ATTEMPTS 8    /* queries of an unknown outcome before leaving it to reconcile */
 #define QUERY_BACKOFF_MS 200
 #define COALESCE_SLOTS 64       /* leader orders coalesced at once per rule */
@@ -142,6 +145,12 @@ struct order_job {
     int64_t received_ns;        /* leader frame arrival */
     unsigned send_attempts, query_attempts;
     bool in_flight;             /* a request is out */
+    /* A start-up reconciliation of an order an earlier run journaled: queried first; found, its
+     * fills are already in the start-up positions; absent and fresh, sent (then counted). */
+    bool reconcile;
+    bool no_resend;             /* found or not, never sent again (its position side is unknown) */
+    unsigned final_checks;      /* queries of an accepted order that was not final yet */
+    dec_t exec_seen;            /* executed quantity already counted in the position book */
     bool retry_query;           /* the timer fires a query (else a send) */
     uv_timer_t timer;
 };
@@ -199,6 +208,9 @@ struct copier {
     bool started_refresh;
     uv_timer_t refresh_timer;
     bool started, ready, draining, freeing;
+    struct copier_pending *pend;   /* start-up reconciliation (copier_reconcile.c) */
+    size_t n_pend, reconcile_left;
+    bool reconcile_started, reconciled;
     bool timers_inited;        /* drain_timer and every account's retry timer */
     unsigned closing_handles;
     size_t startup_pending;
@@ -208,7 +220,8 @@ struct copier {
     void *drain_ud;
     /* metrics */
     struct met_family *f_orders, *f_skips, *f_fills, *f_dups, *f_stream_up;
-    struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_queries,
+    struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_retries_not_sent, *m_queries,
+        *m_final_checks,
         *m_bad_frames, *m_stream_changes;
     struct met_hist *m_send_lat, *m_ack_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
@@ -233,6 +246,15 @@ void copier_check_ready(struct copier *c);
 void copier_backfill_start(struct acct *a, int64_t since_ms, bool startup);
 void copier_backfill_hold(struct acct *a, const struct mkt_fill *f); /* a stream fill meanwhile */
 void copier_backfill_free(struct acct *a);
+/* copier_reconcile.c */
+int copier_reconcile_copy(struct copier *c, const struct copier_pending *v, size_t n);
+void copier_reconcile_start(struct copier *c); /* sets c->reconciled when there is nothing to do */
+void copier_reconcile_job_done(struct copier *c);
+void copier_reconcile_free(struct copier *c);
+/* copier.c, for copier_reconcile.c */
+struct order_job *copier_job_new(struct copier *c, size_t follower, const char *symbol);
+void copier_lane_kick(struct copier *c, struct lane *l);
+void copier_startup_next(struct copier *c);
 int64_t copier_now_ns(void);
 int64_t copier_exchange_now_ms(const struct acct *a);
 void copier_note_held(struct acct *a, const char *symbol);

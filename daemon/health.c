@@ -54,10 +54,12 @@ int health_ready(const struct health_facts *f, char **body, size_t *len) {
     if (!root || !problems) goto out;
 
     if (f->draining && add_problem(problems, "shutdown", NULL, "draining: not taking new fills") < 0) goto out;
-    if (!f->journal_connected) {
+    if (!f->journal_writable) {
         char detail[384];
         const char *e = f->journal_error && f->journal_error[0] ? f->journal_error : NULL;
-        snprintf(detail, sizeof(detail), "not connected%s%s", e ? ": " : "", e ? e : "");
+        snprintf(detail, sizeof(detail), "%s%s%s",
+                 f->journal_spooling ? "not connected and the spool refuses writes" : "not connected",
+                 e ? ": " : "", e ? e : "");
         if (add_problem(problems, "journal", NULL, detail) < 0) goto out;
     }
     for (size_t i = 0; i < f->n_streams; i++) {
@@ -74,7 +76,9 @@ int health_ready(const struct health_facts *f, char **body, size_t *len) {
 
     status = json_array_size(problems) ? 503 : 200;
     if (json_object_set_new(root, "status", json_string(status == 200 ? "ready" : "not_ready")) < 0 ||
-        json_object_set_new(root, "journal", json_string(f->journal_connected ? "up" : "down")) < 0 ||
+        json_object_set_new(root, "journal", json_string(!f->journal_writable ? "down"
+                                                         : f->journal_spooling || !f->journal_connected
+                                                             ? "spool" : "up")) < 0 ||
         json_object_set_new(root, "streams_up", json_integer((json_int_t)up)) < 0 ||
         json_object_set_new(root, "streams", json_integer((json_int_t)f->n_streams)) < 0)
         goto out;

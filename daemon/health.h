@@ -1,7 +1,8 @@
 /* health: the readiness verdict behind /health/ready, pure (no I/O, no clock): the caller gathers
  * the facts (journal, start-up, leader streams) and this module decides and renders the JSON body.
  *
- * Ready means: the journal session is up (a fill can be journaled, so it can be copied), start-up
+ * Ready means: the journal can take a fill (its PostgreSQL session is up, or PostgreSQL is away
+ * and the local spool takes the writes: then "journal" reads "spool"), start-up
  * is done (time, instruments, positions, every leader stream up once) and every leader stream is
  * up now. A stream's freshness is enforced below us: the websocket client hangs up a link with no
  * PONG within its silence bound, so "up" implies a frame or pong within that bound.
@@ -26,6 +27,8 @@ struct health_stream {
 
 struct health_facts {
     bool journal_connected;
+    bool journal_spooling;     /* PostgreSQL away (or slow), the spool takes the writes */
+    bool journal_writable;     /* connected, or spooling to a working spool */
     const char *journal_error; /* the journal's last error; NULL or "" = none */
     bool started;              /* copier_ready: start-up done, every leader stream up once */
     bool draining;             /* shutting down: never ready */

@@ -27,8 +27,8 @@
 #define JNL_MIGRATE_LOCK 0x6374726164657231LL /* pg_advisory_lock key ("ctrader1") */
 #define JNL_FILL_PARAMS 9     /* statement 1 */
 #define JNL_EOID_MAX 47       /* exchange trade and order ids (MKT_TRADE_ID_MAX - 1) */
-#define JNL_INTENT_PARAMS 12  /* statement 2 */
-#define JNL_ARRAYS 9          /* intent arrays, in statement 2 */
+#define JNL_INTENT_PARAMS 14  /* statement 2 */
+#define JNL_ARRAYS 11         /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
 _Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
 #define JNL_KEY_MAX (2 * (JNL_NAME_MAX + 1) + JNL_EOID_MAX + 1) /* account 0x1f symbol 0x1f trade id */
@@ -36,7 +36,7 @@ _Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
 /* Spool record types (the spool only frames them; the payload format is below, "spool records").
  * Never renumber: a spool written by one version is replayed by the next. */
 enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3 };
-#define JNL_REC_VERSION 1        /* first byte of every payload */
+#define JNL_REC_VERSION 2        /* first byte of every payload (1: before position_side, limit_price) */
 #define JNL_SPOOL_ID_FILE "journal-id" /* in the spool directory; the spool ignores other files */
 #define JNL_REPLAY_MAX_STMTS 1000 /* statements per replayed batch (one transaction) */
 
@@ -68,14 +68,15 @@ static const char SQL_INTENTS[] =
     " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text),"
     " i AS ("
     " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id,"
-    "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at)"
+    "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at,"
+    "   position_side, limit_price)"
     " SELECT u.cid, lf.id, lf.event_time, u.rule_id, u.follower, u.symbol, u.side, u.qty,"
     "   u.reduce_only, u.order_type,"
     "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip,"
-    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END"
+    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END, u.pside, u.lprice"
     " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[],"
-    "                 $10::boolean[], $11::text[], $12::text[])"
-    "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip)"
+    "                 $10::boolean[], $11::text[], $12::text[], $13::text[], $14::numeric[])"
+    "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip, pside, lprice)"
     " ON CONFLICT (client_order_id) DO NOTHING"
     " RETURNING client_order_id)"
     " SELECT (SELECT count(*) FROM lf),"
@@ -818,7 +819,8 @@ static void kset_clear(struct kset *k)
  * every length, since a record is outside input to the code that reads it back.
  *   REC_FILL     account symbol trade_id order_id  i64 trade_seq  side qty price
  *                i64 event_time_ms  u32 n  n x (cid rule_id follower symbol side qty
- *                u8 reduce_only order_type skip_reason)
+ *                u8 reduce_only order_type skip_reason position_side limit_price)
+ *                (version 1 records end each intent at skip_reason)
  *   REC_RESULTS  u32 n  n x (cid u8 status eoid eqty avgp i32 error_code error_msg i64 at_us)
  *   REC_RULE     rule_id status i8 paused */
 
@@ -907,6 +909,8 @@ static void rec_fill(struct sbuf *b, const struct journal_fill *f, const struct 
         w_u8(b, in[i].reduce_only);
         w_str(b, in[i].order_type);
         w_str(b, in[i].skip_reason);
+        w_str(b, in[i].position_side);
+        w_str(b, in[i].limit_price);
     }
 }
 
@@ -915,7 +919,7 @@ static void rec_fill(struct sbuf *b, const struct journal_fill *f, const struct 
 struct pintent {
     char cid[JNL_CID_MAX + 1], rule[JNL_NAME_MAX + 1], follower[JNL_NAME_MAX + 1];
     char symbol[JNL_NAME_MAX + 1], side[8], qty[JNL_DEC_MAX + 1], otype[JNL_NAME_MAX + 1];
-    char skip[JNL_NAME_MAX + 1];
+    char skip[JNL_NAME_MAX + 1], pside[8], lprice[JNL_DEC_MAX + 1];
 };
 struct pfill {
     char account[JNL_NAME_MAX + 1], symbol[JNL_NAME_MAX + 1], tid[JNL_EOID_MAX + 1];
@@ -939,7 +943,8 @@ static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool ke
 {
     struct rd r = {payload, len, 0, false};
     memset(p, 0, sizeof *p);
-    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    unsigned version = (unsigned)r_u64(&r, 1);
+    if (version != 1 && version != JNL_REC_VERSION) return -EBADMSG;
     p->f.account = r_str(&r, p->account, sizeof p->account);
     p->f.symbol = r_str(&r, p->symbol, sizeof p->symbol);
     p->f.trade_id = r_str(&r, p->tid, sizeof p->tid);
@@ -972,6 +977,10 @@ static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool ke
         y->reduce_only = r_u64(&r, 1) != 0;
         y->order_type = r_str(&r, x->otype, sizeof x->otype);
         y->skip_reason = r_str(&r, x->skip, sizeof x->skip);
+        if (version >= 2) {
+            y->position_side = r_str(&r, x->pside, sizeof x->pside);
+            y->limit_price = r_str(&r, x->lprice, sizeof x->lprice);
+        }
     }
     if (r.bad || r.off != r.n) {
         pfill_free(p);
@@ -1771,7 +1780,10 @@ static bool fill_valid(const struct journal_fill *f, const struct journal_intent
             !valid_text(x->follower, JNL_NAME_MAX, false) ||
             !valid_text(x->symbol, JNL_NAME_MAX, false) || !valid_side(x->side) ||
             !valid_decimal(x->qty) || !valid_text(x->order_type, JNL_NAME_MAX, false) ||
-            (x->skip_reason && !valid_text(x->skip_reason, JNL_NAME_MAX, true)))
+            (x->skip_reason && !valid_text(x->skip_reason, JNL_NAME_MAX, true)) ||
+            (x->position_side && strcmp(x->position_side, "BOTH") && strcmp(x->position_side, "LONG") &&
+             strcmp(x->position_side, "SHORT")) ||
+            (x->limit_price && (!valid_decimal(x->limit_price) || !decimal_positive(x->limit_price))))
             return false;
         /* Distinct ids, or the statement would report a duplicate as "new" twice. n is the number
          * of copy rules on one leader: small, and quadratic is fine up to a few hundred. */
@@ -1803,6 +1815,9 @@ static int fill_send(struct journal *j, const struct journal_fill *f,
         arr_raw(&b[6], x->reduce_only ? "t" : "f");
         arr_str(&b[7], x->order_type);
         arr_str(&b[8], x->skip_reason);
+        arr_str(&b[9], x->position_side);
+        if (x->limit_price) arr_raw(&b[10], x->limit_price);
+        else arr_raw(&b[10], "NULL");
     }
     const char *p1[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty, f->price,
                                        ts, f->trade_seq > 0 ? seq : NULL};
@@ -2047,7 +2062,7 @@ static int results_parse(const void *payload, size_t len, struct jres **out, siz
     struct rd r = {payload, len, 0, false};
     *out = NULL;
     *nout = 0;
-    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    { unsigned v = (unsigned)r_u64(&r, 1); if (v != 1 && v != JNL_REC_VERSION) return -EBADMSG; }
     uint64_t n = r_u64(&r, 4);
     if (r.bad || n > (r.n - r.off) / 20) return -EBADMSG;
     struct jres *v = calloc(n + 1, sizeof *v);
@@ -2098,7 +2113,7 @@ static int rule_parse(const void *payload, size_t len, struct jrule *out)
 {
     struct rd r = {payload, len, 0, false};
     memset(out, 0, sizeof *out);
-    if (r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    { unsigned v = (unsigned)r_u64(&r, 1); if (v != 1 && v != JNL_REC_VERSION) return -EBADMSG; }
     bool ok = r_str(&r, out->id, sizeof out->id) && r_str(&r, out->status, sizeof out->status);
     unsigned p = (unsigned)r_u64(&r, 1);
     if (!ok || r.bad || r.off != r.n || p > 2 || !valid_text(out->id, sizeof out->id - 1, false) ||

@@ -194,6 +194,10 @@ struct journal_intent {
     bool reduce_only;
     const char *order_type;      /* e.g. "MARKET", "LIMIT_IOC" */
     const char *skip_reason;     /* NULL = sendable (status 'intent'); else status 'skipped' */
+    /* What a resend after a restart needs (sql/006): "BOTH", "LONG", "SHORT" or NULL, and the
+     * limit price of a limit order (exact decimal text > 0) or NULL. */
+    const char *position_side;
+    const char *limit_price;
 };
 
 struct journal_fill_result {

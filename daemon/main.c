@@ -71,6 +71,8 @@ struct daemon {
     } *rule_states;
     size_t n_rule_states;
     int64_t *backfill_since; /* per configured account: its last journaled fill time (ms), 0 = none */
+    struct copier_pending *pending; /* follower orders without a final state, for reconciliation */
+    size_t n_pending;
     int stopping; /* 0 running, 1 draining, 2 tearing down */
     int exit_code;
     bool notified_ready;
@@ -268,6 +270,48 @@ static int load_journaled_state(struct daemon *d) {
         long k = cfg_account_find(d->cfg, PQgetvalue(res, i, 0));
         if (k >= 0) d->backfill_since[k] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
     }
+    PQclear(res);
+    /* Orders an earlier run left without a final state: reconciled before the streams open. */
+    res = PQexec(pg, "SELECT client_order_id, follower, symbol, side, qty::text, reduce_only, order_type,"
+                     " coalesce(limit_price::text, '0'), position_side,"
+                     " (extract(epoch FROM intent_at) * 1000)::bigint"
+                     " FROM follower_orders"
+                     " WHERE status IN ('intent', 'sent', 'unknown', 'acked', 'partially_filled') ORDER BY id");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error(TAG, "journal: cannot read the open follower orders: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    d->n_pending = (size_t)PQntuples(res);
+    d->pending = calloc(d->n_pending + 1, sizeof(*d->pending));
+    if (!d->pending) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < d->n_pending; i++) {
+        struct copier_pending *p = &d->pending[i];
+        const char *ps = PQgetvalue(res, (int)i, 8);
+        p->client_id = strdup(PQgetvalue(res, (int)i, 0));
+        p->follower = strdup(PQgetvalue(res, (int)i, 1));
+        p->symbol = strdup(PQgetvalue(res, (int)i, 2));
+        if (!p->client_id || !p->follower || !p->symbol) {
+            r = -ENOMEM;
+            goto out;
+        }
+        p->side = strcmp(PQgetvalue(res, (int)i, 3), "SELL") == 0 ? MKT_SELL : MKT_BUY;
+        if (dec_parse_cstr(PQgetvalue(res, (int)i, 4), &p->qty) < 0 ||
+            dec_parse_cstr(PQgetvalue(res, (int)i, 7), &p->price) < 0) {
+            log_error(TAG, "journal: order %s: unreadable quantity or price", p->client_id);
+            goto out;
+        }
+        p->reduce_only = PQgetvalue(res, (int)i, 5)[0] == 't';
+        p->limit_ioc = strcmp(PQgetvalue(res, (int)i, 6), "LIMIT_IOC") == 0;
+        p->pos_side_known = !PQgetisnull(res, (int)i, 8);
+        p->pos_side = !strcmp(ps, "LONG") ? MKT_PS_LONG : !strcmp(ps, "SHORT") ? MKT_PS_SHORT : MKT_PS_BOTH;
+        p->intent_ms = strtoll(PQgetvalue(res, (int)i, 9), NULL, 10);
+    }
+    if (d->n_pending)
+        log_warn(TAG, "journal: %zu follower orders have no final state: reconciling them by client id",
+                 d->n_pending);
     r = 0;
 out:
     PQclear(res);
@@ -289,6 +333,14 @@ static void free_journaled_state(struct daemon *d) {
     d->n_rule_states = 0;
     free(d->backfill_since);
     d->backfill_since = NULL;
+    for (size_t i = 0; i < d->n_pending; i++) {
+        free((char *)d->pending[i].client_id);
+        free((char *)d->pending[i].follower);
+        free((char *)d->pending[i].symbol);
+    }
+    free(d->pending);
+    d->pending = NULL;
+    d->n_pending = 0;
 }
 
 static const struct rule_state *journaled_state(const struct daemon *d, const char *id) {
@@ -443,6 +495,12 @@ static int serve_ready(void *ud, const struct http_request *req, struct http_res
     clock_gettime(CLOCK_REALTIME, &ts);
     f.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     f.journal_connected = d->journal && journal_connected(d->journal);
+    f.journal_writable = d->journal && journal_writable(d->journal);
+    if (d->journal) {
+        struct journal_stats js;
+        journal_get_stats(d->journal, &js);
+        f.journal_spooling = js.spooling;
+    }
     f.journal_error = d->journal ? journal_last_error(d->journal) : "not started";
     f.started = d->copier && copier_ready(d->copier);
     f.draining = d->stopping != 0;
@@ -494,6 +552,21 @@ static double g_journal_errors(void *ud) {
     journal_get_stats(((struct daemon *)ud)->journal, &s);
     return (double)s.statement_errors;
 }
+static struct journal_stats jstats(void *ud) {
+    struct journal_stats s;
+    journal_get_stats(((struct daemon *)ud)->journal, &s);
+    return s;
+}
+#define JSTAT(field) (jstats(ud).field)
+static double g_spool_records(void *ud) { return (double)JSTAT(spool_records); }
+static double g_spool_bytes(void *ud) { return (double)JSTAT(spool_bytes); }
+static double g_spooling(void *ud) { return JSTAT(spooling) ? 1 : 0; }
+static double g_spool_writable(void *ud) { return JSTAT(spool_writable) ? 1 : 0; }
+static double g_journal_lag(void *ud) { return (double)JSTAT(lag_us) / 1e6; }
+static uint64_t c_spool_fills(void *ud) { return JSTAT(spool_fills); }
+static uint64_t c_spool_replayed(void *ud) { return JSTAT(spool_replayed); }
+static uint64_t c_spool_dropped(void *ud) { return JSTAT(spool_replay_dropped); }
+static uint64_t c_spool_errors(void *ud) { return JSTAT(spool_errors); }
 static double g_redis_up(void *ud) { return rds_connected(((struct daemon *)ud)->redis) ? 1 : 0; }
 static double g_redis_dropped(void *ud) {
     struct rds_stats s;
@@ -606,7 +679,16 @@ static int register_module_metrics(struct daemon *d) {
         register_gauge(r, "ct_journal_write_last_seconds", "Duration of the last journal write, send to commit.", g_journal_write_last, d) ||
         register_gauge(r, "ct_redis_up", "1 while Redis is connected and answering.", g_redis_up, d) ||
         register_counter(r, "ct_redis_dropped_writes_total", "Redis writes dropped while it was away.", c_redis_dropped, d) ||
-        register_gauge(r, "ct_streams_up", "Leader streams connected.", g_streams_up, d))
+        register_gauge(r, "ct_streams_up", "Leader streams connected.", g_streams_up, d) ||
+        register_gauge(r, "ct_journal_spool_records", "Journal records in the local spool not yet applied to PostgreSQL (spool depth).", g_spool_records, d) ||
+        register_gauge(r, "ct_journal_spool_bytes", "Bytes of those records on disk.", g_spool_bytes, d) ||
+        register_gauge(r, "ct_journal_spooling", "1 while journal writes go to the local spool (PostgreSQL away or slow, or its replay not caught up).", g_spooling, d) ||
+        register_gauge(r, "ct_journal_spool_writable", "1 while the spool takes appends (0: disk full or I/O error; with PostgreSQL away no fill can be copied).", g_spool_writable, d) ||
+        register_gauge(r, "ct_journal_lag_seconds", "Age of the oldest journal write not yet in PostgreSQL (spooled or in flight).", g_journal_lag, d) ||
+        register_counter(r, "ct_journal_spooled_fills_total", "Leader fills written to the spool instead of PostgreSQL.", c_spool_fills, d) ||
+        register_counter(r, "ct_journal_spool_replayed_total", "Spool records applied to PostgreSQL by the replay.", c_spool_replayed, d) ||
+        register_counter(r, "ct_journal_spool_replay_dropped_total", "Spool records PostgreSQL refused at replay (logged; investigate).", c_spool_dropped, d) ||
+        register_counter(r, "ct_journal_spool_errors_total", "Failed spool appends, syncs, acks and replay reads.", c_spool_errors, d))
         return -ENOMEM;
     return 0;
 }
@@ -616,8 +698,18 @@ static int register_module_metrics(struct daemon *d) {
 static void journal_state(void *ud, bool connected, const char *msg) {
     struct daemon *d = ud;
     if (connected) log_info(TAG, "journal: connected");
-    else log_warn(TAG, "journal: not connected: %s", msg ? msg : "");
-    if (d->copier) copier_journal_state(d->copier, connected);
+    else log_warn(TAG, "journal: not connected: %s%s", msg ? msg : "",
+                  d->journal && journal_writable(d->journal) ? " (writes go to the spool)" : "");
+    /* With a working spool the journal takes fills while PostgreSQL is away: copying goes on. */
+    if (d->copier) copier_journal_state(d->copier, connected || (d->journal && journal_writable(d->journal)));
+}
+
+static void journal_spool(void *ud, bool spooling, const char *msg) {
+    struct daemon *d = ud;
+    if (spooling) log_warn(TAG, "journal: %s", msg ? msg : "writing to the spool");
+    else log_info(TAG, "journal: %s", msg ? msg : "spool drained");
+    if (d->copier && d->journal)
+        copier_journal_state(d->copier, journal_connected(d->journal) || journal_writable(d->journal));
 }
 
 static void journal_write(void *ud, bool fill, uint64_t us) {
@@ -778,6 +870,7 @@ static int reload_check_accounts(const struct cfg *run, const struct cfg *next, 
         if (o->exchange != a->exchange || strcmp(o->rest_url, a->rest_url) || strcmp(o->ws_url, a->ws_url) ||
             strcmp(o->api_key, a->api_key) || strcmp(o->api_secret, a->api_secret) ||
             o->recv_window_ms != a->recv_window_ms || o->timeout_ms != a->timeout_ms ||
+            o->stream_ping_ms != a->stream_ping_ms || o->stream_silence_ms != a->stream_silence_ms ||
             o->position_mode != a->position_mode) {
             snprintf(why, n, "%s:%u: account %s changed (exchange, URLs, keys, position mode or "
                      "timeouts): that needs a restart", a->file, a->line, a->name);
@@ -988,6 +1081,29 @@ static void on_sighup(uv_signal_t *h, int signum) {
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+static void replay_wait_tick(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* Runs the loop until the journal has applied its spool to PostgreSQL, or timeout_ms. */
+static int wait_for_replay(struct daemon *d, unsigned timeout_ms) {
+    uv_timer_t t;
+    uint64_t end = uv_now(&d->loop) + timeout_ms;
+    struct journal_stats s;
+    int r = -ETIMEDOUT;
+    uv_timer_init(&d->loop, &t);
+    uv_timer_start(&t, replay_wait_tick, 50, 50);
+    while (uv_now(&d->loop) < end && !d->stopping) {
+        journal_get_stats(d->journal, &s);
+        if (!s.spooling && s.spool_records == 0) {
+            r = 0;
+            break;
+        }
+        uv_run(&d->loop, UV_RUN_DEFAULT); /* until the tick stops it */
+    }
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&d->loop, UV_RUN_NOWAIT);
+    return r;
+}
+
 static int run(struct daemon *d) {
     struct lws_context_creation_info info;
     void *foreign[1];
@@ -998,6 +1114,8 @@ static int run(struct daemon *d) {
     struct copier_account *ca = NULL;
     struct copier_rule *cr = NULL;
     const struct cfg_daemon *dc = &d->cfg->daemon;
+    struct journal_open_report jrep;
+    char spool_dir[512] = "", err[512];
     int r = -1;
 
     if (uv_loop_init(&d->loop) < 0) return -1;
@@ -1056,12 +1174,42 @@ static int run(struct daemon *d) {
     jopts.flush_interval_ms = (unsigned)dc->flush_interval_ms;
     jopts.on_state = journal_state;
     jopts.on_write = journal_write;
+    jopts.on_spool = journal_spool;
     jopts.ud = d;
-    d->journal = journal_new(&d->loop, dc->database, &jopts);
-    if (!d->journal) {
-        log_error(TAG, "journal: cannot start: %s", strerror(errno));
+    if (dc->spool_dir) {
+        snprintf(spool_dir, sizeof(spool_dir), "%s", dc->spool_dir);
+    } else if (getenv("STATE_DIRECTORY") && getenv("STATE_DIRECTORY")[0]) {
+        /* systemd's StateDirectory= (several are ':'-separated: the first one). */
+        snprintf(spool_dir, sizeof(spool_dir), "%s", getenv("STATE_DIRECTORY"));
+        spool_dir[strcspn(spool_dir, ":")] = '\0';
+        strncat(spool_dir, "/spool", sizeof(spool_dir) - strlen(spool_dir) - 1);
+    }
+    jopts.spool_dir = spool_dir[0] ? spool_dir : NULL;
+    jopts.spool_after_ms = (unsigned)dc->spool_after_ms;
+    if (journal_open(&d->loop, dc->database, &jopts, &d->journal, &jrep, err, sizeof(err)) < 0) {
+        log_error(TAG, "journal: cannot start: %s", err);
         goto out;
     }
+    if (!jopts.spool_dir)
+        log_warn(TAG, "journal: no spool_dir: while PostgreSQL is away, leader fills wait in memory and "
+                 "nothing is copied");
+    else
+        log_info(TAG, "journal: spool in %s (%" PRIu64 " records not yet in PostgreSQL)", jopts.spool_dir,
+                 jrep.pending_records);
+    if (jrep.spool.torn_bytes)
+        log_warn(TAG, "journal: spool %s had a torn last record (a crash mid-write): %" PRIu64 " bytes "
+                 "cut at offset %" PRIu64 "; every complete record is kept", jrep.spool.torn_file,
+                 jrep.spool.torn_bytes, jrep.spool.torn_offset);
+    if (jrep.spool.salvaged_ranges || jrep.bad_records)
+        log_error(TAG, "journal: spool: %" PRIu64 " corrupt ranges skipped (%" PRIu64 " records lost), "
+                  "%" PRIu64 " unreadable records", jrep.spool.salvaged_ranges, jrep.spool.salvaged_seqs,
+                  jrep.bad_records);
+    /* What an earlier run left in the spool goes into PostgreSQL before the start-up state is read
+     * from it (trade marks, loss stops), so a restart sees everything it journaled. */
+    if (jrep.pending_records && wait_for_replay(d, 30000) < 0)
+        log_warn(TAG, "journal: the spool of an earlier run is not replayed yet (PostgreSQL away?): "
+                 "start-up state may miss what it holds; its fills are still never copied twice");
+    if (load_journaled_state(d) < 0) goto out;
 
     d->accounts = calloc(d->cfg->n_accounts + 1, sizeof(*d->accounts));
     ca = calloc(d->cfg->n_accounts + 1, sizeof(*ca));
@@ -1073,6 +1221,7 @@ static int run(struct daemon *d) {
             .name = a->name, .kind = a->exchange, .rest_url = a->rest_url, .ws_url = a->ws_url,
             .api_key = a->api_key, .api_secret = a->api_secret,
             .recv_window_ms = a->recv_window_ms, .timeout_ms = a->timeout_ms,
+            .stream_ping_ms = a->stream_ping_ms, .stream_silence_ms = a->stream_silence_ms,
         };
         d->accounts[i] = exch_account_new(&ec, d->rest);
         if (!d->accounts[i]) {
@@ -1102,6 +1251,7 @@ static int run(struct daemon *d) {
         .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
         .refresh_ms = (unsigned)dc->account_refresh_ms,
         .backfill_max_age_ms = (unsigned)dc->backfill_max_age_ms,
+        .pending = d->pending, .n_pending = d->n_pending,
     };
     d->copier = copier_new(&deps);
     if (!d->copier) {
@@ -1169,7 +1319,7 @@ int main(int argc, char **argv) {
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
     signal(SIGPIPE, SIG_IGN); /* hiredis 0.14 writes with write(), not send(MSG_NOSIGNAL) */
 
-    if (setup_journal(&d) < 0 || load_journaled_state(&d) < 0) {
+    if (setup_journal(&d) < 0) {
         free_journaled_state(&d);
         if (d.sync) jsync_free(d.sync);
         free(d.sync);

@@ -811,5 +811,13 @@ struct exch_stream *exch_stream_open(struct exch_account *a, struct lws_context 
     cfg.ws_url = exch_account_ws_url(a);
     cfg.key_ops = &acct_key_ops;
     cfg.key_ud = a;
+    if (exch_account_stream_ping_ms(a) > 0) {
+        int s = exch_account_stream_ping_ms(a) / 1000;
+        cfg.ping_secs = (uint16_t)(s < 1 ? 1 : s > 3600 ? 3600 : s);
+    }
+    if (exch_account_stream_silence_ms(a) > 0) {
+        int s = exch_account_stream_silence_ms(a) / 1000;
+        cfg.silence_secs = (uint16_t)(s < 2 ? 2 : s > 36000 ? 36000 : s);
+    }
     return bn_stream_open(&cfg, ctx, cbs);
 }

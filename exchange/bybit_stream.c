@@ -592,5 +592,13 @@ struct by_stream *bybit_stream_open_account(struct exch_account *a, struct lws_c
     cfg.auth_frame = acct_auth_frame;
     cfg.fetch_mode = acct_fetch_mode;
     cfg.auth_ud = a; /* the caller keeps the account alive while the stream is open */
+    if (exch_account_stream_ping_ms(a) > 0) {
+        cfg.ping_ms = (uint32_t)exch_account_stream_ping_ms(a);
+        cfg.ws_ping_secs = (uint16_t)(cfg.ping_ms / 1000 ? cfg.ping_ms / 1000 : 1);
+    }
+    if (exch_account_stream_silence_ms(a) > 0) {
+        cfg.silence_ms = (uint32_t)exch_account_stream_silence_ms(a);
+        cfg.ws_silence_secs = (uint16_t)(cfg.silence_ms / 1000 ? cfg.silence_ms / 1000 : 1);
+    }
     return bybit_stream_open(&cfg, ctx, cbs);
 }

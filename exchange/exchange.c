@@ -30,6 +30,7 @@ struct exch_account {
     char *ws_url;
     int recv_window_ms;
     int timeout_ms;
+    int stream_ping_ms, stream_silence_ms;
     int64_t time_offset_ms;
     struct exch_usage usage;
     struct exch_bybit_usage bybit_usage;
@@ -113,6 +114,10 @@ struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct
     a->pool = pool;
     a->recv_window_ms = cfg->recv_window_ms ? cfg->recv_window_ms : 5000;
     a->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
+    a->stream_ping_ms = cfg->stream_ping_ms > 0 ? cfg->stream_ping_ms : 0;
+    a->stream_silence_ms = cfg->stream_silence_ms > 0 ? cfg->stream_silence_ms : 0;
+    /* A silence bound alone: ping three times within it, so one lost pong is not a death. */
+    if (a->stream_silence_ms && !a->stream_ping_ms) a->stream_ping_ms = a->stream_silence_ms / 3;
     a->usage = (struct exch_usage){-1, -1, -1, 0};
     a->bybit_usage = (struct exch_bybit_usage){-1, -1, -1, 0};
     a->name = strdup(cfg->name);
@@ -207,6 +212,8 @@ const char *exch_account_api_key(const struct exch_account *a) {
 }
 int exch_account_recv_window_ms(const struct exch_account *a) { return a->recv_window_ms; }
 int exch_account_timeout_ms(const struct exch_account *a) { return a->timeout_ms; }
+int exch_account_stream_ping_ms(const struct exch_account *a) { return a->stream_ping_ms; }
+int exch_account_stream_silence_ms(const struct exch_account *a) { return a->stream_silence_ms; }
 
 int exch_account_sign_hex(const struct exch_account *a, const char *payload, size_t len,
                           char out[65]) {

@@ -29,6 +29,11 @@ struct exch_account_cfg {
     const char *api_secret;
     int recv_window_ms;   /* 0 = 5000 */
     int timeout_ms;       /* total REST timeout, 0 = 5000 */
+    /* Leader stream liveness: a ping every stream_ping_ms, and a link that brings nothing (no
+     * data, no pong) for stream_silence_ms is dead and reconnected (then backfilled). 0 = the
+     * exchange's defaults (20 s; 40 s Binance, 60 s Bybit). silence must exceed ping. */
+    int stream_ping_ms;
+    int stream_silence_ms;
 };
 
 struct exch_account;

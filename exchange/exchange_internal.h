@@ -21,6 +21,9 @@ const char *exch_account_rest_url(const struct exch_account *a); /* no trailing 
 const char *exch_account_api_key(const struct exch_account *a);  /* for headers only, never logged */
 int exch_account_recv_window_ms(const struct exch_account *a);
 int exch_account_timeout_ms(const struct exch_account *a);
+/* The configured stream ping and silence bound (0 = the stream's default). */
+int exch_account_stream_ping_ms(const struct exch_account *a);
+int exch_account_stream_silence_ms(const struct exch_account *a);
 void exch_account_set_time_offset_ms(struct exch_account *a, int64_t offset_ms);
 /* Merges the values >= 0 of u into the account's last seen usage. */
 void exch_account_note_usage(struct exch_account *a, const struct exch_usage *u);

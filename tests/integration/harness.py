@@ -155,6 +155,37 @@ class Sim:
     def stop(self):
         return self.p.stop()
 
+    # ---- fault injection and rate limits (exchange/sim/README.md, "Faults") ----
+
+    def fault(self, kind, **spec):
+        """POST /admin/fault {"kind": kind, ...spec}; returns the fault as the simulator lists it
+        ({"id","kind","account","endpoint","hits","remaining","active",...})."""
+        body = {"kind": kind}
+        body.update(spec)
+        return self._json("POST", "/admin/fault", body)
+
+    def faults(self):
+        """GET /admin/faults: every fault with its hit count."""
+        return self._json("GET", "/admin/faults")
+
+    def fault_hits(self, fault_id):
+        """Hits of one fault (0 if it is gone from the list)."""
+        for f in self.faults():
+            if f["id"] == fault_id:
+                return f["hits"]
+        return 0
+
+    def clear_faults(self, fault_id=None):
+        """DELETE /admin/fault (every fault, or the one with that id); returns how many were cleared."""
+        path = "/admin/fault" if fault_id is None else f"/admin/fault?id={fault_id}"
+        return self._json("DELETE", path)["cleared"]
+
+    def reset_limits(self):
+        return self._json("POST", "/admin/limits/reset")
+
+    def accounts_state(self):
+        return self._json("GET", "/admin/accounts")
+
 
 class Daemon:
     def __init__(self, build_dir, tmp, config_text, name="copytraderd", extra_args=()):
@@ -230,3 +261,191 @@ def require_env(name):
     if not v:
         sys.exit(f"FAIL: {name} is not set: run this under tests/integration/with-services")
     return v
+
+
+# ---- exchange-layer scenarios (test_cross_exchange.py, test_stream_faults.py, test_rest_faults.py) ----
+
+BTC_SYMBOL = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001",
+              "max_qty": "1000", "market_step_size": "0.001", "market_min_qty": "0.001",
+              "market_max_qty": "120", "tick_size": "0.10", "min_price": "0.10", "max_price": "1000000",
+              "min_notional": "5"}
+
+
+def multiplier_copies(fills, k, step="0.001"):
+    """What a multiplier-k rule sends for the leader fills [(symbol, side, qty)] in order, when
+    every quantity is an exact multiple (no rounding, no carry, no flips): opens of qty x k,
+    closes of the follower's position x closed / leader position before (all of it on a full
+    close), reduce-only. Returns [(symbol, side, Decimal qty, reduce_only)]."""
+    from decimal import Decimal, ROUND_DOWN
+    k, step = Decimal(str(k)), Decimal(step)
+    lead, fol, out = {}, {}, []
+    for sym, side, qty in fills:
+        q = Decimal(qty)
+        sgn = 1 if side == "BUY" else -1
+        before = lead.get(sym, Decimal(0))
+        if before == 0 or (before > 0) == (sgn > 0):
+            n = (q * k / step).to_integral_value(rounding=ROUND_DOWN) * step
+            out.append((sym, side, n, False))
+            fol[sym] = fol.get(sym, Decimal(0)) + sgn * n
+        else:
+            if q > abs(before):
+                raise ValueError("multiplier_copies does not model flips")
+            fp = abs(fol.get(sym, Decimal(0)))
+            n = fp if q == abs(before) else \
+                (fp * q / abs(before) / step).to_integral_value(rounding=ROUND_DOWN) * step
+            out.append((sym, side, n, True))
+            fol[sym] = fol.get(sym, Decimal(0)) + sgn * n
+        lead[sym] = before + sgn * q
+    return out
+
+
+class CopyScenario:
+    """One simulator, one fresh database and one copytraderd: accounts [(name, exchange)] with
+    exchange "binance-usdm" or "bybit-linear" (Bybit's ws_url is <sim ws>/v5/private), rules
+    [(rule_id, leader, follower, multiplier)]. daemon_yaml: extra lines of the daemon section.
+    Use as a context manager: on an error the daemon's and the simulator's log tails are printed;
+    on success the daemon must exit cleanly."""
+
+    def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml=""):
+        self.name = name
+        self.pg = fresh_database(require_env("CT_TEST_PG"), name)
+        redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
+        self.work = os.path.join(tmp, name)
+        secrets = os.path.join(self.work, "secrets")
+        os.makedirs(secrets, exist_ok=True)
+        self.exchange = dict(accounts)
+        sim_accts = []
+        for n, _ in accounts:
+            a = {"name": n, "api_key": f"key-{n}-{name}-0123456789", "api_secret": f"secret-{n}-{name}-9876543210",
+                 "balance": "1000000"}
+            sim_accts.append(a)
+            write_secret(secrets, a)
+        self.sim = Sim(build_dir, self.work, sim_accts, symbols or [BTC_SYMBOL])
+        self.daemon = None
+        try:
+            port = free_port()
+            self.base = f"http://127.0.0.1:{port}"
+            acct_yaml = "".join(
+                f"  - name: {n}\n    exchange: {ex}\n    rest_url: {self.sim.rest_url}\n"
+                f"    ws_url: {self.sim.ws_url + ('/v5/private' if ex == 'bybit-linear' else '')}\n"
+                f"    secret_file: secrets/{n}.yaml\n" for n, ex in accounts)
+            rules_yaml = "".join(
+                f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n    sizing: multiplier\n"
+                f"    multiplier: {k}\n" for rid, lead, fol, k in rules)
+            self.config = (f"daemon:\n  log_level: info\n  http_listen: 127.0.0.1:{port}\n"
+                           f"  database: \"{self.pg}\"\n  redis: {redis}\n{daemon_yaml}"
+                           f"accounts:\n{acct_yaml}copy_rules:\n{rules_yaml}")
+            self.daemon = Daemon(build_dir, self.work, self.config)
+        except BaseException:
+            self.sim.stop()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        try:
+            if et is not None:
+                if self.daemon:
+                    print(f"--- {self.name}: daemon log tail:\n" + self.daemon.p.tail(80), file=sys.stderr)
+                print(f"--- {self.name}: exsim log tail:\n" + self.sim.p.tail(20), file=sys.stderr)
+                try:
+                    rows = psql(self.pg, "select follower, client_order_id, side, qty, reduce_only, status, "
+                                         "skip_reason, executed_qty, error_code, error_msg from follower_orders "
+                                         "order by id")
+                    print(f"--- {self.name}: follower_orders:\n" + "\n".join(" | ".join(r) for r in rows),
+                          file=sys.stderr)
+                except TestFailure as e:
+                    print(f"--- {self.name}: follower_orders unreadable: {e}", file=sys.stderr)
+                if self.daemon and self.daemon.p.alive():
+                    self.daemon.p.stop(timeout=5)
+            elif self.daemon:
+                stop_clean(self.daemon)
+        finally:
+            self.sim.stop()
+        return False
+
+    def metrics(self):
+        st, text = http("GET", self.base + "/metrics")
+        if st != 200:
+            raise TestFailure(f"/metrics -> {st}")
+        return parse_metrics(text)
+
+    def metric(self, name, **labels):
+        return metric(self.metrics(), name, **labels)
+
+    def wait_ready(self, timeout=30):
+        wait_for(f"{self.name}: daemon /health/ready", lambda: http("GET", self.base + "/health/ready")[0] == 200,
+                 timeout=timeout, interval=0.05)
+
+    def log(self):
+        with open(self.daemon.p.log_path) as f:
+            return f.read()
+
+    def settled(self):
+        """Every journaled intent has a final state."""
+        return psql(self.pg, "select count(*) from follower_orders "
+                             "where status in ('intent','sent','unknown')") == [["0"]]
+
+    def trade(self, account, side, qty, symbol="BTCUSDT", fills=None):
+        """A leader MARKET order through the admin API (fills: its executions); returns the fills
+        it made as [(symbol, side, qty)]."""
+        kw = {"fills": fills} if fills else {}
+        o = self.sim.leader_order(account, symbol, side, qty, **kw)
+        if o.get("status") != "FILLED":
+            raise TestFailure(f"{self.name}: leader order not filled: {o}")
+        return [(symbol, side, q) for q in (fills or [qty])]
+
+    def wait_orders(self, follower, n, timeout=20):
+        wait_for(f"{self.name}: {n} orders of {follower} at the simulator",
+                 lambda: len(self.sim.orders(follower)) >= n, timeout=timeout, interval=0.05)
+
+    def wait_decided(self, follower, n, timeout=20):
+        """The journal holds at least n decisions (sent or skipped) for follower, all final."""
+        wait_for(f"{self.name}: {n} final journal rows for {follower}", lambda: self.settled() and int(psql(
+            self.pg, f"select count(*) from follower_orders where follower = '{follower}'")[0][0]) >= n,
+            timeout=timeout, interval=0.05)
+
+    def check_copies(self, leader, follower, want, leader_fills, ordered=True, allow_codes=()):
+        """The copies of one rule are exactly `want` [(symbol, side, Decimal qty, reduce_only)]:
+        at the simulator every client id once, every order FILLED, no others; in the journal one
+        row per (leader fill, rule), the same client ids, every one 'filled' with its quantity
+        executed, no error code (but those in allow_codes: the code of an earlier unknown answer
+        stays on a row settled by a query); `leader_fills` distinct leader fills journaled once each."""
+        from decimal import Decimal
+        got = self.sim.orders(follower)
+        ids = [o["clientOrderId"] for o in got]
+        if len(set(ids)) != len(ids):
+            raise TestFailure(f"{self.name}: {follower}: a client id reached the simulator twice: {sorted(ids)}")
+        got_t = [(o["symbol"], o["side"].upper(), Decimal(o["origQty"]), bool(o["reduceOnly"])) for o in got]
+        if (got_t if ordered else sorted(got_t)) != (list(want) if ordered else sorted(want)):
+            raise TestFailure(f"{self.name}: {follower}: orders at the simulator differ\n got:  {got_t}\n want: {want}")
+        bad = [o for o in got if o["status"] != "FILLED" or o.get("errorCode")]
+        if bad:
+            raise TestFailure(f"{self.name}: {follower}: orders not filled: {bad}")
+        rows = psql(self.pg, "select client_order_id, status, qty::text, coalesce(executed_qty::text,''), "
+                             "coalesce(error_code::text,''), coalesce(error_msg,''), coalesce(skip_reason,'') "
+                             f"from follower_orders where follower = '{follower}' order by id")
+        jids = [r[0] for r in rows]
+        if len(set(jids)) != len(jids):
+            raise TestFailure(f"{self.name}: {follower}: duplicate journal rows: {rows}")
+        if set(jids) != set(ids) or len(rows) != len(want):
+            raise TestFailure(f"{self.name}: {follower}: journal client ids {sorted(jids)} != simulator's {sorted(ids)}"
+                              f" (want {len(want)} orders); rows: {rows}")
+        for r in rows:
+            if r[1] != "filled" or Decimal(r[3] or "0") != Decimal(r[2]) or (r[4] and r[4] not in allow_codes):
+                raise TestFailure(f"{self.name}: {follower}: journal row not filled in full: {r}")
+        lf = psql(self.pg, f"select count(*), count(distinct trade_id) from leader_fills where account = '{leader}'")
+        if lf != [[str(leader_fills), str(leader_fills)]]:
+            raise TestFailure(f"{self.name}: leader_fills of {leader}: {lf}, want {leader_fills} distinct")
+
+    def check_positions(self, leader, follower, k, symbol="BTCUSDT"):
+        """The follower holds exactly k x the leader's position."""
+        from decimal import Decimal
+
+        def pos(a):
+            return sum((Decimal(p["positionAmt"]) for p in self.sim.positions(a) if p["symbol"] == symbol),
+                       Decimal(0))
+        lp, fp = pos(leader), pos(follower)
+        if fp != lp * Decimal(str(k)):
+            raise TestFailure(f"{self.name}: {follower} holds {fp} {symbol}, leader {lp} x {k}")

@@ -37,7 +37,7 @@ static const char *str(json_t *o, const char *key) {
 static void test_ready(void **state) {
     (void)state;
     struct health_stream s[] = {{"lead", true, NOW - 5000, NULL}, {"lead2", true, NOW - 1, NULL}};
-    struct health_facts f = {.journal_connected = true, .started = true, .streams = s, .n_streams = 2,
+    struct health_facts f = {.journal_connected = true, .journal_writable = true, .started = true, .streams = s, .n_streams = 2,
                              .now_ms = NOW};
     json_t *j = verdict(&f, 200);
     assert_string_equal(str(j, "status"), "ready");
@@ -51,7 +51,7 @@ static void test_stream_down(void **state) {
     (void)state;
     struct health_stream s[] = {{"lead", true, NOW - 5000, NULL},
                                 {"le\"ad2", false, NOW - 61000, "connect failed: refused"}};
-    struct health_facts f = {.journal_connected = true, .started = true, .streams = s, .n_streams = 2,
+    struct health_facts f = {.journal_connected = true, .journal_writable = true, .started = true, .streams = s, .n_streams = 2,
                              .now_ms = NOW};
     json_t *j = verdict(&f, 503);
     assert_string_equal(str(j, "status"), "not_ready");
@@ -68,7 +68,7 @@ static void test_stream_down(void **state) {
 static void test_never_up_and_startup(void **state) {
     (void)state;
     struct health_stream s[] = {{"lead", false, 0, NULL}};
-    struct health_facts f = {.journal_connected = true, .started = false, .streams = s, .n_streams = 1,
+    struct health_facts f = {.journal_connected = true, .journal_writable = true, .started = false, .streams = s, .n_streams = 1,
                              .now_ms = NOW};
     json_t *j = verdict(&f, 503);
     json_t *p = json_object_get(j, "problems");
@@ -83,7 +83,7 @@ static void test_never_up_and_startup(void **state) {
 static void test_startup_only(void **state) {
     (void)state;
     struct health_stream s[] = {{"lead", true, NOW, NULL}};
-    struct health_facts f = {.journal_connected = true, .started = false, .streams = s, .n_streams = 1,
+    struct health_facts f = {.journal_connected = true, .journal_writable = true, .started = false, .streams = s, .n_streams = 1,
                              .now_ms = NOW};
     json_t *j = verdict(&f, 503);
     json_t *p = json_object_get(j, "problems");
@@ -107,9 +107,28 @@ static void test_journal_down(void **state) {
     json_decref(j);
 }
 
+/* PostgreSQL away, the spool takes the writes: still ready, and the body says so. */
+static void test_journal_spooling(void **state) {
+    (void)state;
+    struct health_stream s[] = {{"lead", true, NOW, NULL}};
+    struct health_facts f = {.journal_connected = false, .journal_spooling = true, .journal_writable = true,
+                             .started = true, .streams = s, .n_streams = 1, .now_ms = NOW};
+    json_t *j = verdict(&f, 200);
+    assert_string_equal(str(j, "journal"), "spool");
+    json_decref(j);
+    /* ... and a spool that refuses writes (disk full) is not ready. */
+    f.journal_writable = false;
+    f.journal_error = "spool: disk full";
+    j = verdict(&f, 503);
+    assert_string_equal(str(j, "journal"), "down");
+    assert_string_equal(str(json_array_get(json_object_get(j, "problems"), 0), "detail"),
+                        "not connected and the spool refuses writes: spool: disk full");
+    json_decref(j);
+}
+
 static void test_draining(void **state) {
     (void)state;
-    struct health_facts f = {.journal_connected = true, .started = true, .draining = true, .now_ms = NOW};
+    struct health_facts f = {.journal_connected = true, .journal_writable = true, .started = true, .draining = true, .now_ms = NOW};
     json_t *j = verdict(&f, 503);
     assert_string_equal(str(json_array_get(json_object_get(j, "problems"), 0), "check"), "shutdown");
     json_decref(j);
@@ -131,7 +150,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready),          cmocka_unit_test(test_stream_down),
         cmocka_unit_test(test_never_up_and_startup), cmocka_unit_test(test_startup_only),
-        cmocka_unit_test(test_journal_down),   cmocka_unit_test(test_draining),
+        cmocka_unit_test(test_journal_down),   cmocka_unit_test(test_journal_spooling),
+        cmocka_unit_test(test_draining),
         cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""kill -9 of the daemon in the middle of a batch of follower orders, then a restart (with-services).
+
+One leader, 25 one-way followers (multiplier 1), every follower order answered 40 ms late by the
+simulator (a latency fault after placement), so a batch is in flight for a while.
+  1. The leader trades 40 times in a burst: 1,000 follower orders are due.
+  2. Once some (but not all) have reached the simulator, the daemon is killed with SIGKILL.
+  3. While it is down the leader trades 3 more times (fills only a start-up backfill can find).
+  4. Restart. Start-up reconciliation resolves every journaled order without a final state by
+     client id (found: recorded; confirmed absent and fresh: sent), the backfill copies the 3 fills
+     made while it was down, and only then is it ready.
+The end state is checked from both sides: every intent the journal holds exists exactly once on
+the simulator under its client id, nothing else does, each follower's orders add up to the
+leader's position, and the journal agrees with the simulator on every order's final status."""
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Daemon, Sim, TestFailure, free_port, fresh_database, http, psql,  # noqa: E402
+                     require_env, stop_clean, wait_for, write_secret)
+
+BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
+       "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
+       "min_price": "0.10", "max_price": "1000000", "min_notional": "5"}
+FOLLOWERS = 25
+BURST = 40
+DOWN_FILLS = 3
+
+
+def check(cond, what):
+    if not cond:
+        raise TestFailure(what)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--source-dir", required=True)
+    args = ap.parse_args()
+    pg = fresh_database(require_env("CT_TEST_PG"), "kill9")
+    redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
+    work = os.path.join(tmp, "kill9")
+    os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
+    names = ["lead"] + [f"f{i:02d}" for i in range(FOLLOWERS)]
+    accounts = []
+    for n in names:
+        a = {"name": n, "api_key": f"key-{n}-k9", "api_secret": f"secret-{n}-k9", "balance": "10000000"}
+        accounts.append(a)
+        write_secret(os.path.join(work, "secrets"), a)
+    sim = Sim(args.build_dir, work, accounts, [BTC])
+    daemon = None
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
+               "accounts:\n" + "".join(
+                   f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
+                   f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in names)
+               + "copy_rules:\n" + "".join(
+                   f"  - id: {n}-r\n    leader: lead\n    follower: {n}\n    sizing: multiplier\n"
+                   "    multiplier: 1\n" for n in names[1:]))
+        sim.fault("latency", endpoint="POST /fapi/v1/order", ms=40)
+        daemon = Daemon(args.build_dir, work, cfg)
+        wait_for("daemon ready", lambda: http("GET", base + "/health/ready")[0] == 200, timeout=60)
+
+        def sim_orders():
+            return {f: sim.orders(f) for f in names[1:]}
+
+        def n_sim_orders():
+            return sum(len(v) for v in sim_orders().values())
+
+        # 1-2. A burst, and a kill while it is being copied.
+        for k in range(BURST):
+            sim.leader_order("lead", "BTCUSDT", "BUY" if k % 3 != 2 else "SELL", "0.002")
+        wait_for("part of the batch at the simulator", lambda: n_sim_orders() >= 50, timeout=30, interval=0.005)
+        daemon.p.proc.send_signal(signal.SIGKILL)
+        daemon.p.proc.wait(timeout=10)
+        daemon = None
+        at_kill = n_sim_orders()
+        open_at_kill = int(psql(pg, "select count(*) from follower_orders where status in "
+                                    "('intent','sent','unknown','acked','partially_filled')")[0][0])
+        check(at_kill < FOLLOWERS * BURST, f"the kill came too late: {at_kill} orders already placed")
+        print(f"killed with {at_kill} of {FOLLOWERS * BURST} orders at the simulator, "
+              f"{open_at_kill} journaled orders without a final state")
+
+        # 3. The leader trades while the daemon is down.
+        for _ in range(DOWN_FILLS):
+            sim.leader_order("lead", "BTCUSDT", "BUY", "0.001")
+        time.sleep(0.05)  # distinct trade times from the restart below (exchange clock, ms)
+
+        # 4. Restart.
+        daemon = Daemon(args.build_dir, work, cfg, name="copytraderd-2")
+        wait_for("daemon ready after the restart", lambda: http("GET", base + "/health/ready")[0] == 200,
+                 timeout=90)
+        want = FOLLOWERS * (BURST + DOWN_FILLS)
+        wait_for(f"{want} follower orders at the simulator", lambda: n_sim_orders() >= want, timeout=90)
+        wait_for("no open order in the journal", lambda: psql(
+            pg, "select count(*) from follower_orders where status in "
+                "('intent','sent','unknown','acked','partially_filled')") == [["0"]], timeout=60)
+
+        orders = sim_orders()
+        journal = psql(pg, "select client_order_id, follower, status, side, qty::text from follower_orders")
+        jby = {r[0]: r for r in journal}
+        check(len(jby) == len(journal), "duplicate client ids in the journal")
+        check(len(journal) == want, f"journal holds {len(journal)} follower orders, want {want}")
+        lead_pos = sum(Decimal(p["positionAmt"]) for p in sim.positions("lead"))
+        for f, v in orders.items():
+            ids = Counter(o["clientOrderId"] for o in v)
+            dups = [i for i, n in ids.items() if n > 1]
+            check(not dups, f"{f}: client ids placed more than once: {dups[:5]}")
+            check(len(v) == BURST + DOWN_FILLS, f"{f}: {len(v)} orders at the simulator, want {BURST + DOWN_FILLS}")
+            for o in v:
+                j = jby.get(o["clientOrderId"])
+                check(j is not None and j[1] == f, f"{f}: order {o['clientOrderId']} is not in the journal")
+                check(j[2] == "filled" and o["status"] == "FILLED",
+                      f"{f}: {o['clientOrderId']}: journal {j[2]}, simulator {o['status']}")
+                check(j[3] == o["side"] and Decimal(j[4]) == Decimal(o["origQty"]),
+                      f"{f}: {o['clientOrderId']}: journal {j[3]} {j[4]}, simulator {o['side']} {o['origQty']}")
+            pos = sum(Decimal(p["positionAmt"]) for p in sim.positions(f))
+            check(pos == lead_pos, f"{f}: position {pos}, leader {lead_pos}")
+        fills = psql(pg, "select count(*), count(distinct trade_id) from leader_fills")[0]
+        check(fills == [str(BURST + DOWN_FILLS)] * 2, f"leader fills in the journal: {fills}")
+        with open(daemon.p.log_path) as lf:
+            log = lf.read()
+        check(f"reconciling {open_at_kill} orders" in log, "the restart did not reconcile the open orders")
+        check("backfill at start-up" in log, "the restart did not backfill")
+        stop_clean(daemon)
+        daemon = None
+        print(f"ok test_kill9: {want} follower orders exactly once after a kill -9 mid-batch "
+              f"({open_at_kill} reconciled at start-up, {DOWN_FILLS} leader fills backfilled)")
+    except Exception:
+        if daemon:
+            print(daemon.p.tail(60), file=sys.stderr)
+        raise
+    finally:
+        if daemon:
+            daemon.stop(signal.SIGKILL)
+        sim.stop()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TestFailure as e:
+        print(f"FAIL test_kill9: {e}", file=sys.stderr)
+        sys.exit(1)
