@@ -13,6 +13,7 @@
 #include "sim.h"
 #include "sim_bn_fmt.h"
 #include "sim_bn_req.h"
+#include "sim_by.h"
 #include "sim_params.h"
 
 #define ADMIN_MAX_FILLS 1000
@@ -424,15 +425,26 @@ static void h_streams(struct ad_call *c)
         return;
     sbuf_adds(b, "{\"account\":");
     sbuf_add_jstr(b, sbook_account_name(a->ba));
+    /* Every private stream of the account: its Binance listen-key connections and its
+     * authenticated Bybit /v5/private connections (also reported apart). */
+    int64_t bn = a->key_active ? (int64_t)sws_chan_count(a->chan) : 0;
+    int64_t by = (int64_t)sim_by_connections(c->sim->by, a->ba);
     sbuf_adds(b, ",\"connections\":");
-    sbuf_add_i64(b, a->key_active ? (int64_t)sws_chan_count(a->chan) : 0);
+    sbuf_add_i64(b, bn + by);
+    sbuf_adds(b, ",\"binanceConnections\":");
+    sbuf_add_i64(b, bn);
+    sbuf_adds(b, ",\"bybitConnections\":");
+    sbuf_add_i64(b, by);
     sbuf_adds(b, ",\"listenKey\":");
     sbuf_add_jstr(b, a->key_active ? a->listen_key : NULL);
     sbuf_adds(b, ",\"events\":");
     sbuf_add_i64(b, (int64_t)sevlog_count(a->log));
-    /* Frames lost to ws_silent connections (fault injection). */
+    /* Frames lost to ws_silent connections (fault injection), both protocols. */
+    int64_t by_lost = (int64_t)sim_by_silenced_frames(c->sim->by, a->ba);
     sbuf_adds(b, ",\"silencedFrames\":");
-    sbuf_add_i64(b, (int64_t)sws_silenced_frames(c->sim->ws, sbook_account_name(a->ba)));
+    sbuf_add_i64(b, (int64_t)sws_silenced_frames(c->sim->ws, sbook_account_name(a->ba)) + by_lost);
+    sbuf_adds(b, ",\"bybitSilencedFrames\":");
+    sbuf_add_i64(b, by_lost);
     sbuf_addc(b, '}');
 }
 
@@ -660,16 +672,21 @@ static void h_fault_add(struct ad_call *c)
         ad_err(c, 500, NULL, "out of memory");
         return;
     }
-    /* Stream faults act now on the account's (or every account's) current connections. */
+    /* Stream faults act now on the account's (or every account's) current connections: its
+     * Binance user-data streams and its Bybit private websockets. */
     const char *label = acct ? sp.account : NULL;
+    const struct sbook_account *ba = acct ? acct->ba : NULL;
     switch (sp.kind) {
     case SFAULT_WS_DROP:
         applied = (int64_t)sws_drop(c->sim->ws, label);
+        applied += (int64_t)sim_by_ws_drop(c->sim->by, ba);
         break;
     case SFAULT_WS_SILENT:
         applied = (int64_t)sws_silence(c->sim->ws, label, sp.duration_ms);
+        /* Ends exactly when the fault stops being active (same clock, same start). */
+        applied += (int64_t)sim_by_ws_silence(c->sim->by, ba, sp.duration_ms ? now + sp.duration_ms : 0);
         break;
-    case SFAULT_LISTEN_KEY_EXPIRE:
+    case SFAULT_LISTEN_KEY_EXPIRE: /* Binance only: Bybit has no listen key */
         for (size_t i = 0; i < c->sim->naccts; i++) {
             struct sim_acct *a = &c->sim->accts[i];
             if ((!acct || a == acct) && sim_lkey_expire_now(c->sim, a) == 0)
@@ -696,8 +713,13 @@ static void h_faults(struct ad_call *c)
 /* A silence ends with its fault. */
 static void fault_removed(struct ad_call *c, const struct sfault *f)
 {
-    if (f->spec.kind == SFAULT_WS_SILENT)
-        sws_unsilence(c->sim->ws, strcmp(f->spec.account, "*") ? f->spec.account : NULL);
+    if (f->spec.kind != SFAULT_WS_SILENT)
+        return;
+    bool all = !strcmp(f->spec.account, "*");
+    struct sim_acct *a = all ? NULL : sim_acct_by_name(c->sim, f->spec.account);
+    sws_unsilence(c->sim->ws, all ? NULL : f->spec.account);
+    if (all || a)
+        sim_by_ws_unsilence(c->sim->by, a ? a->ba : NULL);
 }
 
 static void h_fault_clear(struct ad_call *c)

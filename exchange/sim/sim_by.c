@@ -69,6 +69,8 @@ struct sim_by *sim_by_new(struct sim *s, char *err, size_t errlen)
         free(b);
         return NULL;
     }
+    /* ws_duplicate / ws_reorder on the private topics: the same fault table as the REST side. */
+    sbyws_set_faults(b->ws, s->faults);
     return b;
 }
 
@@ -94,6 +96,31 @@ struct sim_by *sim_by_free(struct sim_by *b)
 size_t sim_by_connections(const struct sim_by *b, const struct sbook_account *ba)
 {
     return b ? sbyws_count(b->ws, sbook_account_index(ba)) : 0;
+}
+
+static size_t ws_acct(const struct sbook_account *ba)
+{
+    return ba ? sbook_account_index(ba) : SBYWS_ALL;
+}
+
+size_t sim_by_ws_drop(struct sim_by *b, const struct sbook_account *ba)
+{
+    return b ? sbyws_drop(b->ws, ws_acct(ba)) : 0;
+}
+
+size_t sim_by_ws_silence(struct sim_by *b, const struct sbook_account *ba, int64_t until_ms)
+{
+    return b ? sbyws_silence(b->ws, ws_acct(ba), until_ms) : 0;
+}
+
+size_t sim_by_ws_unsilence(struct sim_by *b, const struct sbook_account *ba)
+{
+    return b ? sbyws_unsilence(b->ws, ws_acct(ba)) : 0;
+}
+
+uint64_t sim_by_silenced_frames(const struct sim_by *b, const struct sbook_account *ba)
+{
+    return b ? sbyws_silenced_frames(b->ws, ws_acct(ba)) : 0;
 }
 
 /* ---- book events -> Bybit topics ---- */
@@ -1091,8 +1118,20 @@ void sim_by_handle(void *ud, const struct shttp_req *req, struct shttp_resp *res
         reply_error(&c, 200, 10001, "params error: malformed query string");
         goto out;
     }
-    if (r->sec == BY_SIGNED && !authenticate(&c))
-        goto out;
+    if (r->sec == BY_SIGNED) {
+        if (!authenticate(&c))
+            goto out;
+        /* Per account and endpoint, a rolling second (sim_limits.h): every authenticated answer
+         * carries the X-Bapi-Limit headers; over the limit, retCode 10006 and nothing done. */
+        struct slim_by lim;
+        bool allowed = slim_by_request(s->limits, sbook_account_name(c.ba), shttp_method_name(r->method),
+                                       r->path, c.now, &lim);
+        slim_by_headers(&lim, &resp->headers);
+        if (!allowed) {
+            reply_error(&c, 200, 10006, "Too many visits!");
+            goto out;
+        }
+    }
     if (r->method == SHTTP_POST) {
         json_error_t je;
         c.body = json_loadb(req->body, req->body_len, 0, &je);

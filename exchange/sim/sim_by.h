@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sim_book.h"
 #include "sim_http.h"
@@ -40,5 +41,14 @@ void sim_by_on_event(struct sim_by *b, struct sbook_account *ba, const struct sb
 
 /* Authenticated Bybit private connections of an account (admin). */
 size_t sim_by_connections(const struct sim_by *b, const struct sbook_account *ba);
+
+/* Stream faults on Bybit private connections (admin, POST /admin/fault; see sim_by_ws.h):
+ * ba NULL = every private connection. Each returns how many connections it acted on. */
+size_t sim_by_ws_drop(struct sim_by *b, const struct sbook_account *ba);
+/* Silence until until_ms (sim_now_ms clock; <= 0: until sim_by_ws_unsilence). */
+size_t sim_by_ws_silence(struct sim_by *b, const struct sbook_account *ba, int64_t until_ms);
+size_t sim_by_ws_unsilence(struct sim_by *b, const struct sbook_account *ba);
+/* Frames lost to silenced Bybit connections of ba (NULL: of every account). */
+uint64_t sim_by_silenced_frames(const struct sim_by *b, const struct sbook_account *ba);
 
 #endif

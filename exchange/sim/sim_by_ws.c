@@ -14,6 +14,7 @@
 #include "sim_buf.h"
 #include "sim_by_fmt.h"
 #include "sim_by_req.h"
+#include "sim_fault.h"
 #include "utlist.h"
 
 #define RX_MAX (64 * 1024)
@@ -21,6 +22,10 @@
 #define DEFAULT_MAX_ACTIVE_MS (600 * 1000)
 #define TICKER_PERIOD_MS 100
 #define SWEEP_PERIOD_MS 250
+/* ws_reorder: a held message goes out on its own after this long without a next one (as sim_ws). */
+#define HOLD_MAX_MS 2000
+/* Upkeep of fault state (silences ending, held messages) while any exists. */
+#define FAULT_TICK_MS 50
 
 /* A queued frame, shared by every connection it goes to (see sim_ws.c). */
 struct bmsg {
@@ -39,6 +44,12 @@ struct bconn {
     unsigned char *tickers; /* public: one flag per book symbol */
     int64_t opened_ms, last_rx_ms, max_active_ms;
     char conn_id[48];
+    /* Fault injection (sim_fault): */
+    bool drop;              /* ws_drop: end the TCP connection without a close frame */
+    bool silent;            /* ws_silent: send nothing, read nothing */
+    int64_t silent_until;   /* ms; INT64_MAX until sbyws_unsilence */
+    struct bmsg *held;      /* ws_reorder: sent after this connection's next topic message */
+    int64_t held_at;
     struct bmsg **q;
     size_t qhead, qlen, qcap;
     struct sbuf rx;
@@ -55,8 +66,11 @@ struct sbyws {
     struct bconn *conns;
     size_t nconns;
     uint64_t next_conn, next_msg;
-    uv_timer_t ticker, sweep;
-    bool timers_started;
+    uv_timer_t ticker, sweep, fault_timer;
+    bool timers_started, fault_timer_on;
+    struct sfault_table *faults; /* not owned; NULL: no faults */
+    size_t naccts;
+    uint64_t *silenced;          /* per account: topic frames lost to silenced connections */
     dec_t *last_price; /* per symbol, last price sent on the public stream */
     int64_t *cs;       /* per symbol, cross sequence of the ticker topic */
 };
@@ -419,7 +433,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_RECEIVE:
-        if (!c->established || c->closing)
+        /* A silenced connection reads nothing (rx flow control); what lws had buffered already
+         * is lost, as on a dead path. */
+        if (!c->established || c->closing || c->silent)
             return 0;
         c->last_rx_ms = now_ms();
         if (lws_frame_is_binary(wsi))
@@ -437,6 +453,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (c->drop)
+            return -1; /* lws drops the TCP connection without a close frame (see sim_ws.c) */
+        if (c->silent)
+            return 0;
         if (c->closing) {
             lws_set_timer_usecs(wsi, 1); /* close from lws' own service, see sim_ws.c */
             return 0;
@@ -469,6 +489,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             c->established = false;
         }
         conn_clear_queue(c);
+        msg_unref(c->held);
+        c->held = NULL;
         sbuf_free(&c->rx);
         free(c->tickers);
         c->tickers = NULL;
@@ -544,7 +566,8 @@ static void sweep_cb(uv_timer_t *t)
     struct bconn *c;
     int64_t now = now_ms();
     DL_FOREACH(w->conns, c) {
-        if (c->closing)
+        /* A silenced connection is not cut for its silence: the fault owns it until it ends. */
+        if (c->closing || c->silent)
             continue;
         if (c->is_private && !c->authed && now - c->opened_ms >= w->auth_timeout_ms)
             conn_close(c);
@@ -568,7 +591,9 @@ struct sbyws *sbyws_new(uv_loop_t *loop, struct sbook *book, int auth_timeout_ms
     w->auth_timeout_ms = auth_timeout_ms > 0 ? auth_timeout_ms : 1;
     w->last_price = calloc(nsym ? nsym : 1, sizeof(*w->last_price));
     w->cs = calloc(nsym ? nsym : 1, sizeof(*w->cs));
-    if (!w->last_price || !w->cs)
+    w->naccts = sbook_naccounts(book);
+    w->silenced = calloc(w->naccts ? w->naccts : 1, sizeof(*w->silenced));
+    if (!w->last_price || !w->cs || !w->silenced)
         goto fail;
     for (size_t i = 0; i < nsym; i++)
         w->last_price[i] = sbook_symbol_at(book, i)->price;
@@ -598,7 +623,8 @@ struct sbyws *sbyws_new(uv_loop_t *loop, struct sbook *book, int auth_timeout_ms
     /* uv_timer_init cannot fail on an initialised loop. */
     uv_timer_init(loop, &w->ticker);
     uv_timer_init(loop, &w->sweep);
-    w->ticker.data = w->sweep.data = w;
+    uv_timer_init(loop, &w->fault_timer);
+    w->ticker.data = w->sweep.data = w->fault_timer.data = w;
     w->timers_started = true;
     uv_timer_start(&w->ticker, ticker_cb, TICKER_PERIOD_MS, TICKER_PERIOD_MS);
     uv_timer_start(&w->sweep, sweep_cb, SWEEP_PERIOD_MS, SWEEP_PERIOD_MS);
@@ -606,6 +632,7 @@ struct sbyws *sbyws_new(uv_loop_t *loop, struct sbook *book, int auth_timeout_ms
 fail:
     free(w->last_price);
     free(w->cs);
+    free(w->silenced);
     free(w);
     return NULL;
 }
@@ -626,7 +653,9 @@ void sbyws_destroy_begin(struct sbyws *w)
     if (w->timers_started) {
         uv_close((uv_handle_t *)&w->ticker, NULL);
         uv_close((uv_handle_t *)&w->sweep, NULL);
+        uv_close((uv_handle_t *)&w->fault_timer, NULL);
         w->timers_started = false;
+        w->fault_timer_on = false;
     }
     if (w->ctx)
         lws_context_destroy(w->ctx);
@@ -640,6 +669,7 @@ struct sbyws *sbyws_destroy_finish(struct sbyws *w)
         lws_context_destroy(w->ctx);
     free(w->last_price);
     free(w->cs);
+    free(w->silenced);
     free(w);
     return NULL;
 }
@@ -667,20 +697,50 @@ static const char *topic_name(unsigned topic, bool cat)
     return "unknown";
 }
 
+/* Does a topic message of acct go to c? */
+static bool topic_target(const struct bconn *c, size_t acct, unsigned topic)
+{
+    return c->is_private && c->authed && c->acct == acct && !c->closing &&
+           ((c->topics | c->topics_cat) & topic) != 0;
+}
+
+static void fault_timer_want(struct sbyws *w);
+static void unsilence(struct bconn *c, int64_t now);
+
 int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data, size_t len, int64_t now_ms_)
 {
     struct bconn *c;
     struct bmsg *m[2] = {NULL, NULL}; /* all-in-one, categorised */
     int sent = 0;
+    bool any = false, held = false;
     if (!w)
         return 0;
     uint64_t id = ++w->next_msg;
+    int64_t now = now_ms();
     DL_FOREACH(w->conns, c) {
-        if (!c->is_private || !c->authed || c->acct != acct || c->closing)
+        /* A silence that is over ends here at the latest (the timer may not have run yet): a
+         * message published once the fault is no longer active is never lost. */
+        if (c->silent && now >= c->silent_until)
+            unsilence(c, now);
+        if (topic_target(c, acct, topic) && !c->silent) {
+            any = true;
+            held |= c->held != NULL;
+        }
+    }
+    /* Fault injection, asked once per message that reaches a live connection and only when none
+     * holds one back already (as sim_ws: a held message waits for exactly one next message). */
+    unsigned flags = 0;
+    if (any && !held && w->faults && acct < w->naccts)
+        flags = sfault_match_ws_event(w->faults, sbook_account_name(sbook_account_at(w->book, acct)), now_ms_);
+    DL_FOREACH(w->conns, c) {
+        if (!topic_target(c, acct, topic))
             continue;
+        if (c->silent) {
+            if (acct < w->naccts)
+                w->silenced[acct]++; /* lost, as on a dead connection */
+            continue;
+        }
         bool cat = (c->topics_cat & topic) != 0;
-        if (!(c->topics & topic) && !cat)
-            continue;
         if (!m[cat]) {
             struct sbuf b = SBUF_INIT;
             sbuf_addf(&b, "{\"id\":\"%zx%08" PRIx64 "-sim\",\"topic\":\"%s\",\"creationTime\":%" PRId64 ",\"data\":[",
@@ -692,12 +752,159 @@ int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data
             if (!m[cat])
                 continue;
         }
-        if (conn_push(c, m[cat]) == 0)
+        if (c->held) {
+            /* ws_reorder: this message first, then the one held back. */
+            struct bmsg *h = c->held;
+            c->held = NULL;
+            if (conn_push(c, m[cat]) == 0)
+                sent++;
+            conn_push(c, h);
+            msg_unref(h);
+        } else if (flags & SFAULT_WS_HOLD) {
+            m[cat]->refs++; /* the connection's reference */
+            c->held = m[cat];
+            c->held_at = now_ms();
+            fault_timer_want(w);
             sent++;
+        } else {
+            if (conn_push(c, m[cat]) == 0)
+                sent++;
+            if (flags & SFAULT_WS_DUP)
+                conn_push(c, m[cat]);
+        }
     }
     msg_unref(m[0]);
     msg_unref(m[1]);
     return sent;
+}
+
+/* ---- fault injection ---- */
+
+void sbyws_set_faults(struct sbyws *w, struct sfault_table *t)
+{
+    if (w)
+        w->faults = t;
+}
+
+/* Is c one of acct's private connections (SBYWS_ALL: any private connection)? */
+static bool fault_target(const struct bconn *c, size_t acct)
+{
+    return c->is_private && !c->closing && (acct == SBYWS_ALL || (c->authed && c->acct == acct));
+}
+
+static void unsilence(struct bconn *c, int64_t now)
+{
+    c->silent = false;
+    lws_rx_flow_control(c->wsi, 1);
+    c->last_rx_ms = now; /* the silence does not count towards max_active_time */
+    if (c->qlen || c->closing)
+        lws_callback_on_writable(c->wsi);
+}
+
+static void fault_timer_cb(uv_timer_t *t)
+{
+    struct sbyws *w = t->data;
+    struct bconn *c;
+    int64_t now = now_ms();
+    bool again = false;
+    DL_FOREACH(w->conns, c) {
+        if (c->held && now - c->held_at >= HOLD_MAX_MS) {
+            struct bmsg *h = c->held;
+            c->held = NULL;
+            conn_push(c, h);
+            msg_unref(h);
+        }
+        if (c->silent && now >= c->silent_until)
+            unsilence(c, now);
+        again |= c->held != NULL || (c->silent && c->silent_until != INT64_MAX);
+    }
+    if (!again) {
+        uv_timer_stop(&w->fault_timer);
+        w->fault_timer_on = false;
+    }
+}
+
+static void fault_timer_want(struct sbyws *w)
+{
+    if (w->timers_started && !w->fault_timer_on) {
+        uv_timer_start(&w->fault_timer, fault_timer_cb, FAULT_TICK_MS, FAULT_TICK_MS);
+        w->fault_timer_on = true;
+    }
+}
+
+size_t sbyws_drop(struct sbyws *w, size_t acct)
+{
+    struct bconn *c;
+    size_t n = 0;
+    if (!w)
+        return 0;
+    DL_FOREACH(w->conns, c) {
+        if (!fault_target(c, acct))
+            continue;
+        c->drop = c->closing = true; /* closing: nothing more is queued */
+        c->silent = false;
+        msg_unref(c->held);
+        c->held = NULL;
+        lws_callback_on_writable(c->wsi);
+        n++;
+    }
+    return n;
+}
+
+size_t sbyws_silence(struct sbyws *w, size_t acct, int64_t until_ms)
+{
+    struct bconn *c;
+    size_t n = 0;
+    if (!w)
+        return 0;
+    int64_t until = until_ms > 0 ? until_ms : INT64_MAX;
+    DL_FOREACH(w->conns, c) {
+        if (!fault_target(c, acct))
+            continue;
+        if (!c->silent) {
+            /* Frames queued but not yet written (and one held back) are lost too. */
+            if (c->authed && c->acct < w->naccts)
+                w->silenced[c->acct] += c->qlen + (c->held != NULL);
+            conn_clear_queue(c);
+            msg_unref(c->held);
+            c->held = NULL;
+            lws_rx_flow_control(c->wsi, 0);
+        }
+        c->silent = true;
+        c->silent_until = until;
+        n++;
+    }
+    if (n)
+        fault_timer_want(w);
+    return n;
+}
+
+size_t sbyws_unsilence(struct sbyws *w, size_t acct)
+{
+    struct bconn *c;
+    size_t n = 0;
+    int64_t now = now_ms();
+    if (!w)
+        return 0;
+    DL_FOREACH(w->conns, c) {
+        if (c->silent && (acct == SBYWS_ALL || (c->authed && c->acct == acct))) {
+            unsilence(c, now);
+            n++;
+        }
+    }
+    return n;
+}
+
+uint64_t sbyws_silenced_frames(const struct sbyws *w, size_t acct)
+{
+    uint64_t n = 0;
+    if (!w)
+        return 0;
+    if (acct != SBYWS_ALL)
+        return acct < w->naccts ? w->silenced[acct] : 0;
+    for (size_t i = 0; i < w->naccts; i++)
+        n += w->silenced[i];
+    return n;
 }
 
 size_t sbyws_count(const struct sbyws *w, size_t acct)
@@ -706,7 +913,7 @@ size_t sbyws_count(const struct sbyws *w, size_t acct)
     size_t n = 0;
     if (!w)
         return 0;
-    DL_FOREACH(w->conns, c) n += c->is_private && c->authed && c->acct == acct;
+    DL_FOREACH(w->conns, c) n += c->is_private && c->authed && c->acct == acct && !c->drop;
     return n;
 }
 

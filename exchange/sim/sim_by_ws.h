@@ -50,7 +50,31 @@ bool sbyws_wants(const struct sbyws *w, size_t acct, unsigned topic);
  * the brackets) to every connection of acct subscribed to topic. Returns the number of
  * connections it was queued on. */
 int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data, size_t len, int64_t now_ms);
-/* Authenticated private connections of acct, and all private / public connections. */
+/* ---- fault injection (sim_fault; the admin API calls these through sim_by.h) ----
+ * Per published message sbyws_publish asks sfault_match_ws_event(t, account name): ws_duplicate
+ * sends it twice, ws_reorder holds it on each connection and sends it after that connection's
+ * next topic message (or alone after 2 s). Only topic messages are affected, not op replies. */
+struct sfault_table;
+void sbyws_set_faults(struct sbyws *w, struct sfault_table *t); /* not owned; NULL: none */
+/* acct below: a book account index, or SBYWS_ALL = every private connection (authenticated or
+ * not). Public connections are never affected. */
+#define SBYWS_ALL SIZE_MAX
+/* Drop acct's private connections now, without a close frame (the TCP connection just ends);
+ * they no longer count in sbyws_count. Returns how many. */
+size_t sbyws_drop(struct sbyws *w, size_t acct);
+/* Silence acct's current private connections: they stay open but get nothing (topic messages
+ * are lost and counted, frames already queued too) and their input is not read (no answer to
+ * {"op":"ping"}, no pong to websocket pings; what lws had already read is discarded) until the
+ * wall-clock time until_ms (ms since the epoch, CLOCK_REALTIME like the fault table; <= 0: until
+ * sbyws_unsilence). Input sent meanwhile is read afterwards. New connections are live. Returns
+ * how many. */
+size_t sbyws_silence(struct sbyws *w, size_t acct, int64_t until_ms);
+size_t sbyws_unsilence(struct sbyws *w, size_t acct);
+/* Frames lost to silenced connections of acct so far. */
+uint64_t sbyws_silenced_frames(const struct sbyws *w, size_t acct);
+
+/* Authenticated private connections of acct (dropped ones excluded), and all private / public
+ * connections. */
 size_t sbyws_count(const struct sbyws *w, size_t acct);
 size_t sbyws_private_count(const struct sbyws *w);
 size_t sbyws_public_count(const struct sbyws *w);

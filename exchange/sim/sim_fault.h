@@ -19,6 +19,8 @@
  *   ws_drop, ws_silent, listen_key_expire: applied once when added (by the caller), kept for
  *                the record; ws_silent lasts "duration_ms" or until cleared
  *   ws_duplicate, ws_reorder: per stream event of the account
+ * Stream kinds act on the account's Binance user-data streams (sim_ws) and Bybit private
+ * websockets (sim_by_ws); listen_key_expire on Binance only (Bybit has no listen key).
  * Latency combines with one other HTTP kind on the same request (the earliest added wins). */
 #ifndef CT_SIM_FAULT_H
 #define CT_SIM_FAULT_H

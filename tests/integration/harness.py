@@ -302,11 +302,12 @@ def multiplier_copies(fills, k, step="0.001"):
 class CopyScenario:
     """One simulator, one fresh database and one copytraderd: accounts [(name, exchange)] with
     exchange "binance-usdm" or "bybit-linear" (Bybit's ws_url is <sim ws>/v5/private), rules
-    [(rule_id, leader, follower, multiplier)]. daemon_yaml: extra lines of the daemon section.
+    [(rule_id, leader, follower, multiplier)]. daemon_yaml: extra lines of the daemon section;
+    account_yaml: extra lines of every account (4-space indent).
     Use as a context manager: on an error the daemon's and the simulator's log tails are printed;
     on success the daemon must exit cleanly."""
 
-    def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml=""):
+    def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml="", account_yaml=""):
         self.name = name
         self.pg = fresh_database(require_env("CT_TEST_PG"), name)
         redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
@@ -328,7 +329,7 @@ class CopyScenario:
             acct_yaml = "".join(
                 f"  - name: {n}\n    exchange: {ex}\n    rest_url: {self.sim.rest_url}\n"
                 f"    ws_url: {self.sim.ws_url + ('/v5/private' if ex == 'bybit-linear' else '')}\n"
-                f"    secret_file: secrets/{n}.yaml\n" for n, ex in accounts)
+                f"    secret_file: secrets/{n}.yaml\n{account_yaml}" for n, ex in accounts)
             rules_yaml = "".join(
                 f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n    sizing: multiplier\n"
                 f"    multiplier: {k}\n" for rid, lead, fol, k in rules)

@@ -31,6 +31,9 @@ HEDGER_KEY, HEDGER_SECRET = "HEDGERKEY", "hedgersecret"
 
 CONFIG = {
     "port": 0, "admin_port": 0,
+    # The refusals below come faster than Bybit's 10 orders/s; the limits themselves are checked by
+    # sim_bybit_faults_smoke.py. Disabled limits still send the X-Bapi-Limit headers.
+    "rate_limits": {"enabled": False},
     "accounts": [
         {"name": "leader", "api_key": LEADER_KEY, "api_secret": LEADER_SECRET, "balance": "100000"},
         {"name": "hedger", "api_key": HEDGER_KEY, "api_secret": HEDGER_SECRET, "balance": "1000",

@@ -9,7 +9,8 @@ happen and its effect checked: latency before/after placing, http_5xx, 429, 418,
 the order really placed, reset before/after placing, ws_drop, ws_silent with lost events and no
 pings or pongs, ws_duplicate, ws_reorder, listen_key_expire, count/probability/hit counters,
 clearing) and for userTrades (ids equal the stream's `t`, fromId backfill after a silent gap),
-batchOrders and allOrders; one with tiny limits for 429 -> 418 bans and the order count.
+batchOrders and allOrders; one with tiny limits for 429 -> 418 bans and the order count. Then
+sim_bybit_faults_smoke.py's checks (stream faults on Bybit private websockets, Bybit limits).
 Exits 0 and prints OK, or 1 naming the first check that failed. Helpers (Ws, check) come from
 sim_smoke.py beside this file.
 """
@@ -28,6 +29,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sim_smoke import Fail, Ws, check, wait_for  # noqa: E402
+import sim_bybit_faults_smoke  # noqa: E402
 
 KEYS = {"leader": ("LKEY", "lsecret"), "f1": ("F1KEY", "f1secret"), "f2": ("F2KEY", "f2secret")}
 SYMBOL = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001",
@@ -542,6 +544,9 @@ def run(binary):
         finally:
             sim.close()
         limits(binary)
+        # The same fault kinds and the limits on the Bybit side (prints its own OK / FAIL).
+        if sim_bybit_faults_smoke.run(binary) != 0:
+            return 1
         print("OK")
         return 0
     except Fail as e:

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Leader stream faults through the daemon (with-services: real PostgreSQL and Redis; the simulator's
+fault injection, exchange/sim/README.md "Faults"). One follower `fb` (binance-usdm) copies the
+leader x1 in every scenario; each scenario has its own simulator, database and daemon.
+
+  drop_binance   ws_drop on a Binance leader, then the leader trades at once (the daemon's first
+                 reconnect waits >= ~125 ms): every fill of the gap is copied once after the
+                 backfill; ct_stream_reconnects_total and ct_backfill_fills_total rise.
+  drop_bybit     the same for a Bybit leader (ws <sim>/v5/private).
+  silent_binance ws_silent on the leader's connection (it stays open, sends nothing, answers no
+                 ping): the daemon must declare it dead within its silence bound (the accounts'
+                 stream_silence_ms, 3 s here; 40 s by default), reconnect and backfill the fills
+                 made during the silence.
+  lke_binance    listen_key_expire: a new listenKey, a reconnect, the fills in between copied once.
+  dup_reorder    ws_duplicate (every event twice), then ws_reorder (events swapped pairwise, the
+                 last one sent 2 s late): each fill copied once, duplicates counted.
+
+Every scenario asserts the follower's orders at the simulator (exact sizes, sides, reduce-only,
+each client id once, FILLED), the journal (each leader fill once, one 'filled' follower order per
+fill with the same client ids), the follower's position = the leader's, and the metrics named."""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CopyScenario, TestFailure, multiplier_copies, wait_for  # noqa: E402
+
+# The leaders' stream_silence_ms below (the default would be 40 s on Binance).
+BINANCE_SILENCE_S = 3
+
+
+def check(cond, what):
+    if not cond:
+        raise TestFailure(what)
+
+
+def start(build_dir, name, leader_ex):
+    return CopyScenario(build_dir, name, [("lead", leader_ex), ("fb", "binance-usdm")],
+                        [("fb-r", "lead", "fb", 1)], daemon_yaml="  account_refresh_ms: 500\n",
+                        account_yaml=f"    stream_silence_ms: {BINANCE_SILENCE_S * 1000}\n")
+
+
+def settle_and_check(sc, fills, what):
+    want = multiplier_copies(fills, 1)
+    sc.wait_orders("fb", len(want), timeout=20)
+    wait_for(f"{sc.name}: journal settled {what}", sc.settled)
+    sc.check_copies("lead", "fb", want, len(fills), ordered=False)
+    sc.check_positions("lead", "fb", 1)
+    return want
+
+
+def opening(sc):
+    """A first fill copied over the live stream: the stream works and the backfill knows the symbol."""
+    fills = sc.trade("lead", "BUY", "0.010")
+    settle_and_check(sc, fills, "before the fault")
+    return fills
+
+
+def gap_trades(sc):
+    """Trades right after a fault; returns (fills, fills certainly made while no connection was up)."""
+    fills, in_gap = [], 0
+    for side, qty, parts in [("BUY", "0.005", ["0.002", "0.003"]), ("SELL", "0.004", None),
+                             ("BUY", "0.003", None)]:
+        f = sc.trade("lead", side, qty, fills=parts)
+        fills += f
+        if sc.sim.streams("lead")["connections"] == 0:
+            in_gap += len(f)
+    return fills, in_gap
+
+
+def stream_drop(build_dir, name, leader_ex):
+    with start(build_dir, name, leader_ex) as sc:
+        sc.wait_ready()
+        fills = opening(sc)
+        rec0 = sc.metric("ct_stream_reconnects_total", account="lead")
+        bf0 = sc.metric("ct_backfill_fills_total", leader="lead")
+        f = sc.sim.fault("ws_drop", account="lead")
+        check(f["hits"] >= 1, f"{name}: the simulator dropped no connection of the leader (ws_drop hits "
+                              f"{f['hits']}: does it apply to {leader_ex} private streams?)")
+        more, in_gap = gap_trades(sc)
+        fills += more
+        check(in_gap >= 1, f"{name}: no fill was made while the stream was down (reconnected too fast?)")
+        wait_for(f"{name}: leader stream back", lambda: sc.sim.streams("lead")["connections"] >= 1)
+        settle_and_check(sc, fills, "after the drop")
+        wait_for(f"{name}: ct_stream_reconnects_total rises",
+                 lambda: sc.metric("ct_stream_reconnects_total", account="lead") > rec0)
+        wait_for(f"{name}: ct_backfill_fills_total counts the {in_gap} gap fills",
+                 lambda: sc.metric("ct_backfill_fills_total", leader="lead") - bf0 >= in_gap)
+        bf = sc.metric("ct_backfill_fills_total", leader="lead") - bf0
+        check(bf <= len(more), f"{name}: backfill took {bf} fills, only {len(more)} were made after the drop")
+        check(sc.metric("ct_backfill_runs_total", result="failed") == 0, f"{name}: a backfill failed")
+        return f"{len(more)} fills after the drop ({in_gap} certainly in the gap), {bf:.0f} backfilled"
+
+
+def stream_silent(build_dir, name):
+    with start(build_dir, name, "binance-usdm") as sc:
+        sc.wait_ready()
+        fills = opening(sc)
+        rec0 = sc.metric("ct_stream_reconnects_total", account="lead")
+        sil0 = sc.metric("ct_stream_silences_total", account="lead")
+        bf0 = sc.metric("ct_backfill_fills_total", leader="lead")
+        t0 = time.monotonic()
+        f = sc.sim.fault("ws_silent", account="lead", duration_ms=120000)
+        check(f["hits"] >= 1, f"{name}: ws_silent silenced no connection (hits {f['hits']})")
+        more, _ = gap_trades(sc)
+        fills += more
+        wait_for(f"{name}: the fills' frames lost to the silence (silencedFrames)",
+                 lambda: sc.sim.streams("lead").get("silencedFrames", 0) >= len(more), timeout=5)
+        check(len(sc.sim.orders("fb")) == 1, f"{name}: fills reached the daemon through a silenced stream")
+        wait_for(f"{name}: the silent stream declared dead (ct_stream_silences_total)",
+                 lambda: sc.metric("ct_stream_silences_total", account="lead") > sil0,
+                 timeout=BINANCE_SILENCE_S + 8, interval=0.25)
+        detected = time.monotonic() - t0
+        settle_and_check(sc, fills, "after the silence")
+        check(sc.metric("ct_stream_reconnects_total", account="lead") > rec0, f"{name}: no reconnect counted")
+        wait_for(f"{name}: the silenced fills backfilled",
+                 lambda: sc.metric("ct_backfill_fills_total", leader="lead") - bf0 == len(more))
+        sc.sim.clear_faults()
+        return f"{len(more)} fills during the silence, declared dead after {detected:.1f} s, all backfilled"
+
+
+def listen_key_expiry(build_dir, name):
+    with start(build_dir, name, "binance-usdm") as sc:
+        sc.wait_ready()
+        fills = opening(sc)
+        key0 = sc.sim.streams("lead")["listenKey"]
+        check(key0, f"{name}: the leader has no listenKey")
+        rec0 = sc.metric("ct_stream_reconnects_total", account="lead")
+        f = sc.sim.fault("listen_key_expire", account="lead")
+        check(f["hits"] >= 1, f"{name}: no listenKey expired (hits {f['hits']})")
+        more, in_gap = gap_trades(sc)
+        fills += more
+        wait_for(f"{name}: a new listenKey with a connection",
+                 lambda: (lambda s: s["listenKey"] not in (None, key0) and s["connections"] >= 1)(
+                     sc.sim.streams("lead")))
+        settle_and_check(sc, fills, "after the listenKey expiry")
+        wait_for(f"{name}: ct_stream_reconnects_total rises",
+                 lambda: sc.metric("ct_stream_reconnects_total", account="lead") > rec0)
+        return f"new listenKey, {len(more)} fills after the expiry ({in_gap} certainly in the gap)"
+
+
+def duplicate_reorder(build_dir, name):
+    with start(build_dir, name, "binance-usdm") as sc:
+        sc.wait_ready()
+        fills = opening(sc)
+        dup0 = sc.metric("ct_leader_fills_duplicate_total", leader="lead")
+        f = sc.sim.fault("ws_duplicate", account="lead")
+        new = sc.trade("lead", "BUY", "0.010", fills=["0.004", "0.006"])
+        new += sc.trade("lead", "SELL", "0.008")
+        fills += new
+        settle_and_check(sc, fills, "with duplicated events")
+        wait_for(f"{name}: the duplicated fills counted",
+                 lambda: sc.metric("ct_leader_fills_duplicate_total", leader="lead") - dup0 >= len(new))
+        check(sc.sim.fault_hits(f["id"]) >= 2 * len(new), f"{name}: ws_duplicate hit only "
+              f"{sc.sim.fault_hits(f['id'])} events")
+        sc.sim.clear_faults()
+
+        f = sc.sim.fault("ws_reorder", account="lead")
+        new = sc.trade("lead", "BUY", "0.006", fills=["0.001", "0.002", "0.003"])
+        new += sc.trade("lead", "SELL", "0.012", fills=["0.005", "0.007"])
+        new += sc.trade("lead", "BUY", "0.002")
+        fills += new
+        settle_and_check(sc, fills, "with reordered events")
+        check(sc.sim.fault_hits(f["id"]) >= 2, f"{name}: ws_reorder held only {sc.sim.fault_hits(f['id'])} events")
+        sc.sim.clear_faults()
+        return f"{len(fills)} fills with duplicated and reordered events, each copied once"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--only", help="run only the scenarios whose names contain this")
+    args = ap.parse_args()
+    b = args.build_dir
+    scenarios = [("drop_binance", lambda: stream_drop(b, "sf_drop_bn", "binance-usdm")),
+                 ("drop_bybit", lambda: stream_drop(b, "sf_drop_by", "bybit-linear")),
+                 ("lke_binance", lambda: listen_key_expiry(b, "sf_lke")),
+                 ("dup_reorder", lambda: duplicate_reorder(b, "sf_dupre")),
+                 ("silent_binance", lambda: stream_silent(b, "sf_silent"))]
+    failures = []
+    for name, fn in scenarios:
+        if args.only and args.only not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            print(f"ok {name}: {fn()} ({time.monotonic() - t0:.1f} s)", flush=True)
+        except TestFailure as e:
+            print(f"FAIL {name} ({time.monotonic() - t0:.1f} s): {e}", file=sys.stderr, flush=True)
+            failures.append(name)
+    if failures:
+        print(f"FAIL test_stream_faults: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
