@@ -251,6 +251,16 @@ static const struct cs_key daemon_keys[] = {
       .off = offsetof(struct cfg_daemon, spool_dir) },
     { .name = "spool_after_ms", .type = CS_INT, .def = "250", .min = 1, .max = 60000,
       .off = offsetof(struct cfg_daemon, spool_after_ms) },
+    { .name = "cache_ttl_tickers_ms", .type = CS_INT, .def = "5000", .min = 100, .max = 3600000,
+      .off = offsetof(struct cfg_daemon, cache_ttl_tickers_ms) },
+    { .name = "cache_ttl_positions_ms", .type = CS_INT, .def = "10000", .min = 100, .max = 3600000,
+      .off = offsetof(struct cfg_daemon, cache_ttl_positions_ms) },
+    { .name = "cache_ttl_balances_ms", .type = CS_INT, .def = "15000", .min = 100, .max = 3600000,
+      .off = offsetof(struct cfg_daemon, cache_ttl_balances_ms) },
+    { .name = "cache_ttl_instruments_ms", .type = CS_INT, .def = "3600000", .min = 1000, .max = 86400000,
+      .off = offsetof(struct cfg_daemon, cache_ttl_instruments_ms) },
+    { .name = "cache_max_entries", .type = CS_INT, .def = "100000", .min = 16, .max = 10000000,
+      .off = offsetof(struct cfg_daemon, cache_max_entries) },
     { .name = NULL },
 };
 

@@ -59,6 +59,11 @@ struct cfg_daemon {
                                        when systemd sets STATE_DIRECTORY, else no spool */
     int spool_after_ms;             /* 1..60000, default 250: a fill write waiting longer for
                                        PostgreSQL goes to the spool */
+    int cache_ttl_tickers_ms;       /* 100..3600000, default 5000 */
+    int cache_ttl_positions_ms;     /* 100..3600000, default 10000 */
+    int cache_ttl_balances_ms;      /* 100..3600000, default 15000 */
+    int cache_ttl_instruments_ms;   /* 1000..86400000, default 3600000 */
+    int cache_max_entries;          /* 16..10000000, default 100000 per cache (LRU beyond) */
     int backfill_max_age_ms;        /* 1000..604800000, default 3600000: how far back a backfill
                                        (after a reconnect, or at start-up) may fetch leader fills */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity

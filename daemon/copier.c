@@ -288,19 +288,9 @@ static struct lane *lane_get(struct copier *c, const char *follower, const char 
     return l;
 }
 
-static void publish_position(struct copier *c, const struct acct *a, const char *symbol) {
-    char key[160], val[2 * DEC_STR_MAX + 8];
-    if (!c->redis) return;
-    snprintf(key, sizeof(key), "ct:pos:%s:%s", a->name, symbol);
-    if (a->mode == MKT_PM_HEDGE) {
-        char l[DEC_STR_MAX], sh[DEC_STR_MAX];
-        snprintf(val, sizeof(val), "L%s/S%s", fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_LONG), l),
-                 fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_SHORT), sh));
-    } else {
-        fmt_dec(position_book_live(c->pos, a->name, symbol, MKT_PS_BOTH), val);
-    }
-    /* Fire-and-forget: a refused write is counted by the client; nothing here waits on Redis. */
-    (void)rds_set_px(c->redis, key, val, strlen(val), c->position_ttl_ms);
+static void publish_position(struct copier *c, struct acct *a, const char *symbol) {
+    (void)c;
+    copier_cache_position(a, symbol); /* in process at once, Redis fire-and-forget */
 }
 
 static enum journal_status status_of(enum exch_order_status st) {
@@ -1170,6 +1160,7 @@ static void on_instruments(void *ud, const struct exch_status *st, const struct 
     }
     t->loaded = true;
     a->backoff_ms = 0;
+    copier_cache_put_instruments(t, v, n);
     log_info(TAG, "%s: %zu instruments", t->url, n);
     do_tickers(&a->retry);
 }
@@ -1197,6 +1188,7 @@ static void on_tickers(void *ud, const struct exch_status *st, const struct exch
         return;
     }
     store_tickers(a->inst, v, n, copier_exchange_now_ms(a));
+    copier_cache_put_tickers(a->inst, v, n);
     a->backoff_ms = 0;
     step_done(a->c);
 }
@@ -1299,6 +1291,7 @@ static void on_equity(void *ud, const struct exch_status *st, const struct exch_
         return;
     }
     observe_equity(a->c, a, b->equity);
+    copier_cache_put_balance(a, b);
     a->backoff_ms = 0;
     step_done(a->c);
 }
@@ -1310,23 +1303,7 @@ static void do_equity(uv_timer_t *t) {
 
 /* ---- steady-state refresh (equity for sizing and loss stops, tickers for the slippage guard) -- */
 
-static void on_refresh_equity(void *ud, const struct exch_status *st, const struct exch_balance *b) {
-    struct acct *a = ud;
-    a->equity_busy = false;
-    if (a->c->freeing) return;
-    if (st->err) {
-        log_debug(TAG, "%s: equity refresh failed: %s", a->name, st->error_msg);
-        return;
-    }
-    observe_equity(a->c, a, b->equity);
-}
-
-static void on_refresh_tickers(void *ud, const struct exch_status *st, const struct exch_ticker *v, size_t n) {
-    struct acct *a = ud;
-    a->inst->tickers_busy = false;
-    if (a->c->freeing || st->err) return;
-    store_tickers(a->inst, v, n, copier_exchange_now_ms(a));
-}
+void copier_observe_equity(struct acct *a, dec_t equity) { observe_equity(a->c, a, equity); }
 
 /* |follower - leader x factor| in follower steps, worst symbol; factor = multiplier (x follower
  * equity / leader equity for equity_ratio), negated by reverse. Hedge slots count by their net. */
@@ -1372,14 +1349,12 @@ static void refresh_tick(uv_timer_t *t) {
     struct instruments *it, *tmp;
     for (size_t i = 0; i < c->n_rules && !c->freeing; i++)
         if (c->rules[i].m_drift && !c->rules[i].removed) met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
-    for (size_t i = 0; i < c->n_accts && !c->freeing; i++) {
-        struct acct *a = &c->accts[i];
-        if (!a->equity_busy && exch_fetch_account(a->ex, on_refresh_equity, a) == 0) a->equity_busy = true;
-    }
+    /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request. */
+    for (size_t i = 0; i < c->n_accts && !c->freeing; i++) copier_cache_equity(&c->accts[i]);
     HASH_ITER(hh, c->insts, it, tmp) {
         if (c->freeing) break;
-        if (!it->tickers_busy && exch_fetch_tickers(it->fetcher->ex, on_refresh_tickers, it->fetcher) == 0)
-            it->tickers_busy = true;
+        copier_cache_tickers(it);
+        copier_cache_instruments(it);
     }
 }
 
@@ -1561,6 +1536,7 @@ struct copier *copier_new(const struct copier_deps *d) {
     }
     c->backfill_max_age_ms = d->backfill_max_age_ms ? (int64_t)d->backfill_max_age_ms : 3600000;
     if (copier_reconcile_copy(c, d->pending, d->n_pending) < 0) goto fail;
+    if (copier_caches_init(c, d) < 0) goto fail;
     if (metrics_init(c) < 0) goto fail;
     return c;
 fail:
@@ -1669,6 +1645,7 @@ struct copier *copier_free(struct copier *c) {
     struct hwm_entry *h, *htmp;
     if (!c) return NULL;
     copier_close(c);
+    copier_caches_free(c); /* before the maps its waiters refer to */
     while ((j = c->jobs)) {
         uv_timer_stop(&j->timer);
         c->jobs = j->lnext;

@@ -90,6 +90,12 @@ struct copier_deps {
     unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
     unsigned backfill_max_age_ms; /* a backfill never reaches further back than this; 0 = 1 h */
+    /* Two-level caches (copier_cache.c); 0 = the defaults in brackets. */
+    unsigned cache_ttl_tickers_ms;     /* [5000] */
+    unsigned cache_ttl_balances_ms;    /* [15000] */
+    unsigned cache_ttl_positions_ms;   /* [10000] */
+    unsigned cache_ttl_instruments_ms; /* [3600000] */
+    size_t cache_max_entries;          /* per cache [100000] */
     const struct copier_pending *pending; /* copied */
     size_t n_pending;
 };

@@ -37,6 +37,7 @@ struct instruments { /* the filters of one exchange endpoint, by symbol */
     struct inst_entry *map;
     struct acct *fetcher;  /* the account its public data (filters, tickers) is fetched with */
     bool tickers_busy;     /* a ticker refresh is out */
+    bool inst_busy;        /* an instrument refresh is out */
     bool loaded;
     UT_hash_handle hh;
 };
@@ -228,6 +229,7 @@ struct copier {
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
     struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;
     struct met_counter *m_bf_ok, *m_bf_failed;
+    struct cache *caches[4];   /* enum copier_cache (copier_cache.c) */
     struct met_family *f_backfilled, *f_reconnects, *f_silences;
     int64_t backfill_max_age_ms;
     uint64_t orders_sent;      /* first sends (not resends or queries) */
@@ -246,6 +248,20 @@ void copier_check_ready(struct copier *c);
 void copier_backfill_start(struct acct *a, int64_t since_ms, bool startup);
 void copier_backfill_hold(struct acct *a, const struct mkt_fill *f); /* a stream fill meanwhile */
 void copier_backfill_free(struct acct *a);
+/* copier_cache.c */
+enum copier_cache { COPIER_CACHE_TICKERS, COPIER_CACHE_BALANCES, COPIER_CACHE_POSITIONS,
+                    COPIER_CACHE_INSTRUMENTS, COPIER_CACHE__COUNT };
+struct cache;
+int copier_caches_init(struct copier *c, const struct copier_deps *d);
+void copier_caches_free(struct copier *c);
+void copier_cache_tickers(struct instruments *t);      /* refresh through the cache */
+void copier_cache_equity(struct acct *a);              /* refresh through the cache */
+void copier_cache_instruments(struct instruments *t);  /* refresh when the entry expired */
+void copier_cache_position(struct acct *a, const char *symbol); /* its position changed */
+void copier_cache_put_tickers(struct instruments *t, const struct exch_ticker *v, size_t n);
+void copier_cache_put_balance(struct acct *a, const struct exch_balance *b);
+void copier_cache_put_instruments(struct instruments *t, const struct mkt_instrument *v, size_t n);
+void copier_observe_equity(struct acct *a, dec_t equity); /* copier.c: loss stops, sizing */
 /* copier_reconcile.c */
 int copier_reconcile_copy(struct copier *c, const struct copier_pending *v, size_t n);
 void copier_reconcile_start(struct copier *c); /* sets c->reconciled when there is nothing to do */

@@ -1251,6 +1251,11 @@ static int run(struct daemon *d) {
         .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
         .refresh_ms = (unsigned)dc->account_refresh_ms,
         .backfill_max_age_ms = (unsigned)dc->backfill_max_age_ms,
+        .cache_ttl_tickers_ms = (unsigned)dc->cache_ttl_tickers_ms,
+        .cache_ttl_balances_ms = (unsigned)dc->cache_ttl_balances_ms,
+        .cache_ttl_positions_ms = (unsigned)dc->cache_ttl_positions_ms,
+        .cache_ttl_instruments_ms = (unsigned)dc->cache_ttl_instruments_ms,
+        .cache_max_entries = (size_t)dc->cache_max_entries,
         .pending = d->pending, .n_pending = d->n_pending,
     };
     d->copier = copier_new(&deps);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1000,52 +1001,45 @@ static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct
     return 0;
 }
 
-/* positionRisk bodies: a JSON array, and room for one parsed entry of `size` bytes per element. */
-static int load_position_array(const char *body, size_t len, size_t size, json_t **j, void **v,
-                               char *err, size_t errlen) {
-    *v = NULL;
-    if (!(*j = load(body, len, "positionRisk", err, errlen))) return -EBADMSG;
-    if (!json_is_array(*j)) {
-        seterr(err, errlen, "positionRisk: not a JSON array");
-        json_decref(*j);
-        return -EBADMSG;
-    }
-    if (json_array_size(*j) > 0 && !(*v = calloc(json_array_size(*j), size))) {
-        seterr(err, errlen, "positionRisk: out of memory");
-        json_decref(*j);
-        return -ENOMEM;
-    }
-    return 0;
+/* Everything one positionRisk body says, parsed in one pass: the non-zero positions, every
+ * symbol's leverage and the position mode, each with its own outcome (rc 0 or a negative errno,
+ * err naming the field), so a body without "leverage" (v3) still gives positions. */
+struct risk_parsed {
+    struct mkt_position *pos; /* non-zero positions, NULL when n_pos == 0 or pos_rc != 0 */
+    size_t n_pos;
+    int pos_rc;
+    char pos_err[160];
+    struct exch_leverage *lev; /* one per symbol, sorted, NULL when n_lev == 0 or lev_rc != 0 */
+    size_t n_lev;
+    int lev_rc;
+    char lev_err[160];
+    enum mkt_pos_mode mode;
+    int mode_rc; /* -ENODATA: the body cannot tell (no entries, or BOTH mixed with LONG/SHORT) */
+    char mode_err[160];
+};
+
+static void risk_parsed_free(struct risk_parsed *p) {
+    free(p->pos);
+    free(p->lev);
+    p->pos = NULL;
+    p->lev = NULL;
+    p->n_pos = p->n_lev = 0;
 }
 
-int binance_parse_positions(const char *body, size_t len, struct mkt_position **out, size_t *n,
-                            char *err, size_t errlen) {
-    json_t *j, *p;
-    size_t i, cnt = 0;
-    struct mkt_position *v = NULL;
-    int rc = -EBADMSG;
-
-    *out = NULL;
-    *n = 0;
-    if ((rc = load_position_array(body, len, sizeof *v, &j, (void **)&v, err, errlen)) < 0) return rc;
-    rc = -EBADMSG;
-    json_array_foreach(j, i, p) {
-        struct mkt_position pos;
-        if (parse_position_entry(p, i, false, &pos, err, errlen) < 0) goto fail;
-        if (!dec_is_zero(pos.amount)) v[cnt++] = pos;
+/* Fails every part that has not failed already (the first error of each part is kept). */
+static void risk_fail(struct risk_parsed *p, int rc, const char *err) {
+    if (!p->pos_rc) {
+        p->pos_rc = rc;
+        snprintf(p->pos_err, sizeof p->pos_err, "%s", err);
     }
-    if (cnt == 0) {
-        free(v);
-        v = NULL;
+    if (!p->lev_rc) {
+        p->lev_rc = rc;
+        snprintf(p->lev_err, sizeof p->lev_err, "%s", err);
     }
-    *out = v;
-    *n = cnt;
-    json_decref(j);
-    return 0;
-fail:
-    free(v);
-    json_decref(j);
-    return rc;
+    if (!p->mode_rc) {
+        p->mode_rc = rc;
+        snprintf(p->mode_err, sizeof p->mode_err, "%s", err);
+    }
 }
 
 /* By symbol, then highest leverage first (so deduplication keeps the highest). */
@@ -1056,45 +1050,131 @@ static int lev_cmp(const void *a, const void *b) {
     return (y->leverage > x->leverage) - (y->leverage < x->leverage);
 }
 
-int binance_parse_leverages(const char *body, size_t len, struct exch_leverage **out, size_t *n,
-                            char *err, size_t errlen) {
-    json_t *j, *p;
-    size_t i, cnt = 0;
-    struct exch_leverage *v = NULL;
-    int rc = -EBADMSG;
+static void risk_parse(const char *body, size_t len, struct risk_parsed *p) {
+    char err[160];
+    json_t *j, *e;
+    size_t i, n, n_both = 0, n_hedge = 0;
 
-    *out = NULL;
-    *n = 0;
-    if ((rc = load_position_array(body, len, sizeof *v, &j, (void **)&v, err, errlen)) < 0) return rc;
-    rc = -EBADMSG;
-    json_array_foreach(j, i, p) {
-        struct mkt_position pos;
-        if (parse_position_entry(p, i, true, &pos, err, errlen) < 0) goto fail;
-        snprintf(v[cnt].symbol, sizeof v[cnt].symbol, "%s", pos.symbol);
-        v[cnt++].leverage = pos.leverage;
+    memset(p, 0, sizeof *p);
+    p->mode = MKT_PM_ONE_WAY;
+    if (!(j = load(body, len, "positionRisk", err, sizeof err))) {
+        risk_fail(p, -EBADMSG, err);
+        return;
     }
-    if (cnt > 1) {
+    if (!json_is_array(j)) {
+        risk_fail(p, -EBADMSG, "positionRisk: not a JSON array");
+        goto out;
+    }
+    n = json_array_size(j);
+    if (n > 0 && (!(p->pos = calloc(n, sizeof *p->pos)) || !(p->lev = calloc(n, sizeof *p->lev)))) {
+        risk_fail(p, -ENOMEM, "positionRisk: out of memory");
+        goto out;
+    }
+    json_array_foreach(j, i, e) {
+        struct mkt_position pos;
+        if (parse_position_entry(e, i, false, &pos, err, sizeof err) < 0) {
+            risk_fail(p, -EBADMSG, err);
+            goto out;
+        }
+        if (!dec_is_zero(pos.amount)) p->pos[p->n_pos++] = pos;
+        if (pos.leverage == 0) { /* absent (v3); a present one is 1..PARSE_MAX */
+            if (!p->lev_rc) {
+                p->lev_rc = -EBADMSG;
+                seterr(p->lev_err, sizeof p->lev_err,
+                       "positionRisk: [%zu].leverage: missing (symbol %s)", i, pos.symbol);
+            }
+        } else if (!p->lev_rc) {
+            snprintf(p->lev[p->n_lev].symbol, sizeof p->lev[p->n_lev].symbol, "%s", pos.symbol);
+            p->lev[p->n_lev++].leverage = pos.leverage;
+        }
+        if (pos.pos_side == MKT_PS_BOTH) n_both++;
+        else n_hedge++;
+    }
+    if (!p->lev_rc && p->n_lev > 1) {
         /* Hedge mode lists LONG and SHORT of a symbol with the same leverage (it is per
          * symbol on Binance). Should they ever differ, the highest is kept: the max-leverage
          * check then errs on the safe side. */
         size_t w = 1;
-        qsort(v, cnt, sizeof *v, lev_cmp);
-        for (size_t k = 1; k < cnt; k++)
-            if (strcmp(v[k].symbol, v[w - 1].symbol) != 0) v[w++] = v[k];
-        cnt = w;
+        qsort(p->lev, p->n_lev, sizeof *p->lev, lev_cmp);
+        for (size_t k = 1; k < p->n_lev; k++)
+            if (strcmp(p->lev[k].symbol, p->lev[w - 1].symbol) != 0) p->lev[w++] = p->lev[k];
+        p->n_lev = w;
     }
-    if (cnt == 0) {
-        free(v);
-        v = NULL;
+    /* One-way accounts list BOTH entries only, hedge-mode accounts LONG and SHORT ones (A3.4).
+     * Anything else is not guessed at: the caller asks positionSide/dual. */
+    if (n == 0) {
+        p->mode_rc = -ENODATA;
+        seterr(p->mode_err, sizeof p->mode_err,
+               "positionRisk: no entries, the position mode cannot be told");
+    } else if (n_both && n_hedge) {
+        p->mode_rc = -ENODATA;
+        seterr(p->mode_err, sizeof p->mode_err,
+               "positionRisk: %zu BOTH and %zu LONG/SHORT entries, the position mode cannot be "
+               "told", n_both, n_hedge);
+    } else {
+        p->mode = n_hedge ? MKT_PM_HEDGE : MKT_PM_ONE_WAY;
     }
-    *out = v;
-    *n = cnt;
+out:
     json_decref(j);
+    if (p->pos_rc || p->n_pos == 0) {
+        free(p->pos);
+        p->pos = NULL;
+        p->n_pos = 0;
+    }
+    if (p->lev_rc || p->n_lev == 0) {
+        free(p->lev);
+        p->lev = NULL;
+        p->n_lev = 0;
+    }
+}
+
+int binance_parse_positions(const char *body, size_t len, struct mkt_position **out, size_t *n,
+                            char *err, size_t errlen) {
+    struct risk_parsed p;
+    risk_parse(body, len, &p);
+    *out = NULL;
+    *n = 0;
+    if (p.pos_rc) {
+        seterr(err, errlen, "%s", p.pos_err);
+        risk_parsed_free(&p);
+        return p.pos_rc;
+    }
+    *out = p.pos;
+    *n = p.n_pos;
+    p.pos = NULL;
+    risk_parsed_free(&p);
     return 0;
-fail:
-    free(v);
-    json_decref(j);
-    return rc;
+}
+
+int binance_parse_leverages(const char *body, size_t len, struct exch_leverage **out, size_t *n,
+                            char *err, size_t errlen) {
+    struct risk_parsed p;
+    risk_parse(body, len, &p);
+    *out = NULL;
+    *n = 0;
+    if (p.lev_rc) {
+        seterr(err, errlen, "%s", p.lev_err);
+        risk_parsed_free(&p);
+        return p.lev_rc;
+    }
+    *out = p.lev;
+    *n = p.n_lev;
+    p.lev = NULL;
+    risk_parsed_free(&p);
+    return 0;
+}
+
+int binance_parse_risk_mode(const char *body, size_t len, enum mkt_pos_mode *out, char *err,
+                            size_t errlen) {
+    struct risk_parsed p;
+    risk_parse(body, len, &p);
+    risk_parsed_free(&p);
+    if (p.mode_rc) {
+        seterr(err, errlen, "%s", p.mode_err);
+        return p.mode_rc;
+    }
+    *out = p.mode;
+    return 0;
 }
 
 int binance_parse_account(const char *body, size_t len, struct exch_balance *out, char *err,
@@ -1418,7 +1498,7 @@ void binance_classify_cancel(const struct rest_resp *r, const char *want_client_
 /* One element i of a 2xx batchOrders array into out (client id already set). */
 static void classify_batch_entry(const json_t *e, size_t i, long http, const char *want,
                                  struct exch_order_result *out) {
-    char what[24], perr[sizeof out->error_msg];
+    char what[32], perr[sizeof out->error_msg];
     int64_t code;
     const char *msg;
     snprintf(what, sizeof what, "batch[%zu]", i);
@@ -1518,6 +1598,7 @@ enum bn_kind {
     BN_PLACE, BN_QUERY, BN_INSTR, BN_POS, BN_TIME, BN_LK_CREATE, BN_LK_KEEP, BN_LK_DEL,
     BN_ACCOUNT, BN_TICKERS, BN_POS_MODE, BN_LEVERAGES, BN_SET_LEV, BN_CANCEL, BN_BATCH,
     BN_FILLS, BN_BOOK,
+    BN_RISK, /* GET /fapi/v2/positionRisk shared by BN_POS, BN_POS_MODE and BN_LEVERAGES */
 };
 
 /* Stages of a BN_FILLS call. */
@@ -1578,6 +1659,9 @@ struct bn_call {
     size_t n;                    /* BN_BATCH */
     char batch_ids[BINANCE_BATCH_MAX][MKT_CLIENT_ID_MAX];
     struct bn_fills *fl;         /* BN_FILLS */
+    /* BN_RISK: the readers waiting for its answer (FIFO through next) */
+    struct bn_call *waiters, **waiters_tail;
+    struct bn_call *next;
     /* The request as bn_build makes it when it leaves (after any rate-limit wait), so the
      * timestamp and signature are fresh; keyhdr is wiped before the call is freed. */
     struct {
@@ -1616,22 +1700,6 @@ static void on_instruments(struct bn_call *c, const struct rest_resp *r) {
         }
     }
     c->cb.instr(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
-    free(v);
-}
-
-static void on_positions(struct bn_call *c, const struct rest_resp *r) {
-    struct exch_status st;
-    struct mkt_position *v = NULL;
-    size_t n = 0;
-    if (binance_status_from_resp(r, &st)) {
-        char err[sizeof st.error_msg];
-        int rc = binance_parse_positions(r->body, r->body_len, &v, &n, err, sizeof err);
-        if (rc < 0) {
-            st.err = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
-            seterr(st.error_msg, sizeof st.error_msg, "%s", err);
-        }
-    }
-    c->cb.pos(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
     free(v);
 }
 
@@ -1727,19 +1795,6 @@ static void on_pos_mode(struct bn_call *c, const struct rest_resp *r) {
     c->cb.mode(c->ud, &st, m);
 }
 
-static void on_leverages(struct bn_call *c, const struct rest_resp *r) {
-    struct exch_status st;
-    struct exch_leverage *v = NULL;
-    size_t n = 0;
-    if (binance_status_from_resp(r, &st)) {
-        char err[sizeof st.error_msg];
-        int rc = binance_parse_leverages(r->body, r->body_len, &v, &n, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
-    }
-    c->cb.levs(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
-    free(v);
-}
-
 static void on_set_leverage(struct bn_call *c, const struct rest_resp *r) {
     struct exch_status st;
     int lev = 0;
@@ -1753,6 +1808,7 @@ static void on_set_leverage(struct bn_call *c, const struct rest_resp *r) {
 
 static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m, const char *path,
                    char *qs, int qs_len, bool sign, bool api_key, bool no_resend);
+static struct bn_call *call_new(enum bn_kind kind, void *ud);
 
 static void call_free(struct bn_call *c) {
     if (!c) return;
@@ -2101,6 +2157,247 @@ done:
     return true;
 }
 
+/* ---- positionRisk v2, one request for positions, position mode and leverage ----
+ *
+ * Per account: at most one GET /fapi/v2/positionRisk in flight that new readers join, and its
+ * answer kept for risk_ttl_ms after it arrived (monotonic clock) for readers that come later.
+ * The entries live in a process-wide list (the account object has no room for adapter state)
+ * under risk_mu; an entry's fields are used only on its account's loop thread, and only that
+ * thread frees it (risk_entry sweeps the idle entries of its own loop), so several executor
+ * loops may share the list. An entry holds a reference on its account so the pointer cannot be
+ * reused by another account while the entry exists. */
+
+static int64_t risk_ttl_ms = BINANCE_RISK_TTL_MS;
+
+void binance_risk_test_ttl(int64_t ttl_ms) {
+    risk_ttl_ms = ttl_ms >= 0 ? ttl_ms : BINANCE_RISK_TTL_MS;
+}
+
+/* One answer, shared by its readers and the cache (loop thread only). */
+struct bn_risk_data {
+    unsigned refs;
+    struct exch_status st; /* the HTTP outcome; nothing parsed unless st.err == 0 */
+    struct risk_parsed p;
+};
+
+struct bn_risk {
+    struct bn_risk *next;
+    struct exch_account *a;      /* reference held while the entry exists */
+    uv_loop_t *loop;             /* the account's loop (compared, never used) */
+    struct bn_call *flight;      /* the request new readers join, NULL = none */
+    struct bn_risk_data *cached; /* the last good answer, NULL = none */
+    int64_t cached_ms;           /* monotonic ms of its arrival */
+};
+
+static pthread_mutex_t risk_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct bn_risk *risk_list;
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void risk_data_unref(struct bn_risk_data *d) {
+    if (d && --d->refs == 0) {
+        risk_parsed_free(&d->p);
+        free(d);
+    }
+}
+
+static bool risk_fresh(const struct bn_risk *e, int64_t now) {
+    return e->cached && now - e->cached_ms < risk_ttl_ms;
+}
+
+/* a's entry (created when create is set; NULL if absent or out of memory). Drops, on the way,
+ * the entries of a's loop with nothing in flight and nothing fresh, or whose account is closed. */
+static struct bn_risk *risk_entry(struct exch_account *a, bool create) {
+    uv_loop_t *loop = exch_account_loop(a);
+    int64_t now = mono_ms();
+    struct bn_risk *found = NULL, *drop = NULL, **pp;
+
+    pthread_mutex_lock(&risk_mu);
+    for (pp = &risk_list; *pp;) {
+        struct bn_risk *e = *pp;
+        if (e->a == a) {
+            found = e;
+        } else if (e->loop == loop && !e->flight &&
+                   (exch_account_is_closed(e->a) || !risk_fresh(e, now))) {
+            *pp = e->next;
+            e->next = drop;
+            drop = e;
+            continue;
+        }
+        pp = &e->next;
+    }
+    if (!found && create && (found = calloc(1, sizeof *found))) {
+        found->a = exch_account_ref(a);
+        found->loop = loop;
+        found->next = risk_list;
+        risk_list = found;
+    }
+    pthread_mutex_unlock(&risk_mu);
+    /* outside the lock: the last reference frees the account (and its limits, with their own
+     * locks) */
+    while (drop) {
+        struct bn_risk *next = drop->next;
+        risk_data_unref(drop->cached);
+        exch_account_unref(drop->a);
+        free(drop);
+        drop = next;
+    }
+    return found;
+}
+
+/* After an order result: readers from now on get a newer answer than any so far. A request in
+ * flight still answers the readers it has (they asked before the result). */
+static void risk_invalidate(struct exch_account *a) {
+    struct bn_risk *e = risk_entry(a, false);
+    if (!e) return;
+    e->flight = NULL;
+    risk_data_unref(e->cached);
+    e->cached = NULL;
+}
+
+/* Hands reader c (holding a reference on c->a) its part of d and frees it; a BN_POS_MODE
+ * reader whose answer cannot tell the mode goes on to GET /fapi/v1/positionSide/dual. */
+static void risk_deliver(struct bn_call *c, const struct bn_risk_data *d) {
+    struct exch_account *a = c->a;
+    struct exch_status st = d->st;
+    switch (c->kind) {
+    case BN_POS:
+        if (!st.err && d->p.pos_rc) parse_failed(&st, d->p.pos_rc, d->p.pos_err);
+        c->cb.pos(c->ud, &st, st.err ? NULL : d->p.pos, st.err ? 0 : d->p.n_pos);
+        break;
+    case BN_LEVERAGES:
+        if (!st.err && d->p.lev_rc) parse_failed(&st, d->p.lev_rc, d->p.lev_err);
+        c->cb.levs(c->ud, &st, st.err ? NULL : d->p.lev, st.err ? 0 : d->p.n_lev);
+        break;
+    case BN_POS_MODE:
+        if (!st.err && d->p.mode_rc) {
+            /* No entries, a mix of BOTH and LONG/SHORT, or a body we could not read: ask
+             * the authoritative (and 6 times dearer) endpoint rather than guess. */
+            char qs[1] = "";
+            c->a = NULL;
+            int r = bn_send(a, c, REST_GET, "/fapi/v1/positionSide/dual", qs, 0, true, true,
+                            false);
+            exch_account_unref(a); /* bn_send took its own reference on success */
+            if (r == 0) return;    /* on_pos_mode answers */
+            a = NULL;
+            send_failed(&st, r, "positionSide/dual");
+        }
+        c->cb.mode(c->ud, &st, st.err ? MKT_PM_ONE_WAY : d->p.mode);
+        break;
+    default: break;
+    }
+    exch_account_unref(a); /* takes NULL */
+    call_free(c);
+}
+
+/* A cached answer goes out from the loop, never inside the fetch call (callers may set state
+ * after a call returns 0, expecting the callback later). */
+struct bn_risk_defer {
+    uv_timer_t t;
+    struct bn_call *c;
+    struct bn_risk_data *d;
+};
+
+static void risk_defer_closed(uv_handle_t *h) { free(h->data); }
+
+static void risk_defer_fire(uv_timer_t *t) {
+    struct bn_risk_defer *df = t->data;
+    risk_deliver(df->c, df->d);
+    risk_data_unref(df->d);
+    uv_close((uv_handle_t *)&df->t, risk_defer_closed);
+}
+
+static int risk_defer(struct exch_account *a, struct bn_call *c, struct bn_risk_data *d) {
+    struct bn_risk_defer *df = calloc(1, sizeof *df);
+    uv_loop_t *loop = exch_account_loop(a);
+    if (!df) return -ENOMEM;
+    if (!loop || uv_timer_init(loop, &df->t) != 0) {
+        free(df);
+        return -EINVAL;
+    }
+    df->t.data = df;
+    df->c = c;
+    df->d = d;
+    d->refs++;
+    c->a = exch_account_ref(a);
+    uv_timer_start(&df->t, risk_defer_fire, 0, 0);
+    return 0;
+}
+
+/* Reader c (BN_POS, BN_POS_MODE or BN_LEVERAGES, callback set) of a's positionRisk: a fresh
+ * cached answer, the request in flight, or a new request. 0 (c is taken), or a negative errno
+ * (c freed, its callback never runs). */
+static int risk_read(struct exch_account *a, struct bn_call *c) {
+    struct bn_risk *e;
+    int r = 0;
+    if (exch_account_is_closed(a)) r = -ESHUTDOWN;
+    else if (!exch_account_pool(a)) r = -EINVAL;
+    else if (!(e = risk_entry(a, true))) r = -ENOMEM;
+    if (r < 0) goto fail;
+    if (risk_fresh(e, mono_ms())) {
+        if ((r = risk_defer(a, c, e->cached)) < 0) goto fail;
+        return 0;
+    }
+    if (!e->flight) {
+        char qs[1] = "";
+        struct bn_call *f = call_new(BN_RISK, NULL);
+        if (!f) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        f->waiters_tail = &f->waiters;
+        if ((r = bn_send(a, f, REST_GET, "/fapi/v2/positionRisk", qs, 0, true, true, false)) < 0) {
+            free(f);
+            goto fail;
+        }
+        e->flight = f;
+    }
+    c->a = exch_account_ref(a);
+    c->next = NULL;
+    *e->flight->waiters_tail = c;
+    e->flight->waiters_tail = &c->next;
+    return 0;
+fail:
+    free(c);
+    return r;
+}
+
+static void on_risk(struct bn_call *c, const struct rest_resp *r) {
+    struct bn_risk_data *d = calloc(1, sizeof *d), nomem;
+    struct bn_call *w = c->waiters;
+    struct bn_risk *e;
+
+    c->waiters = NULL;
+    if (d) {
+        d->refs = 1;
+        if (binance_status_from_resp(r, &d->st)) risk_parse(r->body, r->body_len, &d->p);
+    } else {
+        memset(&nomem, 0, sizeof nomem);
+        nomem.st.err = -ENOMEM;
+        seterr(nomem.st.error_msg, sizeof nomem.st.error_msg, "positionRisk: out of memory");
+    }
+    /* The entry first, so readers that come back from a callback find the answer. */
+    if ((e = risk_entry(c->a, false)) && e->flight == c) {
+        e->flight = NULL;
+        if (d && !d->st.err && !d->p.pos_rc && !exch_account_is_closed(c->a)) {
+            risk_data_unref(e->cached);
+            e->cached = d;
+            e->cached_ms = mono_ms();
+            d->refs++;
+        }
+    }
+    while (w) {
+        struct bn_call *next = w->next;
+        risk_deliver(w, d ? d : &nomem);
+        w = next;
+    }
+    risk_data_unref(d);
+}
+
 static void on_resp(void *ud, const struct rest_resp *r) {
     struct bn_call *c = ud;
     struct exch_account *a = c->a; /* this request's reference (a re-send takes its own) */
@@ -2109,12 +2406,18 @@ static void on_resp(void *ud, const struct rest_resp *r) {
         struct exch_usage u = {r->used_weight_1m, r->order_count_10s, r->order_count_1m,
                                wall_us() / 1000};
         exch_account_note_usage(c->a, &u);
+        /* An order, cancel or leverage change may have changed positions or leverage: no
+         * positionRisk answer from before it is handed out after it. */
+        if (c->kind == BN_PLACE || c->kind == BN_BATCH || c->kind == BN_CANCEL ||
+            c->kind == BN_SET_LEV)
+            risk_invalidate(c->a);
     }
     switch (c->kind) {
     case BN_PLACE:
     case BN_QUERY: on_order(c, r); break;
     case BN_INSTR: on_instruments(c, r); break;
-    case BN_POS: on_positions(c, r); break;
+    case BN_POS:
+    case BN_LEVERAGES: break; /* never sent: they read a BN_RISK answer */
     case BN_TIME: on_time(c, r); break;
     case BN_LK_CREATE:
     case BN_LK_KEEP:
@@ -2122,12 +2425,12 @@ static void on_resp(void *ud, const struct rest_resp *r) {
     case BN_ACCOUNT: on_account(c, r); break;
     case BN_TICKERS: on_tickers(c, r); break;
     case BN_POS_MODE: on_pos_mode(c, r); break;
-    case BN_LEVERAGES: on_leverages(c, r); break;
     case BN_SET_LEV: on_set_leverage(c, r); break;
     case BN_CANCEL: done = on_cancel(c, a, r); break;
     case BN_BATCH: on_batch(c, r); break;
     case BN_FILLS: done = on_fills(c, a, r); break;
     case BN_BOOK: on_book(c, r); break;
+    case BN_RISK: on_risk(c, r); break;
     }
     exch_account_unref(a);
     if (done) call_free(c);
@@ -2161,10 +2464,12 @@ static struct exch_rl bn_rl(const struct bn_call *c) {
     case BN_QUERY: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
     case BN_INSTR: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 1, .probe_ok = true};
     case BN_POS:
+    case BN_RISK:
     case BN_ACCOUNT:
     case BN_LEVERAGES: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 5, .probe_ok = true};
     case BN_TIME: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1, .probe_ok = true};
     case BN_TICKERS: return (struct exch_rl){.prio = RB_PRIO_BULK, .ip_cost = 2, .probe_ok = true};
+    /* only sent when positionRisk cannot tell the mode (binance_fetch_position_mode) */
     case BN_POS_MODE: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 30, .probe_ok = true};
     default: return (struct exch_rl){.prio = RB_PRIO_QUERY, .ip_cost = 1};
     }
@@ -2289,8 +2594,9 @@ int binance_fetch_instruments(struct exch_account *a, exch_instruments_cb cb, vo
 int binance_fetch_positions(struct exch_account *a, exch_positions_cb cb, void *ud) {
     if (!a || !cb) return -EINVAL;
     struct bn_call *c = call_new(BN_POS, ud);
-    if (c) c->cb.pos = cb;
-    return simple_call(a, c, REST_GET, "/fapi/v2/positionRisk", true, true);
+    if (!c) return -ENOMEM;
+    c->cb.pos = cb;
+    return risk_read(a, c);
 }
 
 int binance_sync_time(struct exch_account *a, exch_time_cb cb, void *ud) {
@@ -2348,15 +2654,17 @@ int binance_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud) 
 int binance_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud) {
     if (!a || !cb) return -EINVAL;
     struct bn_call *c = call_new(BN_POS_MODE, ud);
-    if (c) c->cb.mode = cb;
-    return simple_call(a, c, REST_GET, "/fapi/v1/positionSide/dual", true, true);
+    if (!c) return -ENOMEM;
+    c->cb.mode = cb;
+    return risk_read(a, c);
 }
 
 int binance_fetch_leverage(struct exch_account *a, exch_leverages_cb cb, void *ud) {
     if (!a || !cb) return -EINVAL;
     struct bn_call *c = call_new(BN_LEVERAGES, ud);
-    if (c) c->cb.levs = cb;
-    return simple_call(a, c, REST_GET, "/fapi/v2/positionRisk", true, true);
+    if (!c) return -ENOMEM;
+    c->cb.levs = cb;
+    return risk_read(a, c);
 }
 
 int binance_set_leverage(struct exch_account *a, const char *symbol, int leverage,

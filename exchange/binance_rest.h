@@ -113,6 +113,13 @@ int binance_parse_positions(const char *body, size_t len, struct mkt_position **
 /* Largest leverage a response may report (more than Binance's 125 today, so a future raise does
  * not fail start-up; an absurd value still does). */
 #define BINANCE_LEVERAGE_PARSE_MAX 1000
+/* positionRisk v2 -> the position mode: every entry BOTH (absent = BOTH) -> MKT_PM_ONE_WAY, every
+ * entry LONG or SHORT -> MKT_PM_HEDGE (A3.4: one-way accounts list BOTH, hedge-mode accounts a
+ * LONG and a SHORT entry per symbol). -ENODATA with the reason in err when the body cannot tell
+ * (no entries at all, or BOTH mixed with LONG/SHORT): ask GET /fapi/v1/positionSide/dual then.
+ * -EBADMSG for a body binance_parse_positions refuses, -ENOMEM. */
+int binance_parse_risk_mode(const char *body, size_t len, enum mkt_pos_mode *out, char *err,
+                            size_t errlen);
 /* positionRisk v2 -> every symbol's leverage, flat or not (leverage required in every entry),
  * one entry per symbol (hedge mode lists LONG and SHORT; if they disagree the highest is kept),
  * sorted by symbol with strcmp. 0 and a malloc'd array (NULL when *n == 0), or -EBADMSG / -ENOMEM. */
@@ -225,6 +232,28 @@ int binance_place_order(struct exch_account *a, const struct exch_order_req *req
 int binance_query_order(struct exch_account *a, const char *symbol, const char *client_id,
                         exch_order_cb cb, void *ud);
 int binance_fetch_instruments(struct exch_account *a, exch_instruments_cb cb, void *ud);
+
+/* Positions, position mode and leverage: ONE GET /fapi/v2/positionRisk (weight 5) answers all
+ * three. v2 lists every symbol, flat or not, with its leverage and positionSide, so:
+ *   binance_fetch_positions   its non-zero entries (binance_parse_positions; v2 and v3 give the
+ *                             same positions, v2 also the leverage, so v2 it is)
+ *   binance_fetch_leverage    its leverages (binance_parse_leverages)
+ *   binance_fetch_position_mode  derived from its positionSides (binance_parse_risk_mode); only
+ *                             when that cannot tell (an account with no entries, a mix of BOTH
+ *                             and LONG/SHORT, an unreadable body) GET /fapi/v1/positionSide/dual,
+ *                             weight 30, is asked. Start-up costs time 1 + positionRisk 5 +
+ *                             account 5 = 11 weight per account instead of 46.
+ * Sharing, per account: calls made while a positionRisk request is in flight join it (single
+ * flight); calls made less than BINANCE_RISK_TTL_MS after an answer arrived get that answer
+ * (delivered from the loop, never inside the call); later calls send a new request. Transport
+ * and HTTP errors are shared by the calls that joined that request but never kept. The answer is
+ * also dropped on any order, batch, cancel or set-leverage response of the account, so a reader
+ * after one of ours never sees positions from before it. Position changes the adapter does not
+ * see (leader fills of another process, manual trades, liquidations) are at most the TTL old in
+ * what it hands out; the daemon reads these at start-up and refresh, where that is fine. */
+#ifndef BINANCE_RISK_TTL_MS
+#define BINANCE_RISK_TTL_MS 1000
+#endif
 int binance_fetch_positions(struct exch_account *a, exch_positions_cb cb, void *ud);
 int binance_sync_time(struct exch_account *a, exch_time_cb cb, void *ud);
 int binance_listen_key_create(struct exch_account *a, exch_listen_key_cb cb, void *ud);
@@ -264,6 +293,9 @@ int binance_fetch_book_tickers(struct exch_account *a, exch_book_tickers_cb cb, 
 /* Tests only (process-wide, read when a fetch_fills starts): the userTrades page size (1..1000)
  * and the cap on trades; 0 restores the default (1000, 100,000). */
 void binance_fills_test_limits(int page_limit, size_t max_trades);
+/* Tests only (process-wide): how long a positionRisk answer is reused (ms, 0 = only by calls
+ * joining the request in flight); negative restores BINANCE_RISK_TTL_MS. */
+void binance_risk_test_ttl(int64_t ttl_ms);
 #define BINANCE_FILLS_MAX 100000
 
 #endif

@@ -189,7 +189,8 @@ typedef void (*exch_tickers_cb)(void *ud, const struct exch_status *st, const st
                                 size_t n);
 int exch_fetch_tickers(struct exch_account *a, exch_tickers_cb cb, void *ud);
 
-/* One-way or hedge mode (Binance GET /fapi/v1/positionSide/dual). */
+/* One-way or hedge mode (Binance: derived from GET /fapi/v2/positionRisk, shared with positions and
+ * leverage, positionSide/dual only as a fallback; Bybit: from the position list). */
 typedef void (*exch_pos_mode_cb)(void *ud, const struct exch_status *st, enum mkt_pos_mode mode);
 int exch_fetch_position_mode(struct exch_account *a, exch_pos_mode_cb cb, void *ud);
 

@@ -84,7 +84,8 @@ static void sim_binary(char *out, size_t cap) {
     char *slash = strrchr(self, '/');
     if (slash) *slash = '\0';
     /* <build>/tests/test_bybit_adapter -> <build>/exchange/sim/copytrader-exsim */
-    snprintf(out, cap, "%s/../exchange/sim/copytrader-exsim", self);
+    if (snprintf(out, cap, "%s/../exchange/sim/copytrader-exsim", self) >= (int)cap)
+        fail_msg("the simulator's path is too long; set CT_EXSIM");
 }
 
 static int sim_start(void **state) {

@@ -87,7 +87,7 @@ def main():
 
         def config(p):
             return (f"daemon:\n  http_listen: 127.0.0.1:{p}\n  database: \"{pg}\"\n  redis: {redis}\n"
-                    "  account_refresh_ms: 200\naccounts:\n" + "".join(
+                    "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n  cache_ttl_tickers_ms: 200\naccounts:\n" + "".join(
                         f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
                         f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in names)
                     + "copy_rules:\n" + "".join(

@@ -130,6 +130,8 @@ def check_config(src, readme, problems):
 
 REG_RE = re.compile(r"\b(met_counter_new|met_gauge_new|met_histogram_new|register_counter|register_gauge)"
                     r"\s*\(\s*\w+\s*,\s*\"(ct_\w+)\"", re.S)
+# Table rows registered in a loop (daemon/copier_cache.c): COUNTER_ROW("ct_...", help, fn).
+ROW_RE = re.compile(r"\bCOUNTER_ROW\s*\(\s*\"(ct_\w+)\"", re.S)
 
 
 def code_metrics(src):
@@ -141,6 +143,10 @@ def code_metrics(src):
         if not fn.endswith(".c"):
             continue
         text = read(os.path.join(ddir, fn))
+        for name in ROW_RE.findall(text):
+            if name in found and found[name] != "counter":
+                raise Failure(f"daemon/{fn}: {name} registered as counter and {found[name]}")
+            found[name] = "counter"
         for call, name in REG_RE.findall(text):
             kind = call.replace("met_", "").replace("register_", "").replace("_new", "")
             if name in found and found[name] != kind:

@@ -77,7 +77,7 @@ def main():
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         main_cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
-                    "  account_refresh_ms: 200\n"
+                    "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n"
                     "accounts:\n" + "".join(
                         f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
                         f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in NAMES))

@@ -837,6 +837,88 @@ static void test_parse_leverages(void **state) {
     assert_string_equal(err, "positionRisk: not a JSON array");
 }
 
+/* The position mode from positionRisk v2 (what binance_fetch_position_mode uses instead of
+ * positionSide/dual): every entry BOTH -> one-way, every entry LONG/SHORT -> hedge, else
+ * -ENODATA (the adapter then asks positionSide/dual). */
+static void test_parse_risk_mode(void **state) {
+    (void)state;
+    size_t len;
+    enum mkt_pos_mode m;
+    char err[160];
+    char *body = slurp("binance_position_risk_v2_hedge.json", &len);
+    m = MKT_PM_ONE_WAY;
+    assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_HEDGE);
+    free(body);
+    body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
+    m = MKT_PM_HEDGE;
+    assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_ONE_WAY);
+    free(body);
+    /* v3 hedge (no leverage): the mode does not need it */
+    body = slurp("binance_position_risk_v3_hedge.json", &len);
+    m = MKT_PM_ONE_WAY;
+    assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_HEDGE);
+    free(body);
+
+    /* positionSide absent = BOTH, flat entries count too */
+    const char *b = "[{\"symbol\":\"SOLUSDT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"},"
+                    "{\"symbol\":\"BTCUSDT\",\"positionSide\":\"BOTH\",\"positionAmt\":\"-1\",\"entryPrice\":\"2\",\"leverage\":\"3\"}]";
+    m = MKT_PM_HEDGE;
+    assert_int_equal(binance_parse_risk_mode(b, strlen(b), &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_ONE_WAY);
+    /* a hedge account with every position flat is still told apart */
+    b = "[{\"symbol\":\"ETHUSDT\",\"positionSide\":\"LONG\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"},"
+        "{\"symbol\":\"ETHUSDT\",\"positionSide\":\"SHORT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"}]";
+    m = MKT_PM_ONE_WAY;
+    assert_int_equal(binance_parse_risk_mode(b, strlen(b), &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_HEDGE);
+
+    /* cannot tell: no entries; BOTH mixed with LONG/SHORT. *out untouched. */
+    m = MKT_PM_HEDGE;
+    assert_int_equal(binance_parse_risk_mode("[]", 2, &m, err, sizeof err), -ENODATA);
+    assert_string_equal(err, "positionRisk: no entries, the position mode cannot be told");
+    assert_int_equal(m, MKT_PM_HEDGE);
+    b = "[{\"symbol\":\"ETHUSDT\",\"positionSide\":\"BOTH\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"},"
+        "{\"symbol\":\"ETHUSDT\",\"positionSide\":\"LONG\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"},"
+        "{\"symbol\":\"ETHUSDT\",\"positionSide\":\"SHORT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"}]";
+    assert_int_equal(binance_parse_risk_mode(b, strlen(b), &m, err, sizeof err), -ENODATA);
+    assert_string_equal(err, "positionRisk: 1 BOTH and 2 LONG/SHORT entries, the position mode "
+                             "cannot be told");
+    /* malformed: the entry's error */
+    b = "[{\"symbol\":\"ETHUSDT\",\"positionSide\":\"UP\",\"positionAmt\":\"0\",\"entryPrice\":\"0\"}]";
+    assert_int_equal(binance_parse_risk_mode(b, strlen(b), &m, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "positionRisk: [0].positionSide"));
+    assert_int_equal(binance_parse_risk_mode("{}", 2, &m, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionRisk: not a JSON array");
+    assert_int_equal(binance_parse_risk_mode("[", 1, &m, err, sizeof err), -EBADMSG);
+    assert_int_equal(m, MKT_PM_HEDGE);
+
+    /* positions, leverages and mode keep their own outcomes: a missing leverage fails only
+     * the leverages; a malformed entry after it keeps the leverages' first error */
+    struct exch_leverage *lv;
+    struct mkt_position *pv;
+    size_t n;
+    b = "[{\"symbol\":\"ETHUSDT\",\"positionAmt\":\"1\",\"entryPrice\":\"2\"},"
+        "{\"symbol\":\"BTCUSDT\",\"positionAmt\":\"0\",\"entryPrice\":\"0\",\"leverage\":\"5\"}]";
+    assert_int_equal(binance_parse_positions(b, strlen(b), &pv, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(pv[0].symbol, "ETHUSDT");
+    free(pv);
+    assert_int_equal(binance_parse_leverages(b, strlen(b), &lv, &n, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionRisk: [0].leverage: missing (symbol ETHUSDT)");
+    assert_int_equal(binance_parse_risk_mode(b, strlen(b), &m, err, sizeof err), 0);
+    assert_int_equal(m, MKT_PM_ONE_WAY);
+    b = "[{\"symbol\":\"ETHUSDT\",\"positionAmt\":\"1\",\"entryPrice\":\"2\"},"
+        "{\"symbol\":\"BTCUSDT\",\"positionAmt\":\"x\",\"entryPrice\":\"0\",\"leverage\":\"5\"}]";
+    assert_int_equal(binance_parse_leverages(b, strlen(b), &lv, &n, err, sizeof err), -EBADMSG);
+    assert_string_equal(err, "positionRisk: [0].leverage: missing (symbol ETHUSDT)");
+    assert_int_equal(binance_parse_positions(b, strlen(b), &pv, &n, err, sizeof err), -EBADMSG);
+    assert_null(pv);
+    assert_non_null(strstr(err, "positionRisk: [1].positionAmt"));
+}
+
 static void test_parse_account(void **state) {
     (void)state;
     size_t len;
@@ -1612,6 +1694,7 @@ int main(void) {
         cmocka_unit_test(test_order_position_side),
         cmocka_unit_test(test_leverage_params_and_answer),
         cmocka_unit_test(test_parse_leverages),
+        cmocka_unit_test(test_parse_risk_mode),
         cmocka_unit_test(test_parse_account),
         cmocka_unit_test(test_parse_tickers_and_mode),
         cmocka_unit_test(test_classification_table),
