@@ -991,8 +991,10 @@ static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool ke
 
 static void set_last_error(struct journal *j, const char *prefix, const char *msg)
 {
-    char m[sizeof j->last_error]; /* msg may be j->last_error itself */
-    snprintf(m, sizeof m, "%s", msg ? msg : "");
+    char m[sizeof j->last_error]; /* msg may be j->last_error itself; cut to fit */
+    size_t ml = msg ? strnlen(msg, sizeof m - 1) : 0;
+    if (ml) memcpy(m, msg, ml);
+    m[ml] = '\0';
     msg = m;
     size_t n = prefix ? strlen(prefix) : 0;
     if (n >= sizeof j->last_error) n = sizeof j->last_error - 1;
