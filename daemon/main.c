@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "copier.h"
+#include "exch_metrics.h"
 #include "exchange.h"
 #include "health.h"
 #include "http_server.h"
@@ -59,6 +60,7 @@ struct daemon {
     struct http_server *http;
     struct rds *redis;
     struct rest_pool *rest;
+    struct exch_metrics *xm; /* REST latency and answers, rate budgets, breakers */
     struct journal *journal;
     struct exch_account **accounts;
     struct copier *copier;
@@ -776,6 +778,12 @@ static void ready_tick(uv_timer_t *t) {
     struct daemon *d = t->data;
     size_t total = 0, up = d->copier ? copier_streams_up(d->copier, &total) : 0;
     char status[sizeof(d->last_status)];
+    struct exch_breaker_change ch[8];
+    size_t nch = d->accounts && d->xm ? exch_metrics_sample(d->xm, d->accounts, d->cfg->n_accounts, ch, 8) : 0;
+    for (size_t i = 0; i < nch && i < 8; i++)
+        log_at(!strcmp(ch[i].to, "closed") ? LOG_LVL_INFO : LOG_LVL_WARN, TAG,
+               "exchange %s: circuit breaker %s -> %s%s", ch[i].host, ch[i].from, ch[i].to,
+               !strcmp(ch[i].to, "open") ? " (requests fail fast, orders wait and are resent)" : "");
     if (!d->notified_ready && d->copier && copier_ready(d->copier)) {
         d->notified_ready = true;
         notify("READY=1");
@@ -1165,6 +1173,10 @@ static int run(struct daemon *d) {
         log_error(TAG, "redis: bad address %s", dc->redis.text);
         goto out;
     }
+    d->xm = exch_metrics_new(d->metrics);
+    if (!d->xm) goto out;
+    ropts.on_done = exch_metrics_on_rest;
+    ropts.on_done_ud = d->xm;
     d->rest = rest_pool_new(&d->loop, &ropts);
     if (!d->rest) goto out;
 
@@ -1283,6 +1295,7 @@ out:
         uv_run(&d->loop, UV_RUN_DEFAULT);
     }
     d->metrics = met_registry_free(d->metrics);
+    d->xm = exch_metrics_free(d->xm); /* after the REST pool: its last callbacks land there */
     if (uv_loop_close(&d->loop) != 0) log_warn(TAG, "event loop closed with handles still open");
     return r;
 }

@@ -2531,6 +2531,8 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
         .timeout_ms = exch_account_timeout_ms(a),
         .no_resend = no_resend,
         .build = bn_build,
+        .exchange = "binance-usdm",
+        .endpoint = path,
     };
     struct exch_rl rl = bn_rl(c);
     if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;

@@ -1648,6 +1648,8 @@ static int by_send(struct by_call *c, enum rest_method m, const char *path, cons
         .timeout_ms = exch_account_timeout_ms(a),
         .no_resend = no_resend,
         .build = by_build,
+        .exchange = "bybit-linear",
+        .endpoint = path,
     };
     struct exch_rl rl = by_rl(c, path, m);
     if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;

@@ -53,6 +53,7 @@ struct xfer {
     enum rb_prio prio;
     bool probe_ok;
     bool is_probe;   /* the breaker's half-open probe: its result decides */
+    const char *exchange, *endpoint; /* static labels for on_done */
     bool internal;   /* the pool's own probe request */
     bool admitted;   /* budgets charged at admitted_ms */
     bool waited;
@@ -375,6 +376,9 @@ static void deliver(struct rest_pool *p, struct xfer *x, CURLcode rc, int err_ov
         p->st.completed++;
         if (r.err) p->st.transport_errors++;
     }
+    if (!x->internal && p->o.on_done)
+        p->o.on_done(p->o.on_done_ud, x->method, x->exchange ? x->exchange : "",
+                        x->endpoint ? x->endpoint : "", &r);
     rest_cb cb = x->cb;
     void *ud = x->ud;
     x->cb = NULL;
@@ -398,6 +402,9 @@ static void deliver_unsent(struct rest_pool *p, struct xfer *x, int err, const c
     if (!x->internal) {
         p->st.completed++;
         p->st.transport_errors++;
+        if (p->o.on_done)
+            p->o.on_done(p->o.on_done_ud, x->method, x->exchange ? x->exchange : "",
+                            x->endpoint ? x->endpoint : "", &r);
     }
     rest_cb cb = x->cb;
     void *ud = x->ud;
@@ -970,6 +977,8 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
         }
     }
     x->no_resend = req->no_resend;
+    x->exchange = req->exchange;
+    x->endpoint = req->endpoint;
     x->resend_refused = x->too_big = x->oom = false;
     x->prereq_calls = 0;
     x->errbuf[0] = '\0';

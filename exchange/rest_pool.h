@@ -45,6 +45,9 @@
 
 struct rest_pool;
 
+enum rest_method { REST_GET = 0, REST_POST, REST_PUT, REST_DELETE };
+struct rest_resp;
+
 struct rest_pool_opts {
     long max_host_connections; /* per host (CURLMOPT_MAX_HOST_CONNECTIONS); 0 = 64 */
     long max_connects;         /* idle connections kept (CURLMOPT_MAXCONNECTS); 0 = 64 */
@@ -56,9 +59,13 @@ struct rest_pool_opts {
     size_t max_response_bytes; /* larger bodies fail with -EMSGSIZE; 0 = 16 MiB */
     unsigned max_idle_handles; /* easy handles kept on the free list; 0 = 64 */
     unsigned max_queued;       /* requests waiting for rate budgets; more -> -ENOBUFS; 0 = 100000 */
+    /* Called for every request of a caller (not the pool's own probes) just before its callback,
+     * sent or not: metrics by exchange and endpoint (the labels of struct rest_req). */
+    void (*on_done)(void *ud, enum rest_method m, const char *exchange, const char *endpoint,
+                    const struct rest_resp *r);
+    void *on_done_ud;
 };
 
-enum rest_method { REST_GET = 0, REST_POST, REST_PUT, REST_DELETE };
 
 #define REST_MAX_LIMITS 4
 
@@ -71,6 +78,9 @@ struct rest_req {
     size_t body_len;
     long timeout_ms;             /* total time limit; 0 = pool default */
     bool no_resend;              /* see the header comment: never let curl send it twice */
+    /* Labels for rest_pool_opts.on_done, e.g. "binance-usdm" and "/fapi/v1/order": static
+     * strings (not copied); NULL = "". */
+    const char *exchange, *endpoint;
 
     /* ---- rate limits and circuit breaker (all optional; zero = none). The pool takes a
      * reference on each budget and on the breaker for the request's lifetime. ---- */

@@ -14,8 +14,8 @@ database and daemon.
                 ct_order_queries_total rises; a later close is sized from the found fill.
   reset         a TCP reset before the order is handled (never placed: queried, confirmed absent,
                 resent once) and after it is placed (queried, found, not resent): exactly once.
-  breaker       HTTP 500 on every REST call: the host's circuit breaker opens (no breaker metric is
-                exported: the evidence is the log line "not sent (circuit open)"); an order decided
+  breaker       HTTP 500 on every REST call: the host's circuit breaker opens (ct_breaker_state 1,
+                ct_breaker_opens_total, the log's "circuit breaker closed -> open"); an order decided
                 while it is open (another symbol's lane) is retried; the fault is cleared, the
                 breaker half-opens on its probe and closes, and every copy ends FILLED exactly once;
                 copying resumes for a new fill.
@@ -156,11 +156,19 @@ def breaker(build_dir, name):
             fills += sc.trade("lead", "BUY", "0.004", symbol="ETHUSDT")  # decided while it is open
             wait_for(f"{name}: the breaker refuses an order (log 'circuit open')",
                      lambda: "circuit open" in sc.log(), timeout=10)
+            wait_for(f"{name}: ct_breaker_state 1 (open) and the transition logged",
+                     lambda: sc.metric("ct_breaker_state") >= 1 and "circuit breaker closed -> open" in sc.log(),
+                     timeout=5)
+            check(sc.metric("ct_breaker_opens_total") >= 1, f"{name}: ct_breaker_opens_total did not rise")
+            check(sc.metric("ct_rest_responses_total", code="500") >= 5,
+                  f"{name}: the 500 answers are not counted in ct_rest_responses_total")
             opened = time.monotonic()
         finally:
             sc.sim.clear_faults()
         verify(sc, fol, fills, "after the breaker closed", timeout=45, allow_codes={"-1000"})
         healed = time.monotonic() - opened
+        wait_for(f"{name}: the breaker closed again (ct_breaker_state 0, logged)",
+                 lambda: sc.metric("ct_breaker_state") == 0 and "-> closed" in sc.log(), timeout=10)
         check(sc.metric("ct_order_retries_total", cause="not_sent") - ns0 >= 1,
               f"{name}: no order retried after 'not sent'")
         bad = re.findall(r".*rejected.*not sent: circuit open.*", sc.log())

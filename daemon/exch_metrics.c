@@ -1,0 +1,200 @@
+/* exch_metrics: see exch_metrics.h. */
+#include "exch_metrics.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "breaker.h"
+#include "exch_limits.h"
+#include "rate_budget.h"
+
+#define SLOTS 512      /* (exchange, endpoint, code) series remembered by pointer; more: lookups */
+#define MAX_BUDGETS 64 /* per account, per sample */
+
+static const double rest_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                     0.5, 1, 2.5, 5, 10};
+
+/* The adapters label requests with static strings: a (pointer, pointer, code) key finds the series
+ * without string work; the registry's own lookup only runs the first time. */
+struct slot {
+    const char *exchange, *endpoint;
+    int method;
+    long code;
+    struct met_hist *lat;
+    struct met_counter *answers;
+};
+
+struct host {
+    char name[80];
+    enum breaker_state state;
+    struct met_gauge *g_state;
+};
+
+struct exch_metrics {
+    struct met_family *f_lat, *f_answers, *f_headroom, *f_blocked, *f_throttles, *f_bans, *f_breaker,
+        *f_breaker_opens;
+    struct slot slots[SLOTS];
+    struct host *hosts;
+    size_t n_hosts;
+    /* Counters fed from the budgets' and breakers' own totals (added as they grow). */
+    struct seen {
+        char name[80];
+        uint64_t throttles, bans, opens;
+    } *seen;
+    size_t n_seen;
+};
+
+struct exch_metrics *exch_metrics_new(struct met_registry *reg) {
+    struct exch_metrics *m = calloc(1, sizeof(*m));
+    if (!m) return NULL;
+    m->f_lat = met_histogram_new(reg, "ct_rest_request_seconds",
+                                 "REST requests, sent to answered, by exchange and endpoint.", rest_bounds,
+                                 sizeof(rest_bounds) / sizeof(rest_bounds[0]), "exchange", "endpoint");
+    m->f_answers = met_counter_new(reg, "ct_rest_responses_total",
+                                   "REST answers by exchange, endpoint and HTTP status (\"transport\": no "
+                                   "answer after sending, \"not_sent\": never left).",
+                                   "exchange", "endpoint", "code");
+    m->f_headroom = met_gauge_new(reg, "ct_rate_limit_headroom",
+                                  "Units left in a rate budget's current window (limit - used, the "
+                                  "exchange's usage headers included).", "budget");
+    m->f_blocked = met_gauge_new(reg, "ct_rate_limit_blocked_seconds",
+                                 "Time left of a budget's back-off after a 429/403 (or a 418 ban).", "budget");
+    m->f_throttles = met_counter_new(reg, "ct_rate_limit_throttles_total",
+                                     "429 / 403 / \"too many\" answers per rate budget.", "budget");
+    m->f_bans = met_counter_new(reg, "ct_rate_limit_bans_total",
+                                "418 answers (IP ban) per rate budget: should stay 0.", "budget");
+    m->f_breaker = met_gauge_new(reg, "ct_breaker_state",
+                                 "Circuit breaker of an exchange host: 0 closed, 1 open, 2 half-open.", "host");
+    m->f_breaker_opens = met_counter_new(reg, "ct_breaker_opens_total",
+                                         "Times an exchange host's circuit breaker opened.", "host");
+    if (!m->f_lat || !m->f_answers || !m->f_headroom || !m->f_blocked || !m->f_throttles || !m->f_bans ||
+        !m->f_breaker || !m->f_breaker_opens)
+        return exch_metrics_free(m);
+    return m;
+}
+
+struct exch_metrics *exch_metrics_free(struct exch_metrics *m) {
+    if (!m) return NULL;
+    free(m->hosts);
+    free(m->seen);
+    free(m);
+    return NULL;
+}
+
+static const char *method_name(enum rest_method m) {
+    switch (m) {
+    case REST_POST: return "POST";
+    case REST_PUT: return "PUT";
+    case REST_DELETE: return "DELETE";
+    default: return "GET";
+    }
+}
+
+void exch_metrics_on_rest(void *ud, enum rest_method method, const char *exchange, const char *endpoint,
+                          const struct rest_resp *r) {
+    struct exch_metrics *m = ud;
+    long code = r->err == 0 ? r->http_status : r->maybe_sent ? -1 : -2;
+    size_t h = ((uintptr_t)exchange * 31 + (uintptr_t)endpoint * 17 + (size_t)method * 7 + (size_t)code) % SLOTS;
+    struct slot *s = NULL;
+    for (size_t i = 0; i < SLOTS; i++) {
+        struct slot *x = &m->slots[(h + i) % SLOTS];
+        if (x->answers && x->exchange == exchange && x->endpoint == endpoint && x->method == (int)method &&
+            x->code == code) {
+            s = x;
+            break;
+        }
+        if (!x->answers) {
+            char ep[160], c[16];
+            snprintf(ep, sizeof(ep), "%s %s", method_name(method), endpoint);
+            if (code == -1) snprintf(c, sizeof(c), "transport");
+            else if (code == -2) snprintf(c, sizeof(c), "not_sent");
+            else snprintf(c, sizeof(c), "%ld", code);
+            x->answers = met_counter_child(m->f_answers, exchange, ep, c);
+            x->lat = met_hist_child(m->f_lat, exchange, ep);
+            if (!x->answers || !x->lat) {
+                x->answers = NULL;
+                return;
+            }
+            x->exchange = exchange;
+            x->endpoint = endpoint;
+            x->method = (int)method;
+            x->code = code;
+            s = x;
+            break;
+        }
+    }
+    if (!s) return; /* table full: this series is not counted (SLOTS is far above what exists) */
+    met_counter_inc(s->answers);
+    if (code != -2 && r->total_us > 0) met_hist_observe(s->lat, (double)r->total_us / 1e6);
+}
+
+static struct seen *seen_of(struct exch_metrics *m, const char *name) {
+    for (size_t i = 0; i < m->n_seen; i++)
+        if (!strcmp(m->seen[i].name, name)) return &m->seen[i];
+    struct seen *v = realloc(m->seen, (m->n_seen + 1) * sizeof(*v));
+    if (!v) return NULL;
+    m->seen = v;
+    memset(&v[m->n_seen], 0, sizeof(*v));
+    snprintf(v[m->n_seen].name, sizeof(v[m->n_seen].name), "%s", name);
+    return &v[m->n_seen++];
+}
+
+static void add_growth(struct met_counter *c, uint64_t *last, uint64_t now) {
+    if (c && now > *last) met_counter_add(c, now - *last);
+    *last = now;
+}
+
+size_t exch_metrics_sample(struct exch_metrics *m, struct exch_account *const *accounts, size_t n,
+                           struct exch_breaker_change *out, size_t max) {
+    struct rate_budget_stats bs[MAX_BUDGETS];
+    size_t changes = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct breaker_stats br;
+        size_t nb;
+        if (!accounts[i]) continue;
+        nb = exch_account_budget_stats(accounts[i], bs, MAX_BUDGETS);
+        for (size_t k = 0; k < nb && k < MAX_BUDGETS; k++) {
+            struct met_gauge *g = met_gauge_child(m->f_headroom, bs[k].name);
+            struct met_gauge *b = met_gauge_child(m->f_blocked, bs[k].name);
+            struct seen *s = seen_of(m, bs[k].name);
+            if (g) met_gauge_set(g, (double)bs[k].headroom);
+            if (b) met_gauge_set(b, (double)bs[k].blocked_ms / 1000.0);
+            if (s) {
+                add_growth(met_counter_child(m->f_throttles, bs[k].name), &s->throttles, bs[k].throttles);
+                add_growth(met_counter_child(m->f_bans, bs[k].name), &s->bans, bs[k].bans);
+            }
+        }
+        if (exch_account_breaker_stats(accounts[i], &br) == 0) {
+            struct host *h = NULL;
+            struct seen *s = seen_of(m, br.name);
+            for (size_t k = 0; k < m->n_hosts; k++)
+                if (!strcmp(m->hosts[k].name, br.name)) h = &m->hosts[k];
+            if (!h) {
+                struct host *v = realloc(m->hosts, (m->n_hosts + 1) * sizeof(*v));
+                if (!v) continue;
+                m->hosts = v;
+                h = &v[m->n_hosts++];
+                memset(h, 0, sizeof(*h));
+                snprintf(h->name, sizeof(h->name), "%s", br.name);
+                h->state = BREAKER_CLOSED;
+                h->g_state = met_gauge_child(m->f_breaker, h->name);
+            }
+            if (h->g_state) met_gauge_set(h->g_state, (double)br.state);
+            if (s) add_growth(met_counter_child(m->f_breaker_opens, br.name), &s->opens, br.opens);
+            if (br.state != h->state) {
+                if (changes < max) {
+                    snprintf(out[changes].host, sizeof(out[changes].host), "%s", h->name);
+                    out[changes].from = breaker_state_name(h->state);
+                    out[changes].to = breaker_state_name(br.state);
+                }
+                changes++;
+                h->state = br.state;
+            }
+        }
+    }
+    return changes;
+}
