@@ -1079,6 +1079,7 @@ struct cfg *cfg_free(struct cfg *c)
     cs_addr_free(&c->daemon.redis);
     secret_free_str(c->daemon.database);
     free(c->daemon.traders_dir);
+    free(c->daemon.spool_dir);
     for (size_t i = 0; i < c->n_files; i++) free(c->files[i]);
     free(c->files);
     free(c);

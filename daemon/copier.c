@@ -31,6 +31,7 @@ static void drain_check(struct copier *c);
 static void held_retry(uv_timer_t *t);
 static void fill_hold(struct copier *c, struct fill_job *fj);
 static bool may_retry(const struct order_job *j);
+static void snapshot_positions(struct copier *c, struct acct *a, const char *source);
 static uint64_t retry_backoff_ms(const struct order_job *j);
 
 int64_t copier_now_ns(void) {
@@ -1238,6 +1239,7 @@ static void on_mode(void *ud, const struct exch_status *st, enum mkt_pos_mode mo
                   a->name, mode == MKT_PM_HEDGE ? "hedge" : "one-way",
                   a->expect_mode == MKT_PM_HEDGE ? "hedge" : "one-way");
     a->backoff_ms = 0;
+    snapshot_positions(a->c, a, "exchange"); /* the start-up positions, now that the mode is known */
     do_leverage(&a->retry);
 }
 
@@ -1344,9 +1346,46 @@ static double rule_drift(const struct copier *c, const struct rule *r) {
     return worst;
 }
 
+#define SNAPSHOT_EVERY_MS 60000
+
+/* The positions of the symbols an account has held, into the journal's position_snapshots
+ * (write-behind): "exchange" at start-up, "book" (the daemon's own tracking) once a minute. */
+static void snapshot_positions(struct copier *c, struct acct *a, const char *source) {
+    static const char *const side_name[] = {"BOTH", "LONG", "SHORT"};
+    size_t n = HASH_COUNT(a->held) * 3, k = 0;
+    struct journal_position *v;
+    char (*amt)[DEC_STR_MAX];
+    struct sym_entry *e, *tmp;
+    if (!n || !c->journal) return;
+    v = calloc(n, sizeof(*v));
+    amt = calloc(n, sizeof(*amt));
+    if (v && amt) {
+        HASH_ITER(hh, a->held, e, tmp) {
+            for (int s = MKT_PS_BOTH; s <= MKT_PS_SHORT; s++) {
+                dec_t q = position_book_live(c->pos, a->name, e->symbol, (enum mkt_pos_side)s);
+                /* One-way accounts: the BOTH slot; hedge accounts: LONG and SHORT. */
+                if ((a->mode == MKT_PM_HEDGE) != (s != MKT_PS_BOTH)) continue;
+                v[k] = (struct journal_position){.account = a->name, .symbol = e->symbol,
+                                                 .position_side = side_name[s],
+                                                 .amount = fmt_dec(q, amt[k]), .source = source};
+                k++;
+            }
+        }
+        if (k && journal_record_positions(c->journal, v, k) < 0)
+            log_debug(TAG, "%s: position snapshot not queued", a->name);
+    }
+    free(v);
+    free(amt);
+}
+
 static void refresh_tick(uv_timer_t *t) {
     struct copier *c = t->data;
     struct instruments *it, *tmp;
+    c->snap_elapsed_ms += c->refresh_ms;
+    if (c->snap_elapsed_ms >= SNAPSHOT_EVERY_MS) {
+        c->snap_elapsed_ms = 0;
+        for (size_t i = 0; i < c->n_accts && !c->freeing; i++) snapshot_positions(c, &c->accts[i], "book");
+    }
     for (size_t i = 0; i < c->n_rules && !c->freeing; i++)
         if (c->rules[i].m_drift && !c->rules[i].removed) met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
     /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request. */

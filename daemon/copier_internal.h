@@ -233,6 +233,7 @@ struct copier {
     struct met_family *f_backfilled, *f_reconnects, *f_silences;
     int64_t backfill_max_age_ms;
     uint64_t orders_sent;      /* first sends (not resends or queries) */
+    unsigned snap_elapsed_ms;  /* since the last position snapshot */
     struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
 };
 

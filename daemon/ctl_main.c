@@ -360,6 +360,9 @@ static int cmd_explain(struct ctl *c, const char *trade_id, const char *account,
         " o.reduce_only::text AS reduce_only, o.order_type, o.skip_reason, o.executed_qty::text AS executed_qty,"
         " o.error_code::text AS error_code, o.error_msg, o.client_order_id"
         " FROM copy_rules r LEFT JOIN follower_orders o ON o.rule_id = r.id AND o.leader_fill_id = $1::bigint"
+        /* follower_orders is partitioned by the fill's time (sql/007): naming it lets the
+         * executor skip every other month's partition */
+        "  AND o.leader_event_time = (SELECT event_time FROM leader_fills WHERE id = $1::bigint)"
         " WHERE r.leader = $2 OR o.id IS NOT NULL ORDER BY r.id, o.id";
     PGresult *f;
     json_t *all = json_array();
@@ -422,11 +425,13 @@ static int cmd_explain(struct ctl *c, const char *trade_id, const char *account,
 
 static int cmd_status(struct ctl *c) {
     static const char sql_leaders[] =
-        "SELECT a.name, (array_agg(f.trade_id ORDER BY f.id DESC))[1], " TS("max(f.event_time)") ", " TS("max(f.received_at)") ","
-        " round(extract(epoch FROM now() - max(f.received_at)) * 1000)::bigint::text, count(f.id)::text"
-        " FROM accounts a LEFT JOIN leader_fills f ON f.account = a.name"
+        "SELECT a.name, l.last_trade, " TS("l.last_event") ", " TS("l.last_received") ","
+        " round(extract(epoch FROM now() - l.last_received) * 1000)::bigint::text, l.n::text"
+        " FROM accounts a LEFT JOIN LATERAL (SELECT (array_agg(f.trade_id ORDER BY f.id DESC))[1] AS last_trade,"
+        "   max(f.event_time) AS last_event, max(f.received_at) AS last_received, count(f.id) AS n"
+        "   FROM leader_fills f WHERE f.account = a.name) l ON true"
         " WHERE EXISTS (SELECT 1 FROM copy_rules r WHERE r.leader = a.name AND r.status <> 'removed')"
-        " GROUP BY a.name ORDER BY a.name";
+        " ORDER BY a.name";
     static const char sql_rules[] =
         "SELECT status, count(*)::text FROM copy_rules GROUP BY status ORDER BY status";
     json_t *state = NULL, *leaders = NULL, *by_state = json_object(), *live_by_state = json_object();

@@ -30,12 +30,18 @@
 #define JNL_INTENT_PARAMS 14  /* statement 2 */
 #define JNL_ARRAYS 11         /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
+#define JNL_POS_PARAMS 6
 _Static_assert(JNL_RES_PARAMS <= JNL_ARRAYS, "results reuse the array buffers");
+_Static_assert(JNL_POS_PARAMS <= JNL_ARRAYS, "positions reuse the array buffers");
+#define JNL_PARTS_AHEAD 3            /* months of follower_orders partitions kept ahead */
+#define JNL_PARTS_EVERY_MS 86400000u /* the running journal's check: once a day */
+#define JNL_PARTS_RETRY_MS 3600000u  /* ... an hour after a failed one */
+#define JNL_PARTS_FORCE_MS 3600000u  /* due this long without an idle moment: sent anyway */
 #define JNL_KEY_MAX (2 * (JNL_NAME_MAX + 1) + JNL_EOID_MAX + 1) /* account 0x1f symbol 0x1f trade id */
 
 /* Spool record types (the spool only frames them; the payload format is below, "spool records").
  * Never renumber: a spool written by one version is replayed by the next. */
-enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3 };
+enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3, REC_POSITIONS = 4 };
 #define JNL_REC_VERSION 2        /* first byte of every payload (1: before position_side, limit_price) */
 #define JNL_SPOOL_ID_FILE "journal-id" /* in the spool directory; the spool ignores other files */
 #define JNL_REPLAY_MAX_STMTS 1000 /* statements per replayed batch (one transaction) */
@@ -77,7 +83,7 @@ static const char SQL_INTENTS[] =
     " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[],"
     "                 $10::boolean[], $11::text[], $12::text[], $13::text[], $14::numeric[])"
     "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip, pside, lprice)"
-    " ON CONFLICT (client_order_id) DO NOTHING"
+    " ON CONFLICT (client_order_id, leader_event_time) DO NOTHING" /* sql/007: see its header */
     " RETURNING client_order_id)"
     " SELECT (SELECT count(*) FROM lf),"
     "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)"
@@ -113,6 +119,21 @@ static const char SQL_RESULTS[] =
     "   AND (follower_order_status_rank(u.status) > follower_order_status_rank(f.status)"
     "        OR (u.status = 'partially_filled' AND f.status = 'partially_filled'"
     "            AND u.executed_qty > COALESCE(f.executed_qty, 0)))";
+
+/* Position snapshots (sql/008), one statement per batch. A batch resent after a lost connection
+ * or replayed from the spool inserts nothing twice: the key is the snapshot's identity. */
+static const char SQL_POSITIONS[] =
+    "INSERT INTO position_snapshots (taken_at, account, symbol, position_side, amount, source)"
+    " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::numeric[],"
+    "                      $6::text[])"
+    " ON CONFLICT (account, symbol, position_side, taken_at, source) DO NOTHING";
+
+/* The running journal's partition upkeep (sql/007): through the pipeline when idle, with a short
+ * lock_timeout for the rare day it creates a partition (that needs a brief exclusive lock on
+ * follower_orders: better to fail and retry in an hour than to queue every writer behind a lock
+ * wait). set_config(..., true) lasts for the sync group's transaction. */
+static const char SQL_PARTS_LOCK[] = "SELECT set_config('lock_timeout', '1s', true)";
+static const char SQL_PARTS[] = "SELECT ensure_follower_order_partitions($1::integer)";
 
 static const char SQL_RULE[] =
     "UPDATE copy_rules SET status = $2,"
@@ -470,6 +491,13 @@ int journal_migrate(const char *conninfo, char *err, size_t errlen)
         }
         applied++;
     }
+    /* Partitions of follower_orders for this month and the next ones (sql/007); the running
+     * journal keeps them ahead from then on (JNL_PARTS_EVERY_MS). */
+    char ahead[16];
+    snprintf(ahead, sizeof ahead, "%d", JNL_PARTS_AHEAD);
+    const char *ap[] = {ahead};
+    if ((rc = sync_exec(c, SQL_PARTS, 1, ap, err, errlen, "migrate: follower_orders partitions")) < 0)
+        goto out;
     /* Released by the disconnect anyway; unlock explicitly for poolers that keep sessions. */
     rc = sync_exec(c, "SELECT pg_advisory_unlock($1::bigint)", 1, kp, err, errlen,
                    "migrate: advisory unlock");
@@ -566,7 +594,7 @@ int journal_audit(const char *conninfo, const char *kind, const char *subject, b
 
 /* ---- the asynchronous journal --------------------------------------------------------------- */
 
-enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE, OP_REPLAY };
+enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE, OP_REPLAY, OP_POSITIONS, OP_PARTS };
 
 /* One sync group in the pipeline: nq statements and a PQpipelineSync. The FIFO of ops matches
  * the order in which the server answers. */
@@ -585,9 +613,9 @@ struct op {
     bool fill_new;
     size_t n;
     bool *intent_new;  /* n entries, allocated with the op */
-    /* OP_RESULTS */
+    /* OP_RESULTS, OP_POSITIONS */
     size_t nres;       /* queue entries in the statement (the queue's head) */
-    uint64_t rows;     /* rows updated */
+    uint64_t rows;     /* rows updated or inserted; OP_PARTS: partitions created */
     /* OP_RULE */
     struct jrule *rule;
     /* OP_FILL with a spool: its identity, and its spool record in case it has to move there */
@@ -628,9 +656,17 @@ struct jres {
     int64_t at_us;
 };
 
+/* A queued position snapshot (write-behind). */
+struct jpos {
+    int64_t at_us;
+    char account[JNL_NAME_MAX + 1], symbol[JNL_NAME_MAX + 1], pside[8], source[12];
+    char amount[JNL_DEC_MAX + 2]; /* with its sign */
+};
+
 struct waiter {
     struct waiter *next;
     uint64_t res_target;  /* every result with seq < this finished */
+    uint64_t pos_target;  /* this many position snapshots finished */
     uint64_t fill_target; /* this many fills finished */
     uint64_t err_mark;    /* failures counted when the flush was asked */
     journal_flush_cb cb;
@@ -686,6 +722,15 @@ struct journal {
     uint64_t res_seq;     /* seq of the next result queued */
     uint32_t *hset;       /* open addressing, duplicate ids within a batch */
     size_t hcap;
+
+    struct jpos *pq;      /* position snapshots, oldest first (a plain array: few, small) */
+    size_t pqlen, pqcap, pqsent; /* pqsent: head entries in the statement in flight */
+    bool pos_inflight;
+    uint64_t pos_seq;     /* snapshots queued so far; finished = pos_seq - pqlen */
+
+    uv_timer_t t_parts;   /* partition upkeep (sql/007) */
+    bool parts_due, parts_inflight;
+    uint64_t parts_due_t0;
 
     struct jrule *rules_head;
     uint64_t fills_submitted, fills_finished, err_events;
@@ -822,7 +867,8 @@ static void kset_clear(struct kset *k)
  *                u8 reduce_only order_type skip_reason position_side limit_price)
  *                (version 1 records end each intent at skip_reason)
  *   REC_RESULTS  u32 n  n x (cid u8 status eoid eqty avgp i32 error_code error_msg i64 at_us)
- *   REC_RULE     rule_id status i8 paused */
+ *   REC_RULE     rule_id status i8 paused
+ *   REC_POSITIONS u32 n  n x (i64 taken_at_us account symbol position_side amount source) */
 
 static void w_u8(struct sbuf *b, unsigned v)
 {
@@ -1229,7 +1275,7 @@ static void session_setup(struct journal *j)
         conn_drop(j, -ENOMEM, "session setup: out of memory");
         return;
     }
-    op->nq = j->sp ? 7 : 5;
+    op->nq = j->sp ? 8 : 6;
     const char *idp[1] = {j->spool_id};
     /* The hot statements are prepared once; planning them again for each of the first
      * executions (PostgreSQL's custom plans) cost 0.6-4 ms per fill in bind alone here, and their
@@ -1242,6 +1288,7 @@ static void session_setup(struct journal *j)
         !PQsendPrepare(j->conn, "jnl_fill", SQL_FILL, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_intents", SQL_INTENTS, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_results", SQL_RESULTS, 0, NULL) ||
+        !PQsendPrepare(j->conn, "jnl_positions", SQL_POSITIONS, 0, NULL) ||
         (j->sp && (!PQsendPrepare(j->conn, "jnl_applied", SQL_APPLIED_SET, 0, NULL) ||
                    !PQsendQueryParams(j->conn, SQL_APPLIED_GET, 1, NULL, idp, NULL, NULL, 0))) ||
         !PQpipelineSync(j->conn)) {
@@ -1402,6 +1449,104 @@ static void rules_send(struct journal *j)
     }
 }
 
+/* ---- position snapshots ---- */
+
+static void pos_arr_add(struct sbuf *b, const struct jpos *e)
+{
+    char ts[96];
+    fmt_ts_us(ts, sizeof ts, e->at_us);
+    arr_str(&b[0], ts);
+    arr_str(&b[1], e->account);
+    arr_str(&b[2], e->symbol);
+    arr_str(&b[3], e->pside);
+    arr_raw(&b[4], e->amount);
+    arr_str(&b[5], e->source);
+}
+
+/* The array parameters of one INSERT of v[0..n). false on out of memory. */
+static bool pos_params(struct journal *j, const struct jpos *v, size_t n, const char **params)
+{
+    struct sbuf *b = j->pb;
+    bool oom = false;
+    for (int k = 0; k < JNL_POS_PARAMS; k++) arr_open(&b[k]);
+    for (size_t i = 0; i < n; i++) pos_arr_add(b, &v[i]);
+    for (int k = 0; k < JNL_POS_PARAMS; k++) {
+        arr_close(&b[k]);
+        oom |= b[k].oom;
+        params[k] = b[k].p;
+    }
+    return !oom;
+}
+
+static void pq_remove(struct journal *j, size_t first, size_t n)
+{
+    if (first + n > j->pqlen) n = j->pqlen - first;
+    memmove(&j->pq[first], &j->pq[first + n], (j->pqlen - first - n) * sizeof *j->pq);
+    j->pqlen -= n;
+}
+
+/* Like results_send: the head of the queue (at most batch_size) as one INSERT, one in flight. */
+static void positions_send(struct journal *j)
+{
+    if (j->st != ST_READY || j->broken || j->spooling || j->pos_inflight || !j->pqlen) return;
+    size_t n = j->pqlen < j->o.batch_size ? j->pqlen : j->o.batch_size;
+    const char *params[JNL_POS_PARAMS];
+    if (!pos_params(j, j->pq, n, params)) return; /* retried at the next service() */
+    struct op *op = op_new(OP_POSITIONS, 0);
+    if (!op) return;
+    op->nq = 1;
+    op->nres = n;
+    if (!PQsendQueryPrepared(j->conn, "jnl_positions", JNL_POS_PARAMS, params, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    op_push(j, op);
+    j->pqsent = n;
+    j->pos_inflight = true;
+    flush_out(j);
+}
+
+/* ---- partition upkeep ---- */
+
+static void on_parts(uv_timer_t *t);
+
+/* Sends the partition check when it is due and the pipeline is idle (or it has waited too long
+ * for an idle moment): normally a no-op statement, rarely the creation of next months' table. */
+static void parts_send(struct journal *j)
+{
+    if (!j->parts_due || j->parts_inflight || j->st != ST_READY || j->broken || j->spooling) return;
+    if (j->ops_head && ms_since(j->parts_due_t0) < JNL_PARTS_FORCE_MS) return;
+    char ahead[16];
+    snprintf(ahead, sizeof ahead, "%u", j->o.partitions_ahead);
+    const char *p[1] = {ahead};
+    struct op *op = op_new(OP_PARTS, 0);
+    if (!op) return;
+    op->nq = 2;
+    if (!PQsendQueryParams(j->conn, SQL_PARTS_LOCK, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendQueryParams(j->conn, SQL_PARTS, 1, NULL, p, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    op_push(j, op);
+    j->parts_due = false;
+    j->parts_inflight = true;
+    flush_out(j);
+}
+
+static void on_parts(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    if (!j->parts_due) j->parts_due_t0 = uv_hrtime();
+    j->parts_due = true;
+    service(j);
+    leave(j);
+}
+
 /* ---- completion ---- */
 
 static void spool_error(struct journal *j, const char *what, int rc);
@@ -1413,7 +1558,9 @@ static void waiters_check(struct journal *j)
     int sync_rc = 0;
     while (j->w_head && !j->free_requested) {
         struct waiter *w = j->w_head;
-        if (oldest < w->res_target || j->fills_finished < w->fill_target) break;
+        if (oldest < w->res_target || j->fills_finished < w->fill_target ||
+            j->pos_seq - j->pqlen < w->pos_target)
+            break;
         if (!synced && j->sp && j->spool_os) {
             /* "Finished" includes "in the spool": make that durable first. */
             synced = true;
@@ -1520,6 +1667,30 @@ static void op_complete(struct journal *j)
     case OP_REPLAY:
         replay_done(j, op);
         break;
+    case OP_POSITIONS:
+        j->pos_inflight = false;
+        j->pqsent = 0;
+        if (op->failed || op->bad_reply) {
+            j->s.positions_dropped += op->nres; /* refused: would be refused again */
+            j->err_events++;
+        } else {
+            j->s.positions_written += op->rows;
+        }
+        pq_remove(j, 0, op->nres);
+        break;
+    case OP_PARTS:
+        j->parts_inflight = false;
+        j->s.partition_checks++;
+        if (op->failed || op->bad_reply) {
+            j->s.partition_check_failures++;
+            uv_timer_start(&j->t_parts, on_parts,
+                           j->o.partitions_every_ms < JNL_PARTS_RETRY_MS ? j->o.partitions_every_ms
+                                                                         : JNL_PARTS_RETRY_MS, 0);
+        } else {
+            j->s.partitions_created += op->rows;
+            uv_timer_start(&j->t_parts, on_parts, j->o.partitions_every_ms, 0);
+        }
+        break;
     }
     op_free(op);
     deadline_arm(j);
@@ -1579,14 +1750,17 @@ static void op_result(struct op *op, PGresult *r)
     op->answered++;
     switch (st) {
     case PGRES_COMMAND_OK:
-        if (op->kind == OP_RESULTS) op->rows = strtoull(PQcmdTuples(r), NULL, 10);
+        if (op->kind == OP_RESULTS || op->kind == OP_POSITIONS)
+            op->rows = strtoull(PQcmdTuples(r), NULL, 10);
         else if (op->kind == OP_FILL) op->bad_reply = true;
         break;
     case PGRES_TUPLES_OK:
         if (op->kind == OP_FILL && op->answered == 1) fill_row(op, r);
         else if (op->kind == OP_FILL && op->answered == 2) intents_row(op, r);
         else if (op->kind == OP_SETUP && op->answered == op->nq) applied_row(op, r);
-        else if (op->kind != OP_REPLAY) op->bad_reply = true;
+        else if (op->kind == OP_PARTS && op->answered == 2 && PQntuples(r) == 1)
+            op->rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        else if (op->kind != OP_REPLAY && op->kind != OP_PARTS) op->bad_reply = true;
         break;
     case PGRES_PIPELINE_ABORTED:
         op->failed = true;
@@ -1686,6 +1860,12 @@ static void conn_drop(struct journal *j, int err, const char *msg)
     j->inflight_stmts = 0;
     j->res_inflight = false;
     j->qsent = 0;
+    j->pos_inflight = false; /* resent when back: the insert is idempotent */
+    j->pqsent = 0;
+    if (j->parts_inflight) {
+        j->parts_inflight = false;
+        j->parts_due = true;
+    }
     for (struct jrule *r = j->rules_head; r; r = r->next) r->sent = false; /* resent when back */
     /* A change superseded by a later one in the spool is not resent. */
     for (struct jrule **pp = &j->rules_head; *pp;) {
@@ -1753,7 +1933,9 @@ static void service(struct journal *j)
         replay_step(j);
     }
     results_send(j);
+    positions_send(j);
     rules_send(j);
+    parts_send(j);
     waiters_check(j);
     spool_notify(j);
 }
@@ -2102,6 +2284,65 @@ static int results_parse(const void *payload, size_t len, struct jres **out, siz
     return 0;
 }
 
+static bool valid_signed_decimal(const char *s)
+{
+    return s && valid_decimal(s[0] == '-' ? s + 1 : s);
+}
+
+static bool valid_pside(const char *s)
+{
+    return s && (!strcmp(s, "BOTH") || !strcmp(s, "LONG") || !strcmp(s, "SHORT"));
+}
+
+static bool valid_source(const char *s) { return s && (!strcmp(s, "exchange") || !strcmp(s, "book")); }
+
+/* Positions [first, first + n) of the queue as one REC_POSITIONS payload. */
+static void rec_positions(struct sbuf *b, const struct jpos *v, size_t n)
+{
+    sb_reset(b);
+    w_u8(b, JNL_REC_VERSION);
+    w_u64(b, n, 4);
+    for (size_t i = 0; i < n; i++) {
+        w_u64(b, (uint64_t)v[i].at_us, 8);
+        w_str(b, v[i].account);
+        w_str(b, v[i].symbol);
+        w_str(b, v[i].pside);
+        w_str(b, v[i].amount);
+        w_str(b, v[i].source);
+    }
+}
+
+/* 0 with *out (n entries), -EBADMSG, -ENOMEM. */
+static int positions_parse(const void *payload, size_t len, struct jpos **out, size_t *nout)
+{
+    struct rd r = {payload, len, 0, false};
+    *out = NULL;
+    *nout = 0;
+    if ((unsigned)r_u64(&r, 1) != JNL_REC_VERSION) return -EBADMSG;
+    uint64_t n = r_u64(&r, 4);
+    if (r.bad || n > (r.n - r.off) / 18) return -EBADMSG; /* an entry takes more than 18 bytes */
+    struct jpos *v = calloc(n + 1, sizeof *v);
+    if (!v) return -ENOMEM;
+    for (size_t i = 0; i < n && !r.bad; i++) {
+        struct jpos *e = &v[i];
+        e->at_us = (int64_t)r_u64(&r, 8);
+        if (!r_str(&r, e->account, sizeof e->account) || !r_str(&r, e->symbol, sizeof e->symbol) ||
+            !r_str(&r, e->pside, sizeof e->pside) || !r_str(&r, e->amount, sizeof e->amount) ||
+            !r_str(&r, e->source, sizeof e->source) || e->at_us <= 0 ||
+            e->at_us > JNL_MAX_TS_MS * 1000 || !valid_text(e->account, JNL_NAME_MAX, false) ||
+            !valid_text(e->symbol, JNL_NAME_MAX, false) || !valid_pside(e->pside) ||
+            !valid_signed_decimal(e->amount) || !valid_source(e->source))
+            r.bad = true;
+    }
+    if (r.bad || r.off != r.n) {
+        free(v);
+        return -EBADMSG;
+    }
+    *out = v;
+    *nout = (size_t)n;
+    return 0;
+}
+
 static void rec_rule(struct sbuf *b, const struct jrule *r)
 {
     sb_reset(b);
@@ -2152,6 +2393,23 @@ static void spool_queues(struct journal *j)
         j->qhead = (j->qhead + n) % j->qcap;
         j->qlen -= n;
         if (j->qlen > first) uv_timer_start(&j->t_work, on_work, 0, 0); /* the rest next turn */
+    }
+    /* Position snapshots not in flight, likewise. */
+    size_t pfirst = j->pos_inflight ? j->pqsent : 0;
+    if (j->pqlen > pfirst) {
+        size_t n = j->pqlen - pfirst;
+        if (n > 4096) n = 4096;
+        rec_positions(&j->rb, &j->pq[pfirst], n);
+        if (j->rb.oom) return;
+        struct spool_rec_in r = {REC_POSITIONS, j->rb.p, j->rb.len};
+        if (spool_put(j, &r, 1, "append (positions)") < 0) {
+            uv_timer_start(&j->t_work, on_work, 500, 0);
+            return;
+        }
+        spool_take_over(j, spool_reason(j));
+        j->s.spool_positions += n;
+        pq_remove(j, pfirst, n);
+        if (j->pqlen > pfirst) uv_timer_start(&j->t_work, on_work, 0, 0);
     }
     /* Rule changes, in order; one still in flight is superseded by a later one of its rule. */
     for (struct jrule **pp = &j->rules_head; *pp;) {
@@ -2230,6 +2488,29 @@ static int replay_record(struct journal *j, const struct spool_record *rec)
             i = k;
         }
         for (size_t i = 0; i < n; i++) free(v[i].emsg);
+        free(v);
+        return rc < 0 ? rc : sent;
+    }
+    case REC_POSITIONS: {
+        struct jpos *v;
+        size_t n;
+        int rc = positions_parse(rec->payload, rec->len, &v, &n);
+        if (rc == -ENOMEM) return rc;
+        if (rc < 0) return 0;
+        int sent = 0;
+        for (size_t i = 0; i < n && rc == 0; i += j->o.batch_size) {
+            size_t k = n - i < j->o.batch_size ? n - i : j->o.batch_size;
+            const char *params[JNL_POS_PARAMS];
+            if (!pos_params(j, &v[i], k, params)) {
+                rc = -ENOMEM;
+            } else if (!PQsendQueryPrepared(j->conn, "jnl_positions", JNL_POS_PARAMS, params, NULL,
+                                            NULL, 0)) {
+                mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+                rc = -ENOTCONN;
+            } else {
+                sent++;
+            }
+        }
         free(v);
         return rc < 0 ? rc : sent;
     }
@@ -2514,7 +2795,7 @@ static int spool_start(struct journal *j, struct journal_open_report *rep, char 
                 seterr(err, errlen, "spool: out of memory");
                 return -ENOMEM;
             }
-        } else if (rec.type != REC_RESULTS && rec.type != REC_RULE) {
+        } else if (rec.type != REC_RESULTS && rec.type != REC_RULE && rec.type != REC_POSITIONS) {
             rep->bad_records++;
         }
     }
@@ -2569,6 +2850,9 @@ int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opt
     if (j->o.batch_size > 100000) j->o.batch_size = 100000;
     if (!j->o.spool_after_ms) j->o.spool_after_ms = 250;
     if (!j->o.spool_sync_ms) j->o.spool_sync_ms = 200;
+    if (!j->o.partitions_every_ms) j->o.partitions_every_ms = JNL_PARTS_EVERY_MS;
+    if (!j->o.partitions_ahead) j->o.partitions_ahead = JNL_PARTS_AHEAD;
+    if (j->o.partitions_ahead > 120) j->o.partitions_ahead = 120;
     if (j->o.spool_dir && !*j->o.spool_dir) j->o.spool_dir = NULL;
     j->spool_os = j->o.durability == JOURNAL_DURABILITY_OS;
 
@@ -2598,9 +2882,11 @@ int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opt
     uv_timer_init(loop, &j->t_slow);
     uv_timer_init(loop, &j->t_sync);
     uv_timer_init(loop, &j->t_replay);
+    uv_timer_init(loop, &j->t_parts);
     j->t_retry.data = j->t_deadline.data = j->t_work.data = j;
-    j->t_slow.data = j->t_sync.data = j->t_replay.data = j;
-    j->handles_open = 6;
+    j->t_slow.data = j->t_sync.data = j->t_replay.data = j->t_parts.data = j;
+    j->handles_open = 7;
+    uv_timer_start(&j->t_parts, on_parts, j->o.partitions_every_ms, 0);
     /* The first attempt runs from the loop, so no callback fires inside journal_new. */
     uv_timer_start(&j->t_retry, on_retry, 0, 0);
     if (j->sp && j->spool_os)
@@ -2657,6 +2943,7 @@ static void really_free(struct journal *j)
     }
     q_pop(j, j->qlen);
     free(j->q);
+    free(j->pq);
     free(j->hset);
     free(j->conninfo);
     for (int k = 0; k < JNL_ARRAYS; k++) sb_free(&j->pb[k]);
@@ -2670,6 +2957,7 @@ static void really_free(struct journal *j)
     uv_close((uv_handle_t *)&j->t_slow, timer_closed);
     uv_close((uv_handle_t *)&j->t_sync, timer_closed);
     uv_close((uv_handle_t *)&j->t_replay, timer_closed);
+    uv_close((uv_handle_t *)&j->t_parts, timer_closed);
 }
 
 struct journal *journal_free(struct journal *j)
@@ -2783,6 +3071,61 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     return 0;
 }
 
+int journal_record_positions(struct journal *j, const struct journal_position *v, size_t n)
+{
+    if (!j || (n && !v)) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_position *p = &v[i];
+        if (!valid_text(p->account, JNL_NAME_MAX, false) || !valid_text(p->symbol, JNL_NAME_MAX, false) ||
+            !valid_pside(p->position_side) || !valid_signed_decimal(p->amount) ||
+            !valid_source(p->source) || p->taken_at_us < 0 || p->taken_at_us > JNL_MAX_TS_MS * 1000)
+            return -EINVAL;
+    }
+    if (!n) return 0;
+    if (j->pqlen + n > j->o.max_queued_results) return -ENOBUFS;
+    if (j->pqlen + n > j->pqcap) {
+        size_t cap = j->pqcap ? j->pqcap : 64;
+        while (cap < j->pqlen + n) cap *= 2;
+        struct jpos *q = realloc(j->pq, cap * sizeof *q);
+        if (!q) return -ENOMEM;
+        j->pq = q;
+        j->pqcap = cap;
+    }
+    int64_t now = realtime_us();
+    for (size_t i = 0; i < n; i++) {
+        const struct journal_position *p = &v[i];
+        struct jpos *e = &j->pq[j->pqlen + i];
+        memset(e, 0, sizeof *e);
+        e->at_us = p->taken_at_us ? p->taken_at_us : now;
+        snprintf(e->account, sizeof e->account, "%s", p->account);
+        snprintf(e->symbol, sizeof e->symbol, "%s", p->symbol);
+        snprintf(e->pside, sizeof e->pside, "%s", p->position_side);
+        snprintf(e->amount, sizeof e->amount, "%s", p->amount);
+        snprintf(e->source, sizeof e->source, "%s", p->source);
+    }
+    j->pqlen += n;
+    j->pos_seq += n;
+    /* Sent with the next service(), like results: at once when idle, grouped under load. */
+    if ((j->st == ST_READY && !j->pos_inflight) || want_spool(j)) {
+        bool full = j->pqlen >= j->o.batch_size;
+        if (full || !uv_is_active((uv_handle_t *)&j->t_work))
+            uv_timer_start(&j->t_work, on_work, full ? 0 : j->o.flush_interval_ms, 0);
+    }
+    return 0;
+}
+
+const char *journal_statement_sql(const char *name)
+{
+    if (!name) return NULL;
+    if (!strcmp(name, "fill")) return SQL_FILL;
+    if (!strcmp(name, "intents")) return SQL_INTENTS;
+    if (!strcmp(name, "results")) return SQL_RESULTS;
+    if (!strcmp(name, "positions")) return SQL_POSITIONS;
+    if (!strcmp(name, "partitions")) return SQL_PARTS;
+    return NULL;
+}
+
 int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status, int paused)
 {
     static const char *const ok[] = {"active", "paused", "close_only"};
@@ -2810,6 +3153,7 @@ int journal_flush(struct journal *j, journal_flush_cb cb, void *ud)
     if (!w) return -ENOMEM;
     w->res_target = j->res_seq;
     w->fill_target = j->fills_submitted;
+    w->pos_target = j->pos_seq;
     w->err_mark = j->err_events;
     w->cb = cb;
     w->ud = ud;
@@ -2828,6 +3172,7 @@ void journal_get_stats(const struct journal *j, struct journal_stats *out)
     *out = j->s;
     out->connected = journal_connected(j);
     out->results_queued = j->qlen;
+    out->positions_queued = j->pqlen;
     out->inflight_statements = j->inflight_stmts;
     out->inflight_fills = j->inflight_fills;
     if (j->ops_head) out->lag_us = (uv_hrtime() - j->ops_head->t0) / 1000u;

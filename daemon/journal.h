@@ -12,7 +12,13 @@
  *  - journal_record_result: write-behind. Results are queued and flushed as one UPDATE per batch
  *    (at most batch_size rows): at once when idle, grouped under load. A status never moves
  *    backwards (enforced in SQL by follower_order_status_rank, see sql/001_initial.sql).
+ *  - journal_record_positions: position snapshots, write-behind like the results (one INSERT per
+ *    batch, idempotent), spooled like them while PostgreSQL is away.
  *  - journal_flush: a callback once everything queued so far is committed.
+ *  - Partition upkeep: once a day (opts.partitions_every_ms), when the pipeline is idle, the
+ *    journal runs ensure_follower_order_partitions (sql/007) so monthly partitions of
+ *    follower_orders exist ahead; it never waits more than 1 s for the lock a new partition
+ *    needs (a failure is retried an hour later, counted in the stats).
  * The connection reconnects by itself with jittered backoff; a statement or connect attempt that
  * takes longer than timeout_ms resets the connection.
  *
@@ -55,8 +61,9 @@
 
 /* Connects, takes an advisory lock (two daemons never migrate at once; waits at most 60 s),
  * creates schema_migrations and applies, in version order, each migration of sql_migrations[] not
- * recorded there yet, each in its own transaction together with its schema_migrations row.
- * Returns how many were applied (0 when up to date), or a negative errno with err filled, naming
+ * recorded there yet, each in its own transaction together with its schema_migrations row; then
+ * makes sure the monthly partitions of follower_orders exist for this month and the next three
+ * (ensure_follower_order_partitions(3), sql/007). Returns how many were applied (0 when up to date), or a negative errno with err filled, naming
  * the migration and PostgreSQL's message: -ENOTCONN (cannot connect), -EIO (a statement failed;
  * that migration was rolled back, earlier ones stay), -EINVAL (bad arguments or duplicate versions
  * in sql_migrations[]), -ENOMEM. */
@@ -133,6 +140,10 @@ struct journal_opts {
      * records were replayed), or failed (msg names the error and file; spooling unchanged).
      * Called from the loop, never from inside a journal_* call. May be NULL. Uses ud too. */
     void (*on_spool)(void *ud, bool spooling, const char *msg);
+    /* Partition upkeep (sql/007): how often the running journal checks that follower_orders has
+     * its monthly partitions, and how many months ahead. 0 = once a day; 0 = 3 months. */
+    unsigned partitions_every_ms;
+    unsigned partitions_ahead;
 };
 
 struct journal;
@@ -157,9 +168,9 @@ struct journal_open_report {
  * NULL. Without a spool it cannot fail but for -EINVAL/-ENOMEM. */
 int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opts *o,
                  struct journal **out, struct journal_open_report *rep, char *err, size_t errlen);
-/* Calls every pending fill and flush callback with -ECANCELED, drops queued results (flush first
- * to keep them), closes the connection and the journal's libuv handles; the memory is released by
- * their close callbacks, so the loop must run afterwards. A fill already in the spool whose
+/* Calls every pending fill and flush callback with -ECANCELED, drops queued results and position
+ * snapshots (flush first to keep them), closes the connection and the journal's libuv handles;
+ * the memory is released by their close callbacks, so the loop must run afterwards. A fill already in the spool whose
  * callback had not run is cancelled too: it stays in the spool and is replayed later as intents
  * never sent (start-up reconcile finds no order for them). The spool is synced and closed.
  * Takes NULL; returns NULL. */
@@ -269,6 +280,28 @@ int journal_record_result(struct journal *j, const struct journal_result *r);
  * sync keeps an operator-paused rule paused. 0, or -EINVAL, -ENOMEM. */
 int journal_set_rule_status(struct journal *j, const char *rule_id, const char *status, int paused);
 
+/* A position as the exchange reported it or as the daemon's position book holds it. */
+struct journal_position {
+    const char *account;       /* an account name (synced by journal_sync_config) */
+    const char *symbol;
+    const char *position_side; /* "BOTH", "LONG" or "SHORT" */
+    const char *amount;        /* exact decimal text with an optional '-' (one-way shorts) */
+    const char *source;        /* "exchange" (fetched from it) or "book" (the daemon's tracking) */
+    int64_t taken_at_us;       /* µs since the epoch; 0 = now */
+};
+
+/* Copies n snapshots into a write-behind queue of their own (position_snapshots, sql/008): sent
+ * like results, at most batch_size per INSERT, never on the hot path; kept across reconnects and
+ * spooled while the spool has taken over. A snapshot already stored (same account, symbol, side,
+ * time and source) is not stored twice. journal_flush waits for them too. 0 (also for n == 0), or
+ * -EINVAL (a bad field: nothing queued), -ENOBUFS (more than max_queued_results would be
+ * queued), -ENOMEM, -ECANCELED (journal_free was called). */
+int journal_record_positions(struct journal *j, const struct journal_position *v, size_t n);
+
+/* The text of the journal's own statements, for tests that EXPLAIN them: "fill", "intents",
+ * "results", "positions", "partitions"; NULL for another name. */
+const char *journal_statement_sql(const char *name);
+
 /* cb(ud, status) once every fill and result queued before this call is finished: 0 when all of
  * it is committed or durable in the spool (spool fdatasync'd first in JOURNAL_DURABILITY_OS; the
  * spool is replayed by a later session or run), -EIO when some fill or result batch failed
@@ -319,6 +352,15 @@ struct journal_stats {
     uint64_t spool_skipped;      /* records already applied (spool_applied) acked at session start */
     uint64_t spool_replay_dropped; /* records PostgreSQL refused or that did not parse: lost */
     uint64_t spool_errors;       /* failed appends, syncs, acks and replay reads */
+    /* Position snapshots (journal_record_positions). */
+    size_t positions_queued;     /* gauge: not yet committed (incl. in flight) */
+    uint64_t positions_written;  /* rows inserted (a snapshot stored already counts nowhere) */
+    uint64_t positions_dropped;  /* lost to a refused statement (e.g. an unknown account) */
+    uint64_t spool_positions;    /* appended to the spool */
+    /* Partition upkeep. */
+    uint64_t partition_checks;         /* ensure_follower_order_partitions runs answered */
+    uint64_t partition_check_failures; /* ... of which failed (last_error says why) */
+    uint64_t partitions_created;
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *out);
 /* The last error (connection or statement), "" if none. Valid until the next loop callback. */

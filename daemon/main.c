@@ -207,8 +207,11 @@ static int load_journaled_state(struct daemon *d) {
         log_error(TAG, "journal: cannot connect: %s", PQerrorMessage(pg));
         goto out;
     }
-    res = PQexec(pg, "SELECT account, symbol, max(trade_seq) FROM leader_fills"
-                     " WHERE trade_seq IS NOT NULL GROUP BY 1, 2");
+    /* Per account over the identity index (it carries trade_seq): no scan of the whole table
+     * (tests/integration/test_schema_explain.c checks the plan). */
+    res = PQexec(pg, "SELECT a.name, s.symbol, s.seq FROM accounts a"
+                     " CROSS JOIN LATERAL (SELECT symbol, max(trade_seq) AS seq FROM leader_fills f"
+                     "   WHERE f.account = a.name AND trade_seq IS NOT NULL GROUP BY symbol) s");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error(TAG, "journal: cannot read the last trade ids: %s", PQerrorMessage(pg));
         goto out;
@@ -257,8 +260,9 @@ static int load_journaled_state(struct daemon *d) {
     }
     PQclear(res);
     /* Where each leader's start-up backfill begins: its last journaled fill. */
-    res = PQexec(pg, "SELECT account, (extract(epoch FROM max(event_time)) * 1000)::bigint FROM leader_fills"
-                     " GROUP BY 1");
+    res = PQexec(pg, "SELECT a.name, (extract(epoch FROM l.t) * 1000)::bigint FROM accounts a"
+                     " CROSS JOIN LATERAL (SELECT max(event_time) AS t FROM leader_fills f"
+                     "   WHERE f.account = a.name) l WHERE l.t IS NOT NULL");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error(TAG, "journal: cannot read the last fill times: %s", PQerrorMessage(pg));
         goto out;

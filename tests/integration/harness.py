@@ -450,3 +450,146 @@ class CopyScenario:
         lp, fp = pos(leader), pos(follower)
         if fp != lp * Decimal(str(k)):
             raise TestFailure(f"{self.name}: {follower} holds {fp} {symbol}, leader {lp} x {k}")
+
+
+# ---- private servers for the outage tests (test_pg_outage.py, test_redis_outage.py) ----
+# A test that stops or kills its database or cache must not do it to the shared servers of
+# with-services (other tests run against them at the same time): these start throwaway ones of
+# the test's own, the way with-services does, on unix sockets in a directory under CT_TEST_TMP.
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster with a database "copytrader" (user copytrader, trust auth),
+    listening only on a unix socket in its own directory. As root the server runs as the
+    "postgres" user (PostgreSQL refuses root), exactly like with-services. stop() / start() take
+    it down and bring it back on the same socket; close() stops it for good and removes it."""
+
+    def __init__(self, parent, name="pg"):
+        import glob
+        import tempfile
+
+        def ver(p):
+            return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p)]
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=ver)
+        if not bins or not os.access(os.path.join(bins[-1], "initdb"), os.X_OK):
+            raise TestFailure("PostgreSQL server not installed (apt-get install postgresql)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix=f"{name}.", dir=parent)
+        os.chmod(self.dir, 0o755)  # the postgres user must reach its data and socket directories
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.port = 20000 + (os.getpid() * 7 + int(time.time() * 1000)) % 20000
+        self.as_pg = []
+        os.makedirs(self.sock)
+        if os.getuid() == 0:
+            if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+                subprocess.run(["useradd", "--system", "--home-dir", "/var/lib/postgresql", "postgres"],
+                               check=True)
+            os.chown(self.dir, *self._pg_ids())
+            os.chown(self.sock, *self._pg_ids())
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+        self.conninfo = f"host={self.sock} port={self.port} dbname=copytrader user=copytrader"
+        self.running = False
+        self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "copytrader", "--auth=trust",
+                   "-E", "UTF8", "--no-sync"], "initdb")
+        self.start()
+        r = subprocess.run([os.path.join(self.bin, "createdb"), "-h", self.sock, "-p", str(self.port),
+                            "-U", "copytrader", "copytrader"], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.close()
+            raise TestFailure(f"createdb failed: {r.stderr.strip()}")
+
+    @staticmethod
+    def _pg_ids():
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        return pw.pw_uid, pw.pw_gid
+
+    def _run(self, argv, what):
+        r = subprocess.run(self.as_pg + argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            try:
+                with open(self.log_path) as f:
+                    log = f.read()[-3000:]
+            except OSError:
+                log = ""
+            raise TestFailure(f"private PostgreSQL: {what} failed ({r.returncode}): {r.stdout.strip()} "
+                              f"{r.stderr.strip()}\nserver log:\n{log}")
+
+    def start(self):
+        """pg_ctl start -w: returns once the server takes connections."""
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log_path, "-w", "-t", "60",
+                   "start", "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.sock}' "
+                   f"-p {self.port} -c fsync=on -c max_connections=50"], "start")
+        self.running = True
+
+    def stop(self, mode="fast"):
+        """pg_ctl stop -m mode -w: returns once the server is down (fast: sessions are cut)."""
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t", "60", "stop"],
+                  "stop")
+        self.running = False
+
+    def close(self):
+        if self.running:
+            subprocess.run(self.as_pg + [os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate",
+                                         "-w", "stop"], capture_output=True)
+            self.running = False
+        if os.environ.get("CT_KEEP_TMP", "0") != "1":
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a unix socket in its own directory, nothing saved to disk.
+    kill() SIGKILLs it (the socket file stays behind, as after a crash); start() brings a fresh,
+    empty one up on the same socket. Redis URL for the daemon: self.address."""
+
+    def __init__(self, parent, name="redis"):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix=f"{name}.", dir=parent)
+        self.sock = os.path.join(self.dir, "redis.sock")
+        self.address = f"unix:{self.sock}"
+        self.proc = None
+        self.starts = 0
+        self.start()
+
+    def cli(self, *args):
+        """redis-cli -s SOCK args...; returns stdout stripped (raises on a failed command)."""
+        r = subprocess.run(["redis-cli", "-s", self.sock, *args], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0 or r.stdout.startswith("ERR") or r.stdout.startswith("Could not connect"):
+            raise TestFailure(f"redis-cli {' '.join(args)}: {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def start(self):
+        self.starts += 1
+        log = os.path.join(self.dir, f"redis-{self.starts}.log")
+        self.proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", self.sock,
+                                      "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                                      "--dir", self.dir, "--logfile", log],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                with open(log) as f:
+                    raise TestFailure(f"redis-server exited {self.proc.returncode}: {f.read()[-2000:]}")
+            r = subprocess.run(["redis-cli", "-s", self.sock, "PING"], capture_output=True, text=True)
+            return r.returncode == 0 and r.stdout.strip() == "PONG"
+        wait_for("private redis-server answers PING", up, timeout=10, interval=0.02)
+
+    def kill(self):
+        """SIGKILL, as a crash: no shutdown, the socket file is left behind."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if os.environ.get("CT_KEEP_TMP", "0") != "1":
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -1158,6 +1158,239 @@ static void test_durability_os(void **state)
     fx_close(&f);
 }
 
+/* ---- partitions (sql/007) and position snapshots (sql/008) ---------------------------------- */
+
+/* "follower_orders_YYYYMM" of the month `months` from now (UTC), as PostgreSQL computes it. */
+static const char *part_name(int months)
+{
+    static char buf[4][64];
+    static unsigned k;
+    char *b = buf[k++ % 4];
+    snprintf(b, 64, "follower_orders_%s",
+             q1("SELECT to_char(now() AT TIME ZONE 'UTC' + make_interval(months => %d), 'YYYYMM')",
+                months));
+    return b;
+}
+
+/* ms since the epoch of the middle of the month `months` from now (UTC). */
+static int64_t mid_month_ms(int months)
+{
+    return atoll(q1("SELECT (extract(epoch FROM (date_trunc('month', now() AT TIME ZONE 'UTC')"
+                    " + make_interval(months => %d) + interval '14 days 3 hours')"
+                    " AT TIME ZONE 'UTC') * 1000)::bigint", months));
+}
+
+static void test_partitions(void **state)
+{
+    (void)state;
+    /* journal_migrate made this month and the next three; calling again creates nothing. */
+    for (int m = 0; m <= 3; m++)
+        assert_non_null(q1("SELECT to_regclass('%s')::text", part_name(m)));
+    assert_string_equal(q1("SELECT ensure_follower_order_partitions(3)"), "0");
+    assert_string_equal(q1("SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                           "'follower_orders'::regclass AND inhrelid = 'follower_orders_default'::regclass"),
+                        "1");
+
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct fillres r;
+    /* An intent lands in its fill's month. */
+    struct journal_fill fill = mkfill("BTCUSDT", 7001);
+    fill.event_time_ms = mid_month_ms(1);
+    struct journal_intent in[2] = {mkintent("t7001-r1", "r1", "f1", "0.013", NULL),
+                                   mkintent("t7001-r2", "r2", "f2", "0.0065", NULL)};
+    write_and_wait(&f, &fill, in, 2, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new && r.intent_new[0] && r.intent_new[1]);
+    assert_string_equal(q1("SELECT string_agg(DISTINCT tableoid::regclass::text, ',') FROM "
+                           "follower_orders WHERE client_order_id LIKE 't7001-%%'"), part_name(1));
+    /* A fill of 2023 (mkfill's time) has no monthly partition: the default one takes it. */
+    assert_string_equal(q1("SELECT tableoid::regclass::text FROM follower_orders WHERE "
+                           "client_order_id = 't1001-r1'"), "follower_orders_default");
+
+    /* The same intent again is refused across the partitioned table: written again with its fill
+     * (a replay), it is not new; inserted by hand with the fill's time, the unique key says no. */
+    write_and_wait(&f, &fill, in, 2, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.fill_new || r.intent_new[0] || r.intent_new[1]);
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id = 't7001-r1'"),
+                        "1");
+    PGresult *pr = PQexec(g_pg, "INSERT INTO follower_orders (client_order_id, leader_fill_id,"
+                                " leader_event_time, rule_id, follower, symbol, side, qty, order_type)"
+                                " SELECT client_order_id, leader_fill_id, leader_event_time, rule_id,"
+                                " follower, symbol, side, qty, order_type FROM follower_orders"
+                                " WHERE client_order_id = 't7001-r1'");
+    assert_int_equal(PQresultStatus(pr), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(pr, PG_DIAG_SQLSTATE), "23505");
+    /* (the partition's own index of the key: follower_orders_YYYYMM_client_order_id_...) */
+    assert_non_null(strstr(PQresultErrorMessage(pr), "client_order_id"));
+    PQclear(pr);
+    /* Results still find it (the lookup by client order id spans the partitions). */
+    rec(&f, "t7001-r1", JOURNAL_FILLED, 77, "0.013", "50000", 0, NULL, 0);
+    struct flushres fl = {.check_sql = "SELECT status FROM follower_orders WHERE client_order_id = "
+                                       "'t7001-r1'"};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(fl.seen, "filled");
+
+    /* A fill seven months ahead (a clock gone wrong, or partitions not kept up) goes to the
+     * default partition; creating its month's partition then moves it there. */
+    struct journal_fill far = mkfill("BTCUSDT", 7002);
+    far.event_time_ms = mid_month_ms(7);
+    struct journal_intent fin = mkintent("t7002-r1", "r1", "f1", "0.013", NULL);
+    write_and_wait(&f, &far, &fin, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(q1("SELECT tableoid::regclass::text FROM follower_orders WHERE "
+                           "client_order_id = 't7002-r1'"), "follower_orders_default");
+    assert_null(q1("SELECT to_regclass('%s')::text", part_name(7)));
+    assert_string_equal(q1("SELECT ensure_follower_order_partitions(7)"), "4"); /* +4 .. +7 */
+    assert_string_equal(q1("SELECT tableoid::regclass::text FROM follower_orders WHERE "
+                           "client_order_id = 't7002-r1'"), part_name(7));
+    assert_string_equal(q1("SELECT ensure_follower_order_partitions(7)"), "0"); /* idempotent */
+    /* The moved partition has every index and key of the others. */
+    assert_string_equal(q1("SELECT count(*) FROM pg_indexes WHERE tablename = '%s'", part_name(7)),
+                        q1("SELECT count(*) FROM pg_indexes WHERE tablename = '%s'", part_name(1)));
+    write_and_wait(&f, &far, &fin, 1, &r); /* and still dedupes */
+    assert_int_equal(r.status, 0);
+    assert_false(r.intent_new[0]);
+    fx_close(&f);
+    pr = PQexec(g_pg, "SELECT ensure_follower_order_partitions(-1)");
+    assert_int_equal(PQresultStatus(pr), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(pr, PG_DIAG_SQLSTATE), "22023");
+    PQclear(pr);
+}
+
+static bool cond_parts(void *arg)
+{
+    struct fx *f = arg;
+    struct journal_stats s;
+    journal_get_stats(f->j, &s);
+    return s.partition_checks >= 2;
+}
+
+/* The running journal keeps partitions ahead by itself (partitions_every_ms shortened). */
+static void test_partitions_running(void **state)
+{
+    (void)state;
+    char ci[1024], err[512];
+    create_db("jnl_parts", ci, sizeof ci);
+    assert_true(journal_migrate(ci, err, sizeof err) >= 1);
+    PGconn *c = connect_or_fail(ci);
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP TABLE %s", part_name(3));
+    exec_on(c, sql);
+    assert_null(q1_on(c, "SELECT to_regclass('%s')::text", part_name(3)));
+
+    struct fx f;
+    struct journal_opts o = {.partitions_every_ms = 30};
+    fx_open(&f, ci, &o, true);
+    assert_true(run_until(&f.loop, cond_parts, &f, DEADLINE_MS, 0));
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.partition_check_failures, 0);
+    assert_int_equal(s.partitions_created, 1);
+    assert_non_null(q1_on(c, "SELECT to_regclass('%s')::text", part_name(3)));
+    fx_close(&f);
+    PQfinish(c);
+}
+
+static void test_positions(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f, g_ci, NULL, true);
+    struct journal_position v[3] = {
+        {"f1", "BTCUSDT", "BOTH", "-0.013", "book", 1700000000123456},
+        {"f1", "ETHUSDT", "LONG", "1.50", "exchange", 1700000000123456},
+        {"f2", "BTCUSDT", "SHORT", "0", "book", 0},
+    };
+    assert_int_equal(journal_record_positions(f.j, v, 3), 0);
+    assert_int_equal(journal_record_positions(f.j, v, 0), 0);
+    struct flushres fl = {.check_sql = "SELECT string_agg(account || ' ' || symbol || ' ' || "
+                                       "position_side || ' ' || amount::text || ' ' || source, ', '"
+                                       " ORDER BY account, symbol) FROM position_snapshots"};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0);
+    assert_string_equal(fl.seen, "f1 BTCUSDT BOTH -0.013 book, f1 ETHUSDT LONG 1.50 exchange, "
+                                 "f2 BTCUSDT SHORT 0 book");
+    assert_string_equal(q1("SELECT (extract(epoch FROM taken_at) * 1000000)::bigint FROM "
+                           "position_snapshots WHERE symbol = 'ETHUSDT'"), "1700000000123456");
+    assert_non_null(q1("SELECT 1 FROM position_snapshots WHERE account = 'f2' AND "
+                       "taken_at > now() - interval '1 minute'")); /* 0 = now */
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.positions_written, 3);
+    assert_int_equal(s.positions_queued, 0);
+    /* The same snapshots again (a resend): stored once. */
+    assert_int_equal(journal_record_positions(f.j, v, 2), 0);
+    struct flushres fl2 = {.check_sql = "SELECT count(*) FROM position_snapshots"};
+    flush_and_wait(&f, &fl2);
+    assert_int_equal(fl2.status, 0);
+    assert_string_equal(fl2.seen, "3");
+    /* Bad fields are refused whole; an unknown account is refused by PostgreSQL and counted. */
+    struct journal_position bad[] = {
+        {"f1", "BTCUSDT", "BOTH", "1e3", "book", 0}, {"f1", "BTCUSDT", "UP", "1", "book", 0},
+        {"f1", "BTCUSDT", "BOTH", "1", "guess", 0},  {"", "BTCUSDT", "BOTH", "1", "book", 0},
+        {"f1", "BTCUSDT", "BOTH", "--1", "book", 0}, {"f1", "BTCUSDT", "BOTH", "1", "book", -1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(journal_record_positions(f.j, &bad[i], 1), -EINVAL);
+    assert_int_equal(journal_record_positions(f.j, NULL, 1), -EINVAL);
+    struct journal_position nobody = {"nobody", "BTCUSDT", "BOTH", "1", "book", 0};
+    assert_int_equal(journal_record_positions(f.j, &nobody, 1), 0);
+    struct flushres fl3 = {0};
+    flush_and_wait(&f, &fl3);
+    assert_int_equal(fl3.status, -EIO);
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.positions_dropped, 1);
+    fx_close(&f);
+}
+
+static bool cond_spooled_pos(void *arg)
+{
+    struct fx *f = arg;
+    struct journal_stats s;
+    journal_get_stats(f->j, &s);
+    return s.spool_positions >= 2;
+}
+
+static bool cond_drained(void *arg)
+{
+    struct fx *f = arg;
+    struct journal_stats s;
+    journal_get_stats(f->j, &s);
+    return s.connected && !s.spooling && s.spool_records == 0;
+}
+
+/* PostgreSQL away: snapshots go to the spool, and into PostgreSQL once it is back. */
+static void test_positions_spooled(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("CT_TEST_TMP");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/jnl-pos-spool-%d", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    struct fx f;
+    struct journal_opts o = {.spool_dir = dir, .backoff_min_ms = 20, .backoff_max_ms = 50};
+    fx_open(&f, "host=/nonexistent-ct-dir port=1 connect_timeout=1", &o, false);
+    struct journal_position v[2] = {
+        {"f3", "SOLUSDT", "BOTH", "12.5", "book", 1700000100000000},
+        {"f3", "SOLUSDT", "BOTH", "-3", "exchange", 1700000200000000},
+    };
+    assert_int_equal(journal_record_positions(f.j, v, 2), 0);
+    assert_true(run_until(&f.loop, cond_spooled_pos, &f, DEADLINE_MS, 0));
+    struct flushres fl = {0};
+    flush_and_wait(&f, &fl);
+    assert_int_equal(fl.status, 0); /* durable in the spool */
+    fx_close(&f);
+    assert_string_equal(q1("SELECT count(*) FROM position_snapshots WHERE account = 'f3'"), "0");
+
+    fx_open(&f, g_ci, &o, false);
+    assert_true(run_until(&f.loop, cond_drained, &f, DEADLINE_MS, 0));
+    assert_string_equal(q1("SELECT string_agg(amount::text || ' ' || source, ', ' ORDER BY taken_at)"
+                           " FROM position_snapshots WHERE account = 'f3'"), "12.5 book, -3 exchange");
+    fx_close(&f);
+}
+
 int main(void)
 {
     g_admin = getenv("CT_TEST_PG");
@@ -1181,6 +1414,10 @@ int main(void)
         cmocka_unit_test(test_not_connected),
         cmocka_unit_test(test_free_with_work_pending),
         cmocka_unit_test(test_durability_os),
+        cmocka_unit_test(test_partitions),
+        cmocka_unit_test(test_partitions_running),
+        cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_positions_spooled),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -95,6 +95,7 @@ def main():
         time.sleep(0.05)  # distinct trade times from the restart below (exchange clock, ms)
 
         # 4. Restart.
+        pos_at_restart = {f: sum(Decimal(p["positionAmt"]) for p in sim.positions(f)) for f in names[1:]}
         daemon = Daemon(args.build_dir, work, cfg, name="copytraderd-2")
         wait_for("daemon ready after the restart", lambda: http("GET", base + "/health/ready")[0] == 200,
                  timeout=90)
@@ -124,6 +125,13 @@ def main():
                       f"{f}: {o['clientOrderId']}: journal {j[3]} {j[4]}, simulator {o['side']} {o['origQty']}")
             pos = sum(Decimal(p["positionAmt"]) for p in sim.positions(f))
             check(pos == lead_pos, f"{f}: position {pos}, leader {lead_pos}")
+        # The restart's start-up positions are in position_snapshots (source 'exchange').
+        snaps = {r[0]: Decimal(r[1]) for r in psql(
+            pg, "select account, amount::text from position_snapshots where source = 'exchange' "
+                "and symbol = 'BTCUSDT' and position_side = 'BOTH'")}
+        for f, q in pos_at_restart.items():
+            if q != 0:
+                check(snaps.get(f) == q, f"{f}: start-up snapshot {snaps.get(f)}, simulator had {q}")
         fills = psql(pg, "select count(*), count(distinct trade_id) from leader_fills")[0]
         check(fills == [str(BURST + DOWN_FILLS)] * 2, f"leader fills in the journal: {fills}")
         with open(daemon.p.log_path) as lf:
