@@ -263,6 +263,107 @@ def require_env(name):
     return v
 
 
+# ---- one daemon's setup: accounts, secret files, the YAML, the journal's state ----
+
+# Short refresh and cache lifetimes, for tests that change balances or leverage at the simulator
+# and want the daemon to see it soon (daemon section lines).
+FAST_REFRESH_YAML = "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n  cache_ttl_tickers_ms: 200\n"
+
+# A journaled follower order in one of these states is not final yet.
+OPEN_STATUSES = "('intent','sent','unknown','acked','partially_filled')"
+
+
+def make_accounts(secrets_dir, names, key_suffix, secret_suffix, balance="1000000", extra=None):
+    """Simulator accounts for names (api_key key-NAME-<key_suffix>, api_secret
+    secret-NAME-<secret_suffix>, balance), each one's secret file written to secrets_dir.
+    extra: {name: {field: value}} added to that account (another balance, "position_mode")."""
+    accounts = []
+    for n in names:
+        a = {"name": n, "api_key": f"key-{n}-{key_suffix}", "api_secret": f"secret-{n}-{secret_suffix}",
+             "balance": balance}
+        a.update((extra or {}).get(n, {}))
+        accounts.append(a)
+        write_secret(secrets_dir, a)
+    return accounts
+
+
+def multiplier_rules(leader, followers, k=1):
+    """Rules [(id, leader, follower, YAML lines)] copying leader to every follower at multiplier k,
+    each with the id FOLLOWER-r."""
+    return [(f"{f}-r", leader, f, ["sizing: multiplier", f"multiplier: {k}"]) for f in followers]
+
+
+def daemon_config(port, database, redis, sim, accounts, rules, daemon_extra="", account_extra=""):
+    """copytraderd's configuration against the simulator sim: HTTP on 127.0.0.1:port; accounts
+    are names (binance-usdm) or (name, exchange) pairs with exchange "binance-usdm" or
+    "bybit-linear" (Bybit's ws_url is <sim ws>/v5/private), secret files secrets/NAME.yaml;
+    rules [(id, leader, follower, [YAML lines of the rule])]. daemon_extra: more lines of the
+    daemon section, account_extra: more lines of every account (4-space indent)."""
+    accounts = [(a, "binance-usdm") if isinstance(a, str) else a for a in accounts]
+    acct_yaml = "".join(
+        f"  - name: {n}\n    exchange: {ex}\n    rest_url: {sim.rest_url}\n"
+        f"    ws_url: {sim.ws_url + ('/v5/private' if ex == 'bybit-linear' else '')}\n"
+        f"    secret_file: secrets/{n}.yaml\n{account_extra}" for n, ex in accounts)
+    rules_yaml = "".join(f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n"
+                         + "".join(f"    {x}\n" for x in lines) for rid, lead, fol, lines in rules)
+    return (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{database}\"\n  redis: {redis}\n"
+            f"{daemon_extra}accounts:\n{acct_yaml}copy_rules:\n{rules_yaml}")
+
+
+def fetch_metrics(base, timeout=10):
+    """The daemon's /metrics (base: http://host:port), parsed."""
+    st, text = http("GET", base + "/metrics", timeout=timeout)
+    if st != 200:
+        raise TestFailure(f"/metrics -> {st}")
+    return parse_metrics(text)
+
+
+def wait_http_ok(what, base, path="/health/ready", timeout=20.0, interval=0.02, http_timeout=10):
+    """Waits until GET base+path answers 200 (the daemon live or ready)."""
+    wait_for(what, lambda: http("GET", base + path, timeout=http_timeout)[0] == 200, timeout=timeout,
+             interval=interval)
+
+
+def journal_settled(conninfo):
+    """Every journaled intent has a final state (sent, acked and partial fills count as answered)."""
+    return psql(conninfo, "select count(*) from follower_orders "
+                          "where status in ('intent','sent','unknown')") == [["0"]]
+
+
+def open_orders(conninfo):
+    """How many journaled follower orders have no final state yet."""
+    return int(psql(conninfo, f"select count(*) from follower_orders where status in {OPEN_STATUSES}")[0][0])
+
+
+def cleanup(*steps):
+    """Runs every step whatever the one before did (a stray simulator or server must not outlive
+    the test), printing a failing step's error instead of raising it over the test's own."""
+    for step in steps:
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 (keep the first failure, not this one)
+            print(f"--- cleanup: {e}", file=sys.stderr)
+
+
+def run_scenarios(test, scenarios, only=None):
+    """Runs [(name, fn)] (those whose names contain `only`, if given), each fn returning a summary;
+    prints ok / FAIL per scenario and returns the exit code of `test`."""
+    failures = []
+    for name, fn in scenarios:
+        if only and only not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            print(f"ok {name}: {fn()} ({time.monotonic() - t0:.1f} s)", flush=True)
+        except TestFailure as e:
+            print(f"FAIL {name} ({time.monotonic() - t0:.1f} s): {e}", file=sys.stderr, flush=True)
+            failures.append(name)
+    if failures:
+        print(f"FAIL {test}: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ---- exchange-layer scenarios (test_cross_exchange.py, test_stream_faults.py, test_rest_faults.py) ----
 
 BTC_SYMBOL = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001",
@@ -315,27 +416,16 @@ class CopyScenario:
         secrets = os.path.join(self.work, "secrets")
         os.makedirs(secrets, exist_ok=True)
         self.exchange = dict(accounts)
-        sim_accts = []
-        for n, _ in accounts:
-            a = {"name": n, "api_key": f"key-{n}-{name}-0123456789", "api_secret": f"secret-{n}-{name}-9876543210",
-                 "balance": "1000000"}
-            sim_accts.append(a)
-            write_secret(secrets, a)
+        sim_accts = make_accounts(secrets, [n for n, _ in accounts], f"{name}-0123456789", f"{name}-9876543210")
         self.sim = Sim(build_dir, self.work, sim_accts, symbols or [BTC_SYMBOL])
         self.daemon = None
         try:
             port = free_port()
             self.base = f"http://127.0.0.1:{port}"
-            acct_yaml = "".join(
-                f"  - name: {n}\n    exchange: {ex}\n    rest_url: {self.sim.rest_url}\n"
-                f"    ws_url: {self.sim.ws_url + ('/v5/private' if ex == 'bybit-linear' else '')}\n"
-                f"    secret_file: secrets/{n}.yaml\n{account_yaml}" for n, ex in accounts)
-            rules_yaml = "".join(
-                f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n    sizing: multiplier\n"
-                f"    multiplier: {k}\n" for rid, lead, fol, k in rules)
-            self.config = (f"daemon:\n  log_level: info\n  http_listen: 127.0.0.1:{port}\n"
-                           f"  database: \"{self.pg}\"\n  redis: {redis}\n{daemon_yaml}"
-                           f"accounts:\n{acct_yaml}copy_rules:\n{rules_yaml}")
+            self.config = daemon_config(port, self.pg, redis, self.sim, accounts,
+                                        [(rid, lead, fol, ["sizing: multiplier", f"multiplier: {k}"])
+                                         for rid, lead, fol, k in rules],
+                                        daemon_extra="  log_level: info\n" + daemon_yaml, account_extra=account_yaml)
             self.daemon = Daemon(build_dir, self.work, self.config)
         except BaseException:
             self.sim.stop()
@@ -367,17 +457,13 @@ class CopyScenario:
         return False
 
     def metrics(self):
-        st, text = http("GET", self.base + "/metrics")
-        if st != 200:
-            raise TestFailure(f"/metrics -> {st}")
-        return parse_metrics(text)
+        return fetch_metrics(self.base)
 
     def metric(self, name, **labels):
         return metric(self.metrics(), name, **labels)
 
     def wait_ready(self, timeout=30):
-        wait_for(f"{self.name}: daemon /health/ready", lambda: http("GET", self.base + "/health/ready")[0] == 200,
-                 timeout=timeout, interval=0.05)
+        wait_http_ok(f"{self.name}: daemon /health/ready", self.base, timeout=timeout, interval=0.05)
 
     def log(self):
         with open(self.daemon.p.log_path) as f:
@@ -385,8 +471,7 @@ class CopyScenario:
 
     def settled(self):
         """Every journaled intent has a final state."""
-        return psql(self.pg, "select count(*) from follower_orders "
-                             "where status in ('intent','sent','unknown')") == [["0"]]
+        return journal_settled(self.pg)
 
     def trade(self, account, side, qty, symbol="BTCUSDT", fills=None):
         """A leader MARKET order through the admin API (fills: its executions); returns the fills

@@ -14,19 +14,18 @@ Simulator 2 (bybit_trade_per_s 3, bybit_query_per_s 5): X-Bapi-Limit headers on 
 retCode 10006 "Too many visits!" (HTTP 200, headers, nothing placed) per account and endpoint,
 allowed again after X-Bapi-Limit-Reset-Timestamp. Simulator 3 ("enabled": false): headers sent,
 nothing refused. Exits 0 and prints OK, or 1 naming the first check that failed. Helpers come
-from sim_bybit_smoke.py beside this file; sim_faults_smoke.py runs this file's run() too.
+from simclient.py and sim_bybit_smoke.py beside this file; sim_faults_smoke.py runs this file's run() too.
 """
 import hashlib
 import hmac
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sim_bybit_smoke import Bybit, Fail, Http, Ws, check, wait_for  # noqa: E402
+from sim_bybit_smoke import Bybit  # noqa: E402
+from simclient import Fail, Http, SimProcess, Ws, check, wait_for  # noqa: E402
 
 KEYS = {"f1": ("BF1KEY", "bf1secret"), "f2": ("BF2KEY", "bf2secret")}
 SYMBOL = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001",
@@ -41,30 +40,7 @@ def config(**extra):
     return c
 
 
-class HttpH(Http):
-    """Http of sim_bybit_smoke that also keeps the last answer's headers (lower-case names)."""
-
-    def call(self, method, path, body=None, headers=None):
-        self.conn.request(method, path, body=body, headers=headers or {})
-        r = self.conn.getresponse()
-        data = r.read()
-        self.headers = {k.lower(): v for k, v in r.getheaders()}
-        return r.status, json.loads(data) if data else None
-
-
-class Sim:
-    def __init__(self, binary, cfg):
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(cfg, f)
-            self.cfg = f.name
-        self.err = tempfile.TemporaryFile("w+")  # a pipe nobody reads could stall the simulator
-        self.proc = subprocess.Popen([binary, "--config", self.cfg], stdout=subprocess.PIPE, stderr=self.err,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        check(line.startswith("READY rest=127.0.0.1:"), f"READY line: {line!r}")
-        self.rest = line.split()[1].split("=")[1]
-        self.adm = Http(line.split()[2].split("=")[1])
-
+class Sim(SimProcess):
     def admin(self, method, path, body=None):
         return self.adm.call(method, path, json.dumps(body) if body is not None else None)
 
@@ -91,25 +67,6 @@ class Sim:
         st, j = self.admin("POST", "/admin/order", body)
         check(st == 200, f"admin order {cid}: {st} {j}")
         return j
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                rc = self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = -9
-        else:
-            rc = self.proc.returncode
-        self.err.seek(0)
-        err = self.err.read()
-        if "ERROR" in err or "AddressSanitizer" in err or "runtime error" in err:
-            print(err, file=sys.stderr)
-            raise Fail("the simulator logged errors (above)")
-        os.unlink(self.cfg)
-        check(rc == 0, f"simulator exit code {rc}")
-
 
 def private(sim, acct, topics=("order",)):
     """An authenticated /v5/private connection of acct subscribed to topics."""
@@ -149,11 +106,6 @@ def frames_within(ws, seconds):
             return got
         check(f[0] != "EOF", "connection closed unexpectedly")
         got.append(f)
-
-
-def ws_ping(ws, payload=b"hi"):
-    mask = os.urandom(4)
-    ws.sock.sendall(bytes([0x89, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
 
 def stream_faults(sim):
@@ -199,7 +151,7 @@ def stream_faults(sim):
     t_end = time.time() + 2.0
     sim.order("f1", "sil-1")
     w1.send({"req_id": "ps", "op": "ping"})
-    ws_ping(w1)
+    w1.ping()
     got = frames_within(w1, max(0.0, t_end - 0.2 - time.time()))  # the silence ends by t_end
     check(got == [], f"silent: no frames at all, no pong (got {got})")
     s = sim.streams("f1")
@@ -284,7 +236,7 @@ def create(by, cid):
 def limits(binary):
     sim = Sim(binary, config(rate_limits={"bybit_trade_per_s": 3, "bybit_query_per_s": 5}))
     try:
-        http_ = HttpH(sim.rest)
+        http_ = Http(sim.rest)
         by = Bybit(http_, *KEYS["f1"])
         st, body = http_.call("GET", "/v5/market/time")
         check(st == 200 and "x-bapi-limit" not in http_.headers, "public endpoints carry no X-Bapi-Limit")
@@ -337,7 +289,7 @@ def limits(binary):
 
     sim = Sim(binary, config(rate_limits={"enabled": False, "bybit_trade_per_s": 2}))
     try:
-        http_ = HttpH(sim.rest)
+        http_ = Http(sim.rest)
         by = Bybit(http_, *KEYS["f1"])
         for i in range(5):
             st, body = create(by, f"off-{i}")

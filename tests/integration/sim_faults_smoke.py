@@ -11,24 +11,20 @@ pings or pongs, ws_duplicate, ws_reorder, listen_key_expire, count/probability/h
 clearing) and for userTrades (ids equal the stream's `t`, fromId backfill after a silent gap),
 batchOrders and allOrders; one with tiny limits for 429 -> 418 bans and the order count. Then
 sim_bybit_faults_smoke.py's checks (stream faults on Bybit private websockets, Bybit limits).
-Exits 0 and prints OK, or 1 naming the first check that failed. Helpers (Ws, check) come from
-sim_smoke.py beside this file.
+Exits 0 and prints OK, or 1 naming the first check that failed. Helpers (Ws, check, the simulator
+process) come from simclient.py beside this file.
 """
 import hashlib
 import hmac
 import http.client
 import json
 import os
-import socket
-import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sim_smoke import Fail, Ws, check, wait_for  # noqa: E402
+from simclient import Fail, Http as JsonHttp, SimProcess, Ws, check, wait_for  # noqa: E402
 import sim_bybit_faults_smoke  # noqa: E402
 
 KEYS = {"leader": ("LKEY", "lsecret"), "f1": ("F1KEY", "f1secret"), "f2": ("F2KEY", "f2secret")}
@@ -44,12 +40,7 @@ def config(**extra):
     return c
 
 
-class Http:
-    def __init__(self, hostport):
-        self.hostport = hostport
-        host, port = hostport.split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
-
+class Http(JsonHttp):
     def call(self, method, path, body=None, headers=None):
         """(status, json body or None, headers dict with lower-case names)."""
         self.conn.request(method, path, body=body, headers=headers or {})
@@ -83,20 +74,10 @@ def order(h, acct, cid, qty="0.010", side="BUY", **kw):
     return signed(h, "POST", "/fapi/v1/order", p, acct)
 
 
-class Sim:
+class Sim(SimProcess):
     def __init__(self, binary, cfg):
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(cfg, f)
-            self.cfg = f.name
-        # stderr to a file: a pipe nobody reads could fill and stall the simulator.
-        self.err = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen([binary, "--config", self.cfg], stdout=subprocess.PIPE, stderr=self.err,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        check(line.startswith("READY rest=127.0.0.1:"), f"READY line: {line!r}")
-        self.rest = line.split()[1].split("=")[1]
-        self.admin = line.split()[2].split("=")[1]
-        self.api, self.adm = Http(self.rest), Http(self.admin)
+        super().__init__(binary, cfg, Http)
+        self.api = Http(self.rest)
 
     def admin_json(self, method, path, body=None):
         st, j, _ = self.adm.call(method, path, json.dumps(body) if body is not None else None)
@@ -129,25 +110,6 @@ class Sim:
         check(ws.accepted, "websocket accepted")
         return ws, j["listenKey"]
 
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                rc = self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = -9
-        else:
-            rc = self.proc.returncode
-        self.err.seek(0)
-        err = self.err.read()
-        if "ERROR" in err or "AddressSanitizer" in err or "runtime error" in err:
-            print(err, file=sys.stderr)
-            raise Fail("the simulator logged errors (above)")
-        os.unlink(self.cfg)
-        check(rc == 0, f"simulator exit code {rc}")
-
-
 def events(ws, n, timeout=5.0):
     return [json.loads(ws.text(timeout)) for _ in range(n)]
 
@@ -165,12 +127,6 @@ def no_text(ws, seconds):
             return False, ctrl
         ctrl.append(f[0])
     return True, ctrl
-
-
-def send_ping(ws, payload=b"hi"):
-    mask = os.urandom(4)
-    data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    ws.sock.sendall(bytes([0x89, 0x80 | len(payload)]) + mask + data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +277,7 @@ def ws_faults(sim):
     f = sim.fault(account="f2", kind="ws_silent", duration_ms=2500)
     check(f["hits"] == 1, f"ws_silent applied to one connection: {f}")
     order(api, "f2", "silent-1")
-    send_ping(ws)
+    ws.ping()
     quiet, ctrl = no_text(ws, 1.8)  # ping_interval_s is 1: a live connection would get pings
     check(quiet and ctrl == [], f"silent: no frames at all (got control opcodes {ctrl})")
     wait_for(lambda: not sim.fault_by_id(f["id"])["active"], "silence to end", timeout=3)

@@ -10,21 +10,20 @@ ACCOUNT_CONFIG_UPDATE events, wallet/equity and balance adjustments, position mo
 listen-key deletion and a clean SIGTERM shutdown. Exits 0 and prints OK, or exits 1
 naming the first check that failed. ctest runs it as integration/sim_smoke.
 """
-import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
-import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simclient import Fail, Http, Ws, check, reap, wait_for  # noqa: E402
 
 LEADER_KEY, LEADER_SECRET = "LEADERKEY", "leadersecret"
 FOLLOWER_KEY, FOLLOWER_SECRET = "FOLLOWERKEY", "followersecret"
@@ -46,90 +45,12 @@ CONFIG = {
 }
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-class Http:
-    def __init__(self, hostport):
-        host, port = hostport.split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)  # one keep-alive connection
-
-    def call(self, method, path, body=None, headers=None):
-        self.conn.request(method, path, body=body, headers=headers or {})
-        r = self.conn.getresponse()
-        data = r.read()
-        return r.status, json.loads(data) if data else None
-
-
 def signed(http_, method, path, params, key=LEADER_KEY, secret=LEADER_SECRET, ts=None):
     params = dict(params)
     params["timestamp"] = str(ts if ts is not None else int(time.time() * 1000))
     q = urllib.parse.urlencode(params)
     sig = hmac.new(secret.encode(), q.encode(), hashlib.sha256).hexdigest()
     return http_.call(method, f"{path}?{q}&signature={sig}", headers={"X-MBX-APIKEY": key})
-
-
-class Ws:
-    """Minimal websocket client: handshake, read server frames, answer nothing."""
-
-    def __init__(self, hostport, path):
-        host, port = hostport.split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            d = self.sock.recv(4096)
-            check(d, "websocket handshake: connection closed")
-            self.buf += d
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        self.status_line = head.split(b"\r\n")[0].decode()
-        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-        self.accepted = self.status_line.startswith("HTTP/1.1 101") and want in head
-
-    def frame(self, timeout=5.0):
-        """(opcode, payload bytes) of the next frame, or None on timeout."""
-        deadline = time.time() + timeout
-        while True:
-            if len(self.buf) >= 2:
-                b0, b1 = self.buf[0], self.buf[1]
-                n, off = b1 & 0x7F, 2
-                if n == 126 and len(self.buf) >= 4:
-                    n, off = struct.unpack(">H", self.buf[2:4])[0], 4
-                elif n == 127 and len(self.buf) >= 10:
-                    n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
-                if (b1 & 0x7F) < 126 or off > 2:
-                    check(not (b1 & 0x80), "server frames must not be masked")
-                    if len(self.buf) >= off + n:
-                        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
-                        return b0 & 0x0F, payload
-            left = deadline - time.time()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.sock], [], [], left)
-            if r:
-                d = self.sock.recv(65536)
-                if not d:
-                    return ("EOF", b"")
-                self.buf += d
-
-    def text(self, timeout=5.0):
-        """Next text frame (pings skipped)."""
-        while True:
-            f = self.frame(timeout)
-            check(f is not None, "timed out waiting for a websocket message")
-            if f[0] == 9:  # ping
-                continue
-            check(f[0] == 1, f"expected a text frame, got opcode {f[0]}")
-            return f[1]
 
 
 def hedge_checks(api, adm, rest):
@@ -263,15 +184,6 @@ def hedge_checks(api, adm, rest):
     check(body == {"dualSidePosition": False}, "now one-way")
     st, body = adm.call("POST", "/admin/position_mode", json.dumps({"account": "hedger", "position_mode": "hedge"}))
     check(st == 200 and body["positionMode"] == "hedge", f"admin position mode {body}")
-
-
-def wait_for(pred, what, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise Fail(f"timed out waiting for {what}")
 
 
 def run(binary):
@@ -414,13 +326,7 @@ def run(binary):
         print(f"FAIL: {e}")
         return 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        err = proc.stderr.read()
-        if "ERROR" in err or "AddressSanitizer" in err or "runtime error" in err:
-            print(err, file=sys.stderr)
-        os.unlink(cfg)
+        reap(proc, cfg)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, fresh_database, write_secret)
-
-BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
-       "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
-       "min_price": "0.10", "max_price": "1000000", "min_notional": "5"}
+from harness import (BTC_SYMBOL, FAST_REFRESH_YAML, Daemon, Sim, TestFailure, daemon_config,  # noqa: E402
+                     fetch_metrics, free_port, fresh_database, journal_settled, make_accounts, metric, psql,
+                     require_env, wait_for, wait_http_ok)
 
 RULES = {  # follower -> YAML lines of its rule (after leader/follower)
     "fm": ["sizing: multiplier", "multiplier: 0.5", "max_leverage: 10"],
@@ -77,32 +74,22 @@ def main():
     work = os.path.join(tmp, "modes")
     os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
     names = ["lead", *RULES]
-    accounts = []
-    for n in names:
-        a = {"name": n, "api_key": f"key-{n}-00112233", "api_secret": f"secret-{n}-44556677",
-             "balance": "250000" if n == "fe" else "1000000"}
-        if n == "fh":
-            a["position_mode"] = "hedge"
-        accounts.append(a)
-        write_secret(os.path.join(work, "secrets"), a)
-    sim = Sim(args.build_dir, work, accounts, [BTC])
+    accounts = make_accounts(os.path.join(work, "secrets"), names, "00112233", "44556677",
+                             extra={"fe": {"balance": "250000"}, "fh": {"position_mode": "hedge"}})
+    sim = Sim(args.build_dir, work, accounts, [BTC_SYMBOL])
     daemon = None
     try:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        config = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
-                  "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n  cache_ttl_tickers_ms: 200\naccounts:\n" + "".join(
-                      f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
-                      f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in names)
-                  + "copy_rules:\n" + "".join(
-                      f"  - id: {f}-r\n    leader: lead\n    follower: {f}\n" + "".join(f"    {x}\n" for x in lines)
-                      for f, lines in RULES.items()))
+        config = daemon_config(port, pg, redis, sim, names,
+                               [(f"{f}-r", "lead", f, lines) for f, lines in RULES.items()],
+                               daemon_extra=FAST_REFRESH_YAML)
         daemon = Daemon(args.build_dir, work, config)
-        wait_for("daemon /health/live", lambda: http("GET", base + "/health/live")[0] == 200)
+        wait_http_ok("daemon /health/live", base, "/health/live")
         wait_for("leader stream", lambda: sim.streams("lead")["connections"] >= 1)
 
         def metrics():
-            return parse_metrics(http("GET", base + "/metrics")[1])
+            return fetch_metrics(base)
 
         def count_orders():
             return {f: len(sim.orders(f)) for f in RULES}
@@ -122,8 +109,7 @@ def main():
         sim._json("POST", "/admin/leverage", {"account": "lead", "symbol": "BTCUSDT", "leverage": 50})
         sim.leader_order("lead", "BTCUSDT", "SELL", "0.15")
         wait_for("every copy", lambda: all(count_orders()[f] >= len(WANT[f]) for f in RULES))
-        wait_for("journal settled", lambda: psql(
-            pg, "select count(*) from follower_orders where status in ('intent','sent','unknown')") == [["0"]])
+        wait_for("journal settled", lambda: journal_settled(pg))
 
         def leverage(f):
             for p in sim._json("GET", f"/admin/positions?account={f}&all=1"):
@@ -161,7 +147,7 @@ def main():
         if daemon.stop() != 0:
             raise TestFailure("daemon exited non-zero")
         daemon = Daemon(args.build_dir, work, config)
-        wait_for("restarted daemon", lambda: http("GET", base + "/health/live")[0] == 200)
+        wait_http_ok("restarted daemon", base, "/health/live")
         if metric(metrics(), "ct_rule_status", rule="fc-r") != 2:
             raise TestFailure("fc's rule is not close_only after a restart")
         if metric(metrics(), "ct_rule_status", rule="fm-r") != 0:

@@ -20,12 +20,10 @@ import sys
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Daemon, Sim, TestFailure, free_port, http, metric, parse_metrics, psql,  # noqa: E402
-                     require_env, wait_for, fresh_database, write_secret)
+from harness import (BTC_SYMBOL, FAST_REFRESH_YAML, Daemon, Sim, TestFailure, daemon_config,  # noqa: E402
+                     fetch_metrics, free_port, fresh_database, http, journal_settled, make_accounts, metric, psql,
+                     require_env, wait_for, wait_http_ok)
 
-BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
-       "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
-       "min_price": "0.10", "max_price": "1000000", "min_notional": "5"}
 RULES = {"fa": ["sizing: multiplier", "multiplier: 1"],
          "fb": ["sizing: multiplier", "multiplier: 0.5", "daily_loss_limit: 100"]}
 SECRETS = []
@@ -73,36 +71,28 @@ def main():
     work = os.path.join(tmp, "ctl")
     os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
     names = ["lead", *RULES]
-    accounts = []
-    for n in names:
-        a = {"name": n, "api_key": f"key-{n}-0a1b2c3d4e", "api_secret": f"secret-{n}-5f6a7b8c9d", "balance": "1000000"}
+    accounts = make_accounts(os.path.join(work, "secrets"), names, "0a1b2c3d4e", "5f6a7b8c9d")
+    for a in accounts:
         SECRETS.extend([a["api_key"], a["api_secret"]])
-        accounts.append(a)
-        write_secret(os.path.join(work, "secrets"), a)
-    sim = Sim(args.build_dir, work, accounts, [BTC])
+    sim = Sim(args.build_dir, work, accounts, [BTC_SYMBOL])
     daemon = None
     try:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
 
         def config(p):
-            return (f"daemon:\n  http_listen: 127.0.0.1:{p}\n  database: \"{pg}\"\n  redis: {redis}\n"
-                    "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n  cache_ttl_tickers_ms: 200\naccounts:\n" + "".join(
-                        f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
-                        f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in names)
-                    + "copy_rules:\n" + "".join(
-                        f"  - id: {f}-r\n    leader: lead\n    follower: {f}\n" + "".join(f"    {x}\n" for x in lines)
-                        for f, lines in RULES.items()))
+            return daemon_config(p, pg, redis, sim, names, [(f"{f}-r", "lead", f, lines) for f, lines in RULES.items()],
+                                 daemon_extra=FAST_REFRESH_YAML)
         daemon = Daemon(args.build_dir, work, config(port))
         ctl = Ctl(os.path.join(args.build_dir, "daemon", "copytraderctl"), daemon.cfg_path)
-        wait_for("daemon /health/live", lambda: http("GET", base + "/health/live")[0] == 200)
+        wait_http_ok("daemon /health/live", base, "/health/live")
         wait_for("leader stream", lambda: sim.streams("lead")["connections"] >= 1)
 
         def metrics():
-            return parse_metrics(http("GET", base + "/metrics")[1])
+            return fetch_metrics(base)
 
         def settled():
-            return psql(pg, "select count(*) from follower_orders where status in ('intent','sent','unknown')") == [["0"]]
+            return journal_settled(pg)
 
         def n_orders(f):
             return len(sim.orders(f))
@@ -182,7 +172,7 @@ def main():
             pg, "select operator_paused from copy_rules where id='fa-r'") == [["t"]])
         check(daemon.stop() == 0, "daemon exited non-zero on restart")
         daemon = Daemon(args.build_dir, work, config(port))
-        wait_for("restarted daemon", lambda: http("GET", base + "/health/live")[0] == 200)
+        wait_http_ok("restarted daemon", base, "/health/live")
         wait_for("leader stream after restart", lambda: sim.streams("lead")["connections"] >= 1)
         check(metric(metrics(), "ct_rule_status", rule="fa-r") == 1, "fa-r not paused after a restart")
         check(by(ctl.json("rules"), "id")["fa-r"]["status"] == "paused", "rules: fa-r not paused after a restart")
@@ -241,7 +231,7 @@ def main():
         daemon = Daemon(args.build_dir, work, config(port2).replace("127.0.0.1:", "0.0.0.0:", 1), name="wide")
         ctl2 = Ctl(ctl.exe, daemon.cfg_path)
         base2 = f"http://127.0.0.1:{port2}"
-        wait_for("wide daemon /health/live", lambda: http("GET", base2 + "/health/live")[0] == 200)
+        wait_http_ok("wide daemon /health/live", base2, "/health/live")
         check(http("POST", base2 + "/rules/fa-r/pause", {})[0] == 404, "rule control open on 0.0.0.0")
         r = ctl2.run("pause", "fa-r", expect=1)
         check("unknown rule fa-r" in r.stderr, f"pause on a wide listener: {r.stderr}")

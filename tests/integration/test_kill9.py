@@ -22,12 +22,10 @@ from collections import Counter
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Daemon, Sim, TestFailure, free_port, fresh_database, http, psql,  # noqa: E402
-                     require_env, stop_clean, wait_for, write_secret)
+from harness import (BTC_SYMBOL, Daemon, Sim, TestFailure, daemon_config, free_port, fresh_database,  # noqa: E402
+                     make_accounts, multiplier_rules, open_orders, psql, require_env, stop_clean, wait_for,
+                     wait_http_ok)
 
-BTC = {"symbol": "BTCUSDT", "price": "50000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
-       "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "120", "tick_size": "0.10",
-       "min_price": "0.10", "max_price": "1000000", "min_notional": "5"}
 FOLLOWERS = 25
 BURST = 40
 DOWN_FILLS = 3
@@ -48,26 +46,16 @@ def main():
     work = os.path.join(tmp, "kill9")
     os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
     names = ["lead"] + [f"f{i:02d}" for i in range(FOLLOWERS)]
-    accounts = []
-    for n in names:
-        a = {"name": n, "api_key": f"key-{n}-k9", "api_secret": f"secret-{n}-k9", "balance": "10000000"}
-        accounts.append(a)
-        write_secret(os.path.join(work, "secrets"), a)
-    sim = Sim(args.build_dir, work, accounts, [BTC])
+    accounts = make_accounts(os.path.join(work, "secrets"), names, "k9", "k9", balance="10000000")
+    sim = Sim(args.build_dir, work, accounts, [BTC_SYMBOL])
     daemon = None
     try:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
-               "accounts:\n" + "".join(
-                   f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
-                   f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in names)
-               + "copy_rules:\n" + "".join(
-                   f"  - id: {n}-r\n    leader: lead\n    follower: {n}\n    sizing: multiplier\n"
-                   "    multiplier: 1\n" for n in names[1:]))
+        cfg = daemon_config(port, pg, redis, sim, names, multiplier_rules("lead", names[1:]))
         sim.fault("latency", endpoint="POST /fapi/v1/order", ms=40)
         daemon = Daemon(args.build_dir, work, cfg)
-        wait_for("daemon ready", lambda: http("GET", base + "/health/ready")[0] == 200, timeout=60)
+        wait_http_ok("daemon ready", base, timeout=60)
 
         def sim_orders():
             return {f: sim.orders(f) for f in names[1:]}
@@ -83,8 +71,7 @@ def main():
         daemon.p.proc.wait(timeout=10)
         daemon = None
         at_kill = n_sim_orders()
-        open_at_kill = int(psql(pg, "select count(*) from follower_orders where status in "
-                                    "('intent','sent','unknown','acked','partially_filled')")[0][0])
+        open_at_kill = open_orders(pg)
         check(at_kill < FOLLOWERS * BURST, f"the kill came too late: {at_kill} orders already placed")
         print(f"killed with {at_kill} of {FOLLOWERS * BURST} orders at the simulator, "
               f"{open_at_kill} journaled orders without a final state")
@@ -97,13 +84,10 @@ def main():
         # 4. Restart.
         pos_at_restart = {f: sum(Decimal(p["positionAmt"]) for p in sim.positions(f)) for f in names[1:]}
         daemon = Daemon(args.build_dir, work, cfg, name="copytraderd-2")
-        wait_for("daemon ready after the restart", lambda: http("GET", base + "/health/ready")[0] == 200,
-                 timeout=90)
+        wait_http_ok("daemon ready after the restart", base, timeout=90)
         want = FOLLOWERS * (BURST + DOWN_FILLS)
         wait_for(f"{want} follower orders at the simulator", lambda: n_sim_orders() >= want, timeout=90)
-        wait_for("no open order in the journal", lambda: psql(
-            pg, "select count(*) from follower_orders where status in "
-                "('intent','sent','unknown','acked','partially_filled')") == [["0"]], timeout=60)
+        wait_for("no open order in the journal", lambda: open_orders(pg) == 0, timeout=60)
 
         orders = sim_orders()
         journal = psql(pg, "select client_order_id, follower, status, side, qty::text from follower_orders")

@@ -22,14 +22,13 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from collections import Counter
-from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BTC_SYMBOL, Daemon, PrivatePostgres, Sim, TestFailure, free_port, http,  # noqa: E402
-                     metric, parse_metrics, psql, require_env, stop_clean, wait_for, write_secret)
+from harness import (BTC_SYMBOL, Daemon, PrivatePostgres, Sim, TestFailure, cleanup, daemon_config,  # noqa: E402
+                     fetch_metrics, free_port, http, make_accounts, metric, multiplier_rules, parse_metrics,
+                     require_env, stop_clean, wait_for)
+from outage import Sampler, Ticker, check, check_copied_once, wait_copied  # noqa: E402
 
 LEADER = "pgo-lead"
 FOLLOWERS = ["pgo-f1", "pgo-f2", "pgo-f3"]
@@ -39,73 +38,16 @@ MAX_DELAY_MS = 2000   # leader trade -> follower order at the simulator, during 
 MIN_OUTAGE_FILLS = 20  # the outage must have seen real trading for the test to prove anything
 
 
-def check(cond, what):
-    if not cond:
-        raise TestFailure(what)
-
-
-class Ticker(threading.Thread):
-    """The leader trades BUY, BUY, SELL 0.002 BTCUSDT (opens, adds, 50% / 33% ratio closes) every
-    TICK_S until stopped; a failed leader order stops it with the error kept."""
-
-    def __init__(self, sim):
-        super().__init__(daemon=True)
-        self.sim, self.n, self.error = sim, 0, None
-        self.halt = threading.Event()
-
-    def run(self):
-        t0 = time.monotonic()
-        while not self.halt.is_set():
-            try:
-                o = self.sim.leader_order(LEADER, "BTCUSDT", "BUY" if self.n % 3 != 2 else "SELL", "0.002")
-                if o.get("status") != "FILLED":
-                    raise TestFailure(f"leader order not filled: {o}")
-            except Exception as e:  # noqa: BLE001 (kept and raised by the main thread)
-                self.error = e
-                return
-            self.n += 1
-            self.halt.wait(max(0.0, t0 + self.n * TICK_S - time.monotonic()))
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
-        if self.error:
-            raise TestFailure(f"leader trading failed: {self.error!r}")
-
-
-class Sampler(threading.Thread):
-    """Polls /health/ready and /metrics every 50 ms, keeping (wall time, HTTP status, "journal"
-    field, the journal gauges). A request that fails is kept as status None."""
-
-    def __init__(self, base):
-        super().__init__(daemon=True)
-        self.base, self.samples = base, []
-        self.halt = threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            t = time.time()
-            s = {"t": t, "status": None, "journal": None}
-            try:
-                st, body = http("GET", self.base + "/health/ready", timeout=2)
-                s["status"] = st
-                s["journal"] = json.loads(body).get("journal")
-                st, text = http("GET", self.base + "/metrics", timeout=2)
-                m = parse_metrics(text)
-                for k in ("ct_journal_spooling", "ct_journal_spool_records", "ct_journal_up",
-                          "ct_journal_lag_seconds"):
-                    s[k] = metric(m, k)
-            except (OSError, ValueError, TestFailure) as e:
-                s["error"] = repr(e)
-            self.samples.append(s)
-            self.halt.wait(0.05)
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
-
-    def between(self, t0, t1):
-        return [s for s in self.samples if t0 <= s["t"] <= t1]
+def sample(base, s):
+    """One Sampler sample: /health/ready's HTTP status and "journal" field, the journal gauges (a
+    request that fails leaves status None)."""
+    s["status"] = s["journal"] = None
+    st, body = http("GET", base + "/health/ready", timeout=2)
+    s["status"] = st
+    s["journal"] = json.loads(body).get("journal")
+    m = parse_metrics(http("GET", base + "/metrics", timeout=2)[1])
+    for k in ("ct_journal_spooling", "ct_journal_spool_records", "ct_journal_up", "ct_journal_lag_seconds"):
+        s[k] = metric(m, k)
 
 
 def main():
@@ -119,12 +61,7 @@ def main():
     os.makedirs(secrets, exist_ok=True)
     os.makedirs(spool, mode=0o700, exist_ok=True)
     os.chmod(spool, 0o700)
-    accounts = []
-    for n in [LEADER, *FOLLOWERS]:
-        a = {"name": n, "api_key": f"key-{n}-0123456789", "api_secret": f"secret-{n}-9876543210",
-             "balance": "10000000"}
-        accounts.append(a)
-        write_secret(secrets, a)
+    accounts = make_accounts(secrets, [LEADER, *FOLLOWERS], "0123456789", "9876543210", balance="10000000")
 
     pgs = PrivatePostgres(work, "pg")
     sim = daemon = ticker = sampler = None
@@ -132,14 +69,8 @@ def main():
         sim = Sim(args.build_dir, work, accounts, [BTC_SYMBOL])
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pgs.conninfo}\"\n  redis: {redis}\n"
-               f"  spool_dir: {spool}\n"
-               "accounts:\n" + "".join(
-                   f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
-                   f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in [LEADER, *FOLLOWERS])
-               + "copy_rules:\n" + "".join(
-                   f"  - id: {f}-r\n    leader: {LEADER}\n    follower: {f}\n    sizing: multiplier\n"
-                   "    multiplier: 1\n" for f in FOLLOWERS))
+        cfg = daemon_config(port, pgs.conninfo, redis, sim, [LEADER, *FOLLOWERS], multiplier_rules(LEADER, FOLLOWERS),
+                            daemon_extra=f"  spool_dir: {spool}\n")
         daemon = Daemon(args.build_dir, work, cfg)
 
         def ready():
@@ -148,14 +79,11 @@ def main():
         r = wait_for("daemon ready", ready, timeout=40, interval=0.05)
         check(r.get("journal") == "up", f"/health/ready before the outage: {r}")
 
-        def n_orders(f):
-            return len(sim.orders(f))
-
-        sampler = Sampler(base)
+        sampler = Sampler(lambda s: sample(base, s))
         sampler.start()
-        ticker = Ticker(sim)
+        ticker = Ticker(sim, LEADER, TICK_S)
         ticker.start()
-        wait_for("copies flowing before the outage", lambda: all(n_orders(f) >= 10 for f in FOLLOWERS),
+        wait_for("copies flowing before the outage", lambda: all(len(sim.orders(f)) >= 10 for f in FOLLOWERS),
                  timeout=20, interval=0.05)
 
         # PostgreSQL away for OUTAGE_S while the leader trades on.
@@ -180,7 +108,7 @@ def main():
         t_up = time.time()
 
         def drained():
-            m = parse_metrics(http("GET", base + "/metrics", timeout=2)[1])
+            m = fetch_metrics(base, timeout=2)
             return (metric(m, "ct_journal_up") == 1 and metric(m, "ct_journal_spooling") == 0
                     and metric(m, "ct_journal_spool_records") == 0)
         wait_for("the spool replayed into PostgreSQL (spooling 0, spool records 0)", drained, timeout=30,
@@ -191,55 +119,12 @@ def main():
                  interval=0.05)
         ticker.stop()
         n = ticker.n
-        want = n * len(FOLLOWERS)
-        wait_for(f"{n} orders per follower at the simulator", lambda: all(n_orders(f) >= n for f in FOLLOWERS),
-                 timeout=20, interval=0.05)
-        wait_for(f"{want} final follower orders in the journal", lambda: psql(
-            pgs.conninfo, "select count(*), count(*) filter (where status in "
-                          "('intent','sent','unknown','acked','partially_filled')) from follower_orders")
-            == [[str(want), "0"]], timeout=20, interval=0.1)
+        wait_copied(pgs.conninfo, sim, FOLLOWERS, n)
         sampler.stop()
-        m_end = parse_metrics(http("GET", base + "/metrics")[1])
+        m_end = fetch_metrics(base)
 
         # 1. The journal against the simulator: complete, no duplicates, same final states.
-        lead_orders = sim.orders(LEADER)
-        check(len(lead_orders) == n and all(o["status"] == "FILLED" for o in lead_orders),
-              f"leader: {len(lead_orders)} orders at the simulator, want {n} filled")
-        lead_time = {str(o["orderId"]): o["time"] for o in lead_orders}
-        lf = psql(pgs.conninfo, f"select order_id::text, trade_id::text from leader_fills where account = '{LEADER}'")
-        check(len(lf) == n, f"leader_fills holds {len(lf)} rows for {n} leader fills")
-        check(len({r[1] for r in lf}) == n, "leader_fills: a trade id twice")
-        check({r[0] for r in lf} == set(lead_time),
-              f"leader_fills order ids differ from the simulator's: missing "
-              f"{sorted(set(lead_time) - {r[0] for r in lf})[:10]}, extra {sorted({r[0] for r in lf} - set(lead_time))[:10]}")
-        rows = psql(pgs.conninfo, "select o.client_order_id, o.follower, o.status, o.side, o.qty::text, "
-                                  "coalesce(o.executed_qty::text, ''), l.order_id::text from follower_orders o "
-                                  "join leader_fills l on l.id = o.leader_fill_id")
-        jby = {r[0]: r for r in rows}
-        check(len(jby) == len(rows), "follower_orders: a client id twice")
-        check(len(rows) == want, f"follower_orders holds {len(rows)} rows, want {want}")
-        per = Counter((r[1], r[6]) for r in rows)
-        check(all(per[(f, oid)] == 1 for f in FOLLOWERS for oid in lead_time),
-              "follower_orders: not exactly one order per (follower, leader fill)")
-        delays = []  # (leader trade time ms, delay ms)
-        for f in FOLLOWERS:
-            got = sim.orders(f)
-            dup = [c for c, k in Counter(o["clientOrderId"] for o in got).items() if k > 1]
-            check(not dup, f"{f}: client ids at the simulator more than once: {dup[:5]}")
-            check(len(got) == n, f"{f}: {len(got)} orders at the simulator, want {n}")
-            for o in got:
-                j = jby.get(o["clientOrderId"])
-                check(j is not None and j[1] == f, f"{f}: {o['clientOrderId']} at the simulator, not in the journal")
-                check(o["status"] == "FILLED" and not o.get("errorCode") and j[2] == "filled"
-                      and Decimal(j[5] or "0") == Decimal(o["origQty"]),
-                      f"{f}: {o['clientOrderId']}: simulator {o['status']} {o.get('errorCode')}, journal {j}")
-                check(j[3] == o["side"] and Decimal(j[4]) == Decimal(o["origQty"]),
-                      f"{f}: {o['clientOrderId']}: journal {j[3]} {j[4]}, simulator {o['side']} {o['origQty']}")
-                delays.append((lead_time[j[6]], o["time"] - lead_time[j[6]]))
-        lead_pos = sum((Decimal(p["positionAmt"]) for p in sim.positions(LEADER)), Decimal(0))
-        for f in FOLLOWERS:
-            pos = sum((Decimal(p["positionAmt"]) for p in sim.positions(f)), Decimal(0))
-            check(pos == lead_pos, f"{f}: position {pos}, leader {lead_pos}")
+        lead_time, delays, _ = check_copied_once(pgs.conninfo, sim, LEADER, FOLLOWERS, n)
 
         # 2. Copying never paused: delays of the fills made while PostgreSQL was away or replaying.
         ms = lambda t: t * 1000  # noqa: E731
@@ -306,14 +191,9 @@ def main():
             pass
         raise
     finally:
-        # Every step runs whatever the one before did: a stray simulator or server outlives the test.
-        for step in (lambda: ticker and ticker.halt.set(), lambda: sampler and sampler.halt.set(),
-                     lambda: daemon and daemon.p.alive() and daemon.p.stop(timeout=5),
-                     lambda: sim and sim.stop(), pgs.close):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 (keep the first failure, not this one)
-                print(f"--- cleanup: {e}", file=sys.stderr)
+        cleanup(lambda: ticker and ticker.halt.set(), lambda: sampler and sampler.halt.set(),
+                lambda: daemon and daemon.p.alive() and daemon.p.stop(timeout=5), lambda: sim and sim.stop(),
+                pgs.close)
 
 
 if __name__ == "__main__":

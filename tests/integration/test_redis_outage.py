@@ -23,14 +23,14 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from collections import Counter
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BTC_SYMBOL, Daemon, PrivateRedis, Sim, TestFailure, free_port, fresh_database,  # noqa: E402
-                     http, metric, parse_metrics, psql, require_env, stop_clean, wait_for, write_secret)
+from harness import (BTC_SYMBOL, Daemon, PrivateRedis, Sim, TestFailure, cleanup, daemon_config,  # noqa: E402
+                     fetch_metrics, free_port, fresh_database, make_accounts, metric, multiplier_rules, require_env,
+                     stop_clean, wait_for, wait_http_ok)
+from outage import Sampler, Ticker, check, check_copied_once, wait_copied  # noqa: E402
 
 LEADER = "rdo-lead"
 FOLLOWERS = ["rdo-f1", "rdo-f2", "rdo-f3"]
@@ -40,67 +40,6 @@ MAX_DELAY_MS = 1000   # leader trade -> follower order at the simulator, during 
 CACHE_COUNTERS = ("ct_cache_hits_total", "ct_cache_misses_total", "ct_cache_stale_hits_total",
                   "ct_cache_redis_hits_total", "ct_cache_redis_misses_total", "ct_cache_redis_errors_total",
                   "ct_cache_loads_total")
-
-
-def check(cond, what):
-    if not cond:
-        raise TestFailure(what)
-
-
-class Ticker(threading.Thread):
-    """The leader trades BUY, BUY, SELL 0.002 BTCUSDT every TICK_S until stopped."""
-
-    def __init__(self, sim):
-        super().__init__(daemon=True)
-        self.sim, self.n, self.error = sim, 0, None
-        self.halt = threading.Event()
-
-    def run(self):
-        t0 = time.monotonic()
-        while not self.halt.is_set():
-            try:
-                o = self.sim.leader_order(LEADER, "BTCUSDT", "BUY" if self.n % 3 != 2 else "SELL", "0.002")
-                if o.get("status") != "FILLED":
-                    raise TestFailure(f"leader order not filled: {o}")
-            except Exception as e:  # noqa: BLE001 (kept and raised by the main thread)
-                self.error = e
-                return
-            self.n += 1
-            self.halt.wait(max(0.0, t0 + self.n * TICK_S - time.monotonic()))
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
-        if self.error:
-            raise TestFailure(f"leader trading failed: {self.error!r}")
-
-
-class Sampler(threading.Thread):
-    """Polls /metrics every 50 ms: ct_redis_up and the cache counters, with the wall time."""
-
-    def __init__(self, base):
-        super().__init__(daemon=True)
-        self.base, self.samples = base, []
-        self.halt = threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            s = {"t": time.time()}
-            try:
-                st, text = http("GET", self.base + "/metrics", timeout=2)
-                m = parse_metrics(text)
-                s["ct_redis_up"] = metric(m, "ct_redis_up")
-            except (OSError, ValueError, TestFailure) as e:
-                s["error"] = repr(e)
-            self.samples.append(s)
-            self.halt.wait(0.05)
-
-    def stop(self):
-        self.halt.set()
-        self.join(10)
-
-    def between(self, t0, t1):
-        return [s for s in self.samples if t0 <= s["t"] <= t1]
 
 
 def position_keys(redis, account, symbol="BTCUSDT"):
@@ -130,12 +69,7 @@ def main():
     work = os.path.join(tmp, "redis_outage")
     secrets = os.path.join(work, "secrets")
     os.makedirs(secrets, exist_ok=True)
-    accounts = []
-    for n in [LEADER, *FOLLOWERS]:
-        a = {"name": n, "api_key": f"key-{n}-0123456789", "api_secret": f"secret-{n}-9876543210",
-             "balance": "10000000"}
-        accounts.append(a)
-        write_secret(secrets, a)
+    accounts = make_accounts(secrets, [LEADER, *FOLLOWERS], "0123456789", "9876543210", balance="10000000")
 
     rds = PrivateRedis(work, "redis")
     sim = daemon = ticker = sampler = None
@@ -144,23 +78,13 @@ def main():
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         # account_refresh_ms 200: the refresh asks the caches five times a second, so they are busy.
-        cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {rds.address}\n"
-               "  account_refresh_ms: 200\n"
-               "accounts:\n" + "".join(
-                   f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
-                   f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in [LEADER, *FOLLOWERS])
-               + "copy_rules:\n" + "".join(
-                   f"  - id: {f}-r\n    leader: {LEADER}\n    follower: {f}\n    sizing: multiplier\n"
-                   "    multiplier: 1\n" for f in FOLLOWERS))
+        cfg = daemon_config(port, pg, rds.address, sim, [LEADER, *FOLLOWERS], multiplier_rules(LEADER, FOLLOWERS),
+                            daemon_extra="  account_refresh_ms: 200\n")
         daemon = Daemon(args.build_dir, work, cfg)
-        wait_for("daemon ready", lambda: http("GET", base + "/health/ready", timeout=2)[0] == 200, timeout=40,
-                 interval=0.05)
+        wait_http_ok("daemon ready", base, timeout=40, interval=0.05, http_timeout=2)
 
         def metrics():
-            st, text = http("GET", base + "/metrics", timeout=2)
-            if st != 200:
-                raise TestFailure(f"/metrics -> {st}")
-            return parse_metrics(text)
+            return fetch_metrics(base, timeout=2)
 
         def redis_up():
             return metric(metrics(), "ct_redis_up")
@@ -172,9 +96,12 @@ def main():
             m = metrics()
             return {k: metric(m, k) for k in CACHE_COUNTERS + ("ct_redis_dropped_writes_total",)}
 
-        sampler = Sampler(base)
+        def sample(s):  # ct_redis_up every 50 ms
+            s["ct_redis_up"] = redis_up()
+
+        sampler = Sampler(sample)
         sampler.start()
-        ticker = Ticker(sim)
+        ticker = Ticker(sim, LEADER, TICK_S)
         ticker.start()
         wait_for("copies flowing and positions published to Redis", lambda: all(
             len(sim.orders(f)) >= 5 and position_keys(rds, f) for f in FOLLOWERS), timeout=20, interval=0.1)
@@ -216,53 +143,21 @@ def main():
             def cache_keys():
                 pos = tuple(f"{a}{sep}BTCUSDT" for a in [LEADER, *FOLLOWERS] for sep in ":/")
                 return [k for k in rds.cli("--raw", "KEYS", "ct:*").splitlines() if k and not k.endswith(pos)]
-            wait_for("a cache entry (tickers, balances or instruments) written to the new Redis", cache_keys,
-                     timeout=20, interval=0.1)
+            def read_through():
+                m = snap()
+                return (m["ct_cache_redis_hits_total"] + m["ct_cache_redis_misses_total"]
+                        > m_after0["ct_cache_redis_hits_total"] + m_after0["ct_cache_redis_misses_total"])
+            wait_for("a cache entry (tickers, balances or instruments) written to the new Redis, after a "
+                     "read-through of it (an expired entry asks Redis first)",
+                     lambda: cache_keys() and read_through(), timeout=20, interval=0.1)
         m_end = snap()
         ticker.stop()
         sampler.stop()
         n = ticker.n
-        want = n * len(FOLLOWERS)
-        wait_for(f"{n} orders per follower at the simulator", lambda: all(len(sim.orders(f)) >= n for f in FOLLOWERS),
-                 timeout=20, interval=0.05)
-        wait_for(f"{want} final follower orders in the journal", lambda: psql(
-            pg, "select count(*), count(*) filter (where status in "
-                "('intent','sent','unknown','acked','partially_filled')) from follower_orders")
-            == [[str(want), "0"]], timeout=20, interval=0.1)
+        wait_copied(pg, sim, FOLLOWERS, n)
 
         # 1. Nothing lost, failed or duplicated; the journal agrees with the simulator.
-        lead_orders = sim.orders(LEADER)
-        check(len(lead_orders) == n and all(o["status"] == "FILLED" for o in lead_orders),
-              f"leader: {len(lead_orders)} orders at the simulator, want {n} filled")
-        lead_time = {str(o["orderId"]): o["time"] for o in lead_orders}
-        lf = psql(pg, f"select count(*), count(distinct trade_id) from leader_fills where account = '{LEADER}'")
-        check(lf == [[str(n), str(n)]], f"leader_fills: {lf}, want {n} distinct")
-        rows = psql(pg, "select o.client_order_id, o.follower, o.status, o.side, o.qty::text, "
-                        "coalesce(o.executed_qty::text, ''), coalesce(o.error_code::text, ''), l.order_id::text "
-                        "from follower_orders o join leader_fills l on l.id = o.leader_fill_id")
-        jby = {r[0]: r for r in rows}
-        check(len(jby) == len(rows) == want, f"follower_orders: {len(rows)} rows, {len(jby)} client ids, want {want}")
-        per = Counter((r[1], r[7]) for r in rows)
-        check(all(per[(f, oid)] == 1 for f in FOLLOWERS for oid in lead_time),
-              "follower_orders: not exactly one order per (follower, leader fill)")
-        delays = []
-        for f in FOLLOWERS:
-            got = sim.orders(f)
-            dup = [c for c, k in Counter(o["clientOrderId"] for o in got).items() if k > 1]
-            check(not dup, f"{f}: client ids at the simulator more than once: {dup[:5]}")
-            check(len(got) == n, f"{f}: {len(got)} orders at the simulator, want {n}")
-            for o in got:
-                j = jby.get(o["clientOrderId"])
-                check(j is not None and j[1] == f, f"{f}: {o['clientOrderId']} at the simulator, not in the journal")
-                check(o["status"] == "FILLED" and not o.get("errorCode") and j[2] == "filled" and not j[6]
-                      and Decimal(j[5] or "0") == Decimal(o["origQty"]) == Decimal(j[4]) and j[3] == o["side"],
-                      f"{f}: {o['clientOrderId']}: simulator {o['status']} {o['side']} {o['origQty']} "
-                      f"error {o.get('errorCode')}, journal {j}")
-                delays.append((lead_time[j[7]], o["time"] - lead_time[j[7]]))
-        lead_pos = sum((Decimal(p["positionAmt"]) for p in sim.positions(LEADER)), Decimal(0))
-        for f in FOLLOWERS:
-            pos = sum((Decimal(p["positionAmt"]) for p in sim.positions(f)), Decimal(0))
-            check(pos == lead_pos, f"{f}: position {pos}, leader {lead_pos}")
+        _, delays, lead_pos = check_copied_once(pg, sim, LEADER, FOLLOWERS, n)
 
         # 2. Not late while Redis was away or reconnecting.
         outage = [d for lt, d in delays if t_kill * 1000 <= lt <= (t_reconnected + 1) * 1000]
@@ -336,14 +231,9 @@ def main():
             print("--- exsim log tail:\n" + sim.p.tail(15), file=sys.stderr)
         raise
     finally:
-        # Every step runs whatever the one before did: a stray simulator or server outlives the test.
-        for step in (lambda: ticker and ticker.halt.set(), lambda: sampler and sampler.halt.set(),
-                     lambda: daemon and daemon.p.alive() and daemon.p.stop(timeout=5),
-                     lambda: sim and sim.stop(), rds.close):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 (keep the first failure, not this one)
-                print(f"--- cleanup: {e}", file=sys.stderr)
+        cleanup(lambda: ticker and ticker.halt.set(), lambda: sampler and sampler.halt.set(),
+                lambda: daemon and daemon.p.alive() and daemon.p.stop(timeout=5), lambda: sim and sim.stop(),
+                rds.close)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BTC_SYMBOL, CopyScenario, TestFailure, multiplier_copies, wait_for  # noqa: E402
+from harness import BTC_SYMBOL, CopyScenario, TestFailure, multiplier_copies, run_scenarios, wait_for  # noqa: E402
 
 ETH_SYMBOL = {"symbol": "ETHUSDT", "price": "3000", "step_size": "0.001", "min_qty": "0.001", "max_qty": "10000",
               "market_step_size": "0.001", "market_min_qty": "0.001", "market_max_qty": "1000",
@@ -193,20 +193,7 @@ def main():
                  ("unknown_503", lambda: unknown_503(b, "rf_503")),
                  ("reset", lambda: reset(b, "rf_reset")),
                  ("breaker", lambda: breaker(b, "rf_breaker"))]
-    failures = []
-    for name, fn in scenarios:
-        if args.only and args.only not in name:
-            continue
-        t0 = time.monotonic()
-        try:
-            print(f"ok {name}: {fn()} ({time.monotonic() - t0:.1f} s)", flush=True)
-        except TestFailure as e:
-            print(f"FAIL {name} ({time.monotonic() - t0:.1f} s): {e}", file=sys.stderr, flush=True)
-            failures.append(name)
-    if failures:
-        print(f"FAIL test_rest_faults: {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+    return run_scenarios("test_rest_faults", scenarios, args.only)
 
 
 if __name__ == "__main__":

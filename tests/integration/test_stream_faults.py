@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CopyScenario, TestFailure, multiplier_copies, wait_for  # noqa: E402
+from harness import CopyScenario, TestFailure, multiplier_copies, run_scenarios, wait_for  # noqa: E402
 
 # The leaders' stream_silence_ms below (the default would be 40 s on Binance).
 BINANCE_SILENCE_S = 3
@@ -180,20 +180,7 @@ def main():
                  ("lke_binance", lambda: listen_key_expiry(b, "sf_lke")),
                  ("dup_reorder", lambda: duplicate_reorder(b, "sf_dupre")),
                  ("silent_binance", lambda: stream_silent(b, "sf_silent"))]
-    failures = []
-    for name, fn in scenarios:
-        if args.only and args.only not in name:
-            continue
-        t0 = time.monotonic()
-        try:
-            print(f"ok {name}: {fn()} ({time.monotonic() - t0:.1f} s)", flush=True)
-        except TestFailure as e:
-            print(f"FAIL {name} ({time.monotonic() - t0:.1f} s): {e}", file=sys.stderr, flush=True)
-            failures.append(name)
-    if failures:
-        print(f"FAIL test_stream_faults: {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+    return run_scenarios("test_stream_faults", scenarios, args.only)
 
 
 if __name__ == "__main__":
