@@ -261,6 +261,19 @@ static const struct cs_key daemon_keys[] = {
       .off = offsetof(struct cfg_daemon, cache_ttl_instruments_ms) },
     { .name = "cache_max_entries", .type = CS_INT, .def = "100000", .min = 16, .max = 10000000,
       .off = offsetof(struct cfg_daemon, cache_max_entries) },
+    /* The pool of PostgreSQL connections for the daemon's work off the hot path (pg_pool.h). */
+    { .name = "db_pool_size", .type = CS_INT, .def = "2", .min = 1, .max = 64,
+      .off = offsetof(struct cfg_daemon, db_pool_size) },
+    { .name = "db_pool_overflow", .type = CS_INT, .def = "2", .min = 0, .max = 64,
+      .off = offsetof(struct cfg_daemon, db_pool_overflow) },
+    { .name = "db_pool_acquire_timeout_ms", .type = CS_INT, .def = "5000", .min = 10, .max = 600000,
+      .off = offsetof(struct cfg_daemon, db_pool_acquire_timeout_ms) },
+    { .name = "db_pool_recycle_age_ms", .type = CS_INT, .def = "3600000", .min = 1000,
+      .max = 604800000, .off = offsetof(struct cfg_daemon, db_pool_recycle_age_ms) },
+    { .name = "db_pool_health_idle_ms", .type = CS_INT, .def = "10000", .min = 0, .max = 3600000,
+      .off = offsetof(struct cfg_daemon, db_pool_health_idle_ms) },
+    { .name = "slow_statement_ms", .type = CS_INT, .def = "100", .min = 1, .max = 600000,
+      .off = offsetof(struct cfg_daemon, slow_statement_ms) },
     { .name = NULL },
 };
 

@@ -72,6 +72,16 @@ struct cfg_daemon {
                                        starting with a dot, by name); as loaded: relative names
                                        joined to the main file's directory. Default "traders.d"
                                        there (missing = none); a configured one must exist */
+    /* The PostgreSQL connection pool for database work off the hot path (SIGHUP reloads); the
+     * journal keeps its own session. */
+    int db_pool_size;               /* 1..64, default 2: connections kept open */
+    int db_pool_overflow;           /* 0..64, default 2: extra connections under load */
+    int db_pool_acquire_timeout_ms; /* 10..600000, default 5000 */
+    int db_pool_recycle_age_ms;     /* 1000..604800000, default 3600000 */
+    int db_pool_health_idle_ms;     /* 0..3600000, default 10000: a round-trip check before
+                                       reusing a connection idle longer (0: every reuse) */
+    int slow_statement_ms;          /* 1..600000, default 100: slower statements (pool and
+                                       journal) are counted; the pool's are logged */
 };
 
 /* What the follower account's position mode must be (Binance dualSidePosition, Bybit position

@@ -204,6 +204,14 @@ static int metrics_init(struct copier *c) {
     c->m_bad_frames = met_counter_child(bf);
     c->m_stream_changes = met_counter_child(sf);
     c->m_send_lat = met_hist_child(sl);
+    {
+        static const double e2e_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+        struct met_family *ef = met_histogram_new(
+            r, "ct_copy_e2e_latency_seconds",
+            "Leader fill at the exchange (its trade time, corrected by the measured clock offset) to "
+            "follower order answered.", e2e_bounds, sizeof(e2e_bounds) / sizeof(e2e_bounds[0]));
+        if (!ef || !(c->m_e2e_lat = met_hist_child(ef))) return -ENOMEM;
+    }
     c->m_ack_lat = met_hist_child(al);
     {
         struct met_family *lf = met_counter_new(r, "ct_leverage_changes_total",
@@ -394,6 +402,12 @@ static void job_settled(struct order_job *j, const struct exch_order_result *r) 
     default: met_counter_inc(f->m_acked); break;
     }
     if (!j->reconcile) met_hist_observe(c->m_ack_lat, (double)(copier_now_ns() - j->received_ns) / 1e9);
+    if (!j->reconcile && j->fill_wall_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - j->fill_wall_ms;
+        met_hist_observe(c->m_e2e_lat, ms > 0 ? (double)ms / 1000.0 : 0);
+    }
     log_debug(TAG, "%s %s %s %s: %s executed %s at %s", f->name, j->symbol,
               j->side == MKT_BUY ? "BUY" : "SELL", j->client_id, journal_status_name(st),
               fmt_dec(r->executed_qty, q), fmt_dec(r->avg_price, p));
@@ -628,6 +642,9 @@ static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct
     j->reduce_only = in->reduce_only;
     j->pending = position_book_delta(in->side, in->pos_side, in->qty);
     j->received_ns = fj->fill.received_ns;
+    /* The leader's trade time on our wall clock: the exchange's time minus its measured offset. */
+    if (fj->fill.trade_time_ms > 0)
+        j->fill_wall_ms = fj->fill.trade_time_ms - exch_account_time_offset_ms(c->accts[fj->leader].ex);
     return 0;
 }
 

@@ -151,6 +151,7 @@ struct order_job {
     bool reconcile;
     bool no_resend;             /* found or not, never sent again (its position side is unknown) */
     unsigned final_checks;      /* queries of an accepted order that was not final yet */
+    int64_t fill_wall_ms;       /* the leader fill's trade time on our wall clock, 0 = unknown */
     dec_t exec_seen;            /* executed quantity already counted in the position book */
     bool retry_query;           /* the timer fires a query (else a send) */
     uv_timer_t timer;
@@ -224,7 +225,7 @@ struct copier {
     struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_retries_not_sent, *m_queries,
         *m_final_checks,
         *m_bad_frames, *m_stream_changes;
-    struct met_hist *m_send_lat, *m_ack_lat;
+    struct met_hist *m_send_lat, *m_ack_lat, *m_e2e_lat;
     struct met_counter *m_skip[COPY_SKIP__COUNT];
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
     struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;

@@ -179,6 +179,10 @@ static const char SQL_REMOVE_RULES[] =
     "UPDATE copy_rules SET status = 'removed', updated_at = now()"
     " WHERE status <> 'removed' AND NOT (id = ANY ($1::text[]))";
 
+static const char SQL_AUDIT[] =
+    "INSERT INTO audit_log (kind, subject, ok, detail)"
+    " VALUES ($1, $2, $3::boolean, COALESCE($4::jsonb, '{}'::jsonb))";
+
 /* ---- small helpers -------------------------------------------------------------------------- */
 
 static const char *const status_names[] = {
@@ -507,11 +511,11 @@ out:
     return rc < 0 ? rc : applied;
 }
 
-int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
-                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+/* journal_sync_config's argument checks, shared with journal_sync_statements. */
+static int sync_check(const struct journal_account *accts, size_t na, const struct journal_rule *rules,
+                      size_t nr, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
-    if (!conninfo || (na && !accts) || (nr && !rules)) {
+    if ((na && !accts) || (nr && !rules)) {
         seterr(err, errlen, "journal_sync_config: bad arguments");
         return -EINVAL;
     }
@@ -533,10 +537,22 @@ int journal_sync_config(const char *conninfo, const struct journal_account *acct
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
+                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!conninfo) {
+        seterr(err, errlen, "journal_sync_config: bad arguments");
+        return -EINVAL;
+    }
+    int rc = sync_check(accts, na, rules, nr, err, errlen);
+    if (rc < 0) return rc;
 
     PGconn *c = sync_connect(conninfo, err, errlen);
     if (!c) return -ENOTCONN;
-    int rc;
     struct sbuf ids = {0};
     if ((rc = sync_exec(c, "BEGIN", 0, NULL, err, errlen, "sync config")) < 0) goto out;
     for (size_t i = 0; i < na; i++) {
@@ -585,11 +601,103 @@ int journal_audit(const char *conninfo, const char *kind, const char *subject, b
     PGconn *c = sync_connect(conninfo, err, errlen);
     if (!c) return -ENOTCONN;
     const char *p[] = {kind, subject, ok ? "t" : "f", detail_json};
-    int rc = sync_exec(c, "INSERT INTO audit_log (kind, subject, ok, detail)"
-                          " VALUES ($1, $2, $3::boolean, COALESCE($4::jsonb, '{}'::jsonb))",
-                       4, p, err, errlen, "audit log");
+    int rc = sync_exec(c, SQL_AUDIT, 4, p, err, errlen, "audit log");
     PQfinish(c);
     return rc < 0 ? rc : 0;
+}
+
+/* ---- the same statements, built for a caller's own connection ------------------------------ */
+
+static bool stmts_reserve(struct journal_stmts *s, size_t add)
+{
+    if (s->n + add <= s->cap) return true;
+    size_t cap = s->cap ? s->cap : 8;
+    while (cap < s->n + add) cap *= 2;
+    struct journal_stmt *v = realloc(s->v, cap * sizeof *v);
+    if (!v) return false;
+    s->v = v;
+    s->cap = cap;
+    return true;
+}
+
+/* Appends one statement (room reserved by the caller). */
+static void stmts_add(struct journal_stmts *s, const char *sql, int np, const char *const *p,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void stmts_add(struct journal_stmts *s, const char *sql, int np, const char *const *p,
+                      const char *fmt, ...)
+{
+    struct journal_stmt *st = &s->v[s->n++];
+    memset(st, 0, sizeof *st);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->name, sizeof st->name, fmt, ap);
+    va_end(ap);
+    st->sql = sql;
+    st->nparams = np;
+    for (int i = 0; i < np && i < JOURNAL_STMT_PARAMS; i++) st->params[i] = p[i];
+}
+
+int journal_sync_statements(struct journal_stmts *s, const struct journal_account *accts, size_t na,
+                            const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!s) {
+        seterr(err, errlen, "journal_sync_statements: bad arguments");
+        return -EINVAL;
+    }
+    int rc = sync_check(accts, na, rules, nr, err, errlen);
+    if (rc < 0) return rc;
+    struct sbuf ids = {0};
+    arr_open(&ids);
+    for (size_t i = 0; i < nr; i++) arr_str(&ids, rules[i].id);
+    arr_close(&ids);
+    char **owned = realloc(s->owned, (s->n_owned + 1) * sizeof *owned);
+    if (owned) s->owned = owned;
+    if (ids.oom || !owned || !stmts_reserve(s, na + nr + 1)) {
+        sb_free(&ids);
+        seterr(err, errlen, "sync config: out of memory");
+        return -ENOMEM;
+    }
+    s->owned[s->n_owned++] = ids.p; /* now the statements' */
+    for (size_t i = 0; i < na; i++) {
+        const char *p[] = {accts[i].name, accts[i].exchange};
+        stmts_add(s, SQL_UPSERT_ACCOUNT, 2, p, "account '%s'", accts[i].name);
+    }
+    for (size_t i = 0; i < nr; i++) {
+        const struct journal_rule *ru = &rules[i];
+        const char *p[] = {ru->id, ru->leader, ru->follower, ru->sizing, ru->params_json,
+                           ru->enabled ? "t" : "f"};
+        stmts_add(s, SQL_UPSERT_RULE, 6, p, "copy rule '%s'", ru->id);
+    }
+    const char *p[] = {ids.p};
+    stmts_add(s, SQL_REMOVE_RULES, 1, p, "sync config: removed rules");
+    return 0;
+}
+
+int journal_audit_statement(struct journal_stmts *s, const char *kind, const char *subject, bool ok,
+                            const char *detail_json, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!s || !valid_text(kind, JNL_NAME_MAX, false)) {
+        seterr(err, errlen, "journal_audit_statement: bad arguments");
+        return -EINVAL;
+    }
+    if (!stmts_reserve(s, 1)) {
+        seterr(err, errlen, "audit log: out of memory");
+        return -ENOMEM;
+    }
+    const char *p[] = {kind, subject, ok ? "t" : "f", detail_json};
+    stmts_add(s, SQL_AUDIT, 4, p, "audit log");
+    return 0;
+}
+
+void journal_stmts_reset(struct journal_stmts *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
+    free(s->owned);
+    free(s->v);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- the asynchronous journal --------------------------------------------------------------- */

@@ -98,6 +98,36 @@ int journal_sync_config(const char *conninfo, const struct journal_account *acct
 int journal_audit(const char *conninfo, const char *kind, const char *subject, bool ok,
                   const char *detail_json, char *err, size_t errlen);
 
+/* The statements of journal_sync_config and journal_audit, built without running them, for a
+ * caller that runs them itself on a connection of its own, e.g. as ONE pipeline of a pg_pool
+ * connection (one implicit transaction: the SIGHUP reload's rules and its audit row commit
+ * together or not at all). Pure: no I/O. The same SQL and checks as the blocking calls. */
+#define JOURNAL_STMT_PARAMS 6
+struct journal_stmt {
+    char name[96];      /* what it writes, for logs: "copy rule 'fa-r'", "audit log" */
+    const char *sql;
+    int nparams;
+    const char *params[JOURNAL_STMT_PARAMS]; /* text format; NULL = SQL NULL */
+};
+struct journal_stmts {
+    struct journal_stmt *v; /* n statements, in order; may move when one is appended */
+    size_t n, cap;
+    char **owned;           /* strings the builder made (the removal's id array) */
+    size_t n_owned;
+};
+/* Appends journal_sync_config's statements (without BEGIN/COMMIT): the account upserts, the rule
+ * upserts, and the removal of every rule not in `rules`. Parameters point into accts and rules
+ * (they must outlive the statements' use) or into s. 0, or -EINVAL (err names the account or
+ * rule) / -ENOMEM; on error nothing is appended. */
+int journal_sync_statements(struct journal_stmts *s, const struct journal_account *accts, size_t na,
+                            const struct journal_rule *rules, size_t nr, char *err, size_t errlen);
+/* Appends journal_audit's INSERT; kind, subject and detail_json are referenced, not copied.
+ * 0, -EINVAL or -ENOMEM (err set). */
+int journal_audit_statement(struct journal_stmts *s, const char *kind, const char *subject, bool ok,
+                            const char *detail_json, char *err, size_t errlen);
+/* Frees what the builders allocated and empties s (reusable). Takes NULL. */
+void journal_stmts_reset(struct journal_stmts *s);
+
 /* ---- the asynchronous journal ------------------------------------------------------------- */
 
 enum journal_durability {

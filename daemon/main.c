@@ -26,6 +26,7 @@
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "pg_pool.h"
 #include "redis_client.h"
 #include "rest_pool.h"
 
@@ -90,6 +91,13 @@ struct daemon {
     bool reload_busy, reload_again;
     struct met_counter *m_reload_ok, *m_reload_rejected;
     struct jsync *sync; /* what the journal holds of rules_cfg (a reload diffs against it) */
+    /* PostgreSQL connections for database work off the hot path (reloads); the journal keeps
+     * its own ordered session. */
+    struct pgp *pool;
+    struct met_hist *m_pool_wait;
+    uint64_t pool_err_at;       /* uv_now of the last pool error logged (at most one per 10 s) */
+    unsigned pool_err_dropped;  /* ... and how many were not logged since */
+    bool pool_err_logged;
     uint64_t sent_ring[60]; /* copier_orders_sent at each of the last 60 ready ticks */
     size_t sent_pos;
 };
@@ -652,6 +660,52 @@ static int register_counter(struct met_registry *r, const char *name, const char
     return 0;
 }
 
+/* The database pool (zeros before it exists and after teardown). */
+static struct pgp_stats pool_stats(void *ud) {
+    struct pgp_stats s = {0};
+    const struct daemon *d = ud;
+    if (d->pool) pgp_get_stats(d->pool, &s);
+    return s;
+}
+static double g_pool_in_use(void *ud) { return pool_stats(ud).in_use; }
+static double g_pool_idle(void *ud) { return pool_stats(ud).idle; }
+static double g_pool_connecting(void *ud) { return pool_stats(ud).connecting; }
+static double g_pool_waiting(void *ud) { return pool_stats(ud).waiting; }
+/* The pool's own totals; nothing is rendered once it is freed (the HTTP server goes in the same
+ * teardown), so they never go down. */
+static uint64_t c_pool_created(void *ud) { return pool_stats(ud).created_total; }
+static uint64_t c_pool_recycled(void *ud) { return pool_stats(ud).recycled_total; }
+static uint64_t c_pool_broken(void *ud) { return pool_stats(ud).broken_total; }
+static uint64_t c_pool_acquire_timeouts(void *ud) { return pool_stats(ud).acquire_timeouts_total; }
+static uint64_t c_pool_slow(void *ud) { return pool_stats(ud).slow_statements_total; }
+
+static int register_pool_metrics(struct daemon *d) {
+    static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+    struct met_registry *r = d->metrics;
+    struct met_family *cf = met_gauge_new(r, "ct_db_pool_connections",
+                                          "Connections of the database pool (reloads; not the journal's "
+                                          "session) by state: in_use, idle, connecting.", "state");
+    struct met_gauge *g_use = cf ? met_gauge_child(cf, "in_use") : NULL;
+    struct met_gauge *g_idle = cf ? met_gauge_child(cf, "idle") : NULL;
+    struct met_gauge *g_conn = cf ? met_gauge_child(cf, "connecting") : NULL;
+    struct met_family *wf = met_histogram_new(r, "ct_db_pool_acquire_wait_seconds",
+                                              "Waits for a database pool connection (successful acquires).",
+                                              bounds, sizeof(bounds) / sizeof(bounds[0]));
+    if (!g_use || !g_idle || !g_conn || !wf || !(d->m_pool_wait = met_hist_child(wf))) return -ENOMEM;
+    met_gauge_set_fn(g_use, g_pool_in_use, d);
+    met_gauge_set_fn(g_idle, g_pool_idle, d);
+    met_gauge_set_fn(g_conn, g_pool_connecting, d);
+    if (register_gauge(r, "ct_db_pool_waiting", "Acquirers waiting for a database pool connection.", g_pool_waiting, d) ||
+        register_counter(r, "ct_db_pool_created_total", "Database pool connections set up.", c_pool_created, d) ||
+        register_counter(r, "ct_db_pool_recycled_total", "Database pool connections closed for age (db_pool_recycle_age_ms).", c_pool_recycled, d) ||
+        register_counter(r, "ct_db_pool_broken_total", "Database pool connections closed as broken (lost, failed health check, timed out).", c_pool_broken, d) ||
+        register_counter(r, "ct_db_pool_acquire_timeouts_total", "Database pool acquires that got no connection within db_pool_acquire_timeout_ms.", c_pool_acquire_timeouts, d) ||
+        register_counter(r, "ct_db_pool_slow_statements_total", "Database pool statements slower than slow_statement_ms (each logged).", c_pool_slow, d))
+        return -ENOMEM;
+    return 0;
+}
+
 static int register_module_metrics(struct daemon *d) {
     static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05, 0.1, 0.25, 0.5, 1, 2.5};
@@ -675,7 +729,7 @@ static int register_module_metrics(struct daemon *d) {
         register_gauge(r, "ct_journal_up", "1 while the journal's PostgreSQL session is up.", g_journal_up, d) ||
         register_gauge(r, "ct_journal_results_queued", "Order results not yet committed (write-behind).", g_journal_queued, d) ||
         register_gauge(r, "ct_journal_fills_in_flight", "Leader fills sent to the journal, not yet committed.", g_journal_inflight_fills, d) ||
-        register_counter(r, "ct_journal_slow_statements_total", "Journal statements slower than 100 ms.", c_journal_slow, d) ||
+        register_counter(r, "ct_journal_slow_statements_total", "Journal statements slower than slow_statement_ms.", c_journal_slow, d) ||
         register_counter(r, "ct_journal_statement_errors_total", "Journal statements PostgreSQL refused.", c_journal_errors, d) ||
         register_counter(r, "ct_journal_fill_failures_total", "Leader fill writes that failed (their intents were not sent).", c_journal_fills_failed, d) ||
         register_counter(r, "ct_journal_results_dropped_total", "Order results lost to a refused journal statement.", c_journal_results_dropped, d) ||
@@ -696,7 +750,7 @@ static int register_module_metrics(struct daemon *d) {
         register_counter(r, "ct_journal_spool_replay_dropped_total", "Spool records PostgreSQL refused at replay (logged; investigate).", c_spool_dropped, d) ||
         register_counter(r, "ct_journal_spool_errors_total", "Failed spool appends, syncs, acks and replay reads.", c_spool_errors, d))
         return -ENOMEM;
-    return 0;
+    return register_pool_metrics(d);
 }
 
 /* ---- module state callbacks (logged here: only top-level code logs) ---------------------- */
@@ -721,6 +775,34 @@ static void journal_spool(void *ud, bool spooling, const char *msg) {
 static void journal_write(void *ud, bool fill, uint64_t us) {
     struct daemon *d = ud;
     met_hist_observe(fill ? d->m_jnl_fill : d->m_jnl_results, (double)us / 1e6);
+}
+
+static void pool_slow(void *ud, const char *name, uint64_t us) {
+    (void)ud;
+    log_warn(TAG, "slow statement: %s took %" PRIu64 " ms", name ? name : "?", us / 1000);
+}
+
+static void pool_wait(void *ud, uint64_t us) {
+    struct daemon *d = ud;
+    met_hist_observe(d->m_pool_wait, (double)us / 1e6);
+}
+
+/* A server that is down fails every connect attempt: one line per 10 s is enough. */
+static void pool_error(void *ud, const char *msg) {
+    struct daemon *d = ud;
+    uint64_t now = uv_now(&d->loop);
+    if (d->pool_err_logged && now - d->pool_err_at < 10000) {
+        d->pool_err_dropped++;
+        return;
+    }
+    if (d->pool_err_dropped)
+        log_warn(TAG, "database pool: %s (%u more errors in the last %" PRIu64 " s not logged)",
+                 msg ? msg : "", d->pool_err_dropped, (now - d->pool_err_at) / 1000);
+    else
+        log_warn(TAG, "database pool: %s", msg ? msg : "");
+    d->pool_err_logged = true;
+    d->pool_err_at = now;
+    d->pool_err_dropped = 0;
 }
 
 static void redis_state(void *ud, bool up, const char *why) {
@@ -840,6 +922,8 @@ static void teardown(struct daemon *d) {
     if (d->copier) copier_close(d->copier);
     d->rest = rest_pool_free(d->rest);
     d->copier = copier_free(d->copier);
+    /* A reload waiting for or running on a pool connection gets -ECANCELED here and ends. */
+    d->pool = pgp_free(d->pool);
     for (size_t i = 0; d->accounts && i < d->cfg->n_accounts; i++)
         d->accounts[i] = exch_account_free(d->accounts[i]);
     d->journal = journal_free(d->journal);
@@ -855,16 +939,19 @@ static void teardown(struct daemon *d) {
 
 /* ---- SIGHUP: reload the copy rules ------------------------------------------------------ */
 
+/* A reload runs its journal update on a pool connection, on the loop: the rule and account
+ * upserts, the removal and the audit row go as ONE pipeline (one implicit transaction), so a
+ * failed update leaves neither half-applied rules nor an audit row claiming success. A rejected
+ * reload writes its audit row only. */
 struct reload {
     struct daemon *d;
-    uv_work_t work;
-    struct cfg *next;   /* NULL: rejected before the journal */
+    struct cfg *next;   /* NULL: rejected (only the audit row is written) */
     struct jsync sync;  /* of next */
     char *detail;       /* audit log detail (JSON) */
-    const char *conninfo, *path;
-    int rc;             /* the journal's answer (worker) */
+    const char *path;
+    struct journal_stmts stmts; /* what goes to the journal, in one transaction */
+    bool counted;       /* ct_config_reloads_total has it already */
     char err[512];
-    char audit_err[512];
 };
 
 /* Accounts come from the configuration the daemon started with (their connections, keys and
@@ -927,17 +1014,6 @@ static char *reload_diff(const struct jsync *old, const struct jsync *next, cons
     return out;
 }
 
-/* Worker thread: blocking libpq on connections of its own; touches nothing of the loop. */
-static void reload_work(uv_work_t *w) {
-    struct reload *rl = w->data;
-    if (rl->next)
-        rl->rc = journal_sync_config(rl->conninfo, rl->sync.ja, rl->sync.na, rl->sync.jr, rl->sync.nr,
-                                     rl->err, sizeof(rl->err));
-    if (journal_audit(rl->conninfo, "config_reload", rl->path, rl->next && rl->rc == 0, rl->detail,
-                      rl->audit_err, sizeof(rl->audit_err)) < 0 && !rl->audit_err[0])
-        snprintf(rl->audit_err, sizeof(rl->audit_err), "unknown error");
-}
-
 static void reload_begin(struct daemon *d);
 
 static void reload_route(struct daemon *d, const char *id) {
@@ -996,30 +1072,12 @@ static int reload_apply(struct daemon *d, struct reload *rl) {
     return 0;
 }
 
-static void reload_after(uv_work_t *w, int status) {
-    struct reload *rl = w->data;
+static void reload_done(struct reload *rl) {
     struct daemon *d = rl->d;
-    (void)status;
     d->reload_busy = false;
-    if (rl->audit_err[0]) log_warn(TAG, "reload: cannot write the audit log: %s", rl->audit_err);
-    if (rl->next && rl->rc < 0) {
-        log_error(TAG, "reload rejected: the journal cannot record the new rules (%s); the running "
-                  "rules stay", rl->err);
-        met_counter_inc(d->m_reload_rejected);
-    } else if (rl->next && (d->stopping || !d->copier)) {
-        log_info(TAG, "reload: not applied, the daemon is stopping");
-    } else if (rl->next) {
-        if (reload_apply(d, rl) < 0) {
-            log_error(TAG, "reload rejected: %s; the running rules stay", rl->err);
-            met_counter_inc(d->m_reload_rejected);
-        } else {
-            met_counter_inc(d->m_reload_ok);
-        }
-    } else {
-        met_counter_inc(d->m_reload_rejected);
-    }
     cfg_free(rl->next);
     jsync_free(&rl->sync);
+    journal_stmts_reset(&rl->stmts);
     free(rl->detail);
     free(rl);
     if (d->reload_again && !d->stopping) {
@@ -1028,12 +1086,156 @@ static void reload_after(uv_work_t *w, int status) {
     }
 }
 
+static void reload_count_rejected(struct reload *rl) {
+    if (!rl->counted) met_counter_inc(rl->d->m_reload_rejected);
+    rl->counted = true;
+}
+
+/* Turns rl into a rejected reload: the new configuration is dropped, the audit detail becomes
+ * {"file", "errors": [why]}, and the statements just that audit row. 0 or -ENOMEM (then nothing
+ * is left to write). */
+static int reload_reject(struct reload *rl, const char *why) {
+    char err[256];
+    json_t *o = json_pack("{s:s, s:[s]}", "file", rl->path, "errors", why);
+    rl->next = cfg_free(rl->next);
+    jsync_free(&rl->sync);
+    journal_stmts_reset(&rl->stmts);
+    free(rl->detail);
+    rl->detail = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    reload_count_rejected(rl);
+    if (journal_audit_statement(&rl->stmts, "config_reload", rl->path, false, rl->detail, err,
+                                sizeof(err)) < 0) {
+        log_warn(TAG, "reload: cannot write the audit log: %s", err);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void reload_executed(void *ud, struct pgp_conn *c, const struct pgp_result *res);
+
+/* Sends rl's statements on c as one pipeline (one Sync: one transaction). */
+static void reload_send(struct reload *rl, struct pgp_conn *c) {
+    struct pgp_stmt *st = calloc(rl->stmts.n + 1, sizeof(*st));
+    int r = -ENOMEM;
+    if (st) {
+        for (size_t i = 0; i < rl->stmts.n; i++)
+            st[i] = (struct pgp_stmt){.name = rl->stmts.v[i].name, .sql = rl->stmts.v[i].sql,
+                                      .nparams = rl->stmts.v[i].nparams, .params = rl->stmts.v[i].params};
+        r = pgp_exec(c, st, rl->stmts.n, reload_executed, rl); /* copies the parameters */
+        free(st);
+    }
+    if (r == 0) return;
+    pgp_release(rl->d->pool, c, r != -ENOMEM);
+    if (rl->next) {
+        log_error(TAG, "reload rejected: cannot send the journal update (%s); the running rules stay",
+                  strerror(-r));
+        reload_count_rejected(rl);
+    } else {
+        log_warn(TAG, "reload: cannot write the audit log: %s", strerror(-r));
+        reload_count_rejected(rl);
+    }
+    reload_done(rl);
+}
+
+static void reload_executed(void *ud, struct pgp_conn *c, const struct pgp_result *res) {
+    struct reload *rl = ud;
+    struct daemon *d = rl->d;
+    if (res->status == -ECANCELED) { /* pgp_free at teardown */
+        if (rl->next) log_info(TAG, "reload: not applied, the daemon is stopping");
+        reload_done(rl);
+        return;
+    }
+    if (res->status == 0) {
+        pgp_release(d->pool, c, false);
+        if (rl->next && (d->stopping || !d->copier)) {
+            log_info(TAG, "reload: not applied, the daemon is stopping");
+        } else if (rl->next) {
+            if (reload_apply(d, rl) < 0) {
+                log_error(TAG, "reload rejected: %s; the running rules stay", rl->err);
+                reload_count_rejected(rl);
+            } else {
+                met_counter_inc(d->m_reload_ok);
+            }
+        } else {
+            reload_count_rejected(rl);
+        }
+        reload_done(rl);
+        return;
+    }
+    if (!rl->next) {
+        log_warn(TAG, "reload: cannot write the audit log: %s", res->err ? res->err : strerror(-res->status));
+        pgp_release(d->pool, c, res->status != -EIO);
+        reload_count_rejected(rl);
+        reload_done(rl);
+        return;
+    }
+    if (res->status == -EIO) {
+        /* PostgreSQL refused a statement: the whole update rolled back (no rule changed, no audit
+         * row). The connection is fine: record the rejection on it. */
+        snprintf(rl->err, sizeof(rl->err), "the journal refused the new rules: %s",
+                 res->err ? res->err : "unknown error");
+        log_error(TAG, "reload rejected: %s; the running rules stay", rl->err);
+        if (reload_reject(rl, rl->err) == 0) {
+            reload_send(rl, c);
+            return;
+        }
+        pgp_release(d->pool, c, false);
+        reload_done(rl);
+        return;
+    }
+    /* Lost, timed out or garbled: the outcome is unknown (it may have committed). The running
+     * rules stay; a second SIGHUP writes the same files again (the upserts are idempotent). */
+    log_error(TAG, "reload rejected: the journal update failed (%s); it may have been recorded "
+              "anyway: send SIGHUP again to bring the journal in line; the running rules stay",
+              res->err ? res->err : strerror(-res->status));
+    pgp_release(d->pool, c, true);
+    reload_count_rejected(rl);
+    reload_done(rl);
+}
+
+static void reload_acquired(void *ud, struct pgp_conn *c, int status, const char *err) {
+    struct reload *rl = ud;
+    if (status == 0) {
+        reload_send(rl, c);
+        return;
+    }
+    if (status != -ECANCELED) { /* -ECANCELED: pgp_free at teardown */
+        if (rl->next)
+            log_error(TAG, "reload rejected: no database connection (%s); the running rules stay",
+                      err ? err : strerror(-status));
+        else
+            log_warn(TAG, "reload: cannot write the audit log: no database connection (%s)",
+                     err ? err : strerror(-status));
+        reload_count_rejected(rl);
+    } else if (rl->next) {
+        log_info(TAG, "reload: not applied, the daemon is stopping");
+    }
+    reload_done(rl);
+}
+
+/* The checks reload_apply makes, before anything goes to the journal: the journal must not
+ * record rules the copier would refuse. */
+static int reload_validate(const struct daemon *d, const struct cfg *next, char *why, size_t n) {
+    for (size_t i = 0; i < next->n_rules; i++) {
+        const char *field = NULL, *bad = NULL;
+        struct copier_rule cr = rule_from_config(d, next, &next->rules[i]);
+        if (copy_rule_validate(&cr.params, &field, &bad) < 0) {
+            snprintf(why, n, "%s:%u: copy rule %s: %s: %s", next->rules[i].file, next->rules[i].line,
+                     next->rules[i].id, field ? field : "?", bad ? bad : "invalid");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static void reload_begin(struct daemon *d) {
     struct cfg_errors errs = {0};
     struct reload *rl = calloc(1, sizeof(*rl));
     json_t *errors = json_array();
     char why[512];
     size_t changes = 0;
+    int r;
     if (!rl || !errors) {
         log_error(TAG, "reload: out of memory; the running rules stay");
         free(rl);
@@ -1041,9 +1243,7 @@ static void reload_begin(struct daemon *d) {
         return;
     }
     rl->d = d;
-    rl->conninfo = d->cfg->daemon.database;
     rl->path = d->cfg_path;
-    rl->work.data = rl;
     log_info(TAG, "SIGHUP: reloading the copy rules from %s and its trader files", d->cfg_path);
     rl->next = cfg_load_all(d->cfg_path, &errs);
     if (!rl->next) {
@@ -1053,6 +1253,7 @@ static void reload_begin(struct daemon *d) {
         }
         if (errs.dropped) log_error(TAG, "reload rejected: ... and %zu more errors", errs.dropped);
     } else if (reload_check_accounts(d->cfg, rl->next, why, sizeof(why)) < 0 ||
+               reload_validate(d, rl->next, why, sizeof(why)) < 0 ||
                (jsync_build(&rl->sync, rl->next) < 0 && snprintf(why, sizeof(why), "out of memory"))) {
         log_error(TAG, "reload rejected: %s", why);
         json_array_append_new(errors, json_string(why));
@@ -1067,16 +1268,35 @@ static void reload_begin(struct daemon *d) {
         rl->detail = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         log_error(TAG, "reload rejected as a whole: the running configuration stays");
+        reload_count_rejected(rl);
     }
     json_decref(errors);
     d->reload_busy = true;
-    if (uv_queue_work(&d->loop, &rl->work, reload_work, reload_after) < 0) {
-        d->reload_busy = false;
-        log_error(TAG, "reload: cannot start the journal update; the running rules stay");
-        cfg_free(rl->next);
-        jsync_free(&rl->sync);
-        free(rl->detail);
-        free(rl);
+    if (rl->next &&
+        ((r = journal_sync_statements(&rl->stmts, rl->sync.ja, rl->sync.na, rl->sync.jr, rl->sync.nr,
+                                      rl->err, sizeof(rl->err))) < 0 ||
+         (r = journal_audit_statement(&rl->stmts, "config_reload", rl->path, true, rl->detail, rl->err,
+                                      sizeof(rl->err))) < 0)) {
+        log_error(TAG, "reload rejected: %s; the running rules stay", rl->err);
+        if (reload_reject(rl, rl->err) < 0) {
+            reload_done(rl);
+            return;
+        }
+    } else if (!rl->next && journal_audit_statement(&rl->stmts, "config_reload", rl->path, false,
+                                                    rl->detail, rl->err, sizeof(rl->err)) < 0) {
+        log_warn(TAG, "reload: cannot write the audit log: %s", rl->err);
+        reload_done(rl);
+        return;
+    }
+    if ((r = pgp_acquire(d->pool, reload_acquired, rl)) < 0) {
+        if (rl->next) {
+            log_error(TAG, "reload rejected: no database connection (%s); the running rules stay",
+                      strerror(-r));
+            reload_count_rejected(rl);
+        } else {
+            log_warn(TAG, "reload: cannot write the audit log: no database connection (%s)", strerror(-r));
+        }
+        reload_done(rl);
     }
 }
 
@@ -1084,6 +1304,10 @@ static void on_sighup(uv_signal_t *h, int signum) {
     struct daemon *d = h->data;
     (void)signum;
     if (d->stopping) return;
+    if (!d->copier || !d->pool) { /* the loop also runs during start-up (the spool replay) */
+        log_warn(TAG, "SIGHUP: the daemon is still starting; send it again once it is ready");
+        return;
+    }
     if (d->reload_busy) {
         d->reload_again = true; /* the files may have changed again since it read them */
         return;
@@ -1121,6 +1345,7 @@ static int run(struct daemon *d) {
     void *foreign[1];
     struct rest_pool_opts ropts = {0};
     struct journal_opts jopts = {0};
+    struct pgp_opts popts;
     struct rds_opts rdopts = {0};
     struct copier_deps deps = {0};
     struct copier_account *ca = NULL;
@@ -1188,6 +1413,7 @@ static int run(struct daemon *d) {
                                                                    : JOURNAL_DURABILITY_FSYNC;
     jopts.batch_size = (unsigned)dc->batch_size;
     jopts.flush_interval_ms = (unsigned)dc->flush_interval_ms;
+    jopts.slow_ms = (unsigned)dc->slow_statement_ms;
     jopts.on_state = journal_state;
     jopts.on_write = journal_write;
     jopts.on_spool = journal_spool;
@@ -1204,6 +1430,23 @@ static int run(struct daemon *d) {
     jopts.spool_after_ms = (unsigned)dc->spool_after_ms;
     if (journal_open(&d->loop, dc->database, &jopts, &d->journal, &jrep, err, sizeof(err)) < 0) {
         log_error(TAG, "journal: cannot start: %s", err);
+        goto out;
+    }
+    popts = (struct pgp_opts){
+        .size = (unsigned)dc->db_pool_size,
+        .overflow = (unsigned)dc->db_pool_overflow,
+        .acquire_timeout_ms = (unsigned)dc->db_pool_acquire_timeout_ms,
+        .recycle_age_ms = (unsigned)dc->db_pool_recycle_age_ms,
+        .health_idle_ms = dc->db_pool_health_idle_ms > 0 ? (unsigned)dc->db_pool_health_idle_ms : 1,
+        .slow_stmt_ms = (unsigned)dc->slow_statement_ms,
+        .on_slow = pool_slow,
+        .on_wait = pool_wait,
+        .on_error = pool_error,
+        .ud = d,
+    };
+    d->pool = pgp_new(&d->loop, dc->database, &popts);
+    if (!d->pool) {
+        log_error(TAG, "database pool: cannot start: %s", strerror(errno));
         goto out;
     }
     if (!jopts.spool_dir)

@@ -138,6 +138,16 @@ def main():
             raise TestFailure("ct_journal_writes_total below the 3 fills journaled")
         if metric(m, "ct_copy_send_latency_seconds_count") < 1:
             raise TestFailure("no copy send latency observed")
+        # Answered orders: end-to-end latency observed, and the order endpoint's REST latency and
+        # its 200 answers are in the per-endpoint series.
+        if metric(m, "ct_copy_e2e_latency_seconds_count") < 1:
+            raise TestFailure("no end-to-end copy latency observed")
+        ep = {"exchange": "binance-usdm", "endpoint": "POST /fapi/v1/order"}
+        if metric(m, "ct_rest_request_seconds_count", **ep) < 2 or \
+                metric(m, "ct_rest_responses_total", code="200", **ep) < 2:
+            raise TestFailure("the follower orders are not in ct_rest_request_seconds / ct_rest_responses_total")
+        if metric(m, "ct_rate_limit_headroom") <= 0:
+            raise TestFailure("no rate-limit headroom exported")
         n = check_dashboard(os.path.join(cfgdir, "grafana-dashboard.json"), fams)
         d, daemon = daemon, None
         stop_clean(d)

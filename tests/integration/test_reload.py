@@ -12,11 +12,20 @@ Accounts live in the main file; the rules in traders.d/team.yaml. One leader, th
      copy the next open exactly as before.
   4. A trader file that adds an account is rejected too (accounts need a restart).
   5. enabled: false pauses fc-r: the next open goes to fa only.
-  6. SIGTERM: a clean exit."""
+  6. PostgreSQL refuses one rule of a reload (a test trigger): the reload's journal update is one
+     transaction on a pool connection, so nothing of it is recorded (the other rule change
+     neither), the audit log says rejected with PostgreSQL's message, the running rules stay.
+     Then it refuses the reload's audit row: the rule changes roll back with it.
+  7. The database refuses new connections and the pool's connections are killed: the reload gets
+     no pool connection within db_pool_acquire_timeout_ms and is rejected (nothing recorded, the
+     running rules stay); once connections are allowed again the pool recovers and the same
+     reload is applied.
+  8. SIGTERM: a clean exit."""
 
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from decimal import Decimal
@@ -60,7 +69,9 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--source-dir", required=True)
     args = ap.parse_args()
-    pg = fresh_database(require_env("CT_TEST_PG"), "reload")
+    base_pg = require_env("CT_TEST_PG")
+    pg = fresh_database(base_pg, "reload")
+    dbname = re.search(r"dbname=(\S+)", pg).group(1)
     redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
     work = os.path.join(tmp, "reload")
     os.makedirs(os.path.join(work, "secrets"), exist_ok=True)
@@ -78,6 +89,7 @@ def main():
         base = f"http://127.0.0.1:{port}"
         main_cfg = (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{pg}\"\n  redis: {redis}\n"
                     "  account_refresh_ms: 200\n  cache_ttl_balances_ms: 200\n"
+                    "  db_pool_acquire_timeout_ms: 1500\n  db_pool_health_idle_ms: 0\n"
                     "accounts:\n" + "".join(
                         f"  - name: {n}\n    exchange: binance-usdm\n    rest_url: {sim.rest_url}\n"
                         f"    ws_url: {sim.ws_url}\n    secret_file: secrets/{n}.yaml\n" for n in NAMES))
@@ -133,6 +145,10 @@ def main():
         m = metrics()
         check(metric(m, "ct_config_reloads_total", result="applied") == 1, "reload not counted as applied")
         check(metric(m, "ct_rule_status", rule="fb-r") == 3, "fb-r status gauge is not 'removed'")
+        # The journal update went through the database pool, and gave its connection back.
+        check(metric(m, "ct_db_pool_created_total") >= 1, "the database pool set up no connection")
+        check(metric(m, "ct_db_pool_acquire_wait_seconds_count") >= 1, "no pool acquire observed")
+        check(metric(m, "ct_db_pool_connections", state="in_use") == 0, "the reload kept its pool connection")
         sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
         wait_for("copies after the reload", lambda: len(sim.orders("fa")) == 2 and len(sim.orders("fc")) == 1)
         wait_for("journal settled", settled)
@@ -195,6 +211,80 @@ def main():
         wait_for("journal settled", settled)
         check(len(sim.orders("fc")) == 2, f"a disabled rule copied: {sim.orders('fc')}")
 
+        # 6. PostgreSQL refuses one statement of the reload's journal update: all of it rolls back.
+        psql(pg, "create function test_refuse_rule() returns trigger language plpgsql as $$ begin "
+                 "raise exception 'test: copy rule % refused', new.id; end $$; "
+                 "create trigger test_refuse_rule before insert or update on copy_rules for each row "
+                 "when (new.id = 'fx-r') execute function test_refuse_rule()")
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 3"]),
+                                ("fc-r", "fc", ["sizing: multiplier", "multiplier: 1", "enabled: false"]),
+                                ("fx-r", "fb", ["sizing: multiplier", "multiplier: 1"])]))
+        ok, detail = hup_and_wait(4)
+        check(not ok and any("fx-r" in e and "refused" in e for e in detail["errors"]),
+              f"refused reload audit: {ok} {detail}")
+        wait_for("refusal counted", lambda: metric(metrics(), "ct_config_reloads_total", result="rejected") == 3)
+        st = psql(pg, "select id, status, params->>'multiplier' from copy_rules order by id")
+        check(st == [["fa-r", "active", "2"], ["fb-r", "removed", "0.5"], ["fc-r", "paused", "1"]],
+              f"a refused reload changed the journal: {st}")
+        check("reload rejected: the journal refused the new rules" in daemon.p.tail(200),
+              "the log does not say the journal refused the reload")
+        psql(pg, "drop trigger test_refuse_rule on copy_rules; drop function test_refuse_rule()")
+        # The audit row is part of the same transaction: one PostgreSQL refuses takes the rule
+        # changes with it (and the rejection is recorded instead).
+        psql(pg, "create function test_refuse_audit() returns trigger language plpgsql as $$ begin "
+                 "raise exception 'test: audit row refused'; end $$; "
+                 "create trigger test_refuse_audit before insert on audit_log for each row "
+                 "when (new.kind = 'config_reload' and new.ok) execute function test_refuse_audit()")
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 3"]),
+                                ("fc-r", "fc", ["sizing: multiplier", "multiplier: 1", "enabled: false"])]))
+        ok, detail = hup_and_wait(5)
+        check(not ok and any("audit row refused" in e for e in detail["errors"]), f"refused audit row: {ok} {detail}")
+        wait_for("refusal counted", lambda: metric(metrics(), "ct_config_reloads_total", result="rejected") == 4)
+        check(psql(pg, "select params->>'multiplier' from copy_rules where id = 'fa-r'") == [["2"]],
+              "the rules of a reload whose audit row failed were recorded")
+        psql(pg, "drop trigger test_refuse_audit on audit_log; drop function test_refuse_audit()")
+        sim.leader_order("lead", "BTCUSDT", "BUY", "0.1")
+        wait_for("copy to fa with the running rules", lambda: len(sim.orders("fa")) == 5)
+        wait_for("journal settled", settled)
+        check(qtys("fa")[4] == carry(Decimal("0.2"), sum(qtys("fa")[:4]), Decimal("0.5"), 2)
+              and len(sim.orders("fb")) == 1 and len(sim.orders("fc")) == 2,
+              f"after a refused reload: fa {qtys('fa')} fb {qtys('fb')} fc {qtys('fc')}")
+
+        # 7. No database connection for the pool: rejected, nothing recorded; then it recovers.
+        with open(team, "w") as f:
+            f.write(rules_yaml([("fa-r", "fa", ["sizing: multiplier", "multiplier: 4"]),
+                                ("fc-r", "fc", ["sizing: multiplier", "multiplier: 1", "enabled: false"])]))
+        timeouts = metric(metrics(), "ct_db_pool_acquire_timeouts_total")
+        psql(base_pg, f'alter database "{dbname}" allow_connections false')
+        try:
+            psql(base_pg, "select pg_terminate_backend(pid) from pg_stat_activity "
+                          f"where datname = '{dbname}' and application_name = 'copytrader'")
+            wait_for("the pool's connections gone", lambda: (
+                metric(metrics(), "ct_db_pool_connections", state="idle") == 0
+                and metric(metrics(), "ct_db_pool_broken_total") >= 1))
+            daemon.p.proc.send_signal(signal.SIGHUP)
+            wait_for("rejection counted", lambda: metric(metrics(), "ct_config_reloads_total", result="rejected") == 5)
+            check(metric(metrics(), "ct_db_pool_acquire_timeouts_total") == timeouts + 1,
+                  "the pool did not count the acquire timeout")
+            log = daemon.p.tail(200)
+            check("reload rejected: no database connection" in log, "the log does not say why the reload failed")
+            check("database pool: " in log, "the pool's connect errors are not logged")
+        finally:
+            psql(base_pg, f'alter database "{dbname}" allow_connections true')
+        check(len(reloads()) == 6, f"a reload without a connection wrote to the journal: {reloads()}")
+        check(psql(pg, "select params->>'multiplier' from copy_rules where id = 'fa-r'") == [["2"]],
+              "a reload without a connection changed the journal")
+        # The journal's own session was never touched: copying went on.
+        check(metric(metrics(), "ct_journal_up") == 1, "the journal session went down")
+        wait_for("the pool reconnected", lambda: metric(metrics(), "ct_db_pool_connections", state="idle") >= 1)
+        ok, detail = hup_and_wait(6)
+        check(ok and detail["changed"] == ["fa-r"], f"reload after the pool recovered: {ok} {detail}")
+        check(psql(pg, "select params->>'multiplier' from copy_rules where id = 'fa-r'") == [["4"]],
+              "the recovered reload is not in the journal")
+        check(metric(metrics(), "ct_config_reloads_total", result="applied") == 3, "applied reloads miscounted")
+
         # The leader stream was never dropped by any of this.
         check(sim.streams("lead")["connections"] == conns, "the leader stream was reconnected")
         check(metric(metrics(), "ct_stream_state_changes_total") == changes, "stream state changed during reloads")
@@ -203,7 +293,9 @@ def main():
         check(dup == [["0"]], f"duplicate intents: {dup}")
         stop_clean(daemon)
         daemon = None
-        print("ok test_reload: 4 reloads (2 applied with added/changed/removed/disabled rules, 2 rejected); "
+        print("ok test_reload: 8 reloads (3 applied with added/changed/removed/disabled rules, 5 rejected: "
+              "bad file, new account, a rule and an audit row refused by PostgreSQL (atomically), "
+              "no pool connection); "
               "stream kept; audit log complete")
     except Exception:
         if daemon:
