@@ -32,6 +32,7 @@ static void held_retry(uv_timer_t *t);
 static void fill_hold(struct copier *c, struct fill_job *fj);
 static bool may_retry(const struct order_job *j);
 static void snapshot_positions(struct copier *c, struct acct *a, const char *source);
+static void open_ticker_streams(struct copier *c);
 static uint64_t retry_backoff_ms(const struct order_job *j);
 
 int64_t copier_now_ns(void) {
@@ -1407,6 +1408,7 @@ static void refresh_tick(uv_timer_t *t) {
         if (c->rules[i].m_drift && !c->rules[i].removed) met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
     /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request. */
     for (size_t i = 0; i < c->n_accts && !c->freeing; i++) copier_cache_equity(&c->accts[i]);
+    if (c->started && !c->draining && !c->freeing) open_ticker_streams(c);
     HASH_ITER(hh, c->insts, it, tmp) {
         if (c->freeing) break;
         copier_cache_tickers(it);
@@ -1456,6 +1458,76 @@ static void preflight_rule(struct copier *c, struct rule *r) {
                    copy_problem_name(probs[k].code), probs[k].symbol[0] ? " " : "", probs[k].symbol,
                    probs[k].text);
         if (np == 0) log_info(TAG, "pre-flight: rule %s (%s -> %s): ok", r->cr.id, l->name, f->name);
+    }
+}
+
+/* ---- live tickers: the slippage guard's reference price, between REST refreshes ---- */
+
+static void on_stream_ticker(void *ud, const struct exch_ticker_update *u) {
+    struct instruments *t = ud;
+    struct inst_entry *e = NULL;
+    HASH_FIND_STR(t->map, u->symbol, e);
+    if (!e || dec_sign(u->last) <= 0) return;
+    e->ticker = u->last;
+    e->ticker_ms = u->time_ms > 0 ? u->time_ms : copier_exchange_now_ms(t->fetcher);
+}
+
+static void on_ticker_state(void *ud, enum exch_stream_state st, const char *reason) {
+    struct instruments *t = ud;
+    bool up = st == EXCH_STREAM_UP;
+    if (up == t->tstream_up) return;
+    t->tstream_up = up;
+    if (up) log_info(TAG, "%s: ticker stream up", t->url);
+    else log_warn(TAG, "%s: ticker stream %s (%s): prices come from the REST refresh meanwhile", t->url,
+                  st == EXCH_STREAM_DOWN ? "down" : "connecting", reason ? reason : "");
+}
+
+static void on_ticker_bad_frame(void *ud, const char *why, const char *frame, size_t len) {
+    struct instruments *t = ud;
+    (void)frame;
+    log_warn(TAG, "%s: ticker stream: unreadable frame (%zu bytes): %s", t->url, len, why);
+}
+
+static void add_sym(const char **v, size_t *n, size_t cap, const char *s) {
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(v[i], s)) return;
+    if (*n < cap) v[(*n)++] = s;
+}
+
+/* One stream per exchange endpoint, for the symbols its followers are likely to trade: those
+ * their rules name and those the leaders hold or traded (at most 100; the REST refresh covers
+ * the rest). Called at start and from the refresh timer: a stream is reopened when a leader
+ * starts trading a symbol it did not have. */
+static void open_ticker_streams(struct copier *c) {
+    enum { MAX_SYMS = 100 };
+    struct instruments *t, *tmp;
+    HASH_ITER(hh, c->insts, t, tmp) {
+        const char *syms[MAX_SYMS];
+        size_t n = 0;
+        uint64_t sig = 1469598103934665603ULL;
+        for (size_t i = 0; i < c->n_rules; i++) {
+            const struct rule *r = &c->rules[i];
+            if (r->removed || c->accts[r->follower].inst != t) continue;
+            for (size_t k = 0; k < r->cr.n_allow; k++) add_sym(syms, &n, MAX_SYMS, r->cr.allow_symbols[k]);
+            struct sym_entry *e, *etmp;
+            HASH_ITER(hh, c->accts[r->leader].held, e, etmp) add_sym(syms, &n, MAX_SYMS, e->symbol);
+        }
+        if (!n) continue;
+        for (size_t i = 0; i < n; i++)
+            for (const char *p = syms[i]; *p; p++) sig = (sig ^ (unsigned char)*p) * 1099511628211ULL ^ i;
+        if (t->tstream && sig == t->tstream_sig) continue;
+        t->tstream = exch_ticker_stream_close(t->tstream);
+        t->tstream_up = false;
+        t->tstream_sig = sig;
+        struct exch_ticker_stream_cbs cbs = {
+            .on_ticker = on_stream_ticker, .on_state = on_ticker_state, .ud = t,
+            .on_bad_frame = on_ticker_bad_frame,
+        };
+        t->tstream = exch_ticker_stream_open(t->fetcher->ex, c->lws, syms, n, &cbs);
+        if (!t->tstream)
+            log_warn(TAG, "%s: no ticker stream (%s): prices come from the REST refresh", t->url, strerror(errno));
+        else
+            log_info(TAG, "%s: ticker stream for %zu symbols", t->url, n);
     }
 }
 
@@ -1517,6 +1589,7 @@ static void startup_next(struct copier *c) {
         c->phase = 4;
         for (size_t i = 0; i < c->n_accts; i++)
             if (c->accts[i].is_leader) open_stream(&c->accts[i]);
+        open_ticker_streams(c);
         log_info(TAG, "start-up: leader streams opening");
         break;
     default:
@@ -1642,6 +1715,8 @@ size_t copier_stream_info(const struct copier *c, struct copier_stream_info *out
 }
 
 static void close_streams(struct copier *c) {
+    struct instruments *t, *tmp;
+    HASH_ITER(hh, c->insts, t, tmp) t->tstream = exch_ticker_stream_close(t->tstream);
     for (size_t i = 0; i < c->n_accts; i++) {
         c->accts[i].stream = exch_stream_close(c->accts[i].stream);
         c->accts[i].stream_up = false;

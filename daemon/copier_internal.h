@@ -38,6 +38,9 @@ struct instruments { /* the filters of one exchange endpoint, by symbol */
     struct acct *fetcher;  /* the account its public data (filters, tickers) is fetched with */
     bool tickers_busy;     /* a ticker refresh is out */
     bool inst_busy;        /* an instrument refresh is out */
+    struct exch_ticker_stream *tstream; /* live tickers (the REST refresh stays as the fallback) */
+    bool tstream_up;
+    uint64_t tstream_sig;  /* the symbol set it was opened for (reopened when it grows) */
     bool loaded;
     UT_hash_handle hh;
 };

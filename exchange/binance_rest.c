@@ -22,104 +22,16 @@
 #include "client_id.h"
 #include "exch_limits.h"
 #include "json_util.h"
+#include "rest_util.h"
 
 #define URL_BUF 3072
 
 /* ---- small helpers ---- */
 
-/* Printable ASCII only (exchange text and JSON error excerpts end up in logs). */
-static void sanitize(char *s) {
-    for (unsigned char *c = (unsigned char *)s; *c; c++)
-        if (*c < 0x20 || *c > 0x7e) *c = '?';
-}
-
-static void copy_text(char *dst, size_t cap, const char *src, size_t len) {
-    if (!cap) return;
-    if (len >= cap) len = cap - 1;
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-    sanitize(dst);
-}
-
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-                                                         const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    sanitize(err);
-}
-
-static const char *why(int r) {
-    switch (r) {
-    case -ENOENT: return "missing";
-    case -ERANGE: return "out of range";
-    default: return "wrong type";
-    }
-}
-
-static const char *why_dec(int r) {
-    switch (r) {
-    case -ENOENT: return "missing";
-    case -ERANGE: return "out of range";
-    default: return "not a decimal";
-    }
-}
-
-static int64_t wall_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static json_t *load(const char *body, size_t len, const char *what, char *err, size_t errlen) {
-    json_error_t je;
-    if (!body) body = "";
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j)
-        seterr(err, errlen, "%s: invalid JSON: %s (line %d, column %d)", what, je.text, je.line,
-               je.column);
-    return j;
-}
-
 /* ---- request building ---- */
 
-static int pct_encode(char *buf, size_t cap, size_t o, const char *s) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        bool plain = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' || *c == '~';
-        size_t need = plain ? 1 : 3;
-        if (o + need >= cap) return -ENOSPC;
-        if (plain) {
-            buf[o++] = (char)*c;
-        } else {
-            buf[o++] = '%';
-            buf[o++] = hex[*c >> 4];
-            buf[o++] = hex[*c & 15];
-        }
-    }
-    return (int)o;
-}
-
 int binance_qs_add(char *buf, size_t cap, size_t len, const char *key, const char *value) {
-    if (!buf || !key || !value || len >= cap) return -ENOSPC;
-    int o = (int)len;
-    if (len > 0) {
-        if ((size_t)o + 1 >= cap) goto nospace;
-        buf[o++] = '&';
-    }
-    o = pct_encode(buf, cap, (size_t)o, key);
-    if (o < 0 || (size_t)o + 1 >= cap) goto nospace;
-    buf[o++] = '=';
-    o = pct_encode(buf, cap, (size_t)o, value);
-    if (o < 0) goto nospace;
-    buf[o] = '\0';
-    return o;
-nospace:
-    buf[len] = '\0';
-    return -ENOSPC;
+    return ru_qs_add(buf, cap, len, key, value);
 }
 
 /* Non-empty, fits a market.h symbol, no controls or spaces (UTF-8 is fine: it gets encoded;
@@ -154,15 +66,15 @@ static int order_kv(const struct exch_order_req *req, struct order_kv *o, char *
 
     o->n = 0;
     if (!req) {
-        seterr(err, errlen, "order: no request");
+        ru_seterr(err, errlen, "order: no request");
         return -EINVAL;
     }
     if (!symbol_ok(req->symbol)) {
-        seterr(err, errlen, "order: symbol: empty, too long or has control characters");
+        ru_seterr(err, errlen, "order: symbol: empty, too long or has control characters");
         return -EINVAL;
     }
     if (req->side != MKT_BUY && req->side != MKT_SELL) {
-        seterr(err, errlen, "order: side: %d is neither BUY nor SELL", (int)req->side);
+        ru_seterr(err, errlen, "order: side: %d is neither BUY nor SELL", (int)req->side);
         return -EINVAL;
     }
     switch (req->type) {
@@ -170,7 +82,7 @@ static int order_kv(const struct exch_order_req *req, struct order_kv *o, char *
     case EXCH_LIMIT_IOC: type = "LIMIT"; tif = "IOC"; break;
     case EXCH_LIMIT_GTC: type = "LIMIT"; tif = "GTC"; break;
     default:
-        seterr(err, errlen, "order: type: unknown value %d", (int)req->type);
+        ru_seterr(err, errlen, "order: type: unknown value %d", (int)req->type);
         return -EINVAL;
     }
     switch (req->pos_side) {
@@ -178,27 +90,27 @@ static int order_kv(const struct exch_order_req *req, struct order_kv *o, char *
     case MKT_PS_LONG: pos_side = "LONG"; break;
     case MKT_PS_SHORT: pos_side = "SHORT"; break;
     default:
-        seterr(err, errlen, "order: position side: unknown value %d", (int)req->pos_side);
+        ru_seterr(err, errlen, "order: position side: unknown value %d", (int)req->pos_side);
         return -EINVAL;
     }
     if (pos_side && req->reduce_only) {
         /* Binance answers -1106 to reduceOnly in hedge mode; a SELL on LONG closes anyway. */
-        seterr(err, errlen, "order: reduceOnly: not allowed with positionSide %s (hedge mode)",
-               pos_side);
+        ru_seterr(err, errlen, "order: reduceOnly: not allowed with positionSide %s (hedge mode)",
+                  pos_side);
         return -EINVAL;
     }
     if (!req->client_id || !client_id_valid(req->client_id)) {
-        seterr(err, errlen, "order: client id: must match [A-Za-z0-9_-]{1,36}");
+        ru_seterr(err, errlen, "order: client id: must match [A-Za-z0-9_-]{1,36}");
         return -EINVAL;
     }
     if (!dec_valid(req->qty) || dec_sign(req->qty) <= 0 ||
         dec_format(req->qty, o->qty, sizeof o->qty) < 0) {
-        seterr(err, errlen, "order: quantity: must be > 0");
+        ru_seterr(err, errlen, "order: quantity: must be > 0");
         return -EINVAL;
     }
     if (tif && (!dec_valid(req->price) || dec_sign(req->price) <= 0 ||
                 dec_format(req->price, o->price, sizeof o->price) < 0)) {
-        seterr(err, errlen, "order: price: a limit order needs a price > 0");
+        ru_seterr(err, errlen, "order: price: a limit order needs a price > 0");
         return -EINVAL;
     }
 #define KV(key, val) (o->kv[o->n].k = (key), o->kv[o->n++].v = (val))
@@ -237,7 +149,7 @@ int binance_batch_params(const struct exch_order_req *reqs, size_t n, char *buf,
     if (!buf || cap == 0) return -ENOSPC;
     buf[0] = '\0';
     if (!reqs || n == 0 || n > BINANCE_BATCH_MAX) {
-        seterr(err, errlen, "batch: %zu orders (1..%d)", n, BINANCE_BATCH_MAX);
+        ru_seterr(err, errlen, "batch: %zu orders (1..%d)", n, BINANCE_BATCH_MAX);
         return -EINVAL;
     }
     if (!(arr = json_array())) goto nomem;
@@ -245,14 +157,14 @@ int binance_batch_params(const struct exch_order_req *reqs, size_t n, char *buf,
         struct order_kv o;
         char e[160];
         if (order_kv(&reqs[i], &o, e, sizeof e) < 0) {
-            seterr(err, errlen, "batch[%zu]: %s", i, e);
+            ru_seterr(err, errlen, "batch[%zu]: %s", i, e);
             goto out;
         }
         for (size_t k = 0; k < i; k++)
             if (strcmp(reqs[k].client_id, reqs[i].client_id) == 0) {
                 /* Binance would place one and refuse the other (-4116) or, once the first has
                  * finished, place both: never send that. */
-                seterr(err, errlen, "batch[%zu]: client id: same as batch[%zu]", i, k);
+                ru_seterr(err, errlen, "batch[%zu]: client id: same as batch[%zu]", i, k);
                 goto out;
             }
         json_t *obj = json_object();
@@ -263,10 +175,10 @@ int binance_batch_params(const struct exch_order_req *reqs, size_t n, char *buf,
     }
     if (!(text = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER))) goto nomem;
     rc = len = binance_qs_add(buf, cap, 0, "batchOrders", text);
-    if (rc == -ENOSPC) seterr(err, errlen, "batch: parameters too long");
+    if (rc == -ENOSPC) ru_seterr(err, errlen, "batch: parameters too long");
     goto out;
 nomem:
-    seterr(err, errlen, "batch: out of memory");
+    ru_seterr(err, errlen, "batch: out of memory");
     rc = -ENOMEM;
 out:
     free(text);
@@ -370,7 +282,7 @@ int binance_parse_error(const char *body, size_t len, int *code, char *msg, size
     if (j && json_is_object(j) && ju_get_i64(j, "code", &c) == 0 && c != 0 && c > INT32_MIN &&
         c < INT32_MAX && ju_get_str(j, "msg", &m) == 0) {
         if (code) *code = (int)c;
-        if (msg) copy_text(msg, msglen, m, strlen(m));
+        if (msg) ru_copy_text(msg, msglen, m, strlen(m));
         rc = 0;
     }
     json_decref(j);
@@ -405,40 +317,41 @@ static int parse_order_obj(const json_t *j, const char *what, struct exch_order_
 
     memset(&o, 0, sizeof o);
     if (!json_is_object(j)) {
-        seterr(err, errlen, "%s: not a JSON object", what);
+        ru_seterr(err, errlen, "%s: not a JSON object", what);
         return -EBADMSG;
     }
     if ((r = ju_get_i64(j, "orderId", &oid)) < 0) {
-        seterr(err, errlen, "%s: orderId: %s", what, why(r));
+        ru_seterr(err, errlen, "%s: orderId: %s", what, ru_why(r));
         return -EBADMSG;
     }
     snprintf(o.order_id, sizeof o.order_id, "%" PRId64, oid);
     if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
-        seterr(err, errlen, "%s: clientOrderId: %s", what, r == -ERANGE ? "too long" : why(r));
+        ru_seterr(err, errlen, "%s: clientOrderId: %s", what,
+                  r == -ERANGE ? "too long" : ru_why(r));
         return -EBADMSG;
     }
     if ((r = ju_get_str(j, "status", &st)) < 0) {
-        seterr(err, errlen, "%s: status: %s", what, why(r));
+        ru_seterr(err, errlen, "%s: status: %s", what, ru_why(r));
         return -EBADMSG;
     }
     if (status_parse(st, &o.status) < 0) {
-        seterr(err, errlen, "%s: status: unknown value \"%.40s\"", what, st);
+        ru_seterr(err, errlen, "%s: status: unknown value \"%.40s\"", what, st);
         return -EBADMSG;
     }
     if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0) {
-        seterr(err, errlen, "%s: executedQty: %s", what, why_dec(r));
+        ru_seterr(err, errlen, "%s: executedQty: %s", what, ru_why_dec(r));
         return -EBADMSG;
     }
     if ((r = ju_get_dec(j, "avgPrice", &o.avg_price)) < 0) {
-        seterr(err, errlen, "%s: avgPrice: %s", what, why_dec(r));
+        ru_seterr(err, errlen, "%s: avgPrice: %s", what, ru_why_dec(r));
         return -EBADMSG;
     }
     if ((r = ju_get_i64(j, "updateTime", &o.update_time_ms)) < 0 && r != -ENOENT) {
-        seterr(err, errlen, "%s: updateTime: %s", what, why(r));
+        ru_seterr(err, errlen, "%s: updateTime: %s", what, ru_why(r));
         return -EBADMSG;
     }
     if (dec_sign(o.executed_qty) < 0 || dec_sign(o.avg_price) < 0) {
-        seterr(err, errlen, "%s: executedQty/avgPrice: negative", what);
+        ru_seterr(err, errlen, "%s: executedQty/avgPrice: negative", what);
         return -EBADMSG;
     }
     o.outcome = EXCH_OK;
@@ -448,7 +361,7 @@ static int parse_order_obj(const json_t *j, const char *what, struct exch_order_
 
 int binance_parse_order(const char *body, size_t len, struct exch_order_result *out, char *err,
                         size_t errlen) {
-    json_t *j = load(body, len, "order", err, errlen);
+    json_t *j = ru_load_json(body, len, "order", err, errlen);
     if (!j) return -EBADMSG;
     int rc = parse_order_obj(j, "order", out, err, errlen);
     json_decref(j);
@@ -460,59 +373,61 @@ int binance_parse_order_info(const char *body, size_t len, int64_t want_order_id
     struct binance_order_info o;
     const char *st;
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "order", err, errlen);
+    json_t *j = ru_load_json(body, len, "order", err, errlen);
 
     memset(&o, 0, sizeof o);
     if (!j) return -EBADMSG;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "order: not a JSON object");
+        ru_seterr(err, errlen, "order: not a JSON object");
         goto out;
     }
     if ((r = ju_get_i64(j, "orderId", &o.order_id)) < 0) {
-        seterr(err, errlen, "order: orderId: %s", why(r));
+        ru_seterr(err, errlen, "order: orderId: %s", ru_why(r));
         goto out;
     }
     if (want_order_id > 0 && o.order_id != want_order_id) {
-        seterr(err, errlen, "order: orderId: %" PRId64 " is not the one asked for (%" PRId64 ")",
-               o.order_id, want_order_id);
+        ru_seterr(err, errlen, "order: orderId: %" PRId64 " is not the one asked for (%" PRId64 ")",
+                  o.order_id, want_order_id);
         goto out;
     }
     if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
         /* A longer id (Binance allows 36 of a wider set; ours are <= 36) is cut like o.c. */
         const char *cid;
         if (r != -ERANGE || ju_get_str(j, "clientOrderId", &cid) < 0) {
-            seterr(err, errlen, "order %" PRId64 ": clientOrderId: %s", o.order_id, why(r));
+            ru_seterr(err, errlen, "order %" PRId64 ": clientOrderId: %s", o.order_id, ru_why(r));
             goto out;
         }
-        copy_text(o.client_id, sizeof o.client_id, cid, strlen(cid));
+        ru_copy_text(o.client_id, sizeof o.client_id, cid, strlen(cid));
     }
     if ((r = ju_get_str(j, "status", &st)) < 0) {
-        seterr(err, errlen, "order %" PRId64 ": status: %s", o.order_id, why(r));
+        ru_seterr(err, errlen, "order %" PRId64 ": status: %s", o.order_id, ru_why(r));
         goto out;
     }
     if (status_parse(st, &o.status) < 0) {
-        seterr(err, errlen, "order %" PRId64 ": status: unknown value \"%.40s\"", o.order_id, st);
+        ru_seterr(err, errlen, "order %" PRId64 ": status: unknown value \"%.40s\"", o.order_id,
+                  st);
         goto out;
     }
     if ((r = ju_get_dec(j, "origQty", &o.orig_qty)) < 0 || dec_sign(o.orig_qty) < 0) {
-        seterr(err, errlen, "order %" PRId64 ": origQty: %s", o.order_id,
-               r < 0 ? why_dec(r) : "negative");
+        ru_seterr(err, errlen, "order %" PRId64 ": origQty: %s", o.order_id,
+                  r < 0 ? ru_why_dec(r) : "negative");
         goto out;
     }
     if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0 || dec_sign(o.executed_qty) < 0) {
-        seterr(err, errlen, "order %" PRId64 ": executedQty: %s", o.order_id,
-               r < 0 ? why_dec(r) : "negative");
+        ru_seterr(err, errlen, "order %" PRId64 ": executedQty: %s", o.order_id,
+                  r < 0 ? ru_why_dec(r) : "negative");
         goto out;
     }
     if ((r = ju_get_bool(j, "reduceOnly", &o.reduce_only)) < 0) {
-        seterr(err, errlen, "order %" PRId64 ": reduceOnly: %s", o.order_id, why(r));
+        ru_seterr(err, errlen, "order %" PRId64 ": reduceOnly: %s", o.order_id, ru_why(r));
         goto out;
     }
     r = ju_get_i64(j, "time", &o.time_ms);
     if (r == -ENOENT) {
         o.time_ms = -1;
     } else if (r < 0 || o.time_ms < 0) {
-        seterr(err, errlen, "order %" PRId64 ": time: %s", o.order_id, r < 0 ? why(r) : "negative");
+        ru_seterr(err, errlen, "order %" PRId64 ": time: %s", o.order_id,
+                  r < 0 ? ru_why(r) : "negative");
         goto out;
     }
     o.prior_qty = DEC_ZERO;
@@ -530,37 +445,38 @@ static int parse_trade(const json_t *t, size_t i, const char *want_symbol, struc
     int r;
     memset(x, 0, sizeof *x);
     if (!json_is_object(t)) {
-        seterr(err, errlen, "userTrades: [%zu]: not an object", i);
+        ru_seterr(err, errlen, "userTrades: [%zu]: not an object", i);
         return -EBADMSG;
     }
     if ((r = ju_get_i64(t, "id", &x->id)) < 0 || x->id <= 0) {
-        seterr(err, errlen, "userTrades: [%zu].id: %s", i, r < 0 ? why(r) : "not positive");
+        ru_seterr(err, errlen, "userTrades: [%zu].id: %s", i, r < 0 ? ru_why(r) : "not positive");
         return -EBADMSG;
     }
     if ((r = ju_get_str(t, "symbol", &s)) < 0) {
-        seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i, why(r), x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i, ru_why(r),
+                  x->id);
         return -EBADMSG;
     }
     if (!symbol_ok(s) || (want_symbol && strcmp(s, want_symbol) != 0)) {
-        seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i,
-               symbol_ok(s) ? "not the symbol asked for" : "empty, too long or bad characters",
-               x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].symbol: %s (id %" PRId64 ")", i,
+                  symbol_ok(s) ? "not the symbol asked for" : "empty, too long or bad characters",
+                  x->id);
         return -EBADMSG;
     }
     snprintf(x->symbol, sizeof x->symbol, "%s", s);
     if ((r = ju_get_i64(t, "orderId", &x->order_id)) < 0 || x->order_id <= 0) {
-        seterr(err, errlen, "userTrades: [%zu].orderId: %s (id %" PRId64 ")", i,
-               r < 0 ? why(r) : "not positive", x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].orderId: %s (id %" PRId64 ")", i,
+                  r < 0 ? ru_why(r) : "not positive", x->id);
         return -EBADMSG;
     }
     if ((r = ju_get_i64(t, "time", &x->time_ms)) < 0 || x->time_ms < 0) {
-        seterr(err, errlen, "userTrades: [%zu].time: %s (id %" PRId64 ")", i,
-               r < 0 ? why(r) : "negative", x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].time: %s (id %" PRId64 ")", i,
+                  r < 0 ? ru_why(r) : "negative", x->id);
         return -EBADMSG;
     }
     if ((r = ju_get_str(t, "side", &s)) < 0 || (strcmp(s, "BUY") != 0 && strcmp(s, "SELL") != 0)) {
-        seterr(err, errlen, "userTrades: [%zu].side: %s (id %" PRId64 ")", i,
-               r < 0 ? why(r) : "not BUY or SELL", x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].side: %s (id %" PRId64 ")", i,
+                  r < 0 ? ru_why(r) : "not BUY or SELL", x->id);
         return -EBADMSG;
     }
     x->side = strcmp(s, "BUY") == 0 ? MKT_BUY : MKT_SELL;
@@ -572,18 +488,19 @@ static int parse_trade(const json_t *t, size_t i, const char *want_symbol, struc
         else if (strcmp(s, "BOTH") != 0) r = -EINVAL;
     }
     if (r < 0 && r != -ENOENT) {
-        seterr(err, errlen, "userTrades: [%zu].positionSide: not BOTH, LONG or SHORT (id %" PRId64
-               ")", i, x->id);
+        ru_seterr(err, errlen,
+                  "userTrades: [%zu].positionSide: not BOTH, LONG or SHORT (id %" PRId64 ")", i,
+                  x->id);
         return -EBADMSG;
     }
     if ((r = ju_get_dec(t, "qty", &x->qty)) < 0 || dec_sign(x->qty) <= 0) {
-        seterr(err, errlen, "userTrades: [%zu].qty: %s (id %" PRId64 ")", i,
-               r < 0 ? why_dec(r) : "not positive", x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].qty: %s (id %" PRId64 ")", i,
+                  r < 0 ? ru_why_dec(r) : "not positive", x->id);
         return -EBADMSG;
     }
     if ((r = ju_get_dec(t, "price", &x->price)) < 0 || dec_sign(x->price) <= 0) {
-        seterr(err, errlen, "userTrades: [%zu].price: %s (id %" PRId64 ")", i,
-               r < 0 ? why_dec(r) : "not positive", x->id);
+        ru_seterr(err, errlen, "userTrades: [%zu].price: %s (id %" PRId64 ")", i,
+                  r < 0 ? ru_why_dec(r) : "not positive", x->id);
         return -EBADMSG;
     }
     return 0;
@@ -598,13 +515,13 @@ int binance_parse_user_trades(const char *body, size_t len, const char *want_sym
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "userTrades", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "userTrades", err, errlen))) return -EBADMSG;
     if (!json_is_array(j)) {
-        seterr(err, errlen, "userTrades: not a JSON array");
+        ru_seterr(err, errlen, "userTrades: not a JSON array");
         goto fail;
     }
     if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
-        seterr(err, errlen, "userTrades: out of memory");
+        ru_seterr(err, errlen, "userTrades: out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -642,7 +559,7 @@ int binance_build_fills(const char *account, struct binance_trade *trades, size_
 
     if (n == 0) return 0;
     if (n_infos > 0 && (!(idx = malloc(n_infos * sizeof *idx)) || !(cum = calloc(n_infos, sizeof *cum)))) {
-        seterr(err, errlen, "fills: out of memory");
+        ru_seterr(err, errlen, "fills: out of memory");
         goto out;
     }
     for (size_t k = 0; k < n_infos; k++) {
@@ -658,16 +575,16 @@ int binance_build_fills(const char *account, struct binance_trade *trades, size_
         const struct binance_order_info **hit =
             n_infos ? bsearch(&kp, idx, n_infos, sizeof *idx, info_ptr_cmp) : NULL;
         if (!hit) {
-            seterr(err, errlen, "fills: trade %" PRId64 ": order %" PRId64 " unknown", t->id,
-                   t->order_id);
+            ru_seterr(err, errlen, "fills: trade %" PRId64 ": order %" PRId64 " unknown", t->id,
+                      t->order_id);
             rc = -EBADMSG;
             goto out;
         }
         const struct binance_order_info *o = *hit;
         size_t k = (size_t)(hit - idx);
         if (dec_add(cum[k], t->qty, &cum[k]) < 0) {
-            seterr(err, errlen, "fills: order %" PRId64 ": cumulative quantity overflows",
-                   o->order_id);
+            ru_seterr(err, errlen, "fills: order %" PRId64 ": cumulative quantity overflows",
+                      o->order_id);
             rc = -EBADMSG;
             goto out;
         }
@@ -705,16 +622,16 @@ static int parse_book_ticker(const json_t *t, const char *where, struct exch_boo
     int r;
     memset(out, 0, sizeof *out);
     if (!json_is_object(t)) {
-        seterr(err, errlen, "bookTicker: %.*s: not an object",
-               (int)(strlen(where) ? strlen(where) - 1 : 0), where);
+        ru_seterr(err, errlen, "bookTicker: %.*s: not an object",
+                  (int)(strlen(where) ? strlen(where) - 1 : 0), where);
         return -EBADMSG;
     }
     if ((r = ju_get_str(t, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "bookTicker: %ssymbol: %s", where, why(r));
+        ru_seterr(err, errlen, "bookTicker: %ssymbol: %s", where, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "bookTicker: %ssymbol: empty, too long or bad characters", where);
+        ru_seterr(err, errlen, "bookTicker: %ssymbol: empty, too long or bad characters", where);
         return -EBADMSG;
     }
     snprintf(out->symbol, sizeof out->symbol, "%s", sym);
@@ -722,8 +639,8 @@ static int parse_book_ticker(const json_t *t, const char *where, struct exch_boo
     dec_t *dst[2] = {&out->bid, &out->ask};
     for (int k = 0; k < 2; k++) {
         if ((r = ju_get_dec(t, keys[k], dst[k])) < 0 || dec_sign(*dst[k]) < 0) {
-            seterr(err, errlen, "bookTicker: %s%s: %s (symbol %s)", where, keys[k],
-                   r < 0 ? why_dec(r) : "negative", out->symbol);
+            ru_seterr(err, errlen, "bookTicker: %s%s: %s (symbol %s)", where, keys[k],
+                      r < 0 ? ru_why_dec(r) : "negative", out->symbol);
             return -EBADMSG;
         }
     }
@@ -731,8 +648,8 @@ static int parse_book_ticker(const json_t *t, const char *where, struct exch_boo
     if (r == -ENOENT) {
         out->time_ms = 0;
     } else if (r < 0 || out->time_ms < 0) {
-        seterr(err, errlen, "bookTicker: %stime: %s (symbol %s)", where,
-               r < 0 ? why(r) : "negative", out->symbol);
+        ru_seterr(err, errlen, "bookTicker: %stime: %s (symbol %s)", where,
+                  r < 0 ? ru_why(r) : "negative", out->symbol);
         return -EBADMSG;
     }
     return 0;
@@ -747,14 +664,14 @@ int binance_parse_book_tickers(const char *body, size_t len, struct exch_book_ti
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "bookTicker", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "bookTicker", err, errlen))) return -EBADMSG;
     if (!json_is_object(j) && !json_is_array(j)) {
-        seterr(err, errlen, "bookTicker: neither a JSON array nor an object");
+        ru_seterr(err, errlen, "bookTicker: neither a JSON array nor an object");
         goto fail;
     }
     cap = json_is_object(j) ? 1 : json_array_size(j);
     if (cap > 0 && !(v = calloc(cap, sizeof *v))) {
-        seterr(err, errlen, "bookTicker: out of memory");
+        ru_seterr(err, errlen, "bookTicker: out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -787,7 +704,7 @@ fail:
 /* Reads filter field `key` of filter object f into *out; NULL or the reason. */
 static const char *filter_dec(const json_t *f, const char *key, dec_t *out, bool positive) {
     int r = ju_get_dec(f, key, out);
-    if (r < 0) return why_dec(r);
+    if (r < 0) return ru_why_dec(r);
     if (dec_sign(*out) < 0) return "negative";
     if (positive && dec_sign(*out) == 0) return "must be > 0";
     return NULL;
@@ -804,30 +721,30 @@ static int parse_instrument(const json_t *s, size_t i, struct mkt_instrument *in
 
     memset(in, 0, sizeof *in);
     if (!json_is_object(s)) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu]: not an object", i);
+        ru_seterr(err, errlen, "exchangeInfo: symbols[%zu]: not an object", i);
         return -EBADMSG;
     }
     if ((r = ju_get_str(s, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu].symbol: %s", i, why(r));
+        ru_seterr(err, errlen, "exchangeInfo: symbols[%zu].symbol: %s", i, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu].symbol: empty, too long or bad characters",
-               i);
+        ru_seterr(err, errlen,
+                  "exchangeInfo: symbols[%zu].symbol: empty, too long or bad characters", i);
         return -EBADMSG;
     }
     snprintf(in->symbol, sizeof in->symbol, "%s", sym);
     filters = json_object_get(s, "filters");
     if (!json_is_array(filters)) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s (symbol %s)", i,
-               filters ? "not an array" : "missing", in->symbol);
+        ru_seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s (symbol %s)", i,
+                  filters ? "not an array" : "missing", in->symbol);
         return -EBADMSG;
     }
     json_array_foreach(filters, k, f) {
         if (!json_is_object(f) || ju_get_str(f, "filterType", &ft) < 0) {
-            seterr(err, errlen,
-                   "exchangeInfo: symbols[%zu].filters[%zu]: no filterType (symbol %s)", i, k,
-                   in->symbol);
+            ru_seterr(err, errlen,
+                      "exchangeInfo: symbols[%zu].filters[%zu]: no filterType (symbol %s)", i, k,
+                      in->symbol);
             return -EBADMSG;
         }
         if (strcmp(ft, "LOT_SIZE") == 0) {
@@ -857,13 +774,13 @@ static int parse_instrument(const json_t *s, size_t i, struct mkt_instrument *in
         }
     }
     if (bad) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s.%s: %s (symbol %s)", i, fname,
-               field, bad, in->symbol);
+        ru_seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s.%s: %s (symbol %s)", i,
+                  fname, field, bad, in->symbol);
         return -EBADMSG;
     }
     if (!lot || !price) {
-        seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s: missing (symbol %s)", i,
-               !lot ? "LOT_SIZE" : "PRICE_FILTER", in->symbol);
+        ru_seterr(err, errlen, "exchangeInfo: symbols[%zu].filters: %s: missing (symbol %s)", i,
+                  !lot ? "LOT_SIZE" : "PRICE_FILTER", in->symbol);
         return -EBADMSG;
     }
     return 0;
@@ -881,20 +798,20 @@ int binance_parse_instruments(const char *body, size_t len, struct mkt_instrumen
     *n = 0;
     if (skipped) *skipped = 0;
     if (err && errlen) err[0] = '\0';
-    if (!(j = load(body, len, "exchangeInfo", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "exchangeInfo", err, errlen))) return -EBADMSG;
     syms = json_is_object(j) ? json_object_get(j, "symbols") : NULL;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "exchangeInfo: not a JSON object");
+        ru_seterr(err, errlen, "exchangeInfo: not a JSON object");
         goto out;
     }
     if (!json_is_array(syms)) {
-        seterr(err, errlen, "exchangeInfo: symbols: %s", syms ? "not an array" : "missing");
+        ru_seterr(err, errlen, "exchangeInfo: symbols: %s", syms ? "not an array" : "missing");
         goto out;
     }
     if (json_array_size(syms) > 0) {
         v = calloc(json_array_size(syms), sizeof *v);
         if (!v) {
-            seterr(err, errlen, "exchangeInfo: out of memory");
+            ru_seterr(err, errlen, "exchangeInfo: out of memory");
             rc = -ENOMEM;
             goto out;
         }
@@ -904,7 +821,7 @@ int binance_parse_instruments(const char *body, size_t len, struct mkt_instrumen
         if (parse_instrument(s, i, &v[cnt], e, sizeof e) == 0) {
             cnt++;
         } else {
-            if (skip++ == 0) seterr(first, sizeof first, "%s", e);
+            if (skip++ == 0) ru_seterr(first, sizeof first, "%s", e);
         }
     }
     if (cnt == 0) {
@@ -914,7 +831,7 @@ int binance_parse_instruments(const char *body, size_t len, struct mkt_instrumen
     *out = v;
     *n = cnt;
     if (skipped) *skipped = skip;
-    seterr(err, errlen, "%s", first);
+    ru_seterr(err, errlen, "%s", first);
     rc = 0;
 out:
     json_decref(j);
@@ -953,22 +870,22 @@ static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct
     int r;
     memset(pos, 0, sizeof *pos);
     if (!json_is_object(p)) {
-        seterr(err, errlen, "positionRisk: [%zu]: not an object", i);
+        ru_seterr(err, errlen, "positionRisk: [%zu]: not an object", i);
         return -EBADMSG;
     }
     if ((r = ju_get_str(p, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "positionRisk: [%zu].symbol: %s", i, why(r));
+        ru_seterr(err, errlen, "positionRisk: [%zu].symbol: %s", i, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "positionRisk: [%zu].symbol: empty, too long or bad characters", i);
+        ru_seterr(err, errlen, "positionRisk: [%zu].symbol: empty, too long or bad characters", i);
         return -EBADMSG;
     }
     snprintf(pos->symbol, sizeof pos->symbol, "%s", sym);
     r = ju_get_str(p, "positionSide", &side);
     if (r == -EINVAL) {
-        seterr(err, errlen, "positionRisk: [%zu].positionSide: wrong type (symbol %s)", i,
-               pos->symbol);
+        ru_seterr(err, errlen, "positionRisk: [%zu].positionSide: wrong type (symbol %s)", i,
+                  pos->symbol);
         return -EBADMSG;
     }
     pos->pos_side = MKT_PS_BOTH;
@@ -976,26 +893,27 @@ static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct
         if (strcmp(side, "LONG") == 0) pos->pos_side = MKT_PS_LONG;
         else if (strcmp(side, "SHORT") == 0) pos->pos_side = MKT_PS_SHORT;
         else if (strcmp(side, "BOTH") != 0) {
-            seterr(err, errlen,
-                   "positionRisk: [%zu].positionSide: \"%.10s\" is not BOTH, LONG or SHORT "
-                   "(symbol %s)", i, side, pos->symbol);
+            ru_seterr(err, errlen,
+                      "positionRisk: [%zu].positionSide: \"%.10s\" is not BOTH, LONG or SHORT "
+                      "(symbol %s)",
+                      i, side, pos->symbol);
             return -EBADMSG;
         }
     }
     if ((r = ju_get_dec(p, "positionAmt", &pos->amount)) < 0) {
-        seterr(err, errlen, "positionRisk: [%zu].positionAmt: %s (symbol %s)", i, why_dec(r),
-               pos->symbol);
+        ru_seterr(err, errlen, "positionRisk: [%zu].positionAmt: %s (symbol %s)", i, ru_why_dec(r),
+                  pos->symbol);
         return -EBADMSG;
     }
     if ((r = ju_get_dec(p, "entryPrice", &pos->entry_price)) < 0) {
-        seterr(err, errlen, "positionRisk: [%zu].entryPrice: %s (symbol %s)", i, why_dec(r),
-               pos->symbol);
+        ru_seterr(err, errlen, "positionRisk: [%zu].entryPrice: %s (symbol %s)", i, ru_why_dec(r),
+                  pos->symbol);
         return -EBADMSG;
     }
     r = get_leverage(p, "leverage", &pos->leverage);
     if (r == -EINVAL || (r == -ENOENT && need_lev)) {
-        seterr(err, errlen, "positionRisk: [%zu].leverage: %s (symbol %s)", i,
-               r == -ENOENT ? "missing" : "not an integer 1..1000", pos->symbol);
+        ru_seterr(err, errlen, "positionRisk: [%zu].leverage: %s (symbol %s)", i,
+                  r == -ENOENT ? "missing" : "not an integer 1..1000", pos->symbol);
         return -EBADMSG;
     }
     return 0;
@@ -1057,7 +975,7 @@ static void risk_parse(const char *body, size_t len, struct risk_parsed *p) {
 
     memset(p, 0, sizeof *p);
     p->mode = MKT_PM_ONE_WAY;
-    if (!(j = load(body, len, "positionRisk", err, sizeof err))) {
+    if (!(j = ru_load_json(body, len, "positionRisk", err, sizeof err))) {
         risk_fail(p, -EBADMSG, err);
         return;
     }
@@ -1080,8 +998,8 @@ static void risk_parse(const char *body, size_t len, struct risk_parsed *p) {
         if (pos.leverage == 0) { /* absent (v3); a present one is 1..PARSE_MAX */
             if (!p->lev_rc) {
                 p->lev_rc = -EBADMSG;
-                seterr(p->lev_err, sizeof p->lev_err,
-                       "positionRisk: [%zu].leverage: missing (symbol %s)", i, pos.symbol);
+                ru_seterr(p->lev_err, sizeof p->lev_err,
+                          "positionRisk: [%zu].leverage: missing (symbol %s)", i, pos.symbol);
             }
         } else if (!p->lev_rc) {
             snprintf(p->lev[p->n_lev].symbol, sizeof p->lev[p->n_lev].symbol, "%s", pos.symbol);
@@ -1104,13 +1022,14 @@ static void risk_parse(const char *body, size_t len, struct risk_parsed *p) {
      * Anything else is not guessed at: the caller asks positionSide/dual. */
     if (n == 0) {
         p->mode_rc = -ENODATA;
-        seterr(p->mode_err, sizeof p->mode_err,
-               "positionRisk: no entries, the position mode cannot be told");
+        ru_seterr(p->mode_err, sizeof p->mode_err,
+                  "positionRisk: no entries, the position mode cannot be told");
     } else if (n_both && n_hedge) {
         p->mode_rc = -ENODATA;
-        seterr(p->mode_err, sizeof p->mode_err,
-               "positionRisk: %zu BOTH and %zu LONG/SHORT entries, the position mode cannot be "
-               "told", n_both, n_hedge);
+        ru_seterr(p->mode_err, sizeof p->mode_err,
+                  "positionRisk: %zu BOTH and %zu LONG/SHORT entries, the position mode cannot be "
+                  "told",
+                  n_both, n_hedge);
     } else {
         p->mode = n_hedge ? MKT_PM_HEDGE : MKT_PM_ONE_WAY;
     }
@@ -1135,7 +1054,7 @@ int binance_parse_positions(const char *body, size_t len, struct mkt_position **
     *out = NULL;
     *n = 0;
     if (p.pos_rc) {
-        seterr(err, errlen, "%s", p.pos_err);
+        ru_seterr(err, errlen, "%s", p.pos_err);
         risk_parsed_free(&p);
         return p.pos_rc;
     }
@@ -1153,7 +1072,7 @@ int binance_parse_leverages(const char *body, size_t len, struct exch_leverage *
     *out = NULL;
     *n = 0;
     if (p.lev_rc) {
-        seterr(err, errlen, "%s", p.lev_err);
+        ru_seterr(err, errlen, "%s", p.lev_err);
         risk_parsed_free(&p);
         return p.lev_rc;
     }
@@ -1170,7 +1089,7 @@ int binance_parse_risk_mode(const char *body, size_t len, enum mkt_pos_mode *out
     risk_parse(body, len, &p);
     risk_parsed_free(&p);
     if (p.mode_rc) {
-        seterr(err, errlen, "%s", p.mode_err);
+        ru_seterr(err, errlen, "%s", p.mode_err);
         return p.mode_rc;
     }
     *out = p.mode;
@@ -1192,14 +1111,14 @@ int binance_parse_account(const char *body, size_t len, struct exch_balance *out
     json_t *j;
 
     memset(out, 0, sizeof *out);
-    if (!(j = load(body, len, "account", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "account", err, errlen))) return -EBADMSG;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "account: not a JSON object");
+        ru_seterr(err, errlen, "account: not a JSON object");
         goto out;
     }
     for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
         if ((r = ju_get_dec(j, fields[k].key, (dec_t *)((char *)out + fields[k].off))) < 0) {
-            seterr(err, errlen, "account: %s: %s", fields[k].key, why_dec(r));
+            ru_seterr(err, errlen, "account: %s: %s", fields[k].key, ru_why_dec(r));
             memset(out, 0, sizeof *out);
             goto out;
         }
@@ -1217,33 +1136,34 @@ static int parse_ticker(const json_t *t, const char *where, struct exch_ticker *
     memset(out, 0, sizeof *out);
     if (!json_is_object(t)) {
         /* only reachable for array elements: where is "[i]." */
-        seterr(err, errlen, "ticker: %.*s: not an object", (int)(strlen(where) ? strlen(where) - 1 : 0),
-               where);
+        ru_seterr(err, errlen, "ticker: %.*s: not an object",
+                  (int)(strlen(where) ? strlen(where) - 1 : 0), where);
         return -EBADMSG;
     }
     if ((r = ju_get_str(t, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "ticker: %ssymbol: %s", where, why(r));
+        ru_seterr(err, errlen, "ticker: %ssymbol: %s", where, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "ticker: %ssymbol: empty, too long or bad characters", where);
+        ru_seterr(err, errlen, "ticker: %ssymbol: empty, too long or bad characters", where);
         return -EBADMSG;
     }
     snprintf(out->symbol, sizeof out->symbol, "%s", sym);
     if ((r = ju_get_dec(t, "price", &out->price)) < 0) {
-        seterr(err, errlen, "ticker: %sprice: %s (symbol %s)", where, why_dec(r), out->symbol);
+        ru_seterr(err, errlen, "ticker: %sprice: %s (symbol %s)", where, ru_why_dec(r),
+                  out->symbol);
         return -EBADMSG;
     }
     if (dec_sign(out->price) < 0) {
-        seterr(err, errlen, "ticker: %sprice: negative (symbol %s)", where, out->symbol);
+        ru_seterr(err, errlen, "ticker: %sprice: negative (symbol %s)", where, out->symbol);
         return -EBADMSG;
     }
     r = ju_get_i64(t, "time", &out->time_ms);
     if (r == -ENOENT) {
         out->time_ms = 0;
     } else if (r < 0 || out->time_ms < 0) {
-        seterr(err, errlen, "ticker: %stime: %s (symbol %s)", where, r < 0 ? why(r) : "negative",
-               out->symbol);
+        ru_seterr(err, errlen, "ticker: %stime: %s (symbol %s)", where,
+                  r < 0 ? ru_why(r) : "negative", out->symbol);
         return -EBADMSG;
     }
     return 0;
@@ -1258,13 +1178,13 @@ int binance_parse_tickers(const char *body, size_t len, struct exch_ticker **out
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "ticker", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "ticker", err, errlen))) return -EBADMSG;
     if (json_is_object(j)) { /* the one-symbol answer */
         struct exch_ticker one;
         if (parse_ticker(j, "", &one, err, errlen) < 0) goto fail;
         if (dec_sign(one.price) > 0) {
             if (!(v = malloc(sizeof *v))) {
-                seterr(err, errlen, "ticker: out of memory");
+                ru_seterr(err, errlen, "ticker: out of memory");
                 rc = -ENOMEM;
                 goto fail;
             }
@@ -1272,7 +1192,7 @@ int binance_parse_tickers(const char *body, size_t len, struct exch_ticker **out
         }
     } else if (json_is_array(j)) {
         if (json_array_size(j) > 0 && !(v = calloc(json_array_size(j), sizeof *v))) {
-            seterr(err, errlen, "ticker: out of memory");
+            ru_seterr(err, errlen, "ticker: out of memory");
             rc = -ENOMEM;
             goto fail;
         }
@@ -1283,7 +1203,7 @@ int binance_parse_tickers(const char *body, size_t len, struct exch_ticker **out
             if (dec_sign(v[cnt].price) > 0) cnt++;
         }
     } else {
-        seterr(err, errlen, "ticker: neither a JSON array nor an object");
+        ru_seterr(err, errlen, "ticker: neither a JSON array nor an object");
         goto fail;
     }
     if (cnt == 0) {
@@ -1304,12 +1224,12 @@ int binance_parse_position_mode(const char *body, size_t len, enum mkt_pos_mode 
                                 size_t errlen) {
     bool dual = false;
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "positionSide/dual", err, errlen);
+    json_t *j = ru_load_json(body, len, "positionSide/dual", err, errlen);
     if (!j) return -EBADMSG;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "positionSide/dual: not a JSON object");
+        ru_seterr(err, errlen, "positionSide/dual: not a JSON object");
     } else if ((r = ju_get_bool(j, "dualSidePosition", &dual)) < 0) {
-        seterr(err, errlen, "positionSide/dual: dualSidePosition: %s", why(r));
+        ru_seterr(err, errlen, "positionSide/dual: dualSidePosition: %s", ru_why(r));
     } else {
         *out = dual ? MKT_PM_HEDGE : MKT_PM_ONE_WAY;
         rc = 0;
@@ -1322,21 +1242,21 @@ int binance_parse_set_leverage(const char *body, size_t len, const char *want_sy
                                int *leverage, char *err, size_t errlen) {
     const char *sym;
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "leverage", err, errlen);
+    json_t *j = ru_load_json(body, len, "leverage", err, errlen);
     *leverage = 0;
     if (!j) return -EBADMSG;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "leverage: not a JSON object");
+        ru_seterr(err, errlen, "leverage: not a JSON object");
     } else if ((r = ju_get_str(j, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "leverage: symbol: %s", why(r));
+        ru_seterr(err, errlen, "leverage: symbol: %s", ru_why(r));
     } else if (want_symbol && strcmp(sym, want_symbol) != 0) {
-        seterr(err, errlen, "leverage: symbol: \"%.31s\" is not the one asked for (%.31s)", sym,
-               want_symbol);
+        ru_seterr(err, errlen, "leverage: symbol: \"%.31s\" is not the one asked for (%.31s)", sym,
+                  want_symbol);
     } else if ((r = get_leverage(j, "leverage", leverage)) < 0 ||
                !json_is_integer(json_object_get(j, "leverage"))) {
         *leverage = 0;
-        seterr(err, errlen, "leverage: leverage: %s",
-               r == -ENOENT ? "missing" : "not an integer 1..1000");
+        ru_seterr(err, errlen, "leverage: leverage: %s",
+                  r == -ENOENT ? "missing" : "not an integer 1..1000");
     } else {
         rc = 0;
     }
@@ -1347,13 +1267,14 @@ int binance_parse_set_leverage(const char *body, size_t len, const char *want_sy
 int binance_parse_server_time(const char *body, size_t len, int64_t *ms, char *err,
                               size_t errlen) {
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "time", err, errlen);
+    json_t *j = ru_load_json(body, len, "time", err, errlen);
     if (!j) return -EBADMSG;
-    if (!json_is_object(j)) seterr(err, errlen, "time: not a JSON object");
+    if (!json_is_object(j))
+        ru_seterr(err, errlen, "time: not a JSON object");
     else if ((r = ju_get_i64(j, "serverTime", ms)) < 0)
-        seterr(err, errlen, "time: serverTime: %s", why(r));
+        ru_seterr(err, errlen, "time: serverTime: %s", ru_why(r));
     else if (*ms <= 0)
-        seterr(err, errlen, "time: serverTime: not positive");
+        ru_seterr(err, errlen, "time: serverTime: not positive");
     else rc = 0;
     json_decref(j);
     return rc;
@@ -1363,12 +1284,12 @@ int binance_parse_listen_key(const char *body, size_t len, char *key, size_t cap
                              size_t errlen) {
     const char *k;
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "listenKey", err, errlen);
+    json_t *j = ru_load_json(body, len, "listenKey", err, errlen);
     if (!j) return -EBADMSG;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "listenKey: not a JSON object");
+        ru_seterr(err, errlen, "listenKey: not a JSON object");
     } else if ((r = ju_get_str(j, "listenKey", &k)) < 0) {
-        seterr(err, errlen, "listenKey: listenKey: %s", why(r));
+        ru_seterr(err, errlen, "listenKey: listenKey: %s", ru_why(r));
     } else {
         size_t kl = strlen(k);
         bool ok = kl > 0 && kl < BINANCE_LISTEN_KEY_MAX && kl < cap;
@@ -1376,7 +1297,8 @@ int binance_parse_listen_key(const char *body, size_t len, char *key, size_t cap
             ok = (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= 'a' && k[i] <= 'z') ||
                  (k[i] >= '0' && k[i] <= '9') || k[i] == '_' || k[i] == '-';
         if (!ok) {
-            seterr(err, errlen, "listenKey: listenKey: empty, too long or unexpected characters");
+            ru_seterr(err, errlen,
+                      "listenKey: listenKey: empty, too long or unexpected characters");
         } else {
             memcpy(key, k, kl + 1);
             rc = 0;
@@ -1391,19 +1313,6 @@ int binance_parse_listen_key(const char *body, size_t len, char *key, size_t cap
 static bool throttle_code(int code) { return code == -1003 || code == -1015 || code == -1008; }
 static bool unknown_code(int code) {
     return code == -1000 || code == -1001 || code == -1006 || code == -1007;
-}
-
-/* "HTTP 503: Unknown error..." or "HTTP 404: <first bytes of body>" */
-static void http_msg(char *dst, size_t cap, const struct rest_resp *r, bool has_err, int code,
-                     const char *emsg) {
-    if (has_err) {
-        snprintf(dst, cap, "HTTP %ld: %d %s", r->http_status, code, emsg);
-    } else {
-        char snip[64];
-        copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
-        snprintf(dst, cap, "HTTP %ld: %s", r->http_status, snip[0] ? snip : "(empty body)");
-    }
-    sanitize(dst);
 }
 
 enum bn_op { BN_OP_PLACE, BN_OP_QUERY, BN_OP_CANCEL };
@@ -1426,16 +1335,16 @@ static void classify(const struct rest_resp *r, enum bn_op op, const char *want_
         if (!r->maybe_sent && op == BN_OP_PLACE) {
             out->outcome = EXCH_REJECTED;
             out->http_status = 0;
-            seterr(out->error_msg, sizeof out->error_msg, "not sent: %s", r->error);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "not sent: %s", r->error);
         } else {
             out->outcome = EXCH_UNKNOWN;
-            seterr(out->error_msg, sizeof out->error_msg, "%s%s",
-                   op == BN_OP_QUERY    ? "query failed: "
-                   : op == BN_OP_CANCEL ? "cancel outcome unknown: "
-                                        : "outcome unknown: ",
-                   r->error);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "%s%s",
+                      op == BN_OP_QUERY    ? "query failed: "
+                      : op == BN_OP_CANCEL ? "cancel outcome unknown: "
+                                           : "outcome unknown: ",
+                      r->error);
         }
-        sanitize(out->error_msg);
+        ru_sanitize(out->error_msg);
         return;
     }
 
@@ -1447,16 +1356,16 @@ static void classify(const struct rest_resp *r, enum bn_op op, const char *want_
             /* An order endpoint answered 200 with something we cannot read: it may be an
              * order we cannot see. */
             out->outcome = EXCH_UNKNOWN;
-            seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
-                     perr);
-            sanitize(out->error_msg);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
+                      perr);
+            ru_sanitize(out->error_msg);
             return;
         }
         if (want_client_id && strcmp(o.client_id, want_client_id) != 0) {
             out->outcome = EXCH_UNKNOWN;
-            seterr(out->error_msg, sizeof out->error_msg,
-                     "clientOrderId mismatch: sent %.36s, got %.36s", want_client_id, o.client_id);
-            sanitize(out->error_msg);
+            ru_seterr(out->error_msg, sizeof out->error_msg,
+                      "clientOrderId mismatch: sent %.36s, got %.36s", want_client_id, o.client_id);
+            ru_sanitize(out->error_msg);
             return;
         }
         o.http_status = s;
@@ -1466,7 +1375,7 @@ static void classify(const struct rest_resp *r, enum bn_op op, const char *want_
 
     bool has_err = binance_parse_error(r->body, r->body_len, &code, emsg, sizeof emsg) == 0;
     if (has_err) out->error_code = code;
-    http_msg(out->error_msg, sizeof out->error_msg, r, has_err, code, has_err ? emsg : "");
+    ru_http_msg(out->error_msg, sizeof out->error_msg, r, has_err, code, has_err ? emsg : "");
 
     if (s == 429 || s == 418 || s == 403 || (has_err && throttle_code(code))) {
         out->outcome = EXCH_THROTTLED;
@@ -1508,15 +1417,15 @@ static void classify_batch_entry(const json_t *e, size_t i, long http, const cha
         if (ju_get_i64(e, "code", &code) < 0 || code == 0 || code <= INT32_MIN ||
             code >= INT32_MAX || ju_get_str(e, "msg", &msg) < 0) {
             out->outcome = EXCH_UNKNOWN;
-            seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, %s: malformed error object",
-                   http, what);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, %s: malformed error object",
+                      http, what);
             return;
         }
         char m[120];
-        copy_text(m, sizeof m, msg, strlen(msg));
+        ru_copy_text(m, sizeof m, msg, strlen(msg));
         out->error_code = (int)code;
-        seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld: %s: %d %s", http, what, (int)code,
-               m);
+        ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld: %s: %d %s", http, what,
+                  (int)code, m);
         out->outcome = throttle_code((int)code) ? EXCH_THROTTLED
                        : unknown_code((int)code) ? EXCH_UNKNOWN
                                                  : EXCH_REJECTED;
@@ -1525,13 +1434,14 @@ static void classify_batch_entry(const json_t *e, size_t i, long http, const cha
     struct exch_order_result o;
     if (parse_order_obj(e, what, &o, perr, sizeof perr) < 0) {
         out->outcome = EXCH_UNKNOWN;
-        seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable entry: %s", http, perr);
+        ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable entry: %s", http,
+                  perr);
         return;
     }
     if (strcmp(o.client_id, want) != 0) {
         out->outcome = EXCH_UNKNOWN;
-        seterr(out->error_msg, sizeof out->error_msg,
-               "%s: clientOrderId mismatch: sent %.36s, got %.36s", what, want, o.client_id);
+        ru_seterr(out->error_msg, sizeof out->error_msg,
+                  "%s: clientOrderId mismatch: sent %.36s, got %.36s", what, want, o.client_id);
         return;
     }
     o.http_status = http;
@@ -1547,11 +1457,12 @@ void binance_classify_batch(const struct rest_resp *r, const char *const *client
         return;
     }
     char err[sizeof out->error_msg] = "";
-    json_t *j = load(r->body, r->body_len, "batch", err, sizeof err);
+    json_t *j = ru_load_json(r->body, r->body_len, "batch", err, sizeof err);
     if (j && (!json_is_array(j) || json_array_size(j) != n)) {
         if (json_is_array(j))
-            seterr(err, sizeof err, "batch: %zu entries for %zu orders", json_array_size(j), n);
-        else seterr(err, sizeof err, "batch: not a JSON array");
+            ru_seterr(err, sizeof err, "batch: %zu entries for %zu orders", json_array_size(j), n);
+        else
+            ru_seterr(err, sizeof err, "batch: not a JSON array");
         json_decref(j);
         j = NULL;
     }
@@ -1562,8 +1473,8 @@ void binance_classify_batch(const struct rest_resp *r, const char *const *client
         snprintf(out[i].client_id, sizeof out[i].client_id, "%s", client_ids[i]);
         if (!j) {
             /* the answer may list orders we cannot see: they may exist */
-            seterr(out[i].error_msg, sizeof out[i].error_msg, "HTTP %ld, unreadable body: %s", s,
-                   err);
+            ru_seterr(out[i].error_msg, sizeof out[i].error_msg, "HTTP %ld, unreadable body: %s", s,
+                      err);
             continue;
         }
         classify_batch_entry(json_array_get(j, i), i, s, client_ids[i], &out[i]);
@@ -1578,15 +1489,15 @@ bool binance_status_from_resp(const struct rest_resp *r, struct exch_status *st)
     st->http_status = r->http_status;
     if (r->err != 0) {
         st->err = r->err;
-        seterr(st->error_msg, sizeof st->error_msg, "%s", r->error);
-        sanitize(st->error_msg);
+        ru_seterr(st->error_msg, sizeof st->error_msg, "%s", r->error);
+        ru_sanitize(st->error_msg);
         return false;
     }
     long s = r->http_status;
     if (s >= 200 && s < 300) return true;
     bool has_err = binance_parse_error(r->body, r->body_len, &code, emsg, sizeof emsg) == 0;
     if (has_err) st->error_code = code;
-    http_msg(st->error_msg, sizeof st->error_msg, r, has_err, code, has_err ? emsg : "");
+    ru_http_msg(st->error_msg, sizeof st->error_msg, r, has_err, code, has_err ? emsg : "");
     if (s == 429 || s == 418 || s == 403 || (has_err && throttle_code(code))) st->err = -EAGAIN;
     else st->err = -EREMOTEIO;
     return false;
@@ -1691,12 +1602,12 @@ static void on_instruments(struct bn_call *c, const struct rest_resp *r) {
         int rc = binance_parse_instruments(r->body, r->body_len, &v, &n, &skipped, err, sizeof err);
         if (rc < 0) {
             st.err = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
-            seterr(st.error_msg, sizeof st.error_msg, "%s", err);
+            ru_seterr(st.error_msg, sizeof st.error_msg, "%s", err);
         } else if (skipped > 0) {
             /* Usable symbols are still delivered; the message says what was left out. */
             if (n == 0) st.err = -EBADMSG;
-            seterr(st.error_msg, sizeof st.error_msg, "skipped %zu symbol(s); first: %s",
-                     skipped, err);
+            ru_seterr(st.error_msg, sizeof st.error_msg, "skipped %zu symbol(s); first: %s",
+                      skipped, err);
         }
     }
     c->cb.instr(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
@@ -1711,14 +1622,7 @@ static void on_time(struct bn_call *c, const struct rest_resp *r) {
                                       sizeof st.error_msg) < 0) {
             st.err = -EBADMSG;
         } else {
-            /* The server stamped its time between our request leaving (pretransfer) and the
-             * first response byte (ttfb): take the midpoint of that window, which leaves out
-             * connection setup. Without curl timings, the midpoint of the whole call. */
-            int64_t mid_us;
-            if (r->pretransfer_us > 0 && r->ttfb_us >= r->pretransfer_us)
-                mid_us = c->send_wall_us + (r->pretransfer_us + r->ttfb_us) / 2;
-            else mid_us = (c->send_wall_us + wall_us()) / 2;
-            offset = server_ms - mid_us / 1000;
+            offset = ru_time_offset_ms(r, c->send_wall_us, server_ms);
             if (!exch_account_is_closed(c->a)) exch_account_set_time_offset_ms(c->a, offset);
         }
     }
@@ -1754,11 +1658,6 @@ static void on_listen_key(struct bn_call *c, const struct rest_resp *r) {
 }
 
 /* A parser failure into st: -ENOMEM stays, anything else is -EBADMSG; err becomes the message. */
-static void parse_failed(struct exch_status *st, int rc, const char *err) {
-    st->err = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
-    seterr(st->error_msg, sizeof st->error_msg, "%s", err);
-}
-
 static void on_account(struct bn_call *c, const struct rest_resp *r) {
     struct exch_status st;
     struct exch_balance b;
@@ -1766,7 +1665,7 @@ static void on_account(struct bn_call *c, const struct rest_resp *r) {
     if (binance_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = binance_parse_account(r->body, r->body_len, &b, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.bal(c->ud, &st, st.err ? NULL : &b);
 }
@@ -1778,7 +1677,7 @@ static void on_tickers(struct bn_call *c, const struct rest_resp *r) {
     if (binance_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = binance_parse_tickers(r->body, r->body_len, &v, &n, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.tick(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
     free(v);
@@ -1790,7 +1689,7 @@ static void on_pos_mode(struct bn_call *c, const struct rest_resp *r) {
     if (binance_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = binance_parse_position_mode(r->body, r->body_len, &m, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.mode(c->ud, &st, m);
 }
@@ -1801,7 +1700,7 @@ static void on_set_leverage(struct bn_call *c, const struct rest_resp *r) {
     if (binance_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = binance_parse_set_leverage(r->body, r->body_len, c->symbol, &lev, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.setlev(c->ud, &st, c->symbol, st.err ? 0 : lev);
 }
@@ -1845,9 +1744,9 @@ static bool on_cancel(struct bn_call *c, struct exch_account *a, const struct re
             int e = cancel_send_query(a, c);
             if (e == 0) return false;
             res.outcome = EXCH_UNKNOWN;
-            seterr(res.error_msg, sizeof res.error_msg,
-                   "cancel answered %d; the follow-up query could not be sent: %s",
-                   res.error_code, strerror(-e));
+            ru_seterr(res.error_msg, sizeof res.error_msg,
+                      "cancel answered %d; the follow-up query could not be sent: %s",
+                      res.error_code, strerror(-e));
         }
         c->cb.order(c->ud, &res);
         return true;
@@ -1858,7 +1757,7 @@ static bool on_cancel(struct bn_call *c, struct exch_account *a, const struct re
          * (a caller could then place it again): the query's own outcome, UNKNOWN or THROTTLED. */
         char q[sizeof res.error_msg];
         snprintf(q, sizeof q, "%s", res.error_msg);
-        seterr(res.error_msg, sizeof res.error_msg, "cancel: %d; then %s", c->first_code, q);
+        ru_seterr(res.error_msg, sizeof res.error_msg, "cancel: %d; then %s", c->first_code, q);
     }
     c->cb.order(c->ud, &res);
     return true;
@@ -1879,19 +1778,13 @@ static void on_book(struct bn_call *c, const struct rest_resp *r) {
     if (binance_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = binance_parse_book_tickers(r->body, r->body_len, &v, &n, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.book(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
     free(v);
 }
 
 /* ---- fills backfill ---- */
-
-static void send_failed(struct exch_status *st, int rc, const char *what) {
-    memset(st, 0, sizeof *st);
-    st->err = rc;
-    seterr(st->error_msg, sizeof st->error_msg, "%s: cannot send: %s", what, strerror(-rc));
-}
 
 static int fills_send_trades(struct exch_account *a, struct bn_call *c) {
     struct bn_fills *f = c->fl;
@@ -1979,7 +1872,7 @@ static void fills_trades_page(struct bn_call *c, struct exch_account *a, const s
     int rc = binance_parse_user_trades(r->body, r->body_len, f->symbol, &v, &n, err, sizeof err);
     *more = false;
     if (rc < 0) {
-        parse_failed(st, rc, err);
+        ru_parse_failed(st, rc, err);
         return;
     }
     bool by_id = f->last_id >= 0;
@@ -1989,9 +1882,9 @@ static void fills_trades_page(struct bn_call *c, struct exch_account *a, const s
         if (f->nt >= f->max_trades) {
             free(v);
             st->err = -E2BIG;
-            seterr(st->error_msg, sizeof st->error_msg,
-                   "fills: more than %zu trades of %s since %" PRId64, f->max_trades, f->symbol,
-                   f->since_ms);
+            ru_seterr(st->error_msg, sizeof st->error_msg,
+                      "fills: more than %zu trades of %s since %" PRId64, f->max_trades, f->symbol,
+                      f->since_ms);
             return;
         }
         if (f->nt == f->capt) {
@@ -2000,7 +1893,7 @@ static void fills_trades_page(struct bn_call *c, struct exch_account *a, const s
             struct binance_trade *nv = realloc(f->t, nc * sizeof *nv);
             if (!nv) {
                 free(v);
-                parse_failed(st, -ENOMEM, "fills: out of memory");
+                ru_parse_failed(st, -ENOMEM, "fills: out of memory");
                 return;
             }
             f->t = nv;
@@ -2025,13 +1918,14 @@ static void fills_trades_page(struct bn_call *c, struct exch_account *a, const s
     if (!next) return;
     if (++f->pages >= f->max_pages) {
         st->err = -EBADMSG;
-        seterr(st->error_msg, sizeof st->error_msg, "fills: pagination: more than %u pages",
-               f->max_pages);
+        ru_seterr(st->error_msg, sizeof st->error_msg, "fills: pagination: more than %u pages",
+                  f->max_pages);
         return;
     }
     int e = fills_send_trades(a, c);
     if (e == 0) *more = true;
-    else send_failed(st, e, "fills: userTrades");
+    else
+        ru_send_failed(st, e, "fills: userTrades");
 }
 
 /* The quantity order oi filled before its first backfilled trade, from its own trades. */
@@ -2062,7 +1956,7 @@ static bool fills_next_order(struct bn_call *c, struct exch_account *a, struct e
     if (++f->oi < f->no) {
         int e = fills_send_order(a, c);
         if (e == 0) return false;
-        send_failed(st, e, "fills: order");
+        ru_send_failed(st, e, "fills: order");
     }
     return true;
 }
@@ -2084,8 +1978,8 @@ static bool on_fills(struct bn_call *c, struct exch_account *a, const struct res
         } else {
             char m[sizeof st.error_msg];
             snprintf(m, sizeof m, "%s", st.error_msg);
-            seterr(st.error_msg, sizeof st.error_msg, "fills: %s: %s",
-                   c->stage == FL_ORDER ? "order" : "userTrades", m);
+            ru_seterr(st.error_msg, sizeof st.error_msg, "fills: %s: %s",
+                      c->stage == FL_ORDER ? "order" : "userTrades", m);
         }
         goto done;
     }
@@ -2097,28 +1991,29 @@ static bool on_fills(struct bn_call *c, struct exch_account *a, const struct res
         if (st.err || f->nt == 0) goto done;
         int e = fills_orders(f);
         if (e < 0) {
-            parse_failed(&st, e, e == -ENOMEM ? "fills: out of memory"
-                                              : "fills: cumulative quantity overflows");
+            ru_parse_failed(&st, e,
+                            e == -ENOMEM ? "fills: out of memory"
+                                         : "fills: cumulative quantity overflows");
             goto done;
         }
         f->oi = 0;
         e = fills_send_order(a, c);
         if (e == 0) return false;
-        send_failed(&st, e, "fills: order");
+        ru_send_failed(&st, e, "fills: order");
         goto done;
     }
     case FL_ORDER: {
         struct binance_order_info *o = &f->o[f->oi];
         int rc = binance_parse_order_info(r->body, r->body_len, o->order_id, o, err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
             goto done;
         }
         if (o->time_ms < 0 || o->time_ms < f->since_ms) {
             /* created before since_ms: it may have filled before, and o.z counts that */
             int e = fills_send_prior(a, c);
             if (e == 0) return false;
-            send_failed(&st, e, "fills: order trades");
+            ru_send_failed(&st, e, "fills: order trades");
             goto done;
         }
         break;
@@ -2128,7 +2023,7 @@ static bool on_fills(struct bn_call *c, struct exch_account *a, const struct res
         size_t nv = 0;
         int rc = binance_parse_user_trades(r->body, r->body_len, f->symbol, &v, &nv, err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
             goto done;
         }
         fills_prior(f, v, nv);
@@ -2141,13 +2036,13 @@ static bool on_fills(struct bn_call *c, struct exch_account *a, const struct res
 build:
     if (f->nt > 0) {
         if (!(out = calloc(f->nt, sizeof *out))) {
-            parse_failed(&st, -ENOMEM, "fills: out of memory");
+            ru_parse_failed(&st, -ENOMEM, "fills: out of memory");
             goto done;
         }
         n = binance_build_fills(exch_account_name(a), f->t, f->nt, f->o, f->no, out, err,
                                 sizeof err);
         if (n < 0) {
-            parse_failed(&st, n, err);
+            ru_parse_failed(&st, n, err);
             n = 0;
         }
     }
@@ -2266,11 +2161,11 @@ static void risk_deliver(struct bn_call *c, const struct bn_risk_data *d) {
     struct exch_status st = d->st;
     switch (c->kind) {
     case BN_POS:
-        if (!st.err && d->p.pos_rc) parse_failed(&st, d->p.pos_rc, d->p.pos_err);
+        if (!st.err && d->p.pos_rc) ru_parse_failed(&st, d->p.pos_rc, d->p.pos_err);
         c->cb.pos(c->ud, &st, st.err ? NULL : d->p.pos, st.err ? 0 : d->p.n_pos);
         break;
     case BN_LEVERAGES:
-        if (!st.err && d->p.lev_rc) parse_failed(&st, d->p.lev_rc, d->p.lev_err);
+        if (!st.err && d->p.lev_rc) ru_parse_failed(&st, d->p.lev_rc, d->p.lev_err);
         c->cb.levs(c->ud, &st, st.err ? NULL : d->p.lev, st.err ? 0 : d->p.n_lev);
         break;
     case BN_POS_MODE:
@@ -2284,7 +2179,7 @@ static void risk_deliver(struct bn_call *c, const struct bn_risk_data *d) {
             exch_account_unref(a); /* bn_send took its own reference on success */
             if (r == 0) return;    /* on_pos_mode answers */
             a = NULL;
-            send_failed(&st, r, "positionSide/dual");
+            ru_send_failed(&st, r, "positionSide/dual");
         }
         c->cb.mode(c->ud, &st, st.err ? MKT_PM_ONE_WAY : d->p.mode);
         break;
@@ -2378,7 +2273,7 @@ static void on_risk(struct bn_call *c, const struct rest_resp *r) {
     } else {
         memset(&nomem, 0, sizeof nomem);
         nomem.st.err = -ENOMEM;
-        seterr(nomem.st.error_msg, sizeof nomem.st.error_msg, "positionRisk: out of memory");
+        ru_seterr(nomem.st.error_msg, sizeof nomem.st.error_msg, "positionRisk: out of memory");
     }
     /* The entry first, so readers that come back from a callback find the answer. */
     if ((e = risk_entry(c->a, false)) && e->flight == c) {
@@ -2404,7 +2299,7 @@ static void on_resp(void *ud, const struct rest_resp *r) {
     bool done = true;
     if (!exch_account_is_closed(c->a)) {
         struct exch_usage u = {r->used_weight_1m, r->order_count_10s, r->order_count_1m,
-                               wall_us() / 1000};
+                               ru_wall_us() / 1000};
         exch_account_note_usage(c->a, &u);
         /* An order, cancel or leverage change may have changed positions or leverage: no
          * positionRisk answer from before it is handed out after it. */
@@ -2483,7 +2378,7 @@ static int bn_build(void *ud, struct rest_req *out) {
     if (exch_account_is_closed(a)) return -ESHUTDOWN;
     memcpy(c->w.body, c->w.qs, (size_t)len + 1);
     if (c->w.sign) {
-        int64_t ts = wall_us() / 1000 + exch_account_time_offset_ms(a);
+        int64_t ts = ru_wall_us() / 1000 + exch_account_time_offset_ms(a);
         len = binance_sign_params(a, c->w.body, sizeof c->w.body, (size_t)len,
                                   exch_account_recv_window_ms(a), ts);
         if (len < 0) return len;
@@ -2505,7 +2400,7 @@ static int bn_build(void *ud, struct rest_req *out) {
     out->body = out->method != REST_GET ? c->w.body : NULL;
     out->body_len = out->method != REST_GET ? (size_t)len : 0;
     /* on_time measures from here: the transfer starts now, whatever it waited before */
-    c->send_wall_us = wall_us();
+    c->send_wall_us = ru_wall_us();
     return 0;
 }
 
@@ -2537,7 +2432,7 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
     struct exch_rl rl = bn_rl(c);
     if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;
     c->a = exch_account_ref(a);
-    c->send_wall_us = wall_us();
+    c->send_wall_us = ru_wall_us();
     r = rest_pool_send(pool, &req, on_resp, c);
     if (r < 0) {
         explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
@@ -2734,7 +2629,7 @@ int binance_fetch_fills(struct exch_account *a, const char *symbol, int64_t sinc
     f->max_trades = fills_max_trades;
     /* every id page may be full, plus the empty 7-day windows of 6 months, plus slack */
     f->max_pages = (unsigned)(f->max_trades / (size_t)f->page_limit) + 64;
-    f->now_ms = wall_us() / 1000 + exch_account_time_offset_ms(a);
+    f->now_ms = ru_wall_us() / 1000 + exch_account_time_offset_ms(a);
     f->since_ms = since_ms;
     f->last_id = -1;
     f->win_start = since_ms;

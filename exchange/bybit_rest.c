@@ -23,65 +23,11 @@
 #include "client_id.h"
 #include "exch_limits.h"
 #include "json_util.h"
+#include "rest_util.h"
 
 #define URL_BUF 2048
 
 /* ================================================================ small helpers */
-
-static void sanitize(char *s) {
-    for (unsigned char *c = (unsigned char *)s; *c; c++)
-        if (*c < 0x20 || *c > 0x7e) *c = '?';
-}
-
-static void copy_text(char *dst, size_t cap, const char *src, size_t len) {
-    if (!cap) return;
-    if (len >= cap) len = cap - 1;
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-    sanitize(dst);
-}
-
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen,
-                                                         const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    sanitize(err);
-}
-
-static const char *why(int r) {
-    switch (r) {
-    case -ENOENT: return "missing";
-    case -ERANGE: return "out of range";
-    default: return "wrong type";
-    }
-}
-
-static const char *why_dec(int r) {
-    switch (r) {
-    case -ENOENT: return "missing";
-    case -ERANGE: return "out of range";
-    default: return "not a decimal";
-    }
-}
-
-static int64_t wall_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static json_t *load(const char *body, size_t len, const char *what, char *err, size_t errlen) {
-    json_error_t je;
-    if (!body) body = "";
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j)
-        seterr(err, errlen, "%s: invalid JSON: %s (line %d, column %d)", what, je.text, je.line,
-               je.column);
-    return j;
-}
 
 /* Bybit symbols are upper-case letters and digits, dated futures add '-' ("BTCUSDT-26DEC25");
  * we accept [A-Za-z0-9._-]{1,31}: safe unescaped in JSON and in a URL. */
@@ -128,22 +74,22 @@ static json_t *result_of(json_t *j, const char *what, char *err, size_t errlen) 
     int64_t rc;
     int r;
     if (!json_is_object(j)) {
-        seterr(err, errlen, "%s: not a JSON object", what);
+        ru_seterr(err, errlen, "%s: not a JSON object", what);
         return NULL;
     }
     if ((r = ju_get_i64(j, "retCode", &rc)) < 0) {
-        seterr(err, errlen, "%s: retCode: %s", what, why(r));
+        ru_seterr(err, errlen, "%s: retCode: %s", what, ru_why(r));
         return NULL;
     }
     if (rc != 0) {
         const char *m = "";
         (void)ju_get_str(j, "retMsg", &m);
-        seterr(err, errlen, "%s: retCode %" PRId64 ": %.80s", what, rc, m);
+        ru_seterr(err, errlen, "%s: retCode %" PRId64 ": %.80s", what, rc, m);
         return NULL;
     }
     json_t *res = json_object_get(j, "result");
     if (!json_is_object(res)) {
-        seterr(err, errlen, "%s: result: %s", what, res ? "not an object" : "missing");
+        ru_seterr(err, errlen, "%s: result: %s", what, res ? "not an object" : "missing");
         return NULL;
     }
     return res;
@@ -153,7 +99,7 @@ static json_t *result_of(json_t *j, const char *what, char *err, size_t errlen) 
 static json_t *list_of(json_t *res, const char *what, char *err, size_t errlen) {
     json_t *l = json_object_get(res, "list");
     if (!json_is_array(l)) {
-        seterr(err, errlen, "%s: result.list: %s", what, l ? "not an array" : "missing");
+        ru_seterr(err, errlen, "%s: result.list: %s", what, l ? "not an array" : "missing");
         return NULL;
     }
     return l;
@@ -166,17 +112,17 @@ static int get_cursor(const json_t *res, const char *what, char *cursor, size_t 
     const json_t *c = json_object_get(res, "nextPageCursor");
     if (!c || json_is_null(c)) return 0;
     if (!json_is_string(c)) {
-        seterr(err, errlen, "%s: result.nextPageCursor: not a string", what);
+        ru_seterr(err, errlen, "%s: result.nextPageCursor: not a string", what);
         return -EBADMSG;
     }
     if (json_string_length(c) >= cap) {
-        seterr(err, errlen, "%s: result.nextPageCursor: too long", what);
+        ru_seterr(err, errlen, "%s: result.nextPageCursor: too long", what);
         return -EBADMSG;
     }
     const char *s = json_string_value(c);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         if (*p < 0x21 || *p > 0x7e) {
-            seterr(err, errlen, "%s: result.nextPageCursor: unexpected characters", what);
+            ru_seterr(err, errlen, "%s: result.nextPageCursor: unexpected characters", what);
             return -EBADMSG;
         }
     memcpy(cursor, s, json_string_length(c) + 1);
@@ -185,41 +131,8 @@ static int get_cursor(const json_t *res, const char *what, char *cursor, size_t 
 
 /* ================================================================ request building */
 
-static int pct_encode(char *buf, size_t cap, size_t o, const char *s) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        bool plain = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' || *c == '~';
-        size_t need = plain ? 1 : 3;
-        if (o + need >= cap) return -ENOSPC;
-        if (plain) {
-            buf[o++] = (char)*c;
-        } else {
-            buf[o++] = '%';
-            buf[o++] = hex[*c >> 4];
-            buf[o++] = hex[*c & 15];
-        }
-    }
-    return (int)o;
-}
-
 int bybit_qs_add(char *buf, size_t cap, size_t len, const char *key, const char *value) {
-    if (!buf || !key || !value || len >= cap) return -ENOSPC;
-    int o = (int)len;
-    if (len > 0) {
-        if ((size_t)o + 1 >= cap) goto nospace;
-        buf[o++] = '&';
-    }
-    o = pct_encode(buf, cap, (size_t)o, key);
-    if (o < 0 || (size_t)o + 1 >= cap) goto nospace;
-    buf[o++] = '=';
-    o = pct_encode(buf, cap, (size_t)o, value);
-    if (o < 0) goto nospace;
-    buf[o] = '\0';
-    return o;
-nospace:
-    buf[len] = '\0';
-    return -ENOSPC;
+    return ru_qs_add(buf, cap, len, key, value);
 }
 
 /* json -> compact text into buf. Length, -ENOSPC, -ENOMEM. */
@@ -248,15 +161,15 @@ static json_t *order_obj(const struct exch_order_req *req, bool with_category, c
 
     *rc = -EINVAL;
     if (!req) {
-        seterr(err, errlen, "%s: no request", where);
+        ru_seterr(err, errlen, "%s: no request", where);
         return NULL;
     }
     if (!symbol_ok(req->symbol)) {
-        seterr(err, errlen, "%s: symbol: must match [A-Za-z0-9._-]{1,31}", where);
+        ru_seterr(err, errlen, "%s: symbol: must match [A-Za-z0-9._-]{1,31}", where);
         return NULL;
     }
     if (req->side != MKT_BUY && req->side != MKT_SELL) {
-        seterr(err, errlen, "%s: side: %d is neither Buy nor Sell", where, (int)req->side);
+        ru_seterr(err, errlen, "%s: side: %d is neither Buy nor Sell", where, (int)req->side);
         return NULL;
     }
     switch (req->type) {
@@ -264,7 +177,7 @@ static json_t *order_obj(const struct exch_order_req *req, bool with_category, c
     case EXCH_LIMIT_IOC: type = "Limit"; tif = "IOC"; break;
     case EXCH_LIMIT_GTC: type = "Limit"; tif = "GTC"; break;
     default:
-        seterr(err, errlen, "%s: type: unknown value %d", where, (int)req->type);
+        ru_seterr(err, errlen, "%s: type: unknown value %d", where, (int)req->type);
         return NULL;
     }
     switch (req->pos_side) {
@@ -272,27 +185,27 @@ static json_t *order_obj(const struct exch_order_req *req, bool with_category, c
     case MKT_PS_LONG: idx = 1; break;
     case MKT_PS_SHORT: idx = 2; break;
     default:
-        seterr(err, errlen, "%s: position side: unknown value %d", where, (int)req->pos_side);
+        ru_seterr(err, errlen, "%s: position side: unknown value %d", where, (int)req->pos_side);
         return NULL;
     }
     if (idx != 0 && req->reduce_only) {
         /* exchange.h: a hedge leg closes by its side; reduce_only is a one-way notion here. */
-        seterr(err, errlen, "%s: reduceOnly: not allowed with positionIdx %d (hedge mode)", where,
-               idx);
+        ru_seterr(err, errlen, "%s: reduceOnly: not allowed with positionIdx %d (hedge mode)",
+                  where, idx);
         return NULL;
     }
     if (!req->client_id || !client_id_valid(req->client_id)) {
-        seterr(err, errlen, "%s: orderLinkId: must match [A-Za-z0-9_-]{1,36}", where);
+        ru_seterr(err, errlen, "%s: orderLinkId: must match [A-Za-z0-9_-]{1,36}", where);
         return NULL;
     }
     if (!dec_valid(req->qty) || dec_sign(req->qty) <= 0 ||
         dec_format(req->qty, qty, sizeof qty) < 0) {
-        seterr(err, errlen, "%s: qty: must be > 0", where);
+        ru_seterr(err, errlen, "%s: qty: must be > 0", where);
         return NULL;
     }
     if (tif && (!dec_valid(req->price) || dec_sign(req->price) <= 0 ||
                 dec_format(req->price, price, sizeof price) < 0)) {
-        seterr(err, errlen, "%s: price: a limit order needs a price > 0", where);
+        ru_seterr(err, errlen, "%s: price: a limit order needs a price > 0", where);
         return NULL;
     }
     *rc = -ENOMEM;
@@ -313,7 +226,7 @@ static json_t *order_obj(const struct exch_order_req *req, bool with_category, c
     bad |= json_object_set_new(o, "reduceOnly", json_boolean(req->reduce_only));
     if (bad) {
         json_decref(o);
-        seterr(err, errlen, "%s: out of memory", where);
+        ru_seterr(err, errlen, "%s: out of memory", where);
         return NULL;
     }
     *rc = 0;
@@ -338,7 +251,7 @@ int bybit_batch_json(const struct exch_order_req *reqs, size_t n, char *buf, siz
     if (!buf || cap == 0) return -ENOSPC;
     buf[0] = '\0';
     if (!reqs || n == 0 || n > BYBIT_BATCH_MAX) {
-        seterr(err, errlen, "batch: %zu orders (1..%d)", n, BYBIT_BATCH_MAX);
+        ru_seterr(err, errlen, "batch: %zu orders (1..%d)", n, BYBIT_BATCH_MAX);
         return -EINVAL;
     }
     json_t *root = json_object(), *arr = json_array();
@@ -355,7 +268,7 @@ int bybit_batch_json(const struct exch_order_req *reqs, size_t n, char *buf, siz
         for (size_t k = 0; k < i; k++)
             if (reqs[k].client_id && reqs[i].client_id &&
                 strcmp(reqs[k].client_id, reqs[i].client_id) == 0) {
-                seterr(err, errlen, "%s: orderLinkId: same as batch[%zu]", where, k);
+                ru_seterr(err, errlen, "%s: orderLinkId: same as batch[%zu]", where, k);
                 json_decref(root);
                 return -EINVAL;
             }
@@ -445,7 +358,7 @@ int bybit_parse_envelope(const char *body, size_t len, int *ret_code, char *msg,
         c <= INT32_MAX) {
         if (ju_get_str(j, "retMsg", &m) < 0) m = "";
         if (ret_code) *ret_code = (int)c;
-        if (msg) copy_text(msg, msglen, m, strlen(m));
+        if (msg) ru_copy_text(msg, msglen, m, strlen(m));
         rc = 0;
     }
     json_decref(j);
@@ -492,42 +405,42 @@ int bybit_parse_order_obj(const json_t *o, struct exch_order_result *out, char *
     int r;
     memset(&x, 0, sizeof x);
     if (!json_is_object(o)) {
-        seterr(err, errlen, "order: not an object");
+        ru_seterr(err, errlen, "order: not an object");
         return -EBADMSG;
     }
     if ((r = get_id(o, "orderId", x.order_id, sizeof x.order_id, false)) < 0) {
-        seterr(err, errlen, "order: orderId: %s", r == -ERANGE ? "too long" : why(r));
+        ru_seterr(err, errlen, "order: orderId: %s", r == -ERANGE ? "too long" : ru_why(r));
         return -EBADMSG;
     }
     if ((r = get_id(o, "orderLinkId", x.client_id, sizeof x.client_id, true)) < 0) {
-        seterr(err, errlen, "order: orderLinkId: %s", r == -ERANGE ? "too long" : why(r));
+        ru_seterr(err, errlen, "order: orderLinkId: %s", r == -ERANGE ? "too long" : ru_why(r));
         return -EBADMSG;
     }
     if ((r = ju_get_str(o, "orderStatus", &st)) < 0) {
-        seterr(err, errlen, "order: orderStatus: %s", why(r));
+        ru_seterr(err, errlen, "order: orderStatus: %s", ru_why(r));
         return -EBADMSG;
     }
     if (bybit_status_parse(st, &x.status) < 0) {
-        seterr(err, errlen, "order: orderStatus: unknown value \"%.40s\"", st);
+        ru_seterr(err, errlen, "order: orderStatus: unknown value \"%.40s\"", st);
         return -EBADMSG;
     }
     if ((r = get_dec_opt(o, "cumExecQty", &x.executed_qty)) < 0) {
-        seterr(err, errlen, "order: cumExecQty: %s", why_dec(r));
+        ru_seterr(err, errlen, "order: cumExecQty: %s", ru_why_dec(r));
         return -EBADMSG;
     }
     if ((r = get_dec_opt(o, "avgPrice", &x.avg_price)) < 0) {
         if (r != -ENOENT) {
-            seterr(err, errlen, "order: avgPrice: %s", why_dec(r));
+            ru_seterr(err, errlen, "order: avgPrice: %s", ru_why_dec(r));
             return -EBADMSG;
         }
         x.avg_price = DEC_ZERO;
     }
     if ((r = get_ms(o, "updatedTime", &x.update_time_ms)) < 0 && r != -ENOENT) {
-        seterr(err, errlen, "order: updatedTime: %s", why(r));
+        ru_seterr(err, errlen, "order: updatedTime: %s", ru_why(r));
         return -EBADMSG;
     }
     if (dec_sign(x.executed_qty) < 0 || dec_sign(x.avg_price) < 0) {
-        seterr(err, errlen, "order: cumExecQty/avgPrice: negative");
+        ru_seterr(err, errlen, "order: cumExecQty/avgPrice: negative");
         return -EBADMSG;
     }
     x.outcome = EXCH_OK;
@@ -538,21 +451,22 @@ int bybit_parse_order_obj(const json_t *o, struct exch_order_result *out, char *
 int bybit_parse_ack(const char *body, size_t len, const char *want_client_id,
                     struct exch_order_result *out, char *err, size_t errlen) {
     int r, rc = -EBADMSG;
-    json_t *j = load(body, len, "ack", err, errlen), *res;
+    json_t *j = ru_load_json(body, len, "ack", err, errlen), *res;
     if (!j) return -EBADMSG;
     memset(out, 0, sizeof *out);
     if (!(res = result_of(j, "ack", err, errlen))) goto out;
     if ((r = get_id(res, "orderId", out->order_id, sizeof out->order_id, false)) < 0) {
-        seterr(err, errlen, "ack: result.orderId: %s", r == -ERANGE ? "too long" : why(r));
+        ru_seterr(err, errlen, "ack: result.orderId: %s", r == -ERANGE ? "too long" : ru_why(r));
         goto out;
     }
     if ((r = get_id(res, "orderLinkId", out->client_id, sizeof out->client_id, true)) < 0) {
-        seterr(err, errlen, "ack: result.orderLinkId: %s", r == -ERANGE ? "too long" : why(r));
+        ru_seterr(err, errlen, "ack: result.orderLinkId: %s",
+                  r == -ERANGE ? "too long" : ru_why(r));
         goto out;
     }
     if (want_client_id && strcmp(out->client_id, want_client_id) != 0) {
-        seterr(err, errlen, "ack: orderLinkId mismatch: sent %.36s, got %.36s", want_client_id,
-               out->client_id);
+        ru_seterr(err, errlen, "ack: orderLinkId mismatch: sent %.36s, got %.36s", want_client_id,
+                  out->client_id);
         goto out;
     }
     out->outcome = EXCH_OK;
@@ -569,7 +483,7 @@ out:
 int bybit_parse_order_list(const char *body, size_t len, const char *client_id, bool *found,
                            struct exch_order_result *out, char *err, size_t errlen) {
     int rc = -EBADMSG;
-    json_t *j = load(body, len, "order list", err, errlen), *res, *list, *o;
+    json_t *j = ru_load_json(body, len, "order list", err, errlen), *res, *list, *o;
     size_t i;
     *found = false;
     if (!j) return -EBADMSG;
@@ -578,13 +492,13 @@ int bybit_parse_order_list(const char *body, size_t len, const char *client_id, 
     json_array_foreach(list, i, o) {
         const char *link;
         if (!json_is_object(o) || ju_get_str(o, "orderLinkId", &link) < 0) {
-            seterr(err, errlen, "order list: result.list[%zu]: no orderLinkId", i);
+            ru_seterr(err, errlen, "order list: result.list[%zu]: no orderLinkId", i);
             goto out;
         }
         if (!client_id || strcmp(link, client_id) != 0) continue;
         char e[160];
         if (bybit_parse_order_obj(o, out, e, sizeof e) < 0) {
-            seterr(err, errlen, "order list: result.list[%zu]: %s", i, e);
+            ru_seterr(err, errlen, "order list: result.list[%zu]: %s", i, e);
             goto out;
         }
         *found = true;
@@ -593,8 +507,8 @@ int bybit_parse_order_list(const char *body, size_t len, const char *client_id, 
     }
     if (json_array_size(list) > 0) {
         /* We asked by orderLinkId: a list of other orders means the filter was ignored. */
-        seterr(err, errlen, "order list: %zu order(s), none with orderLinkId %.36s",
-               json_array_size(list), client_id ? client_id : "");
+        ru_seterr(err, errlen, "order list: %zu order(s), none with orderLinkId %.36s",
+                  json_array_size(list), client_id ? client_id : "");
         goto out;
     }
     rc = 0;
@@ -612,14 +526,14 @@ static bool unknown_code(int code) {
 int bybit_parse_batch(const char *body, size_t len, const char *const *client_ids, size_t n,
                       struct exch_order_result *out, char *err, size_t errlen) {
     int rc = -EBADMSG;
-    json_t *j = load(body, len, "batch", err, errlen), *res, *list, *ext, *elist;
+    json_t *j = ru_load_json(body, len, "batch", err, errlen), *res, *list, *ext, *elist;
     if (!j) return -EBADMSG;
     if (!(res = result_of(j, "batch", err, errlen))) goto out;
     if (!(list = list_of(res, "batch", err, errlen))) goto out;
     ext = json_object_get(j, "retExtInfo");
     elist = json_is_object(ext) ? json_object_get(ext, "list") : NULL;
     if (!json_is_array(elist)) {
-        seterr(err, errlen, "batch: retExtInfo.list: %s", elist ? "not an array" : "missing");
+        ru_seterr(err, errlen, "batch: retExtInfo.list: %s", elist ? "not an array" : "missing");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -634,15 +548,15 @@ int bybit_parse_batch(const char *body, size_t len, const char *const *client_id
         if (want) snprintf(x->client_id, sizeof x->client_id, "%s", want);
         if (!json_is_object(e) || ju_get_i64(e, "code", &code) < 0 || code < INT32_MIN ||
             code > INT32_MAX) {
-            seterr(x->error_msg, sizeof x->error_msg,
-                   "batch: retExtInfo.list[%zu]: no code (%zu for %zu orders)", i,
-                   json_array_size(elist), n);
+            ru_seterr(x->error_msg, sizeof x->error_msg,
+                      "batch: retExtInfo.list[%zu]: no code (%zu for %zu orders)", i,
+                      json_array_size(elist), n);
             continue;
         }
         (void)ju_get_str(e, "msg", &msg);
         x->error_code = (int)code;
         if (code != 0) {
-            seterr(x->error_msg, sizeof x->error_msg, "%d %.120s", (int)code, msg);
+            ru_seterr(x->error_msg, sizeof x->error_msg, "%d %.120s", (int)code, msg);
             if (throttle_code((int)code)) x->outcome = EXCH_THROTTLED;
             else if (unknown_code((int)code) || code == BYBIT_RC_DUPLICATE_LINK_ID)
                 x->outcome = EXCH_UNKNOWN;
@@ -653,15 +567,15 @@ int bybit_parse_batch(const char *body, size_t len, const char *const *client_id
         if (!json_is_object(o) || get_id(o, "orderId", x->order_id, sizeof x->order_id, false) < 0 ||
             get_id(o, "orderLinkId", got, sizeof got, true) < 0) {
             x->order_id[0] = '\0';
-            seterr(x->error_msg, sizeof x->error_msg,
-                   "batch: result.list[%zu]: no orderId/orderLinkId", i);
+            ru_seterr(x->error_msg, sizeof x->error_msg,
+                      "batch: result.list[%zu]: no orderId/orderLinkId", i);
             continue;
         }
         if (want && strcmp(got, want) != 0) {
             x->order_id[0] = '\0';
-            seterr(x->error_msg, sizeof x->error_msg,
-                   "batch: result.list[%zu]: orderLinkId mismatch: sent %.36s, got %.36s", i,
-                   want, got);
+            ru_seterr(x->error_msg, sizeof x->error_msg,
+                      "batch: result.list[%zu]: orderLinkId mismatch: sent %.36s, got %.36s", i,
+                      want, got);
             continue;
         }
         x->outcome = EXCH_OK;
@@ -684,7 +598,7 @@ static const char *filter_dec(const json_t *f, const char *key, dec_t *out, bool
         *out = DEC_ZERO;
         return NULL;
     }
-    if (r < 0) return why_dec(r);
+    if (r < 0) return ru_why_dec(r);
     if (dec_sign(*out) < 0) return "negative";
     if (positive && dec_sign(*out) == 0) return "must be > 0";
     return NULL;
@@ -697,23 +611,24 @@ static int parse_instrument(const json_t *s, size_t i, struct mkt_instrument *in
     int r;
     memset(in, 0, sizeof *in);
     if (!json_is_object(s)) {
-        seterr(err, errlen, "instruments: list[%zu]: not an object", i);
+        ru_seterr(err, errlen, "instruments: list[%zu]: not an object", i);
         return -EBADMSG;
     }
     if ((r = ju_get_str(s, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "instruments: list[%zu].symbol: %s", i, why(r));
+        ru_seterr(err, errlen, "instruments: list[%zu].symbol: %s", i, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "instruments: list[%zu].symbol: empty, too long or bad characters", i);
+        ru_seterr(err, errlen, "instruments: list[%zu].symbol: empty, too long or bad characters",
+                  i);
         return -EBADMSG;
     }
     snprintf(in->symbol, sizeof in->symbol, "%s", sym);
     lot = json_object_get(s, "lotSizeFilter");
     pf = json_object_get(s, "priceFilter");
     if (!json_is_object(lot) || !json_is_object(pf)) {
-        seterr(err, errlen, "instruments: list[%zu].%s: missing or not an object (symbol %s)", i,
-               !json_is_object(lot) ? "lotSizeFilter" : "priceFilter", in->symbol);
+        ru_seterr(err, errlen, "instruments: list[%zu].%s: missing or not an object (symbol %s)", i,
+                  !json_is_object(lot) ? "lotSizeFilter" : "priceFilter", in->symbol);
         return -EBADMSG;
     }
     fname = "lotSizeFilter";
@@ -732,8 +647,8 @@ static int parse_instrument(const json_t *s, size_t i, struct mkt_instrument *in
     in->mkt_min_qty = DEC_ZERO;
     return 0;
 bad:
-    seterr(err, errlen, "instruments: list[%zu].%s.%s: %s (symbol %s)", i, fname, field, bad,
-           in->symbol);
+    ru_seterr(err, errlen, "instruments: list[%zu].%s.%s: %s (symbol %s)", i, fname, field, bad,
+              in->symbol);
     return -EBADMSG;
 }
 
@@ -751,19 +666,20 @@ int bybit_parse_instruments(const char *body, size_t len, struct mkt_instrument 
     if (skipped) *skipped = 0;
     if (cursor && cursor_cap) cursor[0] = '\0';
     if (err && errlen) err[0] = '\0';
-    if (!(j = load(body, len, "instruments", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "instruments", err, errlen))) return -EBADMSG;
     if (!(res = result_of(j, "instruments", err, errlen))) goto out;
     if (!(list = list_of(res, "instruments", err, errlen))) goto out;
     if (get_cursor(res, "instruments", cursor, cursor_cap, err, errlen) < 0) goto out;
     if (json_array_size(list) > 0 && !(v = calloc(json_array_size(list), sizeof *v))) {
-        seterr(err, errlen, "instruments: out of memory");
+        ru_seterr(err, errlen, "instruments: out of memory");
         rc = -ENOMEM;
         goto out;
     }
     json_array_foreach(list, i, s) {
         char e[200];
         if (parse_instrument(s, i, &v[cnt], e, sizeof e) == 0) cnt++;
-        else if (skip++ == 0) seterr(first, sizeof first, "%s", e);
+        else if (skip++ == 0)
+            ru_seterr(first, sizeof first, "%s", e);
     }
     if (cnt == 0) {
         free(v);
@@ -772,7 +688,7 @@ int bybit_parse_instruments(const char *body, size_t len, struct mkt_instrument 
     *out = v;
     *n = cnt;
     if (skipped) *skipped = skip;
-    seterr(err, errlen, "%s", first);
+    ru_seterr(err, errlen, "%s", first);
     rc = 0;
 out:
     json_decref(j);
@@ -803,31 +719,31 @@ int bybit_parse_position_obj(const json_t *p, struct mkt_position *pos, char *er
     int r;
     memset(pos, 0, sizeof *pos);
     if (!json_is_object(p)) {
-        seterr(err, errlen, "position: not an object");
+        ru_seterr(err, errlen, "position: not an object");
         return -EBADMSG;
     }
     if ((r = ju_get_str(p, "symbol", &sym)) < 0) {
-        seterr(err, errlen, "position: symbol: %s", why(r));
+        ru_seterr(err, errlen, "position: symbol: %s", ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(sym)) {
-        seterr(err, errlen, "position: symbol: empty, too long or bad characters");
+        ru_seterr(err, errlen, "position: symbol: empty, too long or bad characters");
         return -EBADMSG;
     }
     snprintf(pos->symbol, sizeof pos->symbol, "%s", sym);
     if ((r = ju_get_i64(p, "positionIdx", &idx)) < 0 || idx < 0 || idx > 2) {
-        seterr(err, errlen, "position: positionIdx: %s (symbol %s)", r < 0 ? why(r) : "not 0, 1 or 2",
-               pos->symbol);
+        ru_seterr(err, errlen, "position: positionIdx: %s (symbol %s)",
+                  r < 0 ? ru_why(r) : "not 0, 1 or 2", pos->symbol);
         return -EBADMSG;
     }
     pos->pos_side = idx == 0 ? MKT_PS_BOTH : idx == 1 ? MKT_PS_LONG : MKT_PS_SHORT;
     if ((r = ju_get_dec(p, "size", &size)) < 0 || dec_sign(size) < 0) {
-        seterr(err, errlen, "position: size: %s (symbol %s)", r < 0 ? why_dec(r) : "negative",
-               pos->symbol);
+        ru_seterr(err, errlen, "position: size: %s (symbol %s)", r < 0 ? ru_why_dec(r) : "negative",
+                  pos->symbol);
         return -EBADMSG;
     }
     if ((r = ju_get_str(p, "side", &side)) < 0) {
-        seterr(err, errlen, "position: side: %s (symbol %s)", why(r), pos->symbol);
+        ru_seterr(err, errlen, "position: side: %s (symbol %s)", ru_why(r), pos->symbol);
         return -EBADMSG;
     }
     if (strcmp(side, "Buy") == 0) {
@@ -837,8 +753,8 @@ int bybit_parse_position_obj(const json_t *p, struct mkt_position *pos, char *er
     } else if ((strcmp(side, "") == 0 || strcmp(side, "None") == 0) && dec_is_zero(size)) {
         pos->amount = DEC_ZERO;
     } else {
-        seterr(err, errlen, "position: side: \"%.10s\" with size not 0 (symbol %s)", side,
-               pos->symbol);
+        ru_seterr(err, errlen, "position: side: \"%.10s\" with size not 0 (symbol %s)", side,
+                  pos->symbol);
         return -EBADMSG;
     }
     r = get_dec_opt(p, "avgPrice", &pos->entry_price);
@@ -846,12 +762,13 @@ int bybit_parse_position_obj(const json_t *p, struct mkt_position *pos, char *er
     if (r == -ENOENT) {
         pos->entry_price = DEC_ZERO;
     } else if (r < 0 || dec_sign(pos->entry_price) < 0) {
-        seterr(err, errlen, "position: avgPrice: %s (symbol %s)", r < 0 ? why_dec(r) : "negative",
-               pos->symbol);
+        ru_seterr(err, errlen, "position: avgPrice: %s (symbol %s)",
+                  r < 0 ? ru_why_dec(r) : "negative", pos->symbol);
         return -EBADMSG;
     }
     if ((r = get_leverage(p, &pos->leverage)) < 0) {
-        seterr(err, errlen, "position: leverage: not a decimal 0..1000 (symbol %s)", pos->symbol);
+        ru_seterr(err, errlen, "position: leverage: not a decimal 0..1000 (symbol %s)",
+                  pos->symbol);
         return -EBADMSG;
     }
     return 0;
@@ -866,19 +783,19 @@ int bybit_parse_positions(const char *body, size_t len, struct mkt_position **ou
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "positions", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "positions", err, errlen))) return -EBADMSG;
     if (!(res = result_of(j, "positions", err, errlen))) goto out;
     if (!(list = list_of(res, "positions", err, errlen))) goto out;
     if (get_cursor(res, "positions", cursor, cursor_cap, err, errlen) < 0) goto out;
     if (json_array_size(list) > 0 && !(v = calloc(json_array_size(list), sizeof *v))) {
-        seterr(err, errlen, "positions: out of memory");
+        ru_seterr(err, errlen, "positions: out of memory");
         rc = -ENOMEM;
         goto out;
     }
     json_array_foreach(list, i, p) {
         char e[160];
         if (bybit_parse_position_obj(p, &v[i], e, sizeof e) < 0) {
-            seterr(err, errlen, "positions: result.list[%zu]: %s", i, e);
+            ru_seterr(err, errlen, "positions: result.list[%zu]: %s", i, e);
             free(v);
             v = NULL;
             goto out;
@@ -898,7 +815,7 @@ out:
 
 int bybit_parse_server_time(const char *body, size_t len, int64_t *ms, char *err, size_t errlen) {
     int rc = -EBADMSG;
-    json_t *j = load(body, len, "time", err, errlen), *res;
+    json_t *j = ru_load_json(body, len, "time", err, errlen), *res;
     int64_t x = 0;
     if (!j) return -EBADMSG;
     if (!(res = result_of(j, "time", err, errlen))) goto out;
@@ -914,7 +831,7 @@ int bybit_parse_server_time(const char *body, size_t len, int64_t *ms, char *err
         if (ok) {
             *ms = x / 1000000;
             rc = *ms > 0 ? 0 : -EBADMSG;
-            if (rc < 0) seterr(err, errlen, "time: result.timeNano: not positive");
+            if (rc < 0) ru_seterr(err, errlen, "time: result.timeNano: not positive");
             goto out;
         }
     }
@@ -925,7 +842,7 @@ int bybit_parse_server_time(const char *body, size_t len, int64_t *ms, char *err
         *ms = x;
         rc = 0;
     } else {
-        seterr(err, errlen, "time: result.timeNano/timeSecond and time: missing or malformed");
+        ru_seterr(err, errlen, "time: result.timeNano/timeSecond and time: missing or malformed");
     }
 out:
     json_decref(j);
@@ -947,12 +864,12 @@ int bybit_parse_wallet(const char *body, size_t len, struct exch_balance *out, c
     int r, rc = -EBADMSG;
     json_t *j, *res, *list, *acct;
     memset(out, 0, sizeof *out);
-    if (!(j = load(body, len, "wallet", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "wallet", err, errlen))) return -EBADMSG;
     if (!(res = result_of(j, "wallet", err, errlen))) goto out;
     if (!(list = list_of(res, "wallet", err, errlen))) goto out;
     acct = json_array_get(list, 0);
     if (!json_is_object(acct)) {
-        seterr(err, errlen, "wallet: result.list[0]: %s", acct ? "not an object" : "missing");
+        ru_seterr(err, errlen, "wallet: result.list[0]: %s", acct ? "not an object" : "missing");
         goto out;
     }
     for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
@@ -963,7 +880,7 @@ int bybit_parse_wallet(const char *body, size_t len, struct exch_balance *out, c
             continue;
         }
         if (r < 0) {
-            seterr(err, errlen, "wallet: result.list[0].%s: %s", fields[k].key, why_dec(r));
+            ru_seterr(err, errlen, "wallet: result.list[0].%s: %s", fields[k].key, ru_why_dec(r));
             memset(out, 0, sizeof *out);
             goto out;
         }
@@ -987,12 +904,12 @@ static int tickers_walk(const char *body, size_t len, size_t elem, void **out, s
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "tickers", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "tickers", err, errlen))) return -EBADMSG;
     if (!(res = result_of(j, "tickers", err, errlen))) goto out;
     if (!(list = list_of(res, "tickers", err, errlen))) goto out;
     if (ju_get_i64(j, "time", &tms) < 0 || tms < 0) tms = 0;
     if (json_array_size(list) > 0 && !(v = calloc(json_array_size(list), elem))) {
-        seterr(err, errlen, "tickers: out of memory");
+        ru_seterr(err, errlen, "tickers: out of memory");
         rc = -ENOMEM;
         goto out;
     }
@@ -1023,16 +940,16 @@ static int ticker_symbol(const json_t *t, size_t i, char sym[MKT_SYMBOL_MAX], ch
     const char *s;
     int r;
     if (!json_is_object(t)) {
-        seterr(err, errlen, "tickers: result.list[%zu]: not an object", i);
+        ru_seterr(err, errlen, "tickers: result.list[%zu]: not an object", i);
         return -EBADMSG;
     }
     if ((r = ju_get_str(t, "symbol", &s)) < 0) {
-        seterr(err, errlen, "tickers: result.list[%zu].symbol: %s", i, why(r));
+        ru_seterr(err, errlen, "tickers: result.list[%zu].symbol: %s", i, ru_why(r));
         return -EBADMSG;
     }
     if (!symbol_ok(s)) {
-        seterr(err, errlen, "tickers: result.list[%zu].symbol: empty, too long or bad characters",
-               i);
+        ru_seterr(err, errlen,
+                  "tickers: result.list[%zu].symbol: empty, too long or bad characters", i);
         return -EBADMSG;
     }
     snprintf(sym, MKT_SYMBOL_MAX, "%s", s);
@@ -1045,8 +962,8 @@ static int ticker_price(const json_t *t, size_t i, const char *key, const char *
     int r = get_dec_opt(t, key, d);
     if (r == -ENOENT) return 0;
     if (r < 0 || dec_sign(*d) < 0) {
-        seterr(err, errlen, "tickers: result.list[%zu].%s: %s (symbol %s)", i, key,
-               r < 0 ? why_dec(r) : "negative", sym);
+        ru_seterr(err, errlen, "tickers: result.list[%zu].%s: %s (symbol %s)", i, key,
+                  r < 0 ? ru_why_dec(r) : "negative", sym);
         return -EBADMSG;
     }
     return dec_sign(*d) > 0;
@@ -1094,56 +1011,57 @@ int bybit_parse_exec_obj(const json_t *e, const char *where, struct bybit_exec *
     memset(out, 0, sizeof *out);
     if (!where) where = "execution";
     if (!json_is_object(e)) {
-        seterr(err, errlen, "%s: not an object", where);
+        ru_seterr(err, errlen, "%s: not an object", where);
         return -EBADMSG;
     }
     if ((r = ju_get_str(e, "symbol", &sym)) < 0 || !symbol_ok(sym)) {
-        seterr(err, errlen, "%s.symbol: %s", where, r < 0 ? why(r) : "empty, too long or bad characters");
+        ru_seterr(err, errlen, "%s.symbol: %s", where,
+                  r < 0 ? ru_why(r) : "empty, too long or bad characters");
         return -EBADMSG;
     }
     snprintf(f->symbol, sizeof f->symbol, "%s", sym);
     if ((r = ju_get_str(e, "execType", &s)) < 0) {
-        seterr(err, errlen, "%s.execType: %s (symbol %s)", where, why(r), f->symbol);
+        ru_seterr(err, errlen, "%s.execType: %s (symbol %s)", where, ru_why(r), f->symbol);
         return -EBADMSG;
     }
     snprintf(out->exec_type, sizeof out->exec_type, "%s", s);
-    sanitize(out->exec_type);
+    ru_sanitize(out->exec_type);
     out->is_trade = strcmp(s, "Trade") == 0;
     if ((r = get_id(e, "execId", f->trade_id, sizeof f->trade_id, false)) < 0) {
-        seterr(err, errlen, "%s.execId: %s (symbol %s)", where, r == -ERANGE ? "too long" : why(r),
-               f->symbol);
+        ru_seterr(err, errlen, "%s.execId: %s (symbol %s)", where,
+                  r == -ERANGE ? "too long" : ru_why(r), f->symbol);
         return -EBADMSG;
     }
     if (!out->is_trade) return 0; /* funding, ADL, settlement...: not copied */
 
-#define NEED(expr, field, reason)                                                          \
-    do {                                                                                   \
-        if ((r = (expr)) < 0) {                                                            \
-            seterr(err, errlen, "%s.%s: %s (symbol %s)", where, field, reason, f->symbol); \
-            return -EBADMSG;                                                               \
-        }                                                                                  \
+#define NEED(expr, field, reason)                                                                  \
+    do {                                                                                           \
+        if ((r = (expr)) < 0) {                                                                    \
+            ru_seterr(err, errlen, "%s.%s: %s (symbol %s)", where, field, reason, f->symbol);      \
+            return -EBADMSG;                                                                       \
+        }                                                                                          \
     } while (0)
 
     NEED(get_id(e, "orderId", f->order_id, sizeof f->order_id, false), "orderId",
-         r == -ERANGE ? "too long" : why(r));
+         r == -ERANGE ? "too long" : ru_why(r));
     r = ju_get_str(e, "orderLinkId", &s);
     if (r == 0) {
         snprintf(f->order_client_id, sizeof f->order_client_id, "%s", s);
-        sanitize(f->order_client_id);
+        ru_sanitize(f->order_client_id);
     } else if (r != -ENOENT) {
-        NEED(r, "orderLinkId", why(r));
+        NEED(r, "orderLinkId", ru_why(r));
     }
-    NEED(ju_get_str(e, "side", &s), "side", why(r));
+    NEED(ju_get_str(e, "side", &s), "side", ru_why(r));
     if (strcmp(s, "Buy") == 0) f->side = MKT_BUY;
     else if (strcmp(s, "Sell") == 0) f->side = MKT_SELL;
     else NEED(-EINVAL, "side", "neither Buy nor Sell");
-    NEED(ju_get_dec(e, "execQty", &f->qty), "execQty", why_dec(r));
+    NEED(ju_get_dec(e, "execQty", &f->qty), "execQty", ru_why_dec(r));
     if (dec_sign(f->qty) <= 0) NEED(-EINVAL, "execQty", "must be > 0");
-    NEED(ju_get_dec(e, "execPrice", &f->price), "execPrice", why_dec(r));
+    NEED(ju_get_dec(e, "execPrice", &f->price), "execPrice", ru_why_dec(r));
     if (dec_sign(f->price) <= 0) NEED(-EINVAL, "execPrice", "must be > 0");
-    NEED(get_ms(e, "execTime", &f->trade_time_ms), "execTime", why(r));
-    NEED(ju_get_dec(e, "orderQty", &f->orig_qty), "orderQty", why_dec(r));
-    NEED(ju_get_dec(e, "leavesQty", &leaves), "leavesQty", why_dec(r));
+    NEED(get_ms(e, "execTime", &f->trade_time_ms), "execTime", ru_why(r));
+    NEED(ju_get_dec(e, "orderQty", &f->orig_qty), "orderQty", ru_why_dec(r));
+    NEED(ju_get_dec(e, "leavesQty", &leaves), "leavesQty", ru_why_dec(r));
     if (dec_sign(f->orig_qty) < 0 || dec_sign(leaves) < 0)
         NEED(-EINVAL, "orderQty/leavesQty", "negative");
     if (dec_sub(f->orig_qty, leaves, &f->cum_qty) < 0 || dec_sign(f->cum_qty) < 0)
@@ -1152,7 +1070,7 @@ int bybit_parse_exec_obj(const json_t *e, const char *where, struct bybit_exec *
     r = get_dec_opt(e, "closedSize", &out->closed_size);
     if (r == -ENOENT) out->closed_size = DEC_ZERO;
     else if (r < 0 || dec_sign(out->closed_size) < 0)
-        NEED(r < 0 ? r : -EINVAL, "closedSize", r < 0 ? why_dec(r) : "negative");
+        NEED(r < 0 ? r : -EINVAL, "closedSize", r < 0 ? ru_why_dec(r) : "negative");
     f->reduce_only = dec_sign(out->closed_size) > 0 && dec_cmp(out->closed_size, f->qty) >= 0;
     r = ju_get_i64(e, "positionIdx", &idx);
     if (r == 0) {
@@ -1160,7 +1078,7 @@ int bybit_parse_exec_obj(const json_t *e, const char *where, struct bybit_exec *
         out->has_pos_idx = true;
         f->pos_side = idx == 0 ? MKT_PS_BOTH : idx == 1 ? MKT_PS_LONG : MKT_PS_SHORT;
     } else if (r != -ENOENT) {
-        NEED(r, "positionIdx", why(r));
+        NEED(r, "positionIdx", ru_why(r));
     }
     f->trade_seq = 0;
 #undef NEED
@@ -1187,12 +1105,12 @@ int bybit_parse_executions(const char *body, size_t len, struct bybit_exec **out
 
     *out = NULL;
     *n = 0;
-    if (!(j = load(body, len, "executions", err, errlen))) return -EBADMSG;
+    if (!(j = ru_load_json(body, len, "executions", err, errlen))) return -EBADMSG;
     if (!(res = result_of(j, "executions", err, errlen))) goto out;
     if (!(list = list_of(res, "executions", err, errlen))) goto out;
     if (get_cursor(res, "executions", cursor, cursor_cap, err, errlen) < 0) goto out;
     if (json_array_size(list) > 0 && !(v = calloc(json_array_size(list), sizeof *v))) {
-        seterr(err, errlen, "executions: out of memory");
+        ru_seterr(err, errlen, "executions: out of memory");
         rc = -ENOMEM;
         goto out;
     }
@@ -1331,18 +1249,6 @@ static int64_t throttle_wait_ms(const struct rest_resp *r, int64_t now_ms) {
     return 0;
 }
 
-static void http_msg(char *dst, size_t cap, const struct rest_resp *r, bool has_env, int code,
-                     const char *emsg) {
-    if (has_env) {
-        snprintf(dst, cap, "HTTP %ld: %d %s", r->http_status, code, emsg);
-    } else {
-        char snip[64];
-        copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
-        snprintf(dst, cap, "HTTP %ld: %s", r->http_status, snip[0] ? snip : "(empty body)");
-    }
-    sanitize(dst);
-}
-
 void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const char *want_client_id,
                           int64_t now_ms, struct exch_order_result *out) {
     char emsg[sizeof out->error_msg];
@@ -1356,13 +1262,13 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
         if (!r->maybe_sent && op == BYBIT_OP_PLACE) {
             out->outcome = EXCH_REJECTED;
             out->http_status = 0;
-            seterr(out->error_msg, sizeof out->error_msg, "not sent: %s", r->error);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "not sent: %s", r->error);
         } else {
-            seterr(out->error_msg, sizeof out->error_msg, "%s%s",
-                   op == BYBIT_OP_QUERY    ? "query failed: "
-                   : op == BYBIT_OP_CANCEL ? "cancel outcome unknown: "
-                                           : "outcome unknown: ",
-                   r->error);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "%s%s",
+                      op == BYBIT_OP_QUERY    ? "query failed: "
+                      : op == BYBIT_OP_CANCEL ? "cancel outcome unknown: "
+                                              : "outcome unknown: ",
+                      r->error);
         }
         return;
     }
@@ -1372,21 +1278,21 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
     if (has_env) out->error_code = code;
 
     if (s == 429 || s == 403 || (has_env && throttle_code(code))) {
-        http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
+        ru_http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
         out->outcome = EXCH_THROTTLED;
         out->retry_after_ms = throttle_wait_ms(r, now_ms);
         return;
     }
     if (s >= 500 || s == 408 || (has_env && unknown_code(code))) {
-        http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
+        ru_http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
         return; /* UNKNOWN */
     }
     if (s >= 200 && s < 300) {
         if (!has_env) {
             char snip[64];
-            copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
-            seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
-                   snip[0] ? snip : "(empty)");
+            ru_copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
+            ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
+                      snip[0] ? snip : "(empty)");
             return; /* UNKNOWN: it may be an order we cannot see */
         }
         if (code == 0) {
@@ -1399,8 +1305,9 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
                                             sizeof perr);
                 if (pr == 0 && !found) {
                     out->outcome = EXCH_NOT_FOUND;
-                    seterr(out->error_msg, sizeof out->error_msg, "no order with orderLinkId %.36s",
-                           want_client_id ? want_client_id : "");
+                    ru_seterr(out->error_msg, sizeof out->error_msg,
+                              "no order with orderLinkId %.36s",
+                              want_client_id ? want_client_id : "");
                     return;
                 }
             } else {
@@ -1408,8 +1315,8 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
                 if (pr == 0 && op == BYBIT_OP_CANCEL) o.status = EXCH_ST_CANCELED;
             }
             if (pr < 0) {
-                seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
-                       perr);
+                ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable body: %s", s,
+                          perr);
                 return;
             }
             o.http_status = s;
@@ -1417,7 +1324,7 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
             return;
         }
     }
-    http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
+    ru_http_msg(out->error_msg, sizeof out->error_msg, r, has_env, code, emsg);
     if (has_env && code != 0) {
         switch (op) {
         case BYBIT_OP_PLACE:
@@ -1445,7 +1352,7 @@ bool bybit_status_from_resp(const struct rest_resp *r, struct exch_status *st) {
     st->http_status = r->http_status;
     if (r->err != 0) {
         st->err = r->err;
-        seterr(st->error_msg, sizeof st->error_msg, "%s", r->error);
+        ru_seterr(st->error_msg, sizeof st->error_msg, "%s", r->error);
         return false;
     }
     long s = r->http_status;
@@ -1457,13 +1364,13 @@ bool bybit_status_from_resp(const struct rest_resp *r, struct exch_status *st) {
     }
     if (s >= 200 && s < 300 && !has_env) {
         char snip[64];
-        copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
+        ru_copy_text(snip, sizeof snip, r->body ? r->body : "", r->body_len);
         st->err = -EBADMSG;
-        seterr(st->error_msg, sizeof st->error_msg, "HTTP %ld, not a Bybit envelope: %s", s,
-               snip[0] ? snip : "(empty)");
+        ru_seterr(st->error_msg, sizeof st->error_msg, "HTTP %ld, not a Bybit envelope: %s", s,
+                  snip[0] ? snip : "(empty)");
         return false;
     }
-    http_msg(st->error_msg, sizeof st->error_msg, r, has_env, code, emsg);
+    ru_http_msg(st->error_msg, sizeof st->error_msg, r, has_env, code, emsg);
     if (s == 429 || s == 403 || (has_env && throttle_code(code))) st->err = -EAGAIN;
     else st->err = -EREMOTEIO;
     return false;
@@ -1529,7 +1436,7 @@ struct by_call {
     } w;
 };
 
-static int64_t now_ms_wall(void) { return wall_us() / 1000; }
+static int64_t now_ms_wall(void) { return ru_wall_us() / 1000; }
 
 static struct by_call *call_new(struct exch_account *a, enum by_kind kind, void *ud) {
     struct by_call *c = calloc(1, sizeof *c);
@@ -1612,7 +1519,7 @@ static int by_build(void *ud, struct rest_req *out) {
     out->headers = c->w.hdrs;
     out->body = c->w.m != REST_GET ? c->w.payload : NULL;
     out->body_len = c->w.m != REST_GET ? c->w.len : 0;
-    c->send_wall_us = wall_us();
+    c->send_wall_us = ru_wall_us();
     return 0;
 }
 
@@ -1653,19 +1560,8 @@ static int by_send(struct by_call *c, enum rest_method m, const char *path, cons
     };
     struct exch_rl rl = by_rl(c, path, m);
     if ((r = exch_limits_attach(a, &req, &rl)) < 0) return r;
-    c->send_wall_us = wall_us();
+    c->send_wall_us = ru_wall_us();
     return rest_pool_send(pool, &req, on_resp, c);
-}
-
-static void parse_failed(struct exch_status *st, int rc, const char *err) {
-    st->err = rc == -ENOMEM ? -ENOMEM : -EBADMSG;
-    seterr(st->error_msg, sizeof st->error_msg, "%s", err);
-}
-
-static void send_failed(struct exch_status *st, int rc, const char *what) {
-    memset(st, 0, sizeof *st);
-    st->err = rc;
-    seterr(st->error_msg, sizeof st->error_msg, "%s: cannot send: %s", what, strerror(-rc));
 }
 
 /* ---- order chains ---- */
@@ -1690,8 +1586,8 @@ static bool on_query_resp(struct by_call *c, const struct rest_resp *r) {
         memset(&q, 0, sizeof q);
         q.outcome = EXCH_UNKNOWN;
         snprintf(q.client_id, sizeof q.client_id, "%s", c->client_id);
-        seterr(q.error_msg, sizeof q.error_msg, "query failed: order history: cannot send: %s",
-               strerror(-e));
+        ru_seterr(q.error_msg, sizeof q.error_msg, "query failed: order history: cannot send: %s",
+                  strerror(-e));
     }
     if (c->kind == BY_CANCEL) {
         const struct exch_order_result *f = &c->first;
@@ -1746,8 +1642,8 @@ static bool on_batch_resp(struct by_call *c, const struct rest_resp *r) {
                 v[i].outcome = EXCH_UNKNOWN;
                 v[i].http_status = r->http_status;
                 snprintf(v[i].client_id, sizeof v[i].client_id, "%s", ids[i]);
-                seterr(v[i].error_msg, sizeof v[i].error_msg, "HTTP %ld, unreadable body: %s",
-                       r->http_status, err);
+                ru_seterr(v[i].error_msg, sizeof v[i].error_msg, "HTTP %ld, unreadable body: %s",
+                          r->http_status, err);
             }
         }
     } else {
@@ -1769,17 +1665,17 @@ static bool next_page(struct by_call *c, const char *prev_cursor, unsigned max_p
     if (!c->cursor[0]) return true;
     if (strcmp(c->cursor, prev_cursor) == 0) {
         st->err = -EBADMSG;
-        seterr(st->error_msg, sizeof st->error_msg, "pagination: the same cursor twice");
+        ru_seterr(st->error_msg, sizeof st->error_msg, "pagination: the same cursor twice");
         return true;
     }
     if (++c->pages >= max_pages) {
         st->err = -EBADMSG;
-        seterr(st->error_msg, sizeof st->error_msg, "pagination: more than %u pages", max_pages);
+        ru_seterr(st->error_msg, sizeof st->error_msg, "pagination: more than %u pages", max_pages);
         return true;
     }
     int e = send_page(c);
     if (e == 0) return false;
-    send_failed(st, e, "next page");
+    ru_send_failed(st, e, "next page");
     return true;
 }
 
@@ -1841,19 +1737,19 @@ static bool on_instr_resp(struct by_call *c, const struct rest_resp *r) {
         int rc = bybit_parse_instruments(r->body, r->body_len, &v, &n, &skipped, c->cursor,
                                          sizeof c->cursor, err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
         } else {
             if (skipped && c->skipped == 0) snprintf(c->first_skip, sizeof c->first_skip, "%s", err);
             c->skipped += skipped;
-            if (acc_push(c, v, n) < 0) parse_failed(&st, -ENOMEM, "instruments: out of memory");
+            if (acc_push(c, v, n) < 0) ru_parse_failed(&st, -ENOMEM, "instruments: out of memory");
             free(v);
             if (st.err == 0 && !next_page(c, prev, BYBIT_MAX_PAGES, &st)) return false;
         }
     }
     if (st.err == 0 && c->skipped > 0) {
         if (c->acc_n == 0) st.err = -EBADMSG;
-        seterr(st.error_msg, sizeof st.error_msg, "skipped %zu symbol(s); first: %s", c->skipped,
-               c->first_skip);
+        ru_seterr(st.error_msg, sizeof st.error_msg, "skipped %zu symbol(s); first: %s", c->skipped,
+                  c->first_skip);
     }
     c->cb.instr(c->ud, &st, st.err ? NULL : (struct mkt_instrument *)c->acc,
                 st.err ? 0 : c->acc_n);
@@ -1879,9 +1775,9 @@ static bool on_pos_resp(struct by_call *c, const struct rest_resp *r) {
         int rc = bybit_parse_positions(r->body, r->body_len, &v, &n, c->cursor, sizeof c->cursor,
                                        err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
         } else {
-            if (acc_push(c, v, n) < 0) parse_failed(&st, -ENOMEM, "positions: out of memory");
+            if (acc_push(c, v, n) < 0) ru_parse_failed(&st, -ENOMEM, "positions: out of memory");
             free(v);
             if (c->kind == BY_POS_MODE) {
                 /* One page tells the mode; an account without positions: probe a symbol. */
@@ -1891,7 +1787,7 @@ static bool on_pos_resp(struct by_call *c, const struct rest_resp *r) {
                     snprintf(c->symbol, sizeof c->symbol, "%s", BYBIT_MODE_PROBE_SYMBOL);
                     int e = send_page(c);
                     if (e == 0) return false;
-                    send_failed(&st, e, "position mode probe");
+                    ru_send_failed(&st, e, "position mode probe");
                 }
             } else if (st.err == 0 && !next_page(c, prev, BYBIT_MAX_PAGES, &st)) {
                 return false;
@@ -1912,7 +1808,7 @@ static bool on_pos_resp(struct by_call *c, const struct rest_resp *r) {
         size_t w = 0;
         if (st.err == 0 && c->acc_n > 0) {
             lv = calloc(c->acc_n, sizeof *lv);
-            if (!lv) parse_failed(&st, -ENOMEM, "leverage: out of memory");
+            if (!lv) ru_parse_failed(&st, -ENOMEM, "leverage: out of memory");
         }
         for (size_t i = 0; lv && i < c->acc_n; i++) {
             if (all[i].leverage <= 0) continue;
@@ -1999,7 +1895,7 @@ static bool on_fills_resp(struct by_call *c, const struct rest_resp *r) {
         int rc = bybit_parse_positions(r->body, r->body_len, &v, &n, c->cursor, sizeof c->cursor,
                                        err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
             goto done;
         }
         for (size_t i = 0; i < n; i++)
@@ -2012,7 +1908,7 @@ static bool on_fills_resp(struct by_call *c, const struct rest_resp *r) {
         fills_window(c);
         int e = send_page(c);
         if (e == 0) return false;
-        send_failed(&st, e, "execution list");
+        ru_send_failed(&st, e, "execution list");
         goto done;
     }
     {
@@ -2021,7 +1917,7 @@ static bool on_fills_resp(struct by_call *c, const struct rest_resp *r) {
         int rc = bybit_parse_executions(r->body, r->body_len, &x, &n, c->cursor, sizeof c->cursor,
                                         err, sizeof err);
         if (rc < 0) {
-            parse_failed(&st, rc, err);
+            ru_parse_failed(&st, rc, err);
             goto done;
         }
         const char *acct = exch_account_name(c->a);
@@ -2030,7 +1926,8 @@ static bool on_fills_resp(struct by_call *c, const struct rest_resp *r) {
             bybit_exec_apply_mode(&x[i], bybit_modebook_mode(c->mb, x[i].fill.symbol));
             snprintf(x[i].fill.account, sizeof x[i].fill.account, "%s", acct);
             x[i].fill.received_ns = 0;
-            if (acc_push(c, &x[i].fill, 1) < 0) parse_failed(&st, -ENOMEM, "fills: out of memory");
+            if (acc_push(c, &x[i].fill, 1) < 0)
+                ru_parse_failed(&st, -ENOMEM, "fills: out of memory");
         }
         free(x);
         if (st.err) goto done;
@@ -2048,16 +1945,16 @@ static bool on_fills_resp(struct by_call *c, const struct rest_resp *r) {
             fills_window(c);
             if (++c->pages >= FILLS_MAX_PAGES) {
                 st.err = -EBADMSG;
-                seterr(st.error_msg, sizeof st.error_msg, "pagination: more than %u pages",
-                       FILLS_MAX_PAGES);
+                ru_seterr(st.error_msg, sizeof st.error_msg, "pagination: more than %u pages",
+                          FILLS_MAX_PAGES);
                 goto done;
             }
             int e = send_page(c);
             if (e == 0) return false;
-            send_failed(&st, e, "execution list");
+            ru_send_failed(&st, e, "execution list");
             goto done;
         }
-        if (fills_sort(c) < 0) parse_failed(&st, -ENOMEM, "fills: out of memory");
+        if (fills_sort(c) < 0) ru_parse_failed(&st, -ENOMEM, "fills: out of memory");
     }
 done:
     c->cb.fills(c->ud, &st, st.err || !c->acc_n ? NULL : (struct mkt_fill *)c->acc,
@@ -2075,12 +1972,7 @@ static bool on_time_resp(struct by_call *c, const struct rest_resp *r) {
                                     sizeof st.error_msg) < 0) {
             st.err = -EBADMSG;
         } else {
-            /* Midpoint of request sent .. first response byte (see binance_rest.c). */
-            int64_t mid_us;
-            if (r->pretransfer_us > 0 && r->ttfb_us >= r->pretransfer_us)
-                mid_us = c->send_wall_us + (r->pretransfer_us + r->ttfb_us) / 2;
-            else mid_us = (c->send_wall_us + wall_us()) / 2;
-            offset = server_ms - mid_us / 1000;
+            offset = ru_time_offset_ms(r, c->send_wall_us, server_ms);
             if (!exch_account_is_closed(c->a)) exch_account_set_time_offset_ms(c->a, offset);
         }
     }
@@ -2095,7 +1987,7 @@ static bool on_account_resp(struct by_call *c, const struct rest_resp *r) {
     if (bybit_status_from_resp(r, &st)) {
         char err[sizeof st.error_msg];
         int rc = bybit_parse_wallet(r->body, r->body_len, &b, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     c->cb.bal(c->ud, &st, st.err ? NULL : &b);
     return true;
@@ -2112,7 +2004,7 @@ static bool on_tickers_resp(struct by_call *c, const struct rest_resp *r) {
                                            sizeof err)
                      : bybit_parse_book_tickers(r->body, r->body_len,
                                                 (struct exch_book_ticker **)&v, &n, err, sizeof err);
-        if (rc < 0) parse_failed(&st, rc, err);
+        if (rc < 0) ru_parse_failed(&st, rc, err);
     }
     if (c->kind == BY_TICKERS) c->cb.tick(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);
     else c->cb.book(c->ud, &st, st.err ? NULL : v, st.err ? 0 : n);

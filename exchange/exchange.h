@@ -273,4 +273,39 @@ struct exch_stream *exch_stream_open(struct exch_account *a, struct lws_context 
 struct exch_stream *exch_stream_close(struct exch_stream *s);
 enum exch_stream_state exch_stream_state(const struct exch_stream *s);
 
+/* ---- public ticker stream (added by the ticker-stream helper; ticker_stream.h has the details) ----
+ * Best bid / ask and last price of a few symbols, pushed: Binance <symbol>@bookTicker on the
+ * public market route (last = the bid/ask midpoint: bookTicker has no last trade), Bybit
+ * tickers.<symbol> on /v5/public/linear (snapshot + deltas merged). Public data: any account of
+ * the exchange will do, its credentials are not used (only ws_url and the stream ping/silence
+ * settings). Reconnects with jittered backoff and subscribes again. */
+struct exch_ticker_update {
+    char symbol[MKT_SYMBOL_MAX];
+    dec_t last, bid, ask;
+    int64_t time_ms; /* the exchange's event time (0 if absent) */
+};
+
+struct exch_ticker_stream_cbs {
+    /* Every update of a symbol once its last, bid and ask are all known (the full state). */
+    void (*on_ticker)(void *ud, const struct exch_ticker_update *t);
+    /* May be NULL. CONNECTING / UP / DOWN with a short reason, as exch_stream_cbs.on_state. */
+    void (*on_state)(void *ud, enum exch_stream_state st, const char *reason);
+    void *ud;
+    /* Optional: a frame that could not be parsed, what and why (the stream carries on). */
+    void (*on_bad_frame)(void *ud, const char *why, const char *frame, size_t len);
+};
+
+struct exch_ticker_stream;
+
+/* symbols: 1..100 exchange symbols ("BTCUSDT"), copied. Starts connecting at once on ctx (an lws
+ * context on the account's loop). NULL + errno: EINVAL (bad symbol, n, cbs without on_ticker),
+ * ENOTSUP, ENOMEM. The account must outlive the stream. */
+struct exch_ticker_stream *exch_ticker_stream_open(struct exch_account *a, struct lws_context *ctx,
+                                                   const char *const *symbols, size_t n,
+                                                   const struct exch_ticker_stream_cbs *cbs);
+/* No callback runs after it returns; not from inside the stream's own callbacks. Takes NULL,
+ * returns NULL. */
+struct exch_ticker_stream *exch_ticker_stream_close(struct exch_ticker_stream *s);
+enum exch_stream_state exch_ticker_stream_state(const struct exch_ticker_stream *s);
+
 #endif

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "sim_bn_fmt.h"
 #include "sim_by.h"
+#include "sim_market.h"
 
 int64_t sim_now_ms(void)
 {
@@ -417,6 +418,11 @@ struct sim *sim_new(uv_loop_t *loop, const struct scfg *cfg, char *err, size_t e
     s->by = sim_by_new(s, err, errlen);
     if (!s->by)
         goto fail;
+    s->mkt = smkt_new(loop, s->book);
+    if (!s->mkt) {
+        snprintf(err, errlen, "cannot create the market-stream websocket context");
+        goto fail;
+    }
     if (uv_timer_init(loop, &s->tick) < 0) {
         snprintf(err, errlen, "uv_timer_init failed");
         goto fail;
@@ -440,12 +446,19 @@ static void adopt_ws(void *ud, int fd, const char *bytes, size_t len)
         sim_by_adopt(s->by, fd, bytes, len);
         return;
     }
+    if (smkt_owns_bytes(bytes, len)) {
+        if (smkt_adopt(s->mkt, fd, bytes, len) < 0)
+            log_warn("sim", "market websocket hand-over to lws failed, connection dropped");
+        return;
+    }
     if (sws_adopt(s->ws, fd, bytes, len) < 0)
         log_warn("sim", "websocket hand-over to lws failed, connection dropped");
 }
 
 static bool rest_upgrade(void *ud, const struct shttp_req *req, struct shttp_resp *resp)
 {
+    if (smkt_owns_path(req->path, req->path_len))
+        return smkt_upgrade(((struct sim *)ud)->mkt, req, resp);
     return sim_by_owns(req) ? sim_by_upgrade(ud, req, resp) : sim_bn_upgrade(ud, req, resp);
 }
 
@@ -476,6 +489,7 @@ void sim_stop(struct sim *s)
         return;
     sws_destroy_begin(s->ws);
     sim_by_stop(s->by);
+    smkt_destroy_begin(s->mkt);
     shttp_close(s->rest);
     s->rest = NULL;
     shttp_close(s->admin);
@@ -492,6 +506,7 @@ struct sim *sim_free(struct sim *s)
         return NULL;
     s->ws = sws_destroy_finish(s->ws);
     s->by = sim_by_free(s->by);
+    s->mkt = smkt_destroy_finish(s->mkt);
     HASH_CLEAR(hh, s->by_key);
     for (size_t i = 0; i < s->naccts; i++) {
         sevlog_free(s->accts[i].log);

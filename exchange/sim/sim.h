@@ -22,6 +22,7 @@
 #define SIM_LISTEN_KEY_LEN 64
 
 struct sim_by;
+struct smkt;
 
 struct sim_acct {
     struct sbook_account *ba;
@@ -51,6 +52,7 @@ struct sim {
     struct slim *limits;         /* rate limits (sim_limits.h) */
     struct sim_held *held;       /* fault decisions of requests held for later (latency) */
     struct sim_by *by;           /* Bybit v5 front end (sim_by.h) */
+    struct smkt *mkt;            /* Binance market streams (sim_market.h) */
 };
 
 /* Builds the book and accounts from cfg (which must outlive the sim) and the websocket context.

@@ -41,6 +41,9 @@
 #include "exchange_internal.h"
 #include "rest_pool.h"
 
+#include "loop_wait.h"
+#include "sim_proc.h"
+
 #define LKEY "leaderKEY0001"
 #define LSECRET "leaderSECRET0000000000000000000001"
 #define FKEY "followerKEY0001"
@@ -50,11 +53,7 @@
 
 /* ======================================================================= simulator process */
 
-static struct {
-    pid_t pid;
-    int port, admin_port;
-    char cfg_path[PATH_MAX];
-} SIM;
+static struct sim_proc SIM;
 
 static const char SIM_CONFIG[] =
     "{\"accounts\":["
@@ -69,107 +68,21 @@ static const char SIM_CONFIG[] =
     "{\"symbol\":\"ETHUSDT\",\"price\":\"3000\",\"step_size\":\"0.01\",\"tick_size\":\"0.01\","
     "\"min_notional\":\"5\"}]}";
 
-static void sim_binary(char *out, size_t cap) {
-    const char *env = getenv("CT_EXSIM");
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) fail_msg("cannot find myself; set CT_EXSIM");
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = '\0';
-    /* <build>/tests/test_binance_adapter_more -> <build>/exchange/sim/copytrader-exsim */
-    if (snprintf(out, cap, "%s/../exchange/sim/copytrader-exsim", self) >= (int)cap)
-        fail_msg("the simulator's path is too long; set CT_EXSIM");
-}
-
 static int sim_start(void **state) {
     (void)state;
-    char bin[PATH_MAX];
-    int out[2];
-    sim_binary(bin, sizeof bin);
-    if (access(bin, X_OK) != 0)
-        fail_msg("simulator %s not found (build copytrader-exsim or set CT_EXSIM)", bin);
-    const char *tmp = getenv("CT_TEST_TMP");
-    snprintf(SIM.cfg_path, sizeof SIM.cfg_path, "%s/binance-adapter-more-sim-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(SIM.cfg_path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, SIM_CONFIG, strlen(SIM_CONFIG)), (ssize_t)strlen(SIM_CONFIG));
-    close(fd);
-    assert_int_equal(pipe(out), 0);
-    SIM.pid = fork();
-    assert_true(SIM.pid >= 0);
-    if (SIM.pid == 0) {
-        /* a test that aborts (a failed assertion under ASan) must not leave the simulator */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        execl(bin, bin, "--config", SIM.cfg_path, "--log-level", "error", (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[256];
-    size_t len = 0;
-    struct pollfd p = {.fd = out[0], .events = POLLIN};
-    while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
-        if (poll(&p, 1, 10000) <= 0) fail_msg("simulator did not say READY within 10 s");
-        ssize_t n = read(out[0], line + len, sizeof line - 1 - len);
-        if (n <= 0) fail_msg("simulator exited before READY");
-        len += (size_t)n;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    if (sscanf(line, "READY rest=127.0.0.1:%d admin=127.0.0.1:%d", &SIM.port, &SIM.admin_port) != 2)
-        fail_msg("unexpected simulator line: %s", line);
+    sim_proc_start(&SIM, "binance-adapter-more", SIM_CONFIG, NULL);
     return 0;
 }
 
 static int sim_stop(void **state) {
     (void)state;
-    if (SIM.pid > 0) {
-        int st = 0;
-        kill(SIM.pid, SIGTERM);
-        waitpid(SIM.pid, &st, 0);
-        SIM.pid = 0;
-    }
-    unlink(SIM.cfg_path);
+    sim_proc_stop(&SIM);
     return 0;
 }
 
 /* Blocking admin call (the simulator is another process): status code, body into out. */
-static size_t admin_write(char *p, size_t sz, size_t n, void *ud) {
-    char *o = ud;
-    size_t have = strlen(o), add = sz * n;
-    if (have + add >= 65536) add = 65535 - have;
-    memcpy(o + have, p, add);
-    o[have + add] = '\0';
-    return sz * n;
-}
-
 static long admin(const char *method, const char *path, const char *body, char *out) {
-    static char sink[65536];
-    char url[256];
-    long code = 0;
-    if (!out) out = sink;
-    out[0] = '\0';
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", SIM.admin_port, path);
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, admin_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    if (curl_easy_perform(c) != CURLE_OK) fail_msg("admin %s %s failed", method, path);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
-    return code;
+    return sim_proc_admin(&SIM, method, path, body, out);
 }
 
 /* ======================================================================= loop environment */
@@ -181,28 +94,12 @@ static struct {
     struct exch_account *leader, *follower;
 } E;
 
-static int64_t now_ms(void) {
-    uv_update_time(&E.loop);
-    return (int64_t)uv_now(&E.loop);
-}
 
 static void tick_cb(uv_timer_t *t) { (void)t; }
 
-#define RUN_UNTIL(cond, ms)                                                                        \
-    do {                                                                                           \
-        int64_t end_ = now_ms() + (ms);                                                            \
-        while (!(cond)) {                                                                          \
-            if (now_ms() > end_)                                                                   \
-                fail_msg("%s:%d: timed out after %d ms waiting for %s", __FILE__, __LINE__,        \
-                         (int)(ms), #cond);                                                        \
-            uv_run(&E.loop, UV_RUN_ONCE);                                                          \
-        }                                                                                          \
-    } while (0)
+#define RUN_UNTIL(cond, ms) LW_RUN_UNTIL(&E.loop, cond, ms)
 
-static void run_for(int ms) {
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end) uv_run(&E.loop, UV_RUN_ONCE);
-}
+static void run_for(int ms) { lw_run_for(&E.loop, ms); }
 
 static struct exch_account *account(const char *name, const char *key, const char *secret) {
     char rest[64], ws[96];

@@ -47,6 +47,9 @@
 #include "exchange_internal.h"
 #include "rest_pool.h"
 
+#include "loop_wait.h"
+#include "sim_proc.h"
+
 #define N_ACCTS 50
 #define MAX_WEIGHT_PER_ACCT 21
 #define N_SYMS 3 /* BTCUSDT, ETHUSDT, SOLUSDT */
@@ -60,27 +63,7 @@ static void acct_secret(int i, char *b, size_t cap) {
 
 /* ======================================================================= simulator process */
 
-static struct {
-    pid_t pid;
-    int port, admin_port;
-    char cfg_path[PATH_MAX];
-} SIM;
-
-static void sim_binary(char *out, size_t cap) {
-    const char *env = getenv("CT_EXSIM");
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) fail_msg("cannot find myself; set CT_EXSIM");
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = '\0';
-    if (snprintf(out, cap, "%s/../exchange/sim/copytrader-exsim", self) >= (int)cap)
-        fail_msg("the simulator's path is too long; set CT_EXSIM");
-}
+static struct sim_proc SIM;
 
 static char *sim_config(void) {
     static char cfg[32768];
@@ -109,56 +92,13 @@ static char *sim_config(void) {
 
 static int sim_start(void **state) {
     (void)state;
-    char bin[PATH_MAX];
-    int out[2];
-    sim_binary(bin, sizeof bin);
-    if (access(bin, X_OK) != 0)
-        fail_msg("simulator %s not found (build copytrader-exsim or set CT_EXSIM)", bin);
-    const char *tmp = getenv("CT_TEST_TMP");
-    snprintf(SIM.cfg_path, sizeof SIM.cfg_path, "%s/binance-startup-cost-sim-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(SIM.cfg_path);
-    assert_true(fd >= 0);
-    const char *cfg = sim_config();
-    assert_int_equal(write(fd, cfg, strlen(cfg)), (ssize_t)strlen(cfg));
-    close(fd);
-    assert_int_equal(pipe(out), 0);
-    SIM.pid = fork();
-    assert_true(SIM.pid >= 0);
-    if (SIM.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        execl(bin, bin, "--config", SIM.cfg_path, "--log-level", "error", (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[256];
-    size_t len = 0;
-    struct pollfd p = {.fd = out[0], .events = POLLIN};
-    while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
-        if (poll(&p, 1, 10000) <= 0) fail_msg("simulator did not say READY within 10 s");
-        ssize_t n = read(out[0], line + len, sizeof line - 1 - len);
-        if (n <= 0) fail_msg("simulator exited before READY");
-        len += (size_t)n;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    if (sscanf(line, "READY rest=127.0.0.1:%d admin=127.0.0.1:%d", &SIM.port, &SIM.admin_port) != 2)
-        fail_msg("unexpected simulator line: %s", line);
+    sim_proc_start(&SIM, "binance-startup-cost", sim_config(), NULL);
     return 0;
 }
 
 static int sim_stop(void **state) {
     (void)state;
-    if (SIM.pid > 0) {
-        int st = 0;
-        kill(SIM.pid, SIGTERM);
-        waitpid(SIM.pid, &st, 0);
-        SIM.pid = 0;
-    }
-    unlink(SIM.cfg_path);
+    sim_proc_stop(&SIM);
     return 0;
 }
 
@@ -271,23 +211,10 @@ static struct {
     struct exch_account *acct[N_ACCTS];
 } E;
 
-static int64_t now_ms(void) {
-    uv_update_time(&E.loop);
-    return (int64_t)uv_now(&E.loop);
-}
 
 static void tick_cb(uv_timer_t *t) { (void)t; }
 
-#define RUN_UNTIL(cond, ms)                                                                        \
-    do {                                                                                           \
-        int64_t end_ = now_ms() + (ms);                                                            \
-        while (!(cond)) {                                                                          \
-            if (now_ms() > end_)                                                                   \
-                fail_msg("%s:%d: timed out after %d ms waiting for %s", __FILE__, __LINE__,        \
-                         (int)(ms), #cond);                                                        \
-            uv_run(&E.loop, UV_RUN_ONCE);                                                          \
-        }                                                                                          \
-    } while (0)
+#define RUN_UNTIL(cond, ms) LW_RUN_UNTIL(&E.loop, cond, ms)
 
 static struct exch_account *account_at(const char *rest_url, int i) {
     char name[32], key[64], sec[64];

@@ -183,6 +183,10 @@ def main():
                  lambda: psql(pg, "select count(*) from follower_orders where status in ('intent','sent')")
                  == [["0"]] and psql(pg, "select count(*) from follower_orders")
                  == [[str(want_total + want_skips)]])
+        # Once the leader traded, the followers' endpoint gets a live ticker stream for those
+        # symbols (the slippage guard's price; the REST refresh stays the fallback).
+        wait_for("a ticker stream for the traded symbols",
+                 lambda: "ticker stream up" in open(daemon.p.log_path).read(), timeout=20)
 
         # 1. Exactly the expected orders, in order per (follower, symbol): orders for one follower on
         # different symbols go out in parallel, so only their order within a symbol is defined.

@@ -18,6 +18,8 @@
 #include "journal.h"
 #include "sql_migrations.h"
 
+#include "pg_test.h"
+
 #define DEADLINE_MS 20000
 
 static const char *g_admin; /* CT_TEST_PG */
@@ -28,89 +30,17 @@ static PGconn *g_aux[2];    /* a test's extra connections (lock holders...), clo
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *connect_or_fail(const char *ci)
-{
-    PGconn *c = PQconnectdb(ci);
-    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", ci, PQerrorMessage(c));
-    PQsetNoticeProcessor(c, ignore_notice, NULL);
-    return c;
-}
-
-static void exec_on(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-/* The first cell of a query on connection c, or NULL for SQL NULL / no row. The returned string
- * lives in a small ring of static buffers. */
-static const char *q1_on(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *q1_on(PGconn *c, const char *fmt, ...)
-{
-    static char ring[16][512];
-    static unsigned k;
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    const char *out = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
-        char *buf = ring[k++ % 16];
-        snprintf(buf, sizeof ring[0], "%s", PQgetvalue(r, 0, 0));
-        out = buf;
-    }
-    PQclear(r);
-    return out;
-}
-#define q1(...) q1_on(g_pg, __VA_ARGS__)
+#define q1(...) pgt_q1(g_pg, __VA_ARGS__)
 
 /* Creates a fresh database and writes its conninfo (CT_TEST_PG with dbname= replaced: in a
  * conninfo string the last value of a keyword wins). */
 static void create_db(const char *name, char *ci, size_t cilen)
 {
-    PGconn *a = connect_or_fail(g_admin);
-    char sql[256];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
-    exec_on(a, sql);
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    exec_on(a, sql);
-    PQfinish(a);
-    snprintf(ci, cilen, "%s dbname=%s", g_admin, name);
+    if (pgt_create_db(g_admin, name, ci, cilen) < 0) fail_msg("cannot create database %s", name);
 }
 
 /* Runs the loop until cond(arg) holds or ms pass; a tick timer (when tick_ms) wakes the loop for
  * conditions that change outside it (another connection). Returns cond(arg). */
-static void on_deadline_flag(uv_timer_t *t) { *(bool *)t->data = true; }
-static void on_tick(uv_timer_t *t) { (void)t; }
-
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, unsigned ms,
-                      unsigned tick_ms)
-{
-    bool expired = false;
-    uv_timer_t dl, tick;
-    uv_timer_init(loop, &dl);
-    uv_timer_init(loop, &tick);
-    dl.data = &expired;
-    uv_timer_start(&dl, on_deadline_flag, ms, 0);
-    if (tick_ms) uv_timer_start(&tick, on_tick, tick_ms, tick_ms);
-    while (!cond(arg) && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&dl, NULL);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT); /* finishes the two closes */
-    return cond(arg);
-}
 
 /* A loop with a journal, counting connection state changes. */
 struct fx {
@@ -145,7 +75,7 @@ static void fx_open(struct fx *f, const char *ci, const struct journal_opts *o, 
     assert_non_null(f->j);
     assert_false(journal_connected(f->j)); /* nothing happens before the loop runs */
     assert_int_equal(f->ups + f->downs, 0);
-    if (wait_up && !run_until(&f->loop, cond_connected, f, DEADLINE_MS, 0))
+    if (wait_up && !pgt_run_until(&f->loop, cond_connected, f, DEADLINE_MS, 0))
         fail_msg("journal did not connect: %s", f->lasterr);
 }
 
@@ -213,7 +143,7 @@ static void flush_and_wait(struct fx *f, struct flushres *fr)
 {
     assert_int_equal(journal_flush(f->j, flush_cb, fr), 0);
     assert_false(fr->done); /* never called from inside journal_flush */
-    assert_true(run_until(&f->loop, cond_flush_done, fr, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f->loop, cond_flush_done, fr, DEADLINE_MS, 0));
 }
 
 /* Ids as text (as the journal takes them); a ring of buffers keeps each fill's strings alive for
@@ -247,7 +177,7 @@ static void write_and_wait(struct fx *f, const struct journal_fill *fill,
     memset(res, 0, sizeof *res);
     assert_int_equal(journal_write_fill(f->j, fill, in, n, fill_cb, res), 0);
     assert_false(res->done);
-    assert_true(run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
 }
 
 static const struct journal_account base_accounts[] = {
@@ -275,7 +205,7 @@ static int group_setup(void **state)
         fprintf(stderr, "journal_sync_config: %s\n", err);
         return -1;
     }
-    g_pg = connect_or_fail(g_ci);
+    g_pg = pgt_connect(g_ci);
     return 0;
 }
 
@@ -311,24 +241,24 @@ static void test_migrate(void **state)
     assert_int_equal(n, (int)sql_migrations_count);
     assert_int_equal(journal_migrate(ci, err, sizeof err), 0); /* idempotent */
 
-    PGconn *c = connect_or_fail(ci);
+    PGconn *c = pgt_connect(ci);
     char buf[32];
     snprintf(buf, sizeof buf, "%u", sql_migrations_count);
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations"), buf);
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations WHERE applied_at IS NULL"),
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM schema_migrations"), buf);
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM schema_migrations WHERE applied_at IS NULL"),
                         "0");
     for (unsigned i = 0; i < sql_migrations_count; i++) {
-        const char *name = q1_on(c, "SELECT name FROM schema_migrations WHERE version = %d",
+        const char *name = pgt_q1(c, "SELECT name FROM schema_migrations WHERE version = %d",
                                  sql_migrations[i].version);
         assert_non_null(name);
         assert_string_equal(name, sql_migrations[i].name);
     }
-    assert_string_equal(q1_on(c, "SELECT min(version) FROM schema_migrations"), "1");
+    assert_string_equal(pgt_q1(c, "SELECT min(version) FROM schema_migrations"), "1");
     for (const char *t = "accounts\0copy_rules\0leader_fills\0follower_orders\0"; *t;
          t += strlen(t) + 1)
-        assert_non_null(q1_on(c, "SELECT to_regclass('%s')::text", t));
+        assert_non_null(pgt_q1(c, "SELECT to_regclass('%s')::text", t));
     /* The migration's own rows are there once, not twice. */
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM pg_proc WHERE proname = "
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM pg_proc WHERE proname = "
                                  "'follower_order_status_rank'"), "1");
     PQfinish(c);
 
@@ -349,14 +279,14 @@ static void test_migrate_error_names_migration(void **state)
     char ci[1024], err[512] = "";
     create_db("jnl_migrate_err", ci, sizeof ci);
     /* A table already in the way: 001 fails, rolls back, and the error names it. */
-    PGconn *c = connect_or_fail(ci);
-    exec_on(c, "CREATE TABLE accounts (x int)");
+    PGconn *c = pgt_connect(ci);
+    pgt_exec(c, "CREATE TABLE accounts (x int)");
     int n = journal_migrate(ci, err, sizeof err);
     assert_int_equal(n, -EIO);
     assert_non_null(strstr(err, sql_migrations[0].name));
     assert_non_null(strstr(err, "already exists"));
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM schema_migrations"), "0");
-    assert_null(q1_on(c, "SELECT to_regclass('copy_rules')::text")); /* rolled back */
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM schema_migrations"), "0");
+    assert_null(pgt_q1(c, "SELECT to_regclass('copy_rules')::text")); /* rolled back */
     PQfinish(c);
 }
 
@@ -366,7 +296,7 @@ static void test_sync_config(void **state)
     char ci[1024], err[512];
     create_db("jnl_sync", ci, sizeof ci);
     assert_true(journal_migrate(ci, err, sizeof err) >= 1);
-    PGconn *c = connect_or_fail(ci);
+    PGconn *c = pgt_connect(ci);
 
     struct journal_account accts[] = {
         {"L1", "binance-usdm"}, {"F1", "sim"}, {"F2", "sim"}, {"F3", "sim"}};
@@ -377,19 +307,19 @@ static void test_sync_config(void **state)
         {"rold", "L1", "F1", "multiplier", "{}", true},
     };
     if (journal_sync_config(ci, accts, 4, rules, 4, err, sizeof err) != 0) fail_msg("%s", err);
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM accounts"), "4");
-    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "paused");
-    assert_string_equal(q1_on(c, "SELECT params->>'multiplier' FROM copy_rules WHERE id = 'ra'"),
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM accounts"), "4");
+    assert_string_equal(pgt_q1(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "paused");
+    assert_string_equal(pgt_q1(c, "SELECT params->>'multiplier' FROM copy_rules WHERE id = 'ra'"),
                         "0.5");
-    assert_string_equal(q1_on(c, "SELECT params::text FROM copy_rules WHERE id = 'rb'"), "{}");
-    assert_string_equal(q1_on(c, "SELECT leader || '>' || follower || ':' || sizing FROM copy_rules "
+    assert_string_equal(pgt_q1(c, "SELECT params::text FROM copy_rules WHERE id = 'rb'"), "{}");
+    assert_string_equal(pgt_q1(c, "SELECT leader || '>' || follower || ':' || sizing FROM copy_rules "
                                  "WHERE id = 'rc'"), "L1>F3:multiplier");
 
     /* A loss stop put rc in close_only; an unchanged rule keeps its updated_at. */
-    exec_on(c, "UPDATE copy_rules SET status = 'close_only' WHERE id = 'rc'");
-    const char *ra_updated = q1_on(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'");
+    pgt_exec(c, "UPDATE copy_rules SET status = 'close_only' WHERE id = 'rc'");
+    const char *ra_updated = pgt_q1(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'");
     char ra_before[64];
     snprintf(ra_before, sizeof ra_before, "%s", ra_updated);
 
@@ -397,18 +327,18 @@ static void test_sync_config(void **state)
     accts[1].exchange = "bybit-linear";
     rules[1].enabled = true;
     if (journal_sync_config(ci, accts, 4, rules, 3, err, sizeof err) != 0) fail_msg("%s", err);
-    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'F1'"), "bybit-linear");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rold'"), "removed");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "active");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "close_only");
-    assert_string_equal(q1_on(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'"),
+    assert_string_equal(pgt_q1(c, "SELECT exchange FROM accounts WHERE name = 'F1'"), "bybit-linear");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'rold'"), "removed");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'rb'"), "active");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "close_only");
+    assert_string_equal(pgt_q1(c, "SELECT updated_at::text FROM copy_rules WHERE id = 'ra'"),
                         ra_before);
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM copy_rules"), "4");
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM copy_rules"), "4");
     /* Disabling pauses even a close_only rule; the partial index sees only active rules. */
     rules[2].enabled = false;
     if (journal_sync_config(ci, accts, 4, rules, 3, err, sizeof err) != 0) fail_msg("%s", err);
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "paused");
-    assert_non_null(q1_on(c, "SELECT indexdef FROM pg_indexes WHERE indexname = "
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'rc'"), "paused");
+    assert_non_null(pgt_q1(c, "SELECT indexdef FROM pg_indexes WHERE indexname = "
                              "'copy_rules_active_by_leader' AND indexdef LIKE '%%WHERE%%active%%'"));
 
     /* Errors name the rule and roll everything back. */
@@ -418,8 +348,8 @@ static void test_sync_config(void **state)
     assert_int_equal(journal_sync_config(ci, accts2, 1, bad, 1, err, sizeof err), -EIO);
     assert_non_null(strstr(err, "bad-rule"));
     assert_non_null(strstr(err, "foreign key"));
-    assert_string_equal(q1_on(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
-    assert_string_equal(q1_on(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
+    assert_string_equal(pgt_q1(c, "SELECT exchange FROM accounts WHERE name = 'L1'"), "binance-usdm");
+    assert_string_equal(pgt_q1(c, "SELECT status FROM copy_rules WHERE id = 'ra'"), "active");
     struct journal_rule badjson[] = {{"json-rule", "L1", "F1", "multiplier", "{oops", true}};
     err[0] = '\0';
     assert_int_equal(journal_sync_config(ci, accts, 4, badjson, 1, err, sizeof err), -EIO);
@@ -429,7 +359,7 @@ static void test_sync_config(void **state)
     assert_non_null(strstr(err, "arr-rule"));
     struct journal_rule empty_id[] = {{"", "L1", "F1", "multiplier", "{}", true}};
     assert_int_equal(journal_sync_config(ci, accts, 4, empty_id, 1, err, sizeof err), -EINVAL);
-    assert_string_equal(q1_on(c, "SELECT count(*) FROM copy_rules WHERE status <> 'removed'"), "3");
+    assert_string_equal(pgt_q1(c, "SELECT count(*) FROM copy_rules WHERE status <> 'removed'"), "3");
     PQfinish(c);
 }
 
@@ -753,7 +683,7 @@ static void test_many_fills(void **state)
     journal_get_stats(f.j, &s);
     assert_int_equal(s.inflight_fills, 200); /* all in the pipeline at once */
     assert_int_equal(s.inflight_statements, 400); /* two statements (one sync) per fill */
-    assert_true(run_until(&f.loop, cond_all_done, &m, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_all_done, &m, DEADLINE_MS, 0));
     for (size_t i = 0; i < m.n; i++) {
         if (m.r[i].status) fail_msg("fill %zu: %d %s", i, m.r[i].status, m.r[i].err);
         assert_true(m.r[i].fill_new);
@@ -815,7 +745,7 @@ static void test_flush_durable(void **state)
     struct flushres fl2 = {.check_sql = fl.check_sql};
     assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
     assert_int_equal(journal_flush(f.j, flush_cb, &fl2), 0);
-    assert_true(run_until(&f.loop, cond_flush_done, &fl2, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_flush_done, &fl2, DEADLINE_MS, 0));
     assert_true(fl.done);
     assert_int_equal(fl.status, 0);
     assert_string_equal(fl.seen, "filled 0.013"); /* seen by another connection, in the callback */
@@ -833,7 +763,7 @@ static void test_flush_durable(void **state)
     fl.check_sql = "SELECT status FROM follower_orders WHERE client_order_id = 't3002-a'";
     fl.fill = &fr2;
     assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
-    assert_true(run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
     assert_true(fl.fill_done_then); /* the fill's callback came first */
     assert_int_equal(fr2.status, 0);
     assert_string_equal(fl.seen, "intent");
@@ -849,7 +779,7 @@ struct waitlock {
 static bool cond_waiting_on_lock(void *arg)
 {
     struct waitlock *w = arg;
-    const char *v = q1_on(w->c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+    const char *v = pgt_q1(w->c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                                 "'%s' AND wait_event_type = 'Lock'", w->app);
     return v && strcmp(v, "0") != 0;
 }
@@ -881,9 +811,9 @@ static void test_connection_lost(void **state)
     assert_int_equal(fr.status, 0);
 
     /* Block inserts into leader_fills from another session, so the next fill stays in flight. */
-    PGconn *locker = g_aux[0] = connect_or_fail(g_ci);
-    exec_on(locker, "BEGIN");
-    exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
+    PGconn *locker = g_aux[0] = pgt_connect(g_ci);
+    pgt_exec(locker, "BEGIN");
+    pgt_exec(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
     struct journal_fill fill2 = mkfill("XRPUSDT", 4002);
     struct journal_intent in2 = mkintent("t4002-a", "r1", "f1", "5", NULL);
     in2.symbol = "XRPUSDT";
@@ -891,9 +821,9 @@ static void test_connection_lost(void **state)
     assert_int_equal(journal_write_fill(f.j, &fill2, &in2, 1, fill_cb, &fr), 0);
     /* A result queued behind it goes out in the same pipeline. */
     rec(&f, "t4001-a", JOURNAL_FILLED, 9, "5", "0.5", 0, NULL, 0);
-    PGconn *watch = g_aux[1] = connect_or_fail(g_ci);
+    PGconn *watch = g_aux[1] = pgt_connect(g_ci);
     struct waitlock wl = {watch, "jnl_kill"};
-    assert_true(run_until(&f.loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
+    assert_true(pgt_run_until(&f.loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
     /* Let the loop send the queued result too (it is behind the blocked fill on the server). */
     struct journal_stats s;
     for (int i = 0; i < 100; i++) {
@@ -905,18 +835,18 @@ static void test_connection_lost(void **state)
     assert_false(fr.done);
 
     /* Kill the journal's backend: the fill in flight fails, its intents must not be sent. */
-    assert_string_equal(q1_on(watch, "SELECT count(pg_terminate_backend(pid)) FROM "
+    assert_string_equal(pgt_q1(watch, "SELECT count(pg_terminate_backend(pid)) FROM "
                                      "pg_stat_activity WHERE application_name = 'jnl_kill'"), "1");
-    assert_true(run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
     assert_int_equal(fr.status, -ECONNRESET);
     assert_false(fr.intent_new[0]);
     assert_true(f.downs >= 1);
     assert_true(f.lasterr[0] != '\0');
-    exec_on(locker, "ROLLBACK");
+    pgt_exec(locker, "ROLLBACK");
 
     /* It reconnects by itself; the result that was in flight is sent again and applied. */
     struct ups_at_least u = {&f, 2};
-    assert_true(run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
     struct flushres fl = {.check_sql = "SELECT status FROM follower_orders WHERE client_order_id "
                                        "= 't4001-a'"};
     flush_and_wait(&f, &fl);
@@ -943,9 +873,9 @@ static void test_statement_timeout(void **state)
     struct journal_opts o = {.timeout_ms = 300, .backoff_min_ms = 10, .backoff_max_ms = 20,
                              .slow_ms = 50};
     fx_open(&f, ci, &o, true);
-    PGconn *locker = g_aux[0] = connect_or_fail(g_ci);
-    exec_on(locker, "BEGIN");
-    exec_on(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
+    PGconn *locker = g_aux[0] = pgt_connect(g_ci);
+    pgt_exec(locker, "BEGIN");
+    pgt_exec(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
     struct fillres fr = {0};
     struct journal_fill fill = mkfill("ADAUSDT", 6001);
     struct journal_intent in = mkintent("t6001-a", "r1", "f1", "5", NULL);
@@ -953,14 +883,14 @@ static void test_statement_timeout(void **state)
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), 0);
     struct flushres fl = {0};
     assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
-    assert_true(run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
     assert_int_equal(fr.status, -ETIMEDOUT); /* outcome unknown: send nothing */
     assert_false(fr.intent_new[0]);
-    assert_true(run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_flush_done, &fl, DEADLINE_MS, 0));
     assert_int_equal(fl.status, -EIO); /* something queued before it failed */
-    exec_on(locker, "ROLLBACK");
+    pgt_exec(locker, "ROLLBACK");
     struct ups_at_least u = {&f, 2};
-    assert_true(run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
     struct journal_stats s;
     journal_get_stats(f.j, &s);
     assert_int_equal(s.disconnects, 1);
@@ -980,16 +910,16 @@ static void race_one(struct fx *f, PGconn *other, PGconn *watch, int64_t trade_i
     char sql[1024], cid_a[32], cid_b[32];
     snprintf(cid_a, sizeof cid_a, "race%lld-a", (long long)trade_id);
     snprintf(cid_b, sizeof cid_b, "race%lld-b", (long long)trade_id);
-    exec_on(other, "BEGIN");
+    pgt_exec(other, "BEGIN");
     snprintf(sql, sizeof sql, "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, "
              "qty, price, event_time) VALUES ('lead', 'BNBUSDT', %lld, 1, 'BUY', 0.013, 50000.10, "
              "'2023-11-14 22:13:20.123+00')", (long long)trade_id);
-    exec_on(other, sql);
+    pgt_exec(other, sql);
     snprintf(sql, sizeof sql, "INSERT INTO follower_orders (client_order_id, leader_fill_id, "
              "leader_event_time, rule_id, follower, symbol, side, qty, order_type) SELECT '%s', id, "
              "event_time, 'r1', 'f1', 'BNBUSDT', 'BUY', 1, 'MARKET' FROM leader_fills WHERE "
              "symbol = 'BNBUSDT' AND trade_id = '%lld'", cid_a, (long long)trade_id);
-    exec_on(other, sql);
+    pgt_exec(other, sql);
 
     struct journal_fill fill = mkfill("BNBUSDT", trade_id);
     struct journal_intent in[2] = {mkintent(cid_a, "r1", "f1", "1", NULL),
@@ -998,10 +928,10 @@ static void race_one(struct fx *f, PGconn *other, PGconn *watch, int64_t trade_i
     struct fillres r = {0};
     assert_int_equal(journal_write_fill(f->j, &fill, in, 2, fill_cb, &r), 0);
     struct waitlock wl = {watch, "jnl_race"};
-    assert_true(run_until(&f->loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
+    assert_true(pgt_run_until(&f->loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
     assert_false(r.done);
-    exec_on(other, commit ? "COMMIT" : "ROLLBACK");
-    assert_true(run_until(&f->loop, cond_fill_done, &r, DEADLINE_MS, 0));
+    pgt_exec(other, commit ? "COMMIT" : "ROLLBACK");
+    assert_true(pgt_run_until(&f->loop, cond_fill_done, &r, DEADLINE_MS, 0));
     if (r.status) fail_msg("concurrent fill (%s): %d %s", commit ? "commit" : "rollback", r.status,
                            r.err);
     assert_int_equal(r.fill_new, !commit);
@@ -1020,8 +950,8 @@ static void test_concurrent_same_fill(void **state)
     snprintf(ci, sizeof ci, "%s application_name=jnl_race", g_ci);
     struct fx f;
     fx_open(&f, ci, NULL, true);
-    PGconn *other = g_aux[0] = connect_or_fail(g_ci);
-    PGconn *watch = g_aux[1] = connect_or_fail(g_ci);
+    PGconn *other = g_aux[0] = pgt_connect(g_ci);
+    PGconn *watch = g_aux[1] = pgt_connect(g_ci);
     race_one(&f, other, watch, 10001, true);
     race_one(&f, other, watch, 10002, false);
     struct journal_stats s;
@@ -1046,7 +976,7 @@ static void test_not_connected(void **state)
     struct fx f;
     struct journal_opts o = {.backoff_min_ms = 5, .backoff_max_ms = 10};
     fx_open(&f, "host=/nonexistent-ct-dir port=1", &o, false);
-    assert_true(run_until(&f.loop, cond_downs2, &f, DEADLINE_MS, 0)); /* it keeps retrying */
+    assert_true(pgt_run_until(&f.loop, cond_downs2, &f, DEADLINE_MS, 0)); /* it keeps retrying */
     assert_int_equal(f.ups, 0);
     assert_non_null(strstr(f.lasterr, "nonexistent-ct-dir"));
     struct fillres fr = {0};
@@ -1097,7 +1027,7 @@ static void test_free_with_work_pending(void **state)
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &x.r[1]), 0);
     struct flushres fl = {0};
     assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
-    assert_true(run_until(&f.loop, cond_fill_done, &x.r[0], DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_fill_done, &x.r[0], DEADLINE_MS, 0));
     assert_null(f.j);
     assert_int_equal(x.r[0].status, 0);
     assert_true(x.r[1].done); /* cancelled when the journal was really freed */
@@ -1275,21 +1205,21 @@ static void test_partitions_running(void **state)
     char ci[1024], err[512];
     create_db("jnl_parts", ci, sizeof ci);
     assert_true(journal_migrate(ci, err, sizeof err) >= 1);
-    PGconn *c = connect_or_fail(ci);
+    PGconn *c = pgt_connect(ci);
     char sql[128];
     snprintf(sql, sizeof sql, "DROP TABLE %s", part_name(3));
-    exec_on(c, sql);
-    assert_null(q1_on(c, "SELECT to_regclass('%s')::text", part_name(3)));
+    pgt_exec(c, sql);
+    assert_null(pgt_q1(c, "SELECT to_regclass('%s')::text", part_name(3)));
 
     struct fx f;
     struct journal_opts o = {.partitions_every_ms = 30};
     fx_open(&f, ci, &o, true);
-    assert_true(run_until(&f.loop, cond_parts, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_parts, &f, DEADLINE_MS, 0));
     struct journal_stats s;
     journal_get_stats(f.j, &s);
     assert_int_equal(s.partition_check_failures, 0);
     assert_int_equal(s.partitions_created, 1);
-    assert_non_null(q1_on(c, "SELECT to_regclass('%s')::text", part_name(3)));
+    assert_non_null(pgt_q1(c, "SELECT to_regclass('%s')::text", part_name(3)));
     fx_close(&f);
     PQfinish(c);
 }
@@ -1377,7 +1307,7 @@ static void test_positions_spooled(void **state)
         {"f3", "SOLUSDT", "BOTH", "-3", "exchange", 1700000200000000},
     };
     assert_int_equal(journal_record_positions(f.j, v, 2), 0);
-    assert_true(run_until(&f.loop, cond_spooled_pos, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_spooled_pos, &f, DEADLINE_MS, 0));
     struct flushres fl = {0};
     flush_and_wait(&f, &fl);
     assert_int_equal(fl.status, 0); /* durable in the spool */
@@ -1385,7 +1315,7 @@ static void test_positions_spooled(void **state)
     assert_string_equal(q1("SELECT count(*) FROM position_snapshots WHERE account = 'f3'"), "0");
 
     fx_open(&f, g_ci, &o, false);
-    assert_true(run_until(&f.loop, cond_drained, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_drained, &f, DEADLINE_MS, 0));
     assert_string_equal(q1("SELECT string_agg(amount::text || ' ' || source, ', ' ORDER BY taken_at)"
                            " FROM position_snapshots WHERE account = 'f3'"), "12.5 book, -3 exchange");
     fx_close(&f);

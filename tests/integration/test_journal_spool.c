@@ -25,6 +25,8 @@
 
 #include "journal.h"
 
+#include "pg_test.h"
+
 #define DEADLINE_MS 20000
 
 static const char *g_admin; /* CT_TEST_PG */
@@ -36,79 +38,8 @@ static char g_tmp[256];     /* mkdtemp: proxy socket, spool directories */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
+#define q1(...) pgt_q1(g_pg, __VA_ARGS__)
 
-static PGconn *connect_or_fail(const char *ci)
-{
-    PGconn *c = PQconnectdb(ci);
-    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", ci, PQerrorMessage(c));
-    PQsetNoticeProcessor(c, ignore_notice, NULL);
-    return c;
-}
-
-static void exec_on(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void exec_on(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
-static const char *q1_on(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *q1_on(PGconn *c, const char *fmt, ...)
-{
-    static char ring[16][512];
-    static unsigned k;
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    const char *out = NULL;
-    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
-        char *buf = ring[k++ % 16];
-        snprintf(buf, sizeof ring[0], "%s", PQgetvalue(r, 0, 0));
-        out = buf;
-    }
-    PQclear(r);
-    return out;
-}
-#define q1(...) q1_on(g_pg, __VA_ARGS__)
-
-static void on_deadline_flag(uv_timer_t *t) { *(bool *)t->data = true; }
-static void on_tick(uv_timer_t *t) { (void)t; }
-
-/* Runs the loop until cond(arg) holds or ms pass; tick_ms wakes it for conditions that change
- * outside the loop (the database). */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, unsigned ms,
-                      unsigned tick_ms)
-{
-    bool expired = false;
-    uv_timer_t dl, tick;
-    uv_timer_init(loop, &dl);
-    uv_timer_init(loop, &tick);
-    dl.data = &expired;
-    uv_timer_start(&dl, on_deadline_flag, ms, 0);
-    if (tick_ms) uv_timer_start(&tick, on_tick, tick_ms, tick_ms);
-    while (!cond(arg) && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&dl, NULL);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
 
 /* ---- the proxy ------------------------------------------------------------------------------ */
 
@@ -374,7 +305,7 @@ static bool cond_drained(void *arg)
 
 static void wait_drained(struct fx *f)
 {
-    if (!run_until(&f->loop, cond_drained, f, DEADLINE_MS, 0))
+    if (!pgt_run_until(&f->loop, cond_drained, f, DEADLINE_MS, 0))
         fail_msg("spool not drained: %s", journal_last_error(f->j));
 }
 
@@ -431,7 +362,7 @@ static void write_fill(struct fx *f, const char *symbol, const char *tid, struct
     int rc = journal_write_fill(f->j, &fill, in, 2, fill_cb, res);
     if (rc) fail_msg("journal_write_fill %s: %d (%s)", tid, rc, journal_last_error(f->j));
     assert_false(res->done);
-    assert_true(run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
     assert_int_equal(res->status, 0);
     assert_int_equal(res->n, 2);
 }
@@ -467,7 +398,7 @@ static bool cond_stat(void *arg)
 #define WAIT_STAT(fx, field, val)                                                             \
     do {                                                                                      \
         struct stat_at_least c_ = {(fx), offsetof(struct journal_stats, field), (val)};       \
-        if (!run_until(&(fx)->loop, cond_stat, &c_, DEADLINE_MS, 0))                           \
+        if (!pgt_run_until(&(fx)->loop, cond_stat, &c_, DEADLINE_MS, 0))                           \
             fail_msg("stats." #field " did not reach %llu", (unsigned long long)(val));      \
     } while (0)
 
@@ -528,22 +459,9 @@ static const struct journal_rule rules[] = {
 static int group_setup(void **state)
 {
     (void)state;
-    char name[64], err[512], sql[256];
+    char name[64], err[512];
     snprintf(name, sizeof name, "jnl_spool_%d", (int)getpid());
-    PGconn *a = PQconnectdb(g_admin);
-    if (PQstatus(a) != CONNECTION_OK) {
-        fprintf(stderr, "connect %s: %s\n", g_admin, PQerrorMessage(a));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
-    PQclear(PQexec(a, sql));
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    PGresult *r = PQexec(a, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(a);
-    if (!ok) return -1;
-    snprintf(g_ci, sizeof g_ci, "%s dbname=%s", g_admin, name);
+    if (pgt_create_db(g_admin, name, g_ci, sizeof g_ci) < 0) return -1;
     snprintf(g_tmp, sizeof g_tmp, "/tmp/ct-jspool.XXXXXX");
     if (!mkdtemp(g_tmp)) return -1;
     snprintf(g_pxci, sizeof g_pxci, "%s host=%s port=5999", g_ci, g_tmp);
@@ -587,7 +505,7 @@ static void test_outage_replay(void **state)
     (void)state;
     struct fx f;
     fx_open(&f, "outage", PX_UP, NULL);
-    assert_true(run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
     assert_int_equal(f.rep.pending_records, 0);
     struct fillres a, b, c, d;
     write_fill(&f, "ETHUSDT", "A1", &a);
@@ -598,7 +516,7 @@ static void test_outage_replay(void **state)
     assert_int_equal(s.fills_written, 1);
 
     px_mode(&f.px, PX_DOWN);
-    assert_true(run_until(&f.loop, cond_down, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_down, &f, DEADLINE_MS, 0));
     assert_true(journal_writable(f.j)); /* the spool takes writes */
     write_fill(&f, "ETHUSDT", "B1", &b);
     assert_new(&b, true);
@@ -630,7 +548,7 @@ static void test_outage_replay(void **state)
     /* A flush is satisfied by the spool: durable, replayed later. */
     struct flushres fl = {0};
     assert_int_equal(journal_flush(f.j, flush_cb, &fl), 0);
-    assert_true(run_until(&f.loop, cond_flush, &fl, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_flush, &fl, DEADLINE_MS, 0));
     assert_int_equal(fl.status, 0);
     assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id IN ('B1', 'C1')"), "0");
     assert_string_equal(q1("SELECT status FROM follower_orders WHERE client_order_id = 'A1-a'"),
@@ -674,7 +592,7 @@ static void test_outage_replay(void **state)
     assert_int_equal(s.fills_written, 3);
     assert_int_equal(s.spool_records, 0);
     assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = 'D1'"), "1");
-    exec_on(g_pg, "UPDATE copy_rules SET status = 'active' WHERE id = 'r2'");
+    pgt_execf(g_pg, "UPDATE copy_rules SET status = 'active' WHERE id = 'r2'");
     fx_close(&f);
 }
 
@@ -793,7 +711,7 @@ static void test_slow_server(void **state)
     struct journal_opts o = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
                              .backoff_max_ms = 40};
     fx_open(&f, "slow", PX_UP, &o);
-    assert_true(run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
     px_mode(&f.px, PX_STALL);
     struct fillres g, h;
     write_fill(&f, "DOGEUSDT", "G1", &g); /* returns once the spool took it */
@@ -863,15 +781,15 @@ static void test_crash_after_commit(void **state)
     /* Hold the replay batch (its rows refer to copy_rules, and it updates r3) once the session
      * is set up, withhold the answer, then let it commit. (Not spool_applied itself: the session
      * set-up prepares its INSERT, which takes that lock already.) */
-    g_aux = connect_or_fail(g_ci);
-    exec_on(g_aux, "BEGIN");
-    exec_on(g_aux, "LOCK TABLE copy_rules IN EXCLUSIVE MODE");
+    g_aux = pgt_connect(g_ci);
+    pgt_execf(g_aux, "BEGIN");
+    pgt_execf(g_aux, "LOCK TABLE copy_rules IN EXCLUSIVE MODE");
     px_mode(&f.px, PX_UP);
-    assert_true(run_until(&f.loop, cond_lock_wait, NULL, DEADLINE_MS, 5));
+    assert_true(pgt_run_until(&f.loop, cond_lock_wait, NULL, DEADLINE_MS, 5));
     px_mode(&f.px, PX_STALL);
-    exec_on(g_aux, "COMMIT");
+    pgt_execf(g_aux, "COMMIT");
     struct applied_at_least ap = {id, 2};
-    if (!run_until(&f.loop, cond_applied, &ap, DEADLINE_MS, 5))
+    if (!pgt_run_until(&f.loop, cond_applied, &ap, DEADLINE_MS, 5))
         fail_msg("spool_applied not written: %s; applied %s; activity %s", journal_last_error(f.j),
                  q1("SELECT string_agg(spool_id || '=' || seq, ',') FROM spool_applied"),
                  q1("SELECT string_agg(state || ':' || coalesce(wait_event_type, '-') || ':' || "
@@ -880,8 +798,8 @@ static void test_crash_after_commit(void **state)
     assert_int_equal(s.spool_records, 2); /* committed, never acked */
     /* "Crash" (the answer never arrives), and an operator changes r3 meanwhile. */
     fx_free_journal(&f);
-    exec_on(g_pg, "UPDATE copy_rules SET status = 'active' WHERE id = 'r3'");
-    exec_on(g_pg, "DELETE FROM follower_orders WHERE client_order_id = 'K1-b'");
+    pgt_execf(g_pg, "UPDATE copy_rules SET status = 'active' WHERE id = 'r3'");
+    pgt_execf(g_pg, "DELETE FROM follower_orders WHERE client_order_id = 'K1-b'");
 
     px_mode(&f.px, PX_UP);
     fx_journal(&f, NULL);
@@ -956,7 +874,7 @@ static void test_refused_record(void **state)
     struct journal_intent in = mkintent("M2-a", "no-such-rule", "f1", "ADAUSDT");
     memset(&r, 0, sizeof r);
     assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &r), 0);
-    assert_true(run_until(&f.loop, cond_fill_done, &r, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_fill_done, &r, DEADLINE_MS, 0));
     write_fill(&f, "ADAUSDT", "M3", &r);
     px_mode(&f.px, PX_UP);
     wait_drained(&f);

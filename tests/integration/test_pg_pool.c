@@ -20,6 +20,8 @@
 
 #include "pg_pool.h"
 
+#include "pg_test.h"
+
 #define DEADLINE_MS 20000
 
 static const char *g_admin; /* CT_TEST_PG */
@@ -31,26 +33,7 @@ static int g_stopped_pid; /* a backend a test SIGSTOPped: continued by teardown 
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static void exec_sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void exec_sql(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(g_pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
+#define exec_sql(...) pgt_execf(g_pg, __VA_ARGS__)
 
 static long q_long(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static long q_long(const char *fmt, ...)
@@ -91,47 +74,6 @@ static void terminate(int pid)
     assert_int_equal(q_long("SELECT pg_terminate_backend(%d, 5000)::int", pid), 1);
 }
 
-static void on_deadline_flag(uv_timer_t *t) { *(bool *)t->data = true; }
-static void on_tick(uv_timer_t *t) { (void)t; }
-
-struct until {
-    bool (*cond)(void *);
-    void *arg;
-};
-
-/* Right before the loop would block: a condition that became true in a timer callback of this
- * iteration (the pool hands out connections from a 0 ms timer) must not wait for the next
- * event. uv_stop makes this iteration's poll non-blocking and uv_run return. */
-static void on_prepare(uv_prepare_t *h)
-{
-    struct until *u = h->data;
-    if (u->cond(u->arg)) uv_stop(h->loop);
-}
-
-/* Runs the loop until cond(arg) holds or ms pass; a tick timer (when tick_ms) wakes the loop for
- * conditions that change outside it. Returns cond(arg). */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, unsigned ms,
-                      unsigned tick_ms)
-{
-    bool expired = false;
-    struct until u = {cond, arg};
-    uv_timer_t dl, tick;
-    uv_prepare_t prep;
-    uv_timer_init(loop, &dl);
-    uv_timer_init(loop, &tick);
-    uv_prepare_init(loop, &prep);
-    dl.data = &expired;
-    prep.data = &u;
-    uv_timer_start(&dl, on_deadline_flag, ms, 0);
-    if (tick_ms) uv_timer_start(&tick, on_tick, tick_ms, tick_ms);
-    uv_prepare_start(&prep, on_prepare);
-    while (!cond(arg) && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&dl, NULL);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_close((uv_handle_t *)&prep, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return cond(arg);
-}
 
 static bool cond_never(void *arg)
 {
@@ -140,7 +82,7 @@ static bool cond_never(void *arg)
 }
 
 /* Lets the loop run for ms (for ages to pass: the condition under test is checked after). */
-static void run_for(uv_loop_t *loop, unsigned ms) { run_until(loop, cond_never, NULL, ms, 0); }
+static void run_for(uv_loop_t *loop, unsigned ms) { pgt_run_until(loop, cond_never, NULL, ms, 0); }
 
 /* ---- fixture: a loop and a pool ------------------------------------------------------------- */
 
@@ -210,7 +152,7 @@ static void fx_open(struct fx *f, const char *tag, const char *ci, struct pgp_op
     assert_non_null(f->p);
     struct pgp_stats s = stats(f);
     assert_int_equal(s.size, 0); /* nothing happens before the loop runs */
-    if (wait && !run_until(&f->loop, cond_warm, f, DEADLINE_MS, 0))
+    if (wait && !pgt_run_until(&f->loop, cond_warm, f, DEADLINE_MS, 0))
         fail_msg("pool did not connect: %s", f->last_err);
 }
 
@@ -262,7 +204,7 @@ static struct pgp_conn *acquire_ok(struct fx *f)
     struct acq a = {.t_req = uv_hrtime()};
     assert_int_equal(pgp_acquire(f->p, acq_cb, &a), 0);
     assert_false(a.done); /* never called from inside pgp_acquire */
-    assert_true(run_until(&f->loop, cond_acq, &a, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f->loop, cond_acq, &a, DEADLINE_MS, 0));
     if (a.status) fail_msg("acquire: %d %s", a.status, a.err);
     return a.c;
 }
@@ -308,7 +250,7 @@ static struct ex exec_wait(struct fx *f, struct pgp_conn *c, const struct pgp_st
         return x;
     }
     assert_false(x.done);
-    assert_true(run_until(&f->loop, cond_ex, &x, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f->loop, cond_ex, &x, DEADLINE_MS, 0));
     return x;
 }
 
@@ -415,7 +357,7 @@ static void test_acquire_release_reuse(void **state)
     c = acquire_ok(&f);
     assert_int_not_equal(backend_pid(&f, c), pid2);
     pgp_release(f.p, c, false);
-    assert_true(run_until(&f.loop, cond_warm, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_warm, &f, DEADLINE_MS, 0));
     assert_int_equal(stats(&f).size, 2);
     assert_int_equal(count_app_settle(f.app, 2), 2);
     assert_int_equal(f.waits, (int)stats(&f).acquires_total);
@@ -474,7 +416,7 @@ static void test_health_idle_watch(void **state)
     int pid1 = backend_pid(&f, c);
     pgp_release(f.p, c, false);
     terminate(pid1);
-    assert_true(run_until(&f.loop, cond_replaced, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_replaced, &f, DEADLINE_MS, 0));
     assert_int_equal(stats(&f).acquires_total, 1);
     c = acquire_ok(&f);
     int pid2 = backend_pid(&f, c);
@@ -486,7 +428,7 @@ static void test_health_idle_watch(void **state)
      * and libuv deregisters by number, so closing the old watch after PQfinish would have
      * silenced the new one. Kill it too: its watch must still see it. */
     terminate(pid2);
-    assert_true(run_until(&f.loop, cond_replaced2, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_replaced2, &f, DEADLINE_MS, 0));
     c = acquire_ok(&f);
     assert_int_not_equal(backend_pid(&f, c), pid2);
     assert_int_equal(PQsocket(pgp_conn_pg(c)), fd2); /* the pitfall was really exercised */
@@ -564,7 +506,7 @@ static void test_recycle_age(void **state)
     if (young) assert_int_equal(stats(&f).recycled_total, 0); /* kept */
 
     /* idle past its age: replaced in the background */
-    assert_true(run_until(&f.loop, cond_recycled, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_recycled, &f, DEADLINE_MS, 0));
     c = acquire_ok(&f);
     int pid2 = backend_pid(&f, c);
     assert_int_not_equal(pid2, pid1);
@@ -672,7 +614,7 @@ static void test_exhaustion_fifo(void **state)
     struct writer w[10];
     writers_start(&f, w, 10);
     struct wset ws = {.w = w, .n = 10, .want_written = 3};
-    assert_true(run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
     struct pgp_stats s = stats(&f);
     assert_int_equal(s.in_use, 3);
     assert_int_equal(s.waiting, 7);
@@ -687,7 +629,7 @@ static void test_exhaustion_fifo(void **state)
         pgp_release(f.p, r->a.c, false);
         r->a.c = NULL;
         ws.want_written = k + 4 > 10 ? 10 : k + 4;
-        assert_true(run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
+        assert_true(pgt_run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
     }
     for (int i = 0; i < 10; i++) {
         assert_int_equal(w[i].a.status, 0);
@@ -704,7 +646,7 @@ static void test_exhaustion_fifo(void **state)
     assert_int_equal(q_long("SELECT count(*) FROM pgp_writes WHERE test = '%s'", f.app), 10);
 
     /* the extra connection goes after idle_timeout_ms */
-    assert_true(run_until(&f.loop, cond_size2, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_size2, &f, DEADLINE_MS, 0));
     s = stats(&f);
     assert_int_equal(s.idle_closed_total, 1);
     assert_int_equal(count_app_settle(f.app, 2), 2);
@@ -727,7 +669,7 @@ static void test_exhaustion_timeout(void **state)
     /* the first three write and give back at once; the next three keep theirs */
     for (int i = 0; i < 3; i++) w[i].hold = false;
     struct wset ws = {.w = w, .n = 10, .want_written = 6, .want_done = 10};
-    assert_true(run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_wset, &ws, DEADLINE_MS, 0));
     for (int i = 0; i < 10; i++) {
         if (i < 6) {
             assert_int_equal(w[i].a.status, 0);
@@ -816,7 +758,7 @@ static void check_unreachable(const char *ci, const char *names)
     fx_open(&f, "down", ci, o, false);
     struct acq a = {.t_req = uv_hrtime()};
     assert_int_equal(pgp_acquire(f.p, acq_cb, &a), 0);
-    assert_true(run_until(&f.loop, cond_acq, &a, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_acq, &a, DEADLINE_MS, 0));
     assert_int_equal(a.status, -ETIMEDOUT);
     assert_true(a.t_done - a.t_req >= 400ull * 1000000u);
     if (strncmp(a.err, "cannot connect: ", 16) != 0) fail_msg("unexpected message: %s", a.err);
@@ -869,7 +811,7 @@ static void test_lost_in_use(void **state)
     pgp_release(f.p, c, false);
     assert_int_equal(stats(&f).broken_total, 1);
     assert_int_equal(stats(&f).in_use, 0);
-    assert_true(run_until(&f.loop, cond_two_up, &f, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_two_up, &f, DEADLINE_MS, 0));
 
     /* all at once, then two acquirers */
     exec_sql("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
@@ -877,7 +819,7 @@ static void test_lost_in_use(void **state)
     struct acq a1 = {0}, a2 = {0};
     assert_int_equal(pgp_acquire(f.p, acq_cb, &a1), 0);
     assert_int_equal(pgp_acquire(f.p, acq_cb, &a2), 0);
-    assert_true(run_until(&f.loop, cond_acq, &a2, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_acq, &a2, DEADLINE_MS, 0));
     assert_int_equal(a1.status, 0);
     assert_int_equal(a2.status, 0);
     assert_int_equal(exec1(&f, a1.c, "SELECT 1").status, 0);
@@ -941,7 +883,7 @@ static void test_session_setup(void **state)
     fx_open(&f, "badsetup", NULL, o, false);
     struct acq a = {0};
     assert_int_equal(pgp_acquire(f.p, acq_cb, &a), 0);
-    assert_true(run_until(&f.loop, cond_acq, &a, DEADLINE_MS, 0));
+    assert_true(pgt_run_until(&f.loop, cond_acq, &a, DEADLINE_MS, 0));
     assert_int_equal(a.status, -ETIMEDOUT);
     assert_non_null(strstr(a.err, "cannot connect: session setup"));
     assert_non_null(strstr(a.err, "no_such_setting_xyz"));
@@ -998,7 +940,7 @@ static bool admin_exec(const char *sql)
     PGconn *a = PQconnectdb(g_admin);
     bool ok = PQstatus(a) == CONNECTION_OK;
     if (ok) {
-        PQsetNoticeProcessor(a, ignore_notice, NULL);
+        PQsetNoticeProcessor(a, pgt_ignore_notice, NULL);
         PGresult *r = PQexec(a, sql);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok) fprintf(stderr, "test_pg_pool: %s: %s", sql, PQresultErrorMessage(r));
@@ -1013,21 +955,15 @@ static bool admin_exec(const char *sql)
 static int group_setup(void **state)
 {
     (void)state;
-    char sql[128];
     snprintf(g_dbname, sizeof g_dbname, "pgp_test_%d", (int)getpid());
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", g_dbname);
-    if (!admin_exec(sql)) return -1;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_dbname);
-    if (!admin_exec(sql)) return -1;
-    /* in a conninfo string the last value of a keyword wins */
-    snprintf(g_ci_buf, sizeof g_ci_buf, "%s dbname=%s", g_admin, g_dbname);
+    if (pgt_create_db(g_admin, g_dbname, g_ci_buf, sizeof g_ci_buf) < 0) return -1;
     g_ci = g_ci_buf;
     g_pg = PQconnectdb(g_ci);
     if (PQstatus(g_pg) != CONNECTION_OK) {
         fprintf(stderr, "test_pg_pool: cannot connect: %s\n", PQerrorMessage(g_pg));
         return -1;
     }
-    PQsetNoticeProcessor(g_pg, ignore_notice, NULL);
+    PQsetNoticeProcessor(g_pg, pgt_ignore_notice, NULL);
     exec_sql("CREATE TABLE IF NOT EXISTS pgp_writes (test text, id int, PRIMARY KEY (test, id))");
     return 0;
 }

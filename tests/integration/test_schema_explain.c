@@ -30,6 +30,8 @@
 
 #include "journal.h"
 
+#include "pg_test.h"
+
 static const char *g_admin;
 static PGconn *g_pg;
 
@@ -77,29 +79,11 @@ static const char LOAD_SQL[] =
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%.200s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-}
-
+/* The first cell, "" for SQL NULL or no row. */
 static const char *q1(const char *sql)
 {
-    static char buf[512];
-    PGresult *r = PQexec(g_pg, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    snprintf(buf, sizeof buf, "%s", PQntuples(r) && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    return buf;
+    const char *v = pgt_q1(g_pg, "%s", sql);
+    return v ? v : "";
 }
 
 /* Partition indexes carry generated names (follower_orders_202611_leader_fill_id_idx): map each
@@ -229,13 +213,13 @@ static void explain_generic(struct plan *p, const char *name, const char *sql, c
 {
     char q[512];
     snprintf(q, sizeof q, "DEALLOCATE ALL");
-    exec_ok(g_pg, q);
+    pgt_exec(g_pg, q);
     PGresult *r = PQprepare(g_pg, "stmt", sql, 0, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) fail_msg("%s: prepare: %s", name, PQresultErrorMessage(r));
     PQclear(r);
-    exec_ok(g_pg, "SET plan_cache_mode = force_generic_plan");
+    pgt_exec(g_pg, "SET plan_cache_mode = force_generic_plan");
     explain(p, name, execute, 0, NULL, false);
-    exec_ok(g_pg, "RESET plan_cache_mode");
+    pgt_exec(g_pg, "RESET plan_cache_mode");
 }
 
 static void dump(const struct plan *p)
@@ -336,31 +320,18 @@ static void only_partition(const struct plan *p, const char *part)
 static int group_setup(void **state)
 {
     (void)state;
-    char name[64], ci[1024], err[512], sql[160];
+    char name[64], ci[1024], err[512];
     snprintf(name, sizeof name, "schema_explain_%d", (int)getpid());
-    PGconn *a = PQconnectdb(g_admin);
-    if (PQstatus(a) != CONNECTION_OK) {
-        fprintf(stderr, "test_schema_explain: connect: %s", PQerrorMessage(a));
-        return -1;
-    }
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
-    PQclear(PQexec(a, sql));
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    PGresult *r = PQexec(a, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(a);
-    if (!ok) return -1;
-    snprintf(ci, sizeof ci, "%s dbname=%s", g_admin, name);
+    if (pgt_create_db(g_admin, name, ci, sizeof ci) < 0) return -1;
     if (journal_migrate(ci, err, sizeof err) < 0) {
         fprintf(stderr, "journal_migrate: %s\n", err);
         return -1;
     }
     g_pg = PQconnectdb(ci);
     if (PQstatus(g_pg) != CONNECTION_OK) return -1;
-    PQsetNoticeProcessor(g_pg, ignore_notice, NULL);
-    r = PQexec(g_pg, LOAD_SQL);
-    ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQsetNoticeProcessor(g_pg, pgt_ignore_notice, NULL);
+    PGresult *r = PQexec(g_pg, LOAD_SQL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok) fprintf(stderr, "load: %s\n", PQresultErrorMessage(r));
     PQclear(r);
     const char *drop = getenv("CT_SCHEMA_DROP_INDEX");
@@ -604,18 +575,18 @@ static void test_dashboards(void **state)
     fo_all_use(&p, "follower_orders_by_follower_time");
 
     /* The same as a prepared statement (generic plan): pruned when the executor starts. */
-    exec_ok(g_pg, "DEALLOCATE ALL");
+    pgt_exec(g_pg, "DEALLOCATE ALL");
     PGresult *r = PQprepare(g_pg, "stmt",
                             "SELECT client_order_id FROM follower_orders WHERE follower = $1"
                             " AND leader_event_time >= $2::timestamptz"
                             " AND leader_event_time < $3::timestamptz", 3, NULL);
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    exec_ok(g_pg, "SET plan_cache_mode = force_generic_plan");
+    pgt_exec(g_pg, "SET plan_cache_mode = force_generic_plan");
     char ex[256];
     snprintf(ex, sizeof ex, "EXECUTE stmt('fol7', '%s', '%s')", lo, hi);
     explain(&p, "last month's orders, generic plan (pruned at start)", ex, 0, NULL, true);
-    exec_ok(g_pg, "RESET plan_cache_mode");
+    pgt_exec(g_pg, "RESET plan_cache_mode");
     no_seqscan(&p);
     only_partition(&p, part);
 

@@ -26,6 +26,8 @@
 #include "binance_stream.h"
 #include "ws_client.h"
 
+#include "loop_wait.h"
+
 /* ======================================================================= environment */
 
 struct env {
@@ -40,32 +42,17 @@ static struct env E;
 static struct ws_client *TC[16]; /* made by the running test */
 static struct exch_stream *TS[8];
 
-static int64_t now_ms(void) {
-    uv_update_time(&E.loop);
-    return (int64_t)uv_now(&E.loop);
-}
+static int64_t now_ms(void) { return lw_now_ms(&E.loop); }
 
 static void tick_cb(uv_timer_t *t) {
     (void)t; /* only wakes uv_run(ONCE) so that deadlines are checked */
 }
 
 /* Drive the loop until cond holds; fail the test at the deadline. */
-#define RUN_UNTIL(cond, ms)                                                                        \
-    do {                                                                                           \
-        int64_t end_ = now_ms() + (ms);                                                            \
-        while (!(cond)) {                                                                          \
-            if (now_ms() > end_)                                                                   \
-                fail_msg("%s:%d: timed out after %d ms waiting for %s", __FILE__, __LINE__,        \
-                         (int)(ms), #cond);                                                        \
-            uv_run(&E.loop, UV_RUN_ONCE);                                                          \
-        }                                                                                          \
-    } while (0)
+#define RUN_UNTIL(cond, ms) LW_RUN_UNTIL(&E.loop, cond, ms)
 
 /* Keep the loop running for ms (for "nothing bad happens meanwhile" checks). */
-static void run_for(int ms) {
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end) uv_run(&E.loop, UV_RUN_ONCE);
-}
+static void run_for(int ms) { lw_run_for(&E.loop, ms); }
 
 /* ---- the server side ---- */
 

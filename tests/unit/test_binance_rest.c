@@ -14,39 +14,11 @@
 
 #include "binance_rest.h"
 #include "binance_sign.h"
-#include "decimal.h"
+#include "dec_test.h"
+#include "sample_util.h"
 
 #define FUT_SECRET "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"
 #define FUT_KEY "dbefbc809e3e83c283a984c3a1459732ea7db1360ca80c5c2c8867408d28cc83"
-
-static char *slurp(const char *name, size_t *len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", CT_SAMPLES, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static dec_t D(const char *s) {
-    dec_t d;
-    if (dec_parse_cstr(s, &d) != 0) fail_msg("bad decimal literal %s", s);
-    return d;
-}
-
-static void assert_dec(dec_t got, const char *want) {
-    char b[DEC_STR_MAX];
-    assert_true(dec_format(got, b, sizeof b) > 0);
-    assert_string_equal(b, want);
-}
 
 static struct exch_account *test_account(void) {
     struct exch_account_cfg cfg = {
@@ -293,7 +265,7 @@ static void test_query_params(void **state) {
 static void test_parse_new_order_sample(void **state) {
     (void)state;
     size_t len;
-    char *body = slurp("binance_new_order_response.json", &len);
+    char *body = sample_load("binance_new_order_response.json", &len);
     struct exch_order_result o;
     char err[160];
     assert_int_equal(binance_parse_order(body, len, &o, err, sizeof err), 0);
@@ -310,7 +282,7 @@ static void test_parse_new_order_sample(void **state) {
 static void test_parse_query_order_sample(void **state) {
     (void)state;
     size_t len;
-    char *body = slurp("binance_query_order_response.json", &len);
+    char *body = sample_load("binance_query_order_response.json", &len);
     struct exch_order_result o;
     char err[160];
     assert_int_equal(binance_parse_order(body, len, &o, err, sizeof err), 0);
@@ -320,7 +292,7 @@ static void test_parse_query_order_sample(void **state) {
     assert_int_equal(o.update_time_ms, 1579276756075LL);
     free(body);
 
-    body = slurp("binance_cancel_order_response.json", &len);
+    body = sample_load("binance_cancel_order_response.json", &len);
     assert_int_equal(binance_parse_order(body, len, &o, err, sizeof err), 0);
     assert_int_equal(o.status, EXCH_ST_CANCELED);
     assert_string_equal(o.client_id, "myOrder1");
@@ -354,7 +326,7 @@ static void test_parse_filled_result(void **state) {
 static void test_parse_exchangeinfo_sample(void **state) {
     (void)state;
     size_t len, n, skipped;
-    char *body = slurp("binance_exchangeinfo.cleaned.json", &len);
+    char *body = sample_load("binance_exchangeinfo.cleaned.json", &len);
     struct mkt_instrument *v;
     char err[160];
     assert_int_equal(binance_parse_instruments(body, len, &v, &n, &skipped, err, sizeof err), 0);
@@ -384,7 +356,7 @@ static void test_parse_positions_samples(void **state) {
 
     /* hedge mode: LONG and SHORT entries with their side; the flat SHORT is left out; v2
      * carries the leverage ("4", a string) */
-    char *body = slurp("binance_position_risk_v2_hedge.json", &len);
+    char *body = sample_load("binance_position_risk_v2_hedge.json", &len);
     assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "BTCUSDT");
@@ -396,7 +368,7 @@ static void test_parse_positions_samples(void **state) {
     free(body);
 
     /* v3 hedge: no leverage field (0), SHORT amount negative as Binance sends it */
-    body = slurp("binance_position_risk_v3_hedge.json", &len);
+    body = sample_load("binance_position_risk_v3_hedge.json", &len);
     assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 2);
     assert_string_equal(v[0].symbol, "ADAUSDT");
@@ -410,13 +382,13 @@ static void test_parse_positions_samples(void **state) {
     free(v);
     free(body);
 
-    body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
+    body = sample_load("binance_position_risk_v2_oneway.cleaned.json", &len);
     assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 0); /* flat positions are left out */
     assert_null(v);
     free(body);
 
-    body = slurp("binance_position_risk_v3_oneway.json", &len);
+    body = sample_load("binance_position_risk_v3_oneway.json", &len);
     assert_int_equal(binance_parse_positions(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "ADAUSDT");
@@ -452,21 +424,21 @@ static void test_parse_error_and_listen_key_samples(void **state) {
     int code = 0;
     char msg[160], key[BINANCE_LISTEN_KEY_MAX], err[160];
 
-    char *body = slurp("binance_error_payload.json", &len);
+    char *body = sample_load("binance_error_payload.json", &len);
     assert_int_equal(binance_parse_error(body, len, &code, msg, sizeof msg), 0);
     assert_int_equal(code, -1121);
     assert_string_equal(msg, "Invalid symbol.");
     free(body);
 
-    body = slurp("binance_listenkey_start_response.json", &len);
+    body = sample_load("binance_listenkey_start_response.json", &len);
     assert_int_equal(binance_parse_listen_key(body, len, key, sizeof key, err, sizeof err), 0);
     assert_string_equal(key, "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1");
     free(body);
-    body = slurp("binance_listenkey_keepalive_response.json", &len);
+    body = sample_load("binance_listenkey_keepalive_response.json", &len);
     assert_int_equal(binance_parse_listen_key(body, len, key, sizeof key, err, sizeof err), 0);
     assert_string_equal(key, "3HBntNTepshgEdjIwSUIBgB9keLyOCg5qv3n6bYAtktG8ejcaW5HXz9Vx1JgIieg");
     free(body);
-    body = slurp("binance_listenkey_close_response.json", &len); /* {} */
+    body = sample_load("binance_listenkey_close_response.json", &len); /* {} */
     assert_int_equal(binance_parse_listen_key(body, len, key, sizeof key, err, sizeof err), -EBADMSG);
     assert_string_equal(err, "listenKey: listenKey: missing");
     free(body);
@@ -500,7 +472,7 @@ static void expect_order_err(const char *body, size_t len, const char *want) {
 static void test_order_malformed(void **state) {
     (void)state;
     size_t len;
-    char *sample = slurp("binance_new_order_response.json", &len);
+    char *sample = sample_load("binance_new_order_response.json", &len);
     /* truncated at every length: always a clean error */
     for (size_t l = 0; l < len - 2; l++) {
         struct exch_order_result o;
@@ -763,7 +735,7 @@ static void test_leverage_params_and_answer(void **state) {
 
     size_t len;
     int lev = -1;
-    char *body = slurp("binance_change_leverage_response.json", &len);
+    char *body = sample_load("binance_change_leverage_response.json", &len);
     assert_int_equal(binance_parse_set_leverage(body, len, "BTCUSDT", &lev, err, sizeof err), 0);
     assert_int_equal(lev, 21);
     assert_int_equal(binance_parse_set_leverage(body, len, "ETHUSDT", &lev, err, sizeof err),
@@ -796,21 +768,21 @@ static void test_parse_leverages(void **state) {
     size_t len, n;
     struct exch_leverage *v;
     char err[160];
-    char *body = slurp("binance_position_risk_v2_hedge.json", &len);
+    char *body = sample_load("binance_position_risk_v2_hedge.json", &len);
     assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1); /* LONG and SHORT of BTCUSDT: one entry */
     assert_string_equal(v[0].symbol, "BTCUSDT");
     assert_int_equal(v[0].leverage, 4);
     free(v);
     free(body);
-    body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
+    body = sample_load("binance_position_risk_v2_oneway.cleaned.json", &len);
     assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1); /* flat, still reported */
     assert_int_equal(v[0].leverage, 10);
     free(v);
     free(body);
     /* v3 has no leverage: an error naming the field, not a silent 0 */
-    body = slurp("binance_position_risk_v3_oneway.json", &len);
+    body = sample_load("binance_position_risk_v3_oneway.json", &len);
     assert_int_equal(binance_parse_leverages(body, len, &v, &n, err, sizeof err), -EBADMSG);
     assert_null(v);
     assert_int_equal(n, 0);
@@ -845,18 +817,18 @@ static void test_parse_risk_mode(void **state) {
     size_t len;
     enum mkt_pos_mode m;
     char err[160];
-    char *body = slurp("binance_position_risk_v2_hedge.json", &len);
+    char *body = sample_load("binance_position_risk_v2_hedge.json", &len);
     m = MKT_PM_ONE_WAY;
     assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
     assert_int_equal(m, MKT_PM_HEDGE);
     free(body);
-    body = slurp("binance_position_risk_v2_oneway.cleaned.json", &len);
+    body = sample_load("binance_position_risk_v2_oneway.cleaned.json", &len);
     m = MKT_PM_HEDGE;
     assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
     assert_int_equal(m, MKT_PM_ONE_WAY);
     free(body);
     /* v3 hedge (no leverage): the mode does not need it */
-    body = slurp("binance_position_risk_v3_hedge.json", &len);
+    body = sample_load("binance_position_risk_v3_hedge.json", &len);
     m = MKT_PM_ONE_WAY;
     assert_int_equal(binance_parse_risk_mode(body, len, &m, err, sizeof err), 0);
     assert_int_equal(m, MKT_PM_HEDGE);
@@ -924,7 +896,7 @@ static void test_parse_account(void **state) {
     size_t len;
     struct exch_balance bal;
     char err[160];
-    char *body = slurp("binance_account_v3_single_asset.cleaned.json", &len);
+    char *body = sample_load("binance_account_v3_single_asset.cleaned.json", &len);
     assert_int_equal(binance_parse_account(body, len, &bal, err, sizeof err), 0);
     assert_dec(bal.equity, "103.12345678");
     assert_dec(bal.wallet, "103.12345678");
@@ -968,7 +940,7 @@ static void test_parse_tickers_and_mode(void **state) {
     size_t len, n;
     struct exch_ticker *v;
     char err[160];
-    char *body = slurp("binance_ticker_price_v2_all.json", &len);
+    char *body = sample_load("binance_ticker_price_v2_all.json", &len);
     assert_int_equal(binance_parse_tickers(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "BTCUSDT");
@@ -976,7 +948,7 @@ static void test_parse_tickers_and_mode(void **state) {
     assert_int_equal(v[0].time_ms, 1589437530011LL);
     free(v);
     free(body);
-    body = slurp("binance_ticker_price_v2_single.json", &len);
+    body = sample_load("binance_ticker_price_v2_single.json", &len);
     assert_int_equal(binance_parse_tickers(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_dec(v[0].price, "6000.01");
@@ -1128,14 +1100,12 @@ static void test_trades_and_order_id_params(void **state) {
     exch_account_free(a);
 }
 
-static struct rest_resp resp(long status, const char *body);
-static struct rest_resp transport(int err, bool maybe_sent, const char *text);
 #define ERRB(code, msg) "{\"code\":" #code ",\"msg\":\"" msg "\"}"
 
 static void test_classify_batch(void **state) {
     (void)state;
     size_t len;
-    char *body = slurp("binance_batch_orders_response.json", &len);
+    char *body = sample_load("binance_batch_orders_response.json", &len);
     const char *ids[5] = {"testOrder", "second", "third", "fourth", "fifth"};
     struct exch_order_result v[5];
 
@@ -1213,7 +1183,7 @@ static void test_classify_batch(void **state) {
 static void test_classify_cancel(void **state) {
     (void)state;
     size_t len;
-    char *body = slurp("binance_cancel_order_response.json", &len);
+    char *body = sample_load("binance_cancel_order_response.json", &len);
     struct exch_order_result o;
     struct rest_resp r = resp(200, body);
     binance_classify_cancel(&r, "myOrder1", &o);
@@ -1311,7 +1281,7 @@ static void test_parse_order_info(void **state) {
     (void)state;
     size_t len;
     char err[200];
-    char *body = slurp("binance_query_order_response.json", &len);
+    char *body = sample_load("binance_query_order_response.json", &len);
     struct binance_order_info o;
     assert_int_equal(binance_parse_order_info(body, len, 1917641, &o, err, sizeof err), 0);
     assert_int_equal(o.order_id, 1917641);
@@ -1398,7 +1368,7 @@ static void test_parse_book_tickers(void **state) {
     size_t len, n;
     char err[200];
     struct exch_book_ticker *v;
-    char *body = slurp("binance_book_ticker_rest_single.json", &len);
+    char *body = sample_load("binance_book_ticker_rest_single.json", &len);
     assert_int_equal(binance_parse_book_tickers(body, len, &v, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "BTCUSDT");
@@ -1439,27 +1409,6 @@ static void test_parse_book_tickers(void **state) {
 #undef ERRB
 
 /* ---- classification ---- */
-
-static struct rest_resp resp(long status, const char *body) {
-    struct rest_resp r;
-    memset(&r, 0, sizeof r);
-    r.http_status = status;
-    r.body = body;
-    r.body_len = strlen(body);
-    r.error = "";
-    r.maybe_sent = true;
-    r.retry_after_ms = -1;
-    r.raw_headers = "";
-    return r;
-}
-
-static struct rest_resp transport(int err, bool maybe_sent, const char *text) {
-    struct rest_resp r = resp(0, "");
-    r.err = err;
-    r.maybe_sent = maybe_sent;
-    r.error = text;
-    return r;
-}
 
 #define ORDER_OK "{\"orderId\":42,\"clientOrderId\":\"ct1\",\"status\":\"FILLED\",\"executedQty\":\"1\",\"avgPrice\":\"10\"}"
 #define ERRB(code, msg) "{\"code\":" #code ",\"msg\":\"" msg "\"}"

@@ -14,34 +14,8 @@
 #include <cmocka.h>
 
 #include "binance_stream.h"
-#include "decimal.h"
-
-static char *read_sample(const char *name, size_t *len) {
-    char path[1024];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/%s", CT_SAMPLES, name);
-    f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open sample %s", path);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) fail_msg("short read %s", path);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static void assert_dec(dec_t d, const char *want) {
-    char buf[DEC_STR_MAX];
-    assert_true(dec_format(d, buf, sizeof(buf)) >= 0);
-    if (strcmp(buf, want) != 0) fail_msg("decimal: got %s want %s", buf, want);
-}
+#include "dec_test.h"
+#include "sample_util.h"
 
 /* The doc ORDER_TRADE_UPDATE turned into a fill: x/X/l/L/t/z edited, then `o_over` (a JSON
  * object) merged into "o" (null deletes a key) and `top_over` merged into the top level. */
@@ -50,7 +24,7 @@ static char *otu_variant(const char *o_over, const char *top_over) {
     json_t *root, *o, *over;
     const char *k;
     json_t *v;
-    char *txt, *doc = read_sample("binance_order_trade_update.json", NULL);
+    char *txt, *doc = sample_load("binance_order_trade_update.json", NULL);
 
     root = json_loads(doc, 0, &jerr);
     free(doc);
@@ -111,7 +85,7 @@ static void expect_error_str(const char *frame, const char *want) {
 static void test_doc_order_update_new_is_no_fill(void **state) {
     (void)state;
     size_t len;
-    char *doc = read_sample("binance_order_trade_update.json", &len);
+    char *doc = sample_load("binance_order_trade_update.json", &len);
     struct bn_user_event ev;
     char err[200];
 
@@ -125,7 +99,7 @@ static void test_doc_order_update_new_is_no_fill(void **state) {
     bn_user_event_clear(&ev);
     free(doc);
 
-    doc = read_sample("binance_order_trade_update_expired_in_match.json", &len);
+    doc = sample_load("binance_order_trade_update_expired_in_match.json", &len);
     assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
     assert_int_equal(ev.kind, BN_EV_ORDER_UPDATE);
     assert_string_equal(ev.exec_type, "EXPIRED");
@@ -241,7 +215,7 @@ static void test_combined_stream_envelope(void **state) {
 static void test_account_update_sample(void **state) {
     (void)state;
     size_t len;
-    char *doc = read_sample("binance_account_update.cleaned.json", &len);
+    char *doc = sample_load("binance_account_update.cleaned.json", &len);
     struct bn_user_event ev;
     char err[200];
 
@@ -281,7 +255,7 @@ static void test_account_update_sample(void **state) {
 static void test_listen_key_expired_and_others(void **state) {
     (void)state;
     size_t len;
-    char *doc = read_sample("binance_listen_key_expired.json", &len);
+    char *doc = sample_load("binance_listen_key_expired.json", &len);
     struct bn_user_event ev;
     char err[200];
 
@@ -293,7 +267,7 @@ static void test_listen_key_expired_and_others(void **state) {
     bn_user_event_clear(&ev);
     free(doc);
 
-    doc = read_sample("binance_account_config_update_leverage.json", &len);
+    doc = sample_load("binance_account_config_update_leverage.json", &len);
     assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
     assert_int_equal(ev.kind, BN_EV_LEVERAGE);
     assert_string_equal(ev.type, "ACCOUNT_CONFIG_UPDATE");
@@ -304,7 +278,7 @@ static void test_listen_key_expired_and_others(void **state) {
     free(doc);
 
     /* the multi-assets flavour ("ai") is not a leverage change */
-    doc = read_sample("binance_account_config_update_multiassets.json", &len);
+    doc = sample_load("binance_account_config_update_multiassets.json", &len);
     assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
     assert_int_equal(ev.kind, BN_EV_OTHER);
     assert_string_equal(ev.type, "ACCOUNT_CONFIG_UPDATE");
@@ -312,7 +286,7 @@ static void test_listen_key_expired_and_others(void **state) {
     bn_user_event_clear(&ev);
     free(doc);
 
-    doc = read_sample("binance_trade_lite.cleaned.json", &len);
+    doc = sample_load("binance_trade_lite.cleaned.json", &len);
     assert_int_equal(bn_parse_user_event(doc, len, &ev, err, sizeof(err)), 0);
     assert_int_equal(ev.kind, BN_EV_OTHER);
     assert_string_equal(ev.type, "TRADE_LITE");

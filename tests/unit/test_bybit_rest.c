@@ -14,23 +14,7 @@
 
 #include "bybit_rest.h"
 #include "dec_test.h"
-
-static char *slurp(const char *name, size_t *len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", CT_SAMPLES, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+#include "sample_util.h"
 
 #define ENV(result) "{\"retCode\":0,\"retMsg\":\"OK\",\"result\":" result ",\"retExtInfo\":{},\"time\":1672211918471}"
 #define ERR_ENV(code, msg) "{\"retCode\":" #code ",\"retMsg\":\"" msg "\",\"result\":{},\"retExtInfo\":{},\"time\":1}"
@@ -187,7 +171,7 @@ static void test_envelope_and_acks(void **state) {
     size_t len;
     char msg[64], err[160];
     int code = -1;
-    char *b = slurp("bybit_common_response_envelope.json", &len);
+    char *b = sample_load("bybit_common_response_envelope.json", &len);
     assert_int_equal(bybit_parse_envelope(b, len, &code, msg, sizeof msg), 0);
     assert_int_equal(code, 0);
     assert_string_equal(msg, "OK");
@@ -210,7 +194,7 @@ static void test_envelope_and_acks(void **state) {
     assert_string_equal(msg, "bad?param?");
 
     struct exch_order_result o;
-    b = slurp("bybit_create_order_response.json", &len);
+    b = sample_load("bybit_create_order_response.json", &len);
     assert_int_equal(bybit_parse_ack(b, len, "spot-test-postonly", &o, err, sizeof err), 0);
     assert_int_equal(o.outcome, EXCH_OK);
     assert_int_equal(o.status, EXCH_ST_NEW);
@@ -221,7 +205,7 @@ static void test_envelope_and_acks(void **state) {
     assert_non_null(strstr(err, "orderLinkId mismatch"));
     assert_string_equal(o.order_id, "");
     free(b);
-    b = slurp("bybit_cancel_order_response.json", &len);
+    b = sample_load("bybit_cancel_order_response.json", &len);
     assert_int_equal(bybit_parse_ack(b, len, "linear-004", &o, err, sizeof err), 0);
     assert_string_equal(o.order_id, "c6f055d9-7f21-4079-913d-e6523a9cfffa");
     free(b);
@@ -247,7 +231,7 @@ static void test_order_list(void **state) {
     char err[200];
     bool found = true;
     struct exch_order_result o;
-    char *b = slurp("bybit_open_order_realtime_response.json", &len);
+    char *b = sample_load("bybit_open_order_realtime_response.json", &len);
     assert_int_equal(bybit_parse_order_list(b, len, "test-000005", &found, &o, err, sizeof err), 0);
     assert_true(found);
     assert_int_equal(o.outcome, EXCH_OK);
@@ -319,7 +303,7 @@ static void test_batch_parse(void **state) {
     size_t len;
     char err[200];
     struct exch_order_result v[3];
-    char *b = slurp("bybit_batch_place_response.json", &len);
+    char *b = sample_load("bybit_batch_place_response.json", &len);
     const char *ids[] = {"spot-btc-03", "spot-atom-03"};
     assert_int_equal(bybit_parse_batch(b, len, ids, 2, v, err, sizeof err), 0);
     assert_int_equal(v[0].outcome, EXCH_OK);
@@ -382,7 +366,7 @@ static void test_instruments(void **state) {
     size_t len, n, skipped;
     char err[200], cur[BYBIT_CURSOR_MAX];
     struct mkt_instrument *v;
-    char *b = slurp("bybit_instruments_info_linear_usdt_perp.cleaned.json", &len);
+    char *b = sample_load("bybit_instruments_info_linear_usdt_perp.cleaned.json", &len);
     assert_int_equal(bybit_parse_instruments(b, len, &v, &n, &skipped, cur, sizeof cur, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_int_equal(skipped, 0);
@@ -400,7 +384,7 @@ static void test_instruments(void **state) {
     assert_dec(v[0].min_notional, "5");
     free(v);
     free(b);
-    b = slurp("bybit_instruments_info_linear_premarket.cleaned.json", &len);
+    b = sample_load("bybit_instruments_info_linear_premarket.cleaned.json", &len);
     assert_int_equal(bybit_parse_instruments(b, len, &v, &n, &skipped, cur, sizeof cur, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "BIOUSDT");
@@ -450,7 +434,7 @@ static void test_positions(void **state) {
     size_t len, n;
     char err[200], cur[BYBIT_CURSOR_MAX];
     struct mkt_position *v;
-    char *b = slurp("bybit_position_list_response_inverse.json", &len);
+    char *b = sample_load("bybit_position_list_response_inverse.json", &len);
     assert_int_equal(bybit_parse_positions(b, len, &v, &n, cur, sizeof cur, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].symbol, "BTCUSD");
@@ -512,7 +496,7 @@ static void test_time_wallet_tickers(void **state) {
     size_t len, n;
     char err[200];
     int64_t ms = 0;
-    char *b = slurp("bybit_server_time_response.json", &len);
+    char *b = sample_load("bybit_server_time_response.json", &len);
     assert_int_equal(bybit_parse_server_time(b, len, &ms, err, sizeof err), 0);
     assert_int_equal(ms, 1688639403423LL); /* from timeNano */
     free(b);
@@ -526,7 +510,7 @@ static void test_time_wallet_tickers(void **state) {
     assert_int_equal(bybit_parse_server_time(t4, strlen(t4), &ms, err, sizeof err), -EBADMSG);
 
     struct exch_balance bal;
-    b = slurp("bybit_wallet_balance_response.json", &len);
+    b = sample_load("bybit_wallet_balance_response.json", &len);
     assert_int_equal(bybit_parse_wallet(b, len, &bal, err, sizeof err), 0);
     assert_dec(bal.equity, "3.00326056");
     assert_dec(bal.wallet, "3.00326056");
@@ -549,7 +533,7 @@ static void test_time_wallet_tickers(void **state) {
 
     struct exch_ticker *tk;
     struct exch_book_ticker *bk;
-    b = slurp("bybit_tickers_rest_inverse.json", &len);
+    b = sample_load("bybit_tickers_rest_inverse.json", &len);
     assert_int_equal(bybit_parse_tickers(b, len, &tk, &n, err, sizeof err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(tk[0].symbol, "BTCUSD");
@@ -743,27 +727,6 @@ static void test_modebook(void **state) {
 }
 
 /* ================================================================ classification */
-
-static struct rest_resp resp(long status, const char *body) {
-    struct rest_resp r;
-    memset(&r, 0, sizeof r);
-    r.http_status = status;
-    r.body = body;
-    r.body_len = strlen(body);
-    r.error = "";
-    r.maybe_sent = true;
-    r.retry_after_ms = -1;
-    r.raw_headers = "";
-    return r;
-}
-
-static struct rest_resp transport(int err, bool maybe_sent, const char *text) {
-    struct rest_resp r = resp(0, "");
-    r.err = err;
-    r.maybe_sent = maybe_sent;
-    r.error = text;
-    return r;
-}
 
 #define ACK ENV("{\"orderId\":\"1321003749386327552\",\"orderLinkId\":\"ct1\"}")
 #define ACK_OTHER ENV("{\"orderId\":\"13\",\"orderLinkId\":\"zz\"}")

@@ -15,23 +15,7 @@
 
 #include "bybit_stream.h"
 #include "dec_test.h"
-
-static char *sample(const char *name, size_t *len) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", CT_SAMPLES, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open sample %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) fail_msg("short read %s", path);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
+#include "sample_util.h"
 
 static void parse_ok(const char *frame, struct by_event *ev) {
     char err[256] = "";
@@ -56,7 +40,7 @@ static void expect_error(const char *frame, const char *want) {
 static void test_doc_execution(void **state) {
     (void)state;
     size_t len;
-    char *doc = sample("bybit_execution.json", &len);
+    char *doc = sample_load("bybit_execution.json", &len);
     struct by_event ev;
     char err[200];
     assert_int_equal(by_parse_event(doc, len, &ev, err, sizeof err), 0);
@@ -141,7 +125,7 @@ static void test_doc_position_and_order(void **state) {
     size_t len;
     struct by_event ev;
     char err[200];
-    char *doc = sample("bybit_position.json", &len);
+    char *doc = sample_load("bybit_position.json", &len);
     assert_int_equal(by_parse_event(doc, len, &ev, err, sizeof err), 0);
     assert_int_equal(ev.kind, BY_EV_POSITION);
     assert_int_equal(ev.n_positions, 1);
@@ -165,7 +149,7 @@ static void test_doc_position_and_order(void **state) {
     by_event_clear(&ev);
 
     /* the doc's order sample is for an option: not ours */
-    doc = sample("bybit_order.json", &len);
+    doc = sample_load("bybit_order.json", &len);
     assert_int_equal(by_parse_event(doc, len, &ev, err, sizeof err), 0);
     assert_int_equal(ev.kind, BY_EV_ORDER);
     assert_int_equal(ev.n_orders, 0);
@@ -181,7 +165,7 @@ static void test_doc_position_and_order(void **state) {
     assert_int_equal(ev.orders[1].position_idx, -1);
     by_event_clear(&ev);
 
-    doc = sample("bybit_wallet.json", &len);
+    doc = sample_load("bybit_wallet.json", &len);
     assert_int_equal(by_parse_event(doc, len, &ev, err, sizeof err), 0);
     assert_int_equal(ev.kind, BY_EV_OTHER);
     by_event_clear(&ev);
@@ -206,7 +190,7 @@ static void test_op_replies(void **state) {
         {"bybit_ws_pong_public_linear.json", BY_EV_PONG, true, "pong"},
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
-        char *doc = sample(s[i].file, &len);
+        char *doc = sample_load(s[i].file, &len);
         if (by_parse_event(doc, len, &ev, err, sizeof err) != 0) fail_msg("%s: %s", s[i].file, err);
         if (ev.kind != s[i].kind) fail_msg("%s: kind %d", s[i].file, ev.kind);
         assert_int_equal(ev.success, s[i].success);
