@@ -436,13 +436,16 @@ static void on_query(void *ud, const struct exch_order_result *r) {
     case EXCH_NOT_FOUND:
         /* Confirmed never placed: the one case where resending the same client id is allowed. */
         if (!may_retry(j)) {
+            /* Never placed, and too old to place now: skipped as stale (the drift gauge shows
+             * what the follower misses). */
             struct exch_order_result nr = *r;
             nr.outcome = EXCH_REJECTED;
-            snprintf(nr.error_msg, sizeof(nr.error_msg), "not placed (confirmed absent), too old to resend");
+            snprintf(nr.error_msg, sizeof(nr.error_msg), "stale");
             log_error(TAG, "%s %s: order %s confirmed absent and the leader fill is %" PRId64 " ms old: "
-                      "not resent", f->name, j->symbol, j->client_id, (copier_now_ns() - j->received_ns) / 1000000);
-            met_counter_inc(f->m_rejected);
-            record(c, j, JOURNAL_REJECTED, &nr);
+                      "not sent (skipped as stale)", f->name, j->symbol, j->client_id,
+                      (copier_now_ns() - j->received_ns) / 1000000);
+            met_counter_inc(f->m_skipped);
+            record(c, j, JOURNAL_SKIPPED, &nr);
             job_done(j);
             return;
         }
@@ -1396,9 +1399,24 @@ static void snapshot_positions(struct copier *c, struct acct *a, const char *sou
     free(amt);
 }
 
+#define RESYNC_EVERY_MS 600000
+
+static void on_resync(void *ud, const struct exch_status *st, int64_t offset_ms) {
+    struct acct *a = ud;
+    if (a->c->freeing) return;
+    if (st->err) log_warn(TAG, "%s: server time re-sync failed: %s (keeping the last offset)", a->name, st->error_msg);
+    else log_debug(TAG, "%s: server time offset %" PRId64 " ms", a->name, offset_ms);
+}
+
 static void refresh_tick(uv_timer_t *t) {
     struct copier *c = t->data;
     struct instruments *it, *tmp;
+    /* Clocks drift: signed requests must stay inside the exchange's receive window. */
+    c->resync_elapsed_ms += c->refresh_ms;
+    if (c->resync_elapsed_ms >= RESYNC_EVERY_MS) {
+        c->resync_elapsed_ms = 0;
+        for (size_t i = 0; i < c->n_accts && !c->freeing; i++) (void)exch_sync_time(c->accts[i].ex, on_resync, &c->accts[i]);
+    }
     c->snap_elapsed_ms += c->refresh_ms;
     if (c->snap_elapsed_ms >= SNAPSHOT_EVERY_MS) {
         c->snap_elapsed_ms = 0;

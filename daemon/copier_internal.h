@@ -238,6 +238,7 @@ struct copier {
     int64_t backfill_max_age_ms;
     uint64_t orders_sent;      /* first sends (not resends or queries) */
     unsigned snap_elapsed_ms;  /* since the last position snapshot */
+    unsigned resync_elapsed_ms; /* since the last server time re-sync */
     struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
 };
 

@@ -102,6 +102,11 @@ static const char SQL_RESULTS[] =
     " avg_price = COALESCE(u.avg_price, f.avg_price),"
     " error_code = COALESCE(u.error_code, f.error_code),"
     " error_msg = COALESCE(u.error_msg, f.error_msg),"
+    /* A result can skip an intent that was never sent (start-up reconciliation: confirmed absent
+     * and too old to send); its message is the reason. */
+    " skip_reason = CASE WHEN u.status = 'skipped' THEN COALESCE(u.error_msg, 'stale')"
+    "              ELSE f.skip_reason END,"
+    STATE_AT("skipped_at", "skipped")
     STATE_AT("sent_at", "sent")
     STATE_AT("acked_at", "acked")
     STATE_AT("partially_filled_at", "partially_filled")
@@ -3141,7 +3146,8 @@ int journal_record_result(struct journal *j, const struct journal_result *r)
     if (!j || !r) return -EINVAL;
     if (j->free_requested) return -ECANCELED;
     if (!valid_cid(r->client_order_id) || !journal_status_name(r->status) ||
-        r->status == JOURNAL_INTENT || r->status == JOURNAL_SKIPPED ||
+        r->status == JOURNAL_INTENT ||
+        (r->status == JOURNAL_SKIPPED && (!r->error_msg || !valid_text(r->error_msg, JNL_NAME_MAX, false))) ||
         (r->exchange_order_id && r->exchange_order_id[0] && !valid_id(r->exchange_order_id)) ||
         (r->executed_qty && !valid_decimal(r->executed_qty)) ||
         (r->avg_price && !valid_decimal(r->avg_price)) || r->at_us < 0 ||

@@ -276,7 +276,8 @@ enum journal_status {
     JOURNAL_PARTIALLY_FILLED,
     JOURNAL_FILLED,
     JOURNAL_REJECTED,
-    JOURNAL_SKIPPED,    /* written by journal_write_fill only */
+    JOURNAL_SKIPPED,    /* by journal_write_fill; as a result only for an intent never sent (its
+                         * error_msg, 1..64 printable chars, becomes the skip reason: "stale") */
     JOURNAL_UNKNOWN,    /* outcome unknown (timeout, reset, 5xx): query before any retry */
     JOURNAL_RECONCILED,
     JOURNAL_CANCELED,

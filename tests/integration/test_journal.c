@@ -629,7 +629,7 @@ static void test_results(void **state)
     /* Refused input. */
     struct journal_result bad = {.client_order_id = "t2001-a", .status = JOURNAL_INTENT};
     assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
-    bad.status = JOURNAL_SKIPPED;
+    bad.status = JOURNAL_SKIPPED; /* a skip needs its reason */
     assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
     bad.status = (enum journal_status)99;
     assert_int_equal(journal_record_result(f.j, &bad), -EINVAL);
@@ -642,6 +642,24 @@ static void test_results(void **state)
     journal_get_stats(f.j, &s);
     assert_int_equal(s.results_queued, 0);
     assert_int_equal(s.results_dropped, 0);
+
+    /* An intent never sent and too old to send (start-up reconciliation) is skipped as stale; a
+     * skip never overrides a final state. */
+    struct journal_fill fill2 = mkfill("BTCUSDT", 2002);
+    struct journal_intent in2[1] = {mkintent("t2002-a", "r1", "f1", "0.013", NULL)};
+    struct fillres fr2;
+    memset(&fr2, 0, sizeof fr2);
+    write_and_wait(&f, &fill2, in2, 1, &fr2);
+    assert_int_equal(fr2.status, 0);
+    rec(&f, "t2002-a", JOURNAL_SKIPPED, 0, NULL, NULL, 0, "stale", T0 + 200);
+    rec(&f, "t2001-a", JOURNAL_SKIPPED, 0, NULL, NULL, 0, "stale", T0 + 201);
+    struct flushres fl2 = {0};
+    flush_and_wait(&f, &fl2);
+    assert_int_equal(fl2.status, 0);
+    assert_string_equal(q1("SELECT status || ' ' || skip_reason || ' ' || (skipped_at IS NOT NULL) FROM "
+                           "follower_orders WHERE client_order_id = 't2002-a'"), "skipped stale true");
+    assert_string_equal(q1("SELECT status || ' ' || coalesce(skip_reason, '-') FROM follower_orders "
+                           "WHERE client_order_id = 't2001-a'"), "filled -");
     fx_close(&f);
 }
 
