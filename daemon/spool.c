@@ -28,6 +28,10 @@
 #define DEF_SEGMENT_BYTES (64ull << 20)
 #define DEF_MAX_PAYLOAD (16u << 20)
 #define NONE UINT64_MAX
+/* The largest sequence number: PostgreSQL keeps them as bigint (the journal's spool_applied.seq).
+ * A watermark, segment header or record beyond it is corruption; an append past it is
+ * -EOVERFLOW (at a million records a second that is 292 000 years away). */
+#define SEQ_MAX ((uint64_t)INT64_MAX)
 
 /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), byte-wise table: records are small and an
  * fdatasync costs far more than the checksum. */
@@ -320,6 +324,8 @@ static int rec_read(struct rdr *r, uint64_t off, struct rec *out)
     c = crc32c_update(c, p + REC_HDR, out->len);
     if (c != get32(p + 28))
         return BAD_CRC;
+    if (out->seq > SEQ_MAX)
+        return BAD_SEQ; /* after the checksum: a flipped bit in a torn record is a torn record */
     out->payload = p + REC_HDR;
     return 0;
 }
@@ -718,6 +724,12 @@ int spool_append_many(struct spool *sp, const struct spool_rec_in *recs, size_t 
         total += REC_HDR + recs[i].len;
     }
     int rc = 0;
+    if (n > SEQ_MAX + 1 - sp->next_seq) { /* next_seq <= SEQ_MAX + 1 always */
+        seterr(sp, "%s: no sequence numbers left for %zu record(s) after %" PRIu64, sp->dir, n,
+               sp->next_seq - 1);
+        rc = -EOVERFLOW;
+        goto fail;
+    }
     struct seg *s = sp->wfd >= 0 ? &sp->segs[sp->nseg - 1] : NULL;
     if (!s || (s->nrec > 0 && s->size + total > sp->o.segment_bytes)) {
         rc = seg_create(sp);
@@ -908,7 +920,15 @@ int spool_ack(struct spool *sp, uint64_t seq)
                sp->next_seq - 1);
         return -EINVAL;
     }
-    int rc = ack_file_write(sp, seq);
+    /* The records reach the disk before the watermark that covers them (SPOOL_OS: the active
+     * segment may be dirty; earlier ones were synced when it was started). So a watermark is
+     * never past the last record on disk, and spool_open can treat one that is as corruption
+     * instead of guessing whether a power loss took the records. */
+    int rc = 0;
+    if (sp->dirty && sp->wfd >= 0 && seq >= sp->segs[sp->nseg - 1].first_seq)
+        rc = spool_sync(sp);
+    if (rc == 0)
+        rc = ack_file_write(sp, seq);
     if (rc < 0)
         return rc;
     sp->acked = seq;
@@ -1013,6 +1033,11 @@ static int read_ack_file(struct spool *sp, bool *have, uint64_t *acked)
                "checksum)", what, got);
         return -EBADMSG;
     }
+    if (get64(b + 16) > SEQ_MAX) {
+        seterr(sp, "%s: offset 16: corrupt watermark file (watermark %" PRIu64 " is beyond the "
+               "largest sequence number %" PRIu64 ")", what, get64(b + 16), SEQ_MAX);
+        return -EBADMSG;
+    }
     *have = true;
     *acked = get64(b + 16);
     return 0;
@@ -1058,7 +1083,7 @@ static int scan_seg(struct spool *sp, struct seg *s, bool last, struct spool_ope
         goto out;
     if (rc == -ENODATA || memcmp(h, SEG_MAGIC, 8) != 0 || get32(h + 8) != VERSION ||
         get32(h + 12) != SEG_HDR || get32(h + 32) != crc32c_update(0, h, 32) ||
-        get64(h + 16) != s->no || get64(h + 24) == 0) {
+        get64(h + 16) != s->no || get64(h + 24) == 0 || get64(h + 24) > SEQ_MAX) {
         rc = -EBADMSG;
         seterr(sp, "%s: offset 0: bad segment header", path);
         goto out;
@@ -1133,6 +1158,14 @@ static int scan_seg(struct spool *sp, struct seg *s, bool last, struct spool_ope
     }
     s->size = off;
     rc = 0;
+    if (last && !rep->torn_bytes && s->size > SEG_HDR) {
+        /* A process that crashed may have left its last records in the page cache only; they
+         * reach the disk before anything is replayed and acked on their strength (spool_ack
+         * keeps the watermark behind the records on disk; a cut tail was synced above). */
+        rc = sync_fd(r.fd, true);
+        if (rc < 0)
+            seterr(sp, "%s: fdatasync: %s", path, strerror(-rc));
+    }
 out:
     rdr_close(&r);
     free(r.buf);
@@ -1278,6 +1311,15 @@ static int open_dir(struct spool *sp)
     return 0;
 }
 
+/* Salvage set the watermark file aside (corrupt, missing or impossible): reported as a range. */
+static void ack_salvaged(struct spool *sp, struct spool_open_report *rep)
+{
+    if (rep->salvaged_ranges++ == 0) {
+        snprintf(rep->salvage_file, sizeof rep->salvage_file, "%s/" ACK_NAME, sp->dir);
+        rep->salvage_offset = 0;
+    }
+}
+
 static int open_all(struct spool *sp, struct spool_open_report *rep)
 {
     int rc = open_dir(sp);
@@ -1289,9 +1331,7 @@ static int open_all(struct spool *sp, struct spool_open_report *rep)
     if (rc == -EBADMSG && sp->o.salvage) {
         have_ack = false; /* replay everything still there; PostgreSQL's unique keys absorb it */
         rewrite_ack = true;
-        rep->salvaged_ranges++;
-        snprintf(rep->salvage_file, sizeof rep->salvage_file, "%s/" ACK_NAME, sp->dir);
-        rep->salvage_offset = 0;
+        ack_salvaged(sp, rep);
         rc = 0;
     }
     if (rc < 0)
@@ -1336,35 +1376,74 @@ static int open_all(struct spool *sp, struct spool_open_report *rep)
         }
         sp->nseg++;
     }
-    /* The oldest surviving record must follow the watermark. */
-    uint64_t oldest = 0;
-    for (size_t i = 0; i < sp->nseg && !oldest; i++)
-        if (sp->segs[i].nrec)
-            oldest = sp->segs[i].first_rec_seq;
-    if (sp->nseg && !have_ack && !sp->o.salvage && sp->segs[0].first_seq > 1) {
-        char path[SPOOL_PATH_MAX];
-        seg_path(sp, path, sizeof path, sp->segs[0].no);
-        seterr(sp, "%s/" ACK_NAME ": missing, but %s starts at record %" PRIu64, sp->dir, path,
-               sp->segs[0].first_seq);
-        rc = -EBADMSG;
-        goto out;
-    }
-    if (!have_ack && sp->nseg)
-        sp->acked = sp->segs[0].first_seq - 1;
-    if (oldest > sp->acked + 1) {
+    char path[SPOOL_PATH_MAX];
+    /* spool_ack syncs the records before the watermark that covers them, so a watermark past the
+     * newest sequence number the segments account for (an empty last segment's header counts)
+     * is corrupt: trusting it would delete records that may never have reached PostgreSQL. */
+    if (have_ack && sp->nseg && sp->acked > sp->segs[sp->nseg - 1].last_seq) {
+        const struct seg *l = &sp->segs[sp->nseg - 1];
         if (!sp->o.salvage) {
-            char path[SPOOL_PATH_MAX];
-            seg_path(sp, path, sizeof path, sp->segs[0].no);
-            seterr(sp, "%s: offset 0: the oldest record is %" PRIu64 " but only records up to "
-                   "%" PRIu64 " are acked: records are missing", path, oldest, sp->acked);
+            seg_path(sp, path, sizeof path, l->no);
+            seterr(sp, "%s/" ACK_NAME ": watermark %" PRIu64 " is past the last record %" PRIu64
+                   " (%s): the watermark or the segments are corrupt (open with salvage to "
+                   "replay everything still there)", sp->dir, sp->acked, l->last_seq, path);
             rc = -EBADMSG;
             goto out;
         }
-        rep->salvaged_seqs += oldest - (sp->acked + 1);
+        have_ack = false; /* as for a corrupt watermark file */
+        rewrite_ack = true;
+        ack_salvaged(sp, rep);
     }
+    if (sp->nseg && !have_ack && !rewrite_ack && sp->segs[0].first_seq > 1) {
+        seg_path(sp, path, sizeof path, sp->segs[0].no);
+        if (!sp->o.salvage) {
+            seterr(sp, "%s/" ACK_NAME ": missing, but %s starts at record %" PRIu64, sp->dir,
+                   path, sp->segs[0].first_seq);
+            rc = -EBADMSG;
+            goto out;
+        }
+        /* Salvage takes the oldest segment's start as the watermark: an operator's decision,
+         * so it is written down below, or the next normal open would refuse the same files. */
+        rewrite_ack = true;
+        ack_salvaged(sp, rep);
+    }
+    if (!have_ack)
+        sp->acked = sp->nseg ? sp->segs[0].first_seq - 1 : 0;
     sp->next_seq = sp->acked + 1;
     if (sp->nseg && sp->segs[sp->nseg - 1].last_seq + 1 > sp->next_seq)
         sp->next_seq = sp->segs[sp->nseg - 1].last_seq + 1;
+    /* The first sequence number held after the watermark must follow it directly. Headers count
+     * as well as records: a segment whose header says it starts at N claims N - 1 came before it,
+     * even when it holds no record (a torn one cut off). */
+    struct pos after;
+    rc = locate(sp, sp->acked + 1, &after);
+    if (rc < 0)
+        goto out;
+    uint64_t start = after.valid ? after.seq : sp->next_seq;
+    if (start > sp->acked + 1) {
+        if (!sp->o.salvage) {
+            seg_path(sp, path, sizeof path, sp->segs[0].no);
+            seterr(sp, "%s: offset 0: starts at record %" PRIu64 " but only records up to %" PRIu64
+                   " are acked: records %" PRIu64 "..%" PRIu64 " are missing (open with salvage "
+                   "to skip them)", path, start, sp->acked, sp->acked + 1, start - 1);
+            rc = -EBADMSG;
+            goto out;
+        }
+        /* Lost. Gaps from the oldest segment's start on were counted by the scan already. */
+        uint64_t upto = sp->segs[0].first_seq < start ? sp->segs[0].first_seq : start;
+        if (upto > sp->acked + 1)
+            rep->salvaged_seqs += upto - (sp->acked + 1);
+        /* Move the watermark over them (they can never be replayed) and write it down, so that
+         * the next normal open finds the spool consistent. */
+        sp->acked = start - 1;
+        rewrite_ack = true;
+    }
+    /* Written before any segment is deleted on its strength. */
+    if (rewrite_ack) {
+        rc = ack_file_write(sp, sp->acked);
+        if (rc < 0)
+            goto out;
+    }
     /* Empty segments hold nothing; fully acked ones are done. No segment is active yet. */
     size_t k = 0;
     for (size_t i = 0; i < sp->nseg; i++) {
@@ -1389,11 +1468,6 @@ static int open_all(struct spool *sp, struct spool_open_report *rep)
         sp->segs[k++] = *s;
     }
     sp->nseg = k;
-    if (rewrite_ack) {
-        rc = ack_file_write(sp, sp->acked);
-        if (rc < 0)
-            goto out;
-    }
     rc = locate(sp, sp->acked + 1, &sp->ackpos);
 out:
     free(nos);

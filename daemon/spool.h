@@ -19,7 +19,8 @@
  *                       integers little-endian. One record = one write(2) on an O_APPEND fd.
  *   acked               the replay watermark (every seq <= it is applied to PostgreSQL), replaced
  *                       atomically: acked.tmp, fsync, rename, fsync of the directory.
- * Sequence numbers start at 1 and are gap-free and increasing across segments and restarts.
+ * Sequence numbers start at 1 and are gap-free and increasing across segments and restarts, up
+ * to 2^63-1 (a PostgreSQL bigint); a watermark, header or record beyond that is corruption.
  * After open, appends always go to a NEW segment: existing segments are only read and deleted.
  *
  * Crash safety. A record is visible to replay only once complete and CRC-valid. spool_open checks
@@ -29,8 +30,13 @@
  * record followed by a valid one, a bad segment header, a sequence gap or a missing segment is
  * corruption: spool_open fails with -EBADMSG and names file and offset, unless opts.salvage is
  * set, in which case the bad bytes are skipped and reported (their records are lost: the operator
- * decides). A failed write is cut back off the file before spool_append returns, so a later
- * append never lands behind a half record; if that cut or an fdatasync fails, the spool is broken
+ * decides). So is a watermark that does not fit the segments: missing while the oldest segment
+ * starts after record 1, past the last record, or followed by a gap (a segment header counts even
+ * when its segment holds no record). Salvage then replays everything still there (a bad
+ * watermark) or moves the watermark over the lost records, and writes the watermark it decided
+ * on, so the next open without salvage accepts the same files. A failed write is cut back off
+ * the file before spool_append returns, so a later append never lands behind a half record; if
+ * that cut or an fdatasync fails, the spool is broken
  * (sticky -EIO, fsync errors cannot be retried safely) and refuses appends until reopened.
  * A record whose append did not return 0 (a crash, or a failed fdatasync after the write) may
  * still be on disk and be replayed after a restart: the journal must treat such an intent as
@@ -43,8 +49,10 @@
  *
  * Replay: spool_replay_begin, then spool_replay_next until it returns 0; write the records to
  * PostgreSQL, then spool_ack(seq of the last committed one). Ack costs ~3 fsyncs: ack per batch,
- * not per record. Records appended meanwhile are returned too. The spool does not rely on
- * PostgreSQL being idempotent: a record <= the persisted watermark is never returned again, even
+ * not per record (in SPOOL_OS mode it first syncs the active segment when the acked records are
+ * in it: a watermark is never ahead of the records on disk; spool_open likewise syncs the last
+ * segment). Records appended meanwhile are returned too. The spool does not rely on PostgreSQL
+ * being idempotent: a record <= the persisted watermark is never returned again, even
  * after a crash; records after it may be returned again if the crash came between the PostgreSQL
  * commit and spool_ack (the journal's unique keys absorb that; or store the last applied seq in
  * PostgreSQL in the same transaction and spool_ack up to it before replaying at start-up). Fully
@@ -111,6 +119,7 @@ struct spool *spool_close(struct spool *sp);
 /* Appends one record (type is the caller's; payload may be NULL when len is 0) and, in
  * SPOOL_FSYNC mode, fdatasyncs. *seq (may be NULL) gets its sequence number. 0, or -EMSGSIZE
  * (len > max_payload), -ENOSPC / -EDQUOT / -EFBIG (nothing was appended; the spool stays usable),
+ * -EOVERFLOW (sequence numbers exhausted),
  * -EIO (a failed fdatasync or cut-back: not durable, the spool is broken, see above), -ENOMEM. */
 int spool_append(struct spool *sp, uint16_t type, const void *payload, size_t len, uint64_t *seq);
 
@@ -144,7 +153,8 @@ int spool_replay_next(struct spool *sp, struct spool_record *rec);
  * are fully acked. Acking less than the watermark is a no-op (0); acking past the last appended
  * record is -EINVAL. A replay cursor behind the watermark moves up to it. 0; a system call's
  * negative errno (the old watermark still holds); or -EBADMSG / -EIO when the watermark moved but
- * the record after it could not be read back (changed on disk). */
+ * the record after it could not be read back (changed on disk); -EIO when the records had to be
+ * synced first and the spool is broken. */
 int spool_ack(struct spool *sp, uint64_t seq);
 
 /* Gauges and counters for /metrics. */

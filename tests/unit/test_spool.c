@@ -746,6 +746,269 @@ static void test_permissions_and_lock(void **state)
     assert_null(spool_close(NULL));
 }
 
+/* ---- watermark consistency (fuzz findings; tests/fuzz/crashes/spool-*) ---------------------- */
+
+static void put32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A checksum-valid watermark file, as spool_ack writes it. */
+static void write_ack_file(uint64_t seq)
+{
+    uint8_t b[32] = {0};
+    memcpy(b, "CTSPACK\n", 8);
+    put32le(b + 8, 1);
+    put64le(b + 16, seq);
+    put32le(b + 24, crc32c_ref(b, 24));
+    char p[600];
+    snprintf(p, sizeof p, "%s/acked", g_dir);
+    spit(p, b, sizeof b);
+}
+
+/* A valid segment header for segment `no` starting at first_seq, followed by `tail`. */
+static void write_seg_file(uint64_t no, uint64_t first_seq, const uint8_t *tail, size_t n)
+{
+    uint8_t *b = calloc(1, SEG_HDR + n + 1);
+    assert_non_null(b);
+    memcpy(b, "CTSPOOL\n", 8);
+    put32le(b + 8, 1);
+    put32le(b + 12, SEG_HDR);
+    put64le(b + 16, no);
+    put64le(b + 24, first_seq);
+    put32le(b + 32, crc32c_ref(b, 32));
+    if (n)
+        memcpy(b + SEG_HDR, tail, n);
+    char path[512];
+    seg_file(path, sizeof path, no);
+    spit(path, b, SEG_HDR + n);
+    free(b);
+}
+
+static uint64_t stat_acked(struct spool *sp)
+{
+    struct spool_stats st;
+    spool_get_stats(sp, &st);
+    return st.acked_seq;
+}
+
+/* fuzz: spool-salvage-watermark-not-persisted. No watermark file and the oldest segment starts
+ * after record 1: salvage takes the segment's start as the watermark, and must write it down, or
+ * the next normal open refuses the very files the salvage accepted. */
+static void test_salvage_writes_the_watermark_it_chose(void **state)
+{
+    (void)state;
+    struct spool_opts o = {.durability = SPOOL_OS, .segment_bytes = 4096};
+    struct spool *sp = open_ok(&o, NULL);
+    for (uint64_t s = 1; s <= 120; s++)
+        append_seq(sp, s, len_for(s));
+    spool_close(sp);
+    char path[512];
+    seg_file(path, sizeof path, 2);
+    size_t n;
+    uint8_t *b = slurp(path, &n);
+    uint64_t first = le64(b + 24);
+    free(b);
+    assert_true(first > 1 && first < 120);
+    seg_file(path, sizeof path, 1);
+    assert_int_equal(unlink(path), 0); /* segment 1 lost, never acked: no watermark file */
+    char err[1024];
+    assert_int_equal(spool_open(g_dir, &o, &sp, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "acked: missing"));
+
+    o.salvage = true;
+    struct spool_open_report rep;
+    sp = open_ok(&o, &rep);
+    assert_int_equal(rep.salvaged_ranges, 1);
+    assert_non_null(strstr(rep.salvage_file, "/acked"));
+    assert_int_equal(stat_acked(sp), first - 1);
+    spool_close(sp); /* nothing replayed or acked */
+
+    o.salvage = false;
+    sp = open_ok(&o, &rep); /* failed with "acked: missing" before the fix */
+    assert_int_equal(rep.salvaged_ranges, 0);
+    assert_int_equal(stat_acked(sp), first - 1);
+    assert_int_equal(replay_check(sp, first, 120), 121 - first);
+    append_seq(sp, 121, len_for(121));
+    spool_close(sp);
+    sp = open_ok(&o, NULL);
+    assert_int_equal(replay_check(sp, first, 121), 122 - first);
+    spool_close(sp);
+}
+
+/* fuzz: spool-empty-segment-skips-watermark. Acked up to 66, and the only segment's header says
+ * it starts at 113 but it holds just a torn record: 67..112 are missing although no surviving
+ * record shows it. */
+static void test_gap_after_watermark_seen_in_empty_segment(void **state)
+{
+    (void)state;
+    struct spool *sp = open_ok(NULL, NULL);
+    for (uint64_t s = 1; s <= 66; s++)
+        append_seq(sp, s, len_for(s));
+    assert_int_equal(spool_ack(sp, 66), 0);
+    spool_close(sp);
+    sp = open_ok(NULL, NULL); /* deletes the fully acked segment */
+    spool_close(sp);
+    assert_int_equal(count_files(".spool"), 0);
+    const uint8_t torn[10] = {0xd5, 0x70, 0x6f, 0x9e, 4, 0, 0, 0, 1, 0};
+    write_seg_file(2, 113, torn, sizeof torn);
+
+    char err[1024];
+    assert_int_equal(spool_open(g_dir, NULL, &sp, NULL, err, sizeof err), -EBADMSG);
+    assert_null(sp);
+    assert_non_null(strstr(err, "000000000002.spool"));
+    assert_non_null(strstr(err, "67..112"));
+
+    struct spool_opts o = {.salvage = true};
+    struct spool_open_report rep;
+    sp = open_ok(&o, &rep); /* the torn record was cut off by the refused open already */
+    assert_int_equal(rep.salvaged_seqs, 112 - 66);
+    assert_int_equal(stat_acked(sp), 112);
+    assert_int_equal(replay_check(sp, 113, 112), 0);
+    append_seq(sp, 113, len_for(113)); /* never reuses a number that may have been applied */
+    spool_close(sp);
+    sp = open_ok(NULL, &rep); /* refused the gap before the fix */
+    assert_int_equal(rep.salvaged_ranges + rep.salvaged_seqs + rep.torn_bytes, 0);
+    assert_int_equal(replay_check(sp, 113, 113), 1);
+    spool_close(sp);
+
+    /* Two empty segments (a crash right after creating each): the first one is named. */
+    rm_rf(g_dir);
+    assert_int_equal(mkdir(g_dir, 0700), 0);
+    write_ack_file(150);
+    write_seg_file(9, 200, NULL, 0);
+    write_seg_file(10, 200, NULL, 0);
+    assert_int_equal(spool_open(g_dir, NULL, &sp, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "000000000009.spool: offset 0: starts at record 200 but only "
+                                "records up to 150 are acked: records 151..199 are missing"));
+    /* ... and a gap ahead of records, as before. */
+    rm_rf(g_dir);
+    struct spool_opts os = {.durability = SPOOL_OS, .segment_bytes = 4096};
+    sp = open_ok(&os, NULL);
+    for (uint64_t s = 1; s <= 120; s++)
+        append_seq(sp, s, len_for(s));
+    assert_int_equal(spool_ack(sp, 10), 0);
+    spool_close(sp);
+    char path[512];
+    seg_file(path, sizeof path, 2);
+    size_t n;
+    uint8_t *b = slurp(path, &n);
+    uint64_t first = le64(b + 24);
+    free(b);
+    seg_file(path, sizeof path, 1);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(spool_open(g_dir, &os, &sp, NULL, err, sizeof err), -EBADMSG);
+    char want[128];
+    snprintf(want, sizeof want, "000000000002.spool: offset 0: starts at record %" PRIu64
+             " but only records up to 10 are acked: records 11..%" PRIu64 " are missing",
+             first, first - 1);
+    if (!strstr(err, want))
+        fail_msg("want \"%s\" in: %s", want, err);
+}
+
+/* fuzz: spool-watermark-uint64-max-wraps. A checksum-valid watermark past every record used to
+ * be accepted: next_seq wrapped to 0 and an append returned seq 0, never replayed. */
+static void test_watermark_past_last_record_refused(void **state)
+{
+    (void)state;
+    struct spool *sp = open_ok(NULL, NULL);
+    for (uint64_t s = 1; s <= 5; s++)
+        append_seq(sp, s, len_for(s));
+    spool_close(sp);
+    char err[1024];
+    uint64_t bad[] = {UINT64_MAX, (uint64_t)INT64_MAX + 1, (uint64_t)INT64_MAX, 6, 1000};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_ack_file(bad[i]);
+        sp = NULL;
+        int rc = spool_open(g_dir, NULL, &sp, NULL, err, sizeof err);
+        if (rc != -EBADMSG)
+            fail_msg("watermark %" PRIu64 ": open returned %d: %s", bad[i], rc, err);
+        assert_null(sp);
+        assert_non_null(strstr(err, "acked"));
+    }
+    /* Salvage replays everything still there and writes a watermark that fits. */
+    struct spool_opts o = {.salvage = true};
+    struct spool_open_report rep;
+    sp = open_ok(&o, &rep);
+    assert_int_equal(rep.salvaged_ranges, 1);
+    assert_int_equal(stat_acked(sp), 0);
+    assert_int_equal(replay_check(sp, 1, 5), 5);
+    append_seq(sp, 6, len_for(6));
+    spool_close(sp);
+    sp = open_ok(NULL, NULL);
+    assert_int_equal(replay_check(sp, 1, 6), 6);
+    spool_close(sp);
+
+    /* No segment to compare with: the range still holds, and appends stop at the last number. */
+    rm_rf(g_dir);
+    assert_int_equal(mkdir(g_dir, 0700), 0);
+    write_ack_file(UINT64_MAX);
+    assert_int_equal(spool_open(g_dir, NULL, &sp, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "beyond the largest sequence number"));
+    write_ack_file((uint64_t)INT64_MAX - 2);
+    sp = open_ok(NULL, NULL);
+    uint64_t seq = 0;
+    assert_int_equal(spool_append(sp, 1, "a", 1, &seq), 0);
+    assert_int_equal(seq, (uint64_t)INT64_MAX - 1);
+    struct spool_rec_in two[2] = {{1, "b", 1}, {1, "c", 1}};
+    assert_int_equal(spool_append_many(sp, two, 2, &seq), -EOVERFLOW);
+    assert_int_equal(spool_append(sp, 1, "b", 1, &seq), 0);
+    assert_int_equal(seq, (uint64_t)INT64_MAX);
+    seq = 0;
+    assert_int_equal(spool_append(sp, 1, "c", 1, &seq), -EOVERFLOW);
+    assert_int_equal(seq, 0);
+    assert_non_null(strstr(spool_last_error(sp), "no sequence numbers left"));
+    struct spool_stats st;
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.next_seq, (uint64_t)INT64_MAX + 1);
+    assert_int_equal(st.records_unacked, 2);
+    assert_false(st.broken);
+    spool_close(sp);
+    /* What was appended reopens and replays; appending stays refused. */
+    sp = open_ok(NULL, NULL);
+    struct spool_record r;
+    assert_int_equal(spool_replay_begin(sp), 0);
+    assert_int_equal(spool_replay_next(sp, &r), 1);
+    assert_int_equal(r.seq, (uint64_t)INT64_MAX - 1);
+    assert_int_equal(spool_replay_next(sp, &r), 1);
+    assert_int_equal(r.seq, (uint64_t)INT64_MAX);
+    assert_int_equal(spool_replay_next(sp, &r), 0);
+    assert_int_equal(spool_append(sp, 1, "c", 1, NULL), -EOVERFLOW);
+    assert_int_equal(spool_ack(sp, (uint64_t)INT64_MAX), 0);
+    spool_close(sp);
+}
+
+/* SPOOL_OS: the records an ack covers are synced before the watermark is written, so a power
+ * loss cannot leave a watermark past the records on disk (which spool_open refuses). */
+static void test_ack_syncs_covered_records_first(void **state)
+{
+    (void)state;
+    struct spool_opts o = {.durability = SPOOL_OS};
+    struct spool *sp = open_ok(&o, NULL);
+    for (uint64_t s = 1; s <= 3; s++)
+        append_seq(sp, s, len_for(s));
+    struct spool_stats st;
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.syncs, 0);
+    assert_int_equal(spool_ack(sp, 2), 0);
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.syncs, 1);
+    assert_int_equal(spool_ack(sp, 3), 0); /* nothing appended since: no sync */
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.syncs, 1);
+    append_seq(sp, 4, len_for(4));
+    assert_int_equal(spool_ack(sp, 4), 0);
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.syncs, 2);
+    spool_close(sp);
+}
+
 /* ---- crash simulation ------------------------------------------------------------------------ */
 
 #define CHILD_CHECK(c)                                                                             \
@@ -954,6 +1217,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leftover_tmp_files_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_watermark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permissions_and_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_salvage_writes_the_watermark_it_chose, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_gap_after_watermark_seen_in_empty_segment, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_watermark_past_last_record_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_syncs_covered_records_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_kill9_keeps_gap_free_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
     };
