@@ -1,7 +1,21 @@
 /* http_server: HTTP/1.1 routes on an lws vhost of an existing libuv-hosted context (see
  * http_server.h). Reply recipe (EVENT-LOOP.md section 1): lws_add_http_common_headers with the
- * real content length, lws_finalize_http_header, body, the last write LWS_WRITE_HTTP_FINAL,
- * then lws_http_transaction_completed for keep-alive. */
+ * real content length, "Connection: close", lws_finalize_http_header, body, the last write
+ * LWS_WRITE_HTTP_FINAL, then close (return -1).
+ *
+ * One request per connection, on purpose. lws 4.1.6 cannot take a second request safely: bytes
+ * a client sent behind the first request (pipelining, or garbage) wait in lws's private input
+ * list, and when the next request parsed from that list announces a body (Content-Length > 0, or
+ * POST/PUT/PATCH without one), lws_http_action's "deal_body" loop feeds that same list again
+ * from the request's own first byte: the handler gets the request line as its body, then lws
+ * calls HTTP_BODY_COMPLETION over and over without consuming anything (an endless loop inside
+ * one uv_run turn), and with a short list the outer reader goes on with a segment the inner loop
+ * already freed. lws also keeps a connection in LRS_BODY after the body, so leftover input makes
+ * it call HTTP_BODY_COMPLETION again on state we already used (the fuzzer's NULL path). Nothing
+ * in the lws API tells whether such leftover input exists, so we cannot keep alive only the safe
+ * connections: we never call lws_http_transaction_completed, every reply says Connection: close,
+ * and lws never parses a second request on any connection. Each callback checks the phase of
+ * its connection (struct pss) and closes on anything out of order. */
 #include "http_server.h"
 
 #include <arpa/inet.h>
@@ -12,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +34,11 @@
 #define HTTP_HDR_ROOM 1024      /* our response headers are a few short lines */
 #define HTTP_QUERY_MAX 2048
 #define DEFAULT_TYPE "text/plain; charset=utf-8"
+#define HTTP_REPLY_TIMEOUT_S 30 /* a client that stops reading our reply is dropped after this */
+/* HTTP_BODY_COMPLETION repeated (leftover input after the body) this often without one
+ * WRITEABLE in between = lws is not progressing our reply: close rather than be called again.
+ * Normally lws repeats it at most twice per loop wakeup while our reply goes out. */
+#define HTTP_STALE_CALLS_MAX 1000
 
 struct http_response {
     int status;
@@ -47,23 +67,32 @@ struct http_server {
     struct http_server_stats st;
 };
 
-/* Per-transaction state. lws zeroes it when it binds the protocol, i.e. on accept and again after
- * every lws_http_transaction_completed (it frees and reallocates user_space), and tells us
- * before it frees it (HTTP_DROP_PROTOCOL, CLOSED_HTTP): that is where our mallocs go. */
+/* Where a connection's one request is. lws zeroes struct pss when it binds the protocol (on
+ * accept, and again just before LWS_CALLBACK_HTTP: it frees and reallocates user_space), so a
+ * fresh one is PH_IDLE. */
+enum pss_phase {
+    PH_IDLE = 0,   /* no request seen: only LWS_CALLBACK_HTTP may come */
+    PH_BODY,       /* request accepted, collecting its body until HTTP_BODY_COMPLETION */
+    PH_RESPONDING, /* reply queued or going out over WRITEABLE; the connection closes after it */
+};
+
+/* Per-connection state; lws tells us before it frees it (HTTP_DROP_PROTOCOL, CLOSED_HTTP):
+ * that is where our mallocs go. */
 struct pss {
+    enum pss_phase phase;
     char method[8];
     char *path;
     char *query;
     char *body;
-    size_t body_len;
+    size_t body_len, body_cap; /* body_cap: the Content-Length we allocated for */
     bool body_overflow;
-    bool head;        /* HEAD: send headers only */
-    bool close_after; /* reply, then close: the request body may not have been consumed */
+    bool body_done;    /* HTTP_BODY_COMPLETION seen once */
+    unsigned stale_calls; /* HTTP_BODY_COMPLETION repeats since the last WRITEABLE */
+    bool head;         /* HEAD: send headers only */
     bool headers_sent;
-    bool responding;
-    char allow[128];  /* for 405 */
+    char allow[128];   /* for 405 */
     struct http_response resp;
-    size_t sent;      /* body bytes written */
+    size_t sent;       /* body bytes written */
 };
 
 /* ---- responses ------------------------------------------------------------------------ */
@@ -169,15 +198,24 @@ static struct http_server *server_of(struct lws *wsi)
     return lws_vhost_user(lws_get_vhost(wsi));
 }
 
+/* From here on the WRITEABLE callback sends p->resp, then the connection closes. */
+static int start_reply(struct lws *wsi, struct pss *p)
+{
+    p->phase = PH_RESPONDING;
+    /* lws clears its own timeout once a body is complete; bound the reply ourselves so a client
+     * that never reads cannot pin the connection */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, HTTP_REPLY_TIMEOUT_S);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 /* Queue a plain-text reply; the WRITEABLE callback sends it. */
 static int respond_text(struct lws *wsi, struct pss *p, int status, const char *text)
 {
     resp_reset(&p->resp);
     p->resp.status = status;
     http_response_append(&p->resp, text, strlen(text));
-    p->responding = true;
-    lws_callback_on_writable(wsi);
-    return 0;
+    return start_reply(wsi, p);
 }
 
 static int dispatch(struct lws *wsi, struct pss *p)
@@ -188,10 +226,8 @@ static int dispatch(struct lws *wsi, struct pss *p)
     size_t allow_len = 0;
     bool path_known = false;
 
-    /* Already answered from on_http (411/413/400): lws may still deliver the body it was told
-     * about and then BODY_COMPLETION; the queued reply stands. */
-    if (p->responding) return 0;
     if (srv->freed) return -1;
+    if (!p->path) return -1; /* on_http did not accept a request: nothing to route */
     p->allow[0] = '\0';
     for (size_t i = 0; i < srv->nroutes; i++) {
         if (strcmp(srv->routes[i].path, p->path) != 0) continue;
@@ -217,9 +253,7 @@ static int dispatch(struct lws *wsi, struct pss *p)
     resp_reset(&p->resp);
     int rc = rt->fn(rt->ud, &req, &p->resp);
     if (rc < 0 || p->resp.oom) return respond_text(wsi, p, 500, "internal error\n");
-    p->responding = true;
-    lws_callback_on_writable(wsi);
-    return 0;
+    return start_reply(wsi, p);
 }
 
 static const struct {
@@ -262,6 +296,11 @@ static char *copy_query(struct lws *wsi)
 static int on_http(struct lws *wsi, struct pss *p, const char *uri)
 {
     struct http_server *srv = server_of(wsi);
+    /* A second request on one connection (see the top of this file): lws reached it on a path
+     * of its own that kept the connection (none known after CONFIRM_UPGRADE below). Refuse it
+     * before lws starts on its body. The mark lives in the wsi, which outlives pss. */
+    if (p->phase != PH_IDLE || lws_get_opaque_user_data(wsi)) return -1;
+    lws_set_opaque_user_data(wsi, srv);
     pss_clear(p);
     if (srv->freed) return -1; /* the owner let go; the vhost just has not died yet */
 
@@ -288,34 +327,29 @@ static int on_http(struct lws *wsi, struct pss *p, const char *uri)
         char *end;
         errno = 0;
         clen = strtoull(cl, &end, 10);
-        if (errno || end == cl || *end || cl[0] == '-') {
-            p->close_after = true;
+        if (errno || end == cl || *end || cl[0] == '-')
             return respond_text(wsi, p, 400, "bad content-length\n");
-        }
     }
-    if (body_method && !has_cl) {
-        /* lws would wait for up to 100 MB of an unframed (or chunked) body */
-        p->close_after = true;
-        return respond_text(wsi, p, 411, "content-length required\n");
-    }
-    if (clen > srv->max_body) {
-        p->close_after = true;
-        return respond_text(wsi, p, 413, "request body too large\n");
-    }
+    /* lws would wait for up to 100 MB of an unframed (or chunked) body */
+    if (body_method && !has_cl) return respond_text(wsi, p, 411, "content-length required\n");
+    if (clen > srv->max_body) return respond_text(wsi, p, 413, "request body too large\n");
     if (clen > 0 || (has_cl && strcmp(method, "POST") == 0)) {
         p->body = malloc((size_t)clen + 1);
         if (!p->body) return -1;
         p->body[0] = '\0';
+        p->body_cap = (size_t)clen;
+        p->phase = PH_BODY;
         return 0; /* dispatch on HTTP_BODY_COMPLETION */
     }
     return dispatch(wsi, p);
 }
 
-static int on_body(struct pss *p, const void *in, size_t len, size_t max_body)
+static int on_body(struct pss *p, const void *in, size_t len)
 {
-    if (p->responding) return 0; /* answered early; this body is discarded */
-    if (!p->body || p->body_len + len > max_body) {
-        p->body_overflow = true; /* should not happen: lws stops at Content-Length */
+    if (p->phase == PH_RESPONDING) return 0; /* answered early (4xx); lws discards the body */
+    if (p->phase != PH_BODY) return -1;      /* a body for no request of ours: close */
+    if (p->body_len + len > p->body_cap) {
+        p->body_overflow = true; /* more than Content-Length: lws should never do that */
         return 0;
     }
     if (len) memcpy(p->body + p->body_len, in, len);
@@ -324,11 +358,35 @@ static int on_body(struct pss *p, const void *in, size_t len, size_t max_body)
     return 0;
 }
 
+static int on_body_completion(struct lws *wsi, struct pss *p)
+{
+    switch (p->phase) {
+    case PH_BODY:
+        p->body_done = true;
+        return dispatch(wsi, p);
+    case PH_RESPONDING:
+        if (!p->body_done) { /* the end of a body we answered early (411/413/400) */
+            p->body_done = true;
+            return 0;
+        }
+        /* Again: input follows the request and lws, still in its body state, reports the
+         * completion each time it looks at it. Our reply still goes out (the connection closes
+         * after it and the rest is dropped); lws repeats this only when the loop wakes up, and
+         * never without a WRITEABLE for long. */
+        if (++p->stale_calls > HTTP_STALE_CALLS_MAX) return -1;
+        return 0;
+    case PH_IDLE:
+    default:
+        return -1; /* no request of ours (never accepted, or state lost): close */
+    }
+}
+
 /* One lws_write per WRITEABLE: headers with the first chunk, then chunk by chunk. */
 static int on_writeable(struct lws *wsi, struct pss *p)
 {
     struct http_server *srv = server_of(wsi);
-    if (!p->responding) return 0; /* e.g. the writable lws asks for after a transaction */
+    if (p->phase != PH_RESPONDING) return 0; /* nothing queued; lws's POLLOUT is one-shot */
+    p->stale_calls = 0;
 
     unsigned char *start = srv->wbuf + LWS_PRE, *pos = start;
     unsigned char *end = start + HTTP_HDR_ROOM + HTTP_CHUNK;
@@ -347,8 +405,7 @@ static int on_writeable(struct lws *wsi, struct pss *p)
                                         (const unsigned char *)p->allow,
                                         (int)strlen(p->allow), &pos, start + HTTP_HDR_ROOM))
             return -1;
-        if (p->close_after &&
-            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                          (const unsigned char *)"close", 5, &pos,
                                          start + HTTP_HDR_ROOM))
             return -1;
@@ -375,11 +432,10 @@ static int on_writeable(struct lws *wsi, struct pss *p)
         return 0;
     }
 
-    bool close_after = p->close_after;
+    /* The whole reply is with lws (what the socket did not take yet, lws flushes before it
+     * closes). Close: never lws_http_transaction_completed, see the top of this file. */
     pss_clear(p);
-    if (close_after) return -1;
-    /* non-zero: lws cannot take another request on this connection (HTTP/1.0, close) */
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return -1;
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -402,9 +458,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, p, in);
     case LWS_CALLBACK_HTTP_BODY:
-        return on_body(p, in, len, server_of(wsi)->max_body);
+        return on_body(p, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return dispatch(wsi, p);
+        return on_body_completion(wsi, p);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return on_writeable(wsi, p);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -412,9 +468,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pss_clear(p);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        /* no websocket or h2c on this vhost: 400, then lws completes the transaction */
-        if (lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL)) return -1;
-        return 1;
+        /* No websocket or h2c on this vhost: 400 and close. Returning 1 would make lws complete
+         * the transaction and keep the connection for a next request (see the top). lws flushes
+         * the 400 before closing; for an Upgrade other than those two lws has already sent a 403
+         * itself and this only closes. */
+        if (in && (strcasecmp(in, "websocket") == 0 || strcasecmp(in, "h2c") == 0))
+            (void)lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return -1;
     case LWS_CALLBACK_RAW_ADOPT:
         return -1; /* CONNECT turns the connection raw in lws: not for us */
     default:

@@ -2,18 +2,21 @@
  * on the daemon's existing lws context (libuv foreign loop, EXPLICIT_VHOSTS).
  *
  * Routes are exact paths per method; handlers run synchronously on the loop and fill a response
- * (status, content type, body). Replies keep the connection alive; bodies larger than one chunk
- * go out over several WRITEABLE callbacks so a big /metrics page never stalls the loop on one
- * write. Unknown path -> 404, known path with another method -> 405 (+ Allow), HEAD on a GET
+ * (status, content type, body). One request per connection: every reply carries
+ * "Connection: close" and the connection closes after it; whatever a client sent behind its
+ * first request (pipelining, garbage) is dropped unanswered, as HTTP/1.1 allows (lws 4.1.6
+ * mishandles a second request that arrived early; see http_server.c). Bodies larger than one
+ * chunk go out over several WRITEABLE callbacks so a big /metrics page never stalls the loop on
+ * one write. Unknown path -> 404, known path with another method -> 405 (+ Allow), HEAD on a GET
  * route -> headers only, POST/PUT/PATCH without Content-Length -> 411, body over max_body ->
  * 413, handler failure -> 500; lws itself drops malformed request lines and oversized headers.
  * The query string is not part of the route match.
  *
  * Lifetime: free the server before or after destroying the lws context, either works. lws keeps
  * pointers into it (vhost user, listen address, name) for as long as the vhost lives, and a vhost
- * dies with its context; so a server freed first stops serving at once (connections still open
- * are closed on their next request) and its memory goes when lws finalizes the vhost.
- * Keep-alive connections idle out after 10 s. Single-threaded (the loop). */
+ * dies with its context; so a server freed first stops serving at once (requests that arrive
+ * afterwards are closed unanswered) and its memory goes when lws finalizes the vhost. A client that
+ * stops reading a reply is dropped after 30 s. Single-threaded (the loop). */
 #ifndef CT_HTTP_SERVER_H
 #define CT_HTTP_SERVER_H
 

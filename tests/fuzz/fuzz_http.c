@@ -157,11 +157,21 @@ static void turn(int cfd, int wait_ms)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > INPUT_MAX) return 0;
-    int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (cfd < 0) abort();
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(cfd, (struct sockaddr *)&a, sizeof a) != 0) abort(); /* loopback: immediate */
+    int cfd = -1;
+    /* Loopback connects at once, but libFuzzer's timer signal can interrupt connect(): then the
+     * socket's state is unclear, so start over with a fresh one. */
+    for (int tries = 0; cfd < 0 && tries < 5; tries++) {
+        cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (cfd < 0) abort();
+        if (connect(cfd, (struct sockaddr *)&a, sizeof a) != 0) {
+            if (errno != EINTR) abort();
+            close(cfd);
+            cfd = -1;
+        }
+    }
+    if (cfd < 0) abort();
     fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK);
 
     int64_t deadline = now_ms() + DEADLINE_MS;
