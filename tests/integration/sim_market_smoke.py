@@ -10,15 +10,9 @@ a new one on every POST /admin/price, SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIO
 refused unknown streams, and that /ws/<listenKey> is still the user stream.
 Exits 0 and prints OK, or exits 1 naming the first check that failed.
 """
-import base64
-import hashlib
-import http.client
 import json
 import os
-import select
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,94 +30,8 @@ CONFIG = {
 }
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-class Http:
-    def __init__(self, hostport):
-        host, port = hostport.split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
-
-    def call(self, method, path, body=None, headers=None):
-        self.conn.request(method, path, body=body, headers=headers or {})
-        r = self.conn.getresponse()
-        data = r.read()
-        return r.status, json.loads(data) if data else None
-
-
-class Ws:
-    """Minimal websocket client: handshake, masked text frames out, server frames in."""
-
-    def __init__(self, hostport, path):
-        host, port = hostport.split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            d = self.sock.recv(4096)
-            check(d, "websocket handshake: connection closed")
-            self.buf += d
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        self.status_line = head.split(b"\r\n")[0].decode()
-        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-        self.accepted = self.status_line.startswith("HTTP/1.1 101") and want in head
-
-    def send(self, obj):
-        data = json.dumps(obj).encode()
-        mask = os.urandom(4)
-        n = len(data)
-        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
-        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-    def frame(self, timeout=5.0):
-        deadline = time.time() + timeout
-        while True:
-            if len(self.buf) >= 2:
-                b0, b1 = self.buf[0], self.buf[1]
-                n, off = b1 & 0x7F, 2
-                if n == 126 and len(self.buf) >= 4:
-                    n, off = struct.unpack(">H", self.buf[2:4])[0], 4
-                elif n == 127 and len(self.buf) >= 10:
-                    n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
-                if (b1 & 0x7F) < 126 or off > 2:
-                    if len(self.buf) >= off + n:
-                        payload, self.buf = self.buf[off:off + n], self.buf[off + n:]
-                        return b0 & 0x0F, payload
-            left = deadline - time.time()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.sock], [], [], left)
-            if r:
-                d = self.sock.recv(65536)
-                if not d:
-                    return ("EOF", b"")
-                self.buf += d
-
-    def msg(self, timeout=5.0):
-        while True:
-            f = self.frame(timeout)
-            check(f is not None, "timed out waiting for a websocket message")
-            if f[0] == 9:
-                continue
-            check(f[0] == 1, f"expected a text frame, got opcode {f[0]}")
-            return json.loads(f[1])
-
-    def topic(self, name, timeout=5.0):
-        """Next message of a topic (other topics are skipped)."""
-        while True:
-            m = self.msg(timeout)
-            if m.get("topic") == name:
-                return m
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simclient import Fail, Http, Ws, check  # noqa: E402
 
 
 def book(m, sym, price):
