@@ -64,13 +64,14 @@ def main():
         print("\ncopy latency (mean over every follower order; the ten trades are fired back to back, so this includes\n"
               "waiting behind earlier orders of the same follower and symbol; daemon, simulator, PostgreSQL share 2 cores):")
         for name, what in [("ct_copy_send_latency_seconds", "leader frame received -> order request sent"),
-                           ("ct_copy_ack_latency_seconds", "leader frame received -> order answered")]:
+                           ("ct_copy_ack_latency_seconds", "leader frame received -> order answered"),
+                           ("ct_copy_e2e_latency_seconds", "leader trade at the exchange -> order answered")]:
             n = metric(m, name + "_count")
             if n:
                 print(f"  {what}: {metric(m, name + '_sum') / n * 1e6:.0f} us over {int(n)} orders")
-        print("\npositions published to Redis:")
+        print("\npositions published to Redis (the positions cache, shared by daemons):")
         sock = redis.split(":", 1)[1]
-        keys = subprocess.run(["redis-cli", "-s", sock, "--scan", "--pattern", "ct:pos:*"],
+        keys = subprocess.run(["redis-cli", "-s", sock, "--scan", "--pattern", "ct:positions:*"],
                               capture_output=True, text=True).stdout.split()
         for k in sorted(keys):
             v = subprocess.run(["redis-cli", "-s", sock, "GET", k], capture_output=True, text=True).stdout.strip()
