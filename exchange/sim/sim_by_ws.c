@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "sim_buf.h"
+#include "sim_wsq.h"
 #include "sim_by_fmt.h"
 #include "sim_by_req.h"
 #include "sim_fault.h"
@@ -27,13 +28,6 @@
 /* Upkeep of fault state (silences ending, held messages) while any exists. */
 #define FAULT_TICK_MS 50
 
-/* A queued frame, shared by every connection it goes to (see sim_ws.c). */
-struct bmsg {
-    unsigned refs;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE + len */
-};
-
 struct bconn {
     struct lws *wsi;
     struct sbyws *w;
@@ -48,10 +42,9 @@ struct bconn {
     bool drop;              /* ws_drop: end the TCP connection without a close frame */
     bool silent;            /* ws_silent: send nothing, read nothing */
     int64_t silent_until;   /* ms; INT64_MAX until sbyws_unsilence */
-    struct bmsg *held;      /* ws_reorder: sent after this connection's next topic message */
+    struct swq_msg *held;      /* ws_reorder: sent after this connection's next topic message */
     int64_t held_at;
-    struct bmsg **q;
-    size_t qhead, qlen, qcap;
+    struct swq q;
     struct sbuf rx;
     struct bconn *prev, *next;
 };
@@ -82,30 +75,9 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void msg_unref(struct bmsg *m)
-{
-    if (m && --m->refs == 0)
-        free(m);
-}
-
-static struct bmsg *msg_new(const char *text, size_t len)
-{
-    struct bmsg *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m)
-        return NULL;
-    m->refs = 1;
-    m->len = len;
-    memcpy(m->data + LWS_PRE, text, len);
-    return m;
-}
-
 static void conn_clear_queue(struct bconn *c)
 {
-    for (size_t i = 0; i < c->qlen; i++)
-        msg_unref(c->q[(c->qhead + i) % c->qcap]);
-    free(c->q);
-    c->q = NULL;
-    c->qhead = c->qlen = c->qcap = 0;
+    swq_clear(&c->q);
 }
 
 static void conn_close(struct bconn *c)
@@ -116,40 +88,27 @@ static void conn_close(struct bconn *c)
     lws_callback_on_writable(c->wsi);
 }
 
-static int conn_push(struct bconn *c, struct bmsg *m)
+static int conn_push(struct bconn *c, struct swq_msg *m)
 {
     if (c->closing)
         return -EPIPE;
-    if (c->qlen >= QUEUE_MAX) {
+    if (c->q.len >= QUEUE_MAX) {
         conn_close(c); /* too far behind: drop it rather than grow without bound */
         return -ENOBUFS;
     }
-    if (c->qlen == c->qcap) {
-        size_t cap = c->qcap ? c->qcap * 2 : 16;
-        struct bmsg **q = malloc(cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM;
-        for (size_t i = 0; i < c->qlen; i++)
-            q[i] = c->q[(c->qhead + i) % c->qcap];
-        free(c->q);
-        c->q = q;
-        c->qhead = 0;
-        c->qcap = cap;
-    }
-    c->q[(c->qhead + c->qlen) % c->qcap] = m;
-    c->qlen++;
-    m->refs++;
+    if (swq_push(&c->q, m) < 0)
+        return -ENOMEM;
     lws_callback_on_writable(c->wsi);
     return 0;
 }
 
 static int conn_send(struct bconn *c, const char *text, size_t len)
 {
-    struct bmsg *m = msg_new(text, len);
+    struct swq_msg *m = swq_msg_new(text, len);
     if (!m)
         return -ENOMEM;
     int rc = conn_push(c, m);
-    msg_unref(m);
+    swq_msg_unref(m);
     return rc;
 }
 
@@ -461,16 +420,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_timer_usecs(wsi, 1); /* close from lws' own service, see sim_ws.c */
             return 0;
         }
-        if (c->qlen == 0)
+        if (c->q.len == 0)
             return 0;
-        struct bmsg *m = c->q[c->qhead];
+        struct swq_msg *m = swq_pop(&c->q);
         int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qlen--;
-        msg_unref(m);
+        swq_msg_unref(m);
         if (n < 0)
             return -1;
-        if (c->qlen)
+        if (c->q.len)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -489,7 +446,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             c->established = false;
         }
         conn_clear_queue(c);
-        msg_unref(c->held);
+        swq_msg_unref(c->held);
         c->held = NULL;
         sbuf_free(&c->rx);
         free(c->tickers);
@@ -548,7 +505,7 @@ static void ticker_cb(uv_timer_t *t)
             sbuf_add_jdec(&b, s->price);
         }
         sbuf_addf(&b, "},\"cs\":%" PRId64 ",\"ts\":%" PRId64 "}", w->cs[i], now);
-        struct bmsg *m = sbuf_failed(&b) ? NULL : msg_new(b.p, b.len);
+        struct swq_msg *m = sbuf_failed(&b) ? NULL : swq_msg_new(b.p, b.len);
         sbuf_free(&b);
         if (!m)
             continue;
@@ -556,7 +513,7 @@ static void ticker_cb(uv_timer_t *t)
             if (!c->is_private && c->tickers[i])
                 conn_push(c, m);
         }
-        msg_unref(m);
+        swq_msg_unref(m);
     }
 }
 
@@ -710,7 +667,7 @@ static void unsilence(struct bconn *c, int64_t now);
 int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data, size_t len, int64_t now_ms_)
 {
     struct bconn *c;
-    struct bmsg *m[2] = {NULL, NULL}; /* all-in-one, categorised */
+    struct swq_msg *m[2] = {NULL, NULL}; /* all-in-one, categorised */
     int sent = 0;
     bool any = false, held = false;
     if (!w)
@@ -747,21 +704,21 @@ int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data
                       acct, id, topic_name(topic, cat), now_ms_);
             sbuf_add(&b, data, len);
             sbuf_adds(&b, "]}");
-            m[cat] = sbuf_failed(&b) ? NULL : msg_new(b.p, b.len);
+            m[cat] = sbuf_failed(&b) ? NULL : swq_msg_new(b.p, b.len);
             sbuf_free(&b);
             if (!m[cat])
                 continue;
         }
         if (c->held) {
             /* ws_reorder: this message first, then the one held back. */
-            struct bmsg *h = c->held;
+            struct swq_msg *h = c->held;
             c->held = NULL;
             if (conn_push(c, m[cat]) == 0)
                 sent++;
             conn_push(c, h);
-            msg_unref(h);
+            swq_msg_unref(h);
         } else if (flags & SFAULT_WS_HOLD) {
-            m[cat]->refs++; /* the connection's reference */
+            swq_msg_ref(m[cat]); /* the connection's reference */
             c->held = m[cat];
             c->held_at = now_ms();
             fault_timer_want(w);
@@ -773,8 +730,8 @@ int sbyws_publish(struct sbyws *w, size_t acct, unsigned topic, const char *data
                 conn_push(c, m[cat]);
         }
     }
-    msg_unref(m[0]);
-    msg_unref(m[1]);
+    swq_msg_unref(m[0]);
+    swq_msg_unref(m[1]);
     return sent;
 }
 
@@ -797,7 +754,7 @@ static void unsilence(struct bconn *c, int64_t now)
     c->silent = false;
     lws_rx_flow_control(c->wsi, 1);
     c->last_rx_ms = now; /* the silence does not count towards max_active_time */
-    if (c->qlen || c->closing)
+    if (c->q.len || c->closing)
         lws_callback_on_writable(c->wsi);
 }
 
@@ -809,10 +766,10 @@ static void fault_timer_cb(uv_timer_t *t)
     bool again = false;
     DL_FOREACH(w->conns, c) {
         if (c->held && now - c->held_at >= HOLD_MAX_MS) {
-            struct bmsg *h = c->held;
+            struct swq_msg *h = c->held;
             c->held = NULL;
             conn_push(c, h);
-            msg_unref(h);
+            swq_msg_unref(h);
         }
         if (c->silent && now >= c->silent_until)
             unsilence(c, now);
@@ -843,7 +800,7 @@ size_t sbyws_drop(struct sbyws *w, size_t acct)
             continue;
         c->drop = c->closing = true; /* closing: nothing more is queued */
         c->silent = false;
-        msg_unref(c->held);
+        swq_msg_unref(c->held);
         c->held = NULL;
         lws_callback_on_writable(c->wsi);
         n++;
@@ -864,9 +821,9 @@ size_t sbyws_silence(struct sbyws *w, size_t acct, int64_t until_ms)
         if (!c->silent) {
             /* Frames queued but not yet written (and one held back) are lost too. */
             if (c->authed && c->acct < w->naccts)
-                w->silenced[c->acct] += c->qlen + (c->held != NULL);
+                w->silenced[c->acct] += c->q.len + (c->held != NULL);
             conn_clear_queue(c);
-            msg_unref(c->held);
+            swq_msg_unref(c->held);
             c->held = NULL;
             lws_rx_flow_control(c->wsi, 0);
         }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sim_buf.h"
+#include "sim_wsq.h"
 #include "sim_params.h"
 #include "utlist.h"
 
@@ -22,20 +23,12 @@
 
 enum { ST_BOOK = 1u, ST_TICKER = 2u };
 
-/* A queued frame, shared by the connections it goes to (as sim_by_ws). */
-struct mmsg {
-    unsigned refs;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE + len */
-};
-
 struct mconn {
     struct lws *wsi;
     struct smkt *m;
     bool established, closing, drop, combined;
     unsigned char *subs; /* per book symbol: ST_* bits */
-    struct mmsg **q;
-    size_t qhead, qlen, qcap;
+    struct swq q;
     struct sbuf rx;
     struct mconn *prev, *next;
 };
@@ -150,30 +143,9 @@ static int stream_list(struct smkt *m, const char *s, size_t len, unsigned char 
 
 /* ---- frames ---- */
 
-static void msg_unref(struct mmsg *x)
-{
-    if (x && --x->refs == 0)
-        free(x);
-}
-
-static struct mmsg *msg_new(const char *text, size_t len)
-{
-    struct mmsg *x = malloc(sizeof(*x) + LWS_PRE + len);
-    if (!x)
-        return NULL;
-    x->refs = 1;
-    x->len = len;
-    memcpy(x->data + LWS_PRE, text, len);
-    return x;
-}
-
 static void conn_clear_queue(struct mconn *c)
 {
-    for (size_t i = 0; i < c->qlen; i++)
-        msg_unref(c->q[(c->qhead + i) % c->qcap]);
-    free(c->q);
-    c->q = NULL;
-    c->qhead = c->qlen = c->qcap = 0;
+    swq_clear(&c->q);
 }
 
 static void conn_close(struct mconn *c)
@@ -184,39 +156,26 @@ static void conn_close(struct mconn *c)
     lws_callback_on_writable(c->wsi);
 }
 
-static void conn_push(struct mconn *c, struct mmsg *x)
+static void conn_push(struct mconn *c, struct swq_msg *x)
 {
     if (c->closing)
         return;
-    if (c->qlen >= QUEUE_MAX) {
+    if (c->q.len >= QUEUE_MAX) {
         conn_close(c); /* too far behind: drop it rather than grow without bound */
         return;
     }
-    if (c->qlen == c->qcap) {
-        size_t cap = c->qcap ? c->qcap * 2 : 16;
-        struct mmsg **q = malloc(cap * sizeof(*q));
-        if (!q)
-            return;
-        for (size_t i = 0; i < c->qlen; i++)
-            q[i] = c->q[(c->qhead + i) % c->qcap];
-        free(c->q);
-        c->q = q;
-        c->qhead = 0;
-        c->qcap = cap;
-    }
-    c->q[(c->qhead + c->qlen) % c->qcap] = x;
-    c->qlen++;
-    x->refs++;
+    if (swq_push(&c->q, x) < 0)
+        return;
     lws_callback_on_writable(c->wsi);
 }
 
 static void conn_send_buf(struct mconn *c, struct sbuf *b)
 {
-    struct mmsg *x = sbuf_failed(b) ? NULL : msg_new(b->p, b->len);
+    struct swq_msg *x = sbuf_failed(b) ? NULL : swq_msg_new(b->p, b->len);
     if (!x)
         return;
     conn_push(c, x);
-    msg_unref(x);
+    swq_msg_unref(x);
 }
 
 static void lower_symbol(struct sbuf *b, const char *sym)
@@ -450,16 +409,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_timer_usecs(wsi, 1); /* close from lws' own service, see sim_ws.c */
             return 0;
         }
-        if (c->qlen == 0)
+        if (c->q.len == 0)
             return 0;
-        struct mmsg *x = c->q[c->qhead];
+        struct swq_msg *x = swq_pop(&c->q);
         int n = lws_write(wsi, x->data + LWS_PRE, x->len, LWS_WRITE_TEXT);
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qlen--;
-        msg_unref(x);
+        swq_msg_unref(x);
         if (n < 0)
             return -1;
-        if (c->qlen)
+        if (c->q.len)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -512,17 +469,17 @@ static void poll_cb(uv_timer_t *t)
             continue;
         if (!now)
             now = now_ms();
-        struct mmsg *x[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [bit-1][combined] */
+        struct swq_msg *x[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [bit-1][combined] */
         struct mconn *c;
         DL_FOREACH(m->conns, c) {
             for (unsigned bit = ST_BOOK; bit <= ST_TICKER; bit <<= 1) {
                 if (!(c->subs[i] & bit))
                     continue;
-                struct mmsg **slot = &x[bit - 1][c->combined];
+                struct swq_msg **slot = &x[bit - 1][c->combined];
                 if (!*slot) {
                     struct sbuf b = SBUF_INIT;
                     format(m, &b, y, bit, c->combined, now);
-                    *slot = sbuf_failed(&b) ? NULL : msg_new(b.p, b.len);
+                    *slot = sbuf_failed(&b) ? NULL : swq_msg_new(b.p, b.len);
                     sbuf_free(&b);
                 }
                 if (*slot)
@@ -531,7 +488,7 @@ static void poll_cb(uv_timer_t *t)
         }
         for (int a = 0; a < 2; a++)
             for (int k = 0; k < 2; k++)
-                msg_unref(x[a][k]);
+                swq_msg_unref(x[a][k]);
     }
 }
 
