@@ -215,6 +215,22 @@ static int metrics_init(struct copier *c) {
     }
     c->m_ack_lat = met_hist_child(al);
     {
+        /* Per leader fill, finer below a millisecond: the budget of the hot path is there. */
+        static const double fb[] = {0.00005, 0.0001, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005,
+                                    0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+                                    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+        struct met_family *fs = met_histogram_new(
+            r, "ct_copy_fill_send_latency_seconds",
+            "Per leader fill: frame received to the fill's last follower request written to its connection.",
+            fb, sizeof(fb) / sizeof(fb[0]));
+        struct met_family *fa = met_histogram_new(
+            r, "ct_copy_fill_ack_latency_seconds",
+            "Per leader fill: frame received to the fill's last follower order answered.",
+            fb, sizeof(fb) / sizeof(fb[0]));
+        if (!fs || !fa || !(c->m_fill_send_lat = met_hist_child(fs)) || !(c->m_fill_ack_lat = met_hist_child(fa)))
+            return -ENOMEM;
+    }
+    {
         struct met_family *lf = met_counter_new(r, "ct_leverage_changes_total",
                                                 "Follower leverage changes copied from leaders, by result.", "result");
         struct met_family *sf2 = met_counter_new(r, "ct_rule_stops_total",
@@ -278,8 +294,34 @@ static int metrics_init(struct copier *c) {
 
 static void job_closed(uv_handle_t *h) { free(h->data); }
 
+/* A job's first answer (or its end without one): when the fill's last job is in, its latencies
+ * are recorded. */
+static void fill_lat_answer(struct copier *c, struct order_job *j, int64_t sent_ns) {
+    struct fill_lat *fl = j->fl;
+    if (!fl || j->fl_answered) return;
+    j->fl_answered = true;
+    int64_t now = copier_now_ns();
+    if (sent_ns <= 0) fl->incomplete = true;
+    if (sent_ns > fl->last_sent_ns) fl->last_sent_ns = sent_ns;
+    if (now > fl->last_ans_ns) fl->last_ans_ns = now;
+    if (++fl->answered < fl->jobs || fl->incomplete) return;
+    int64_t send_ns = fl->last_sent_ns - fl->received_ns, ack_ns = fl->last_ans_ns - fl->received_ns;
+    lat_hist_record(c->h_fill_send, send_ns / 1000);
+    lat_hist_record(c->h_fill_ack, ack_ns / 1000);
+    met_hist_observe(c->m_fill_send_lat, (double)send_ns / 1e9);
+    met_hist_observe(c->m_fill_ack_lat, (double)ack_ns / 1e9);
+}
+
 static void job_free(struct order_job *j) {
     struct copier *c = j->c;
+    if (j->fl) {
+        if (!j->fl_answered) {
+            j->fl->incomplete = true;
+            fill_lat_answer(c, j, 0);
+        }
+        if (--j->fl->refs == 0) free(j->fl);
+        j->fl = NULL;
+    }
     if (j->lprev) j->lprev->lnext = j->lnext; else c->jobs = j->lnext;
     if (j->lnext) j->lnext->lprev = j->lprev;
     uv_close((uv_handle_t *)&j->timer, job_closed);
@@ -507,6 +549,7 @@ static void on_placed(void *ud, const struct exch_order_result *r) {
 
     j->in_flight = false;
     c->jobs_in_flight--;
+    fill_lat_answer(c, j, r->sent_ns);
     switch (r->outcome) {
     case EXCH_OK:
         job_settled(j, r);
@@ -634,9 +677,14 @@ struct order_job *copier_job_new(struct copier *c, size_t follower, const char *
 }
 
 static int job_enqueue(struct copier *c, const struct fill_job *fj, const struct copy_intent *in,
-                       size_t follower) {
+                       size_t follower, struct fill_lat *fl) {
     struct order_job *j = copier_job_new(c, follower, fj->fill.symbol);
     if (!j) return -ENOMEM;
+    if (fl) {
+        j->fl = fl;
+        fl->jobs++;
+        fl->refs++;
+    }
     memcpy(j->client_id, in->client_id, sizeof(j->client_id));
     j->side = in->side;
     j->pos_side = in->pos_side;
@@ -719,6 +767,10 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         goto out;
     }
     met_counter_inc(leader->m_fills);
+    /* From the fill's receipt (a backfilled fill: when the backfill found it); without memory
+     * for the record, the fill is simply not measured. */
+    struct fill_lat *fl = f->received_ns > 0 ? calloc(1, sizeof(*fl)) : NULL;
+    if (fl) fl->received_ns = f->received_ns;
     for (size_t i = 0; i < fj->n; i++) {
         const struct copy_intent *in = &fj->items[i].in;
         const struct rule *r = &c->rules[fj->items[i].rule];
@@ -737,13 +789,14 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
             log_info(TAG, "%s %s: dry run, not sent: %s %s", fol->name, f->symbol,
                      in->side == MKT_BUY ? "BUY" : "SELL", in->client_id);
             continue;
-        } else if (!c->freeing && job_enqueue(c, fj, in, r->follower) == 0) {
+        } else if (!c->freeing && job_enqueue(c, fj, in, r->follower, fl) == 0) {
             continue; /* the job now owns the pending amount */
         } else if (!c->freeing) {
             log_error(TAG, "%s: out of memory queueing order %s (left as intent)", fol->name, in->client_id);
         }
         if (send) add_pending(c, fol->name, f->symbol, in, true);
     }
+    if (fl && !fl->refs) free(fl);
     /* Kick after queueing all, so one fill's orders leave back to back. */
     for (size_t i = 0; i < fj->n && !c->freeing; i++) {
         struct lane *l = NULL;
@@ -1627,10 +1680,12 @@ struct copier *copier_new(const struct copier_deps *d) {
     c->lws = d->lws;
     c->position_ttl_ms = d->position_ttl_ms ? d->position_ttl_ms : 10000;
     c->pos = position_book_new();
+    c->h_fill_send = lat_hist_new();
+    c->h_fill_ack = lat_hist_new();
     c->dedupe = fill_dedupe_new(d->dedupe_capacity ? d->dedupe_capacity : 1000000);
     c->accts = calloc(d->n_accounts ? d->n_accounts : 1, sizeof(*c->accts));
     c->rules = calloc(d->n_rules ? d->n_rules : 1, sizeof(*c->rules));
-    if (!c->pos || !c->dedupe || !c->accts || !c->rules) goto fail;
+    if (!c->pos || !c->dedupe || !c->accts || !c->rules || !c->h_fill_send || !c->h_fill_ack) goto fail;
     c->n_accts = d->n_accounts;
     uv_timer_init(c->loop, &c->drain_timer);
     c->drain_timer.data = c;
@@ -1844,6 +1899,8 @@ struct copier *copier_free(struct copier *c) {
     copier_reconcile_free(c);
     position_book_free(c->pos);
     fill_dedupe_free(c->dedupe);
+    lat_hist_free(c->h_fill_send);
+    lat_hist_free(c->h_fill_ack);
     if (!c->timers_inited) {
         free(c->accts);
         free(c->rules);
@@ -2007,4 +2064,13 @@ int copier_reload(struct copier *c, const struct copier_rule *rules, size_t n,
     free(seen);
     if (out) *out = s;
     return 0;
+}
+
+const struct lat_hist *copier_fill_latency(const struct copier *c, enum copier_lat which) {
+    return which == COPIER_LAT_ACK ? c->h_fill_ack : c->h_fill_send;
+}
+
+void copier_fill_latency_reset(struct copier *c) {
+    lat_hist_reset(c->h_fill_send);
+    lat_hist_reset(c->h_fill_ack);
 }

@@ -161,4 +161,13 @@ void copier_close(struct copier *c);
  * NULL. The loop must run afterwards to close the copier's timers. */
 struct copier *copier_free(struct copier *c);
 
+/* Per leader fill, in microseconds (HdrHistogram layout, lat_hist.h): COPIER_LAT_SEND = leader
+ * frame received -> the fill's last follower request written to its connection; COPIER_LAT_ACK =
+ * -> the fill's last follower order answered. Only fills whose every order got a first answer
+ * count. Never NULL after copier_new. */
+struct lat_hist;
+enum copier_lat { COPIER_LAT_SEND, COPIER_LAT_ACK };
+const struct lat_hist *copier_fill_latency(const struct copier *c, enum copier_lat which);
+void copier_fill_latency_reset(struct copier *c);
+
 #endif

@@ -12,6 +12,7 @@
 #include "copier.h"
 #include "copy_engine.h"
 #include "copy_state.h"
+#include "lat_hist.h"
 #include "exchange.h"
 #include "market.h"
 #include "metrics.h"
@@ -157,7 +158,19 @@ struct order_job {
     int64_t fill_wall_ms;       /* the leader fill's trade time on our wall clock, 0 = unknown */
     dec_t exec_seen;            /* executed quantity already counted in the position book */
     bool retry_query;           /* the timer fires a query (else a send) */
+    struct fill_lat *fl;        /* its leader fill's latency record, NULL = not measured */
+    bool fl_answered;           /* its first answer is in fl */
     uv_timer_t timer;
+};
+
+/* One leader fill's copies, for the per-fill latencies (GET /debug/latency and the
+ * ct_copy_fill_*_latency_seconds histograms): frame received -> the LAST of its follower requests
+ * written to its connection, and -> the last first answer. Shared by the fill's jobs, freed with
+ * the last of them. */
+struct fill_lat {
+    int64_t received_ns, last_sent_ns, last_ans_ns;
+    unsigned jobs, answered, refs;
+    bool incomplete;            /* a job ended unanswered or its request was never written */
 };
 
 struct lane { /* (follower, symbol): orders go out one at a time, in order */
@@ -228,7 +241,8 @@ struct copier {
     struct met_counter *m_journal_fail, *m_retries_throttled, *m_retries_absent, *m_retries_not_sent, *m_queries,
         *m_final_checks,
         *m_bad_frames, *m_stream_changes;
-    struct met_hist *m_send_lat, *m_ack_lat, *m_e2e_lat;
+    struct met_hist *m_send_lat, *m_ack_lat, *m_e2e_lat, *m_fill_send_lat, *m_fill_ack_lat;
+    struct lat_hist *h_fill_send, *h_fill_ack; /* microseconds, per leader fill */
     struct met_counter *m_skip[COPY_SKIP__COUNT];
     struct met_counter *m_dry_run, *m_lev_set, *m_lev_failed, *m_lev_skipped, *m_stops;
     struct met_family *f_rule_status, *f_rule_preflight, *f_rule_drift;

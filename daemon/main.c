@@ -24,6 +24,7 @@
 #include "health.h"
 #include "http_server.h"
 #include "journal.h"
+#include "lat_hist.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg_pool.h"
@@ -468,6 +469,32 @@ static int serve_state(void *ud, const struct http_request *req, struct http_res
     return http_response_take(resp, 200, "application/json", body, strlen(body));
 }
 
+/* GET /debug/latency: the per-fill latency histograms (copier.h), for benchmarks and operators;
+ * POST /debug/latency/reset empties them (a benchmark's warm-up is not measured). */
+static int serve_latency(void *ud, const struct http_request *req, struct http_response *resp) {
+    struct daemon *d = ud;
+    (void)req;
+    if (!d->copier) {
+        http_response_status(resp, 503);
+        http_response_type(resp, "application/json");
+        return http_response_printf(resp, "{\"error\":\"not started\"}\n");
+    }
+    json_t *o = json_pack("{so so}", "fill_send_us", lat_hist_json(copier_fill_latency(d->copier, COPIER_LAT_SEND)),
+                          "fill_ack_us", lat_hist_json(copier_fill_latency(d->copier, COPIER_LAT_ACK)));
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body) return -ENOMEM;
+    return http_response_take(resp, 200, "application/json", body, strlen(body));
+}
+
+static int serve_latency_reset(void *ud, const struct http_request *req, struct http_response *resp) {
+    struct daemon *d = ud;
+    (void)req;
+    if (d->copier) copier_fill_latency_reset(d->copier);
+    http_response_status(resp, d->copier ? 204 : 503);
+    return 0;
+}
+
 static int route_rules(struct daemon *d) {
     static const char *const ops[] = {"pause", "resume", "reset"};
     static const enum copier_rule_op op_of[] = {COPIER_RULE_PAUSE, COPIER_RULE_RESUME, COPIER_RULE_RESET};
@@ -475,7 +502,9 @@ static int route_rules(struct daemon *d) {
     d->rule_routes = calloc(3 * d->cfg->n_rules + 1, sizeof(*d->rule_routes));
     if (!d->rule_routes) return -ENOMEM;
     const char *host = d->cfg->daemon.http_listen.host;
-    if (http_server_route(d->http, "GET", "/state", serve_state, d) < 0) return -ENOMEM;
+    if (http_server_route(d->http, "GET", "/state", serve_state, d) < 0 ||
+        http_server_route(d->http, "GET", "/debug/latency", serve_latency, d) < 0)
+        return -ENOMEM;
     /* The request carries no peer address, so "local only" rests on the listener: an operator who
      * opens it to the network (for a Prometheus elsewhere) does not open rule control with it. */
     if (host && strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0) {
@@ -484,6 +513,7 @@ static int route_rules(struct daemon *d) {
         return 0;
     }
     d->rule_control = true;
+    if (http_server_route(d->http, "POST", "/debug/latency/reset", serve_latency_reset, d) < 0) return -ENOMEM;
     for (size_t i = 0; i < d->cfg->n_rules; i++)
         for (size_t k = 0; k < 3; k++) {
             struct rule_route *rr = &d->rule_routes[3 * i + k];

@@ -1325,6 +1325,7 @@ static void classify(const struct rest_resp *r, enum bn_op op, const char *want_
     out->outcome = EXCH_UNKNOWN;
     if (want_client_id) snprintf(out->client_id, sizeof out->client_id, "%s", want_client_id);
     out->http_status = r->http_status;
+    out->sent_ns = r->sent_ns;
 
     if (r->err != 0) {
         /* Transport failure. "Not sent" only when curl never had a connection ready for the
@@ -1369,6 +1370,7 @@ static void classify(const struct rest_resp *r, enum bn_op op, const char *want_
             return;
         }
         o.http_status = s;
+        o.sent_ns = r->sent_ns;
         *out = o;
         return;
     }
@@ -1480,6 +1482,7 @@ void binance_classify_batch(const struct rest_resp *r, const char *const *client
         classify_batch_entry(json_array_get(j, i), i, s, client_ids[i], &out[i]);
     }
     json_decref(j);
+    for (size_t i = 0; i < n; i++) out[i].sent_ns = r->sent_ns;
 }
 
 bool binance_status_from_resp(const struct rest_resp *r, struct exch_status *st) {

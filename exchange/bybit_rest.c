@@ -1257,6 +1257,7 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
     out->outcome = EXCH_UNKNOWN;
     if (want_client_id) snprintf(out->client_id, sizeof out->client_id, "%s", want_client_id);
     out->http_status = r->http_status;
+    out->sent_ns = r->sent_ns;
 
     if (r->err != 0) {
         if (!r->maybe_sent && op == BYBIT_OP_PLACE) {
@@ -1320,6 +1321,7 @@ void bybit_classify_order(const struct rest_resp *r, enum bybit_op op, const cha
                 return;
             }
             o.http_status = s;
+            o.sent_ns = r->sent_ns;
             *out = o;
             return;
         }
@@ -1651,6 +1653,7 @@ static bool on_batch_resp(struct by_call *c, const struct rest_resp *r) {
         int64_t now = now_ms_wall();
         for (size_t i = 0; i < c->n; i++) bybit_classify_order(r, BYBIT_OP_PLACE, ids[i], now, &v[i]);
     }
+    for (size_t i = 0; i < c->n; i++) v[i].sent_ns = r->sent_ns;
     c->cb.batch(c->ud, v, c->n);
     return true;
 }

@@ -112,6 +112,8 @@ struct exch_order_result {
     int error_code;                /* exchange error code (e.g. -4164) or 0 */
     char error_msg[160];           /* exchange or transport message, never contains secrets */
     int64_t retry_after_ms;        /* EXCH_THROTTLED: from Retry-After, else 0 */
+    int64_t sent_ns;               /* CLOCK_MONOTONIC ns the request was written to its connection
+                                      (0 = never, or not known) */
 };
 
 typedef void (*exch_order_cb)(void *ud, const struct exch_order_result *r);

@@ -45,6 +45,7 @@ struct xfer {
     bool too_big;
     bool oom;
     unsigned prereq_calls;
+    int64_t sent_ns;        /* CLOCK_MONOTONIC at the first pre-request callback */
     char errbuf[CURL_ERROR_SIZE];
     /* rate limits / breaker (references held while the request lives) */
     struct rest_limit limits[REST_MAX_LIMITS];
@@ -345,6 +346,7 @@ static void deliver(struct rest_pool *p, struct xfer *x, CURLcode rc, int err_ov
     r.pretransfer_us = pre;
     r.ttfb_us = ttfb;
     r.total_us = total;
+    r.sent_ns = x->sent_ns;
 
     if (r.err == 0) {
         r.error = "";
@@ -532,7 +534,11 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int on_prereq(void *clientp, char *pip, char *lip, int pport, int lport) {
     struct xfer *x = clientp;
     (void)pip, (void)lip, (void)pport, (void)lport;
-    x->prereq_calls++;
+    if (x->prereq_calls++ == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x->sent_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
     /* A second call means curl is re-sending the request on a new connection after the reused
      * one died without a response byte. The first copy may have been processed: refuse. */
     if (x->prereq_calls > 1 && x->no_resend) {
@@ -981,6 +987,7 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
     x->endpoint = req->endpoint;
     x->resend_refused = x->too_big = x->oom = false;
     x->prereq_calls = 0;
+    x->sent_ns = 0;
     x->errbuf[0] = '\0';
     buf_clear(&x->req_body);
     buf_clear(&x->body);

@@ -124,6 +124,8 @@ struct rest_resp {
     int64_t pretransfer_us;    /* request about to be sent */
     int64_t ttfb_us;           /* first response byte */
     int64_t total_us;
+    int64_t sent_ns;           /* CLOCK_MONOTONIC ns when the request was about to be written to
+                                  its connection (curl's pre-request callback); 0 = never */
     /* All response header lines of the final response, raw ("Name: value\r\n"...); see
      * rest_resp_header(). */
     const char *raw_headers;

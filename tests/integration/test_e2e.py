@@ -10,6 +10,7 @@ skips with reasons), /metrics agrees, and replaying the leader's events — live
 daemon restart — sends nothing new."""
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -254,6 +255,26 @@ def main():
 
         if metric(m, "ct_journal_write_seconds_count", kind="fill") < 10:
             raise TestFailure("journal write latency histogram did not see the 10 fill writes")
+        # Per-fill latencies: one value per leader fill whose orders were all answered (a fill
+        # that only skipped sends nothing); the histogram, its JSON and the metric agree.
+        want_fills = int(psql(pg, "select count(distinct leader_fill_id) from follower_orders "
+                                  "where status <> 'skipped'")[0][0])
+        st, body = http("GET", base + "/debug/latency")
+        lat = json.loads(body) if st == 200 else None
+        if not lat or lat["fill_send_us"]["count"] != want_fills or lat["fill_ack_us"]["count"] != want_fills:
+            raise TestFailure(f"/debug/latency: {st} {body[:300]}, want {want_fills} fills")
+        for k in ("fill_send_us", "fill_ack_us"):
+            h = lat[k]
+            if sum(n for _, n in h["buckets"]) != h["count"] or not (
+                    0 < h["min"] <= h["p50"] <= h["p99"] <= h["p999"] <= h["max"]):
+                raise TestFailure(f"/debug/latency {k} inconsistent: {h}")
+        if lat["fill_send_us"]["max"] > lat["fill_ack_us"]["max"]:
+            raise TestFailure(f"a request was written after its answer: {lat}")
+        if metric(m, "ct_copy_fill_send_latency_seconds_count") != want_fills:
+            raise TestFailure("ct_copy_fill_send_latency_seconds disagrees with /debug/latency")
+        if http("POST", base + "/debug/latency/reset")[0] != 204 or \
+                json.loads(http("GET", base + "/debug/latency")[1])["fill_ack_us"]["count"] != 0:
+            raise TestFailure("POST /debug/latency/reset did not empty the histograms")
         # 5. Replaying every leader event produces no new orders (in-memory dedupe)...
         before_dups = metric(m, "ct_leader_fills_duplicate_total")
         sent = sim.replay("leader", 0)["sent"]
