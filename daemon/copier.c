@@ -862,6 +862,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         .qty = fmt_dec(f->qty, fq),
         .price = fmt_dec(f->price, fp),
         .event_time_ms = f->trade_time_ms > 0 ? f->trade_time_ms : f->event_time_ms,
+        .ahead = fj->from_stream,
     };
     e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
     if (e == 0) {
@@ -932,10 +933,10 @@ void copier_on_fill(void *ud, const struct mkt_fill *f) {
         copier_backfill_hold(a, f);
         return;
     }
-    (void)copier_take_fill(a, f, false);
+    (void)copier_take_fill(a, f, false, true);
 }
 
-bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted) {
+bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream) {
     struct copier *c = leader->c;
     struct fill_job *fj;
     struct copy_pos lpos;
@@ -961,6 +962,7 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     fj->c = c;
     fj->fill = *f;
     fj->pre_adjusted = pre_adjusted;
+    fj->from_stream = from_stream;
     fj->leader = leader->idx;
     fj->leader_delta = position_book_delta(f->side, f->pos_side, f->qty);
     lpos = copier_pos_view(c, leader->name, f->symbol, false);
@@ -1687,6 +1689,8 @@ struct copier *copier_new(const struct copier_deps *d) {
     c->rules = calloc(d->n_rules ? d->n_rules : 1, sizeof(*c->rules));
     if (!c->pos || !c->dedupe || !c->accts || !c->rules || !c->h_fill_send || !c->h_fill_ack) goto fail;
     c->n_accts = d->n_accounts;
+    for (size_t i = 0; i < d->n_seen; i++)
+        (void)fill_dedupe_seen(c->dedupe, d->seen[i].account, d->seen[i].symbol, d->seen[i].trade_id);
     uv_timer_init(c->loop, &c->drain_timer);
     c->drain_timer.data = c;
     uv_timer_init(c->loop, &c->held_timer);

@@ -50,6 +50,13 @@ struct copier_rule {
 /* The highest ordered trade id (trade_seq, Binance) journaled per (leader account, symbol) when
  * the daemon started. A fill at or below it was copied by an earlier run, and the positions
  * fetched at start already hold it. Exchanges without ordered ids (Bybit) have no entry. */
+/* A leader fill the journal holds: remembered as taken from the start (the in-memory dedupe), so
+ * a stream that repeats a fill of the last minutes before a restart is not copied again even
+ * where no trade id order exists (Bybit) and the journal writes ahead (journal.h). */
+struct copier_seen {
+    const char *account, *symbol, *trade_id;
+};
+
 struct copier_hwm {
     const char *account;
     const char *symbol;
@@ -86,6 +93,8 @@ struct copier_deps {
     size_t n_rules;
     const struct copier_hwm *hwm;          /* copied */
     size_t n_hwm;
+    const struct copier_seen *seen;        /* copied */
+    size_t n_seen;
     unsigned position_ttl_ms;  /* Redis TTL of published positions; 0 = 10000 */
     unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */

@@ -50,7 +50,7 @@ void copier_backfill_hold(struct acct *a, const struct mkt_fill *f) {
         /* Cannot wait: take it now rather than lose it (order within the symbol may suffer). */
         log_error(TAG, "%s %s trade %s: cannot hold it during the backfill, taking it now", a->name,
                   f->symbol, f->trade_id);
-        (void)copier_take_fill(a, f, false);
+        (void)copier_take_fill(a, f, false, true);
     }
 }
 
@@ -106,14 +106,14 @@ static void bf_finish(struct acct *a, int err) {
     a->bf_busy = false;
     for (size_t i = 0; err == 0 && i < fetched && !c->freeing; i++) {
         a->bf_fills[i].received_ns = copier_now_ns();
-        if (copier_take_fill(a, &a->bf_fills[i], pre ? pre[i] : false)) {
+        if (copier_take_fill(a, &a->bf_fills[i], pre ? pre[i] : false, false)) {
             taken++;
             met_counter_inc(a->m_backfilled);
         }
     }
     free(pre);
     /* What the stream delivered meanwhile, in its order. A fill taken above is a duplicate now. */
-    for (size_t i = 0; i < held && !c->freeing; i++) (void)copier_take_fill(a, &a->held_fills[i], false);
+    for (size_t i = 0; i < held && !c->freeing; i++) (void)copier_take_fill(a, &a->held_fills[i], false, true);
     a->held_n = 0;
     a->bf_n = 0;
     if (err == 0) {

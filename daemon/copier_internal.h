@@ -187,6 +187,7 @@ struct fill_job {
     /* A start-up backfill fill older than the position snapshot: its delta was taken off the
      * leader's book first, so "already journaled" must not take it off again. */
     bool pre_adjusted;
+    bool from_stream;             /* not a REST backfill: the journal may write it ahead */
     struct mkt_fill fill;
     size_t leader;
     dec_t leader_delta;           /* applied to the leader's slot fill.pos_side */
@@ -260,7 +261,7 @@ struct copier {
 void copier_on_fill(void *ud, const struct mkt_fill *f);   /* an exch_stream_cbs.on_fill */
 /* Takes one leader fill (dedupe, engine, journal, orders); false if it was a duplicate or could
  * not be taken. pre_adjusted: see struct fill_job. */
-bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted);
+bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream);
 /* true if the fill was taken before (start-up mark or memory); adds nothing. */
 bool copier_fill_seen(const struct copier *c, const struct mkt_fill *f);
 void copier_check_ready(struct copier *c);

@@ -866,6 +866,9 @@ struct journal {
     struct kset keys;     /* fills in the spool, by key: cleared when the spool is drained */
     struct op *done_head, *done_tail; /* fills completed from the spool, callbacks due */
     uv_timer_t t_slow, t_sync, t_replay;
+    /* SPOOL_OS: replayed records PostgreSQL has committed (spool_applied says so) whose spool ack
+     * waits for t_sync: an ack costs fsyncs, and write-ahead replays after every fill. */
+    uint64_t ack_due;
     struct op *rp_op;     /* the replay batch in flight */
     bool rp_begin;        /* restart the replay cursor at the watermark */
     bool rp_hold;         /* waiting on t_replay after a transient error */
@@ -883,6 +886,7 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static void on_work(uv_timer_t *t);
 static void conn_drop(struct journal *j, int err, const char *msg);
 static void service(struct journal *j);
+static bool spool_degraded(const struct journal *j);
 static void really_free(struct journal *j);
 static void fill_callback(struct journal *j, struct op *op, int status, const char *errmsg);
 static void on_slow(uv_timer_t *t);
@@ -1629,7 +1633,9 @@ static void on_parts(uv_timer_t *t);
  * for an idle moment): normally a no-op statement, rarely the creation of next months' table. */
 static void parts_send(struct journal *j)
 {
-    if (!j->parts_due || j->parts_inflight || j->st != ST_READY || j->broken || j->spooling) return;
+    if (!j->parts_due || j->parts_inflight || j->st != ST_READY || j->broken || spool_degraded(j) ||
+        j->rp_op)
+        return;
     if (j->ops_head && ms_since(j->parts_due_t0) < JNL_PARTS_FORCE_MS) return;
     char ahead[16];
     snprintf(ahead, sizeof ahead, "%u", j->o.partitions_ahead);
@@ -2142,6 +2148,14 @@ static bool want_spool(const struct journal *j)
     return j->sp && (j->spooling || j->st != ST_READY || j->broken);
 }
 
+/* The spool holds writes because PostgreSQL is away or was too slow; not merely write-ahead
+ * (opts.write_ahead with PostgreSQL up, the normal state of that mode). What on_spool and the
+ * stats report. */
+static bool spool_degraded(const struct journal *j)
+{
+    return j->spooling && !(j->o.write_ahead && j->st == ST_READY && !j->broken);
+}
+
 static void spool_error(struct journal *j, const char *what, int rc)
 {
     const char *se = j->sp ? spool_last_error(j->sp) : "";
@@ -2243,7 +2257,8 @@ static int fill_spool(struct journal *j, const struct journal_fill *f,
             uv_timer_start(&j->t_work, on_work, 0, 0); /* on_spool reports the error */
             return rc == -ENOMEM ? -ENOMEM : -ENOTCONN;
         }
-        spool_take_over(j, spool_reason(j));
+        spool_take_over(j, j->o.write_ahead && j->st == ST_READY && !j->broken
+                               ? "write-ahead (journal_durability: os)" : spool_reason(j));
         op->fill_new = true;
         memset(op->intent_new, 1, n * sizeof(bool));
         j->s.spool_fills++;
@@ -2642,6 +2657,19 @@ static int replay_record(struct journal *j, const struct spool_record *rec)
     }
 }
 
+/* Acks the replayed records PostgreSQL holds (ack_due). */
+static void ack_flush(struct journal *j)
+{
+    struct spool_stats ss;
+    if (!j->sp || !j->ack_due) return;
+    spool_get_stats(j->sp, &ss);
+    if (j->ack_due > ss.acked_seq) {
+        int rc = spool_ack(j->sp, j->ack_due);
+        if (rc < 0) spool_error(j, "ack", rc); /* spool_applied holds it; the next ack covers it */
+    }
+    j->ack_due = 0;
+}
+
 /* Everything appended so far is in PostgreSQL: direct writes again. */
 static void spool_drained(struct journal *j)
 {
@@ -2667,6 +2695,7 @@ static void replay_step(struct journal *j)
         j->free_requested)
         return;
     if (j->rp_begin) {
+        ack_flush(j); /* a replay begins at the ack: never before what is applied */
         spool_replay_begin(j->sp);
         j->rp_begin = false;
     }
@@ -2731,8 +2760,12 @@ static void replay_done(struct journal *j, struct op *op)
     j->rp_op = NULL;
     bool permanent = op->failed && (!strncmp(op->sqlstate, "22", 2) || !strncmp(op->sqlstate, "23", 2));
     if (!op->failed && !op->bad_reply) {
-        int rc = spool_ack(j->sp, op->last_seq);
-        if (rc < 0) spool_error(j, "ack", rc); /* spool_applied holds it; the next ack covers it */
+        if (j->spool_os) {
+            j->ack_due = op->last_seq; /* acked by t_sync (or before the next replay begins) */
+        } else {
+            int rc = spool_ack(j->sp, op->last_seq);
+            if (rc < 0) spool_error(j, "ack", rc); /* spool_applied holds it; the next ack covers it */
+        }
         j->s.spool_replayed += op->nrec - op->nbad;
         j->s.spool_replay_dropped += op->nbad;
         j->rp_episode += op->nrec;
@@ -2806,15 +2839,19 @@ static void spool_notify(struct journal *j)
         j->spool_err_pending = false;
         if (j->o.on_spool && !j->free_requested) j->o.on_spool(j->o.ud, j->spooling, j->spool_err);
     }
-    if (j->spool_reported != j->spooling && !j->free_requested) {
+    bool degraded = spool_degraded(j);
+    if (j->spool_reported != degraded && !j->free_requested) {
         char m[200];
-        j->spool_reported = j->spooling;
-        if (j->spooling)
-            snprintf(m, sizeof m, "spool taking writes: %s", j->spool_why);
+        j->spool_reported = degraded;
+        if (degraded)
+            snprintf(m, sizeof m, "spool taking writes: %s",
+                     j->o.write_ahead ? "PostgreSQL not connected" : j->spool_why);
+        else if (j->spooling)
+            snprintf(m, sizeof m, "PostgreSQL is back: the write-ahead spool is replayed into it");
         else
             snprintf(m, sizeof m, "spool drained: %" PRIu64 " record(s) replayed into PostgreSQL",
                      j->rp_episode);
-        if (j->o.on_spool) j->o.on_spool(j->o.ud, j->spooling, m);
+        if (j->o.on_spool) j->o.on_spool(j->o.ud, degraded, m);
     }
 }
 
@@ -2824,6 +2861,7 @@ static void on_sync(uv_timer_t *t)
     enter(j);
     int rc = spool_sync(j->sp);
     if (rc < 0) spool_error(j, "sync", rc);
+    ack_flush(j);
     service(j);
     leave(j);
 }
@@ -3063,6 +3101,7 @@ static void really_free(struct journal *j)
     sb_free(&j->rb);
     kset_clear(&j->keys);
     if (j->sp && j->spool_os) spool_sync(j->sp); /* best effort: nobody is left to tell */
+    ack_flush(j);
     j->sp = spool_close(j->sp);
     uv_close((uv_handle_t *)&j->t_retry, timer_closed);
     uv_close((uv_handle_t *)&j->t_deadline, timer_closed);
@@ -3098,8 +3137,18 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
     if (!j || !f || (n && !in) || !cb) return -EINVAL;
     if (j->free_requested) return -ECANCELED;
     if (!fill_valid(f, in, n)) return -EINVAL;
-    if (want_spool(j)) return fill_spool(j, f, in, n, cb, ud);
-    if (j->st != ST_READY || j->broken) return -ENOTCONN;
+    bool pg_up = j->st == ST_READY && !j->broken;
+    if (j->sp && j->o.write_ahead && pg_up) {
+        if (f->ahead) return fill_spool(j, f, in, n, cb, ud);
+        /* Maybe a replay of a fill PostgreSQL has: it decides, unless the spool still holds it
+         * (then it is not new, and PostgreSQL may not know it yet). */
+        char key[JNL_KEY_MAX];
+        fill_key(key, sizeof key, f->account, f->symbol, f->trade_id);
+        if (kset_has(&j->keys, key)) return fill_spool(j, f, in, n, cb, ud);
+    } else if (want_spool(j)) {
+        return fill_spool(j, f, in, n, cb, ud);
+    }
+    if (!pg_up) return -ENOTCONN;
     if (j->inflight_fills >= j->o.max_inflight_fills) return -ENOBUFS;
 
     struct op *op = op_new(OP_FILL, n);
@@ -3293,7 +3342,7 @@ void journal_get_stats(const struct journal *j, struct journal_stats *out)
     if (j->sp) {
         struct spool_stats ss;
         spool_get_stats(j->sp, &ss);
-        out->spooling = j->spooling;
+        out->spooling = spool_degraded(j);
         out->spool_writable = j->spool_ok && !ss.broken;
         out->spool_records = ss.records_unacked;
         out->spool_bytes = ss.bytes_unacked;

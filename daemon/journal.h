@@ -163,6 +163,13 @@ struct journal_opts {
     unsigned spool_after_ms;      /* a fill write waiting longer than this moves to the spool;
                                    * 0 = 250 */
     unsigned spool_sync_ms;       /* JOURNAL_DURABILITY_OS only: spool fdatasync period; 0 = 200 */
+    /* Write-ahead (needs spool_dir): a fill marked `ahead` is appended to the spool (durable as
+     * `durability` says) and reported new at once, without waiting for PostgreSQL, which gets it
+     * from the spool's replay right after, in order, like everything queued behind it (results,
+     * positions, rule states). Fills not marked `ahead` still ask PostgreSQL while it is up:
+     * only the spool's own keys (fills not replayed yet) answer "not new" without it. The
+     * daemon turns this on with journal_durability: os. */
+    bool write_ahead;
     uint64_t spool_segment_bytes; /* 0 = the spool's default (64 MiB) */
     bool spool_salvage;           /* open a spool corrupt in the middle by skipping the bad bytes
                                    * (their records are lost) instead of refusing to start */
@@ -223,6 +230,10 @@ struct journal_fill {
     const char *qty;       /* exact decimal text, [0-9]+(.[0-9]+)?, > 0 */
     const char *price;     /* same */
     int64_t event_time_ms; /* the exchange's trade time, ms since the epoch, > 0 */
+    /* Write-ahead allowed (opts.write_ahead): the caller knows this fill is new to it, not a
+     * replay of one PostgreSQL may already hold (a stream fill, not a REST backfill), so the
+     * spool alone may decide it new. false: PostgreSQL (or the spool's keys) decides. */
+    bool ahead;
 };
 
 struct journal_intent {

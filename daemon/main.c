@@ -68,6 +68,9 @@ struct daemon {
     struct copier *copier;
     struct copier_hwm *hwm;
     size_t n_hwm;
+    struct copier_seen *seen; /* recent journaled fills (strings in seen_res) */
+    size_t n_seen;
+    PGresult *seen_res;
     /* Rules the journal has stopped (a loss stop of an earlier run) or operator-paused. */
     struct rule_state {
         char *id;
@@ -327,6 +330,30 @@ static int load_journaled_state(struct daemon *d) {
     if (d->n_pending)
         log_warn(TAG, "journal: %zu follower orders have no final state: reconciling them by client id",
                  d->n_pending);
+    PQclear(res);
+    /* Each leader's fills of the 10 minutes before its newest one, for the in-memory dedupe
+     * (copier.h, struct copier_seen): two index probes per account. */
+    res = PQexec(pg, "SELECT a.name, r.symbol, r.trade_id FROM accounts a"
+                     " CROSS JOIN LATERAL (SELECT max(event_time) AS t FROM leader_fills m"
+                     "   WHERE m.account = a.name) l"
+                     " CROSS JOIN LATERAL (SELECT symbol, trade_id FROM leader_fills f"
+                     "   WHERE f.account = a.name AND f.event_time >= l.t - interval '10 minutes'"
+                     "   ORDER BY f.event_time DESC LIMIT 20000) r");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error(TAG, "journal: cannot read the recent leader fills: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    d->n_seen = (size_t)PQntuples(res);
+    d->seen = calloc(d->n_seen + 1, sizeof(*d->seen));
+    if (!d->seen) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < d->n_seen; i++)
+        d->seen[i] = (struct copier_seen){PQgetvalue(res, (int)i, 0), PQgetvalue(res, (int)i, 1),
+                                          PQgetvalue(res, (int)i, 2)};
+    d->seen_res = res;
+    res = NULL;
     r = 0;
 out:
     PQclear(res);
@@ -342,6 +369,11 @@ static void free_journaled_state(struct daemon *d) {
     free(d->hwm);
     d->hwm = NULL;
     d->n_hwm = 0;
+    free(d->seen);
+    d->seen = NULL;
+    d->n_seen = 0;
+    PQclear(d->seen_res);
+    d->seen_res = NULL;
     for (size_t i = 0; i < d->n_rule_states; i++) free(d->rule_states[i].id);
     free(d->rule_states);
     d->rule_states = NULL;
@@ -1458,6 +1490,12 @@ static int run(struct daemon *d) {
     }
     jopts.spool_dir = spool_dir[0] ? spool_dir : NULL;
     jopts.spool_after_ms = (unsigned)dc->spool_after_ms;
+    /* os: an intent is durable once the OS has it, and the cheapest place the OS has it is the
+     * local spool; PostgreSQL follows from the spool's replay (journal.h, write_ahead). */
+    jopts.write_ahead = dc->journal_durability == CFG_DURABILITY_OS;
+    if (jopts.write_ahead && !jopts.spool_dir)
+        log_warn(TAG, "journal: journal_durability os without a spool directory (daemon.spool_dir or "
+                      "$STATE_DIRECTORY): every leader fill waits for PostgreSQL before its orders leave");
     if (journal_open(&d->loop, dc->database, &jopts, &d->journal, &jrep, err, sizeof(err)) < 0) {
         log_error(TAG, "journal: cannot start: %s", err);
         goto out;
@@ -1537,7 +1575,8 @@ static int run(struct daemon *d) {
     deps = (struct copier_deps){
         .loop = &d->loop, .journal = d->journal, .metrics = d->metrics, .redis = d->redis,
         .lws = d->lws, .accounts = ca, .n_accounts = d->cfg->n_accounts, .rules = cr,
-        .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm,
+        .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm, .seen = d->seen,
+        .n_seen = d->n_seen,
         .refresh_ms = (unsigned)dc->account_refresh_ms,
         .backfill_max_age_ms = (unsigned)dc->backfill_max_age_ms,
         .cache_ttl_tickers_ms = (unsigned)dc->cache_ttl_tickers_ms,
@@ -1553,6 +1592,9 @@ static int run(struct daemon *d) {
         goto out;
     }
     free_journaled_state(d);
+    /* The journal may have come up already (a spool replay ran the loop before the copier
+     * existed): its state callbacks are not repeated. */
+    copier_journal_state(d->copier, journal_connected(d->journal) || journal_writable(d->journal));
     copier_start(d->copier);
     uv_timer_start(&d->ready_timer, ready_tick, 100, 1000);
     notify("STATUS=starting: syncing time, instruments and positions");

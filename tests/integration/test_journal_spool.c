@@ -35,6 +35,7 @@ static char g_pxci[1400];   /* the same database through the proxy */
 static PGconn *g_pg;        /* direct connection, for checks */
 static PGconn *g_aux;       /* a test's lock holder, closed by teardown */
 static char g_tmp[256];     /* mkdtemp: proxy socket, spool directories */
+static bool g_ahead;        /* write_fill marks its fills `ahead` (write-ahead test) */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -235,7 +236,7 @@ static void fx_on_spool(void *ud, bool spooling, const char *msg)
         assert_true(spooling);
         f->spool_on++;
         snprintf(f->spool_msg, sizeof f->spool_msg, "%s", msg);
-    } else if (strstr(msg, "spool drained")) {
+    } else if (strstr(msg, "spool drained") || strstr(msg, "write-ahead spool is replayed")) {
         assert_false(spooling);
         f->spool_off++;
         snprintf(f->spool_msg, sizeof f->spool_msg, "%s", msg);
@@ -356,6 +357,7 @@ static void write_fill(struct fx *f, const char *symbol, const char *tid, struct
     snprintf(c[0], sizeof c[0], "%s-a", tid);
     snprintf(c[1], sizeof c[1], "%s-b", tid);
     struct journal_fill fill = mkfill(symbol, tid);
+    fill.ahead = g_ahead;
     struct journal_intent in[2] = {mkintent(c[0], "r1", "f1", symbol),
                                    mkintent(c[1], "r2", "f2", symbol)};
     memset(res, 0, sizeof *res);
@@ -739,6 +741,71 @@ static void test_slow_server(void **state)
     fx_close(&f);
 }
 
+static bool cond_in_pg(void *arg)
+{
+    const char *v = q1("SELECT count(*) FROM leader_fills WHERE trade_id = '%s'", (const char *)arg);
+    return v && strcmp(v, "1") == 0;
+}
+
+/* Write-ahead (journal_durability: os in the daemon): a stream fill is decided new by the spool
+ * alone, with PostgreSQL withholding every answer, and reaches PostgreSQL from the replay; a fill
+ * not marked ahead (a backfill) is "not new" while the spool holds it and PostgreSQL decides once
+ * it has it; PostgreSQL lost, write-ahead is reported as the spool taking writes, and back, every
+ * fill is there exactly once. */
+static void test_write_ahead(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct journal_opts o = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
+                             .backoff_max_ms = 40, .write_ahead = true,
+                             .durability = JOURNAL_DURABILITY_OS, .spool_sync_ms = 20};
+    fx_open(&f, "ahead", PX_UP, &o);
+    assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
+    px_mode(&f.px, PX_STALL);
+    struct fillres r;
+    g_ahead = true;
+    write_fill(&f, "ADAUSDT", "W1", &r); /* PostgreSQL answers nothing: the spool decides */
+    assert_new(&r, true);
+    struct journal_stats s = stats(&f);
+    assert_true(s.connected);
+    assert_false(s.spooling); /* write-ahead is not an outage */
+    assert_int_equal(s.spool_fills, 1);
+    assert_int_equal(s.spool_diverted, 0);
+    assert_int_equal(f.spool_on, 0);
+    write_fill(&f, "ADAUSDT", "W1", &r); /* the stream repeats it */
+    assert_new(&r, false);
+    g_ahead = false;
+    write_fill(&f, "ADAUSDT", "W1", &r); /* a backfill finds it: the spool still holds it */
+    assert_new(&r, false);
+    px_mode(&f.px, PX_UP);
+    assert_true(pgt_run_until(&f.loop, cond_in_pg, "W1", DEADLINE_MS, 0));
+    wait_drained(&f);
+    write_fill(&f, "ADAUSDT", "W1", &r); /* replayed and acked: PostgreSQL decides */
+    assert_new(&r, false);
+    write_fill(&f, "ADAUSDT", "W2", &r); /* a backfill's fill nobody had: new, from PostgreSQL */
+    assert_new(&r, true);
+    assert_int_equal(stats(&f).spool_fills, 1);
+    /* PostgreSQL lost: the spool takes writes (reported), and back, everything is there once. */
+    px_mode(&f.px, PX_DOWN);
+    assert_true(pgt_run_until(&f.loop, cond_down, &f, DEADLINE_MS, 0));
+    g_ahead = true;
+    write_fill(&f, "ADAUSDT", "W3", &r);
+    assert_new(&r, true);
+    assert_true(stats(&f).spooling);
+    assert_int_equal(f.spool_on, 1);
+    assert_non_null(strstr(f.spool_msg, "PostgreSQL not connected"));
+    px_mode(&f.px, PX_UP);
+    wait_drained(&f);
+    g_ahead = false;
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id IN ('W1', 'W2', 'W3')"), "3");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id ~ '^W[123]-'"), "6");
+    s = stats(&f);
+    assert_int_equal(s.fills_failed, 0);
+    assert_int_equal(s.spool_fills, 2);
+    assert_int_equal(s.spool_replay_dropped, 0);
+    fx_close(&f);
+}
+
 static bool cond_lock_wait(void *arg)
 {
     (void)arg;
@@ -902,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_restart_dedupe),
         cmocka_unit_test(test_torn_tail),
         cmocka_unit_test(test_slow_server),
+        cmocka_unit_test(test_write_ahead),
         cmocka_unit_test_teardown(test_crash_after_commit, close_aux),
         cmocka_unit_test(test_spool_append_fails),
         cmocka_unit_test(test_refused_record),

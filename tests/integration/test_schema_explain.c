@@ -469,6 +469,18 @@ static void test_startup(void **state)
             0, NULL, false);
     no_seqscan(&p);
     uses(&p, "leader_fills", "leader_fills_by_account");
+
+    /* Recent fills per leader for the in-memory dedupe: index probes per account. */
+    explain(&p, "recent fills (main.c)",
+            "SELECT a.name, r.symbol, r.trade_id FROM accounts a"
+            " CROSS JOIN LATERAL (SELECT max(event_time) AS t FROM leader_fills m"
+            "   WHERE m.account = a.name) l"
+            " CROSS JOIN LATERAL (SELECT symbol, trade_id FROM leader_fills f"
+            "   WHERE f.account = a.name AND f.event_time >= l.t - interval '10 minutes'"
+            "   ORDER BY f.event_time DESC LIMIT 20000) r",
+            0, NULL, false);
+    no_seqscan(&p);
+    only_uses(&p, "leader_fills", (const char *const[]){"leader_fills_by_account", NULL});
 }
 
 /* copytraderctl (daemon/ctl_main.c). */
