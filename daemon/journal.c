@@ -869,6 +869,7 @@ struct journal {
     /* SPOOL_OS: replayed records PostgreSQL has committed (spool_applied says so) whose spool ack
      * waits for t_sync: an ack costs fsyncs, and write-ahead replays after every fill. */
     uint64_t ack_due;
+    struct jbg *bg;       /* the spool's sync/ack being done off the loop (SPOOL_OS) */
     struct op *rp_op;     /* the replay batch in flight */
     bool rp_begin;        /* restart the replay cursor at the watermark */
     bool rp_hold;         /* waiting on t_replay after a transient error */
@@ -2657,11 +2658,12 @@ static int replay_record(struct journal *j, const struct spool_record *rec)
     }
 }
 
-/* Acks the replayed records PostgreSQL holds (ack_due). */
+/* Acks the replayed records PostgreSQL holds (ack_due); while a sync/ack is out off the loop,
+ * they wait for the next one. */
 static void ack_flush(struct journal *j)
 {
     struct spool_stats ss;
-    if (!j->sp || !j->ack_due) return;
+    if (!j->sp || !j->ack_due || j->bg) return;
     spool_get_stats(j->sp, &ss);
     if (j->ack_due > ss.acked_seq) {
         int rc = spool_ack(j->sp, j->ack_due);
@@ -2695,6 +2697,7 @@ static void replay_step(struct journal *j)
         j->free_requested)
         return;
     if (j->rp_begin) {
+        if (j->bg) return; /* its ack first: bg_done services again */
         ack_flush(j); /* a replay begins at the ack: never before what is applied */
         spool_replay_begin(j->sp);
         j->rp_begin = false;
@@ -2824,7 +2827,10 @@ static void spool_session_start(struct journal *j, const struct op *setup)
         j->spool_err_pending = true;
         return;
     }
-    if (setup->applied_seq > ss.acked_seq) {
+    if (setup->applied_seq > ss.acked_seq && j->bg) {
+        /* an ack is being written off the loop: this one follows (before the replay begins) */
+        if (setup->applied_seq > j->ack_due) j->ack_due = setup->applied_seq;
+    } else if (setup->applied_seq > ss.acked_seq) {
         int rc = spool_ack(j->sp, setup->applied_seq);
         if (rc < 0) spool_error(j, "ack", rc);
         else j->s.spool_skipped += setup->applied_seq - ss.acked_seq;
@@ -2855,13 +2861,61 @@ static void spool_notify(struct journal *j)
     }
 }
 
+/* SPOOL_OS: the periodic fdatasync and the deferred ack, on libuv's thread pool: the loop never
+ * waits on the disk (a busy disk can take seconds). */
+struct jbg {
+    uv_work_t w;
+    struct journal *j;    /* NULL once the journal is freed: only the descriptors are closed */
+    struct spool_bg bg;
+};
+
+static void bg_work(uv_work_t *w) { spool_bg_run(&((struct jbg *)w)->bg); }
+
+static void bg_done(uv_work_t *w, int status)
+{
+    struct jbg *x = (struct jbg *)w;
+    struct journal *j = x->j;
+    (void)status; /* bg_work always ran: libuv cancels only work not started */
+    if (!j) {
+        spool_bg_finish(NULL, &x->bg);
+        free(x);
+        return;
+    }
+    enter(j);
+    j->bg = NULL;
+    int rc = spool_bg_finish(j->sp, &x->bg);
+    if (rc < 0) spool_error(j, x->bg.sync_rc < 0 ? "sync" : "ack", rc);
+    else if (x->bg.ack_seq && j->ack_due <= x->bg.ack_seq) j->ack_due = 0;
+    free(x);
+    service(j);
+    leave(j);
+}
+
 static void on_sync(uv_timer_t *t)
 {
     struct journal *j = t->data;
     enter(j);
-    int rc = spool_sync(j->sp);
-    if (rc < 0) spool_error(j, "sync", rc);
-    ack_flush(j);
+    struct jbg *x = j->bg ? NULL : calloc(1, sizeof *x);
+    if (x) {
+        struct spool_stats ss;
+        spool_get_stats(j->sp, &ss);
+        int rc = spool_bg_prepare(j->sp, j->ack_due > ss.acked_seq ? j->ack_due : 0, &x->bg);
+        if (rc == 1) {
+            x->j = j;
+            if (uv_queue_work(j->loop, &x->w, bg_work, bg_done) == 0) {
+                j->bg = x;
+                x = NULL;
+            } else { /* no thread pool: here, then */
+                spool_bg_run(&x->bg);
+                rc = spool_bg_finish(j->sp, &x->bg);
+                if (rc < 0) spool_error(j, x->bg.sync_rc < 0 ? "sync" : "ack", rc);
+                else if (x->bg.ack_seq && j->ack_due <= x->bg.ack_seq) j->ack_due = 0;
+            }
+        } else if (rc < 0) {
+            spool_error(j, "sync", rc);
+        }
+        free(x);
+    }
     service(j);
     leave(j);
 }
@@ -3102,6 +3156,7 @@ static void really_free(struct journal *j)
     kset_clear(&j->keys);
     if (j->sp && j->spool_os) spool_sync(j->sp); /* best effort: nobody is left to tell */
     ack_flush(j);
+    if (j->bg) j->bg->j = NULL; /* its ack is lost at worst: spool_applied holds it */
     j->sp = spool_close(j->sp);
     uv_close((uv_handle_t *)&j->t_retry, timer_closed);
     uv_close((uv_handle_t *)&j->t_deadline, timer_closed);

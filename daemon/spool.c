@@ -386,6 +386,8 @@ struct spool {
     size_t nskip, capskip;
     int wfd;             /* the active (last) segment, open for appends; -1 before the first */
     bool dirty;          /* appended since the last fdatasync */
+    uint64_t wgen;       /* appends so far (an off-loop sync knows what it covered) */
+    bool bg_busy;        /* a spool_bg is prepared and not finished */
     int broken;          /* 0, or the sticky error */
     uint64_t next_segno;
     uint64_t next_seq;
@@ -585,18 +587,20 @@ static void drop_acked(struct spool *sp, uint64_t *deleted)
     }
 }
 
-static int ack_file_write(struct spool *sp, uint64_t seq)
+/* Writes the ack file for seq through dirfd (tmp, fsync, rename, directory fsync). Touches
+ * nothing of the spool: it also runs off the loop (spool_bg_run). 0 or a negative errno, with
+ * what failed in err. */
+static int ack_file_put(int dirfd, uint64_t seq, char *err, size_t errlen)
 {
     uint8_t b[ACK_SIZE] = {0};
     memcpy(b, ACK_MAGIC, 8);
     put32(b + 8, VERSION);
     put64(b + 16, seq);
     put32(b + 24, crc32c_update(0, b, 24));
-    int fd = openat(sp->dirfd, ACK_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                    0600);
+    int fd = openat(dirfd, ACK_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = -errno;
-        seterr(sp, "%s/" ACK_TMP ": open: %s", sp->dir, strerror(-e));
+        snprintf(err, errlen, ACK_TMP ": open: %s", strerror(-e));
         return e;
     }
     int rc = write_all(fd, b, sizeof b);
@@ -606,21 +610,30 @@ static int ack_file_write(struct spool *sp, uint64_t seq)
         step = "fsync";
     }
     close(fd);
-    if (rc == 0 && renameat(sp->dirfd, ACK_TMP, sp->dirfd, ACK_NAME) < 0) {
+    if (rc == 0 && renameat(dirfd, ACK_TMP, dirfd, ACK_NAME) < 0) {
         rc = -errno;
         step = "rename";
     }
     if (rc == 0) {
-        rc = sync_fd(sp->dirfd, false);
+        rc = sync_fd(dirfd, false);
         if (rc < 0) {
-            seterr(sp, "%s: fsync of the directory after writing " ACK_NAME ": %s", sp->dir,
-                   strerror(-rc));
+            snprintf(err, errlen, "fsync of the directory after writing " ACK_NAME ": %s",
+                     strerror(-rc));
             return rc;
         }
         return 0;
     }
-    seterr(sp, "%s/" ACK_TMP ": %s: %s", sp->dir, step, strerror(-rc));
-    unlinkat(sp->dirfd, ACK_TMP, 0);
+    snprintf(err, errlen, ACK_TMP ": %s: %s", step, strerror(-rc));
+    unlinkat(dirfd, ACK_TMP, 0);
+    return rc;
+}
+
+static int ack_file_write(struct spool *sp, uint64_t seq)
+{
+    char err[200];
+    int rc = ack_file_put(sp->dirfd, seq, err, sizeof err);
+    if (rc < 0)
+        seterr(sp, "%s/%s", sp->dir, err);
     return rc;
 }
 
@@ -767,6 +780,7 @@ int spool_append_many(struct spool *sp, const struct spool_rec_in *recs, size_t 
         goto fail;
     }
     sp->dirty = true;
+    sp->wgen++;
     if (sp->o.durability == SPOOL_FSYNC) {
         rc = sync_fd(sp->wfd, true);
         sp->st.syncs++;
@@ -909,12 +923,28 @@ int spool_replay_next(struct spool *sp, struct spool_record *out)
     }
 }
 
+/* The watermark moved to seq (its ack file is written): the in-memory half of an ack. */
+static int ack_moved(struct spool *sp, uint64_t seq)
+{
+    sp->acked = seq;
+    sp->st.acks++;
+    struct pos p = {0};
+    int rc = locate(sp, seq + 1, &p);
+    sp->ackpos = p;
+    drop_acked(sp, NULL);
+    if (sp->cur.valid && !seg_find(sp, sp->cur.segno))
+        sp->cur.valid = false;
+    return rc;
+}
+
 int spool_ack(struct spool *sp, uint64_t seq)
 {
     if (!sp)
         return -EINVAL;
     if (seq <= sp->acked)
         return 0;
+    if (sp->bg_busy)
+        return -EBUSY; /* its ack file is being written off the loop */
     if (seq >= sp->next_seq) {
         seterr(sp, "%s: ack of %" PRIu64 " past the last record %" PRIu64, sp->dir, seq,
                sp->next_seq - 1);
@@ -931,14 +961,77 @@ int spool_ack(struct spool *sp, uint64_t seq)
         rc = ack_file_write(sp, seq);
     if (rc < 0)
         return rc;
-    sp->acked = seq;
-    sp->st.acks++;
-    struct pos p = {0};
-    rc = locate(sp, seq + 1, &p);
-    sp->ackpos = p;
-    drop_acked(sp, NULL);
-    if (sp->cur.valid && !seg_find(sp, sp->cur.segno))
-        sp->cur.valid = false;
+    return ack_moved(sp, seq);
+}
+
+int spool_bg_prepare(struct spool *sp, uint64_t ack_seq, struct spool_bg *bg)
+{
+    memset(bg, 0, sizeof *bg);
+    bg->fd = bg->dirfd = -1;
+    if (!sp)
+        return -EINVAL;
+    if (sp->broken)
+        return sp->broken;
+    if (sp->bg_busy)
+        return -EBUSY;
+    if (ack_seq >= sp->next_seq)
+        return -EINVAL;
+    bool sync = sp->dirty && sp->wfd >= 0;
+    bool ack = ack_seq > sp->acked;
+    if (!sync && !ack)
+        return 0;
+    if (sync && (bg->fd = fcntl(sp->wfd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return -errno;
+    if (ack && (bg->dirfd = fcntl(sp->dirfd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        int e = -errno;
+        if (bg->fd >= 0)
+            close(bg->fd);
+        bg->fd = -1;
+        return e;
+    }
+    bg->wgen = sp->wgen;
+    bg->ack_seq = ack ? ack_seq : 0;
+    sp->bg_busy = true;
+    return 1;
+}
+
+void spool_bg_run(struct spool_bg *bg)
+{
+    /* The data first: a watermark never covers a record that is not on disk (spool_ack). */
+    if (bg->fd >= 0 && (bg->sync_rc = sync_fd(bg->fd, true)) < 0)
+        return;
+    if (bg->dirfd >= 0)
+        bg->ack_rc = ack_file_put(bg->dirfd, bg->ack_seq, bg->err, sizeof bg->err);
+}
+
+int spool_bg_finish(struct spool *sp, struct spool_bg *bg)
+{
+    int rc = 0;
+    bool synced = bg->fd >= 0;
+    if (bg->fd >= 0)
+        close(bg->fd);
+    if (bg->dirfd >= 0)
+        close(bg->dirfd);
+    bg->fd = bg->dirfd = -1;
+    if (!sp)
+        return 0;
+    sp->bg_busy = false;
+    if (bg->sync_rc < 0) {
+        sp->broken = -EIO;
+        seterr(sp, "%s: fdatasync: %s: spool broken", sp->dir, strerror(-bg->sync_rc));
+        return -EIO;
+    }
+    if (synced) {
+        sp->st.syncs++;
+        if (sp->wgen == bg->wgen)
+            sp->dirty = false; /* nothing appended since: all of it is on disk */
+    }
+    if (bg->ack_rc < 0) {
+        seterr(sp, "%s/%s", sp->dir, bg->err);
+        return bg->ack_rc;
+    }
+    if (bg->ack_seq > sp->acked)
+        rc = ack_moved(sp, bg->ack_seq);
     return rc;
 }
 

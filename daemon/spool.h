@@ -157,6 +157,23 @@ int spool_replay_next(struct spool *sp, struct spool_record *rec);
  * synced first and the spool is broken. */
 int spool_ack(struct spool *sp, uint64_t seq);
 
+/* The same durability work (spool_sync, then spool_ack up to ack_seq) with the disk's part off
+ * the loop thread (SPOOL_OS: an fdatasync or a few fsyncs can take a busy disk seconds):
+ * spool_bg_prepare (loop thread) returns 1 with bg filled when there is work, 0 when there is
+ * none, or a negative errno (-EBUSY: one is out already); spool_bg_run does the disk work on any
+ * thread, touching only bg; spool_bg_finish (loop thread) applies the outcome like spool_sync /
+ * spool_ack would and closes bg's descriptors. sp may be NULL there (the spool was closed
+ * meanwhile: only the descriptors are closed). While one is out, spool_ack answers -EBUSY. */
+struct spool_bg {
+    int fd, dirfd;        /* duplicates: the active segment (-1 = no sync), the directory (-1 = no ack) */
+    uint64_t wgen, ack_seq;
+    int sync_rc, ack_rc;
+    char err[200];
+};
+int spool_bg_prepare(struct spool *sp, uint64_t ack_seq, struct spool_bg *bg);
+void spool_bg_run(struct spool_bg *bg);
+int spool_bg_finish(struct spool *sp, struct spool_bg *bg);
+
 /* Gauges and counters for /metrics. */
 struct spool_stats {
     uint64_t next_seq;          /* the next append's sequence number */

@@ -1,5 +1,6 @@
 /* Unit tests for daemon/spool: framing, replay/ack, crash recovery, corruption, permissions. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -378,6 +379,67 @@ static void test_ack_watermark_not_replayed_twice(void **state)
     assert_int_equal(st.records_unacked, 4);
     assert_int_equal(replay_check(sp, 7, 10), 4);
     spool_close(sp);
+}
+
+/* The off-loop sync and ack (spool_bg_*): nothing to do is 0; one at a time; the disk work on
+ * another thread; the outcome applied like spool_sync + spool_ack, and it persists. */
+struct bg_thread_arg { struct spool_bg *bg; };
+static void *bg_thread(void *p)
+{
+    spool_bg_run(((struct bg_thread_arg *)p)->bg);
+    return NULL;
+}
+
+static void test_bg_sync_and_ack(void **state)
+{
+    (void)state;
+    struct spool_opts o = {.durability = SPOOL_OS, .segment_bytes = 4096};
+    struct spool *sp = open_ok(&o, NULL);
+    struct spool_bg bg;
+    assert_int_equal(spool_bg_prepare(sp, 0, &bg), 0); /* nothing appended, nothing to ack */
+    for (uint64_t s = 1; s <= 40; s++)
+        append_seq(sp, s, len_for(s));
+    struct spool_stats st;
+    spool_get_stats(sp, &st);
+    uint64_t syncs = st.syncs;
+    assert_int_equal(spool_bg_prepare(sp, 41, &bg), -EINVAL); /* past the last record */
+    assert_int_equal(spool_bg_prepare(sp, 30, &bg), 1);
+    assert_true(bg.fd >= 0);
+    assert_true(bg.dirfd >= 0);
+    struct spool_bg bg2;
+    assert_int_equal(spool_bg_prepare(sp, 35, &bg2), -EBUSY);
+    assert_int_equal(spool_ack(sp, 35), -EBUSY);
+    append_seq(sp, 41, len_for(41)); /* appends go on meanwhile */
+    pthread_t t;
+    struct bg_thread_arg a = {&bg};
+    assert_int_equal(pthread_create(&t, NULL, bg_thread, &a), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(bg.sync_rc, 0);
+    assert_int_equal(bg.ack_rc, 0);
+    assert_int_equal(spool_bg_finish(sp, &bg), 0);
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.acked_seq, 30);
+    assert_int_equal(st.records_unacked, 11);
+    assert_int_equal(st.syncs, syncs + 1);
+    /* Record 41 came after the sync began: still to sync, so the next one has work. */
+    assert_int_equal(spool_bg_prepare(sp, 0, &bg), 1);
+    assert_true(bg.fd >= 0);
+    assert_int_equal(bg.dirfd, -1);
+    spool_bg_run(&bg);
+    assert_int_equal(spool_bg_finish(sp, &bg), 0);
+    assert_int_equal(spool_bg_prepare(sp, 0, &bg), 0);
+    sp = spool_close(sp);
+    /* The watermark persisted. */
+    sp = open_ok(&o, NULL);
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.acked_seq, 30);
+    assert_int_equal(replay_check(sp, 31, 41), 11);
+    /* Closed meanwhile: finish(NULL) only closes the descriptors. */
+    assert_int_equal(spool_bg_prepare(sp, 35, &bg), 1);
+    sp = spool_close(sp);
+    spool_bg_run(&bg);
+    assert_int_equal(spool_bg_finish(NULL, &bg), 0);
+    assert_int_equal(bg.fd, -1);
 }
 
 static void test_stats_depth_and_lag(void **state)
@@ -1205,6 +1267,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_sees_later_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_persists_and_deletes_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_watermark_not_replayed_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bg_sync_and_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_depth_and_lag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_last_record_every_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bit_in_last_record_dropped, setup, teardown),
