@@ -7,22 +7,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sim_wsq.h"
 #include "utlist.h"
-
-/* A queued frame, shared by every connection it was sent to. lws writes the frame header into
- * the LWS_PRE bytes before the payload; the header is the same for every (unmasked, server)
- * connection, and lws copies whatever the kernel does not take, so sharing is safe. */
-struct sws_msg {
-    unsigned refs;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE + len */
-};
 
 struct sws_pss {
     struct lws *wsi;
     struct sws_chan *chan;
-    struct sws_msg **q; /* ring */
-    size_t qhead, qlen, qcap;
+    struct swq q;         /* frames waiting for lws to let us write (sim_wsq.h) */
     bool closing;
     bool drop;            /* fault: end the TCP connection without a close frame */
     bool silent;          /* fault: send nothing, read nothing */
@@ -35,7 +26,7 @@ struct sws_chan {
     struct sws_pss *conns;
     size_t n;
     char *label;           /* the account's name (fault injection) */
-    struct sws_msg *held;  /* ws_reorder: sent after the next frame */
+    struct swq_msg *held;  /* ws_reorder: sent after the next frame */
     uint64_t held_at;      /* uv_now() ms */
     uint64_t silenced_frames;
     struct sws_chan *prev, *next; /* sws.chans */
@@ -62,40 +53,6 @@ struct sws {
 /* Bound on frames waiting for one slow client before it is dropped. */
 #define SWS_MAX_QUEUE 1000000
 
-static void msg_unref(struct sws_msg *m)
-{
-    if (m && --m->refs == 0)
-        free(m);
-}
-
-static void pss_clear_queue(struct sws_pss *p)
-{
-    for (size_t i = 0; i < p->qlen; i++)
-        msg_unref(p->q[(p->qhead + i) % p->qcap]);
-    free(p->q);
-    p->q = NULL;
-    p->qhead = p->qlen = p->qcap = 0;
-}
-
-static int pss_push(struct sws_pss *p, struct sws_msg *m)
-{
-    if (p->qlen == p->qcap) {
-        size_t cap = p->qcap ? p->qcap * 2 : 16;
-        struct sws_msg **q = malloc(cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM;
-        for (size_t i = 0; i < p->qlen; i++)
-            q[i] = p->q[(p->qhead + i) % p->qcap];
-        free(p->q);
-        p->q = q;
-        p->qhead = 0;
-        p->qcap = cap;
-    }
-    p->q[(p->qhead + p->qlen) % p->qcap] = m;
-    p->qlen++;
-    m->refs++;
-    return 0;
-}
 
 /* The "listenKey" URL argument, if any. */
 static bool key_arg(struct lws *wsi, char *out, int outlen)
@@ -150,22 +107,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1; /* lws drops the TCP connection without a close frame */
         if (p->silent)
             return 0;
-        if (p->closing && (p->qlen == 0 || p->qlen >= SWS_MAX_QUEUE)) {
+        if (p->closing && (p->q.len == 0 || p->q.len >= SWS_MAX_QUEUE)) {
             /* Arm the close from inside lws' service: a timer set from our own uv callbacks
              * would not re-arm lws' loop timer and could wait for unrelated activity. */
             lws_set_timer_usecs(wsi, 1);
             return 0;
         }
-        if (p->qlen == 0)
+        struct swq_msg *m = swq_pop(&p->q);
+        if (!m)
             return 0;
-        struct sws_msg *m = p->q[p->qhead];
         int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        p->qhead = (p->qhead + 1) % p->qcap;
-        p->qlen--;
-        msg_unref(m);
+        swq_msg_unref(m);
         if (n < (int)0)
             return -1;
-        if (p->qlen || p->closing)
+        if (p->q.len || p->closing)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -189,7 +144,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             p->chan->n--;
             p->chan = NULL;
         }
-        pss_clear_queue(p);
+        swq_clear(&p->q);
         return 0;
 
     case LWS_CALLBACK_HTTP:
@@ -334,7 +289,7 @@ struct sws_chan *sws_chan_free(struct sws_chan *ch)
     }
     if (ch->ws)
         DL_DELETE(ch->ws->chans, ch);
-    msg_unref(ch->held);
+    swq_msg_unref(ch->held);
     free(ch->label);
     free(ch);
     return NULL;
@@ -346,7 +301,7 @@ size_t sws_chan_count(const struct sws_chan *ch)
 }
 
 /* Queue m on every live connection of the channel; returns how many. */
-static int chan_push(struct sws_chan *ch, struct sws_msg *m)
+static int chan_push(struct sws_chan *ch, struct swq_msg *m)
 {
     struct sws_pss *p, *tmp;
     int sent = 0;
@@ -357,7 +312,7 @@ static int chan_push(struct sws_chan *ch, struct sws_msg *m)
             ch->silenced_frames++; /* lost, as on a dead connection */
             continue;
         }
-        if (p->qlen >= SWS_MAX_QUEUE || pss_push(p, m) < 0) {
+        if (p->q.len >= SWS_MAX_QUEUE || swq_push(&p->q, m) < 0) {
             /* A client this far behind is dropped rather than let memory grow without bound. */
             p->closing = true;
             lws_callback_on_writable(p->wsi);
@@ -376,20 +331,17 @@ int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
     int sent;
     if (!ch || !ch->conns)
         return 0;
-    struct sws_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+    struct swq_msg *m = swq_msg_new(text, len); /* our reference, dropped below */
     if (!m)
         return -ENOMEM;
-    m->refs = 1; /* ours, dropped below */
-    m->len = len;
-    memcpy(m->data + LWS_PRE, text, len);
     if (ch->held) {
         /* ws_reorder: this frame first, then the one held back. */
-        struct sws_msg *h = ch->held;
+        struct swq_msg *h = ch->held;
         ch->held = NULL;
         sent = chan_push(ch, m);
         chan_push(ch, h);
-        msg_unref(h);
-        msg_unref(m);
+        swq_msg_unref(h);
+        swq_msg_unref(m);
         return sent;
     }
     unsigned flags = ch->label && ch->ws && ch->ws->hook ? ch->ws->hook(ch->ws->hook_ud, ch->label) : 0;
@@ -402,7 +354,7 @@ int sws_chan_send(struct sws_chan *ch, const char *text, size_t len)
     sent = chan_push(ch, m);
     if (flags & SWS_SEND_DUP)
         chan_push(ch, m);
-    msg_unref(m);
+    swq_msg_unref(m);
     return sent;
 }
 
@@ -455,7 +407,7 @@ static void unsilence(struct sws_pss *p)
     p->silent = false;
     lws_rx_flow_control(p->wsi, 1);
     lws_validity_confirmed(p->wsi);
-    if (p->qlen || p->closing)
+    if (p->q.len || p->closing)
         lws_callback_on_writable(p->wsi);
 }
 
@@ -468,10 +420,10 @@ static void fault_timer_cb(uv_timer_t *t)
     bool again = false;
     DL_FOREACH(ws->chans, ch) {
         if (ch->held && now - ch->held_at >= SWS_HOLD_MAX_MS) {
-            struct sws_msg *h = ch->held;
+            struct swq_msg *h = ch->held;
             ch->held = NULL;
             chan_push(ch, h);
-            msg_unref(h);
+            swq_msg_unref(h);
         }
         again |= ch->held != NULL;
         DL_FOREACH_SAFE(ch->conns, p, tmp) {
@@ -514,8 +466,8 @@ size_t sws_silence(struct sws *ws, const char *label, int64_t duration_ms)
                 continue;
             if (!p->silent) {
                 /* Frames queued but not yet written are lost too. */
-                ch->silenced_frames += p->qlen;
-                pss_clear_queue(p);
+                ch->silenced_frames += p->q.len;
+                swq_clear(&p->q);
                 lws_rx_flow_control(p->wsi, 0);
             }
             p->silent = true;
@@ -565,10 +517,10 @@ void sws_chan_close_all(struct sws_chan *ch, bool close)
     /* Detach at once: they get nothing more and no longer count as connected. A frame held
      * back (ws_reorder) goes out first. */
     if (ch->held) {
-        struct sws_msg *h = ch->held;
+        struct swq_msg *h = ch->held;
         ch->held = NULL;
         chan_push(ch, h);
-        msg_unref(h);
+        swq_msg_unref(h);
     }
     DL_FOREACH_SAFE(ch->conns, p, tmp) {
         DL_DELETE(ch->conns, p);

@@ -1,6 +1,7 @@
 /* sim_wsq: the simulator's websocket send queues. A frame is built once and shared, reference
  * counted, by every connection it goes to; each connection keeps a ring of them until lws lets
- * it write. Used by the Bybit (sim_by_ws.c) and market (sim_market.c) websockets. */
+ * it write. Used by the Binance user-data (sim_ws.c), Bybit (sim_by_ws.c) and market
+ * (sim_market.c) websockets. */
 #ifndef CT_SIM_WSQ_H
 #define CT_SIM_WSQ_H
 
