@@ -866,6 +866,10 @@ struct journal {
     struct kset keys;     /* fills in the spool, by key: cleared when the spool is drained */
     struct op *done_head, *done_tail; /* fills completed from the spool, callbacks due */
     uv_timer_t t_slow, t_sync, t_replay;
+    /* Write-ahead: the replay runs from this 1 ms timer, not in the loop turn that reported a fill
+     * new, so the fill's orders leave before PostgreSQL is woken (two cores: it competes). */
+    uv_timer_t t_rpk;
+    bool rp_kicked;
     /* SPOOL_OS: replayed records PostgreSQL has committed (spool_applied says so) whose spool ack
      * waits for t_sync: an ack costs fsyncs, and write-ahead replays after every fill. */
     uint64_t ack_due;
@@ -885,6 +889,7 @@ struct journal {
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_work(uv_timer_t *t);
+static void on_rp_kick(uv_timer_t *t);
 static void conn_drop(struct journal *j, int err, const char *msg);
 static void service(struct journal *j);
 static bool spool_degraded(const struct journal *j);
@@ -2050,7 +2055,12 @@ static void service(struct journal *j)
     if (j->free_requested) return;
     if (j->sp) {
         spool_queues(j);
-        replay_step(j);
+        if (!j->o.write_ahead || j->rp_kicked || j->st != ST_READY || j->broken) {
+            j->rp_kicked = false;
+            replay_step(j);
+        } else if (!uv_is_active((uv_handle_t *)&j->t_rpk)) {
+            uv_timer_start(&j->t_rpk, on_rp_kick, 1, 0);
+        }
     }
     results_send(j);
     positions_send(j);
@@ -2058,6 +2068,15 @@ static void service(struct journal *j)
     parts_send(j);
     waiters_check(j);
     spool_notify(j);
+}
+
+static void on_rp_kick(uv_timer_t *t)
+{
+    struct journal *j = t->data;
+    enter(j);
+    j->rp_kicked = true;
+    service(j);
+    leave(j);
 }
 
 static void on_work(uv_timer_t *t)
@@ -3088,9 +3107,10 @@ int journal_open(uv_loop_t *loop, const char *conninfo, const struct journal_opt
     uv_timer_init(loop, &j->t_sync);
     uv_timer_init(loop, &j->t_replay);
     uv_timer_init(loop, &j->t_parts);
-    j->t_retry.data = j->t_deadline.data = j->t_work.data = j;
+    uv_timer_init(loop, &j->t_rpk);
+    j->t_retry.data = j->t_deadline.data = j->t_work.data = j->t_rpk.data = j;
     j->t_slow.data = j->t_sync.data = j->t_replay.data = j->t_parts.data = j;
-    j->handles_open = 7;
+    j->handles_open = 8;
     uv_timer_start(&j->t_parts, on_parts, j->o.partitions_every_ms, 0);
     /* The first attempt runs from the loop, so no callback fires inside journal_new. */
     uv_timer_start(&j->t_retry, on_retry, 0, 0);
@@ -3165,6 +3185,7 @@ static void really_free(struct journal *j)
     uv_close((uv_handle_t *)&j->t_sync, timer_closed);
     uv_close((uv_handle_t *)&j->t_replay, timer_closed);
     uv_close((uv_handle_t *)&j->t_parts, timer_closed);
+    uv_close((uv_handle_t *)&j->t_rpk, timer_closed);
 }
 
 struct journal *journal_free(struct journal *j)
