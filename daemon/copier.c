@@ -312,16 +312,18 @@ static void fill_lat_answer(struct copier *c, struct order_job *j, int64_t sent_
     met_hist_observe(c->m_fill_ack_lat, (double)ack_ns / 1e9);
 }
 
+static void fill_lat_release(struct order_job *j) {
+    if (j->fl && --j->fl->refs == 0) free(j->fl);
+    j->fl = NULL;
+}
+
 static void job_free(struct order_job *j) {
     struct copier *c = j->c;
-    if (j->fl) {
-        if (!j->fl_answered) {
-            j->fl->incomplete = true;
-            fill_lat_answer(c, j, 0);
-        }
-        if (--j->fl->refs == 0) free(j->fl);
-        j->fl = NULL;
+    if (j->fl && !j->fl_answered) {
+        j->fl->incomplete = true;
+        fill_lat_answer(c, j, 0);
     }
+    fill_lat_release(j);
     if (j->lprev) j->lprev->lnext = j->lnext; else c->jobs = j->lnext;
     if (j->lnext) j->lnext->lprev = j->lprev;
     uv_close((uv_handle_t *)&j->timer, job_closed);
@@ -399,7 +401,7 @@ static void job_done(struct order_job *j) {
 static void job_timer_cb(uv_timer_t *t) {
     struct order_job *j = t->data;
     if (j->retry_query) job_query(j);
-    else job_send(j);
+    else if (!j->c->draining) job_send(j); /* draining: left as it is for the next start */
 }
 
 static void job_retry(struct order_job *j, bool query, uint64_t ms) {
@@ -645,8 +647,9 @@ static void job_send(struct order_job *j) {
 }
 
 static void lane_kick(struct copier *c, struct lane *l) {
-    (void)c;
-    if (l->busy || !l->head) return;
+    /* Draining: nothing new goes out; queued orders stay 'intent' for the next start
+     * (copier_drain). */
+    if (l->busy || !l->head || c->draining) return;
     l->busy = true;
     if (l->head->reconcile && l->head->send_attempts == 0) job_query(l->head);
     else job_send(l->head);
@@ -1185,6 +1188,8 @@ static void step_failed(struct acct *a, void (*again)(uv_timer_t *), const char 
 static void do_time(uv_timer_t *t);
 static void do_instruments(uv_timer_t *t);
 static void do_positions(uv_timer_t *t);
+static void snap_key(char *k, size_t n, const char *symbol, enum mkt_pos_side ps);
+static void snap_clear(struct acct *a);
 static void do_mode(uv_timer_t *t);
 static void do_leverage(uv_timer_t *t);
 static void do_equity(uv_timer_t *t);
@@ -1283,8 +1288,17 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
         step_failed(a, do_positions, "positions", st);
         return;
     }
+    snap_clear(a);
     for (size_t i = 0; i < n; i++) {
         position_book_set_live(a->c->pos, a->name, v[i].symbol, v[i].pos_side, v[i].amount);
+        struct snap_entry *e = dec_is_zero(v[i].amount) ? NULL : calloc(1, sizeof(*e));
+        if (e) {
+            snap_key(e->key, sizeof e->key, v[i].symbol, v[i].pos_side);
+            e->update_ms = v[i].update_ms;
+            struct snap_entry *old = NULL;
+            HASH_REPLACE_STR(a->snap, key, e, old);
+            free(old);
+        }
         if (!dec_is_zero(v[i].amount)) {
             copier_note_held(a, v[i].symbol);
             log_info(TAG, "%s %s %s: position %s", a->name, v[i].symbol, copy_pos_side_name(v[i].pos_side),
@@ -1299,7 +1313,32 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
 
 static void do_positions(uv_timer_t *t) {
     struct acct *a = t->data;
+    a->snap_req_ms = copier_exchange_now_ms(a);
     step_call(a, do_positions, "positions", exch_fetch_positions(a->ex, on_positions, a));
+}
+
+static void snap_key(char *k, size_t n, const char *symbol, enum mkt_pos_side ps) {
+    snprintf(k, n, "%s/%d", symbol, (int)ps);
+}
+
+static void snap_clear(struct acct *a) {
+    struct snap_entry *e, *tmp;
+    HASH_ITER(hh, a->snap, e, tmp) {
+        HASH_DEL(a->snap, e);
+        free(e);
+    }
+}
+
+/* Start-up: is leader fill f already in the position snapshot? A position the snapshot holds
+ * contains every fill up to its own update time; one it does not hold (flat then) contains none
+ * made after the snapshot was asked for. Without an update time, the arrival bounds it. */
+bool copier_fill_in_snapshot(const struct acct *a, const struct mkt_fill *f) {
+    char k[sizeof(((struct snap_entry *)0)->key)];
+    struct snap_entry *e = NULL;
+    snap_key(k, sizeof k, f->symbol, f->pos_side);
+    HASH_FIND_STR(a->snap, k, e);
+    if (!e) return f->trade_time_ms < a->snap_req_ms;
+    return f->trade_time_ms <= (e->update_ms > 0 ? e->update_ms : a->snap_ms);
 }
 
 static void on_mode(void *ud, const struct exch_status *st, enum mkt_pos_mode mode) {
@@ -1859,6 +1898,7 @@ struct copier *copier_free(struct copier *c) {
         c->jobs = j->lnext;
         if (c->jobs) c->jobs->lprev = NULL;
         j->lprev = j->lnext = NULL;
+        fill_lat_release(j);
         uv_close((uv_handle_t *)&j->timer, job_closed);
     }
     while (c->held_head) {
@@ -1891,6 +1931,7 @@ struct copier *copier_free(struct copier *c) {
             free(le);
         }
         copier_backfill_free(&c->accts[i]);
+        snap_clear(&c->accts[i]);
         HASH_ITER(hh, c->accts[i].held, se, stmp) {
             HASH_DEL(c->accts[i].held, se);
             free(se);

@@ -9,9 +9,11 @@
  * position before it, so it must see a symbol's fills in order. Duplicates (fills the stream did
  * deliver, or an earlier run took) fall out in copier_take_fill: start-up mark, memory, journal.
  *
- * Start-up: the leader's book was seeded from positions fetched at start (snap_ms), which already
- * contain the fills made before then. Those fills' deltas are taken off the book before any of
- * them is taken, so each is decided against the position it really followed.
+ * Start-up: the leader's book was seeded from positions fetched at start, which already contain
+ * the fills made before then (each position up to its own update time, copier_fill_in_snapshot:
+ * the answer may take a while, and fills made meanwhile are not in it). Those fills' deltas are
+ * taken off the book before any of them is taken, so each is decided against the position it
+ * really followed.
  *
  * Binance lists trades per symbol only: the symbols looked at are those the leader held or traded
  * (start-up positions, earlier journaled fills, fills since) and those its rules name. A symbol it
@@ -97,7 +99,7 @@ static void bf_finish(struct acct *a, int err) {
         /* Start-up: fills inside the position snapshot come off the book first (see the top). */
         for (size_t i = 0; pre && a->bf_startup && i < fetched; i++) {
             const struct mkt_fill *f = &a->bf_fills[i];
-            if (f->trade_time_ms > a->snap_ms || copier_fill_seen(c, f)) continue;
+            if (!copier_fill_in_snapshot(a, f) || copier_fill_seen(c, f)) continue;
             position_book_add_live(c->pos, a->name, f->symbol, f->pos_side,
                                    dec_neg(position_book_delta(f->side, f->pos_side, f->qty)));
             pre[i] = true;

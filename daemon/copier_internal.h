@@ -87,7 +87,9 @@ struct acct {
     /* Backfill (copier_backfill.c): the fills a stream may have missed, fetched over REST. */
     int64_t last_fill_ms;             /* trade time of the newest fill taken (exchange clock) */
     int64_t first_up_ms;              /* exchange time the stream first came up */
-    int64_t snap_ms;                  /* exchange time of the start-up position snapshot */
+    int64_t snap_ms;                  /* exchange time the start-up position snapshot arrived */
+    int64_t snap_req_ms;              /* ... and when it was asked for */
+    struct snap_entry *snap;          /* its positions' own update times (exchange clock) */
     int64_t startup_since_ms;         /* start-up backfill from here (0 = none) */
     bool bf_busy, bf_startup, bf_again;
     int64_t bf_since, bf_again_since;
@@ -101,6 +103,12 @@ struct acct {
     struct exch_stream_stats ss_last; /* the stream's counters at the last look (they may reset) */
     uint64_t n_reconnects, n_silences;
     struct met_counter *m_backfilled;
+};
+
+struct snap_entry { /* "symbol/pos_side" of the start-up snapshot -> its update time */
+    char key[MKT_SYMBOL_MAX + 4];
+    int64_t update_ms;
+    UT_hash_handle hh;
 };
 
 struct sym_entry {
@@ -265,6 +273,7 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
 /* true if the fill was taken before (start-up mark or memory); adds nothing. */
 bool copier_fill_seen(const struct copier *c, const struct mkt_fill *f);
 void copier_check_ready(struct copier *c);
+bool copier_fill_in_snapshot(const struct acct *a, const struct mkt_fill *f);
 /* copier_backfill.c */
 void copier_backfill_start(struct acct *a, int64_t since_ms, bool startup);
 void copier_backfill_hold(struct acct *a, const struct mkt_fill *f); /* a stream fill meanwhile */

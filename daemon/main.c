@@ -894,6 +894,17 @@ static void drained(void *ud) {
     if (journal_flush(d->journal, flushed, d) < 0) teardown(d);
 }
 
+/* SIGTERM, SIGINT and SIGHUP wait (blocked) from the start of main until the loop watches them:
+ * one at start-up must neither kill the process before it can drain nor reload half a daemon. */
+static void stop_signals(int how) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGHUP);
+    sigprocmask(how, &s, NULL);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     struct daemon *d = h->data;
     if (d->stopping) {
@@ -992,6 +1003,9 @@ static void teardown(struct daemon *d) {
     d->redis = rds_free(d->redis);
     d->http = http_server_free(d->http);
     if (d->lws) lws_context_destroy(d->lws);
+    /* Closing the last handle of a signal gives it back its default action (termination): one
+     * arriving during the rest of the exit waits instead. */
+    stop_signals(SIG_BLOCK);
     uv_close((uv_handle_t *)&d->sigterm, close_cb);
     uv_close((uv_handle_t *)&d->sigint, close_cb);
     uv_close((uv_handle_t *)&d->sighup, close_cb);
@@ -1606,6 +1620,7 @@ out:
         d->exit_code = 1;
         teardown(d);
     }
+    stop_signals(SIG_UNBLOCK);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     /* lws needs a second destroy once its handles have closed (EVENT-LOOP.md, teardown). */
     if (d->lws) {
@@ -1640,6 +1655,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!path && optind < argc) path = argv[optind]; /* --check-config FILE */
+    stop_signals(SIG_BLOCK);
     if (!path) {
         usage(stderr);
         return 2;

@@ -910,6 +910,11 @@ static int parse_position_entry(const json_t *p, size_t i, bool need_lev, struct
                   pos->symbol);
         return -EBADMSG;
     }
+    if ((r = ju_get_i64(p, "updateTime", &pos->update_ms)) < 0 && r != -ENOENT) {
+        ru_seterr(err, errlen, "positionRisk: [%zu].updateTime: %s (symbol %s)", i, ru_why(r),
+                  pos->symbol);
+        return -EBADMSG;
+    }
     r = get_leverage(p, "leverage", &pos->leverage);
     if (r == -EINVAL || (r == -ENOENT && need_lev)) {
         ru_seterr(err, errlen, "positionRisk: [%zu].leverage: %s (symbol %s)", i,

@@ -771,6 +771,10 @@ int bybit_parse_position_obj(const json_t *p, struct mkt_position *pos, char *er
                   pos->symbol);
         return -EBADMSG;
     }
+    if ((r = get_ms(p, "updatedTime", &pos->update_ms)) < 0 && r != -ENOENT) {
+        ru_seterr(err, errlen, "position: updatedTime: %s (symbol %s)", ru_why(r), pos->symbol);
+        return -EBADMSG;
+    }
     return 0;
 }
 

@@ -71,6 +71,7 @@ struct mkt_position {
     dec_t entry_price;
     enum mkt_pos_side pos_side;
     int leverage;               /* the symbol's leverage when the source reports it, else 0 */
+    int64_t update_ms;          /* exchange time of its last change (the last fill in it), 0 = not said */
 };
 
 #endif

@@ -290,24 +290,35 @@ def make_accounts(secrets_dir, names, key_suffix, secret_suffix, balance="100000
 def multiplier_rules(leader, followers, k=1):
     """Rules [(id, leader, follower, YAML lines)] copying leader to every follower at multiplier k,
     each with the id FOLLOWER-r."""
-    return [(f"{f}-r", leader, f, ["sizing: multiplier", f"multiplier: {k}"]) for f in followers]
+    return multiplier_rule_lines([(f"{f}-r", leader, f, k) for f in followers])
+
+
+def multiplier_rule_lines(rules):
+    """[(rule_id, leader, follower, k)] as daemon_config's rules (multiplier sizing)."""
+    return [(rid, lead, fol, ["sizing: multiplier", f"multiplier: {k}"]) for rid, lead, fol, k in rules]
 
 
 def daemon_config(port, database, redis, sim, accounts, rules, daemon_extra="", account_extra=""):
     """copytraderd's configuration against the simulator sim: HTTP on 127.0.0.1:port; accounts
     are names (binance-usdm) or (name, exchange) pairs with exchange "binance-usdm" or
     "bybit-linear" (Bybit's ws_url is <sim ws>/v5/private), secret files secrets/NAME.yaml;
-    rules [(id, leader, follower, [YAML lines of the rule])]. daemon_extra: more lines of the
+    rules [(id, leader, follower, [YAML lines of the rule])] (None: no copy_rules section, the
+    rules are in trader files). daemon_extra: more lines of the
     daemon section, account_extra: more lines of every account (4-space indent)."""
     accounts = [(a, "binance-usdm") if isinstance(a, str) else a for a in accounts]
     acct_yaml = "".join(
         f"  - name: {n}\n    exchange: {ex}\n    rest_url: {sim.rest_url}\n"
         f"    ws_url: {sim.ws_url + ('/v5/private' if ex == 'bybit-linear' else '')}\n"
         f"    secret_file: secrets/{n}.yaml\n{account_extra}" for n, ex in accounts)
-    rules_yaml = "".join(f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n"
-                         + "".join(f"    {x}\n" for x in lines) for rid, lead, fol, lines in rules)
     return (f"daemon:\n  http_listen: 127.0.0.1:{port}\n  database: \"{database}\"\n  redis: {redis}\n"
-            f"{daemon_extra}accounts:\n{acct_yaml}copy_rules:\n{rules_yaml}")
+            f"{daemon_extra}accounts:\n{acct_yaml}" + ("" if rules is None else copy_rules_yaml(rules)))
+
+
+def copy_rules_yaml(rules):
+    """The copy_rules section of rules [(id, leader, follower, [YAML lines of the rule])], as the main
+    file or a trader file (traders.d/NAME.yaml) holds it."""
+    return "copy_rules:\n" + "".join(f"  - id: {rid}\n    leader: {lead}\n    follower: {fol}\n"
+                                     + "".join(f"    {x}\n" for x in lines) for rid, lead, fol, lines in rules)
 
 
 def fetch_metrics(base, timeout=10):
@@ -343,6 +354,18 @@ def cleanup(*steps):
             step()
         except Exception as e:  # noqa: BLE001 (keep the first failure, not this one)
             print(f"--- cleanup: {e}", file=sys.stderr)
+
+
+def scenarios_main(test, make):
+    """The main() of a file of scenarios: options --build-dir, --source-dir and --only (run the
+    scenarios whose names contain it); make(build_dir) gives [(name, fn)] for run_scenarios."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--only", help="run only the scenarios whose names contain this")
+    args = ap.parse_args()
+    return run_scenarios(test, make(args.build_dir), args.only)
 
 
 def run_scenarios(test, scenarios, only=None):
@@ -400,22 +423,229 @@ def multiplier_copies(fills, k, step="0.001"):
     return out
 
 
+# ---- the fault suite's end check (tests/fault/README.md): no follower order lost, none duplicated ----
+
+def rule_copies(rules, fills, want=None):
+    """{rule_id: [(symbol, side, Decimal qty, reduce_only)]}: the orders every rule
+    [(rule_id, leader, follower, k)] calls for, given the leaders' fills {leader: [(symbol, side,
+    qty)] in the order made}: multiplier_copies(fills, k), unless want {rule_id: [...]} says."""
+    out = dict(want or {})
+    for rid, lead, _, k in rules:
+        if rid not in out:
+            out[rid] = multiplier_copies(fills.get(lead, []), k)
+    return out
+
+
+def _net(rows):
+    """{symbol: signed Decimal} of [(symbol, side, qty, ...)]."""
+    from decimal import Decimal
+    out = {}
+    for r in rows:
+        out[r[0]] = out.get(r[0], Decimal(0)) + (Decimal(r[2]) if r[1] == "BUY" else -Decimal(r[2]))
+    return {s: q for s, q in out.items() if q != 0}
+
+
+def _sim_net(sim, account):
+    from decimal import Decimal
+    out = {}
+    for p in sim.positions(account):
+        out[p["symbol"]] = out.get(p["symbol"], Decimal(0)) + Decimal(p["positionAmt"])
+    return {s: q for s, q in out.items() if q != 0}
+
+
+def _sim_order_id(oid):
+    """The simulator's own order id (as /admin/orders lists it) of an exchange order id: Bybit's are
+    UUIDs SYMIDX-0000-4000-8000-ID (exchange/sim/sim_by_fmt.c), Binance's the number itself."""
+    m = re.fullmatch(r"[0-9a-f]{8}-0000-4000-8000-(\d{12})", oid)
+    return str(int(m.group(1))) if m else oid
+
+
+def _multiset_diff(what, got, want):
+    """Problems naming what is missing from / extra in got against want (Counters)."""
+    missing, extra = want - got, got - want
+    out = []
+    if missing:
+        out.append(f"{what}: missing {sorted(missing.elements(), key=str)[:8]}"
+                   f"{' ...' if sum(missing.values()) > 8 else ''} ({sum(missing.values())} in all)")
+    if extra:
+        out.append(f"{what}: extra {sorted(extra.elements(), key=str)[:8]}"
+                   f"{' ...' if sum(extra.values()) > 8 else ''} ({sum(extra.values())} in all)")
+    return out
+
+
+def exactly_once_report(pg, sim, rules, fills, want=None, allow_codes=()):
+    """Compares the simulator and the journal with what the copy rules call for; returns
+    (problems [str], summary). rules [(rule_id, leader, follower, k)]; fills {leader: [(symbol,
+    side, qty)]}: every fill each leader made, in order; want, allow_codes: see check_exactly_once.
+    summary: {"fills", "orders", "delays": [(leader trade time ms, copy delay ms)],
+    "lead_times": {leader order id: time ms}}."""
+    from collections import Counter
+    from decimal import Decimal
+    want = rule_copies(rules, fills, want)
+    probs, lead_times = [], {}
+    # 1. The leaders: every fill made is journaled once, and nothing else is.
+    for lead in sorted({r[1] for r in rules}):
+        made = fills.get(lead, [])
+        at_sim = sim.orders(lead)
+        orders = {str(o["orderId"]): o for o in at_sim if o["status"] == "FILLED"}
+        if len(orders) != len(at_sim):
+            probs.append(f"leader {lead}: orders not FILLED at the simulator: "
+                         f"{[o for o in at_sim if o['status'] != 'FILLED'][:3]}")
+        lead_times.update({oid: o["time"] for oid, o in orders.items()})
+        rows = psql(pg, "select symbol, trade_id::text, order_id::text, side, qty::text from leader_fills "
+                        f"where account = '{lead}'")
+        dup = [k for k, n in Counter((r[0], r[1]) for r in rows).items() if n > 1]
+        if dup:
+            probs.append(f"leader {lead}: trade ids journaled twice: {dup[:5]}")
+        if len(rows) != len(made):
+            probs.append(f"leader {lead}: leader_fills holds {len(rows)} rows, the leader made {len(made)} fills")
+        probs += _multiset_diff(f"leader {lead}: leader_fills (symbol, side, qty)",
+                                Counter((r[0], r[3], Decimal(r[4])) for r in rows),
+                                Counter((s, side, Decimal(q)) for s, side, q in made))
+        per_order = {}
+        for r in rows:
+            per_order[_sim_order_id(r[2])] = per_order.get(_sim_order_id(r[2]), Decimal(0)) + Decimal(r[4])
+        bad = [(oid, str(q), orders[oid]["executedQty"] if oid in orders else "no such order")
+               for oid, q in per_order.items() if oid not in orders or Decimal(orders[oid]["executedQty"]) != q]
+        if bad:
+            probs.append(f"leader {lead}: journaled fills per order differ from the simulator's orders "
+                         f"(order id, journaled, simulator): {bad[:5]}")
+        unseen = sorted(set(orders) - set(per_order))
+        if unseen:
+            probs.append(f"leader {lead}: orders at the simulator with no journaled fill: {unseen[:8]}")
+        if _sim_net(sim, lead) != _net(made):
+            probs.append(f"leader {lead}: position at the simulator {_sim_net(sim, lead)}, "
+                         f"the fills made add up to {_net(made)} (the test's own bookkeeping is off)")
+    # 2. The journal: one row per (leader fill, rule), each 'filled' in full.
+    rows = psql(pg, "select o.rule_id, o.follower, o.client_order_id, o.status, o.symbol, o.side, o.qty::text, "
+                    "o.reduce_only::text, coalesce(o.executed_qty::text, ''), coalesce(o.error_code::text, ''), "
+                    "coalesce(o.error_msg, '') || coalesce(o.skip_reason, ''), o.leader_fill_id::text, "
+                    "l.order_id::text from follower_orders o join leader_fills l on l.id = o.leader_fill_id")
+    rids = {r[0] for r in rules}
+    stray = [r for r in rows if r[0] not in rids]
+    if stray:
+        probs.append(f"journal rows of rules not checked here: {stray[:3]}")
+    dup = [k for k, n in Counter(r[2] for r in rows).items() if n > 1]
+    if dup:
+        probs.append(f"journal: client ids on more than one row: {dup[:5]}")
+    for rid, lead, fol, _ in rules:
+        rr = [r for r in rows if r[0] == rid]
+        twice = [k for k, n in Counter(r[11] for r in rr).items() if n > 1]
+        if twice:
+            probs.append(f"rule {rid}: leader fills with more than one journal row: {twice[:5]}")
+        if len(rr) != len(want[rid]):
+            probs.append(f"rule {rid}: {len(rr)} journal rows, the rule calls for {len(want[rid])} orders")
+        probs += _multiset_diff(f"rule {rid}: journaled orders (symbol, side, qty, reduce_only)",
+                                Counter((r[4], r[5], Decimal(r[6]), r[7] == "true") for r in rr),
+                                Counter(want[rid]))
+        bad = [r[2:11] for r in rr if r[3] != "filled" or Decimal(r[8] or "0") != Decimal(r[6])
+               or (r[9] and r[9] not in allow_codes)]
+        if bad:
+            probs.append(f"rule {rid}: {len(bad)} journal rows not 'filled' in full without an error "
+                         f"(client id, status, symbol, side, qty, reduce_only, executed, code, msg): {bad[:4]}")
+    # 3. The simulator: every journaled order there exactly once, FILLED as journaled, nothing else.
+    delays, n_orders = [], 0
+    for fol in sorted({r[2] for r in rules}):
+        got = sim.orders(fol)
+        n_orders += len(got)
+        dup = [k for k, n in Counter(o["clientOrderId"] for o in got).items() if n > 1]
+        if dup:
+            seen = {k: [(o["time"], o["status"], o["origQty"], o.get("errorCode")) for o in got
+                        if o["clientOrderId"] == k] for k in dup[:5]}
+            probs.append(f"follower {fol}: client ids at the simulator more than once (time ms, status, qty, "
+                         f"error): {seen}")
+        jby = {r[2]: r for r in rows if r[1] == fol}
+        unknown = [o["clientOrderId"] for o in got if o["clientOrderId"] not in jby]
+        if unknown:
+            probs.append(f"follower {fol}: orders at the simulator that the journal does not hold: {unknown[:5]}")
+        lost = sorted(set(jby) - {o["clientOrderId"] for o in got})
+        if lost:
+            probs.append(f"follower {fol}: journaled orders that never reached the simulator: "
+                         f"{[jby[c][2:8] for c in lost[:5]]} ({len(lost)} in all)")
+        bad = []
+        for o in got:
+            j = jby.get(o["clientOrderId"])
+            if j is None:
+                continue
+            if (o["status"] != "FILLED" or o.get("errorCode") or o["side"].upper() != j[5] or o["symbol"] != j[4]
+                    or Decimal(o["origQty"]) != Decimal(j[6]) or Decimal(o["executedQty"]) != Decimal(o["origQty"])
+                    or bool(o["reduceOnly"]) != (j[7] == "true")):
+                bad.append((o["clientOrderId"], o["status"], o["side"], o["origQty"], o["executedQty"],
+                            o["reduceOnly"], o.get("errorCode"), "journal:", j[3:8]))
+            lt = lead_times.get(_sim_order_id(j[12]))
+            if lt is not None:
+                delays.append((lt, o["time"] - lt))
+        if bad:
+            probs.append(f"follower {fol}: orders at the simulator differ from the journal: {bad[:4]}")
+        want_pos = _net([w for rid, _, f, _ in rules if f == fol for w in want[rid]])
+        if _sim_net(sim, fol) != want_pos:
+            probs.append(f"follower {fol}: position at the simulator {_sim_net(sim, fol)}, the rules call for "
+                         f"{want_pos}")
+    return probs, {"fills": sum(len(fills.get(lead, [])) for lead in {r[1] for r in rules}),
+                   "orders": n_orders, "delays": delays, "lead_times": lead_times}
+
+
+def check_exactly_once(pg, sim, rules, fills, want=None, allow_codes=(), timeout=30, what=""):
+    """THE end check of every fault scenario: waits (up to timeout s) until the journal has every
+    leader fill, no follower order without a final state and each follower as many orders at the
+    simulator as its rules call for, then checks that
+      - every leader fill made (fills {leader: [(symbol, side, qty)]}, in order) is in
+        leader_fills exactly once (trade ids distinct), and they add up to the leader's orders and
+        position at the simulator;
+      - for every rule [(rule_id, leader, follower, k)] the journal holds exactly the orders the
+        rule calls for (multiplier_copies of the leader's fills at k, or want[rule_id]), one row
+        per (leader fill, rule), every one 'filled' with its quantity executed and no error code
+        (but those in allow_codes: an earlier unknown answer's code stays on a row settled by a
+        query);
+      - at the simulator every journaled client id exists exactly once, FILLED with the journal's
+        symbol, side, quantity and reduce-only flag, and no other order exists; each follower's
+        position is what its rules' orders add up to.
+    Raises TestFailure listing every difference; returns exactly_once_report's summary."""
+    want = rule_copies(rules, fills, want)
+    need = {}
+    for rid, _, fol, _ in rules:
+        need[fol] = need.get(fol, 0) + len(want[rid])
+    n_fills = sum(len(fills.get(lead, [])) for lead in {r[1] for r in rules})
+
+    def settled():
+        return (int(psql(pg, "select count(*) from leader_fills")[0][0]) >= n_fills and open_orders(pg) == 0
+                and all(len(sim.orders(f)) >= n for f, n in need.items()))
+    late = None
+    try:
+        wait_for(f"{what or 'the end check'}: every copy at the simulator and the journal settled", settled,
+                 timeout=timeout, interval=0.1)
+    except TestFailure as e:
+        late = e
+    probs, summary = exactly_once_report(pg, sim, rules, fills, want, allow_codes)
+    if probs:
+        raise TestFailure(f"{what or 'end check'}: NOT exactly once ({n_fills} leader fills, "
+                          f"{sum(need.values())} orders called for):\n  " + "\n  ".join(probs)
+                          + (f"\n  (and {late})" if late else ""))
+    if late:
+        raise late
+    return summary
+
+
 class CopyScenario:
     """One simulator, one fresh database and one copytraderd: accounts [(name, exchange)] with
     exchange "binance-usdm" or "bybit-linear" (Bybit's ws_url is <sim ws>/v5/private), rules
     [(rule_id, leader, follower, multiplier)]. daemon_yaml: extra lines of the daemon section;
-    account_yaml: extra lines of every account (4-space indent).
+    account_yaml: extra lines of every account (4-space indent); the daemon logs at info, or at
+    $CT_TEST_LOG_LEVEL (debug: to see a failing scenario's every order). traders {FILE: rules}: the rules in
+    trader files traders.d/FILE instead of the main file (rules lists them all, for the checks).
     Use as a context manager: on an error the daemon's and the simulator's log tails are printed;
     on success the daemon must exit cleanly."""
 
-    def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml="", account_yaml=""):
-        self.name = name
+    def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml="", account_yaml="",
+                 traders=None):
+        self.name, self.build_dir = name, build_dir
         self.pg = fresh_database(require_env("CT_TEST_PG"), name)
         redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
         self.work = os.path.join(tmp, name)
         secrets = os.path.join(self.work, "secrets")
         os.makedirs(secrets, exist_ok=True)
         self.exchange = dict(accounts)
+        self.rules = list(rules)
         sim_accts = make_accounts(secrets, [n for n, _ in accounts], f"{name}-0123456789", f"{name}-9876543210")
         self.sim = Sim(build_dir, self.work, sim_accts, symbols or [BTC_SYMBOL])
         self.daemon = None
@@ -423,9 +653,11 @@ class CopyScenario:
             port = free_port()
             self.base = f"http://127.0.0.1:{port}"
             self.config = daemon_config(port, self.pg, redis, self.sim, accounts,
-                                        [(rid, lead, fol, ["sizing: multiplier", f"multiplier: {k}"])
-                                         for rid, lead, fol, k in rules],
-                                        daemon_extra="  log_level: info\n" + daemon_yaml, account_extra=account_yaml)
+                                        None if traders else multiplier_rule_lines(rules),
+                                        daemon_extra=f"  log_level: {os.environ.get('CT_TEST_LOG_LEVEL', 'info')}\n"
+                                        + daemon_yaml, account_extra=account_yaml)
+            for fname, frules in (traders or {}).items():
+                self.write_trader_file(fname, copy_rules_yaml(multiplier_rule_lines(frules)))
             self.daemon = Daemon(build_dir, self.work, self.config)
         except BaseException:
             self.sim.stop()
@@ -433,6 +665,19 @@ class CopyScenario:
 
     def __enter__(self):
         return self
+
+    def write_trader_file(self, fname, text):
+        """Writes traders.d/FNAME beside the main file (the daemon reads it at start and on SIGHUP)."""
+        os.makedirs(os.path.join(self.work, "traders.d"), exist_ok=True)
+        with open(os.path.join(self.work, "traders.d", fname), "w") as f:
+            f.write(text)
+
+    def restart(self, name="copytraderd-2"):
+        """A new daemon process on the same configuration (the last one must have exited)."""
+        if self.daemon and self.daemon.p.alive():
+            raise TestFailure(f"{self.name}: restart while {self.daemon.p.name} still runs")
+        self.daemon = Daemon(self.build_dir, self.work, self.config, name=name)
+        return self.daemon
 
     def __exit__(self, et, ev, tb):
         try:
@@ -524,6 +769,17 @@ class CopyScenario:
         lf = psql(self.pg, f"select count(*), count(distinct trade_id) from leader_fills where account = '{leader}'")
         if lf != [[str(leader_fills), str(leader_fills)]]:
             raise TestFailure(f"{self.name}: leader_fills of {leader}: {lf}, want {leader_fills} distinct")
+
+    def check_exactly_once(self, fills, want=None, allow_codes=(), timeout=30, what=""):
+        """check_exactly_once over every rule of the scenario; fills: {leader: [(symbol, side, qty)]},
+        or a list when the rules have one leader."""
+        if not isinstance(fills, dict):
+            leaders = {r[1] for r in self.rules}
+            if len(leaders) != 1:
+                raise TestFailure(f"{self.name}: fills of which leader? ({sorted(leaders)})")
+            fills = {leaders.pop(): list(fills)}
+        return check_exactly_once(self.pg, self.sim, self.rules, fills, want, allow_codes, timeout,
+                                  what=f"{self.name}: {what}" if what else self.name)
 
     def check_positions(self, leader, follower, k, symbol="BTCUSDT"):
         """The follower holds exactly k x the leader's position."""
