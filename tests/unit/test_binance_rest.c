@@ -364,6 +364,7 @@ static void test_parse_positions_samples(void **state) {
     assert_dec(v[0].amount, "0.001");
     assert_dec(v[0].entry_price, "22185.2");
     assert_int_equal(v[0].leverage, 4);
+    assert_int_equal(v[0].update_ms, 1655217461579); /* what the start-up snapshot includes */
     free(v);
     free(body);
 

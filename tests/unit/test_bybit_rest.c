@@ -442,6 +442,7 @@ static void test_positions(void **state) {
     assert_dec(v[0].entry_price, "27464.50441675");
     assert_int_equal(v[0].pos_side, MKT_PS_BOTH);
     assert_int_equal(v[0].leverage, 10);
+    assert_int_equal(v[0].update_ms, 1697673600012); /* "updatedTime", a string */
     free(v);
     free(b);
 
