@@ -85,6 +85,7 @@ static struct host_entry *host_get(enum exch_kind kind, const char *rest_url) {
         snprintf(name, sizeof name, "ip:%s:req/5s", hn);
         bc.limit = 600;
         bc.window_ms = 5000;
+        bc.rolling = true; /* Bybit counts the last 5 s, not aligned windows */
         bc.forbidden_min_ms = 600000; /* B7: 403 "access too frequent": wait >= 10 min */
         snprintf(probe, sizeof probe, "%s/v5/market/time", rest_url);
     } else {
@@ -206,7 +207,8 @@ static struct rate_budget *ep_budget(struct exch_limits *l, const char *ep) {
                                     .safety_pct = l->safety_pct,
                                     .hdr_limit = "X-Bapi-Limit",
                                     .hdr_remaining = "X-Bapi-Limit-Status",
-                                    .hdr_reset_ms = "X-Bapi-Limit-Reset-Timestamp"};
+                                    .hdr_reset_ms = "X-Bapi-Limit-Reset-Timestamp",
+                                    .rolling = true /* Bybit's per-second limits slide */};
         if ((b = rate_budget_new(&c))) {
             snprintf(l->ep[l->n_ep].key, EP_KEY_MAX, "%s", ep);
             l->ep[l->n_ep++].b = b;

@@ -25,7 +25,14 @@ struct rate_budget {
     unsigned strikes;     /* consecutive throttles, for the backoff */
     uint64_t rng;
     uint64_t admitted, deferred, throttles, bans;
+    /* rolling: admissions of the last window_ms, oldest at head (a ring) */
+    bool rolling;
+    struct adm { int64_t t, cost; } *log;
+    size_t log_cap, log_head, log_n;
+    int64_t roll_used;
 };
+
+#define LOG_MAX 1000000 /* admissions remembered at most (beyond: the newest entry grows) */
 
 /* Share of the safe limit per priority, in percent: orders may use it all, queries leave a
  * little for orders, bulk traffic leaves a fifth. */
@@ -38,6 +45,11 @@ static int64_t floor_div(int64_t a, int64_t b) {
 }
 
 static void roll(struct rate_budget *b, int64_t now) {
+    while (b->rolling && b->log_n && b->log[b->log_head].t <= now - b->window_ms) {
+        b->roll_used -= b->log[b->log_head].cost;
+        b->log_head = (b->log_head + 1) % b->log_cap;
+        b->log_n--;
+    }
     int64_t start = floor_div(now, b->window_ms) * b->window_ms;
     if (start != b->win_start) {
         b->win_start = start;
@@ -51,7 +63,35 @@ static void roll(struct rate_budget *b, int64_t now) {
 }
 
 static int64_t used_of(const struct rate_budget *b) {
+    if (b->rolling) return b->roll_used;
     return b->server_used > b->local_used ? b->server_used : b->local_used;
+}
+
+/* rolling: when the next admission leaves the window (or a window from now when none is in). */
+static int64_t next_out(const struct rate_budget *b, int64_t now) {
+    return b->log_n ? b->log[b->log_head].t + b->window_ms : now + b->window_ms;
+}
+
+static void log_push(struct rate_budget *b, int64_t t, int64_t cost) {
+    if (b->log_n == b->log_cap && b->log_cap < LOG_MAX) {
+        size_t cap = b->log_cap ? b->log_cap * 2 : 64;
+        struct adm *v = malloc(cap * sizeof *v);
+        if (v) {
+            for (size_t i = 0; i < b->log_n; i++) v[i] = b->log[(b->log_head + i) % b->log_cap];
+            free(b->log);
+            b->log = v;
+            b->log_cap = cap;
+            b->log_head = 0;
+        }
+    }
+    b->roll_used += cost;
+    if (b->log_n == b->log_cap) { /* no room: counted on the newest (leaves later, errs safe) */
+        if (b->log_n) b->log[(b->log_head + b->log_n - 1) % b->log_cap].cost += cost;
+        else b->roll_used -= cost;
+        return;
+    }
+    b->log[(b->log_head + b->log_n) % b->log_cap] = (struct adm){t, cost};
+    b->log_n++;
 }
 
 static int64_t threshold(const struct rate_budget *b, enum rb_prio prio) {
@@ -74,6 +114,7 @@ static void destroy(struct rate_budget *b) {
     free(b->hdr_remaining);
     free(b->hdr_limit);
     free(b->hdr_reset);
+    free(b->log);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -114,6 +155,7 @@ struct rate_budget *rate_budget_new(const struct rate_budget_cfg *cfg) {
     b->forbidden_min_ms = cfg->forbidden_min_ms;
     b->win_start = INT64_MIN;
     b->server_used = -1;
+    b->rolling = cfg->rolling;
     b->rng = (uint64_t)(uintptr_t)b ^ 0x9e3779b97f4a7c15ull;
     return b;
 }
@@ -154,7 +196,7 @@ static int check_locked(struct rate_budget *b, int64_t cost, enum rb_prio prio, 
     if (cost <= 0) return 0;
     int64_t used = used_of(b), t = threshold(b, prio);
     if (used + cost <= t || (used == 0 && cost > t)) return 0;
-    if (retry_at) *retry_at = b->win_start + b->window_ms;
+    if (retry_at) *retry_at = b->rolling ? next_out(b, now) : b->win_start + b->window_ms;
     return -EAGAIN;
 }
 
@@ -171,6 +213,7 @@ int rate_budget_check(struct rate_budget *b, int64_t cost, enum rb_prio prio, in
 static void commit_locked(struct rate_budget *b, int64_t cost, int64_t now) {
     roll(b, now);
     if (cost > 0) b->local_used += cost;
+    if (cost > 0 && b->rolling) log_push(b, now, cost);
     b->admitted++;
 }
 
@@ -200,6 +243,14 @@ void rate_budget_release(struct rate_budget *b, int64_t cost, int64_t acquired_m
         b->local_used -= cost;
         if (b->local_used < 0) b->local_used = 0;
     }
+    for (size_t i = b->log_n; b->rolling && i-- > 0;) {
+        struct adm *e = &b->log[(b->log_head + i) % b->log_cap];
+        if (e->t == acquired_ms && e->cost >= cost) {
+            e->cost -= cost;
+            b->roll_used -= cost;
+            break;
+        }
+    }
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -215,7 +266,7 @@ void rate_budget_note_server(struct rate_budget *b, int64_t used, int64_t limit,
     roll(b, now_ms);
     if (limit > 0) b->limit = limit;
     bool same_window = floor_div(sent_ms, b->window_ms) * b->window_ms == b->win_start;
-    if (used >= 0 && same_window && used > b->server_used) b->server_used = used;
+    if (used >= 0 && same_window && used > b->server_used && !b->rolling) b->server_used = used;
     /* Exhausted with a known reset time (Bybit's rolling window): nothing fits before it. */
     if (used >= 0 && used >= b->limit && reset_at_ms > now_ms)
         block_until(b, reset_at_ms, false);
@@ -281,7 +332,9 @@ int64_t rate_budget_next_change(struct rate_budget *b, int64_t now_ms) {
     if (!b) return now_ms;
     pthread_mutex_lock(&b->mu);
     roll(b, now_ms);
-    int64_t t = b->blocked_until ? b->blocked_until : b->win_start + b->window_ms;
+    int64_t t = b->blocked_until ? b->blocked_until
+                : b->rolling     ? next_out(b, now_ms)
+                                 : b->win_start + b->window_ms;
     pthread_mutex_unlock(&b->mu);
     return t;
 }
@@ -295,7 +348,7 @@ void rate_budget_get_stats(struct rate_budget *b, int64_t now_ms, struct rate_bu
     snprintf(out->name, sizeof out->name, "%s", b->name);
     out->limit = b->limit;
     out->window_ms = b->window_ms;
-    out->local_used = b->local_used;
+    out->local_used = b->rolling ? b->roll_used : b->local_used;
     out->server_used = b->server_used;
     out->used = used_of(b);
     out->headroom = b->limit - out->used;

@@ -5,6 +5,12 @@
  * is "used". Windows are aligned to multiples of window_ms of the wall clock (UTC minutes for a
  * 60 s window, like Binance's), and both counts start from 0 at each boundary.
  *
+ * Rolling budgets (cfg.rolling, Bybit's per-second limits): the window slides instead, "used" is
+ * what we admitted in the last window_ms (a log of admissions), and the exchange's reports only
+ * count when they say the limit is exhausted (then nothing is admitted before its reset time): a
+ * rolling count taken in one fixed window would charge the previous second's requests to the
+ * next one and halve the rate.
+ *
  * A request is admitted when used + cost <= limit * safety_pct / 100 * share(prio), where the
  * share keeps headroom for the more important traffic: orders 100 %, queries 95 %, bulk (market
  * data, refreshes) 80 %. A request costing more than the whole threshold is admitted only into
@@ -42,6 +48,7 @@ struct rate_budget_cfg {
     int64_t ban_default_ms;    /* a 418 without Retry-After; 0 = 120000 (Binance bans >= 2 min) */
     int64_t forbidden_min_ms;  /* a 403 blocks at least this long (Bybit's IP limit asks for
                                   10 min); 0 = like a 429 */
+    bool rolling;              /* a sliding window (see above) */
 };
 
 struct rate_budget_stats {

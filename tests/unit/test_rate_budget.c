@@ -1,4 +1,4 @@
-/* rate_budget: admission against the safe share of a fixed window, priorities, the exchange's
+/* rate_budget: admission against the safe share of a fixed (or rolling) window, priorities, the exchange's
  * usage reports, throttle/ban blocks with Retry-After and backoff, all with an injected clock. */
 #include <errno.h>
 #include <setjmp.h>
@@ -137,6 +137,47 @@ static void test_server_limit_and_reset(void **state) {
     rate_budget_unref(b);
 }
 
+/* Rolling (Bybit): the window slides with the admissions; the exchange's rolling count of the
+ * previous second does not fill the next one; exhaustion still blocks until its reset. */
+static void test_rolling_window(void **state) {
+    (void)state;
+    struct rate_budget_cfg c = {.name = "bybit ep", .limit = 10, .window_ms = 1000, .safety_pct = 100,
+                                .hdr_remaining = "X-Bapi-Limit-Status",
+                                .hdr_reset_ms = "X-Bapi-Limit-Reset-Timestamp", .rolling = true};
+    struct rate_budget *b = rate_budget_new(&c);
+    assert_non_null(b);
+    int64_t at = 0;
+    /* 10 over the second half of a fixed window: the 11th waits for the first to slide out */
+    for (int i = 0; i < 10; i++) assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 500 + 40 * i, &at), 0);
+    assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 1100, &at), -EAGAIN);
+    assert_int_equal(at, T0 + 1500);
+    assert_int_equal(rate_budget_next_change(b, T0 + 1100), T0 + 1500);
+    /* the server's rolling count, reported in the next fixed window, is not charged to it */
+    rate_budget_note_server(b, 9, 10, T0 + 1500, T0 + 1050, T0 + 1060);
+    assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 1500, &at), 0);
+    assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 1540, &at), 0);
+    assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 1541, &at), -EAGAIN);
+    assert_int_equal(at, T0 + 1580);
+    struct rate_budget_stats st;
+    rate_budget_get_stats(b, T0 + 1541, &st);
+    assert_int_equal(st.used, 10);
+    /* a refund takes its admission out */
+    rate_budget_release(b, 1, T0 + 1540, T0 + 1541);
+    assert_int_equal(rate_budget_acquire(b, 1, RB_PRIO_ORDER, T0 + 1541, &at), 0);
+    /* exhausted by the exchange's count (another client of the key): blocked until its reset */
+    rate_budget_note_server(b, 10, 10, T0 + 2600, T0 + 2000, T0 + 2010);
+    assert_int_equal(rate_budget_check(b, 1, RB_PRIO_ORDER, T0 + 2100, &at), -EAGAIN);
+    assert_int_equal(at, T0 + 2600);
+    assert_int_equal(rate_budget_check(b, 1, RB_PRIO_ORDER, T0 + 2600, &at), 0);
+    /* many admissions: the log grows and still slides */
+    for (int i = 0; i < 5000; i++) rate_budget_commit(b, 1, T0 + 10000 + i / 10);
+    rate_budget_get_stats(b, T0 + 10499, &st);
+    assert_int_equal(st.used, 5000);
+    rate_budget_get_stats(b, T0 + 10999 + 250, &st);
+    assert_int_equal(st.used, 5000 - 2500); /* 10 a ms up to T0 + 10249 slid out */
+    rate_budget_unref(b);
+}
+
 static void test_throttle_retry_after_blocks_everything(void **state) {
     (void)state;
     struct rate_budget *b = mk(100, 60000);
@@ -239,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_oversized_cost_only_into_empty_window),
         cmocka_unit_test(test_server_usage_max_wins),
         cmocka_unit_test(test_server_limit_and_reset),
+        cmocka_unit_test(test_rolling_window),
         cmocka_unit_test(test_throttle_retry_after_blocks_everything),
         cmocka_unit_test(test_backoff_doubles_with_jitter_and_resets),
         cmocka_unit_test(test_forbidden_minimum),
