@@ -62,6 +62,7 @@ struct lev_entry { /* one follower symbol's leverage setting */
 struct acct {
     struct copier *c;
     size_t idx;
+    size_t follows_at, n_follows; /* its rules as follower: c->follows[follows_at ...] */
     char name[MKT_ACCOUNT_MAX];
     char exchange[32];
     struct exch_account *ex;
@@ -119,7 +120,10 @@ struct sym_entry {
 struct rule {
     struct copy_rule cr;              /* strings belong to the caller (the config) */
     struct copy_state st;
-    struct copy_accum acc[COALESCE_SLOTS];
+    /* COALESCE_SLOTS slots, allocated on the rule's first fill (rule_slots): inside the rule
+     * they were 7 KiB each, 75 MB of resident memory with 10,000 rules that mostly never fill. */
+    struct copy_accum *acc;
+    bool coalesce;
     size_t leader, follower;
     bool enabled;
     /* Dropped by a reload: takes no new fills; kept (never moved or reused) because fills in the
@@ -207,6 +211,8 @@ struct fill_job {
 };
 
 struct copier {
+    /* Rule indexes grouped by follower (follows_build); NULL: observe_equity scans every rule. */
+    size_t *follows;
     uv_loop_t *loop;
     struct journal *journal;
     struct met_registry *reg;

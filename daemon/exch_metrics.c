@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves the entry out (hh.tbl == NULL) */
+#include <uthash.h>
+
 #include "breaker.h"
 #include "exch_limits.h"
 #include "rate_budget.h"
@@ -44,8 +47,8 @@ struct exch_metrics {
     struct seen {
         char name[80];
         uint64_t throttles, bans, opens;
-    } *seen;
-    size_t n_seen;
+        UT_hash_handle hh;
+    } *seen; /* uthash by name: one entry per budget, 20,000 with 10,000 accounts */
 };
 
 struct exch_metrics *exch_metrics_new(struct met_registry *reg) {
@@ -80,7 +83,11 @@ struct exch_metrics *exch_metrics_new(struct met_registry *reg) {
 struct exch_metrics *exch_metrics_free(struct exch_metrics *m) {
     if (!m) return NULL;
     free(m->hosts);
-    free(m->seen);
+    struct seen *e, *tmp;
+    HASH_ITER(hh, m->seen, e, tmp) {
+        HASH_DEL(m->seen, e);
+        free(e);
+    }
     free(m);
     return NULL;
 }
@@ -133,14 +140,17 @@ void exch_metrics_on_rest(void *ud, enum rest_method method, const char *exchang
 }
 
 static struct seen *seen_of(struct exch_metrics *m, const char *name) {
-    for (size_t i = 0; i < m->n_seen; i++)
-        if (!strcmp(m->seen[i].name, name)) return &m->seen[i];
-    struct seen *v = realloc(m->seen, (m->n_seen + 1) * sizeof(*v));
-    if (!v) return NULL;
-    m->seen = v;
-    memset(&v[m->n_seen], 0, sizeof(*v));
-    snprintf(v[m->n_seen].name, sizeof(v[m->n_seen].name), "%s", name);
-    return &v[m->n_seen++];
+    struct seen *v = NULL;
+    HASH_FIND_STR(m->seen, name, v);
+    if (v) return v;
+    if (!(v = calloc(1, sizeof(*v)))) return NULL;
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    HASH_ADD_STR(m->seen, name, v);
+    if (!v->hh.tbl) { /* uthash could not grow */
+        free(v);
+        return NULL;
+    }
+    return v;
 }
 
 static void add_growth(struct met_counter *c, uint64_t *last, uint64_t now) {

@@ -180,6 +180,24 @@ static const char SQL_UPSERT_RULE[] =
     " WHERE (r.leader, r.follower, r.sizing, r.params, r.status) IS DISTINCT FROM"
     "   (EXCLUDED.leader, EXCLUDED.follower, EXCLUDED.sizing, EXCLUDED.params, " RULE_NEW_STATUS ")";
 
+/* The same upserts for every account / rule at once (text[] parameters, unnest): start-up sent
+ * one statement per row, 20,000 round trips and 10 s with 10,000 followers. */
+static const char SQL_UPSERT_ACCOUNTS[] =
+    "INSERT INTO accounts AS a (name, exchange) SELECT * FROM unnest($1::text[], $2::text[])"
+    " ON CONFLICT (name) DO UPDATE SET exchange = EXCLUDED.exchange, updated_at = now()"
+    " WHERE a.exchange IS DISTINCT FROM EXCLUDED.exchange";
+static const char SQL_UPSERT_RULES[] =
+    "INSERT INTO copy_rules AS r (id, leader, follower, sizing, params, status)"
+    " SELECT u.id, u.leader, u.follower, u.sizing, COALESCE(u.params::jsonb, '{}'::jsonb),"
+    "        CASE WHEN u.enabled THEN 'active' ELSE 'paused' END"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])"
+    "   AS u(id, leader, follower, sizing, params, enabled)"
+    " ON CONFLICT (id) DO UPDATE SET leader = EXCLUDED.leader, follower = EXCLUDED.follower,"
+    "   sizing = EXCLUDED.sizing, params = EXCLUDED.params, status = " RULE_NEW_STATUS ","
+    "   updated_at = now()"
+    " WHERE (r.leader, r.follower, r.sizing, r.params, r.status) IS DISTINCT FROM"
+    "   (EXCLUDED.leader, EXCLUDED.follower, EXCLUDED.sizing, EXCLUDED.params, " RULE_NEW_STATUS ")";
+
 static const char SQL_REMOVE_RULES[] =
     "UPDATE copy_rules SET status = 'removed', updated_at = now()"
     " WHERE status <> 'removed' AND NOT (id = ANY ($1::text[]))";
@@ -545,21 +563,57 @@ static int sync_check(const struct journal_account *accts, size_t na, const stru
     return 0;
 }
 
-int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
-                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+/* Every account and rule in three statements (text[] parameters, unnest), one transaction. */
+static int sync_batch(PGconn *c, const struct journal_account *accts, size_t na,
+                      const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
-    if (!conninfo) {
-        seterr(err, errlen, "journal_sync_config: bad arguments");
-        return -EINVAL;
+    struct sbuf col[8] = {{0}};
+    int rc = 0;
+    for (int k = 0; k < 8; k++) arr_open(&col[k]);
+    for (size_t i = 0; i < na; i++) {
+        arr_str(&col[0], accts[i].name);
+        arr_str(&col[1], accts[i].exchange);
     }
-    int rc = sync_check(accts, na, rules, nr, err, errlen);
-    if (rc < 0) return rc;
-
-    PGconn *c = sync_connect(conninfo, err, errlen);
-    if (!c) return -ENOTCONN;
-    struct sbuf ids = {0};
+    for (size_t i = 0; i < nr; i++) {
+        const struct journal_rule *ru = &rules[i];
+        arr_str(&col[2], ru->id);
+        arr_str(&col[3], ru->leader);
+        arr_str(&col[4], ru->follower);
+        arr_str(&col[5], ru->sizing);
+        arr_str(&col[6], ru->params_json);
+        arr_raw(&col[7], ru->enabled ? "t" : "f");
+    }
+    bool oom = false;
+    for (int k = 0; k < 8; k++) {
+        arr_close(&col[k]);
+        oom |= col[k].oom;
+    }
+    if (oom) {
+        seterr(err, errlen, "sync config: out of memory");
+        rc = -ENOMEM;
+        goto out;
+    }
+    const char *pa[] = {col[0].p, col[1].p};
+    const char *pr[] = {col[2].p, col[3].p, col[4].p, col[5].p, col[6].p, col[7].p};
+    const char *pi[] = {col[2].p};
     if ((rc = sync_exec(c, "BEGIN", 0, NULL, err, errlen, "sync config")) < 0) goto out;
+    if ((rc = sync_exec(c, SQL_UPSERT_ACCOUNTS, 2, pa, err, errlen, "sync config: accounts")) < 0 ||
+        (rc = sync_exec(c, SQL_UPSERT_RULES, 6, pr, err, errlen, "sync config: copy rules")) < 0 ||
+        (rc = sync_exec(c, SQL_REMOVE_RULES, 1, pi, err, errlen, "sync config: removed rules")) < 0 ||
+        (rc = sync_exec(c, "COMMIT", 0, NULL, err, errlen, "sync config")) < 0)
+        PQclear(PQexec(c, "ROLLBACK"));
+out:
+    for (int k = 0; k < 8; k++) sb_free(&col[k]);
+    return rc;
+}
+
+/* The same, one statement per row: slow (a round trip each), but an error names its row. */
+static int sync_rows(PGconn *c, const struct journal_account *accts, size_t na,
+                     const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+{
+    struct sbuf ids = {0};
+    int rc;
+    if ((rc = sync_exec(c, "BEGIN", 0, NULL, err, errlen, "sync config")) < 0) return rc;
     for (size_t i = 0; i < na; i++) {
         char what[128];
         snprintf(what, sizeof what, "account '%s'", accts[i].name);
@@ -586,11 +640,30 @@ int journal_sync_config(const char *conninfo, const struct journal_account *acct
     if ((rc = sync_exec(c, SQL_REMOVE_RULES, 1, p, err, errlen, "sync config: removed rules")) < 0 ||
         (rc = sync_exec(c, "COMMIT", 0, NULL, err, errlen, "sync config")) < 0)
         goto rollback;
-    goto out;
+    sb_free(&ids);
+    return 0;
 rollback:
     PQclear(PQexec(c, "ROLLBACK"));
-out:
     sb_free(&ids);
+    return rc;
+}
+
+int journal_sync_config(const char *conninfo, const struct journal_account *accts, size_t na,
+                        const struct journal_rule *rules, size_t nr, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!conninfo) {
+        seterr(err, errlen, "journal_sync_config: bad arguments");
+        return -EINVAL;
+    }
+    int rc = sync_check(accts, na, rules, nr, err, errlen);
+    if (rc < 0) return rc;
+
+    PGconn *c = sync_connect(conninfo, err, errlen);
+    if (!c) return -ENOTCONN;
+    rc = sync_batch(c, accts, na, rules, nr, err, errlen);
+    /* A batch names no row: on an error, the same transaction again row by row says which. */
+    if (rc == -EIO) rc = sync_rows(c, accts, na, rules, nr, err, errlen);
     PQfinish(c);
     return rc < 0 ? rc : 0;
 }

@@ -38,7 +38,7 @@
 struct jsync {
     struct journal_account *ja;
     struct journal_rule *jr;
-    char (*params)[768];
+    char *params; /* every rule's params_json, packed */
     size_t na, nr;
 };
 
@@ -148,41 +148,54 @@ static void jsync_free(struct jsync *s) {
     memset(s, 0, sizeof(*s));
 }
 
+/* A rule's parameters as the journal records them (JSON); snprintf's return. */
+static int rule_params_json(const struct cfg_rule *cr, char *buf, size_t n) {
+    char m[DEC_STR_MAX], nt[DEC_STR_MAX], mpn[DEC_STR_MAX], dl[DEC_STR_MAX], dd[DEC_STR_MAX];
+    dec_format(cr->multiplier, m, sizeof(m));
+    dec_format(cr->notional, nt, sizeof(nt));
+    dec_format(cr->max_position_notional, mpn, sizeof(mpn));
+    dec_format(cr->daily_loss_limit, dl, sizeof(dl));
+    dec_format(cr->max_drawdown_pct, dd, sizeof(dd));
+    return snprintf(buf, n,
+                    "{\"multiplier\":\"%s\",\"notional\":\"%s\",\"reverse\":%s,\"force_min\":%s,"
+                    "\"coalesce\":%s,\"max_position_notional\":\"%s\",\"max_leverage\":%d,"
+                    "\"sides\":\"%s\",\"max_slippage_bps\":%d,\"max_signal_age_ms\":%d,"
+                    "\"daily_loss_limit\":\"%s\",\"max_drawdown_pct\":\"%s\",\"order_type\":\"%s\","
+                    "\"dry_run\":%s,\"symbols\":%zu,\"exclude_symbols\":%zu}",
+                    m, nt, cr->reverse ? "true" : "false", cr->force_min ? "true" : "false",
+                    cr->coalesce ? "true" : "false", mpn, cr->max_leverage, cfg_sides_name(cr->sides),
+                    cr->max_slippage_bps, cr->max_signal_age_ms, dl, dd, cfg_order_type_name(cr->order_type),
+                    cr->dry_run ? "true" : "false", cr->symbols.n, cr->exclude_symbols.n);
+}
+
+/* The parameters are packed end to end in one block (about 330 bytes a rule; a fixed 768-byte
+ * slot each was 7 MiB of resident memory with 10,000 rules, kept for the daemon's life). */
 static int jsync_build(struct jsync *s, const struct cfg *c) {
+    size_t total = 1, used = 0;
     memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < c->n_rules; i++) {
+        int len = rule_params_json(&c->rules[i], NULL, 0);
+        if (len < 0) return -EINVAL;
+        total += (size_t)len + 1;
+    }
     s->ja = calloc(c->n_accounts + 1, sizeof(*s->ja));
     s->jr = calloc(c->n_rules + 1, sizeof(*s->jr));
-    s->params = calloc(c->n_rules + 1, sizeof(*s->params));
+    s->params = malloc(total);
     if (!s->ja || !s->jr || !s->params) {
         jsync_free(s);
         return -ENOMEM;
     }
     s->na = c->n_accounts;
     s->nr = c->n_rules;
-    char (*params)[768] = s->params;
     for (size_t i = 0; i < c->n_accounts; i++)
         s->ja[i] = (struct journal_account){c->accounts[i].name, exch_kind_name(c->accounts[i].exchange)};
     for (size_t i = 0; i < c->n_rules; i++) {
         const struct cfg_rule *cr = &c->rules[i];
-        char m[DEC_STR_MAX], n[DEC_STR_MAX], mpn[DEC_STR_MAX], dl[DEC_STR_MAX], dd[DEC_STR_MAX];
-        dec_format(cr->multiplier, m, sizeof(m));
-        dec_format(cr->notional, n, sizeof(n));
-        dec_format(cr->max_position_notional, mpn, sizeof(mpn));
-        dec_format(cr->daily_loss_limit, dl, sizeof(dl));
-        dec_format(cr->max_drawdown_pct, dd, sizeof(dd));
-        snprintf(params[i], sizeof(params[i]),
-                 "{\"multiplier\":\"%s\",\"notional\":\"%s\",\"reverse\":%s,\"force_min\":%s,"
-                 "\"coalesce\":%s,\"max_position_notional\":\"%s\",\"max_leverage\":%d,"
-                 "\"sides\":\"%s\",\"max_slippage_bps\":%d,\"max_signal_age_ms\":%d,"
-                 "\"daily_loss_limit\":\"%s\",\"max_drawdown_pct\":\"%s\",\"order_type\":\"%s\","
-                 "\"dry_run\":%s,\"symbols\":%zu,\"exclude_symbols\":%zu}",
-                 m, n, cr->reverse ? "true" : "false", cr->force_min ? "true" : "false",
-                 cr->coalesce ? "true" : "false", mpn, cr->max_leverage, cfg_sides_name(cr->sides),
-                 cr->max_slippage_bps, cr->max_signal_age_ms, dl, dd, cfg_order_type_name(cr->order_type),
-                 cr->dry_run ? "true" : "false", cr->symbols.n, cr->exclude_symbols.n);
+        char *p = s->params + used;
+        used += (size_t)rule_params_json(cr, p, total - used) + 1;
         s->jr[i] = (struct journal_rule){cr->id, c->accounts[cr->leader].name,
                                          c->accounts[cr->follower].name,
-                                         cfg_sizing_name(cr->sizing), params[i], cr->enabled};
+                                         cfg_sizing_name(cr->sizing), p, cr->enabled};
     }
     return 0;
 }
@@ -920,16 +933,19 @@ static void on_signal(uv_signal_t *h, int signum) {
     else drained(d);
 }
 
-/* Distinct follower accounts among the enabled rules, for the STATUS= line. */
+/* Distinct follower accounts among the enabled rules, for the STATUS= line. Runs every second:
+ * linear (a pairwise scan took 50 ms a tick with 10,000 rules, seconds with 100,000). */
 static size_t count_followers(const struct cfg *c) {
     size_t n = 0;
+    bool *seen = calloc(c->n_accounts + 1, sizeof(*seen));
+    if (!seen) return 0;
     for (size_t i = 0; i < c->n_rules; i++) {
-        bool seen = false;
-        if (!c->rules[i].enabled) continue;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = c->rules[j].enabled && c->rules[j].follower == c->rules[i].follower;
-        if (!seen) n++;
+        const struct cfg_rule *r = &c->rules[i];
+        if (!r->enabled || r->follower >= c->n_accounts || seen[r->follower]) continue;
+        seen[r->follower] = true;
+        n++;
     }
+    free(seen);
     return n;
 }
 

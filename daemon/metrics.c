@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves the child out of the index (hh.tbl == NULL) */
+#include <uthash.h>
+
 enum met_kind { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
 
 #define MET_MAX_LABELS 16
@@ -38,6 +41,8 @@ struct met_hist {
  * (never moved) so the pointers handed out stay valid while the family's array grows. */
 struct met_child {
     char **values;
+    char *key;         /* the values as one hash key (key_of) */
+    UT_hash_handle hh; /* in the family's index, by key */
     union {
         struct met_counter counter;
         struct met_gauge gauge;
@@ -55,6 +60,8 @@ struct met_family {
     size_t nbounds;
     struct met_child **children;
     size_t nchildren, cap;
+    struct met_child *index; /* uthash by key: lookups were a scan, 10^9 strcmp a second with
+                              * 10,000 accounts' rate budgets sampled every second */
 };
 
 struct met_registry {
@@ -108,12 +115,14 @@ static void child_free(struct met_child *ch, size_t nlabels)
     if (ch->values)
         for (size_t i = 0; i < nlabels; i++) free(ch->values[i]);
     free(ch->values);
+    free(ch->key);
     free(ch);
 }
 
 static void family_free(struct met_family *f)
 {
     if (!f) return;
+    HASH_CLEAR(hh, f->index);
     for (size_t i = 0; i < f->nchildren; i++) {
         if (f->kind == MET_HISTOGRAM) free(f->children[i]->u.hist);
         child_free(f->children[i], f->nlabels);
@@ -261,19 +270,42 @@ struct met_family *met_histogram_new_(struct met_registry *reg, const char *name
 
 /* ---- children ------------------------------------------------------------------------- */
 
+/* The label values as one hash key: each value's length, then its bytes (no separator can be
+ * confused with a value's content). Malloc'ed; NULL on ENOMEM. */
+static char *key_of(const char *const *vals, size_t n, size_t *len)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++) total += 21 + strlen(vals[i]);
+    char *k = malloc(total), *p = k;
+    if (!k) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(vals[i]);
+        p += sprintf(p, "%zu:", l);
+        memcpy(p, vals[i], l);
+        p += l;
+    }
+    *p = '\0';
+    *len = (size_t)(p - k);
+    return k;
+}
+
 static struct met_child *child_find_or_new(struct met_family *f, const char *const *vals,
                                            size_t n)
 {
     struct met_child *ch = NULL;
+    size_t klen = 0;
+    char *key = key_of(vals, n, &klen);
 
-    for (size_t i = 0; i < f->nchildren; i++) {
-        size_t k = 0;
-        while (k < n && strcmp(f->children[i]->values[k], vals[k]) == 0) k++;
-        if (k == n) return f->children[i];
+    if (!key) goto fail;
+    HASH_FIND(hh, f->index, key, klen, ch);
+    if (ch) {
+        free(key);
+        return ch;
     }
-
     ch = calloc(1, sizeof *ch);
     if (!ch) goto fail;
+    ch->key = key;
+    key = NULL;
     if (n) {
         ch->values = calloc(n, sizeof *ch->values);
         if (!ch->values) goto fail;
@@ -294,12 +326,15 @@ static struct met_child *child_find_or_new(struct met_family *f, const char *con
         f->children = c;
         f->cap = cap;
     }
+    HASH_ADD_KEYPTR(hh, f->index, ch->key, klen, ch);
+    if (!ch->hh.tbl) goto fail_hist; /* uthash could not grow */
     f->children[f->nchildren++] = ch;
     return ch;
 
 fail_hist:
     if (f->kind == MET_HISTOGRAM) free(ch->u.hist);
 fail:
+    free(key);
     child_free(ch, n);
     errno = ENOMEM;
     return NULL;

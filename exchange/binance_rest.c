@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include <jansson.h>
+#define HASH_NONFATAL_OOM 1 /* a failed add leaves the entry out (hh.tbl == NULL) */
+#include <uthash.h>
 
 #include "binance_sign.h"
 #include "client_id.h"
@@ -25,6 +27,7 @@
 #include "rest_util.h"
 
 #define URL_BUF 3072
+#define BN_SIGN_ROOM 256 /* "&recvWindow=...&timestamp=...&signature=<64 hex>" and then some */
 
 /* ---- small helpers ---- */
 
@@ -1582,14 +1585,18 @@ struct bn_call {
     struct bn_call *waiters, **waiters_tail;
     struct bn_call *next;
     /* The request as bn_build makes it when it leaves (after any rate-limit wait), so the
-     * timestamp and signature are fresh; keyhdr is wiped before the call is freed. */
+     * timestamp and signature are fresh; keyhdr is wiped before the call is freed. qs, body and
+     * url share one block sized by bn_send for this request (fixed 8 KiB + 8 KiB + 3 KiB buffers
+     * made 20,000 start-up calls waiting for their turn cost 400 MB). */
     struct {
         const char *path;
         bool sign, api_key;
         int qs_len;
-        char qs[BINANCE_QS_MAX];   /* parameters, unsigned */
-        char body[BINANCE_QS_MAX]; /* parameters as sent (signed) */
-        char url[URL_BUF];
+        char *buf;          /* the block, NULL before bn_send */
+        char *qs;           /* parameters, unsigned (qs_len + 1 bytes) */
+        char *body;         /* parameters as sent (signed), body_cap bytes */
+        char *url;          /* url_cap bytes */
+        size_t body_cap, url_cap;
         char keyhdr[600];
         const char *hdrs[3];
     } w;
@@ -1720,6 +1727,7 @@ static struct bn_call *call_new(enum bn_kind kind, void *ud);
 static void call_free(struct bn_call *c) {
     if (!c) return;
     explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
+    free(c->w.buf);
     if (c->fl) {
         free(c->fl->t);
         free(c->fl->o);
@@ -2064,11 +2072,12 @@ done:
  *
  * Per account: at most one GET /fapi/v2/positionRisk in flight that new readers join, and its
  * answer kept for risk_ttl_ms after it arrived (monotonic clock) for readers that come later.
- * The entries live in a process-wide list (the account object has no room for adapter state)
- * under risk_mu; an entry's fields are used only on its account's loop thread, and only that
- * thread frees it (risk_entry sweeps the idle entries of its own loop), so several executor
- * loops may share the list. An entry holds a reference on its account so the pointer cannot be
- * reused by another account while the entry exists. */
+ * The entries live in a process-wide hash by account (the account object has no room for
+ * adapter state) under risk_mu; an entry's fields are used only on its account's loop thread,
+ * and only that thread frees it (risk_entry sweeps the idle entries of its own loop, at most once
+ * a second or when the table doubled: a sweep on every call made start-up with 10,000 accounts
+ * quadratic), so several executor loops may share the table. An entry holds a reference on its
+ * account so the pointer cannot be reused by another account while the entry exists. */
 
 static int64_t risk_ttl_ms = BINANCE_RISK_TTL_MS;
 
@@ -2084,8 +2093,9 @@ struct bn_risk_data {
 };
 
 struct bn_risk {
-    struct bn_risk *next;
-    struct exch_account *a;      /* reference held while the entry exists */
+    struct bn_risk *next;        /* on the drop list of a sweep */
+    struct exch_account *a;      /* the key; reference held while the entry exists */
+    UT_hash_handle hh;
     uv_loop_t *loop;             /* the account's loop (compared, never used) */
     struct bn_call *flight;      /* the request new readers join, NULL = none */
     struct bn_risk_data *cached; /* the last good answer, NULL = none */
@@ -2093,7 +2103,9 @@ struct bn_risk {
 };
 
 static pthread_mutex_t risk_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct bn_risk *risk_list;
+static struct bn_risk *risk_table;          /* uthash by account pointer */
+static int64_t risk_swept_ms;                 /* last sweep (monotonic ms) */
+static unsigned risk_swept_n;                 /* entries left by it */
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -2112,32 +2124,37 @@ static bool risk_fresh(const struct bn_risk *e, int64_t now) {
     return e->cached && now - e->cached_ms < risk_ttl_ms;
 }
 
-/* a's entry (created when create is set; NULL if absent or out of memory). Drops, on the way,
+/* a's entry (created when create is set; NULL if absent or out of memory). Drops, now and then,
  * the entries of a's loop with nothing in flight and nothing fresh, or whose account is closed. */
 static struct bn_risk *risk_entry(struct exch_account *a, bool create) {
     uv_loop_t *loop = exch_account_loop(a);
     int64_t now = mono_ms();
-    struct bn_risk *found = NULL, *drop = NULL, **pp;
+    struct bn_risk *found = NULL, *drop = NULL, *e, *tmp;
 
     pthread_mutex_lock(&risk_mu);
-    for (pp = &risk_list; *pp;) {
-        struct bn_risk *e = *pp;
-        if (e->a == a) {
-            found = e;
-        } else if (e->loop == loop && !e->flight &&
-                   (exch_account_is_closed(e->a) || !risk_fresh(e, now))) {
-            *pp = e->next;
+    if (now - risk_swept_ms >= 1000 || HASH_COUNT(risk_table) > 2 * risk_swept_n + 64) {
+        HASH_ITER(hh, risk_table, e, tmp) {
+            if (e->a == a || e->loop != loop || e->flight ||
+                (!exch_account_is_closed(e->a) && risk_fresh(e, now)))
+                continue;
+            HASH_DEL(risk_table, e);
             e->next = drop;
             drop = e;
-            continue;
         }
-        pp = &e->next;
+        risk_swept_ms = now;
+        risk_swept_n = HASH_COUNT(risk_table);
     }
+    HASH_FIND_PTR(risk_table, &a, found);
     if (!found && create && (found = calloc(1, sizeof *found))) {
-        found->a = exch_account_ref(a);
+        found->a = a;
         found->loop = loop;
-        found->next = risk_list;
-        risk_list = found;
+        HASH_ADD_PTR(risk_table, a, found);
+        if (!found->hh.tbl) { /* uthash could not grow */
+            free(found);
+            found = NULL;
+        } else {
+            exch_account_ref(a);
+        }
     }
     pthread_mutex_unlock(&risk_mu);
     /* outside the lock: the last reference frees the account (and its limits, with their own
@@ -2387,15 +2404,15 @@ static int bn_build(void *ud, struct rest_req *out) {
     memcpy(c->w.body, c->w.qs, (size_t)len + 1);
     if (c->w.sign) {
         int64_t ts = ru_wall_us() / 1000 + exch_account_time_offset_ms(a);
-        len = binance_sign_params(a, c->w.body, sizeof c->w.body, (size_t)len,
+        len = binance_sign_params(a, c->w.body, c->w.body_cap, (size_t)len,
                                   exch_account_recv_window_ms(a), ts);
         if (len < 0) return len;
     }
     if (out->method == REST_GET && len > 0)
-        r = snprintf(c->w.url, sizeof c->w.url, "%s%s?%s", exch_account_rest_url(a), c->w.path,
+        r = snprintf(c->w.url, c->w.url_cap, "%s%s?%s", exch_account_rest_url(a), c->w.path,
                      c->w.body);
-    else r = snprintf(c->w.url, sizeof c->w.url, "%s%s", exch_account_rest_url(a), c->w.path);
-    if (r < 0 || (size_t)r >= sizeof c->w.url) return -ENOSPC;
+    else r = snprintf(c->w.url, c->w.url_cap, "%s%s", exch_account_rest_url(a), c->w.path);
+    if (r < 0 || (size_t)r >= c->w.url_cap) return -ENOSPC;
     if (c->w.api_key) {
         r = snprintf(c->w.keyhdr, sizeof c->w.keyhdr, "X-MBX-APIKEY: %s", exch_account_api_key(a));
         if (r < 0 || (size_t)r >= sizeof c->w.keyhdr) return -ENOSPC;
@@ -2421,7 +2438,21 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
 
     if (!pool) return -EINVAL;
     if (exch_account_is_closed(a)) return -ESHUTDOWN;
-    if (qs_len < 0 || (size_t)qs_len >= sizeof c->w.qs) return -ENOSPC;
+    if (qs_len < 0 || (size_t)qs_len >= BINANCE_QS_MAX) return -ENOSPC;
+    /* The same limits as fixed buffers of BINANCE_QS_MAX and URL_BUF bytes: signing adds
+     * recvWindow, timestamp and the signature (under 130 bytes). */
+    size_t body_cap = (size_t)qs_len + BN_SIGN_ROOM, url_cap;
+    if (body_cap > BINANCE_QS_MAX) body_cap = BINANCE_QS_MAX;
+    url_cap = strlen(exch_account_rest_url(a)) + strlen(path) + 2 + body_cap;
+    if (url_cap > URL_BUF) url_cap = URL_BUF;
+    char *buf = malloc((size_t)qs_len + 1 + body_cap + url_cap);
+    if (!buf) return -ENOMEM;
+    free(c->w.buf); /* a call sent again (a cancel's follow-up query) */
+    c->w.buf = c->w.qs = buf;
+    c->w.body = buf + qs_len + 1;
+    c->w.url = c->w.body + body_cap;
+    c->w.body_cap = body_cap;
+    c->w.url_cap = url_cap;
     memcpy(c->w.qs, qs, (size_t)qs_len);
     c->w.qs[qs_len] = '\0';
     c->w.qs_len = qs_len;
@@ -2446,6 +2477,8 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
         explicit_bzero(c->w.keyhdr, sizeof c->w.keyhdr);
         exch_account_unref(a);
         c->a = NULL;
+        free(c->w.buf); /* callers free a call that was not sent with free() */
+        c->w.buf = c->w.qs = c->w.body = c->w.url = NULL;
     }
     return r;
 }

@@ -9,6 +9,14 @@
 #include <time.h>
 
 #define HOST_MAX 256
+
+/* The exchanges' IP limits (A3, B-part) are multiplied by this. 1 in every real build. A benchmark
+ * against the simulator may build with -DCT_BENCH_IP_LIMIT_SCALE=1000 to measure the daemon's own
+ * start-up cost instead of the wait for Binance's weight window (tests/bench/config_scale.py);
+ * such a binary must never talk to a real exchange. */
+#ifndef CT_BENCH_IP_LIMIT_SCALE
+#define CT_BENCH_IP_LIMIT_SCALE 1
+#endif
 #define EP_MAX 24
 #define EP_KEY_MAX 64
 
@@ -36,7 +44,8 @@ struct exch_limits {
     struct host_entry *host;
     struct rate_budget *ord_short, *ord_long; /* binance */
     pthread_mutex_t mu;                       /* guards ep[] (created on first use) */
-    struct ep_budget ep[EP_MAX];              /* bybit */
+    struct ep_budget *ep;                     /* bybit: EP_MAX, allocated on first use (1.7 KiB
+                                                 an account otherwise, Binance's too) */
     size_t n_ep;
     int safety_pct;
     int64_t order_max_wait_ms, query_max_wait_ms;
@@ -83,14 +92,14 @@ static struct host_entry *host_get(enum exch_kind kind, const char *rest_url) {
     struct rate_budget_cfg bc = {.name = name};
     if (kind == EXCH_BYBIT_LINEAR) {
         snprintf(name, sizeof name, "ip:%s:req/5s", hn);
-        bc.limit = 600;
+        bc.limit = 600 * (int64_t)CT_BENCH_IP_LIMIT_SCALE;
         bc.window_ms = 5000;
         bc.rolling = true; /* Bybit counts the last 5 s, not aligned windows */
         bc.forbidden_min_ms = 600000; /* B7: 403 "access too frequent": wait >= 10 min */
         snprintf(probe, sizeof probe, "%s/v5/market/time", rest_url);
     } else {
         snprintf(name, sizeof name, "ip:%s:weight/1m", hn);
-        bc.limit = 2400;
+        bc.limit = 2400 * (int64_t)CT_BENCH_IP_LIMIT_SCALE;
         bc.window_ms = 60000;
         bc.hdr_used = "X-MBX-USED-WEIGHT-1M";
         snprintf(probe, sizeof probe, "%s/fapi/v1/time", rest_url);
@@ -178,6 +187,7 @@ struct exch_limits *exch_limits_free(struct exch_limits *l) {
     rate_budget_unref(l->ord_short);
     rate_budget_unref(l->ord_long);
     for (size_t i = 0; i < l->n_ep; i++) rate_budget_unref(l->ep[i].b);
+    free(l->ep);
     pthread_mutex_destroy(&l->mu);
     free(l);
     return NULL;
@@ -200,7 +210,8 @@ static struct rate_budget *ep_budget(struct exch_limits *l, const char *ep) {
     struct rate_budget *b = NULL;
     for (size_t i = 0; i < l->n_ep && !b; i++)
         if (strcmp(l->ep[i].key, ep) == 0) b = l->ep[i].b;
-    if (!b && l->n_ep < EP_MAX) {
+    if (!b && !l->ep) l->ep = calloc(EP_MAX, sizeof(*l->ep));
+    if (!b && l->ep && l->n_ep < EP_MAX) {
         char name[80];
         snprintf(name, sizeof name, "account:%s:%s", l->account, ep);
         struct rate_budget_cfg c = {.name = name, .limit = bybit_ep_default(ep), .window_ms = 1000,

@@ -83,6 +83,11 @@ struct rest_pool {
     struct xfer *fhead, *ftail; /* refused, callback pending */
     struct rest_pool_opts o;
     struct xfer *inflight;
+    /* Queries and bulk requests in curl's hands. Capped at half of max_host_connections: past
+     * the connections, curl queues a transfer itself and its timeout runs there (10,000 account
+     * fetches at start-up all timed out waiting for a connection); the other half stays free for
+     * orders, which are never held back by the cap. */
+    unsigned bg_in_flight;
     struct xfer *idle;
     unsigned idle_n;
     struct sock_ctx *socks;
@@ -210,6 +215,7 @@ static void inflight_unlink(struct rest_pool *p, struct xfer *x) {
     if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
     p->st.in_flight--;
+    if (x->prio != RB_PRIO_ORDER) p->bg_in_flight--;
 }
 
 /* After the callback: back to the idle list, or destroyed when the pool is closing or full. */
@@ -220,7 +226,7 @@ static void xfer_recycle(struct rest_pool *p, struct xfer *x) {
     x->cb = NULL;
     x->ud = NULL;
     x->state = XS_IDLE;
-    if (p->closing || p->idle_n >= p->o.max_idle_handles) {
+    if (p->closing || p->idle_n >= p->o.max_idle_handles || !x->easy) {
         xfer_destroy(x);
         return;
     }
@@ -414,9 +420,12 @@ static void deliver_unsent(struct rest_pool *p, struct xfer *x, int err, const c
     if (cb) cb(ud, &r);
 }
 
+static void kick_soon(struct rest_pool *p);
+
 static void finish(struct rest_pool *p, struct xfer *x, CURLcode rc) {
     curl_multi_remove_handle(p->multi, x->easy);
     inflight_unlink(p, x);
+    if (x->prio != RB_PRIO_ORDER && (p->qhead[RB_PRIO_QUERY] || p->qhead[RB_PRIO_BULK])) kick_soon(p);
     deliver(p, x, rc, 0, NULL);
     /* The callback may have freed the pool (p stays allocated until its handles close). */
     xfer_recycle(p, x);
@@ -595,6 +604,7 @@ static void inflight_push(struct rest_pool *p, struct xfer *x) {
     if (p->inflight) p->inflight->prev = x;
     p->inflight = x;
     p->st.in_flight++;
+    if (x->prio != RB_PRIO_ORDER) p->bg_in_flight++;
 }
 
 static void kick_soon(struct rest_pool *p) {
@@ -636,6 +646,10 @@ static int xfer_start(struct rest_pool *p, struct xfer *x) {
         bool ok = out.url && *out.url && out.method == x->method &&
                   !(out.method == REST_GET && out.body && out.body_len) &&
                   !(out.body_len && !out.body);
+        if (!x->easy && !(x->easy = curl_easy_init())) {
+            fail_later(p, x, -ENOMEM, "out of memory");
+            return -ENOMEM;
+        }
         curl_easy_reset(x->easy);
         curl_slist_free_all(x->hdrs);
         x->hdrs = NULL;
@@ -724,10 +738,14 @@ static void pump(struct rest_pool *p) {
     unsigned nst = 0;
     bool truncated = false;
 
+    unsigned bg_cap = p->o.max_host_connections > 1 ? (unsigned)p->o.max_host_connections / 2 : 1;
     for (int q = 0; q < RB_PRIO_N && !truncated; q++) {
         struct xfer *x = p->qhead[q], *next;
+        /* Full: the rest waits for a completion (finish() kicks); orders come first then. */
+        if (q != RB_PRIO_ORDER && p->bg_in_flight >= bg_cap) break;
         for (; x; x = next) {
             next = x->next;
+            if (q != RB_PRIO_ORDER && p->bg_in_flight >= bg_cap) break;
             if (x->deadline_ms && now >= x->deadline_ms) {
                 queue_unlink(p, x);
                 p->st.wait_timeouts++;
@@ -983,8 +1001,9 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
         x = calloc(1, sizeof *x);
         if (!x) return -ENOMEM;
         x->pool = p;
-        x->easy = curl_easy_init();
-        if (!x->easy) {
+        /* A built request gets its handle when it is admitted (xfer_start): with the cap above,
+         * a few dozen handles live instead of one per request waiting. */
+        if (!req->build && !(x->easy = curl_easy_init())) {
             free(x);
             return -ENOMEM;
         }
