@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,7 @@ static int get_str(struct pctx *p, json_t *o, const char *path, const char *key,
 static int parse_account(struct pctx *p, json_t *o, size_t i, struct scfg_account *a)
 {
     static const char *const keys[] = {"name", "api_key", "api_secret", "balance", "position_mode",
-                                       "leverage", NULL};
+                                       "leverage", "unsigned_ok", NULL};
     char path[64];
     const char *s;
     snprintf(path, sizeof(path), "accounts[%zu]", i);
@@ -160,6 +161,12 @@ static int parse_account(struct pctx *p, json_t *o, size_t i, struct scfg_accoun
         return fail(p, f, "must be an integer in [1, 125]");
     }
     a->leverage = (int)lev;
+    json_t *uo = json_object_get(o, "unsigned_ok");
+    if (uo && !json_is_boolean(uo)) {
+        snprintf(f, sizeof(f), "%s.unsigned_ok", path);
+        return fail(p, f, "must be true or false");
+    }
+    a->unsigned_ok = uo && json_is_true(uo);
     return 0;
 }
 
@@ -295,6 +302,7 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
     json_error_t je;
     int rc;
     struct scfg *c = NULL;
+    json_t *seen_names = NULL, *seen_keys = NULL;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 
     if (!root) {
@@ -331,22 +339,38 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
         rc = -ENOMEM;
         goto out;
     }
+    /* Names and keys seen so far -> their index (jansson objects as hash tables: comparing
+     * every pair took 100 s with 100,000 accounts). The first clash in account order is
+     * reported, against the earliest account it repeats (a name before a key of the same one). */
+    seen_names = json_object();
+    seen_keys = json_object();
+    if (!seen_names || !seen_keys) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < json_array_size(accts); i++) {
         c->naccounts = i + 1;
         if ((rc = parse_account(&p, json_array_get(accts, i), i, &c->accounts[i])) < 0)
             goto out;
-        for (size_t j = 0; j < i; j++) {
+        json_t *jn = json_object_get(seen_names, c->accounts[i].name);
+        json_t *jk = json_object_get(seen_keys, c->accounts[i].api_key);
+        if (jn || jk) {
             char f[64];
-            if (strcmp(c->accounts[j].name, c->accounts[i].name) == 0) {
+            size_t dn = jn ? (size_t)json_integer_value(jn) : SIZE_MAX;
+            size_t dk = jk ? (size_t)json_integer_value(jk) : SIZE_MAX;
+            if (dn <= dk) {
                 snprintf(f, sizeof(f), "accounts[%zu].name", i);
-                rc = fail(&p, f, "duplicate of accounts[%zu].name", j);
-                goto out;
-            }
-            if (strcmp(c->accounts[j].api_key, c->accounts[i].api_key) == 0) {
+                rc = fail(&p, f, "duplicate of accounts[%zu].name", dn);
+            } else {
                 snprintf(f, sizeof(f), "accounts[%zu].api_key", i);
-                rc = fail(&p, f, "same API key as accounts[%zu]", j);
-                goto out;
+                rc = fail(&p, f, "same API key as accounts[%zu]", dk);
             }
+            goto out;
+        }
+        if (json_object_set_new(seen_names, c->accounts[i].name, json_integer((json_int_t)i)) < 0 ||
+            json_object_set_new(seen_keys, c->accounts[i].api_key, json_integer((json_int_t)i)) < 0) {
+            rc = -ENOMEM;
+            goto out;
         }
     }
 
@@ -375,6 +399,8 @@ int scfg_parse(const char *text, size_t len, const char *origin, struct scfg **o
     }
     rc = 0;
 out:
+    json_decref(seen_names);
+    json_decref(seen_keys);
     json_decref(root);
     if (rc < 0) {
         if (rc == -ENOMEM)

@@ -15,12 +15,18 @@
  * for /admin/events and replay — set it for long benchmarks, each event is ~0.7 KB), balance "0",
  * position_mode "oneway" ("hedge": Binance dualSidePosition), leverage 20 (1..125, every symbol's
  * initial leverage), min_qty = step_size, max_qty/max_price/min_price/
- * min_notional 0 (rule disabled), market_* = the LOT_SIZE value. Decimals are JSON strings
+ * min_notional 0 (rule disabled), market_* = the LOT_SIZE value, unsigned_ok false. Decimals are JSON strings
  * (integers also accepted; JSON reals are refused because their exact text is lost).
- * Unknown keys are errors (typos must not pass silently). */
+ * Unknown keys are errors (typos must not pass silently).
+ *
+ * "unsigned_ok": true on an account is for BENCHMARKS ONLY (tests/bench/order.lua): its
+ * POST /fapi/v1/order requests carrying neither "signature" nor "timestamp" are accepted with
+ * the API key alone, so wrk can place real orders without HMAC in Lua. Never the default; every
+ * other signed route, and any order request that does carry a signature, is checked as usual. */
 #ifndef CT_SIM_CONFIG_H
 #define CT_SIM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "decimal.h"
@@ -34,6 +40,7 @@ struct scfg_account {
     dec_t balance;
     enum mkt_pos_mode position_mode; /* "position_mode": "oneway" | "hedge" */
     int leverage;                    /* "leverage": every symbol's initial leverage */
+    bool unsigned_ok;                /* "unsigned_ok": benchmarks only, see above */
 };
 
 struct scfg_symbol {

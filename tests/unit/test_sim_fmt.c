@@ -506,7 +506,8 @@ static void test_evlog(void **state)
 static const char *GOOD =
     "{\"port\":0,\"admin_port\":0,\"ping_interval_s\":180,"
     "\"accounts\":[{\"name\":\"leader\",\"api_key\":\"k1\",\"api_secret\":\"s1\",\"balance\":\"100000\"},"
-    "{\"name\":\"f\",\"api_key\":\"k2\",\"api_secret\":\"s2\",\"position_mode\":\"hedge\",\"leverage\":7}],"
+    "{\"name\":\"f\",\"api_key\":\"k2\",\"api_secret\":\"s2\",\"position_mode\":\"hedge\",\"leverage\":7,"
+    "\"unsigned_ok\":true}],"
     "\"symbols\":[{\"symbol\":\"BTCUSDT\",\"price\":\"50000\",\"step_size\":\"0.001\",\"min_qty\":\"0.001\","
     "\"max_qty\":\"1000\",\"market_step_size\":\"0.001\",\"market_min_qty\":\"0.001\",\"market_max_qty\":\"120\","
     "\"tick_size\":\"0.10\",\"min_price\":\"0.10\",\"max_price\":\"1000000\",\"min_notional\":\"5\"},"
@@ -524,6 +525,8 @@ static void test_config_good(void **state)
     assert_int_equal(c->accounts[0].leverage, 20);
     assert_int_equal(c->accounts[1].position_mode, MKT_PM_HEDGE);
     assert_int_equal(c->accounts[1].leverage, 7);
+    assert_false(c->accounts[0].unsigned_ok); /* benchmarks only: never the default */
+    assert_true(c->accounts[1].unsigned_ok);
     assert_string_equal(c->accounts[0].api_secret, "s1");
     assert_int_equal(c->nsymbols, 2);
     assert_int_equal(c->ping_interval_s, 180);
@@ -567,6 +570,8 @@ static void test_config_errors(void **state)
         {"\"leverage\":7", "\"leverage\":126", "field 'accounts[1].leverage': must be an integer in [1, 125]"},
         {"\"leverage\":7", "\"leverage\":\"7\"", "field 'accounts[1].leverage'"},
         {"\"leverage\":7", "\"leverage\":0", "field 'accounts[1].leverage'"},
+        {"\"unsigned_ok\":true", "\"unsigned_ok\":1", "field 'accounts[1].unsigned_ok': must be true or false"},
+        {"\"unsigned_ok\":true", "\"unsigned_ok\":\"yes\"", "field 'accounts[1].unsigned_ok'"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[2048], err[256] = "";
