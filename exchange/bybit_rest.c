@@ -839,8 +839,8 @@ int bybit_parse_server_time(const char *body, size_t len, int64_t *ms, char *err
             goto out;
         }
     }
-    if (get_ms(res, "timeSecond", &x) == 0 && x > 0) {
-        *ms = x * 1000;
+    if (get_ms(res, "timeSecond", &x) == 0 && x > 0 && x <= INT64_MAX / 1000) {
+        *ms = x * 1000; /* bounded above: a fuzzed timeSecond overflowed the product */
         rc = 0;
     } else if (ju_get_i64(j, "time", &x) == 0 && x > 0) {
         *ms = x;
