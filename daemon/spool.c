@@ -923,6 +923,20 @@ int spool_replay_next(struct spool *sp, struct spool_record *out)
     }
 }
 
+/* The watermark an ack of seq writes. Records after seq that salvage skipped (lost: a gap up to
+ * the next record held, or up to next_seq when none is held) are covered too: once nothing
+ * unacked is left before such a gap, no file may be left to explain it (an empty segment whose
+ * header claimed it is deleted at open), and a later open without salvage would refuse the gap
+ * between the watermark and the next record. Without salvage there are no gaps: seq itself. */
+static uint64_t ack_target(struct spool *sp, uint64_t seq)
+{
+    struct pos p = {0};
+    if (seq + 1 >= sp->next_seq || locate(sp, seq + 1, &p) < 0)
+        return seq;
+    uint64_t next = p.valid ? p.seq : sp->next_seq;
+    return next > seq + 1 ? next - 1 : seq;
+}
+
 /* The watermark moved to seq (its ack file is written): the in-memory half of an ack. */
 static int ack_moved(struct spool *sp, uint64_t seq)
 {
@@ -954,6 +968,7 @@ int spool_ack(struct spool *sp, uint64_t seq)
      * segment may be dirty; earlier ones were synced when it was started). So a watermark is
      * never past the last record on disk, and spool_open can treat one that is as corruption
      * instead of guessing whether a power loss took the records. */
+    seq = ack_target(sp, seq);
     int rc = 0;
     if (sp->dirty && sp->wfd >= 0 && seq >= sp->segs[sp->nseg - 1].first_seq)
         rc = spool_sync(sp);
@@ -977,6 +992,8 @@ int spool_bg_prepare(struct spool *sp, uint64_t ack_seq, struct spool_bg *bg)
     if (ack_seq >= sp->next_seq)
         return -EINVAL;
     bool sync = sp->dirty && sp->wfd >= 0;
+    if (ack_seq > sp->acked)
+        ack_seq = ack_target(sp, ack_seq);
     bool ack = ack_seq > sp->acked;
     if (!sync && !ack)
         return 0;

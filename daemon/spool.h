@@ -151,7 +151,9 @@ int spool_replay_begin(struct spool *sp);
 int spool_replay_next(struct spool *sp, struct spool_record *rec);
 /* Marks every record with seq <= `seq` as applied, durably (see above), and deletes segments that
  * are fully acked. Acking less than the watermark is a no-op (0); acking past the last appended
- * record is -EINVAL. A replay cursor behind the watermark moves up to it. 0; a system call's
+ * record is -EINVAL. After a salvage, sequence numbers lost right after `seq` are covered too
+ * (the watermark goes up to the next record held): nothing could replay them, and a gap after the
+ * watermark would make the next open without salvage refuse the files. A replay cursor behind the watermark moves up to it. 0; a system call's
  * negative errno (the old watermark still holds); or -EBADMSG / -EIO when the watermark moved but
  * the record after it could not be read back (changed on disk); -EIO when the records had to be
  * synced first and the spool is broken. */

@@ -199,6 +199,13 @@ reqs = [
 for i, r in enumerate(reqs):
     add('http', 'req%02d' % i, r)
 
+# ---- fixed findings: fixed/<harness>-<what> stays in its harness's corpus ----
+fixed = os.path.join(top, 'tests', 'fuzz', 'fixed')
+for n in sorted(os.listdir(fixed)) if os.path.isdir(fixed) else []:
+    h = n.split('-', 1)[0]
+    with open(os.path.join(fixed, n), 'rb') as f:
+        add(h, 'fixed-' + n, f.read())
+
 # ---- write ----
 if os.path.isdir(out):
     shutil.rmtree(out)

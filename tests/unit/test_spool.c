@@ -904,6 +904,42 @@ static void test_salvage_writes_the_watermark_it_chose(void **state)
     spool_close(sp);
 }
 
+/* fuzz: spool-reopen-gap. Salvage accepts a gap between segments (records 2..5 lost; the empty
+ * segment whose header claimed them is deleted at open). Once record 1 is acked nothing is left
+ * to explain the gap: the watermark must cover it, or the next normal open refuses the files. */
+static void test_ack_covers_a_salvaged_gap(void **state)
+{
+    (void)state;
+    struct spool_opts o = {.durability = SPOOL_OS, .segment_bytes = 4096};
+    struct spool *sp = open_ok(&o, NULL);
+    append_seq(sp, 1, len_for(1));
+    spool_close(sp);
+    write_seg_file(2, 6, NULL, 0);
+
+    char err[1024];
+    assert_int_equal(spool_open(g_dir, &o, &sp, NULL, err, sizeof err), -EBADMSG);
+    assert_non_null(strstr(err, "missing"));
+
+    o.salvage = true;
+    struct spool_open_report rep;
+    sp = open_ok(&o, &rep);
+    assert_int_equal(rep.salvaged_seqs, 4);
+    assert_int_equal(replay_check(sp, 1, 1), 1);
+    assert_int_equal(spool_ack(sp, 1), 0);
+    assert_int_equal(stat_acked(sp), 5); /* 2..5 can never be replayed */
+    struct spool_stats st;
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.records_unacked, 0);
+    append_seq(sp, 6, len_for(6));
+    spool_close(sp);
+
+    o.salvage = false;
+    sp = open_ok(&o, &rep); /* "records 2..5 are missing" before the fix */
+    assert_int_equal(rep.salvaged_ranges, 0);
+    assert_int_equal(replay_check(sp, 6, 6), 1);
+    spool_close(sp);
+}
+
 /* fuzz: spool-empty-segment-skips-watermark. Acked up to 66, and the only segment's header says
  * it starts at 113 but it holds just a torn record: 67..112 are missing although no surviving
  * record shows it. */
@@ -1284,6 +1320,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_gap_after_watermark_seen_in_empty_segment, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ack_covers_a_salvaged_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_past_last_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_syncs_covered_records_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_kill9_keeps_gap_free_prefix, setup, teardown),
