@@ -1637,8 +1637,9 @@ static void on_time(struct bn_call *c, const struct rest_resp *r) {
                                       sizeof st.error_msg) < 0) {
             st.err = -EBADMSG;
         } else {
-            offset = ru_time_offset_ms(r, c->send_wall_us, server_ms);
-            if (!exch_account_is_closed(c->a)) exch_account_set_time_offset_ms(c->a, offset);
+            st.err = ru_time_offset(r, c->send_wall_us, server_ms, &offset, st.error_msg,
+                                    sizeof st.error_msg);
+            if (!st.err && !exch_account_is_closed(c->a)) exch_account_set_time_offset_ms(c->a, offset);
         }
     }
     c->cb.time(c->ud, &st, st.err ? 0 : offset);

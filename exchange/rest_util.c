@@ -1,6 +1,7 @@
 #include "rest_util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,13 +111,25 @@ void ru_http_msg(char *dst, size_t cap, const struct rest_resp *r, bool has_err,
     ru_sanitize(dst);
 }
 
-int64_t ru_time_offset_ms(const struct rest_resp *r, int64_t send_wall_us, int64_t server_ms) {
-    int64_t mid_us;
-    if (r->pretransfer_us > 0 && r->ttfb_us >= r->pretransfer_us)
-        mid_us = send_wall_us + (r->pretransfer_us + r->ttfb_us) / 2;
-    else
-        mid_us = (send_wall_us + ru_wall_us()) / 2;
-    return server_ms - mid_us / 1000;
+int ru_time_offset(const struct rest_resp *r, int64_t send_wall_us, int64_t server_ms,
+                   int64_t *offset_ms, char *err, size_t errlen) {
+    int64_t now = ru_wall_us(), sent, rcvd;
+    if (r->pretransfer_us > 0 && r->ttfb_us >= r->pretransfer_us && r->total_us >= r->ttfb_us) {
+        rcvd = now - (r->total_us - r->ttfb_us);
+        sent = rcvd - (r->ttfb_us - r->pretransfer_us);
+    } else {
+        sent = send_wall_us;
+        rcvd = now;
+    }
+    int64_t rtt_ms = (rcvd - sent) / 1000;
+    if (rtt_ms > RU_TIME_MAX_RTT_MS) {
+        ru_seterr(err, errlen, "server time sample refused: its round trip took %" PRId64
+                  " ms (at most %d ms keeps the offset's error under the exchange's window)",
+                  rtt_ms, RU_TIME_MAX_RTT_MS);
+        return -ETIMEDOUT;
+    }
+    *offset_ms = server_ms - (sent + (rcvd - sent) / 2) / 1000;
+    return 0;
 }
 
 void ru_parse_failed(struct exch_status *st, int rc, const char *msg) {

@@ -36,11 +36,18 @@ int ru_qs_add(char *buf, size_t cap, size_t len, const char *key, const char *va
  * bytes of the body>" or "(empty body)". */
 void ru_http_msg(char *dst, size_t cap, const struct rest_resp *r, bool has_err, int code,
                  const char *emsg);
-/* The offset (ms) to add to the local clock to get the server's, from a server time read in r: the
- * server stamped it between our request leaving (pretransfer) and the first response byte (ttfb),
- * so take the midpoint of that window, which leaves out connection setup; without curl timings,
- * the midpoint of the whole call (send_wall_us = ru_wall_us() when the request was sent .. now). */
-int64_t ru_time_offset_ms(const struct rest_resp *r, int64_t send_wall_us, int64_t server_ms);
+/* The offset (ms) to add to the local clock to get the server's, from a server time read in r,
+ * called as the response is delivered (its timings end now). The server stamped it between our
+ * request leaving (pretransfer) and the first response byte (ttfb): the midpoint of that window,
+ * placed on the wall clock backwards from now, which leaves out connection setup and any wait in
+ * the pool's or curl's queues before the request left. Without curl timings, the midpoint of the
+ * whole call (send_wall_us = ru_wall_us() when the call was made .. now). A sample whose window
+ * is longer than RU_TIME_MAX_RTT_MS is -ETIMEDOUT with a message in err (its error could put
+ * signed requests outside the exchange's window: Binance refuses a timestamp 1 s ahead);
+ * otherwise 0 and *offset_ms. */
+#define RU_TIME_MAX_RTT_MS 1000
+int ru_time_offset(const struct rest_resp *r, int64_t send_wall_us, int64_t server_ms,
+                   int64_t *offset_ms, char *err, size_t errlen);
 /* A reply that would not parse: err -EBADMSG (-ENOMEM kept), error_msg = msg. */
 void ru_parse_failed(struct exch_status *st, int rc, const char *msg);
 /* A request that could not be sent: st cleared, err = rc, "<what>: cannot send: <strerror>". */
