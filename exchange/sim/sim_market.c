@@ -409,16 +409,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_timer_usecs(wsi, 1); /* close from lws' own service, see sim_ws.c */
             return 0;
         }
-        if (c->q.len == 0)
-            return 0;
-        struct swq_msg *x = swq_pop(&c->q);
-        int n = lws_write(wsi, x->data + LWS_PRE, x->len, LWS_WRITE_TEXT);
-        swq_msg_unref(x);
-        if (n < 0)
-            return -1;
-        if (c->q.len)
-            lws_callback_on_writable(wsi);
-        return 0;
+        return swq_write_one(&c->q, wsi);
     }
 
     case LWS_CALLBACK_TIMER:

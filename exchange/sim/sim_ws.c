@@ -113,15 +113,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_timer_usecs(wsi, 1);
             return 0;
         }
-        struct swq_msg *m = swq_pop(&p->q);
-        if (!m)
+        if (p->q.len == 0)
             return 0;
-        int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        swq_msg_unref(m);
-        if (n < (int)0)
+        if (swq_write_one(&p->q, wsi) < 0)
             return -1;
-        if (p->q.len || p->closing)
-            lws_callback_on_writable(wsi);
+        if (p->closing && p->q.len == 0)
+            lws_callback_on_writable(wsi); /* the close above, once the queue is written */
         return 0;
     }
 

@@ -62,3 +62,17 @@ void swq_clear(struct swq *q)
     free(q->q);
     memset(q, 0, sizeof(*q));
 }
+
+int swq_write_one(struct swq *q, struct lws *wsi)
+{
+    struct swq_msg *m = swq_pop(q);
+    if (!m)
+        return 0;
+    int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+    swq_msg_unref(m);
+    if (n < 0)
+        return -1;
+    if (q->len)
+        lws_callback_on_writable(wsi);
+    return 0;
+}

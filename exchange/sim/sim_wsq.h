@@ -27,6 +27,11 @@ struct swq {
 int swq_push(struct swq *q, struct swq_msg *m);
 /* The oldest frame with the queue's reference (the caller unrefs it), or NULL when empty. */
 struct swq_msg *swq_pop(struct swq *q);
+struct lws;
+/* Writes the oldest frame to wsi as text and asks for another writable callback while frames
+ * remain. 0 (also when empty), or -1 when lws_write failed: the connection is dead, the
+ * writable callback returns -1. */
+int swq_write_one(struct swq *q, struct lws *wsi);
 /* Drops every frame and the ring. */
 void swq_clear(struct swq *q);
 
