@@ -140,6 +140,15 @@ def main():
         audit = psql(pg, "select subject, detail->>'to' from audit_log where kind = 'rule_state' "
                          "and detail ? 'from' and detail->>'from' is not null order by id")
         check(["fb-r", "removed"] in audit and ["fa-r", "active"] in audit, f"rule_state audit rows: {audit}")
+        # What each rule_state row says (sql/009 writes them per statement): fa-r's parameters
+        # changed, fb-r's state, fc-r was inserted with its parameters.
+        rows = {r[0]: json.loads(r[1]) for r in psql(
+            pg, "select subject, detail::text from audit_log where kind = 'rule_state' and id > "
+                "(select max(id) from audit_log where kind = 'config_load') order by id")}
+        check(rows.get("fa-r", {}).get("changed") == ["params"] and rows["fa-r"].get("from") == "active"
+              and rows.get("fb-r", {}).get("changed") == [] and rows["fb-r"].get("to") == "removed"
+              and rows.get("fc-r", {}).get("from", "x") is None and rows["fc-r"].get("follower") == "fc"
+              and rows["fc-r"].get("to") == "active", f"rule_state details: {rows}")
         state = json.loads(http("GET", base + "/state")[1])
         check(sorted(r["id"] for r in state["rules"]) == ["fa-r", "fc-r"], f"/state rules: {state['rules']}")
         m = metrics()
