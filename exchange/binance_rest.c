@@ -2463,6 +2463,7 @@ static int bn_send(struct exch_account *a, struct bn_call *c, enum rest_method m
 
     struct rest_req req = {
         .method = m,
+        .url = exch_account_rest_url(a), /* the host: its connection slots (rest_pool.h) */
         .timeout_ms = exch_account_timeout_ms(a),
         .no_resend = no_resend,
         .build = bn_build,

@@ -4,11 +4,21 @@
  * Ownership: the pool adds every transfer to the multi handle and the pool removes it, in exactly
  * two places: finish() (curl reported it done) and rest_pool_free() (cancellation). Both deliver
  * the callback once and then recycle or destroy the easy handle. Socket contexts are freed only in
- * their uv_close callback; the pool itself only when its last handle has closed. */
+ * their uv_close callback; the pool itself only when its last handle has closed.
+ *
+ * Curl never gets more transfers of a host than it can run at once (host_cap: its connections,
+ * times the streams per connection once the host answers over HTTP/2): libcurl 7.88 walks its
+ * list of transfers waiting for a connection on every curl_multi_remove_handle, so a burst of
+ * 8,000 orders handed over at once cost O(8,000) per finished order. The rest wait in the host's
+ * own queues (struct host), which are also the rate-budget queues: orders first, FIFO within a
+ * priority; a request leaves (is charged, built, signed, added to curl) only when its budgets
+ * admit it and its host has a free slot, and finish() refills the slots it frees. */
 #include "rest_pool.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +38,30 @@ struct buf {
 
 enum xstate { XS_IDLE = 0, XS_QUEUED, XS_INFLIGHT, XS_FAILING };
 
+/* Streams per HTTP/2 connection (CURLMOPT_MAX_CONCURRENT_STREAMS, curl's default, said here
+ * because host_cap depends on it). */
+#define H2_STREAMS 100L
+
+/* One destination (scheme, host, port): curl's connections are per host, so are the slots.
+ * Requests built at departure without a URL given to rest_pool_send share the host "" (key_len
+ * 0). Hosts live as long as the pool. */
+struct host {
+    struct host *next;
+    unsigned in_curl;    /* transfers of this host in the multi handle */
+    unsigned bg_in_curl; /* of which queries and bulk */
+    unsigned queued;     /* waiting in qhead[] */
+    bool multiplexed;    /* its last answer came over HTTP/2: transfers share connections */
+    struct xfer *qhead[RB_PRIO_N], *qtail[RB_PRIO_N];
+    size_t key_len;
+    char key[];          /* "scheme://host:port", lower case */
+};
+
 struct xfer {
     struct rest_pool *pool;
     CURL *easy;
     struct xfer *prev, *next; /* in-flight list or a wait queue (both links), idle or failing
                                  list (next only) */
+    struct host *host;        /* where it goes (set by rest_pool_send) */
     enum xstate state;
     rest_cb cb;
     void *ud;
@@ -70,6 +99,7 @@ struct sock_ctx {
     uv_poll_t poll;
     struct rest_pool *pool;
     curl_socket_t fd;
+    bool closing;
     struct sock_ctx *prev, *next;
 };
 
@@ -79,18 +109,29 @@ struct rest_pool {
     uv_timer_t timer;
     uv_timer_t wait_timer; /* next budget change or wait deadline */
     uv_timer_t kick;       /* 0 ms: deliver refused requests, re-run admission */
-    struct xfer *qhead[RB_PRIO_N], *qtail[RB_PRIO_N];
+    struct host *hosts;         /* each with its wait queues */
+    bool refill;                /* a finished transfer freed a slot of a host with a queue */
     struct xfer *fhead, *ftail; /* refused, callback pending */
     struct rest_pool_opts o;
     struct xfer *inflight;
-    /* Queries and bulk requests in curl's hands. Capped at half of max_host_connections: past
-     * the connections, curl queues a transfer itself and its timeout runs there (10,000 account
-     * fetches at start-up all timed out waiting for a connection); the other half stays free for
-     * orders, which are never held back by the cap. */
-    unsigned bg_in_flight;
     struct xfer *idle;
     unsigned idle_n;
+    /* Easy handles of requests destroyed while the idle list was full, for queued requests
+     * (they have none until they leave): a few dozen live instead of one init and cleanup per
+     * request when thousands wait. */
+    CURL **spare;
+    unsigned spare_n;
     struct sock_ctx *socks;
+    /* Sockets the pool opened (on_opensocket), by fd: their poll handle outlives curl's
+     * CURL_POLL_REMOVE (the connection idles in curl's cache) and is only stopped, then started
+     * again when the connection is reused; it is closed in on_closesocket, before the fd is. A
+     * uv_poll_init, calloc and close per request otherwise (EVENT-LOOP.md "Reused fd", the
+     * sticky variant). Other sockets (the resolver's) are closed on REMOVE. */
+    struct fd_slot {
+        struct sock_ctx *c; /* its poll handle, running or stopped; NULL before the first use */
+        bool ours;
+    } *fds;
+    unsigned fds_cap;
     struct rest_pool_stats st;
     unsigned pending_closes;
     bool closing;
@@ -140,6 +181,81 @@ static void buf_free(struct buf *b) {
     b->len = b->cap = 0;
 }
 
+/* ---- hosts ---- */
+
+/* "scheme://host:port" of url, lower case, the port made explicit (80, 443), user info dropped,
+ * into out; its length, or 0 when url has no scheme or host (or out is too small). */
+static size_t url_host_key(const char *url, char *out, size_t cap) {
+    const char *sep = url ? strstr(url, "://") : NULL;
+    if (!sep || sep == url) return 0;
+    size_t slen = (size_t)(sep - url);
+    const char *h = sep + 3, *end = h + strcspn(h, "/?#");
+    for (const char *c = end; c > h; c--)
+        if (c[-1] == '@') {
+            h = c;
+            break;
+        }
+    const char *hend, *port = NULL;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb) return 0;
+        hend = rb + 1;
+        if (hend < end && *hend == ':') port = hend + 1;
+    } else {
+        const char *c = memchr(h, ':', (size_t)(end - h));
+        hend = c ? c : end;
+        if (c) port = c + 1;
+    }
+    if (hend == h) return 0;
+    size_t plen = port ? (size_t)(end - port) : 0;
+    if (!plen) {
+        if (slen == 4 && strncasecmp(url, "http", 4) == 0) port = "80", plen = 2;
+        else if (slen == 5 && strncasecmp(url, "https", 5) == 0) port = "443", plen = 3;
+        else port = "", plen = 0;
+    }
+    size_t n = slen + 3 + (size_t)(hend - h) + 1 + plen;
+    if (n >= cap) return 0;
+    char *o = out;
+    for (size_t i = 0; i < slen; i++) *o++ = (char)tolower((unsigned char)url[i]);
+    memcpy(o, "://", 3), o += 3;
+    for (const char *c = h; c < hend; c++) *o++ = (char)tolower((unsigned char)*c);
+    *o++ = ':';
+    memcpy(o, port, plen), o += plen;
+    *o = '\0';
+    return n;
+}
+
+#define HOST_KEY_MAX 320
+
+/* The host of url (NULL or without a host: the host ""), created on first use; NULL on ENOMEM. */
+static struct host *host_get(struct rest_pool *p, const char *url) {
+    char key[HOST_KEY_MAX];
+    size_t n = url_host_key(url, key, sizeof key);
+    for (struct host *h = p->hosts; h; h = h->next)
+        if (h->key_len == n && memcmp(h->key, key, n) == 0) return h;
+    struct host *h = calloc(1, sizeof *h + n + 1);
+    if (!h) return NULL;
+    memcpy(h->key, key, n);
+    h->key[n] = '\0';
+    h->key_len = n;
+    h->next = p->hosts;
+    p->hosts = h;
+    return h;
+}
+
+/* Transfers of h curl can run at once: one per connection (HTTP/1.1), or every stream of every
+ * connection once the host speaks HTTP/2. Queries and bulk get half of it: the other half stays
+ * free for orders, which only the whole cap holds back. */
+static unsigned host_cap(const struct rest_pool *p, const struct host *h) {
+    long c = p->o.max_host_connections * (h->multiplexed ? H2_STREAMS : 1L);
+    return c > 0 && c < (long)UINT_MAX ? (unsigned)c : UINT_MAX;
+}
+
+static unsigned host_bg_cap(const struct rest_pool *p, const struct host *h) {
+    unsigned c = host_cap(p, h) / 2;
+    return c ? c : 1;
+}
+
 /* ---- pool teardown bookkeeping ---- */
 
 static void pool_maybe_release(struct rest_pool *p) {
@@ -165,6 +281,9 @@ static void on_sock_closed(uv_handle_t *h) {
 
 static void sock_close(struct sock_ctx *c) {
     struct rest_pool *p = c->pool;
+    if (c->closing) return; /* closed by on_closesocket, then REMOVEd by curl */
+    c->closing = true;
+    if ((unsigned)c->fd < p->fds_cap && p->fds[c->fd].c == c) p->fds[c->fd].c = NULL;
     if (c->prev) c->prev->next = c->next;
     else p->socks = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -215,7 +334,10 @@ static void inflight_unlink(struct rest_pool *p, struct xfer *x) {
     if (x->next) x->next->prev = x->prev;
     x->prev = x->next = NULL;
     p->st.in_flight--;
-    if (x->prio != RB_PRIO_ORDER) p->bg_in_flight--;
+    if (x->host) {
+        x->host->in_curl--;
+        if (x->prio != RB_PRIO_ORDER) x->host->bg_in_curl--;
+    }
 }
 
 /* After the callback: back to the idle list, or destroyed when the pool is closing or full. */
@@ -227,6 +349,10 @@ static void xfer_recycle(struct rest_pool *p, struct xfer *x) {
     x->ud = NULL;
     x->state = XS_IDLE;
     if (p->closing || p->idle_n >= p->o.max_idle_handles || !x->easy) {
+        if (!p->closing && x->easy && p->spare_n < p->o.max_idle_handles) {
+            p->spare[p->spare_n++] = x->easy;
+            x->easy = NULL;
+        }
         xfer_destroy(x);
         return;
     }
@@ -425,11 +551,20 @@ static void kick_soon(struct rest_pool *p);
 static void finish(struct rest_pool *p, struct xfer *x, CURLcode rc) {
     curl_multi_remove_handle(p->multi, x->easy);
     inflight_unlink(p, x);
-    if (x->prio != RB_PRIO_ORDER && (p->qhead[RB_PRIO_QUERY] || p->qhead[RB_PRIO_BULK])) kick_soon(p);
+    if (x->host) {
+        long v = 0;
+        if (rc == CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK && v)
+            x->host->multiplexed = v >= CURL_HTTP_VERSION_2_0;
+        /* Its slot goes to the next waiting request once check_done has collected every
+         * finished transfer (one admission pass for all of them). */
+        if (x->host->queued) p->refill = true;
+    }
     deliver(p, x, rc, 0, NULL);
     /* The callback may have freed the pool (p stays allocated until its handles close). */
     xfer_recycle(p, x);
 }
+
+static void pump(struct rest_pool *p);
 
 static void check_done(struct rest_pool *p) {
     CURLMsg *m;
@@ -441,6 +576,12 @@ static void check_done(struct rest_pool *p) {
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         if (!x) continue;
         finish(p, x, rc);
+    }
+    /* Never from inside finish(): curl_multi_info_read's list must not change under it (pump
+     * adds handles and drives curl). */
+    if (p->refill && !p->closing) {
+        p->refill = false;
+        pump(p);
     }
 }
 
@@ -484,12 +625,19 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
     struct rest_pool *p = userp;
     struct sock_ctx *c = socketp;
     (void)e;
+    struct fd_slot *slot = s >= 0 && (unsigned)s < p->fds_cap && p->fds[s].ours ? &p->fds[s] : NULL;
     if (what == CURL_POLL_REMOVE) {
         if (c) {
             curl_multi_assign(p->multi, s, NULL);
-            sock_close(c);
+            /* Ours: parked until reuse or on_closesocket. */
+            if (slot && slot->c == c) uv_poll_stop(&c->poll);
+            else sock_close(c);
         }
         return 0;
+    }
+    if (!c && slot && slot->c) {
+        c = slot->c;
+        curl_multi_assign(p->multi, s, c);
     }
     if (!c) {
         c = calloc(1, sizeof *c);
@@ -507,6 +655,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
         if (p->socks) p->socks->prev = c;
         p->socks = c;
         curl_multi_assign(p->multi, s, c);
+        if (slot) slot->c = c;
     }
     int ev = 0;
     if (what & CURL_POLL_IN) ev |= UV_READABLE;
@@ -561,13 +710,29 @@ static int on_prereq(void *clientp, char *pip, char *lip, int pport, int lport) 
 static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
     struct rest_pool *p = clientp;
     curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (s != CURL_SOCKET_BAD && purpose == CURLSOCKTYPE_IPCXN) p->st.connections_opened++;
+    if (s == CURL_SOCKET_BAD) return s;
+    if (purpose == CURLSOCKTYPE_IPCXN) p->st.connections_opened++;
+    if ((unsigned)s >= p->fds_cap) {
+        unsigned cap = p->fds_cap ? p->fds_cap : 64;
+        while (cap <= (unsigned)s) cap *= 2;
+        struct fd_slot *n = realloc(p->fds, cap * sizeof *n);
+        if (!n) return s; /* not sticky: closed on REMOVE like any other */
+        memset(n + p->fds_cap, 0, (cap - p->fds_cap) * sizeof *n);
+        p->fds = n;
+        p->fds_cap = cap;
+    }
+    p->fds[s] = (struct fd_slot){.c = NULL, .ours = true};
     return s;
 }
 
 static int on_closesocket(void *clientp, curl_socket_t s) {
     struct rest_pool *p = clientp;
     p->st.connections_closed++;
+    if (s >= 0 && (unsigned)s < p->fds_cap && p->fds[s].ours) {
+        /* Its poll handle goes first, while the fd still names this socket. */
+        if (p->fds[s].c) sock_close(p->fds[s].c);
+        p->fds[s] = (struct fd_slot){0};
+    }
     return close(s);
 }
 
@@ -577,24 +742,30 @@ static int xfer_prepare(struct rest_pool *p, struct xfer *x, const struct rest_r
 static void on_kick(uv_timer_t *t);
 
 static void queue_push(struct rest_pool *p, struct xfer *x) {
+    struct host *h = x->host;
     int q = (int)x->prio;
     x->state = XS_QUEUED;
     x->next = NULL;
-    x->prev = p->qtail[q];
-    if (p->qtail[q]) p->qtail[q]->next = x;
-    else p->qhead[q] = x;
-    p->qtail[q] = x;
+    x->prev = h->qtail[q];
+    if (h->qtail[q]) h->qtail[q]->next = x;
+    else h->qhead[q] = x;
+    h->qtail[q] = x;
+    h->queued++;
     p->st.queued++;
+    if (q == RB_PRIO_ORDER) p->st.queued_orders++;
 }
 
 static void queue_unlink(struct rest_pool *p, struct xfer *x) {
+    struct host *h = x->host;
     int q = (int)x->prio;
     if (x->prev) x->prev->next = x->next;
-    else p->qhead[q] = x->next;
+    else h->qhead[q] = x->next;
     if (x->next) x->next->prev = x->prev;
-    else p->qtail[q] = x->prev;
+    else h->qtail[q] = x->prev;
     x->prev = x->next = NULL;
+    h->queued--;
     p->st.queued--;
+    if (q == RB_PRIO_ORDER) p->st.queued_orders--;
 }
 
 static void inflight_push(struct rest_pool *p, struct xfer *x) {
@@ -604,7 +775,11 @@ static void inflight_push(struct rest_pool *p, struct xfer *x) {
     if (p->inflight) p->inflight->prev = x;
     p->inflight = x;
     p->st.in_flight++;
-    if (x->prio != RB_PRIO_ORDER) p->bg_in_flight++;
+    if (x->host) {
+        x->host->in_curl++;
+        if (x->prio != RB_PRIO_ORDER) x->host->bg_in_curl++;
+        if (x->host->in_curl > p->st.in_curl_host_max) p->st.in_curl_host_max = x->host->in_curl;
+    }
 }
 
 static void kick_soon(struct rest_pool *p) {
@@ -646,6 +821,14 @@ static int xfer_start(struct rest_pool *p, struct xfer *x) {
         bool ok = out.url && *out.url && out.method == x->method &&
                   !(out.method == REST_GET && out.body && out.body_len) &&
                   !(out.body_len && !out.body);
+        /* Its slot was taken on the host of the URL given to rest_pool_send: the built one must
+         * go there too, or curl would get more transfers of a host than it can run. */
+        if (ok && x->host->key_len) {
+            char key[HOST_KEY_MAX];
+            ok = url_host_key(out.url, key, sizeof key) == x->host->key_len &&
+                 memcmp(key, x->host->key, x->host->key_len) == 0;
+        }
+        if (!x->easy && p->spare_n) x->easy = p->spare[--p->spare_n];
         if (!x->easy && !(x->easy = curl_easy_init())) {
             fail_later(p, x, -ENOMEM, "out of memory");
             return -ENOMEM;
@@ -682,6 +865,8 @@ static void launch_probe(struct rest_pool *p, struct xfer *x) {
     if (pr) {
         pr->pool = p;
         pr->easy = curl_easy_init();
+        /* Counted on its host (one transfer over the cap at most: it is rare and short). */
+        pr->host = url ? host_get(p, url) : NULL;
     }
     if (!pr || !pr->easy || !url) {
         breaker_probe_abort(x->brk);
@@ -738,56 +923,60 @@ static void pump(struct rest_pool *p) {
     unsigned nst = 0;
     bool truncated = false;
 
-    unsigned bg_cap = p->o.max_host_connections > 1 ? (unsigned)p->o.max_host_connections / 2 : 1;
     for (int q = 0; q < RB_PRIO_N && !truncated; q++) {
-        struct xfer *x = p->qhead[q], *next;
-        /* Full: the rest waits for a completion (finish() kicks); orders come first then. */
-        if (q != RB_PRIO_ORDER && p->bg_in_flight >= bg_cap) break;
-        for (; x; x = next) {
-            next = x->next;
-            if (q != RB_PRIO_ORDER && p->bg_in_flight >= bg_cap) break;
-            if (x->deadline_ms && now >= x->deadline_ms) {
+        for (struct host *h = p->hosts; h && !truncated; h = h->next) {
+            unsigned cap = q == RB_PRIO_ORDER ? host_cap(p, h) : host_bg_cap(p, h);
+            struct xfer *x = h->qhead[q], *next;
+            for (; x; x = next) {
+                next = x->next;
+                if (x->deadline_ms && now >= x->deadline_ms) {
+                    queue_unlink(p, x);
+                    p->st.wait_timeouts++;
+                    fail_later(p, x, -ETIMEDOUT, "not sent: waited longer than max_wait_ms");
+                    continue;
+                }
+                /* Full: everything behind waits for a slot too, and finish() comes back here
+                 * when one frees (orders first then); the walk stops instead of going through
+                 * a queue that cannot move. */
+                if ((q == RB_PRIO_ORDER ? h->in_curl : h->bg_in_curl) >= cap ||
+                    h->in_curl >= host_cap(p, h))
+                    break;
+                bool held = false;
+                for (unsigned i = 0; i < x->n_limits && !held; i++) {
+                    if (x->limits[i].cost <= 0) continue;
+                    for (unsigned k = 0; k < nst && !held; k++) held = stalled[k] == x->limits[i].budget;
+                }
+                int64_t at = 0;
+                unsigned bad = REST_MAX_LIMITS;
+                for (unsigned i = 0; i < x->n_limits && !held && bad == REST_MAX_LIMITS; i++)
+                    if (rate_budget_check(x->limits[i].budget, x->limits[i].cost, x->prio, now, &at) < 0)
+                        bad = i;
+                if (held || bad != REST_MAX_LIMITS) {
+                    if (bad != REST_MAX_LIMITS) {
+                        if (at < wake) wake = at;
+                        if (nst < STALL_MAX) stalled[nst++] = x->limits[bad].budget;
+                        else truncated = true;
+                    }
+                    if (x->deadline_ms && x->deadline_ms < wake) wake = x->deadline_ms;
+                    if (!x->waited) {
+                        x->waited = true;
+                        p->st.deferred++;
+                    }
+                    if (truncated) break;
+                    continue;
+                }
+                for (unsigned i = 0; i < x->n_limits; i++)
+                    rate_budget_commit(x->limits[i].budget, x->limits[i].cost, now);
+                x->admitted = true;
+                x->admitted_ms = now;
                 queue_unlink(p, x);
-                p->st.wait_timeouts++;
-                fail_later(p, x, -ETIMEDOUT, "rate limit wait exceeded max_wait_ms");
-                continue;
+                admit(p, x, now);
+                if (p->closing) return;
             }
-            bool held = false;
-            for (unsigned i = 0; i < x->n_limits && !held; i++) {
-                if (x->limits[i].cost <= 0) continue;
-                for (unsigned k = 0; k < nst && !held; k++) held = stalled[k] == x->limits[i].budget;
-            }
-            int64_t at = 0;
-            unsigned bad = REST_MAX_LIMITS;
-            for (unsigned i = 0; i < x->n_limits && !held && bad == REST_MAX_LIMITS; i++)
-                if (rate_budget_check(x->limits[i].budget, x->limits[i].cost, x->prio, now, &at) < 0)
-                    bad = i;
-            if (held || bad != REST_MAX_LIMITS) {
-                if (bad != REST_MAX_LIMITS) {
-                    if (at < wake) wake = at;
-                    if (nst < STALL_MAX) stalled[nst++] = x->limits[bad].budget;
-                    else truncated = true;
-                }
-                if (x->deadline_ms && x->deadline_ms < wake) wake = x->deadline_ms;
-                if (!x->waited) {
-                    x->waited = true;
-                    p->st.deferred++;
-                }
-                if (truncated) break;
-                continue;
-            }
-            for (unsigned i = 0; i < x->n_limits; i++)
-                rate_budget_commit(x->limits[i].budget, x->limits[i].cost, now);
-            x->admitted = true;
-            x->admitted_ms = now;
-            queue_unlink(p, x);
-            admit(p, x, now);
         }
     }
     if (truncated) wake = now + 10;
-    bool any = false;
-    for (int q = 0; q < RB_PRIO_N; q++) any |= p->qhead[q] != NULL;
-    if (!any || wake == INT64_MAX) {
+    if (p->st.queued == 0 || wake == INT64_MAX) {
         uv_timer_stop(&p->wait_timer);
         return;
     }
@@ -829,6 +1018,8 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
     if (p->o.max_idle_handles == 0) p->o.max_idle_handles = 64;
     if (p->o.max_queued == 0) p->o.max_queued = 100000;
 
+    p->spare = calloc(p->o.max_idle_handles, sizeof *p->spare);
+    if (!p->spare) goto fail_pool;
     p->multi = curl_multi_init();
     if (!p->multi) goto fail_pool;
     if (curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
@@ -838,6 +1029,7 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, p->o.max_host_connections) !=
             CURLM_OK ||
         curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, p->o.max_connects) != CURLM_OK ||
+        curl_multi_setopt(p->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, H2_STREAMS) != CURLM_OK ||
         /* HTTP/2 streams share one connection per host (the default since 7.62; said here
          * because the connection count depends on it) */
         curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK)
@@ -852,6 +1044,7 @@ struct rest_pool *rest_pool_new(uv_loop_t *loop, const struct rest_pool_opts *op
 fail_multi:
     curl_multi_cleanup(p->multi);
 fail_pool:
+    free(p->spare);
     free(p);
 fail_global:
     curl_global_cleanup();
@@ -870,13 +1063,16 @@ struct rest_pool *rest_pool_free(struct rest_pool *p) {
         deliver(p, x, CURLE_ABORTED_BY_CALLBACK, -ECANCELED, "cancelled: REST pool closed");
         xfer_destroy(x);
     }
-    /* Waiting and refused requests never left: -ECANCELED, maybe_sent false. */
+    /* Waiting and refused requests never left: -ECANCELED, maybe_sent false (orders first,
+     * FIFO within a priority, host by host). */
     for (int q = 0; q < RB_PRIO_N; q++) {
-        while ((x = p->qhead[q])) {
-            queue_unlink(p, x);
-            xfer_release_limits(x, wall_ms());
-            deliver_unsent(p, x, -ECANCELED, "cancelled: REST pool closed");
-            xfer_destroy(x);
+        for (struct host *h = p->hosts; h; h = h->next) {
+            while ((x = h->qhead[q])) {
+                queue_unlink(p, x);
+                xfer_release_limits(x, wall_ms());
+                deliver_unsent(p, x, -ECANCELED, "cancelled: REST pool closed");
+                xfer_destroy(x);
+            }
         }
     }
     while ((x = p->fhead)) {
@@ -890,10 +1086,22 @@ struct rest_pool *rest_pool_free(struct rest_pool *p) {
         xfer_destroy(x);
     }
     p->idle_n = 0;
+    while (p->spare_n) curl_easy_cleanup(p->spare[--p->spare_n]);
+    free(p->spare);
+    p->spare = NULL;
+    /* Every transfer is gone (the one whose callback may be running now has left its host's
+     * lists and no longer needs it). */
+    for (struct host *h; (h = p->hosts);) {
+        p->hosts = h->next;
+        free(h);
+    }
     /* Closes the pooled connections; their sockets were REMOVEd or get REMOVEd now. */
     curl_multi_cleanup(p->multi);
     p->multi = NULL;
     while (p->socks) sock_close(p->socks);
+    free(p->fds);
+    p->fds = NULL;
+    p->fds_cap = 0;
     uv_timer_stop(&p->timer);
     uv_timer_stop(&p->wait_timer);
     uv_timer_stop(&p->kick);
@@ -990,13 +1198,16 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
             if (!header_line_ok(*h)) return -EINVAL;
     if (p->closing) return -ESHUTDOWN;
     if (p->st.queued >= p->o.max_queued) return -ENOBUFS;
+    /* With build, url (optional) names the host the built request goes to. */
+    struct host *host = host_get(p, req->url);
+    if (!host) return -ENOMEM;
 
     struct xfer *x = p->idle;
     if (x) {
         p->idle = x->next;
         p->idle_n--;
         x->next = NULL;
-        curl_easy_reset(x->easy);
+        if (!req->build) curl_easy_reset(x->easy); /* a built one: when it leaves (xfer_start) */
     } else {
         x = calloc(1, sizeof *x);
         if (!x) return -ENOMEM;
@@ -1008,6 +1219,7 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
             return -ENOMEM;
         }
     }
+    x->host = host;
     x->no_resend = req->no_resend;
     x->exchange = req->exchange;
     x->endpoint = req->endpoint;
@@ -1046,8 +1258,7 @@ int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, 
         fail_later(p, x, -EHOSTDOWN, "circuit open");
         return 0;
     }
-    bool others_waiting = false;
-    for (int q = 0; q < RB_PRIO_N; q++) others_waiting |= p->qhead[q] != NULL;
+    bool others_waiting = p->st.queued > 0;
     queue_push(p, x);
     /* Alone: decide now (the common, unthrottled case costs no loop iteration). Behind others:
      * one admission pass per loop iteration, however many requests arrive in it. */
@@ -1068,6 +1279,20 @@ void rest_pool_get_stats(const struct rest_pool *p, struct rest_pool_stats *out)
     }
     *out = p->st;
     out->idle_handles = p->idle_n;
+}
+
+int rest_pool_host_load(const struct rest_pool *p, const char *url, uint32_t *in_curl,
+                        uint32_t *queued) {
+    if (!p) return -EINVAL;
+    char key[HOST_KEY_MAX];
+    size_t n = url_host_key(url, key, sizeof key);
+    for (const struct host *h = p->hosts; h; h = h->next) {
+        if (h->key_len != n || memcmp(h->key, key, n) != 0) continue;
+        if (in_curl) *in_curl = h->in_curl;
+        if (queued) *queued = h->queued;
+        return 0;
+    }
+    return -ENOENT;
 }
 
 uv_loop_t *rest_pool_loop(const struct rest_pool *p) { return p ? p->loop : NULL; }

@@ -15,11 +15,19 @@
  *   (new transfers wait for a connection being set up rather than open another), HTTP/1.1
  *   keep-alive otherwise. TCP_NODELAY, no signals, "Expect:" disabled.
  *
+ * Connections: libcurl gets at most as many transfers of one host (scheme, host, port) as it can
+ * run at once: max_host_connections, times 100 streams per connection once the host has answered
+ * over HTTP/2. Further requests wait in the pool, per host: orders first, then queries, then
+ * bulk, FIFO within a priority; queries and bulk together take at most half of a host's slots,
+ * so orders always find room soon. A request leaves the pool (budgets charged, built, signed,
+ * handed to curl) only when its host has a free slot, so its timeout (timeout_ms) starts then.
+ *
  * Rate limits and circuit breaking (optional, per request; see rate_budget.h, breaker.h):
  * - A request with budgets (limits[]) is sent only when every budget admits its cost; until then
- *   it waits in the pool (never blocking the loop): orders first, then queries, then bulk, FIFO
- *   within a priority, and a request waiting on a budget holds back later ones on that budget.
- *   A wait longer than max_wait_ms fails with -ETIMEDOUT, maybe_sent false, "not sent: ...".
+ *   it waits in the pool (never blocking the loop), in the order above, and a request waiting on
+ *   a budget holds back later ones on that budget. A wait (for budgets or a connection slot)
+ *   longer than max_wait_ms fails with -ETIMEDOUT, maybe_sent false, "not sent: ..." (found
+ *   when the request is at the head of its host's queue, or on its budgets' timer).
  * - Every response feeds its budgets: usage headers (the budget's header names), and
  *   HTTP 429 / 403 block the budgets the request was charged on (all of its budgets if it was
  *   charged on none) until Retry-After, or an exponential backoff; HTTP 418 blocks all of its
@@ -58,7 +66,8 @@ struct rest_pool_opts {
                                   close); 0 = 30 */
     size_t max_response_bytes; /* larger bodies fail with -EMSGSIZE; 0 = 16 MiB */
     unsigned max_idle_handles; /* easy handles kept on the free list; 0 = 64 */
-    unsigned max_queued;       /* requests waiting for rate budgets; more -> -ENOBUFS; 0 = 100000 */
+    unsigned max_queued;       /* requests waiting in the pool (rate budgets or a connection slot);
+                                  more -> -ENOBUFS; 0 = 100000 */
     /* Called for every request of a caller (not the pool's own probes) just before its callback,
      * sent or not: metrics by exchange and endpoint (the labels of struct rest_req). */
     void (*on_done)(void *ud, enum rest_method m, const char *exchange, const char *endpoint,
@@ -71,7 +80,11 @@ struct rest_pool_opts {
 
 struct rest_req {
     enum rest_method method;
-    const char *url;             /* full URL incl. query string (copied) */
+    const char *url;             /* full URL incl. query string (copied). With build: optional,
+                                    the URL (or just scheme://host[:port]) the built request goes
+                                    to: its host's slots are used, and a built URL on another
+                                    host is refused (-EINVAL). Without it, built requests share
+                                    one host of their own ("") */
     const char *const *headers;  /* NULL-terminated "Name: value" lines, or NULL (copied) */
     const char *body;            /* POST/PUT/DELETE body or NULL (copied; Content-Length is sent,
                                     also when empty) */
@@ -141,15 +154,17 @@ struct rest_pool_stats {
     uint64_t connections_opened;  /* sockets opened for connections (reuse keeps it low) */
     uint64_t connections_closed;
     uint64_t resends_refused;     /* no_resend requests curl wanted to send a second time */
-    uint32_t in_flight;
+    uint32_t in_flight;           /* in curl's hands now */
     uint32_t idle_handles;
-    uint32_t queued;              /* waiting for rate budgets now */
+    uint32_t queued;              /* waiting in the pool now (rate budgets or a connection slot) */
     uint64_t deferred;            /* requests that had to wait for a budget */
     uint64_t wait_timeouts;       /* failed after max_wait_ms */
     uint64_t breaker_rejects;     /* refused by an open circuit */
     uint64_t probes;              /* probe requests of the pool's own (breaker probe URL) */
     uint64_t throttled;           /* 429 / 403 answers */
     uint64_t bans;                /* 418 answers */
+    uint32_t queued_orders;       /* of queued: orders (RB_PRIO_ORDER) */
+    uint32_t in_curl_host_max;    /* most transfers of one host in curl's hands at once, ever */
 };
 
 /* NULL on allocation or libcurl init failure. opts may be NULL (all defaults).
@@ -168,6 +183,10 @@ struct rest_pool *rest_pool_free(struct rest_pool *p);
 int rest_pool_send(struct rest_pool *p, const struct rest_req *req, rest_cb cb, void *ud);
 
 void rest_pool_get_stats(const struct rest_pool *p, struct rest_pool_stats *out);
+/* The host of url (NULL: the host of built requests sent without a URL): its transfers in curl's
+ * hands and waiting in the pool now. 0, or -ENOENT when nothing has been sent to it. */
+int rest_pool_host_load(const struct rest_pool *p, const char *url, uint32_t *in_curl,
+                        uint32_t *queued);
 uv_loop_t *rest_pool_loop(const struct rest_pool *p);
 
 /* Value of response header `name` (case-insensitive), trimmed, not NUL-terminated; NULL if

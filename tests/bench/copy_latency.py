@@ -535,6 +535,9 @@ def _throughput(args, fx, n, durability):
     perf = start_perf(args, fx, name) if args.perf else None
     polls = 0
     peak_conns = 0
+    # REST requests in curl's hands and waiting in the daemon's pool (gauges; None when the
+    # daemon has no such metric), sampled with the connections.
+    peak_rest = {"ct_rest_in_flight": None, "ct_rest_queued": None}
     next_ss = t0 + 5
     while True:
         now = time.monotonic()
@@ -549,6 +552,10 @@ def _throughput(args, fx, n, durability):
             outstanding += 1
         if now >= next_ss:
             peak_conns = max(peak_conns, tcp_established(int(fx.sim.rest.split(":")[1])) or 0)
+            ms = fx.scrape()
+            for g in peak_rest:
+                if any(nm == g for (nm, _ls) in ms):
+                    peak_rest[g] = max(peak_rest[g] or 0, metric_sum(ms, g))
             next_ss = now + 5
         time.sleep(args.tp_poll)
     # The window's end: counters first, then let the outstanding fills drain (not counted).
@@ -560,16 +567,26 @@ def _throughput(args, fx, n, durability):
     acks = hist_state(m1, ACK)["count"] - acks0
     window = t1 - t0
     lat = fx.dbg.read() if use_dbg else None
-    poll(f"{name}: the last fills' answers", lambda: fills_answered() - base_done >= made - args.warmup,
-         timeout=300, interval=0.05)
+    # The outstanding fills drain (not counted). A drain that does not finish, or a follower
+    # without one order per fill, is a correctness problem: reported in the result ("problems")
+    # and the table, so the window's numbers are not lost with it.
+    problems = []
+    try:
+        poll(f"{name}: the last fills' answers", lambda: fills_answered() - base_done >= made - args.warmup,
+             timeout=args.tp_drain_timeout, interval=0.05)
+    except TestFailure as e:
+        problems.append(str(e) + f" ({fills_answered() - base_done} of {made - args.warmup} fills answered)")
     m2 = fx.scrape()
     counts = fx.follower_orders_at_sim()
     short = [f for f in fx.followers if counts.get(f) != made]
     if short:
-        raise TestFailure(f"{name}: {len(short)} followers do not have {made} orders at the simulator "
-                          f"(e.g. {short[0]}: {counts.get(short[0])})")
+        problems.append(f"{len(short)} followers do not have {made} orders at the simulator "
+                        f"(e.g. {short[0]}: {counts.get(short[0])})")
     not_filled = metric_sum(m2, "ct_follower_orders_total") - metric_sum(m2, "ct_follower_orders_total",
                                                                           result="filled")
+    if problems:
+        print(f"bench: {name}: PROBLEM: " + "; ".join(problems), file=sys.stderr)
+        print(f"--- {name}: daemon log tail:\n{fx.daemon.p.tail(15)}", file=sys.stderr)
     skips = metric_sum(m2, "ct_copy_skips_total")
     conns_end = tcp_established(int(fx.sim.rest.split(":")[1]))
     d_cpu, s_cpu = cpu_s(d1) - cpu_s(d0), cpu_s(s1) - cpu_s(s0)
@@ -599,7 +616,12 @@ def _throughput(args, fx, n, durability):
         "rest_connections_opened_total": metric_sum(m2, "ct_rest_connections_opened_total"),
         "rest_connections_opened_in_window": metric_sum(m1, "ct_rest_connections_opened_total") - conns0,
         "sim_connections_established_peak_sampled": peak_conns, "sim_connections_established_end": conns_end,
-        "follower_orders_not_filled": not_filled, "skips": skips,
+        "rest_in_flight_peak_sampled": peak_rest["ct_rest_in_flight"],
+        "rest_queued_peak_sampled": peak_rest["ct_rest_queued"],
+        "follower_orders_not_filled": not_filled, "skips": skips, "problems": problems,
+        "order_results": {res_: metric_sum(m2, "ct_follower_orders_total", result=res_)
+                          for res_ in sorted({dict(ls).get("result", "") for (nm, ls) in m2
+                                              if nm == "ct_follower_orders_total"})},
         "fill_latency_us_in_window": {k: {p: lat[k].get(p) for p in ("count", "p50", "p99", "p999", "max")}
                                       for k in ("fill_send_us", "fill_ack_us")} if lat else None,
         "perf_top": perf_top,
@@ -615,7 +637,10 @@ def start_perf(args, fx, name):
         print("bench: perf not installed: no profile", file=sys.stderr)
         return None
     out = os.path.join(args.out, f"{name}.perf.data")
-    p = subprocess.Popen(["perf", "record", "-g", "-F", str(args.perf_freq), "-p", str(fx.pid), "-o", out,
+    # -g walks frame pointers, which -O2 code mostly lacks: callers are often missing. dwarf
+    # unwinds properly at the cost of a much larger perf.data (--perf-call-graph dwarf).
+    cg = ["-g"] if args.perf_call_graph == "fp" else ["--call-graph", "dwarf,16384"]
+    p = subprocess.Popen(["perf", "record", *cg, "-F", str(args.perf_freq), "-p", str(fx.pid), "-o", out,
                           "--", "sleep", str(max(5, min(args.tp_seconds - 10, 30)))],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return (p, out)
@@ -698,6 +723,10 @@ def _ceil(r, kind):
     return ((r.get("ceilings") or {}).get(kind) or {}).get("requests_per_s")
 
 
+def _num(v):
+    return "-" if v is None else f"{v:.0f}"
+
+
 def table(results):
     lines = []
     lat = [r for r in results if r["kind"] == "latency"]
@@ -747,10 +776,13 @@ def table(results):
             f"  connections                 opened {r['rest_connections_opened_total']:.0f} in all"
             f" ({r['rest_connections_opened_in_window']:.0f} in the window); established at the simulator:"
             f" peak sampled {r['sim_connections_established_peak_sampled']}, end {r['sim_connections_established_end']}",
+            f"  REST pool (peak sampled)    in curl {_num(r.get('rest_in_flight_peak_sampled'))},"
+            f" waiting in the pool {_num(r.get('rest_queued_peak_sampled'))}",
             f"  ceilings (wrk, same run)    order {(f'{oc:.0f}' if oc else '-')} rps, ping {(f'{pc:.0f}' if pc else '-')}"
             f" rps; daemon / order ceiling = "
             + (f"{100 * r['ratio_to_order_ceiling']:.0f}%" if r["ratio_to_order_ceiling"] else "-"),
-            f"  not filled {r['follower_orders_not_filled']:.0f}, skips {r['skips']:.0f}",
+            f"  not filled {r['follower_orders_not_filled']:.0f}, skips {r['skips']:.0f}"
+            + (f"; PROBLEMS: {'; '.join(r['problems'])}" if r.get("problems") else ""),
         ]
         if r.get("fill_latency_us_in_window"):
             fl = r["fill_latency_us_in_window"]
@@ -853,10 +885,14 @@ def main():
     ap.add_argument("--tp-n", type=int, default=1000)
     ap.add_argument("--tp-seconds", type=float, default=60)
     ap.add_argument("--tp-outstanding", type=int, default=4, help="leader fills not yet fully answered, at most")
+    ap.add_argument("--tp-drain-timeout", type=float, default=300,
+                    help="seconds the fills outstanding at the window's end may take to finish")
     ap.add_argument("--tp-poll", type=float, default=0.005, help="seconds between progress reads")
     ap.add_argument("--tp-durability", default="os fsync")
     ap.add_argument("--perf", action="store_true", help="perf record -g the daemon during the throughput run")
     ap.add_argument("--perf-freq", type=int, default=999)
+    ap.add_argument("--perf-call-graph", choices=("fp", "dwarf"), default="fp",
+                    help="perf's unwinding: frame pointers (small, callers often lost) or dwarf (large)")
     ap.add_argument("--cpu-daemon", default="0", help="taskset CPU list for copytraderd ('' = unpinned)")
     ap.add_argument("--cpu-sim", default="1", help="taskset CPU list for the simulator")
     ap.add_argument("--cpu-wrk", default="0", help="taskset CPU list for wrk (the daemon is idle then)")
