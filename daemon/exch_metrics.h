@@ -27,7 +27,11 @@ struct exch_breaker_change {
     const char *from, *to; /* "closed", "open", "half_open" */
 };
 /* Samples the budgets and breakers of the accounts (gauges, counters); writes up to max state
- * changes since the last sample to out and returns how many there were. */
+ * changes since the last sample to out and returns how many there were.
+ * Series: a host's IP budget and breaker from the first sample; an account's budget (orders/10s,
+ * a Bybit endpoint) only once it has something to report (a throttle, a ban, a block, or half its
+ * limit used in a window), then for good. Its counters show 0 in the first /metrics page that has
+ * them (met_counter_from_zero), so that increase() counts the first throttle too. */
 size_t exch_metrics_sample(struct exch_metrics *m, struct exch_account *const *accounts, size_t n,
                            struct exch_breaker_change *out, size_t max);
 

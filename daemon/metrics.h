@@ -17,6 +17,10 @@
  * sharded over several loops, give each loop its own registry (or switch the value fields to
  * relaxed atomics) and merge at scrape time; do not share one registry between threads.
  *
+ * Memory: a child is 32 bytes plus its label values (stored once, as its lookup key), carved
+ * from the registry's arena; children are never freed before the registry. A callback (the
+ * *_set_fn calls) takes a small block of its own.
+ *
  * Rendering: families in registration order, children in creation order, so the output is
  * deterministic. Numbers use printf, so the process must keep the "C" numeric locale. */
 #ifndef CT_METRICS_H
@@ -69,15 +73,21 @@ void met_counter_inc(struct met_counter *c);
 void met_counter_add(struct met_counter *c, uint64_t n);
 /* Callback-driven counter, for totals another module already keeps (rds_get_stats, ...): fn(ud)
  * is read at render time instead of the stored value; it must never go down. NULL removes it. */
-void met_counter_set_fn(struct met_counter *c, uint64_t (*fn)(void *ud), void *ud);
+int met_counter_set_fn(struct met_counter *c, uint64_t (*fn)(void *ud), void *ud); /* 0, -ENOMEM */
 uint64_t met_counter_value(const struct met_counter *c); /* calls the callback if one is set */
+/* For a counter series made lazily, at its first event rather than at setup (10,000 accounts'
+ * series that would only ever say 0): the next met_render shows it at 0, the ones after that its
+ * value. Prometheus's increase() counts a series' growth from its first sample, so a counter
+ * that appeared at 1 would never trip an alert on increase(...) > 0; this one is seen at 0 one
+ * scrape later than an eager one would have been. Updates are counted meanwhile as always. */
+void met_counter_from_zero(struct met_counter *c);
 
 void met_gauge_set(struct met_gauge *g, double v);
 void met_gauge_add(struct met_gauge *g, double d); /* negative d decrements */
 /* Callback-driven gauge: fn(ud) is called at render time and its result is the value (the
  * stored value is ignored while a callback is set). fn NULL removes the callback. fn must not
  * touch the registry. */
-void met_gauge_set_fn(struct met_gauge *g, double (*fn)(void *ud), void *ud);
+int met_gauge_set_fn(struct met_gauge *g, double (*fn)(void *ud), void *ud); /* 0, -ENOMEM */
 double met_gauge_value(const struct met_gauge *g); /* calls the callback if one is set */
 
 /* Adds v to the first bucket whose bound is >= v (the +Inf bucket if none), to _sum and

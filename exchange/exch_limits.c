@@ -40,15 +40,20 @@ struct ep_budget {
 
 struct exch_limits {
     enum exch_kind kind;
-    char account[64];
     struct host_entry *host;
-    struct rate_budget *ord_short, *ord_long; /* binance */
-    pthread_mutex_t mu;                       /* guards ep[] (created on first use) */
-    struct ep_budget *ep;                     /* bybit: EP_MAX, allocated on first use (1.7 KiB
-                                                 an account otherwise, Binance's too) */
-    size_t n_ep;
+    /* binance: made by the account's first order (or throttle), so that 10,000 accounts that have
+     * not ordered yet (every leader, every follower at start-up) cost nothing here (they were
+     * 2 x ~370 bytes an account, and 8 metric series); orders_* are the overrides for them. */
+    struct rate_budget *ord_short, *ord_long;
+    int64_t orders_10s_limit, orders_1m_limit;
+    pthread_mutex_t mu;                       /* guards ord_*, ep[] (created on first use) */
+    struct ep_budget *ep;                     /* bybit: grown as endpoints are first used, up to
+                                                 EP_MAX (72 bytes each: all 24 at once were
+                                                 1.7 KiB an account) */
+    size_t n_ep, cap_ep;
     int safety_pct;
     int64_t order_max_wait_ms, query_max_wait_ms;
+    char account[]; /* the account's name (budget names), at its length */
 };
 
 static int64_t wall_ms(void) {
@@ -143,7 +148,7 @@ static void host_put(struct host_entry *h) {
 
 static struct rate_budget *mk_budget(const char *account, const char *what, int64_t limit,
                                      int64_t window_ms, const char *hdr_used) {
-    char name[80];
+    char name[128]; /* rate_budget keeps the first 79 bytes */
     snprintf(name, sizeof name, "account:%s:%s", account, what);
     struct rate_budget_cfg c = {.name = name, .limit = limit, .window_ms = window_ms,
                                 .hdr_used = hdr_used};
@@ -155,7 +160,8 @@ struct exch_limits *exch_limits_new(enum exch_kind kind, const char *rest_url, c
         errno = EINVAL;
         return NULL;
     }
-    struct exch_limits *l = calloc(1, sizeof *l);
+    size_t an = strnlen(account, 63); /* budget names kept the first 63 bytes before too */
+    struct exch_limits *l = calloc(1, sizeof *l + an + 1);
     if (!l) return NULL;
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
         free(l);
@@ -163,16 +169,11 @@ struct exch_limits *exch_limits_new(enum exch_kind kind, const char *rest_url, c
         return NULL;
     }
     l->kind = kind;
-    snprintf(l->account, sizeof l->account, "%s", account);
+    memcpy(l->account, account, an);
+    l->account[an] = '\0';
     l->order_max_wait_ms = 30000;
     l->query_max_wait_ms = 120000;
     if (!(l->host = host_get(kind, rest_url))) goto fail;
-    if (kind == EXCH_BINANCE_USDM) {
-        /* A6: the 10 s order limit is not in the stored doc; 300 is Binance's usual default. */
-        l->ord_short = mk_budget(account, "orders/10s", 300, 10000, "X-MBX-ORDER-COUNT-10S");
-        l->ord_long = mk_budget(account, "orders/1m", 1200, 60000, "X-MBX-ORDER-COUNT-1M");
-        if (!l->ord_short || !l->ord_long) goto fail;
-    }
     return l;
 fail:;
     int e = errno ? errno : ENOMEM;
@@ -193,6 +194,22 @@ struct exch_limits *exch_limits_free(struct exch_limits *l) {
     return NULL;
 }
 
+/* Binance: the account's order budgets, made on first use (under l->mu). 0, or -ENOMEM. */
+static int ord_budgets_locked(struct exch_limits *l) {
+    if (l->kind != EXCH_BINANCE_USDM) return 0;
+    /* A6: the 10 s order limit is not in the stored doc; 300 is Binance's usual default. */
+    if (!l->ord_short) {
+        l->ord_short = mk_budget(l->account, "orders/10s", 300, 10000, "X-MBX-ORDER-COUNT-10S");
+        if (l->ord_short)
+            rate_budget_set_limit(l->ord_short, l->orders_10s_limit, l->safety_pct);
+    }
+    if (!l->ord_long) {
+        l->ord_long = mk_budget(l->account, "orders/1m", 1200, 60000, "X-MBX-ORDER-COUNT-1M");
+        if (l->ord_long) rate_budget_set_limit(l->ord_long, l->orders_1m_limit, l->safety_pct);
+    }
+    return l->ord_short && l->ord_long ? 0 : -ENOMEM;
+}
+
 /* B7 default per-UID limits per second (linear, UTA). */
 static int64_t bybit_ep_default(const char *ep) {
     static const char *const fifty[] = {"/v5/order/realtime", "/v5/order/history",
@@ -210,8 +227,16 @@ static struct rate_budget *ep_budget(struct exch_limits *l, const char *ep) {
     struct rate_budget *b = NULL;
     for (size_t i = 0; i < l->n_ep && !b; i++)
         if (strcmp(l->ep[i].key, ep) == 0) b = l->ep[i].b;
-    if (!b && !l->ep) l->ep = calloc(EP_MAX, sizeof(*l->ep));
-    if (!b && l->ep && l->n_ep < EP_MAX) {
+    if (!b && l->n_ep == l->cap_ep && l->cap_ep < EP_MAX) {
+        size_t cap = l->cap_ep ? l->cap_ep * 2 : 4;
+        if (cap > EP_MAX) cap = EP_MAX;
+        struct ep_budget *v = realloc(l->ep, cap * sizeof(*v));
+        if (v) {
+            l->ep = v;
+            l->cap_ep = cap;
+        }
+    }
+    if (!b && l->n_ep < l->cap_ep) {
         char name[80];
         snprintf(name, sizeof name, "account:%s:%s", l->account, ep);
         struct rate_budget_cfg c = {.name = name, .limit = bybit_ep_default(ep), .window_ms = 1000,
@@ -236,9 +261,11 @@ int exch_account_set_limits(struct exch_account *a, const struct exch_limits_cfg
         cfg->breaker_cooldown_ms < 0 || cfg->order_max_wait_ms < 0 || cfg->query_max_wait_ms < 0)
         return -EINVAL;
     rate_budget_set_limit(l->host->ip, cfg->ip_limit, cfg->safety_pct);
+    pthread_mutex_lock(&l->mu);
+    if (cfg->orders_10s_limit) l->orders_10s_limit = cfg->orders_10s_limit;
+    if (cfg->orders_1m_limit) l->orders_1m_limit = cfg->orders_1m_limit;
     if (l->ord_short) rate_budget_set_limit(l->ord_short, cfg->orders_10s_limit, cfg->safety_pct);
     if (l->ord_long) rate_budget_set_limit(l->ord_long, cfg->orders_1m_limit, cfg->safety_pct);
-    pthread_mutex_lock(&l->mu);
     if (cfg->safety_pct) l->safety_pct = cfg->safety_pct;
     for (size_t i = 0; i < l->n_ep; i++) rate_budget_set_limit(l->ep[i].b, 0, cfg->safety_pct);
     pthread_mutex_unlock(&l->mu);
@@ -259,9 +286,14 @@ int exch_limits_attach(struct exch_account *a, struct rest_req *req, const struc
     memset(req->limits, 0, sizeof req->limits);
     /* The IP budget goes on every request, also at cost 0: a 418 ban stops them all. */
     req->limits[n++] = (struct rest_limit){l->host->ip, rl->ip_cost};
-    if (l->ord_short && (rl->orders_short > 0 || rl->orders_long > 0)) {
-        req->limits[n++] = (struct rest_limit){l->ord_short, rl->orders_short};
-        req->limits[n++] = (struct rest_limit){l->ord_long, rl->orders_long};
+    if (l->kind == EXCH_BINANCE_USDM && (rl->orders_short > 0 || rl->orders_long > 0)) {
+        pthread_mutex_lock(&l->mu);
+        int r = ord_budgets_locked(l);
+        struct rate_budget *bs = l->ord_short, *bl = l->ord_long;
+        pthread_mutex_unlock(&l->mu);
+        if (r < 0) return r;
+        req->limits[n++] = (struct rest_limit){bs, rl->orders_short};
+        req->limits[n++] = (struct rest_limit){bl, rl->orders_long};
     }
     if (rl->endpoint && l->kind == EXCH_BYBIT_LINEAR) {
         struct rate_budget *b = ep_budget(l, rl->endpoint);
@@ -287,8 +319,12 @@ void exch_limits_throttled(struct exch_account *a, const char *endpoint, int64_t
         if (b) rate_budget_throttled(b, 0, retry_after_ms, now);
         return;
     }
-    if (l->ord_short) rate_budget_throttled(l->ord_short, 0, retry_after_ms, now);
-    if (l->ord_long) rate_budget_throttled(l->ord_long, 0, retry_after_ms, now);
+    pthread_mutex_lock(&l->mu);
+    (void)ord_budgets_locked(l); /* a throttle before the first order still blocks the next */
+    struct rate_budget *bs = l->ord_short, *bl = l->ord_long;
+    pthread_mutex_unlock(&l->mu);
+    if (bs) rate_budget_throttled(bs, 0, retry_after_ms, now);
+    if (bl) rate_budget_throttled(bl, 0, retry_after_ms, now);
 }
 
 size_t exch_account_budget_stats(const struct exch_account *a, struct rate_budget_stats *out,
@@ -297,13 +333,13 @@ size_t exch_account_budget_stats(const struct exch_account *a, struct rate_budge
     if (!l) return 0;
     int64_t now = wall_ms();
     size_t n = 0;
+    pthread_mutex_lock(&l->mu);
     struct rate_budget *v[3] = {l->host->ip, l->ord_short, l->ord_long};
     for (size_t i = 0; i < 3; i++) {
         if (!v[i]) continue;
         if (out && n < cap) rate_budget_get_stats(v[i], now, &out[n]);
         n++;
     }
-    pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < l->n_ep; i++, n++)
         if (out && n < cap) rate_budget_get_stats(l->ep[i].b, now, &out[n]);
     pthread_mutex_unlock(&l->mu);

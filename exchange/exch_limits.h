@@ -11,6 +11,8 @@
  *                   X-Bapi-Limit-Reset-Timestamp): 10/s for order create/amend/cancel (single
  *                   and batch) and set-leverage, 50/s for order/realtime, order/history,
  *                   execution/list, position/list, account/wallet-balance; 10/s otherwise
+ *   An account's budgets are made on first use (Binance's by its first order or throttle, Bybit's
+ *   per endpoint): an account that never orders (a leader) has none.
  * Breaker: one per exchange host; probe GET /fapi/v1/time (Binance) or /v5/market/time (Bybit).
  *
  * Thread safety: budgets and breakers lock themselves; the host registry has its own lock. */
@@ -79,7 +81,8 @@ void exch_limits_throttled(struct exch_account *a, const char *endpoint, int64_t
 
 /* ---- metrics ---- */
 
-/* Up to cap budgets of the account, the host's IP budget first; returns how many exist. */
+/* Up to cap budgets of the account, the host's IP budget first; returns how many exist (the
+ * account's own only once made: see above). */
 size_t exch_account_budget_stats(const struct exch_account *a, struct rate_budget_stats *out,
                                  size_t cap);
 /* The breaker of the account's host. 0, or -EINVAL. */

@@ -47,6 +47,9 @@ struct exch_account {
     const char *api_key;
     const char *secret;
     size_t secret_len;
+    struct binance_key *key; /* the secret keyed for HMAC once (binance_sign.h): ~1 KB, 2.4 us a request */
+    /* name, rest_url and ws_url point here (one block: 10,000 accounts, 30,000 mallocs less) */
+    char strs[];
 };
 
 int exch_kind_parse(const char *s, enum exch_kind *out) {
@@ -158,13 +161,11 @@ static void cred_wipe(struct exch_account *a) {
     a->slab = NULL;
     a->api_key = a->secret = NULL;
     a->secret_len = 0;
+    a->key = binance_key_free(a->key);
 }
 
 static void account_destroy(struct exch_account *a) {
     cred_wipe(a);
-    free(a->name);
-    free(a->rest_url);
-    free(a->ws_url);
     exch_limits_free(a->limits);
     free(a);
 }
@@ -179,7 +180,9 @@ struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct
         errno = EINVAL;
         return NULL;
     }
-    struct exch_account *a = calloc(1, sizeof *a);
+    const char *ws = cfg->ws_url ? cfg->ws_url : "";
+    size_t nl = strlen(cfg->name) + 1, rl = strlen(cfg->rest_url) + 1, wl = strlen(ws) + 1;
+    struct exch_account *a = calloc(1, sizeof *a + nl + rl + wl);
     if (!a) return NULL;
     a->refs = 1;
     a->kind = cfg->kind;
@@ -192,10 +195,9 @@ struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct
     if (a->stream_silence_ms && !a->stream_ping_ms) a->stream_ping_ms = a->stream_silence_ms / 3;
     a->usage = (struct exch_usage){-1, -1, -1, 0};
     a->bybit_usage = (struct exch_bybit_usage){-1, -1, -1, 0};
-    a->name = strdup(cfg->name);
-    a->rest_url = strdup(cfg->rest_url);
-    a->ws_url = strdup(cfg->ws_url ? cfg->ws_url : "");
-    if (!a->name || !a->rest_url || !a->ws_url) goto fail;
+    a->name = memcpy(a->strs, cfg->name, nl);
+    a->rest_url = memcpy(a->strs + nl, cfg->rest_url, rl);
+    a->ws_url = memcpy(a->strs + nl + rl, ws, wl);
     size_t ul = strlen(a->rest_url);
     while (ul > 0 && a->rest_url[ul - 1] == '/') a->rest_url[--ul] = '\0';
     if (!(a->limits = exch_limits_new(a->kind, a->rest_url, a->name))) goto fail;
@@ -208,6 +210,7 @@ struct exch_account *exch_account_new(const struct exch_account_cfg *cfg, struct
     a->api_key = a->cred;
     a->secret = a->cred + kl + 1;
     a->secret_len = sl;
+    if (!(a->key = binance_key_new(a->secret, sl))) goto fail;
     return a;
 
 fail:
@@ -283,8 +286,8 @@ int exch_account_stream_silence_ms(const struct exch_account *a) { return a->str
 
 int exch_account_sign_hex(const struct exch_account *a, const char *payload, size_t len,
                           char out[65]) {
-    if (!a || a->closed || !a->secret) return -ESHUTDOWN;
-    return binance_sign(a->secret, a->secret_len, payload, len, out);
+    if (!a || a->closed || !a->key) return -ESHUTDOWN;
+    return binance_sign_key(a->key, payload, len, out);
 }
 
 /* ---- dispatch ---- */

@@ -28,6 +28,7 @@ static char *render(const struct met_registry *reg)
 }
 
 static double queue_depth(void *ud) { return (double)*(int *)ud; }
+static double queue_depth_d(void *ud) { return *(double *)ud; }
 static uint64_t external_total(void *ud) { return *(uint64_t *)ud; }
 
 /* Builds the registry shared by the exact-text test and --dump. */
@@ -292,6 +293,144 @@ static int dump_sample(void)
     return 0;
 }
 
+/* Children live in the registry's arena and its hash index: 20,000 series (the index doubles
+ * many times) keep their pointers and their creation order, label values longer than the
+ * lookup's stack key and values that differ only in how they split into labels are separate
+ * series. */
+static void test_many_children(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    struct met_registry *reg = met_registry_new();
+    assert_non_null(reg);
+    struct met_family *f = met_counter_new(reg, "many_total", "many", "account", "result");
+    static struct met_counter *kept[N];
+    for (int i = 0; i < N; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "f%06d", i);
+        kept[i] = met_counter_child(f, v, i % 2 ? "filled" : "rejected");
+        assert_non_null(kept[i]);
+        met_counter_add(kept[i], (uint64_t)i);
+    }
+    for (int i = 0; i < N; i += 7) {
+        char v[16];
+        snprintf(v, sizeof v, "f%06d", i);
+        assert_ptr_equal(met_counter_child(f, v, i % 2 ? "filled" : "rejected"), kept[i]);
+        assert_int_equal(met_counter_value(kept[i]), (uint64_t)i);
+    }
+    /* ("ab", "c") and ("a", "bc") are two series */
+    struct met_counter *ab = met_counter_child(f, "ab", "c"), *a_bc = met_counter_child(f, "a", "bc");
+    assert_non_null(ab);
+    assert_non_null(a_bc);
+    assert_ptr_not_equal(ab, a_bc);
+    /* a key far longer than the stack buffer */
+    char big[1200];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct met_counter *bc = met_counter_child(f, big, "filled");
+    assert_non_null(bc);
+    met_counter_inc(bc);
+    assert_ptr_equal(met_counter_child(f, big, "filled"), bc);
+    big[5] = 'y';
+    assert_ptr_not_equal(met_counter_child(f, big, "filled"), bc);
+    /* histogram children in the arena: independent buckets */
+    static const double b[] = {1, 2};
+    struct met_family *hf = met_histogram_new(reg, "many_seconds", "h", b, 2, "k");
+    struct met_hist *h1 = met_hist_child(hf, "one"), *h2 = met_hist_child(hf, "two");
+    met_hist_observe(h1, 1.5);
+    met_hist_observe(h2, 0.5);
+    met_hist_observe(h2, 0.5);
+    assert_int_equal(met_hist_count(h1), 1);
+    assert_int_equal(met_hist_count(h2), 2);
+
+    char *out = render(reg);
+    /* creation order, values rendered from the stored key */
+    const char *first = strstr(out, "many_total{account=\"f000000\",result=\"rejected\"} 0\n");
+    const char *second = strstr(out, "many_total{account=\"f000001\",result=\"filled\"} 1\n");
+    const char *last = strstr(out, "many_total{account=\"f019999\",result=\"filled\"} 19999\n");
+    assert_non_null(first);
+    assert_true(first < second && second < last);
+    assert_non_null(strstr(out, "many_total{account=\"ab\",result=\"c\"} 0\n"));
+    assert_non_null(strstr(out, "many_total{account=\"a\",result=\"bc\"} 0\n"));
+    assert_non_null(strstr(out, "many_seconds_bucket{k=\"one\",le=\"2\"} 1\n"));
+    assert_non_null(strstr(out, "many_seconds_bucket{k=\"two\",le=\"1\"} 2\n"));
+    size_t len1 = strlen(out);
+    free(out);
+    out = render(reg); /* sized from the last page: same text */
+    assert_int_equal(strlen(out), len1);
+    free(out);
+    met_registry_free(reg);
+}
+
+/* A counter made at its first event shows 0 in the next page and its value from then on; the
+ * events meanwhile are not lost. Other counters, and the labelless ones, are not affected. */
+static void test_counter_from_zero(void **state)
+{
+    (void)state;
+    struct met_registry *reg = met_registry_new();
+    struct met_family *f = met_counter_new(reg, "thr_total", "throttles", "budget");
+    struct met_counter *eager = met_counter_child(f, "ip");
+    met_counter_add(eager, 3);
+    struct met_counter *lazy = met_counter_child(f, "account:a");
+    met_counter_inc(lazy);
+    met_counter_from_zero(lazy);
+    met_counter_inc(lazy);
+    assert_int_equal(met_counter_value(lazy), 2);
+    char *out = render(reg);
+    assert_non_null(strstr(out, "thr_total{budget=\"ip\"} 3\n"));
+    assert_non_null(strstr(out, "thr_total{budget=\"account:a\"} 0\n"));
+    free(out);
+    out = render(reg);
+    assert_non_null(strstr(out, "thr_total{budget=\"account:a\"} 2\n"));
+    free(out);
+    met_counter_inc(lazy);
+    out = render(reg);
+    assert_non_null(strstr(out, "thr_total{budget=\"account:a\"} 3\n"));
+    free(out);
+    met_registry_free(reg);
+}
+
+static double half(void *ud) { return *(double *)ud / 2; }
+static uint64_t twice(void *ud) { return *(uint64_t *)ud * 2; }
+
+/* A callback replaces the value while it is set (also a second set_fn: the new one), updates
+ * meanwhile go to the stored value, which is back when the callback is removed; the callbacks'
+ * records are freed with the registry (ASan's leak check). */
+static void test_callbacks_keep_stored_value(void **state)
+{
+    (void)state;
+    struct met_registry *reg = met_registry_new();
+    struct met_family *gf = met_gauge_new(reg, "cb_gauge", "g", "k");
+    struct met_family *cf = met_counter_new(reg, "cb_total", "c", "k");
+    struct met_gauge *g = met_gauge_child(gf, "a"), *plain = met_gauge_child(gf, "b");
+    struct met_counter *c = met_counter_child(cf, "a");
+    double src = 10;
+    uint64_t csrc = 21;
+    met_gauge_set(g, 3);
+    met_gauge_set(plain, 4);
+    assert_int_equal(met_gauge_set_fn(g, queue_depth_d, &src), 0);
+    assert_true(met_gauge_value(g) == 10);
+    assert_int_equal(met_gauge_set_fn(g, half, &src), 0);
+    assert_true(met_gauge_value(g) == 5);
+    met_gauge_add(g, 2); /* stored: 5 */
+    assert_true(met_gauge_value(g) == 5);
+    assert_true(met_gauge_value(plain) == 4);
+    met_counter_add(c, 7);
+    assert_int_equal(met_counter_set_fn(c, twice, &csrc), 0);
+    met_counter_inc(c);
+    assert_int_equal(met_counter_value(c), 42);
+    char *out = render(reg);
+    assert_non_null(strstr(out, "cb_gauge{k=\"a\"} 5\ncb_gauge{k=\"b\"} 4\n"));
+    assert_non_null(strstr(out, "cb_total{k=\"a\"} 42\n"));
+    free(out);
+    assert_int_equal(met_gauge_set_fn(g, NULL, NULL), 0);
+    assert_true(met_gauge_value(g) == 5);
+    assert_int_equal(met_gauge_set_fn(plain, NULL, NULL), 0); /* none set: nothing changes */
+    assert_true(met_gauge_value(plain) == 4);
+    /* c keeps its callback: freed with the registry */
+    met_registry_free(reg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--dump") == 0) return dump_sample();
@@ -301,6 +440,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_registration_errors),
         cmocka_unit_test(test_number_formatting),
         cmocka_unit_test(test_empty_and_large),
+        cmocka_unit_test(test_many_children),
+        cmocka_unit_test(test_counter_from_zero),
+        cmocka_unit_test(test_callbacks_keep_stored_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
