@@ -244,6 +244,8 @@ static const struct cs_key daemon_keys[] = {
                          .off = offsetof(struct cfg_daemon, traders_dir) },
     { .name = "drain_timeout_ms", .type = CS_INT, .def = "10000", .min = 0, .max = 600000,
       .off = offsetof(struct cfg_daemon, drain_timeout_ms) },
+    { .name = "follower_state_wait_ms", .type = CS_INT, .def = "2000", .min = 0, .max = 60000,
+      .off = offsetof(struct cfg_daemon, follower_state_wait_ms) },
     { .name = "backfill_max_age_ms", .type = CS_INT, .def = "3600000", .min = 1000, .max = 604800000,
       .off = offsetof(struct cfg_daemon, backfill_max_age_ms) },
     /* No table default: $STATE_DIRECTORY/spool under systemd, else none (see main.c). */

@@ -68,6 +68,8 @@ struct cfg_daemon {
                                        (after a reconnect, or at start-up) may fetch leader fills */
     int account_refresh_ms;         /* 100..600000, default 5000: equity (loss stops, equity
                                        sizing) and ticker (slippage guard) refresh period */
+    int follower_state_wait_ms;     /* 0..60000, default 2000: how long a leader fill waits,
+                                       unjournaled, for followers whose state still loads */
     char *traders_dir;              /* where cfg_load_all finds trader files (every *.yaml not
                                        starting with a dot, by name); as loaded: relative names
                                        joined to the main file's directory. Default "traders.d"

@@ -33,6 +33,7 @@ static void fill_hold(struct copier *c, struct fill_job *fj);
 static bool may_retry(const struct order_job *j);
 static void snapshot_positions(struct copier *c, struct acct *a, const char *source);
 static void open_ticker_streams(struct copier *c);
+static void open_stream(struct acct *a);
 static uint64_t retry_backoff_ms(const struct order_job *j);
 
 int64_t copier_now_ns(void) {
@@ -151,6 +152,10 @@ static int leader_metrics_init(struct copier *c, struct acct *a) {
     return 0;
 }
 
+static double g_followers_loading(void *ud) { return (double)((const struct copier *)ud)->ld_left; }
+static double g_decisions_waiting(void *ud) { return (double)((const struct copier *)ud)->df_items; }
+static double g_fills_waiting(void *ud) { return (double)((const struct copier *)ud)->fw_items; }
+
 static int metrics_init(struct copier *c) {
     struct met_registry *r = c->reg;
     c->f_orders = met_counter_new(r, "ct_follower_orders_total",
@@ -187,6 +192,21 @@ static int metrics_init(struct copier *c) {
     c->f_silences = met_counter_new(r, "ct_stream_silences_total",
                                     "Leader streams declared dead because nothing (no data, no pong) came within the bound.",
                                     "account");
+    {
+        struct met_family *fl = met_gauge_new(r, "ct_followers_loading",
+                                              "Follower accounts whose state (positions, mode, leverage, equity) "
+                                              "is still loading after start-up; their copies wait for it.");
+        struct met_family *dw = met_gauge_new(r, "ct_copy_decisions_waiting",
+                                              "Copy rule decisions on leader fills waiting for their follower's state.");
+        struct met_family *fw = met_gauge_new(r, "ct_leader_fills_waiting",
+                                              "Leader fills not journaled yet, waiting (up to "
+                                              "follower_state_wait_ms) for their followers' state.");
+        struct met_gauge *g1 = fl ? met_gauge_child(fl) : NULL, *g2 = dw ? met_gauge_child(dw) : NULL;
+        struct met_gauge *g3 = fw ? met_gauge_child(fw) : NULL;
+        if (!g1 || !g2 || !g3 || met_gauge_set_fn(g1, g_followers_loading, c) < 0 ||
+            met_gauge_set_fn(g2, g_decisions_waiting, c) < 0 || met_gauge_set_fn(g3, g_fills_waiting, c) < 0)
+            return -ENOMEM;
+    }
     struct met_family *bfr = met_counter_new(r, "ct_backfill_runs_total",
                                              "Backfills after a stream (re)connect, by result.", "result");
     if (!c->f_orders || !c->f_skips || !c->f_fills || !c->f_dups || !c->f_stream_up || !jf || !rf ||
@@ -722,9 +742,11 @@ static void revert_pending(struct copier *c, struct fill_job *fj) {
     }
 }
 
+void copier_drain_check(struct copier *c) { drain_check(c); }
+
 static void drain_check(struct copier *c) {
     if (c->draining && c->jobs_in_flight == 0 && c->fills_in_journal == 0 && c->held == 0 &&
-        c->drain_done) {
+        c->drain_done && !copier_load_waiting(c)) {
         void (*done)(void *) = c->drain_done;
         c->drain_done = NULL;
         uv_timer_stop(&c->drain_timer);
@@ -739,6 +761,11 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
     const struct mkt_fill *f = &fj->fill;
 
     c->fills_in_journal--;
+    if (fj->deferred) {
+        copier_defer_journaled(fj, res); /* owns fj from here */
+        drain_check(c);
+        return;
+    }
     if (res->status == -ECONNRESET || res->status == -ETIMEDOUT) {
         /* The write may or may not have committed. Resubmitting is safe: the journal's unique
          * keys make a committed one come back "not new", and nothing is sent twice; its orders
@@ -755,6 +782,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
                   f->account, f->symbol, f->trade_id, res->errmsg ? res->errmsg : strerror(-res->status));
         met_counter_inc(c->m_journal_fail);
         revert_pending(c, fj);
+        copier_defer_settle(fj, false);
         fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
         goto out;
     }
@@ -765,6 +793,7 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         if (!fj->pre_adjusted)
             position_book_add_live(c->pos, leader->name, f->symbol, f->pos_side, dec_neg(fj->leader_delta));
         revert_pending(c, fj);
+        copier_defer_settle(fj, false);
         log_info(TAG, "%s %s trade %s: already journaled, ignored (orders of an earlier attempt "
                  "that never went out are left to reconciliation)", f->account, f->symbol, f->trade_id);
         goto out;
@@ -772,8 +801,21 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
     met_counter_inc(leader->m_fills);
     /* From the fill's receipt (a backfilled fill: when the backfill found it); without memory
      * for the record, the fill is simply not measured. */
-    struct fill_lat *fl = f->received_ns > 0 ? calloc(1, sizeof(*fl)) : NULL;
+    struct fill_lat *fl = f->received_ns > 0 && fj->n ? calloc(1, sizeof(*fl)) : NULL;
     if (fl) fl->received_ns = f->received_ns;
+    copier_enqueue_intents(c, fj, res, fl);
+    /* The decisions that waited for this write (followers still loading their state). */
+    copier_defer_settle(fj, true);
+out:
+    free(fj);
+    drain_check(c);
+}
+
+/* The new intents of a journaled fill become order jobs (fl: its latency record, or NULL), then
+ * their lanes are kicked. Skipped, dry-run and not-new intents are counted or logged. */
+void copier_enqueue_intents(struct copier *c, struct fill_job *fj, const struct journal_fill_result *res,
+                            struct fill_lat *fl) {
+    const struct mkt_fill *f = &fj->fill;
     for (size_t i = 0; i < fj->n; i++) {
         const struct copy_intent *in = &fj->items[i].in;
         const struct rule *r = &c->rules[fj->items[i].rule];
@@ -808,9 +850,6 @@ static void on_journaled(void *ud, const struct journal_fill_result *res) {
         HASH_FIND_STR(c->lanes, key, l);
         if (l) lane_kick(c, l);
     }
-out:
-    free(fj);
-    drain_check(c);
 }
 
 static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
@@ -870,14 +909,24 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
     e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
     if (e == 0) {
         c->fills_in_journal++;
-        log_info(TAG, "%s %s trade %s: %s %s at %s, %zu intents", f->account, f->symbol,
-                 f->trade_id, jf.side, fq, fp, fj->n);
+        log_at(fj->submitted ? LOG_LVL_DEBUG : LOG_LVL_INFO, TAG, "%s %s trade %s: %s %s at %s, %zu intents%s",
+               f->account, f->symbol, f->trade_id, jf.side, fq, fp, fj->n,
+               fj->submitted ? " (again)" : fj->deferred ? " (a follower's decision that waited for its state)" : "");
+        fj->submitted = true;
     }
 out:
     free(ji);
     free(qtxt);
     free(ptxt);
     return e;
+}
+
+int copier_fill_submit(struct copier *c, struct fill_job *fj) { return fill_submit(c, fj); }
+void copier_revert_pending(struct copier *c, struct fill_job *fj) { revert_pending(c, fj); }
+bool copier_sendable(const struct copy_intent *in) { return sendable(in); }
+void copier_add_pending(struct copier *c, const char *follower, const char *symbol,
+                        const struct copy_intent *in, bool undo) {
+    add_pending(c, follower, symbol, in, undo);
 }
 
 /* The fill cannot be journaled and so is not copied (until the spool of issue 5 exists). */
@@ -887,6 +936,7 @@ static void fill_drop(struct copier *c, struct fill_job *fj, const char *why) {
               f->account, f->symbol, f->trade_id, why);
     met_counter_inc(c->m_journal_fail);
     revert_pending(c, fj);
+    copier_defer_settle(fj, false);
     fill_dedupe_forget(c->dedupe, f->account, f->symbol, f->trade_id);
     free(fj);
 }
@@ -948,6 +998,47 @@ static void rule_slots(struct rule *r) {
     r->st.acc_cap = COALESCE_SLOTS;
 }
 
+/* Rule `rule` decides leader fill f (lpos: the leader's position before it): its intents are
+ * appended to fj, the sendable ones added to the follower's pending position. */
+void copier_decide_rule(struct copier *c, struct fill_job *fj, size_t rule, const struct mkt_fill *f,
+                        struct copy_pos lpos, dec_t leader_equity, int64_t now_ms) {
+    struct rule *r = &c->rules[rule];
+    struct acct *fol = &c->accts[r->follower];
+    struct inst_entry *fe = NULL;
+    struct mkt_instrument none = {0};
+    struct copy_decision dec;
+    struct copy_fill_input in;
+    if (fol->inst) HASH_FIND_STR(fol->inst->map, f->symbol, fe);
+    in = (struct copy_fill_input){
+        .rule = &r->cr,
+        .fill = f,
+        .instrument = fe ? &fe->v : &none, /* unknown symbol: the engine skips it as invalid_instrument */
+        .leader = lpos,
+        .leader_equity = leader_equity,
+        .follower_mode = fol->mode,
+        .follower = copier_pos_view(c, fol->name, f->symbol, true),
+        .follower_equity = fol->equity,
+        .ticker_price = fe ? fe->ticker : DEC_ZERO,
+        .ticker_age_ms = fe && fe->ticker_ms > 0 ? now_ms - fe->ticker_ms : -1,
+        .now_ms = now_ms,
+    };
+    rule_slots(r);
+    if (copy_decide_fill(&in, &r->st, &dec) < 0) return;
+    if (dec.dropped.set) {
+        char amt[DEC_STR_MAX];
+        met_counter_inc(c->m_skip[dec.dropped.reason]);
+        log_info(TAG, "%s: coalesced %s of leader order %s %s dropped (%s)", r->cr.id,
+                 fmt_dec(dec.dropped.amount, amt), dec.dropped.order_id, dec.dropped.symbol,
+                 copy_skip_name(dec.dropped.reason));
+    }
+    for (size_t m = 0; m < dec.n; m++) {
+        fj->items[fj->n].in = dec.intents[m];
+        fj->items[fj->n].rule = rule;
+        if (sendable(&dec.intents[m])) add_pending(c, fol->name, f->symbol, &dec.intents[m], false);
+        fj->n++;
+    }
+}
+
 bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream) {
     struct copier *c = leader->c;
     struct fill_job *fj;
@@ -957,6 +1048,7 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     int e;
 
     if (c->draining || c->freeing) return false; /* not taken: the next run backfills it */
+    if (copier_fill_wait(leader, f, pre_adjusted, from_stream)) return true;
     if (below_start_mark(c, f) || fill_dedupe_seen(c->dedupe, f->account, f->symbol, f->trade_id)) {
         met_counter_inc(leader->m_dups);
         log_debug(TAG, "%s %s trade %s: duplicate, ignored", f->account, f->symbol, f->trade_id);
@@ -985,40 +1077,17 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     for (size_t i = 0; i < c->n_rules; i++) {
         struct rule *r = &c->rules[i];
         struct acct *fol = &c->accts[r->follower];
-        struct inst_entry *fe = NULL;
-        struct mkt_instrument none = {0};
-        struct copy_decision dec;
-        struct copy_fill_input in;
         if (r->leader != leader->idx || !r->enabled) continue;
-        if (fol->inst) HASH_FIND_STR(fol->inst->map, f->symbol, fe);
-        in = (struct copy_fill_input){
-            .rule = &r->cr,
-            .fill = f,
-            .instrument = fe ? &fe->v : &none, /* unknown symbol: the engine skips it as invalid_instrument */
-            .leader = lpos,
-            .leader_equity = leader->equity,
-            .follower_mode = fol->mode,
-            .follower = copier_pos_view(c, fol->name, f->symbol, true),
-            .follower_equity = fol->equity,
-            .ticker_price = fe ? fe->ticker : DEC_ZERO,
-            .ticker_age_ms = fe && fe->ticker_ms > 0 ? now_ms - fe->ticker_ms : -1,
-            .now_ms = now_ms,
-        };
-        rule_slots(r);
-        if (copy_decide_fill(&in, &r->st, &dec) < 0) continue;
-        if (dec.dropped.set) {
-            char amt[DEC_STR_MAX];
-            met_counter_inc(c->m_skip[dec.dropped.reason]);
-            log_info(TAG, "%s: coalesced %s of leader order %s %s dropped (%s)", r->cr.id,
-                     fmt_dec(dec.dropped.amount, amt), dec.dropped.order_id, dec.dropped.symbol,
-                     copy_skip_name(dec.dropped.reason));
+        if (copier_follower_waits(fol)) {
+            /* Its state is still loading (or decisions wait before it): decided once it is in,
+             * after this fill's journal write, in order. Others do not wait for it. */
+            int e = copier_defer(fj, i, &lpos, leader->equity);
+            if (e < 0)
+                log_error(TAG, "%s %s trade %s: rule %s: cannot wait for %s's state (%s): NOT copied",
+                          f->account, f->symbol, f->trade_id, r->cr.id, fol->name, strerror(-e));
+            continue;
         }
-        for (size_t m = 0; m < dec.n; m++) {
-            fj->items[fj->n].in = dec.intents[m];
-            fj->items[fj->n].rule = i;
-            if (sendable(&dec.intents[m])) add_pending(c, fol->name, f->symbol, &dec.intents[m], false);
-            fj->n++;
-        }
+        copier_decide_rule(c, fj, i, f, lpos, leader->equity, now_ms);
     }
 
     if (!c->held_head) {
@@ -1108,7 +1177,11 @@ void copier_check_ready(struct copier *c) {
     }
     if (all && c->phase >= 4) {
         c->ready = true;
-        log_info(TAG, "ready: every leader stream is up and backfilled");
+        log_info(TAG, "ready: every leader stream is up and backfilled (%zu followers' state still loading)",
+                 c->ld_left);
+        if (c->ld_left) c->ld_start_ns = copier_now_ns();
+        copier_load_pump(c); /* the followers' state, in the background from now on */
+        if (c->on_ready) c->on_ready(c->on_ready_ud);
     }
 }
 
@@ -1192,6 +1265,10 @@ static void step_failed(struct acct *a, void (*again)(uv_timer_t *), const char 
     if (a->backoff_ms > STARTUP_BACKOFF_MAX_MS) a->backoff_ms = STARTUP_BACKOFF_MAX_MS;
     log_warn(TAG, "%s: %s failed (err %d, HTTP %ld, code %d: %s), retrying in %u ms", a->name, what,
              st->err, st->http_status, st->error_code, st->error_msg, a->backoff_ms);
+    if (a->bg && !a->state_ok) {
+        copier_load_failed(a, again, a->backoff_ms); /* its slot goes to the next follower meanwhile */
+        return;
+    }
     uv_timer_start(&a->retry, again, a->backoff_ms, 0);
 }
 
@@ -1321,6 +1398,8 @@ static void on_positions(void *ud, const struct exch_status *st, const struct mk
     do_mode(&a->retry);
 }
 
+void copier_do_positions(uv_timer_t *t) { do_positions(t); }
+
 static void do_positions(uv_timer_t *t) {
     struct acct *a = t->data;
     a->snap_req_ms = copier_exchange_now_ms(a);
@@ -1443,6 +1522,11 @@ static void on_equity(void *ud, const struct exch_status *st, const struct exch_
     observe_equity(a->c, a, b->equity);
     copier_cache_put_balance(a, b);
     a->backoff_ms = 0;
+    if (a->bg) {
+        copier_load_done(a);
+        return;
+    }
+    a->state_ok = true;
     step_done(a->c);
 }
 
@@ -1550,10 +1634,14 @@ static void refresh_tick(uv_timer_t *t) {
         for (size_t i = 0; i < c->n_accts && !c->freeing; i++) snapshot_positions(c, &c->accts[i], "book");
     }
     for (size_t i = 0; i < c->n_rules && !c->freeing; i++)
-        if (c->rules[i].m_drift && !c->rules[i].removed) met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
-    /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request. */
-    for (size_t i = 0; i < c->n_accts && !c->freeing; i++) copier_cache_equity(&c->accts[i]);
+        if (c->rules[i].m_drift && !c->rules[i].removed && c->accts[c->rules[i].follower].state_ok)
+            met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
+    /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request.
+     * An account still loading gets its equity from its load. */
+    for (size_t i = 0; i < c->n_accts && !c->freeing; i++)
+        if (c->accts[i].state_ok) copier_cache_equity(&c->accts[i]);
     if (c->started && !c->draining && !c->freeing) open_ticker_streams(c);
+    copier_load_expire(c);
     HASH_ITER(hh, c->insts, it, tmp) {
         if (c->freeing) break;
         copier_cache_tickers(it);
@@ -1565,9 +1653,21 @@ static void refresh_tick(uv_timer_t *t) {
 
 static void preflight_rule(struct copier *c, struct rule *r);
 
+/* The rules whose accounts have their state; the others when their follower's comes in. */
 static void preflight(struct copier *c) {
     for (size_t i = 0; i < c->n_rules; i++)
-        if (!c->rules[i].removed) preflight_rule(c, &c->rules[i]);
+        if (!c->rules[i].removed && c->accts[c->rules[i].follower].state_ok &&
+            c->accts[c->rules[i].leader].state_ok)
+            preflight_rule(c, &c->rules[i]);
+}
+
+void copier_preflight_follower(struct copier *c, struct acct *a) {
+    if (!c->started_refresh) return; /* preflight() runs later and covers it */
+    size_t n = c->follows ? a->n_follows : c->n_rules;
+    for (size_t k = 0; k < n; k++) {
+        struct rule *r = &c->rules[c->follows ? c->follows[a->follows_at + k] : k];
+        if (r->follower == a->idx && !r->removed && c->accts[r->leader].state_ok) preflight_rule(c, r);
+    }
 }
 
 static void preflight_rule(struct copier *c, struct rule *r) {
@@ -1676,6 +1776,8 @@ static void open_ticker_streams(struct copier *c) {
     }
 }
 
+void copier_open_stream(struct acct *a) { open_stream(a); }
+
 static void open_stream(struct acct *a) {
     struct exch_stream_cbs cbs = {
         .on_fill = copier_on_fill, .on_position = on_position, .on_state = on_state,
@@ -1709,11 +1811,31 @@ static void startup_next(struct copier *c) {
         }
         break;
     }
-    case 2:
-        log_info(TAG, "start-up: positions of %zu accounts", c->n_accts);
-        c->startup_pending = c->n_accts;
-        for (size_t i = 0; i < c->n_accts; i++) do_positions(&c->accts[i].retry);
+    case 2: {
+        /* Before READY: the leaders (their positions are what fills are decided against) and the
+         * followers with orders to reconcile (reconciliation comes before any new order of
+         * theirs). Every other follower loads after READY (copier_load.c). */
+        bool *gate = calloc(c->n_accts + 1, sizeof(*gate));
+        size_t n = 0;
+        for (size_t i = 0; gate && i < c->n_accts; i++) gate[i] = c->accts[i].is_leader;
+        for (size_t i = 0; gate && i < c->n_pend; i++)
+            for (size_t k = 0; k < c->n_accts; k++)
+                if (!strcmp(c->accts[k].name, c->pend[i].follower)) gate[k] = true;
+        for (size_t i = 0; i < c->n_accts; i++) {
+            if (!gate || gate[i]) n++;
+            else copier_load_enqueue(&c->accts[i]);
+        }
+        log_info(TAG, "start-up: positions of %zu accounts (%zu more after ready)", n, c->n_accts - n);
+        c->startup_pending = n;
+        for (size_t i = 0; i < c->n_accts; i++)
+            if (!gate || gate[i]) do_positions(&c->accts[i].retry);
+        free(gate);
+        if (n == 0) {
+            c->phase++;
+            startup_next(c);
+        }
         break;
+    }
     case 3:
         if (!c->started_refresh) {
             c->started_refresh = true;
@@ -1769,7 +1891,12 @@ struct copier *copier_new(const struct copier_deps *d) {
     c->held_timer.data = c;
     uv_timer_init(c->loop, &c->refresh_timer);
     c->refresh_timer.data = c;
+    uv_timer_init(c->loop, &c->df_timer);
+    c->df_timer.data = c;
+    uv_timer_init(c->loop, &c->fw_timer);
+    c->fw_timer.data = c;
     c->refresh_ms = d->refresh_ms ? d->refresh_ms : 5000;
+    c->state_wait_ms = d->state_wait_ms;
     for (size_t i = 0; i < d->n_accounts; i++) {
         uv_timer_init(c->loop, &c->accts[i].retry);
         c->accts[i].retry.data = &c->accts[i];
@@ -1834,6 +1961,13 @@ int copier_start(struct copier *c) {
 
 bool copier_ready(const struct copier *c) { return c->ready; }
 
+void copier_on_ready(struct copier *c, void (*cb)(void *ud), void *ud) {
+    c->on_ready = cb;
+    c->on_ready_ud = ud;
+}
+
+size_t copier_followers_loading(const struct copier *c) { return c->ld_left; }
+
 void copier_journal_state(struct copier *c, bool up) {
     c->journal_up = up;
     if (!up || c->freeing || c->draining) return;
@@ -1889,6 +2023,7 @@ void copier_drain(struct copier *c, unsigned deadline_ms, void (*done)(void *ud)
     c->draining = true;
     uv_timer_stop(&c->refresh_timer);
     close_streams(c);
+    copier_fill_wait_drop(c); /* not journaled: the next start's backfill takes them */
     /* Queued orders not yet sent stay journaled as 'intent' for the next start to reconcile;
      * those already in flight get their answers. */
     c->drain_done = done;
@@ -1930,6 +2065,7 @@ struct copier *copier_free(struct copier *c) {
     if (!c) return NULL;
     copier_close(c);
     copier_caches_free(c); /* before the maps its waiters refer to */
+    copier_load_free(c);
     while ((j = c->jobs)) {
         uv_timer_stop(&j->timer);
         c->jobs = j->lnext;
@@ -1995,6 +2131,8 @@ struct copier *copier_free(struct copier *c) {
     close_own(c, &c->drain_timer);
     close_own(c, &c->held_timer);
     close_own(c, &c->refresh_timer);
+    close_own(c, &c->df_timer);
+    close_own(c, &c->fw_timer);
     return NULL;
 }
 
@@ -2058,7 +2196,8 @@ char *copier_state_json(const struct copier *c) {
                                                    "held", (json_int_t)copy_state_held(&r->st))) < 0)
             goto out;
     }
-    if (json_object_set(root, "ready", json_boolean(c->ready)) < 0 ||
+    if (json_object_set_new(root, "followers_loading", json_integer((json_int_t)c->ld_left)) < 0 ||
+        json_object_set(root, "ready", json_boolean(c->ready)) < 0 ||
         json_object_set(root, "leaders", leaders) < 0 || json_object_set(root, "rules", rules) < 0)
         goto out;
     out = json_dumps(root, JSON_COMPACT);
@@ -2126,7 +2265,10 @@ int copier_reload(struct copier *c, const struct copier_rule *rules, size_t n,
         if (r->enabled && !c->accts[r->leader].is_leader) {
             c->accts[r->leader].is_leader = true;
             if (leader_metrics_init(c, &c->accts[r->leader]) < 0) log_error(TAG, "out of memory: leader metrics");
-            if (c->started && !c->draining) open_stream(&c->accts[r->leader]);
+            /* Its fills are decided against its positions: a leader still loading its state gets
+             * its stream once that is in (copier_load_done). */
+            if (c->started && !c->draining && c->accts[r->leader].state_ok) open_stream(&c->accts[r->leader]);
+            else if (c->started) copier_load_urgent(&c->accts[r->leader]);
         }
     }
     for (size_t i = 0; i < c->n_rules; i++) {

@@ -5,7 +5,9 @@
  * write-behind, positions and metrics updated, positions published to Redis.
  *
  * Start-up, before any stream opens: server time of every account, instrument filters per
- * exchange endpoint, live positions of every account. Failures are retried with backoff.
+ * exchange endpoint, live positions (mode, leverage, equity) of the leaders and of the followers
+ * with orders to reconcile. Every other follower's state loads after READY, a bounded number at
+ * a time (copier_ready). Failures are retried with backoff.
  *
  * Top-level glue: this module logs. Single-threaded, on the daemon's loop. */
 #ifndef CT_COPIER_H
@@ -97,6 +99,7 @@ struct copier_deps {
     size_t n_seen;
     unsigned position_ttl_ms;  /* Redis TTL of published positions; 0 = 10000 */
     unsigned refresh_ms;       /* equity and ticker refresh period; 0 = 5000 */
+    unsigned state_wait_ms;    /* a leader fill's wait for followers' state, unjournaled */
     size_t dedupe_capacity;    /* trade ids remembered in memory; 0 = 1,000,000 */
     unsigned backfill_max_age_ms; /* a backfill never reaches further back than this; 0 = 1 h */
     /* Two-level caches (copier_cache.c); 0 = the defaults in brackets. */
@@ -117,8 +120,17 @@ int copier_start(struct copier *c);
 /* The journal's connection state (from its on_state callback). Leader streams open only once
  * the journal is up; fills held while it was down are resubmitted when it comes back. */
 void copier_journal_state(struct copier *c, bool up);
-/* True once every leader stream has been up at least once and start-up is done. */
+/* True once start-up is done: the journal up, the leaders' state (positions, mode, leverage,
+ * equity) and the instruments in, every order an earlier run left open reconciled, and every
+ * leader stream up at least once with its start-up backfill decided. The other followers' state
+ * loads after that, in the background (copier_followers_loading); a leader fill's decision for a
+ * follower still loading waits for its state (that follower moves to the front), the others go
+ * out at once. */
 bool copier_ready(const struct copier *c);
+/* cb(ud) once, from the loop, the moment copier_ready becomes true (no polling needed). */
+void copier_on_ready(struct copier *c, void (*cb)(void *ud), void *ud);
+/* Followers whose state is still loading (0 once all are in). */
+size_t copier_followers_loading(const struct copier *c);
 /* Follower orders sent so far (first sends; resends of the same client id are not counted). */
 uint64_t copier_orders_sent(const struct copier *c);
 /* Number of leader streams currently up, and configured. */
@@ -144,7 +156,7 @@ enum copier_rule_op { COPIER_RULE_PAUSE, COPIER_RULE_RESUME, COPIER_RULE_RESET }
 int copier_rule_action(struct copier *c, const char *rule_id, enum copier_rule_op op,
                        const char **status);
 /* The live state as compact JSON (malloc'd, the caller frees; NULL when out of memory):
- * {"ready":b,"leaders":[{"account","exchange","stream_up","stream_was_up"}],
+ * {"followers_loading":n,"ready":b,"leaders":[{"account","exchange","stream_up","stream_was_up"}],
  *  "rules":[{"id","leader","follower","status","stop","enabled","stopped","held"}]}. */
 char *copier_state_json(const struct copier *c);
 /* Stops taking fills, closes the streams, and calls done(ud) once every order in flight has an

@@ -1,6 +1,7 @@
 /* copier_internal: the copier's state, shared by its files (copier.c: the hot path, start-up and
- * lifecycle; copier_backfill.c: fetching the leader fills a stream missed; copier_reload.c is
- * still inside copier.c). Not for anything outside the copier. */
+ * lifecycle; copier_backfill.c: fetching the leader fills a stream missed; copier_load.c: follower
+ * state loaded after READY and the decisions that wait for it; copier_reload.c is still inside
+ * copier.c). Not for anything outside the copier. */
 #ifndef CT_COPIER_INTERNAL_H
 #define CT_COPIER_INTERNAL_H
 
@@ -30,6 +31,12 @@
 #define PREFLIGHT_MAX 32
 #define RULE_ID_MAX 64          /* as the journal takes them */
 #define BACKFILL_MARGIN_MS 60000 /* a reconnect's backfill starts this long before the last fill */
+
+struct defer_item;
+struct fill_wait;
+struct fill_job;
+struct fill_lat;
+struct journal_fill_result;
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -104,6 +111,35 @@ struct acct {
     struct exch_stream_stats ss_last; /* the stream's counters at the last look (they may reset) */
     uint64_t n_reconnects, n_silences;
     struct met_counter *m_backfilled;
+    /* Account state (positions, mode, leverage, equity; copier_load.c). Leaders and followers with
+     * orders to reconcile load before READY; every other follower loads after it, LOAD_PARALLEL at
+     * a time, in the background (bg). Its rules' decisions wait in its deferred queue meanwhile. */
+    bool state_ok;                    /* loaded: decisions for it may be made */
+    bool bg;                          /* loaded in the background, after READY */
+    bool ld_queued, ld_active, ld_urgent;
+    struct acct *ld_prev, *ld_next;   /* the loading queue */
+    void (*ld_resume)(uv_timer_t *);  /* the step a failed background load resumes at */
+    struct defer_item *df_head, *df_tail; /* leader fills waiting for its state, in order */
+    size_t df_n;
+    bool df_busy;                     /* the head's decision is being journaled */
+    bool df_retry;                    /* the head waits for the retry timer */
+    struct fill_wait *fw_head, *fw_tail; /* (a leader) fills not journaled yet: followers loading */
+    bool fw_bypass;                   /* copier_take_fill of a fill released from there */
+};
+
+/* One copy rule's decision on one leader fill, waiting for its follower's state (copier_load.c).
+ * Created with the fill's own journal write (armed once that write reports the fill new: the
+ * decision is journaled after the fill, never before), decided in order once the follower has
+ * its state, journaled (write-before-send) and sent. */
+struct defer_item {
+    struct defer_item *next;          /* the follower's queue */
+    struct defer_item *fnext;         /* the leader fill's list (fill_job.defers) */
+    bool armed;
+    struct mkt_fill fill;
+    size_t leader, rule;
+    struct copy_pos lpos;             /* the leader's position before the fill */
+    dec_t leader_equity;
+    struct fill_job *fj;              /* decided, not yet journaled (kept for a resubmission) */
 };
 
 struct snap_entry { /* "symbol/pos_side" of the start-up snapshot -> its update time */
@@ -200,6 +236,12 @@ struct fill_job {
      * leader's book first, so "already journaled" must not take it off again. */
     bool pre_adjusted;
     bool from_stream;             /* not a REST backfill: the journal may write it ahead */
+    /* A deferred decision (copier_load.c): the fill is journaled already; only its intents are new. */
+    bool deferred;
+    bool spool_dup;               /* the spool took it for a repeat and wrote nothing: resubmit */
+    bool submitted;               /* journal_write_fill took it once already */
+    size_t dfollower;             /* deferred: the follower */
+    struct defer_item *defers;    /* decisions waiting for this fill's journal answer */
     struct mkt_fill fill;
     size_t leader;
     dec_t leader_delta;           /* applied to the leader's slot fill.pos_side */
@@ -269,6 +311,18 @@ struct copier {
     unsigned snap_elapsed_ms;  /* since the last position snapshot */
     unsigned resync_elapsed_ms; /* since the last server time re-sync */
     struct rules_in_state { const struct copier *c; int status; } rules_in[COPY_STATUS__COUNT];
+    /* Background loading of follower state (copier_load.c). */
+    struct acct *ld_head, *ld_tail, *ld_utail; /* ld_utail: the last urgent one queued */
+    size_t ld_active, ld_left, ld_total;
+    bool ld_pumping;
+    int64_t ld_start_ns;
+    size_t df_items, df_retrying;
+    uv_timer_t df_timer;
+    size_t fw_items;                  /* leader fills waiting, unjournaled, for followers' state */
+    unsigned state_wait_ms;           /* how long at most (daemon.follower_state_wait_ms) */
+    uv_timer_t fw_timer;
+    void (*on_ready)(void *ud);
+    void *on_ready_ud;
 };
 
 /* Shared between the copier's files (defined in copier.c unless noted). */
@@ -298,6 +352,42 @@ void copier_cache_put_tickers(struct instruments *t, const struct exch_ticker *v
 void copier_cache_put_balance(struct acct *a, const struct exch_balance *b);
 void copier_cache_put_instruments(struct instruments *t, const struct mkt_instrument *v, size_t n);
 void copier_observe_equity(struct acct *a, dec_t equity); /* copier.c: loss stops, sizing */
+/* copier_load.c */
+#define LOAD_PARALLEL 16        /* background follower loads at once (the REST budgets pace them) */
+#define DEFER_MAX 200000        /* decisions waiting for follower state (~400 bytes each); beyond,
+                                 * not copied */
+#define DEFER_RETRY_MS 100
+int copier_load_init(struct copier *c);
+void copier_load_enqueue(struct acct *a);          /* a background account, at the tail */
+void copier_load_pump(struct copier *c);           /* starts loads while slots are free */
+void copier_load_failed(struct acct *a, void (*again)(uv_timer_t *), unsigned ms);
+void copier_load_done(struct acct *a);             /* its state is in */
+void copier_load_urgent(struct acct *a);           /* to the front of the queue (a fill waits) */
+bool copier_follower_waits(const struct acct *f);  /* decisions for it must be deferred */
+int copier_defer(struct fill_job *fj, size_t rule, const struct copy_pos *lpos, dec_t leader_equity);
+void copier_defer_settle(struct fill_job *fj, bool fill_taken); /* A's answer: arm or cancel */
+bool copier_defer_journaled(struct fill_job *fj, const struct journal_fill_result *res);
+void copier_load_free(struct copier *c);
+size_t copier_load_waiting(const struct copier *c);
+void copier_load_expire(struct copier *c);         /* refresh timer: decisions past the window */
+/* A leader fill that a follower still loading must copy waits here whole, unjournaled (true:
+ * taken), up to daemon.follower_state_wait_ms; see copier_load.c. */
+bool copier_fill_wait(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream);
+void copier_fill_wait_drop(struct copier *c);      /* drain and free: left to the next backfill */
+/* copier.c, for copier_load.c */
+int copier_fill_submit(struct copier *c, struct fill_job *fj);
+void copier_revert_pending(struct copier *c, struct fill_job *fj);
+void copier_enqueue_intents(struct copier *c, struct fill_job *fj, const struct journal_fill_result *res,
+                            struct fill_lat *fl);
+void copier_preflight_follower(struct copier *c, struct acct *a);
+void copier_open_stream(struct acct *a);
+void copier_decide_rule(struct copier *c, struct fill_job *fj, size_t rule, const struct mkt_fill *f,
+                        struct copy_pos lpos, dec_t leader_equity, int64_t now_ms);
+bool copier_sendable(const struct copy_intent *in);
+void copier_add_pending(struct copier *c, const char *follower, const char *symbol,
+                        const struct copy_intent *in, bool undo);
+void copier_do_positions(uv_timer_t *t);
+void copier_drain_check(struct copier *c);         /* a drain waiting for the copier may end */
 /* copier_reconcile.c */
 int copier_reconcile_copy(struct copier *c, const struct copier_pending *v, size_t n);
 void copier_reconcile_start(struct copier *c); /* sets c->reconciled when there is nothing to do */

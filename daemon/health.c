@@ -70,7 +70,8 @@ int health_ready(const struct health_facts *f, char **body, size_t *len) {
      * still being fetched; otherwise the stream problems above already say why. */
     if (!f->started &&
         add_problem(problems, "startup", NULL,
-                    up == f->n_streams ? "start-up not finished (time, instruments, positions)"
+                    up == f->n_streams ? "start-up not finished (time, instruments, leader positions, "
+                                         "reconciliation, backfill)"
                                        : "start-up not finished (waiting for the leader streams)") < 0)
         goto out;
 
@@ -80,7 +81,8 @@ int health_ready(const struct health_facts *f, char **body, size_t *len) {
                                                          : f->journal_spooling || !f->journal_connected
                                                              ? "spool" : "up")) < 0 ||
         json_object_set_new(root, "streams_up", json_integer((json_int_t)up)) < 0 ||
-        json_object_set_new(root, "streams", json_integer((json_int_t)f->n_streams)) < 0)
+        json_object_set_new(root, "streams", json_integer((json_int_t)f->n_streams)) < 0 ||
+        json_object_set_new(root, "followers_loading", json_integer((json_int_t)f->followers_loading)) < 0)
         goto out;
     if (status != 200) {
         if (json_object_set(root, "problems", problems) < 0) goto out;

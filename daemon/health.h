@@ -3,12 +3,14 @@
  *
  * Ready means: the journal can take a fill (its PostgreSQL session is up, or PostgreSQL is away
  * and the local spool takes the writes: then "journal" reads "spool"), start-up
- * is done (time, instruments, positions, every leader stream up once) and every leader stream is
- * up now. A stream's freshness is enforced below us: the websocket client hangs up a link with no
+ * is done (time, instruments, the leaders' positions, reconciliation, every leader stream up once
+ * with its start-up backfill) and every leader stream is up now. Followers whose state is still
+ * loading do not make it unready (their copies wait for it; copier.h): "followers_loading" counts
+ * them. A stream's freshness is enforced below us: the websocket client hangs up a link with no
  * PONG within its silence bound, so "up" implies a frame or pong within that bound.
  *
- * Body when ready:     {"status":"ready","journal":"up","streams_up":N,"streams":N}
- * Body when not ready: {"status":"not_ready","problems":[{"check":"journal","detail":"..."},
+ * Body when ready:     {"status":"ready","journal":"up","streams_up":N,"streams":N,"followers_loading":N}
+ * Body when not ready: {"status":"not_ready",...the same fields...,"problems":[{"check":"journal","detail":"..."},
  *                        {"check":"stream","account":"lead","detail":"down since ... (reason)"},
  *                        {"check":"startup","detail":"..."}]} */
 #ifndef CT_HEALTH_H
@@ -31,6 +33,7 @@ struct health_facts {
     bool journal_writable;     /* connected, or spooling to a working spool */
     const char *journal_error; /* the journal's last error; NULL or "" = none */
     bool started;              /* copier_ready: start-up done, every leader stream up once */
+    size_t followers_loading;  /* followers whose state still loads (after READY: not a problem) */
     bool draining;             /* shutting down: never ready */
     const struct health_stream *streams;
     size_t n_streams;

@@ -592,6 +592,7 @@ static int serve_ready(void *ud, const struct http_request *req, struct http_res
     }
     f.journal_error = d->journal ? journal_last_error(d->journal) : "not started";
     f.started = d->copier && copier_ready(d->copier);
+    f.followers_loading = d->copier ? copier_followers_loading(d->copier) : 0;
     f.draining = d->stopping != 0;
     if (d->copier) {
         n = copier_stream_info(d->copier, si, sizeof(si) / sizeof(si[0]));
@@ -622,6 +623,16 @@ static double g_rest_inflight(void *ud) {
     struct rest_pool_stats s;
     rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
     return (double)s.in_flight;
+}
+static double g_rest_queued(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return (double)s.queued;
+}
+static double g_rest_queued_orders(void *ud) {
+    struct rest_pool_stats s;
+    rest_pool_get_stats(((struct daemon *)ud)->rest, &s);
+    return (double)s.queued_orders;
 }
 static double g_journal_up(void *ud) {
     return journal_connected(((struct daemon *)ud)->journal) ? 1 : 0;
@@ -801,6 +812,8 @@ static int register_module_metrics(struct daemon *d) {
         register_counter(r, "ct_rest_requests_total", "REST requests sent.", c_rest_requests, d) ||
         register_counter(r, "ct_rest_transport_errors_total", "REST requests that got no HTTP answer (connect, timeout, cancel).", c_rest_transport_errors, d) ||
         register_gauge(r, "ct_rest_in_flight", "REST requests in flight.", g_rest_inflight, d) ||
+        register_gauge(r, "ct_rest_queued", "REST requests waiting in the pool for a connection slot or a rate budget.", g_rest_queued, d) ||
+        register_gauge(r, "ct_rest_queued_orders", "Orders among ct_rest_queued.", g_rest_queued_orders, d) ||
         register_gauge(r, "ct_journal_up", "1 while the journal's PostgreSQL session is up.", g_journal_up, d) ||
         register_gauge(r, "ct_journal_results_queued", "Order results not yet committed (write-behind).", g_journal_queued, d) ||
         register_gauge(r, "ct_journal_fills_in_flight", "Leader fills sent to the journal, not yet committed.", g_journal_inflight_fills, d) ||
@@ -949,33 +962,50 @@ static size_t count_followers(const struct cfg *c) {
     return n;
 }
 
+static void status_update(struct daemon *d);
+
+/* READY=1 the moment the copier is ready (its callback), not on the next tick. */
+static void announce_ready(void *ud) {
+    struct daemon *d = ud;
+    size_t total = 0;
+    if (d->notified_ready || !d->copier || d->stopping) return;
+    (void)copier_streams_up(d->copier, &total);
+    d->notified_ready = true;
+    notify("READY=1");
+    log_info(TAG, "ready: %zu leader streams up, %zu copy rules, %zu followers' state still loading", total,
+             d->cfg->n_rules, copier_followers_loading(d->copier));
+    status_update(d);
+}
+
+static void status_update(struct daemon *d) {
+    size_t total = 0, up = d->copier ? copier_streams_up(d->copier, &total) : 0;
+    size_t loading = d->copier ? copier_followers_loading(d->copier) : 0;
+    char status[sizeof(d->last_status)], more[64] = "";
+    /* Orders per minute: sent-order totals of the last 60 ticks (one a second). */
+    uint64_t sent = d->copier ? copier_orders_sent(d->copier) : 0;
+    uint64_t per_min = sent - d->sent_ring[d->sent_pos % 60 < d->sent_pos ? d->sent_pos % 60 : 0];
+    if (loading) snprintf(more, sizeof(more), ", %zu followers loading", loading);
+    snprintf(status, sizeof(status),
+             "STATUS=%s: %zu/%zu leader streams up, %zu followers%s, %zu copy rules, %" PRIu64 " orders/min",
+             d->notified_ready ? "copying" : "starting", up, total, count_followers(d->rules_cfg), more,
+             d->rules_cfg->n_rules, per_min);
+    if (strcmp(status, d->last_status) != 0) {
+        notify(status);
+        memcpy(d->last_status, status, sizeof(status));
+    }
+}
+
 static void ready_tick(uv_timer_t *t) {
     struct daemon *d = t->data;
-    size_t total = 0, up = d->copier ? copier_streams_up(d->copier, &total) : 0;
-    char status[sizeof(d->last_status)];
     struct exch_breaker_change ch[8];
     size_t nch = d->accounts && d->xm ? exch_metrics_sample(d->xm, d->accounts, d->cfg->n_accounts, ch, 8) : 0;
     for (size_t i = 0; i < nch && i < 8; i++)
         log_at(!strcmp(ch[i].to, "closed") ? LOG_LVL_INFO : LOG_LVL_WARN, TAG,
                "exchange %s: circuit breaker %s -> %s%s", ch[i].host, ch[i].from, ch[i].to,
                !strcmp(ch[i].to, "open") ? " (requests fail fast, orders wait and are resent)" : "");
-    if (!d->notified_ready && d->copier && copier_ready(d->copier)) {
-        d->notified_ready = true;
-        notify("READY=1");
-        log_info(TAG, "ready: %zu leader streams up, %zu copy rules", total, d->cfg->n_rules);
-    }
-    /* Orders per minute: sent-order totals of the last 60 ticks (one a second). */
-    uint64_t sent = d->copier ? copier_orders_sent(d->copier) : 0;
-    d->sent_ring[d->sent_pos++ % 60] = sent;
-    uint64_t per_min = sent - d->sent_ring[d->sent_pos % 60 < d->sent_pos ? d->sent_pos % 60 : 0];
-    snprintf(status, sizeof(status),
-             "STATUS=%s: %zu/%zu leader streams up, %zu followers, %zu copy rules, %" PRIu64 " orders/min",
-             d->notified_ready ? "copying" : "starting", up, total, count_followers(d->rules_cfg),
-             d->rules_cfg->n_rules, per_min);
-    if (strcmp(status, d->last_status) != 0) {
-        notify(status);
-        memcpy(d->last_status, status, sizeof(status));
-    }
+    if (!d->notified_ready && d->copier && copier_ready(d->copier)) announce_ready(d); /* a fallback */
+    d->sent_ring[d->sent_pos++ % 60] = d->copier ? copier_orders_sent(d->copier) : 0;
+    status_update(d);
 }
 
 #ifdef HAVE_LIBSYSTEMD
@@ -1608,6 +1638,7 @@ static int run(struct daemon *d) {
         .n_rules = d->cfg->n_rules, .hwm = d->hwm, .n_hwm = d->n_hwm, .seen = d->seen,
         .n_seen = d->n_seen,
         .refresh_ms = (unsigned)dc->account_refresh_ms,
+        .state_wait_ms = (unsigned)dc->follower_state_wait_ms,
         .backfill_max_age_ms = (unsigned)dc->backfill_max_age_ms,
         .cache_ttl_tickers_ms = (unsigned)dc->cache_ttl_tickers_ms,
         .cache_ttl_balances_ms = (unsigned)dc->cache_ttl_balances_ms,
@@ -1625,6 +1656,7 @@ static int run(struct daemon *d) {
     /* The journal may have come up already (a spool replay ran the loop before the copier
      * existed): its state callbacks are not repeated. */
     copier_journal_state(d->copier, journal_connected(d->journal) || journal_writable(d->journal));
+    copier_on_ready(d->copier, announce_ready, d);
     copier_start(d->copier);
     uv_timer_start(&d->ready_timer, ready_tick, 100, 1000);
     notify("STATUS=starting: syncing time, instruments and positions");

@@ -633,13 +633,15 @@ class CopyScenario:
     account_yaml: extra lines of every account (4-space indent); the daemon logs at info, or at
     $CT_TEST_LOG_LEVEL (debug: to see a failing scenario's every order). traders {FILE: rules}: the rules in
     trader files traders.d/FILE instead of the main file (rules lists them all, for the checks).
+    pg: the journal's conninfo (e.g. a PrivatePostgres's, for a test that stops it) instead of a
+    fresh database on with-services' server.
     Use as a context manager: on an error the daemon's and the simulator's log tails are printed;
     on success the daemon must exit cleanly."""
 
     def __init__(self, build_dir, name, accounts, rules, symbols=None, daemon_yaml="", account_yaml="",
-                 traders=None):
+                 traders=None, pg=None):
         self.name, self.build_dir = name, build_dir
-        self.pg = fresh_database(require_env("CT_TEST_PG"), name)
+        self.pg = pg or fresh_database(require_env("CT_TEST_PG"), name)
         redis, tmp = require_env("CT_TEST_REDIS"), require_env("CT_TEST_TMP")
         self.work = os.path.join(tmp, name)
         secrets = os.path.join(self.work, "secrets")
