@@ -309,6 +309,16 @@ class Fixture:
             harness.wait_http_ok(f"{name}: daemon ready", self.base, timeout=args.ready_timeout, interval=0.1,
                                  http_timeout=30)
             self.startup_s = time.monotonic() - t0
+            # READY does not wait for the followers' state (README): measuring starts once it is
+            # all in, or the first fills would measure the background loading.
+            def loaded():
+                st, text = harness.http("GET", self.base + "/health/ready")
+                try:
+                    return json.loads(text).get("followers_loading", 0) == 0
+                except ValueError:
+                    return False
+            harness.wait_for(f"{name}: followers' state loaded", loaded, timeout=args.ready_timeout, interval=0.1)
+            self.loaded_s = time.monotonic() - t0
             self.adm = Keep(self.sim.admin)
             self.dbg = DebugLatency(self.base)
         except BaseException:
@@ -466,7 +476,7 @@ def _latency(args, fx, n, durability):
     return {
         "kind": "latency", "n": n, "durability": durability, "fills": args.fills, "warmup_fills": args.warmup,
         "pins": fx.pins, "loadavg_start": load0, "loadavg_end": os.getloadavg(),
-        "startup_s": round(fx.startup_s, 3), "wall_s": round(wall, 3),
+        "startup_s": round(fx.startup_s, 3), "loaded_s": round(fx.loaded_s, 3), "wall_s": round(wall, 3),
         "orders_per_s_paced": round(n * args.fills / wall, 1),
         "a_source": "debug_latency" if use_dbg else "metric_scrapes",
         "a_exact": bool(use_dbg or exact),

@@ -1,5 +1,6 @@
 /* Rate budgets and the circuit breaker in rest_pool (and through the Binance adapter), against an
- * in-process HTTP/1.1 server on the same libuv loop (random loopback port). No PostgreSQL/Redis.
+ * in-process HTTP/1.1 server on the same libuv loop (testutil/http_stub, random loopback port; what
+ * it answers is this file's on_request). No PostgreSQL/Redis.
  *
  * - a budget of 10 per 1 s window (queries may use 95 %: 9) and 25 requests at once: all 25
  *   succeed (they wait, none fails), the server never sees more than 9 in one window;
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -31,6 +31,8 @@
 #include "breaker.h"
 #include "exch_limits.h"
 #include "exchange.h"
+#include "http_stub.h"
+#include "loop_until.h"
 #include "rate_budget.h"
 #include "rest_pool.h"
 
@@ -40,27 +42,13 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- a minimal HTTP/1.1 keep-alive server ---- */
+/* ---- the server (testutil/http_stub) and what it answers ---- */
 
 #define MAX_WINDOWS 64
 
-struct srv;
-struct conn {
-    uv_tcp_t h;
-    struct srv *s;
-    char *buf;
-    size_t len, cap;
-    bool closing;
-    struct conn *next;
-};
-
 struct srv {
-    uv_loop_t *loop;
-    uv_tcp_t tcp;
+    struct http_stub *http;
     int port;
-    int accepted;
-    int requests;
-    struct conn *conns;
     /* /lim: quota answers, then 429 Retry-After: 1; anything before ban_until gets 418 */
     int quota, served, n429, n418;
     int64_t ban_until;
@@ -78,68 +66,20 @@ struct srv {
     int orders;
 };
 
-static void conn_closed(uv_handle_t *h) {
-    struct conn *c = h->data;
-    free(c->buf);
-    free(c);
+static void reply(struct http_stub_conn *c, int status, const char *extra, const char *body) {
+    char h[512];
+    snprintf(h, sizeof h, "Content-Type: application/json\r\n%s", extra ? extra : "");
+    http_stub_reply(c, status, h, body, strlen(body));
 }
 
-static void conn_close(struct conn *c) {
-    if (c->closing) return;
-    c->closing = true;
-    struct conn **pp = &c->s->conns;
-    while (*pp && *pp != c) pp = &(*pp)->next;
-    if (*pp) *pp = c->next;
-    uv_close((uv_handle_t *)&c->h, conn_closed);
-}
-
-static void write_done(uv_write_t *w, int status) {
-    (void)status;
-    free(w->data);
-    free(w);
-}
-
-static void reply(struct conn *c, int status, const char *extra, const char *body) {
-    size_t blen = strlen(body);
-    size_t cap = blen + 512 + (extra ? strlen(extra) : 0);
-    char *out = malloc(cap);
-    assert_non_null(out);
-    int n = snprintf(out, cap,
-                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "%s\r\n%s",
-                     status, blen, extra ? extra : "", body);
-    uv_write_t *w = malloc(sizeof *w);
-    w->data = out;
-    uv_buf_t b = uv_buf_init(out, (unsigned)n);
-    if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, write_done) != 0) {
-        free(out);
-        free(w);
-    }
-}
-
-static void param(const char *params, const char *key, char *out, size_t cap) {
-    char k[64];
-    snprintf(k, sizeof k, "%s=", key);
-    out[0] = '\0';
-    for (const char *p = params; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, k, strlen(k)) == 0) {
-            const char *v = p + strlen(k), *e = strchr(v, '&');
-            size_t n = e ? (size_t)(e - v) : strlen(v);
-            if (n >= cap) n = cap - 1;
-            memcpy(out, v, n);
-            out[n] = '\0';
-            return;
-        }
-    }
-}
-
-static void handle(struct conn *c, const char *target, const char *body) {
-    struct srv *s = c->s;
+static void on_request(void *ud, struct http_stub_conn *c, const struct http_stub_req *r) {
+    struct srv *s = ud;
+    if (!r->method) return; /* not a request: ignored */
+    const char *target = r->target, *body = r->body;
     char path[256];
     const char *q = strchr(target, '?');
     snprintf(path, sizeof path, "%.*s", (int)(q ? (size_t)(q - target) : strlen(target)), target);
     int64_t now = now_ms();
-    s->requests++;
 
     if (strcmp(path, "/lim") == 0) {
         if (now < s->ban_until) {
@@ -180,7 +120,7 @@ static void handle(struct conn *c, const char *target, const char *body) {
     } else if (strcmp(path, "/fapi/v1/order") == 0) {
         s->orders++;
         char id[64], b[512];
-        param(body, "newClientOrderId", id, sizeof id);
+        http_stub_param(body, "newClientOrderId", id, sizeof id);
         snprintf(b, sizeof b,
                  "{\"orderId\":%d,\"clientOrderId\":\"%s\",\"status\":\"FILLED\","
                  "\"executedQty\":\"0.010\",\"avgPrice\":\"100.5\",\"updateTime\":1}",
@@ -191,111 +131,22 @@ static void handle(struct conn *c, const char *target, const char *body) {
     }
 }
 
-static const char *hdr(const char *head, size_t hlen, const char *name, size_t *vlen) {
-    size_t nl = strlen(name);
-    const char *s = head, *end = head + hlen;
-    while (s < end) {
-        const char *e = memchr(s, '\n', (size_t)(end - s));
-        if (!e) e = end;
-        if ((size_t)(e - s) > nl && s[nl] == ':' && strncasecmp(s, name, nl) == 0) {
-            const char *v = s + nl + 1;
-            while (*v == ' ') v++;
-            *vlen = (size_t)(e - v);
-            return v;
-        }
-        s = e + 1;
-    }
-    return NULL;
-}
-
-static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b) {
-    struct conn *c = h->data;
-    (void)sugg;
-    if (c->cap - c->len < 65536) {
-        c->cap = c->cap * 2 + 65536;
-        c->buf = realloc(c->buf, c->cap);
-    }
-    *b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-    struct conn *c = st->data;
-    (void)b;
-    if (n < 0) {
-        conn_close(c);
-        return;
-    }
-    c->len += (size_t)n;
-    for (;;) {
-        char *end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-        if (!end) return;
-        size_t hlen = (size_t)(end - c->buf) + 4, vl, blen = 0;
-        const char *cl = hdr(c->buf, hlen, "Content-Length", &vl);
-        if (cl) blen = strtoul(cl, NULL, 10);
-        if (c->len < hlen + blen) return;
-        char method[16], target[1200];
-        char *head = strndup(c->buf, hlen), *body = malloc(blen + 1);
-        memcpy(body, c->buf + hlen, blen);
-        body[blen] = '\0';
-        if (sscanf(head, "%15s %1199s", method, target) == 2) handle(c, target, body);
-        free(head);
-        free(body);
-        memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
-        c->len -= hlen + blen;
-    }
-}
-
-static void on_conn(uv_stream_t *l, int status) {
-    struct srv *s = l->data;
-    assert_int_equal(status, 0);
-    struct conn *c = calloc(1, sizeof *c);
-    c->s = s;
-    uv_tcp_init(s->loop, &c->h);
-    c->h.data = c;
-    assert_int_equal(uv_accept(l, (uv_stream_t *)&c->h), 0);
-    uv_tcp_nodelay(&c->h, 1);
-    c->next = s->conns;
-    s->conns = c;
-    s->accepted++;
-    uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
-}
-
 static void srv_start(struct srv *s, uv_loop_t *loop) {
     memset(s, 0, sizeof *s);
-    s->loop = loop;
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_init(loop, &s->tcp), 0);
-    s->tcp.data = s;
-    assert_int_equal(uv_tcp_bind(&s->tcp, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->tcp, 256, on_conn), 0);
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&got, &len);
-    s->port = ntohs(got.sin_port);
+    s->http = http_stub_new(loop, on_request, s);
+    s->port = http_stub_port(s->http);
 }
 
 static void srv_stop(struct srv *s) {
-    while (s->conns) conn_close(s->conns);
-    uv_close((uv_handle_t *)&s->tcp, NULL);
+    s->http = http_stub_free(s->http);
 }
 
 /* ---- loop helpers ---- */
 
 static void flag_cb(uv_timer_t *t) { *(bool *)t->data = true; }
 
-/* Runs the loop until *done >= want, failing after 20 s. */
-static void run_until(uv_loop_t *loop, const int *done, int want) {
-    bool expired = false;
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, flag_cb, 20000, 0);
-    while (*done < want && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*done < want) fail_msg("timed out waiting: %d of %d done", *done, want);
-}
+/* Every wait fails after 20 s: a hang is a failure, not a wait. */
+#define RUN_UNTIL(loop, done, want) LU_RUN_UNTIL((loop), (done), (want), 20000)
 
 /* Lets the loop run for ms milliseconds (a cool-down must pass; nothing is asserted on time). */
 static void run_for(uv_loop_t *loop, uint64_t ms) {
@@ -377,7 +228,7 @@ static void test_budget_waits_instead_of_failing(void **state) {
     struct rest_pool_stats st;
     rest_pool_get_stats(p, &st);
     assert_int_equal(st.queued, 16); /* 9 (10 x 95 % for queries) left at once, 16 wait */
-    run_until(&loop, &x.done, 25);
+    RUN_UNTIL(&loop, &x.done, 25);
     assert_int_equal(x.ok, 25); /* nobody failed */
     int windows = 0;
     for (int w = 0; w < MAX_WINDOWS; w++) {
@@ -451,7 +302,7 @@ static void test_429_retry_after_never_418(void **state) {
     req.limits[0].budget = b;
     req.limits[0].cost = 1;
     assert_int_equal(rest_pool_send(p, &req, chain_cb, &c), 0);
-    run_until(&loop, &c.done, 1);
+    RUN_UNTIL(&loop, &c.done, 1);
 
     assert_int_equal(c.n418, 0);
     assert_int_equal(s.n418, 0);     /* nothing arrived inside a Retry-After */
@@ -485,7 +336,7 @@ static void test_418_blocks_all_until_retry_after(void **state) {
     struct rate_budget *b = rate_budget_new(&bc);
     struct res x = {0};
     assert_int_equal(send_get(p, s.port, "/ban", b, 1, NULL, false, &x), 0);
-    run_until(&loop, &x.done, 1);
+    RUN_UNTIL(&loop, &x.done, 1);
     assert_int_equal(x.s418, 1);
     struct rate_budget_stats bs;
     rate_budget_get_stats(b, now_ms(), &bs);
@@ -493,7 +344,7 @@ static void test_418_blocks_all_until_retry_after(void **state) {
     assert_true(bs.blocked_ms > 500 && bs.blocked_ms <= 1000);
     /* cost 0 (an order on the IP budget) waits too */
     for (int i = 0; i < 3; i++) assert_int_equal(send_get(p, s.port, "/ban", b, 0, NULL, false, &x), 0);
-    run_until(&loop, &x.done, 4);
+    RUN_UNTIL(&loop, &x.done, 4);
     assert_int_equal(x.ok, 3);
     assert_int_equal(s.ban_requests, 4);
     assert_int_equal(s.ban_violations, 0);
@@ -529,10 +380,10 @@ static void test_max_wait_fails_unsent(void **state) {
     struct res x = {0};
     assert_int_equal(rest_pool_send(p, &req, res_cb, &x), 0);
     assert_int_equal(x.done, 0); /* never from inside rest_pool_send */
-    run_until(&loop, &x.done, 1);
+    RUN_UNTIL(&loop, &x.done, 1);
     assert_int_equal(x.timedout, 1);
     assert_int_equal(x.unsent, 1);
-    assert_int_equal(s.requests, 0);
+    assert_int_equal(http_stub_requests(s.http), 0);
     struct rest_pool_stats st;
     rest_pool_get_stats(p, &st);
     assert_int_equal(st.wait_timeouts, 1);
@@ -545,7 +396,7 @@ static void test_max_wait_fails_unsent(void **state) {
     rest_pool_free(p);
     assert_int_equal(y.done, 1);
     assert_int_equal(y.unsent, 1);
-    assert_int_equal(s.requests, 0);
+    assert_int_equal(http_stub_requests(s.http), 0);
     rate_budget_unref(b);
     teardown_loop(&loop, NULL, &s);
 }
@@ -574,14 +425,14 @@ static void test_breaker_open_probe_close(void **state) {
 
     s.failing = true;
     for (int i = 0; i < 3; i++) assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, false, &x), 0);
-    run_until(&loop, &x.done, 3);
+    RUN_UNTIL(&loop, &x.done, 3);
     assert_int_equal(x.s503, 3);
     assert_int_equal(breaker_state(k, now_ms()), BREAKER_OPEN);
 
     /* open: refused before anything is sent, probe-able or not */
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, false, &x), 0);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, true, &x), 0);
-    run_until(&loop, &x.done, 5);
+    RUN_UNTIL(&loop, &x.done, 5);
     assert_int_equal(x.hostdown, 2);
     assert_int_equal(s.svc, 3);
 
@@ -590,24 +441,24 @@ static void test_breaker_open_probe_close(void **state) {
     run_for(&loop, 350);
     assert_int_equal(breaker_state(k, now_ms()), BREAKER_HALF_OPEN);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, false, &x), 0);
-    run_until(&loop, &x.done, 6);
+    RUN_UNTIL(&loop, &x.done, 6);
     assert_int_equal(x.hostdown, 3);
     run_until_state(&loop, k, BREAKER_CLOSED);
     assert_int_equal(s.probes, 1);
     assert_int_equal(s.svc, 3);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, false, &x), 0);
-    run_until(&loop, &x.done, 7);
+    RUN_UNTIL(&loop, &x.done, 7);
     assert_int_equal(x.ok, 1);
 
     /* open again; the first probe-able request after the cool-down is the probe: it fails
      * -> open again (cool-down doubled to 600 ms) */
     s.failing = true;
     for (int i = 0; i < 3; i++) assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, false, &x), 0);
-    run_until(&loop, &x.done, 10);
+    RUN_UNTIL(&loop, &x.done, 10);
     assert_int_equal(breaker_state(k, now_ms()), BREAKER_OPEN);
     run_for(&loop, 350);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, true, &x), 0);
-    run_until(&loop, &x.done, 11);
+    RUN_UNTIL(&loop, &x.done, 11);
     assert_int_equal(s.svc, 8);
     assert_int_equal(breaker_state(k, now_ms()), BREAKER_OPEN);
     run_for(&loop, 350);
@@ -618,7 +469,7 @@ static void test_breaker_open_probe_close(void **state) {
     run_for(&loop, 300);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, true, &x), 0);
     assert_int_equal(send_get(p, s.port, "/svc", NULL, 0, k, true, &x), 0);
-    run_until(&loop, &x.done, 13);
+    RUN_UNTIL(&loop, &x.done, 13);
     assert_int_equal(s.svc, 9);
     assert_int_equal(x.hostdown, 4);
     assert_int_equal(breaker_state(k, now_ms()), BREAKER_CLOSED);
@@ -686,7 +537,7 @@ static void test_adapter_order_circuit_open(void **state) {
     struct ord t = {0};
     assert_int_equal(exch_sync_time(a, time_cb, &t), 0);
     assert_int_equal(exch_sync_time(a, time_cb, &t), 0);
-    run_until(&loop, &t.done, 2);
+    RUN_UNTIL(&loop, &t.done, 2);
     struct breaker_stats bs;
     assert_int_equal(exch_account_breaker_stats(a, &bs), 0);
     assert_int_equal(bs.state, BREAKER_OPEN);
@@ -697,7 +548,7 @@ static void test_adapter_order_circuit_open(void **state) {
                                .qty = qty, .client_id = "cb-open-1"};
     struct ord r = {0};
     assert_int_equal(exch_place_order(a, &o, ord_cb, &r), 0);
-    run_until(&loop, &r.done, 1);
+    RUN_UNTIL(&loop, &r.done, 1);
     assert_int_equal(r.last.outcome, EXCH_REJECTED);
     assert_int_equal(r.last.http_status, 0);
     assert_string_equal(r.last.error_msg, "not sent: circuit open");
@@ -762,14 +613,14 @@ static void test_ten_thousand_orders_connections(void **state) {
     struct exch_limits_cfg lc = {.orders_10s_limit = 1000000, .orders_1m_limit = 1000000};
     assert_int_equal(exch_account_set_limits(f.a, &lc), 0);
     for (int i = 0; i < INFLIGHT; i++) flood_send(&f);
-    run_until(&loop, &f.done, ORDERS);
+    RUN_UNTIL(&loop, &f.done, ORDERS);
     assert_int_equal(f.ok, ORDERS);
     assert_int_equal(s.orders, ORDERS);
     struct rest_pool_stats st;
     rest_pool_get_stats(p, &st);
     printf("connections opened per %d orders (%d in flight, HTTP/1.1 keep-alive): %" PRIu64
            " (server accepted %d)\n",
-           ORDERS, INFLIGHT, st.connections_opened, s.accepted);
+           ORDERS, INFLIGHT, st.connections_opened, http_stub_accepted(s.http));
     assert_true(st.connections_opened <= INFLIGHT);
     exch_account_free(f.a);
     teardown_loop(&loop, p, &s);

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -28,101 +27,38 @@
 #include "binance_sign.h"
 #include "exchange.h"
 #include "exchange_internal.h"
+#include "http_stub.h"
+#include "loop_until.h"
 #include "rest_pool.h"
 
 #define SECRET "2b5eb11e18796d12d88f13dc27dbbd02c2cc51ff7059765ed9821957d82bb4d9"
 #define APIKEY "dbefbc809e3e83c283a984c3a1459732ea7db1360ca80c5c2c8867408d28cc83"
 #define SERVER_SKEW_MS 1234
 
-/* ---- a minimal HTTP/1.1 keep-alive server ---- */
-
-struct srv;
-struct conn {
-    uv_tcp_t h;
-    struct srv *s;
-    char *buf;
-    size_t len, cap;
-    int nreq;
-    bool closing;
-    struct conn *next;
-};
+/* ---- the server (testutil/http_stub) and what it answers ---- */
 
 struct srv {
-    uv_loop_t *loop;
-    uv_tcp_t tcp;
+    struct http_stub *http;
     int port;
-    int accepted;
-    int requests;
     int drop_requests; /* requests to /drop seen */
     int order_requests;
     int bad_signatures;
-    struct conn *conns;
     char last_order_body[2048];
     char last_leverage_body[512];
     bool hedge; /* positionRisk answers the v2 hedge sample, positionSide/dual true */
 };
 
-static void conn_closed(uv_handle_t *h) {
-    struct conn *c = h->data;
-    free(c->buf);
-    free(c);
-}
-
-static void conn_close(struct conn *c) {
-    if (c->closing) return;
-    c->closing = true;
-    struct conn **pp = &c->s->conns;
-    while (*pp && *pp != c) pp = &(*pp)->next;
-    if (*pp) *pp = c->next;
-    uv_close((uv_handle_t *)&c->h, conn_closed);
-}
-
-static void write_done(uv_write_t *w, int status) {
-    (void)status;
-    free(w->data);
-    free(w);
-}
-
-static void reply(struct conn *c, int status, const char *extra_headers, const char *body,
+/* Every answer carries the weight header, as Binance's do. */
+static void reply(struct http_stub_conn *c, int status, const char *extra_headers, const char *body,
                   size_t blen) {
-    size_t cap = blen + 512 + (extra_headers ? strlen(extra_headers) : 0);
-    char *out = malloc(cap);
-    assert_non_null(out);
-    int n = snprintf(out, cap,
-                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "X-MBX-USED-WEIGHT-1M: 17\r\n%s\r\n",
-                     status, blen, extra_headers ? extra_headers : "");
-    memcpy(out + n, body, blen);
-    uv_write_t *w = malloc(sizeof *w);
-    w->data = out;
-    uv_buf_t b = uv_buf_init(out, (unsigned)(n + (int)blen));
-    if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, write_done) != 0) {
-        free(out);
-        free(w);
-    }
+    char h[512];
+    snprintf(h, sizeof h, "Content-Type: application/json\r\nX-MBX-USED-WEIGHT-1M: 17\r\n%s",
+             extra_headers ? extra_headers : "");
+    http_stub_reply(c, status, h, body, blen);
 }
 
-static void reply_str(struct conn *c, int status, const char *extra, const char *body) {
+static void reply_str(struct http_stub_conn *c, int status, const char *extra, const char *body) {
     reply(c, status, extra, body, strlen(body));
-}
-
-static const char *hdr(const char *head, size_t hlen, const char *name, size_t *vlen) {
-    size_t nl = strlen(name);
-    const char *s = head, *end = head + hlen;
-    while (s < end) {
-        const char *e = memchr(s, '\n', (size_t)(end - s));
-        if (!e) e = end;
-        if ((size_t)(e - s) > nl && s[nl] == ':' && strncasecmp(s, name, nl) == 0) {
-            const char *v = s + nl + 1;
-            while (*v == ' ') v++;
-            const char *ve = e;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        s = e + 1;
-    }
-    return NULL;
 }
 
 static int64_t now_ms(void) {
@@ -132,9 +68,9 @@ static int64_t now_ms(void) {
 }
 
 /* Checks the Binance signature over params (query string or body) like the exchange would. */
-static bool signed_ok(struct srv *s, const char *head, size_t hlen, const char *params, size_t plen) {
+static bool signed_ok(struct srv *s, const struct http_stub_req *r, const char *params, size_t plen) {
     size_t vl;
-    const char *k = hdr(head, hlen, "X-MBX-APIKEY", &vl);
+    const char *k = http_stub_header(r, "X-MBX-APIKEY", &vl);
     if (!k || vl != strlen(APIKEY) || memcmp(k, APIKEY, vl) != 0) return false;
     const char *sig = NULL;
     for (size_t i = 0; i + 11 <= plen; i++)
@@ -167,32 +103,18 @@ static char *slurp(const char *name, size_t *len) {
     return b;
 }
 
-static void param(const char *params, const char *key, char *out, size_t cap) {
-    char k[64];
-    snprintf(k, sizeof k, "%s=", key);
-    out[0] = '\0';
-    for (const char *p = params; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, k, strlen(k)) == 0) {
-            const char *v = p + strlen(k), *e = strchr(v, '&');
-            size_t n = e ? (size_t)(e - v) : strlen(v);
-            if (n >= cap) n = cap - 1;
-            memcpy(out, v, n);
-            out[n] = '\0';
-            return;
-        }
+static void on_request(void *ud, struct http_stub_conn *c, const struct http_stub_req *r) {
+    struct srv *s = ud;
+    if (!r->method) {
+        http_stub_close(c);
+        return;
     }
-}
-
-/* Returns false when the connection was closed (stop parsing). */
-static bool handle(struct conn *c, const char *method, const char *target, const char *head,
-                   size_t hlen, const char *body, size_t blen) {
-    struct srv *s = c->s;
+    const char *method = r->method, *target = r->target, *body = r->body;
+    size_t blen = r->body_len;
     char path[256], query[1024] = "";
     const char *q = strchr(target, '?');
     snprintf(path, sizeof path, "%.*s", (int)(q ? (size_t)(q - target) : strlen(target)), target);
     if (q) snprintf(query, sizeof query, "%s", q + 1);
-    s->requests++;
-    c->nreq++;
 
     if (strncmp(path, "/echo/", 6) == 0) {
         char b[300];
@@ -202,9 +124,9 @@ static bool handle(struct conn *c, const char *method, const char *target, const
         /* never answers */
     } else if (strcmp(path, "/drop") == 0) {
         s->drop_requests++;
-        if (c->nreq >= 2) { /* a reused connection: close it without a response byte */
-            conn_close(c);
-            return false;
+        if (r->conn_requests >= 2) { /* a reused connection: close it without a response byte */
+            http_stub_close(c);
+            return;
         }
         reply_str(c, 200, NULL, "first");
     } else if (strcmp(path, "/ratelimit") == 0) {
@@ -226,20 +148,20 @@ static bool handle(struct conn *c, const char *method, const char *target, const
         reply_str(c, 200, NULL, b);
     } else if (strcmp(path, "/fapi/v1/order") == 0 && strcmp(method, "POST") == 0) {
         size_t vl;
-        const char *ct = hdr(head, hlen, "Content-Type", &vl);
+        const char *ct = http_stub_header(r, "Content-Type", &vl);
         s->order_requests++;
         snprintf(s->last_order_body, sizeof s->last_order_body, "%.*s", (int)blen, body);
         if (!ct || strncmp(ct, "application/x-www-form-urlencoded", vl) != 0 || q ||
-            !signed_ok(s, head, hlen, body, blen)) {
+            !signed_ok(s, r, body, blen)) {
             reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"Signature for this request is not valid.\"}");
-            return true;
+            return;
         }
         char cid[64], qty[64];
-        param(s->last_order_body, "newClientOrderId", cid, sizeof cid);
-        param(s->last_order_body, "quantity", qty, sizeof qty);
+        http_stub_param(s->last_order_body, "newClientOrderId", cid, sizeof cid);
+        http_stub_param(s->last_order_body, "quantity", qty, sizeof qty);
         if (strcmp(cid, "ct503") == 0) {
             reply_str(c, 503, NULL, "{\"code\":-1000,\"msg\":\"Unknown error, please check your request or try again later.\"}");
-            return true;
+            return;
         }
         char b[512];
         snprintf(b, sizeof b,
@@ -248,9 +170,9 @@ static bool handle(struct conn *c, const char *method, const char *target, const
                  cid, qty);
         reply_str(c, 200, "X-MBX-ORDER-COUNT-10S: 1\r\nX-MBX-ORDER-COUNT-1M: 9\r\n", b);
     } else if (strcmp(path, "/fapi/v1/order") == 0 && strcmp(method, "GET") == 0) {
-        if (!signed_ok(s, head, hlen, query, strlen(query)) || blen) {
+        if (!signed_ok(s, r, query, strlen(query)) || blen) {
             reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"bad signature\"}");
-            return true;
+            return;
         }
         reply_str(c, 400, NULL, "{\"code\":-2013,\"msg\":\"Order does not exist.\"}");
     } else if (strcmp(path, "/fapi/v1/exchangeInfo") == 0) {
@@ -259,9 +181,9 @@ static bool handle(struct conn *c, const char *method, const char *target, const
         reply(c, 200, NULL, b, n);
         free(b);
     } else if (strcmp(path, "/fapi/v2/positionRisk") == 0) {
-        if (!signed_ok(s, head, hlen, query, strlen(query))) {
+        if (!signed_ok(s, r, query, strlen(query))) {
             reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"bad signature\"}");
-            return true;
+            return;
         }
         size_t n;
         char *b = slurp(s->hedge ? "binance_position_risk_v2_hedge.json"
@@ -269,9 +191,9 @@ static bool handle(struct conn *c, const char *method, const char *target, const
         reply(c, 200, NULL, b, n);
         free(b);
     } else if (strcmp(path, "/fapi/v3/account") == 0 || strcmp(path, "/fapi/v1/positionSide/dual") == 0) {
-        if (!signed_ok(s, head, hlen, query, strlen(query)) || blen || strcmp(method, "GET") != 0) {
+        if (!signed_ok(s, r, query, strlen(query)) || blen || strcmp(method, "GET") != 0) {
             reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"bad signature\"}");
-            return true;
+            return;
         }
         if (strcmp(path, "/fapi/v3/account") == 0) {
             size_t n;
@@ -284,9 +206,9 @@ static bool handle(struct conn *c, const char *method, const char *target, const
     } else if (strcmp(path, "/fapi/v2/ticker/price") == 0) {
         size_t vl;
         /* public: no key, no signature */
-        if (q || hdr(head, hlen, "X-MBX-APIKEY", &vl)) {
+        if (q || http_stub_header(r, "X-MBX-APIKEY", &vl)) {
             reply_str(c, 400, NULL, "{\"code\":-1,\"msg\":\"unexpected parameters or key\"}");
-            return true;
+            return;
         }
         size_t n;
         char *b = slurp("binance_ticker_price_v2_all.json", &n);
@@ -294,23 +216,23 @@ static bool handle(struct conn *c, const char *method, const char *target, const
         free(b);
     } else if (strcmp(path, "/fapi/v1/leverage") == 0 && strcmp(method, "POST") == 0) {
         snprintf(s->last_leverage_body, sizeof s->last_leverage_body, "%.*s", (int)blen, body);
-        if (q || !signed_ok(s, head, hlen, body, blen)) {
+        if (q || !signed_ok(s, r, body, blen)) {
             reply_str(c, 400, NULL, "{\"code\":-1022,\"msg\":\"Signature for this request is not valid.\"}");
-            return true;
+            return;
         }
         char sym[64], lev[16], b[256];
-        param(s->last_leverage_body, "symbol", sym, sizeof sym);
-        param(s->last_leverage_body, "leverage", lev, sizeof lev);
+        http_stub_param(s->last_leverage_body, "symbol", sym, sizeof sym);
+        http_stub_param(s->last_leverage_body, "leverage", lev, sizeof lev);
         if (strcmp(lev, "99") == 0) {
             reply_str(c, 400, NULL, "{\"code\":-4028,\"msg\":\"Leverage 99 is not valid\"}");
-            return true;
+            return;
         }
         snprintf(b, sizeof b, "{\"leverage\":%s,\"maxNotionalValue\":\"1000000\",\"symbol\":\"%s\"}", lev,
                  strcmp(lev, "7") == 0 ? "ETHUSDT" : sym); /* 7: a wrong symbol in the answer */
         reply_str(c, 200, NULL, b);
     } else if (strcmp(path, "/fapi/v1/listenKey") == 0) {
         size_t vl;
-        if (!hdr(head, hlen, "X-MBX-APIKEY", &vl) || strstr(query, "signature") || blen) {
+        if (!http_stub_header(r, "X-MBX-APIKEY", &vl) || strstr(query, "signature") || blen) {
             reply_str(c, 400, NULL, "{\"code\":-2014,\"msg\":\"API-key format invalid.\"}");
         } else if (strcmp(method, "POST") == 0) {
             reply_str(c, 200, NULL, "{\"listenKey\":\"pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61\"}");
@@ -322,105 +244,22 @@ static bool handle(struct conn *c, const char *method, const char *target, const
     } else {
         reply_str(c, 404, NULL, "{\"code\":-1,\"msg\":\"no route\"}");
     }
-    return true;
-}
-
-static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b) {
-    struct conn *c = h->data;
-    if (c->cap - c->len < 65536) {
-        c->cap = c->cap * 2 + 65536;
-        c->buf = realloc(c->buf, c->cap);
-    }
-    (void)sugg;
-    *b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-    struct conn *c = st->data;
-    (void)b;
-    if (n < 0) {
-        conn_close(c);
-        return;
-    }
-    c->len += (size_t)n;
-    for (;;) {
-        char *end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-        if (!end) return;
-        size_t hlen = (size_t)(end - c->buf) + 4, vl, blen = 0;
-        const char *cl = hdr(c->buf, hlen, "Content-Length", &vl);
-        if (cl) blen = strtoul(cl, NULL, 10);
-        if (c->len < hlen + blen) return;
-        /* NUL-terminated copies: the buffer may hold the next request right after this one */
-        char method[16], target[1200];
-        char *head = strndup(c->buf, hlen), *body = malloc(blen + 1);
-        memcpy(body, c->buf + hlen, blen);
-        body[blen] = '\0';
-        if (sscanf(head, "%15s %1199s", method, target) != 2) {
-            free(head);
-            free(body);
-            conn_close(c);
-            return;
-        }
-        bool more = handle(c, method, target, head, hlen, body, blen);
-        free(head);
-        free(body);
-        if (!more) return;
-        memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
-        c->len -= hlen + blen;
-    }
-}
-
-static void on_conn(uv_stream_t *l, int status) {
-    struct srv *s = l->data;
-    assert_int_equal(status, 0);
-    struct conn *c = calloc(1, sizeof *c);
-    c->s = s;
-    uv_tcp_init(s->loop, &c->h);
-    c->h.data = c;
-    assert_int_equal(uv_accept(l, (uv_stream_t *)&c->h), 0);
-    uv_tcp_nodelay(&c->h, 1);
-    c->next = s->conns;
-    s->conns = c;
-    s->accepted++;
-    uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
 }
 
 static void srv_start(struct srv *s, uv_loop_t *loop) {
     memset(s, 0, sizeof *s);
-    s->loop = loop;
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_init(loop, &s->tcp), 0);
-    s->tcp.data = s;
-    assert_int_equal(uv_tcp_bind(&s->tcp, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->tcp, 256, on_conn), 0);
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&got, &len);
-    s->port = ntohs(got.sin_port);
+    s->http = http_stub_new(loop, on_request, s);
+    s->port = http_stub_port(s->http);
 }
 
 static void srv_stop(struct srv *s) {
-    while (s->conns) conn_close(s->conns);
-    uv_close((uv_handle_t *)&s->tcp, NULL);
+    s->http = http_stub_free(s->http);
 }
 
 /* ---- loop helpers ---- */
 
-static void deadline_cb(uv_timer_t *t) { *(bool *)t->data = true; }
-
-/* Runs the loop until *done or 20 s have passed (then fails). */
-static void run_until(uv_loop_t *loop, const int *done, int want) {
-    bool expired = false;
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, deadline_cb, 20000, 0);
-    while (*done < want && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*done < want) fail_msg("timed out waiting: %d of %d done", *done, want);
-}
+/* Every wait fails after 20 s: a hang is a failure, not a wait. */
+#define RUN_UNTIL(loop, done, want) LU_RUN_UNTIL((loop), (done), (want), 20000)
 
 static void teardown_loop(uv_loop_t *loop, struct rest_pool *p, struct srv *s) {
     rest_pool_free(p);
@@ -496,7 +335,7 @@ static void test_thousand_requests_keepalive(void **state) {
     assert_non_null(m->p);
     m->port = s.port;
     many_send(m);
-    run_until(&loop, &m->done, TOTAL);
+    RUN_UNTIL(&loop, &m->done, TOTAL);
     for (int i = 0; i < TOTAL; i++)
         if (m->calls[i] != 1) fail_msg("request %d: %d callbacks", i, m->calls[i]);
     assert_int_equal(m->bad, 0);
@@ -508,10 +347,10 @@ static void test_thousand_requests_keepalive(void **state) {
     assert_int_equal(st.in_flight, 0);
     assert_true(st.connections_opened >= 1);
     assert_true(st.connections_opened <= WINDOW);
-    assert_true(s.accepted <= WINDOW);
-    assert_int_equal(s.requests, TOTAL);
+    assert_true(http_stub_accepted(s.http) <= WINDOW);
+    assert_int_equal(http_stub_requests(s.http), TOTAL);
     print_message("1000 requests: %" PRIu64 " connections opened, server accepted %d, idle handles %u\n",
-                  st.connections_opened, s.accepted, st.idle_handles);
+                  st.connections_opened, http_stub_accepted(s.http), st.idle_handles);
     teardown_loop(&loop, m->p, &s);
     free(m);
 }
@@ -579,7 +418,7 @@ static void test_closed_port_and_timeout(void **state) {
     assert_int_equal(rest_pool_send(p, &req2, one_cb, &slow), 0);
 
     one_total = 0;
-    run_until(&loop, &one_total, 2);
+    RUN_UNTIL(&loop, &one_total, 2);
     assert_int_equal(refused.calls, 1);
     assert_int_equal(refused.err, -ECONNREFUSED);
     assert_false(refused.maybe_sent);
@@ -589,7 +428,7 @@ static void test_closed_port_and_timeout(void **state) {
     assert_int_equal(slow.err, -ETIMEDOUT);
     assert_true(slow.maybe_sent);
     assert_int_equal(slow.status, 0);
-    assert_int_equal(s.requests, 1);
+    assert_int_equal(http_stub_requests(s.http), 1);
 
     /* invalid requests are refused synchronously and never call back */
     struct rest_req bad = {.method = REST_GET, .url = u, .body = "x", .body_len = 1};
@@ -617,7 +456,7 @@ static void test_no_resend_on_dead_reused_connection(void **state) {
     /* 1: first request on a fresh connection -> answered */
     struct one a = {0};
     assert_int_equal(rest_pool_send(p, &req, one_cb, &a), 0);
-    run_until(&loop, &a.calls, 1);
+    RUN_UNTIL(&loop, &a.calls, 1);
     assert_int_equal(a.err, 0);
     assert_string_equal(a.body, "first");
 
@@ -625,7 +464,7 @@ static void test_no_resend_on_dead_reused_connection(void **state) {
      *    curl re-sends on a fresh connection by itself: the server sees it twice. */
     struct one b = {0};
     assert_int_equal(rest_pool_send(p, &req, one_cb, &b), 0);
-    run_until(&loop, &b.calls, 1);
+    RUN_UNTIL(&loop, &b.calls, 1);
     assert_int_equal(b.err, 0);
     assert_string_equal(b.body, "first");
     assert_int_equal(s.drop_requests, 3);
@@ -635,7 +474,7 @@ static void test_no_resend_on_dead_reused_connection(void **state) {
     struct one c = {0};
     req.no_resend = true;
     assert_int_equal(rest_pool_send(p, &req, one_cb, &c), 0);
-    run_until(&loop, &c.calls, 1);
+    RUN_UNTIL(&loop, &c.calls, 1);
     assert_int_equal(c.err, -EPIPE);
     assert_true(c.maybe_sent);
     assert_int_equal(s.drop_requests, 4);
@@ -659,7 +498,7 @@ static void test_headers_methods_and_limits(void **state) {
     url(u, sizeof u, s.port, "/ratelimit");
     struct rest_req req = {.method = REST_GET, .url = u};
     assert_int_equal(rest_pool_send(p, &req, one_cb, &rl), 0);
-    run_until(&loop, &rl.calls, 1);
+    RUN_UNTIL(&loop, &rl.calls, 1);
     assert_int_equal(rl.err, 0);
     assert_int_equal(rl.status, 429);
     assert_int_equal(rl.retry_after, 3000);
@@ -671,7 +510,7 @@ static void test_headers_methods_and_limits(void **state) {
     struct one big = {0};
     url(u, sizeof u, s.port, "/big");
     assert_int_equal(rest_pool_send(p, &req, one_cb, &big), 0);
-    run_until(&loop, &big.calls, 1);
+    RUN_UNTIL(&loop, &big.calls, 1);
     assert_int_equal(big.err, -EMSGSIZE);
     assert_non_null(strstr(big.error, "exceeds"));
 
@@ -683,7 +522,7 @@ static void test_headers_methods_and_limits(void **state) {
         struct rest_req r2 = {.method = ms[i], .url = u, .body = i == 2 ? "k=v&z=1" : NULL,
                               .body_len = i == 2 ? 7 : 0};
         assert_int_equal(rest_pool_send(p, &r2, one_cb, &m), 0);
-        run_until(&loop, &m.calls, 1);
+        RUN_UNTIL(&loop, &m.calls, 1);
         char want[64];
         snprintf(want, sizeof want, "%s %d %s", methods[i], i == 2 ? 7 : 0, i == 2 ? "k=v&z=1" : "");
         assert_string_equal(m.body, want);
@@ -735,7 +574,7 @@ static void test_cancel_on_free(void **state) {
         }
         if (variant == 0) {
             /* let them reach the server, then free: all three cancelled, once each */
-            while (s.requests < 3) uv_run(&loop, UV_RUN_ONCE);
+            while (http_stub_requests(s.http) < 3) uv_run(&loop, UV_RUN_ONCE);
             rest_pool_free(c.p);
             for (int i = 0; i < 3; i++) {
                 assert_int_equal(c.calls[i], 1);
@@ -842,7 +681,7 @@ static void test_binance_adapter_e2e(void **state) {
 
     /* time first: signed requests must then carry the server's clock */
     assert_int_equal(exch_sync_time(a, e2e_time, &e), 0);
-    run_until(&loop, &e.done, 1);
+    RUN_UNTIL(&loop, &e.done, 1);
     assert_int_equal(e.st_time.err, 0);
     if (llabs(e.offset - SERVER_SKEW_MS) > 200) fail_msg("offset %" PRId64, e.offset);
     assert_int_equal(exch_account_time_offset_ms(a), e.offset);
@@ -857,7 +696,7 @@ static void test_binance_adapter_e2e(void **state) {
     assert_int_equal(exch_query_order(a, "BTCUSDT", "ctGone", e2e_order2, &e), 0);
     assert_int_equal(exch_fetch_instruments(a, e2e_instr, &e), 0);
     assert_int_equal(exch_fetch_positions(a, e2e_pos, &e), 0);
-    run_until(&loop, &e.done, 6);
+    RUN_UNTIL(&loop, &e.done, 6);
 
     assert_int_equal(s.bad_signatures, 0);
     assert_int_equal(e.order[0].outcome, EXCH_OK);
@@ -889,11 +728,11 @@ static void test_binance_adapter_e2e(void **state) {
 
     lk_idx = 0;
     assert_int_equal(exch_listen_key_create(a, e2e_lk, &e), 0);
-    run_until(&loop, &e.done, 7);
+    RUN_UNTIL(&loop, &e.done, 7);
     assert_int_equal(exch_listen_key_keepalive(a, e.lk[0], e2e_lk, &e), 0);
-    run_until(&loop, &e.done, 8);
+    RUN_UNTIL(&loop, &e.done, 8);
     assert_int_equal(exch_listen_key_delete(a, e.lk[0], e2e_lk, &e), 0);
-    run_until(&loop, &e.done, 9);
+    RUN_UNTIL(&loop, &e.done, 9);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(e.st_lk[i].err, 0);
         assert_string_equal(e.lk[i], "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61");
@@ -907,7 +746,7 @@ static void test_binance_adapter_e2e(void **state) {
     o.client_id = "ctLate";
     assert_int_equal(exch_place_order(a, &o, e2e_order0, &e), 0);
     exch_account_free(a);
-    run_until(&loop, &e.done, 10);
+    RUN_UNTIL(&loop, &e.done, 10);
     assert_int_equal(e.order[0].outcome, EXCH_OK);
     assert_string_equal(e.order[0].client_id, "ctLate");
     teardown_loop(&loop, p, &s);
@@ -1007,7 +846,7 @@ static void test_binance_adapter_account_calls(void **state) {
     set_idx = 0;
 
     assert_int_equal(exch_sync_time(a, a_time, &e), 0);
-    run_until(&loop, &e.done, 1);
+    RUN_UNTIL(&loop, &e.done, 1);
     assert_int_equal(e.st[0].err, 0);
 
     assert_int_equal(exch_fetch_account(a, a_bal, &e), 0);
@@ -1016,7 +855,7 @@ static void test_binance_adapter_account_calls(void **state) {
     assert_int_equal(exch_fetch_leverage(a, a_levs, &e), 0);
     assert_int_equal(exch_fetch_positions(a, a_pos, &e), 0);
     assert_int_equal(exch_set_leverage(a, "BTCUSDT", 25, a_set, &e), 0);
-    run_until(&loop, &e.done, 7);
+    RUN_UNTIL(&loop, &e.done, 7);
     assert_int_equal(s.bad_signatures, 0);
     for (int i = 1; i <= 6; i++)
         if (e.st[i].err) fail_msg("call %d: err %d %s", i, e.st[i].err, e.st[i].error_msg);
@@ -1040,12 +879,12 @@ static void test_binance_adapter_account_calls(void **state) {
 
     /* refused leverage: the exchange's code, granted 0; a mismatched answer: -EBADMSG */
     assert_int_equal(exch_set_leverage(a, "BTCUSDT", 99, a_set, &e), 0);
-    run_until(&loop, &e.done, 8);
+    RUN_UNTIL(&loop, &e.done, 8);
     assert_int_equal(e.st[7].err, -EREMOTEIO);
     assert_int_equal(e.st[7].error_code, -4028);
     assert_int_equal(e.set_lev[1], 0);
     assert_int_equal(exch_set_leverage(a, "BTCUSDT", 7, a_set, &e), 0);
-    run_until(&loop, &e.done, 9);
+    RUN_UNTIL(&loop, &e.done, 9);
     assert_int_equal(e.st[7].err, -EBADMSG);
     assert_non_null(strstr(e.st[7].error_msg, "leverage: symbol"));
     assert_string_equal(e.set_sym[2], "BTCUSDT");
@@ -1058,7 +897,7 @@ static void test_binance_adapter_account_calls(void **state) {
     struct exch_order_req o = {.symbol = "BTCUSDT", .side = MKT_SELL, .type = EXCH_LIMIT_IOC, .qty = qty,
                                .price = px, .client_id = "ctHedge1", .pos_side = MKT_PS_LONG};
     assert_int_equal(exch_place_order(a, &o, a_order, &e), 0);
-    run_until(&loop, &e.done, 10);
+    RUN_UNTIL(&loop, &e.done, 10);
     assert_int_equal(e.order.outcome, EXCH_OK);
     assert_true(strncmp(s.last_order_body,
                         "symbol=BTCUSDT&side=SELL&positionSide=LONG&type=LIMIT&timeInForce=IOC&quantity=0.002"

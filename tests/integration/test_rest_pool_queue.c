@@ -1,7 +1,7 @@
 /* rest_pool's own queues (issue 7): curl never holds more transfers of a host than it can run at
  * once; the rest wait in the pool, per host, orders first, FIFO within a priority, and leave (are
  * built, i.e. signed) only when a slot frees. Against in-process HTTP/1.1 servers on loopback on
- * the test's own libuv loop (no other service).
+ * the test's own libuv loop (testutil/http_stub; no other service).
  *
  * - 2 queries, 40 orders, 8 queries with 4 connections: at most 4 in curl at any moment (checked
  *   at every departure and every answer), the departure order exactly q0 q1 o0..o39 q2..q9,
@@ -18,175 +18,70 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <cmocka.h>
 #include <uv.h>
 
+#include "http_stub.h"
+#include "loop_until.h"
 #include "rest_pool.h"
 
-/* ---- a small HTTP/1.1 keep-alive server: GET/POST /ok/<tag> answers "ok-<tag>" at once,
- * /hold/<tag> only when the test releases it ---- */
+/* ---- the servers: GET/POST /ok/<tag> answers "ok-<tag>" at once, /hold/<tag> only when the
+ * test releases it ---- */
 
 #define MAX_HELD 64
 
-/* The test's loop: every event a test waits for stops it (uv_stop), so run_until re-checks at
+/* The test's loop: every event a test waits for stops it (uv_stop), so RUN_UNTIL re-checks at
  * once instead of polling on until the next I/O or the watchdog. */
 static uv_loop_t *g_loop;
 
-struct tsrv;
-struct tconn {
-    uv_tcp_t h;
-    struct tsrv *s;
-    char *buf;
-    size_t len, cap;
-    struct tconn *next;
-    bool closing;
-};
-
 struct held {
-    struct tconn *c;
+    struct http_stub_conn *c;
     char tag[64];
 };
 
 struct tsrv {
-    uv_tcp_t tcp;
+    struct http_stub *http;
     int port;
-    int requests;
-    int accepted;
-    struct tconn *conns;
     struct held held[MAX_HELD];
     int n_held;
 };
 
-static void tconn_closed(uv_handle_t *h) {
-    struct tconn *c = h->data;
-    free(c->buf);
-    free(c);
-}
-
-static void tconn_close(struct tconn *c) {
-    if (c->closing) return;
-    c->closing = true;
-    for (struct tconn **pp = &c->s->conns; *pp; pp = &(*pp)->next)
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    uv_close((uv_handle_t *)&c->h, tconn_closed);
-}
-
-static void tw_done(uv_write_t *w, int status) {
-    (void)status;
-    free(w->data);
-    free(w);
-}
-
-static void answer(struct tconn *c, const char *tag) {
+static void answer(struct http_stub_conn *c, const char *tag) {
     char body[96];
     int bl = snprintf(body, sizeof body, "ok-%s", tag);
-    char *out = malloc(256);
-    assert_non_null(out);
-    int n = snprintf(out, 256, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", bl, body);
-    uv_write_t *w = malloc(sizeof *w);
-    assert_non_null(w);
-    w->data = out;
-    uv_buf_t b = uv_buf_init(out, (unsigned)n);
-    if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, tw_done) != 0) {
-        free(out);
-        free(w);
-    }
+    http_stub_reply(c, 200, NULL, body, (size_t)bl); /* a closed connection is not answered */
 }
 
-/* Takes every complete request off c's buffer. */
-static void serve(struct tconn *c) {
-    for (;;) {
-        char *end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-        if (!end) return;
-        size_t hlen = (size_t)(end - c->buf) + 4, blen = 0;
-        for (char *l = c->buf; l < end; l = strstr(l, "\r\n") + 2)
-            if (strncasecmp(l, "Content-Length:", 15) == 0) blen = strtoul(l + 15, NULL, 10);
-        if (c->len < hlen + blen) return;
-        char method[8], target[128];
-        if (sscanf(c->buf, "%7s %127s", method, target) != 2) fail_msg("bad request line");
-        c->s->requests++;
-        if (strncmp(target, "/hold/", 6) == 0) {
-            assert_true(c->s->n_held < MAX_HELD);
-            struct held *hd = &c->s->held[c->s->n_held++];
-            hd->c = c;
-            snprintf(hd->tag, sizeof hd->tag, "%.60s", target + 6);
-            uv_stop(g_loop);
-        } else if (strncmp(target, "/ok/", 4) == 0) {
-            answer(c, target + 4);
-        } else {
-            fail_msg("unexpected target %s", target);
-        }
-        memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
-        c->len -= hlen + blen;
+static void on_request(void *ud, struct http_stub_conn *c, const struct http_stub_req *r) {
+    struct tsrv *s = ud;
+    if (!r->method) fail_msg("bad request line");
+    if (strncmp(r->target, "/hold/", 6) == 0) {
+        assert_true(s->n_held < MAX_HELD);
+        struct held *hd = &s->held[s->n_held++];
+        hd->c = c;
+        snprintf(hd->tag, sizeof hd->tag, "%.60s", r->target + 6);
+        uv_stop(g_loop);
+    } else if (strncmp(r->target, "/ok/", 4) == 0) {
+        answer(c, r->target + 4);
+    } else {
+        fail_msg("unexpected target %s", r->target);
     }
-}
-
-static void t_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
-    struct tconn *c = h->data;
-    if (c->cap - c->len < 4096) {
-        c->cap = c->cap ? c->cap * 2 : 8192;
-        c->buf = realloc(c->buf, c->cap);
-        assert_non_null(c->buf);
-    }
-    (void)sz;
-    *b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
-}
-
-static void t_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-    struct tconn *c = st->data;
-    (void)b;
-    if (n < 0) {
-        tconn_close(c);
-        return;
-    }
-    c->len += (size_t)n;
-    serve(c);
-}
-
-static void t_accept(uv_stream_t *l, int status) {
-    struct tsrv *s = l->data;
-    assert_int_equal(status, 0);
-    struct tconn *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    c->s = s;
-    uv_tcp_init(l->loop, &c->h);
-    c->h.data = c;
-    assert_int_equal(uv_accept(l, (uv_stream_t *)&c->h), 0);
-    uv_tcp_nodelay(&c->h, 1);
-    c->next = s->conns;
-    s->conns = c;
-    s->accepted++;
-    uv_read_start((uv_stream_t *)&c->h, t_alloc, t_read);
 }
 
 static void tsrv_start(uv_loop_t *loop, struct tsrv *s) {
     memset(s, 0, sizeof *s);
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_init(loop, &s->tcp), 0);
-    s->tcp.data = s;
-    assert_int_equal(uv_tcp_bind(&s->tcp, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->tcp, 128, t_accept), 0);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
-    s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    s->http = http_stub_new(loop, on_request, s);
+    s->port = http_stub_port(s->http);
 }
 
 static void tsrv_release(struct tsrv *s) {
-    for (int i = 0; i < s->n_held; i++)
-        if (!s->held[i].c->closing) answer(s->held[i].c, s->held[i].tag);
+    for (int i = 0; i < s->n_held; i++) answer(s->held[i].c, s->held[i].tag);
     s->n_held = 0;
 }
 
 static void tsrv_stop(struct tsrv *s) {
-    while (s->conns) tconn_close(s->conns);
-    uv_close((uv_handle_t *)&s->tcp, NULL);
+    s->http = http_stub_free(s->http);
 }
 
 /* ---- the client side ---- */
@@ -267,23 +162,8 @@ static void t_send(struct tctx *t, struct treq *r, int port, const char *kind, c
     if (order) t->orders_sent++;
 }
 
-static void on_watchdog(uv_timer_t *tm) {
-    *(bool *)tm->data = true;
-}
-
-/* Runs the loop until *done reaches want; fails after 20 s (a hang is a failure, not a wait). */
-static void run_until(uv_loop_t *loop, const int *done, int want) {
-    if (*done >= want) return;
-    bool expired = false;
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    wd.data = &expired;
-    uv_timer_start(&wd, on_watchdog, 20000, 0);
-    while (*done < want && !expired) uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*done < want) fail_msg("only %d of %d callbacks within 20 s", *done, want);
-}
+/* Every wait fails after 20 s: a hang is a failure, not a wait. */
+#define RUN_UNTIL(loop, done, want) LU_RUN_UNTIL((loop), (done), (want), 20000)
 
 static void drain_loop(uv_loop_t *loop) {
     for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++) {
@@ -337,7 +217,7 @@ static void test_cap_and_fifo(void **state) {
     assert_int_equal(st.queued, 46);
     assert_int_equal(st.queued_orders, 38);
 
-    run_until(&the_loop, &T.done, 50);
+    RUN_UNTIL(&the_loop, &T.done, 50);
 
     const char *want[50];
     static char names[50][8];
@@ -355,8 +235,8 @@ static void test_cap_and_fifo(void **state) {
         assert_int_equal(r[i].status, 200);
         assert_string_equal(r[i].body, b);
     }
-    assert_int_equal(s.requests, 50);
-    assert_true(s.accepted <= 4);
+    assert_int_equal(http_stub_requests(s.http), 50);
+    assert_true(http_stub_accepted(s.http) <= 4);
     rest_pool_get_stats(T.pool, &st);
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.queued_orders, 0);
@@ -382,7 +262,7 @@ static void test_hosts_independent(void **state) {
     for (int i = 0; i < 6; i++) snprintf(tag, sizeof tag, "a%d", i), t_send(&T, &ra[i], a.port, "hold", tag, true);
     for (int i = 0; i < 3; i++) snprintf(tag, sizeof tag, "b%d", i), t_send(&T, &rb[i], b.port, "ok", tag, true);
 
-    run_until(&the_loop, &T.done, 3);
+    RUN_UNTIL(&the_loop, &T.done, 3);
     for (int i = 0; i < 3; i++) assert_int_equal(rb[i].calls, 1);
     for (int i = 0; i < 6; i++) assert_int_equal(ra[i].calls, 0);
     uint32_t in_curl = 0, queued = 0;
@@ -390,19 +270,19 @@ static void test_hosts_independent(void **state) {
     assert_int_equal(in_curl, 2);
     assert_int_equal(queued, 4);
     /* The server has both of A's transfers in curl (held), none of the waiting ones. */
-    run_until(&the_loop, &a.n_held, 2);
-    assert_int_equal(a.requests, 2);
+    RUN_UNTIL(&the_loop, &a.n_held, 2);
+    assert_int_equal(http_stub_requests(a.http), 2);
 
     /* Each release answers what is held; the freed slots take the next ones, FIFO. */
     while (T.done < 9) {
         int left = 9 - T.done, expect = left < 2 ? left : 2;
-        run_until(&the_loop, &a.n_held, expect);
+        RUN_UNTIL(&the_loop, &a.n_held, expect);
         assert_int_equal(a.n_held, expect);
         int before = T.done;
         tsrv_release(&a);
-        run_until(&the_loop, &T.done, before + expect);
+        RUN_UNTIL(&the_loop, &T.done, before + expect);
     }
-    run_until(&the_loop, &T.done, 9);
+    RUN_UNTIL(&the_loop, &T.done, 9);
     for (int i = 0; i < 6; i++) {
         char body[32];
         snprintf(body, sizeof body, "ok-a%d", i);
@@ -453,7 +333,7 @@ static void test_free_with_queue(void **state) {
         assert_int_equal(rest_pool_send(T.pool, &req, t_cancel_done, &r[i]), 0);
         T.orders_sent++;
     }
-    run_until(&the_loop, &s.n_held, 2);
+    RUN_UNTIL(&the_loop, &s.n_held, 2);
     assert_int_equal(T.n_departed, 2);
     struct rest_pool *p = T.pool;
     T.pool = NULL;
@@ -489,10 +369,10 @@ static void test_built_url_on_other_host(void **state) {
     snprintf(r.host_url, sizeof r.host_url, "http://127.0.0.1:%d", s.port == 1 ? 2 : s.port - 1);
     struct rest_req req = {.method = REST_GET, .url = r.host_url, .build = other_host_build};
     assert_int_equal(rest_pool_send(T.pool, &req, t_done, &r), 0);
-    run_until(&the_loop, &T.done, 1);
+    RUN_UNTIL(&the_loop, &T.done, 1);
     assert_int_equal(r.err, -EINVAL);
     assert_false(r.maybe_sent);
-    assert_int_equal(s.requests, 0);
+    assert_int_equal(http_stub_requests(s.http), 0);
     /* The same host spelled differently is the same host. */
     char alt[64];
     uint32_t in_curl = 9, queued = 9;
