@@ -1637,9 +1637,12 @@ static void refresh_tick(uv_timer_t *t) {
         if (c->rules[i].m_drift && !c->rules[i].removed && c->accts[c->rules[i].follower].state_ok)
             met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
     /* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request.
-     * An account still loading gets its equity from its load. */
+     * An account still loading gets its equity from its load. While followers load, only the
+     * leaders' equity is refreshed: the loaded followers' refreshes share the IP weight budget
+     * with the loads and, a few hundred followers on, outgrow it (their equity came with their
+     * load, minutes ago at most); the loading then starved behind them. */
     for (size_t i = 0; i < c->n_accts && !c->freeing; i++)
-        if (c->accts[i].state_ok) copier_cache_equity(&c->accts[i]);
+        if (c->accts[i].state_ok && (c->accts[i].is_leader || c->ld_left == 0)) copier_cache_equity(&c->accts[i]);
     if (c->started && !c->draining && !c->freeing) open_ticker_streams(c);
     copier_load_expire(c);
     HASH_ITER(hh, c->insts, it, tmp) {
