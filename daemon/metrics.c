@@ -475,27 +475,38 @@ uint64_t met_counter_value(const struct met_counter *c)
     return child_of_counter(c)->has_fn ? c->rec->fn.c(c->rec->ud) : c->value;
 }
 
-int met_counter_set_fn(struct met_counter *c, uint64_t (*fn)(void *ud), void *ud)
+/* A series' 8 bytes hold its value, or (has_fn) its callback record with the value kept in it:
+ * attaching moves the value into a new record, detaching moves it back. *out: the record. */
+static int fn_rec_set(struct met_child *ch, void *series, bool attach, struct met_fn_rec **out)
 {
-    struct met_child *ch = child_of_counter(c);
-    if (!fn) {
+    _Static_assert(sizeof(uint64_t) == sizeof(double), "values are 8 bytes");
+    struct met_fn_rec *r;
+    if (!attach) {
         if (ch->has_fn) {
-            struct met_fn_rec *r = c->rec;
-            c->value = r->stored.u;
+            memcpy(&r, series, sizeof r);
+            memcpy(series, &r->stored, sizeof r->stored);
             ch->has_fn = 0;
             free(r);
         }
         return 0;
     }
     if (!ch->has_fn) {
-        struct met_fn_rec *r = malloc(sizeof *r);
-        if (!r) return -ENOMEM;
-        r->stored.u = c->value;
-        c->rec = r;
+        if (!(r = malloc(sizeof *r))) return -ENOMEM;
+        memcpy(&r->stored, series, sizeof r->stored);
+        memcpy(series, &r, sizeof r);
         ch->has_fn = 1;
     }
-    c->rec->fn.c = fn;
-    c->rec->ud = ud;
+    memcpy(out, series, sizeof *out);
+    return 0;
+}
+
+int met_counter_set_fn(struct met_counter *c, uint64_t (*fn)(void *ud), void *ud)
+{
+    struct met_fn_rec *r;
+    int e = fn_rec_set(child_of_counter(c), c, fn != NULL, &r);
+    if (e < 0 || !fn) return e;
+    r->fn.c = fn;
+    r->ud = ud;
     return 0;
 }
 
@@ -518,25 +529,11 @@ void met_gauge_add(struct met_gauge *g, double d)
 
 int met_gauge_set_fn(struct met_gauge *g, double (*fn)(void *ud), void *ud)
 {
-    struct met_child *ch = child_of_gauge(g);
-    if (!fn) {
-        if (ch->has_fn) {
-            struct met_fn_rec *r = g->rec;
-            g->value = r->stored.d;
-            ch->has_fn = 0;
-            free(r);
-        }
-        return 0;
-    }
-    if (!ch->has_fn) {
-        struct met_fn_rec *r = malloc(sizeof *r);
-        if (!r) return -ENOMEM;
-        r->stored.d = g->value;
-        g->rec = r;
-        ch->has_fn = 1;
-    }
-    g->rec->fn.g = fn;
-    g->rec->ud = ud;
+    struct met_fn_rec *r;
+    int e = fn_rec_set(child_of_gauge(g), g, fn != NULL, &r);
+    if (e < 0 || !fn) return e;
+    r->fn.g = fn;
+    r->ud = ud;
     return 0;
 }
 

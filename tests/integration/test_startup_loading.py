@@ -46,6 +46,7 @@ and the daemon starts again:
                          quantity 0, never sent) instead of waiting for ever; nothing is left
                          waiting (ct_copy_decisions_waiting 0), fs stays loading, SIGTERM exits 0."""
 
+import contextlib
 import json
 import os
 import re
@@ -152,17 +153,26 @@ def slow_follower_run(build_dir, name, daemon_yaml, pgs):
         return f"{s['fills']} leader fills, {s['orders']} follower orders exactly once"
 
 
-def sigterm_while_loading(build_dir, name):
+@contextlib.contextmanager
+def restarted_with_fs_fault(build_dir, name, daemon_yaml="", **fault):
+    """fa (x1) and fs (x2) copy a leader BUY 0.010 exactly once; SIGTERM; the simulator gets the
+    fault on fs's positionRisk; the daemon starts again and is READY. Yields (scenario, the leader
+    fills so far, the fault)."""
     followers = [("fa", 1), ("fs", 2)]
     with CopyScenario(build_dir, name, [("lead", "binance-usdm")] + [(f, "binance-usdm") for f, _ in followers],
-                      [(f"{f}-r", "lead", f, k) for f, k in followers]) as sc:
+                      [(f"{f}-r", "lead", f, k) for f, k in followers], daemon_yaml=daemon_yaml) as sc:
         sc.wait_ready()
         fills = sc.trade("lead", "BUY", "0.010")
         sc.check_exactly_once(fills, what="the first run")
         check(sc.daemon.p.stop(signal.SIGTERM) == 0, f"{name}: first run: no clean exit")
-        slow = sc.sim.fault("latency", account="fs", endpoint=POSITIONS_EP, ms=SLOW_MS, count=1)
+        f = sc.sim.fault(account="fs", endpoint=POSITIONS_EP, **fault)
         sc.restart()
         sc.wait_ready(timeout=60)
+        yield sc, fills, f
+
+
+def sigterm_while_loading(build_dir, name):
+    with restarted_with_fs_fault(build_dir, name, kind="latency", ms=SLOW_MS, count=1) as (sc, fills, slow):
         fills += sc.trade("lead", "SELL", "0.004")
         sc.wait_orders("fa", 2)
         _, body = ready_body(sc)
@@ -184,17 +194,8 @@ def sigterm_while_loading(build_dir, name):
 
 
 def kill9_while_waiting(build_dir, name):
-    followers = [("fa", 1), ("fs", 2)]
-    with CopyScenario(build_dir, name, [("lead", "binance-usdm")] + [(f, "binance-usdm") for f, _ in followers],
-                      [(f"{f}-r", "lead", f, k) for f, k in followers],
-                      daemon_yaml="  follower_state_wait_ms: 30000\n") as sc:
-        sc.wait_ready()
-        fills = sc.trade("lead", "BUY", "0.010")
-        sc.check_exactly_once(fills, what="the first run")
-        check(sc.daemon.p.stop(signal.SIGTERM) == 0, f"{name}: first run: no clean exit")
-        slow = sc.sim.fault("latency", account="fs", endpoint=POSITIONS_EP, ms=SLOW_MS, count=1)
-        sc.restart()
-        sc.wait_ready(timeout=60)
+    with restarted_with_fs_fault(build_dir, name, daemon_yaml="  follower_state_wait_ms: 30000\n",
+                                 kind="latency", ms=SLOW_MS, count=1) as (sc, fills, slow):
         journaled = int(psql(sc.pg, "select count(*) from leader_fills")[0][0])
         fills += sc.trade("lead", "SELL", "0.004")
         wait_for(f"{name}: the SELL waiting for fs's state",
@@ -212,16 +213,7 @@ def kill9_while_waiting(build_dir, name):
 
 
 def never_loads(build_dir, name):
-    followers = [("fa", 1), ("fs", 2)]
-    with CopyScenario(build_dir, name, [("lead", "binance-usdm")] + [(f, "binance-usdm") for f, _ in followers],
-                      [(f"{f}-r", "lead", f, k) for f, k in followers]) as sc:
-        sc.wait_ready()
-        fills = sc.trade("lead", "BUY", "0.010")
-        sc.check_exactly_once(fills, what="the first run")
-        check(sc.daemon.p.stop(signal.SIGTERM) == 0, f"{name}: first run: no clean exit")
-        fail = sc.sim.fault("http_5xx", account="fs", endpoint=POSITIONS_EP)
-        sc.restart()
-        sc.wait_ready(timeout=60)
+    with restarted_with_fs_fault(build_dir, name, kind="http_5xx") as (sc, _, fail):
         sc.trade("lead", "SELL", "0.004")
         sc.wait_orders("fa", 2)
         check(ready_body(sc)[1].get("followers_loading") == 1, f"{name}: fs not loading: {ready_body(sc)[1]}")
