@@ -439,7 +439,6 @@ bool copier_defer_journaled(struct fill_job *fj, const struct journal_fill_resul
 
 /* ---- whole leader fills waiting, unjournaled, for their followers' state -------------------- */
 
-#define FILL_WAIT_TICK_MS 20
 #define FILL_WAIT_MAX 100000
 
 struct fill_wait {
@@ -466,8 +465,10 @@ static bool fw_needs(struct copier *c, const struct acct *leader, bool urge) {
 
 static void fw_timer_cb(uv_timer_t *t);
 
-static void fw_arm(struct copier *c, uint64_t first_ms) {
-    uv_timer_start(&c->fw_timer, fw_timer_cb, first_ms, FILL_WAIT_TICK_MS);
+/* One shot: a load that completes re-arms it at 0; otherwise it fires when the oldest waiting
+ * fill has waited state_wait_ms (heads are each leader's oldest). */
+static void fw_arm(struct copier *c, uint64_t ms) {
+    uv_timer_start(&c->fw_timer, fw_timer_cb, ms, 0);
 }
 
 bool copier_fill_wait(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream) {
@@ -483,7 +484,7 @@ bool copier_fill_wait(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     leader->fw_tail = w;
     c->fw_items++;
     (void)fw_needs(c, leader, true);
-    if (!uv_is_active((uv_handle_t *)&c->fw_timer)) fw_arm(c, FILL_WAIT_TICK_MS);
+    if (!uv_is_active((uv_handle_t *)&c->fw_timer)) fw_arm(c, c->state_wait_ms); /* none older */
     log_debug(TAG, "%s %s trade %s: waits for followers' state before it is journaled", f->account,
               f->symbol, f->trade_id);
     return true;
@@ -514,9 +515,17 @@ static void fw_release(struct acct *leader) {
 
 static void fw_timer_cb(uv_timer_t *t) {
     struct copier *c = t->data;
-    for (size_t i = 0; i < c->n_accts && c->fw_items && !c->freeing; i++)
-        if (c->accts[i].fw_head) fw_release(&c->accts[i]);
-    if (!c->fw_items) uv_timer_stop(&c->fw_timer);
+    int64_t oldest = 0;
+    for (size_t i = 0; i < c->n_accts && c->fw_items && !c->freeing; i++) {
+        struct acct *a = &c->accts[i];
+        if (!a->fw_head) continue;
+        fw_release(a);
+        if (a->fw_head && (!oldest || a->fw_head->since_ns < oldest)) oldest = a->fw_head->since_ns;
+    }
+    if (c->fw_items && oldest && !c->freeing) {
+        int64_t due_ns = oldest + (int64_t)c->state_wait_ms * 1000000 - copier_now_ns();
+        fw_arm(c, due_ns > 0 ? (uint64_t)(due_ns + 999999) / 1000000 : 0);
+    }
 }
 
 void copier_fill_wait_drop(struct copier *c) {

@@ -341,6 +341,20 @@ class Fixture:
             raise TestFailure(f"/admin/accounts -> {st}")
         return {a["name"]: a["orders"] for a in json.loads(text)}
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.close()
+                return False
+            except BaseException:
+                self.close(failed=True)  # a daemon that did not stop clean: the rest still goes
+                raise
+        self.close(failed=True)
+        return False
+
     def close(self, failed=False):
         if self.daemon:
             if failed:
@@ -360,14 +374,8 @@ class Fixture:
 
 def run_latency(args, n, durability):
     name = f"bench_n{n}_{durability}"
-    fx = Fixture(args, name, n, durability)
-    try:
-        res = _latency(args, fx, n, durability)
-        fx.close()
-        return res
-    except BaseException:
-        fx.close(failed=True)
-        raise
+    with Fixture(args, name, n, durability) as fx:
+        return _latency(args, fx, n, durability)
 
 
 def _latency(args, fx, n, durability):
@@ -502,14 +510,8 @@ def _latency(args, fx, n, durability):
 
 def run_throughput(args, n, durability):
     name = f"bench_tp_n{n}_{durability}"
-    fx = Fixture(args, name, n, durability)
-    try:
-        res = _throughput(args, fx, n, durability)
-        fx.close()
-        return res
-    except BaseException:
-        fx.close(failed=True)
-        raise
+    with Fixture(args, name, n, durability) as fx:
+        return _throughput(args, fx, n, durability)
 
 
 def _throughput(args, fx, n, durability):
