@@ -264,6 +264,10 @@ static const struct cs_key daemon_keys[] = {
     { .name = "cache_max_entries", .type = CS_INT, .def = "100000", .min = 16, .max = 10000000,
       .off = offsetof(struct cfg_daemon, cache_max_entries) },
     /* The pool of PostgreSQL connections for the daemon's work off the hot path (pg_pool.h). */
+    /* HTTP/1.1: one order per connection at a time, so this bounds how many follower orders to
+     * one exchange host leave in parallel (the rest wait in the REST pool's queue). */
+    { .name = "rest_connections_per_host", .type = CS_INT, .def = "512", .min = 1, .max = 16384,
+      .off = offsetof(struct cfg_daemon, rest_connections_per_host) },
     { .name = "db_pool_size", .type = CS_INT, .def = "2", .min = 1, .max = 64,
       .off = offsetof(struct cfg_daemon, db_pool_size) },
     { .name = "db_pool_overflow", .type = CS_INT, .def = "2", .min = 0, .max = 64,

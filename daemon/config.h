@@ -74,6 +74,8 @@ struct cfg_daemon {
                                        starting with a dot, by name); as loaded: relative names
                                        joined to the main file's directory. Default "traders.d"
                                        there (missing = none); a configured one must exist */
+    int rest_connections_per_host;  /* 1..16384, default 512: REST connections (so orders in
+                                       flight, HTTP/1.1) per exchange host */
     /* The PostgreSQL connection pool for database work off the hot path (SIGHUP reloads); the
      * journal keeps its own session. */
     int db_pool_size;               /* 1..64, default 2: connections kept open */

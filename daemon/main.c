@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -1462,6 +1463,25 @@ static int wait_for_replay(struct daemon *d, unsigned timeout_ms) {
     return r;
 }
 
+/* Every follower order in flight holds a socket: raise the soft descriptor limit to the hard one
+ * (libuv and curl use epoll and poll, never select, so descriptors above 1024 are fine) and say
+ * when the connections configured cannot fit. */
+static void raise_fd_limit(const struct cfg_daemon *dc) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* two hosts' connections, plus the streams, PostgreSQL, Redis, HTTP and the spool */
+    rlim_t need = 2 * (rlim_t)dc->rest_connections_per_host + 256;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn(TAG, "open files limit %llu is below the %llu daemon.rest_connections_per_host "
+                      "needs: orders may fail to connect (raise LimitNOFILE or lower the setting)",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
 static int run(struct daemon *d) {
     struct lws_context_creation_info info;
     void *foreign[1];
@@ -1477,6 +1497,7 @@ static int run(struct daemon *d) {
     char spool_dir[512] = "", err[512];
     int r = -1;
 
+    raise_fd_limit(dc);
     if (uv_loop_init(&d->loop) < 0) return -1;
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
@@ -1526,6 +1547,10 @@ static int run(struct daemon *d) {
     }
     d->xm = exch_metrics_new(d->metrics);
     if (!d->xm) goto out;
+    ropts.max_host_connections = dc->rest_connections_per_host;
+    /* every host's connections stay open between orders (Binance and Bybit: two hosts) */
+    ropts.max_connects = 2L * dc->rest_connections_per_host;
+    ropts.max_idle_handles = (unsigned)dc->rest_connections_per_host;
     ropts.on_done = exch_metrics_on_rest;
     ropts.on_done_ud = d->xm;
     d->rest = rest_pool_new(&d->loop, &ropts);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "log.h"
@@ -116,6 +117,13 @@ int main(int argc, char **argv)
         cfg->admin_port = admin_port;
 
     signal(SIGPIPE, SIG_IGN);
+    /* one connection per simulated client order in flight, and a stream per account: take the
+     * hard open-files limit (libuv polls with epoll, so descriptors past 1024 are fine) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if ((rc = uv_loop_init(&loop)) < 0) {
         fprintf(stderr, "copytrader-exsim: uv_loop_init: %s\n", uv_strerror(rc));
         scfg_free(cfg);
