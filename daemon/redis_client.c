@@ -42,6 +42,8 @@ struct rds {
 
     uv_timer_t retry;    /* reconnect after backoff */
     uv_timer_t tick;     /* PING every ping_interval_ms while up */
+    uint64_t ping_due;   /* loop time the running PING's deadline is for */
+    bool ping_rearmed;   /* its deadline was extended once after a loop stall */
     uv_timer_t deadline; /* connect/handshake deadline, PING deadline, scheduled kills */
     int open_handles;
 
@@ -155,6 +157,20 @@ static void on_deadline(uv_timer_t *t)
         r->kill_why = NULL;
         kill_conn(r, -ECONNRESET, why);
     } else if (r->state == RDS_UP) {
+        /* libuv runs timers before it polls: after the loop was busy past the deadline (a fill
+         * copied to a thousand followers), the PONG can be sitting in the socket unread. Read
+         * what is there before calling Redis unresponsive. */
+        redisAsyncContext *ac = r->ac;
+        redisAsyncHandleRead(ac);
+        if (r->ac != ac || !r->ping_pending || r->kill_why) return; /* answered, or lost meanwhile */
+        /* Fired late: the loop itself was stalled, maybe before the PING was even written. Give
+         * it one more full timeout of loop time. */
+        if (!r->ping_rearmed && uv_now(t->loop) >= r->ping_due + r->o.ping_timeout_ms / 2) {
+            r->ping_rearmed = true;
+            r->ping_due = uv_now(t->loop) + r->o.ping_timeout_ms;
+            uv_timer_start(&r->deadline, on_deadline, r->o.ping_timeout_ms, 0);
+            return;
+        }
         r->st.ping_timeouts++;
         kill_conn(r, -ETIMEDOUT, "ping timeout");
     } else {
@@ -211,6 +227,8 @@ static void on_tick(uv_timer_t *t)
         schedule_kill(r, "PING could not be queued");
         return;
     }
+    r->ping_due = uv_now(t->loop) + r->o.ping_timeout_ms;
+    r->ping_rearmed = false;
     uv_timer_start(&r->deadline, on_deadline, r->o.ping_timeout_ms, 0);
 }
 

@@ -23,6 +23,7 @@
 #include "binance_sign.h"
 #include "client_id.h"
 #include "exch_limits.h"
+#include "json_flat.h"
 #include "json_util.h"
 #include "rest_util.h"
 
@@ -311,7 +312,7 @@ static int status_parse(const char *s, enum exch_order_status *out) {
 }
 
 /* An order object j (what names it in messages: "order", "batch[2]") into *out. 0 / -EBADMSG. */
-static int parse_order_obj(const json_t *j, const char *what, struct exch_order_result *out,
+static int parse_order_obj(const struct jsrc *j, const char *what, struct exch_order_result *out,
                            char *err, size_t errlen) {
     struct exch_order_result o;
     const char *st;
@@ -319,21 +320,21 @@ static int parse_order_obj(const json_t *j, const char *what, struct exch_order_
     int64_t oid;
 
     memset(&o, 0, sizeof o);
-    if (!json_is_object(j)) {
+    if (!js_is_object(j)) {
         ru_seterr(err, errlen, "%s: not a JSON object", what);
         return -EBADMSG;
     }
-    if ((r = ju_get_i64(j, "orderId", &oid)) < 0) {
+    if ((r = js_get_i64(j, "orderId", &oid)) < 0) {
         ru_seterr(err, errlen, "%s: orderId: %s", what, ru_why(r));
         return -EBADMSG;
     }
     snprintf(o.order_id, sizeof o.order_id, "%" PRId64, oid);
-    if ((r = ju_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
+    if ((r = js_get_strbuf(j, "clientOrderId", o.client_id, sizeof o.client_id)) < 0) {
         ru_seterr(err, errlen, "%s: clientOrderId: %s", what,
                   r == -ERANGE ? "too long" : ru_why(r));
         return -EBADMSG;
     }
-    if ((r = ju_get_str(j, "status", &st)) < 0) {
+    if ((r = js_get_str(j, "status", &st)) < 0) {
         ru_seterr(err, errlen, "%s: status: %s", what, ru_why(r));
         return -EBADMSG;
     }
@@ -341,15 +342,15 @@ static int parse_order_obj(const json_t *j, const char *what, struct exch_order_
         ru_seterr(err, errlen, "%s: status: unknown value \"%.40s\"", what, st);
         return -EBADMSG;
     }
-    if ((r = ju_get_dec(j, "executedQty", &o.executed_qty)) < 0) {
+    if ((r = js_get_dec(j, "executedQty", &o.executed_qty)) < 0) {
         ru_seterr(err, errlen, "%s: executedQty: %s", what, ru_why_dec(r));
         return -EBADMSG;
     }
-    if ((r = ju_get_dec(j, "avgPrice", &o.avg_price)) < 0) {
+    if ((r = js_get_dec(j, "avgPrice", &o.avg_price)) < 0) {
         ru_seterr(err, errlen, "%s: avgPrice: %s", what, ru_why_dec(r));
         return -EBADMSG;
     }
-    if ((r = ju_get_i64(j, "updateTime", &o.update_time_ms)) < 0 && r != -ENOENT) {
+    if ((r = js_get_i64(j, "updateTime", &o.update_time_ms)) < 0 && r != -ENOENT) {
         ru_seterr(err, errlen, "%s: updateTime: %s", what, ru_why(r));
         return -EBADMSG;
     }
@@ -362,11 +363,22 @@ static int parse_order_obj(const json_t *j, const char *what, struct exch_order_
     return 0;
 }
 
+/* One per follower order: the flat table when it reads the body exactly as jansson would
+ * (json_flat.h), else jansson. */
 int binance_parse_order(const char *body, size_t len, struct exch_order_result *out, char *err,
                         size_t errlen) {
+    struct jflat flat;
+    struct jsrc src = {.flat = &flat};
+    if (jflat_parse(&flat, body, len) == 0) return parse_order_obj(&src, "order", out, err, errlen);
+    return binance_parse_order_tree(body, len, out, err, errlen);
+}
+
+int binance_parse_order_tree(const char *body, size_t len, struct exch_order_result *out,
+                             char *err, size_t errlen) {
     json_t *j = ru_load_json(body, len, "order", err, errlen);
     if (!j) return -EBADMSG;
-    int rc = parse_order_obj(j, "order", out, err, errlen);
+    struct jsrc src = {.obj = j};
+    int rc = parse_order_obj(&src, "order", out, err, errlen);
     json_decref(j);
     return rc;
 }
@@ -1442,7 +1454,8 @@ static void classify_batch_entry(const json_t *e, size_t i, long http, const cha
         return;
     }
     struct exch_order_result o;
-    if (parse_order_obj(e, what, &o, perr, sizeof perr) < 0) {
+    struct jsrc src = {.obj = e};
+    if (parse_order_obj(&src, what, &o, perr, sizeof perr) < 0) {
         out->outcome = EXCH_UNKNOWN;
         ru_seterr(out->error_msg, sizeof out->error_msg, "HTTP %ld, unreadable entry: %s", http,
                   perr);

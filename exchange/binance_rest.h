@@ -96,6 +96,9 @@ int binance_parse_error(const char *body, size_t len, int *code, char *msg, size
  * 0 or -EBADMSG. */
 int binance_parse_order(const char *body, size_t len, struct exch_order_result *out, char *err,
                         size_t errlen);
+/* The same with jansson only (what binance_parse_order falls back to; the fuzzer compares them). */
+int binance_parse_order_tree(const char *body, size_t len, struct exch_order_result *out,
+                             char *err, size_t errlen);
 /* exchangeInfo -> one instrument per symbol (LOT_SIZE and PRICE_FILTER required, MARKET_LOT_SIZE
  * and MIN_NOTIONAL optional). A symbol whose filters are unusable is skipped, counted in
  * *skipped, and the first such reason is left in err (err[0] == 0 if none). Returns 0 and a

@@ -271,6 +271,13 @@ def self_cpu_s():
 
 # ---- one benchmark's fixture: simulator, database, daemon ----
 
+def rest_connections(args, n):
+    """daemon.rest_connections_per_host for N followers: with fewer connections than followers, a
+    fill's orders leave in waves (README). By default N, between the daemon's default 512 and
+    4096 (the simulator also holds a stream per account within its open-files limit)."""
+    return args.rest_connections or min(4096, max(512, n))
+
+
 class Fixture:
     def __init__(self, args, name, n, durability):
         pg_root, redis, tmp = (harness.require_env(v) for v in ("CT_TEST_PG", "CT_TEST_REDIS", "CT_TEST_TMP"))
@@ -300,6 +307,7 @@ class Fixture:
             cfg = harness.daemon_config(port, self.pg, redis, self.sim, ["leader"] + self.followers,
                                         harness.multiplier_rules("leader", self.followers, 1),
                                         daemon_extra=f"  log_level: warn\n  journal_durability: {durability}\n"
+                                        f"  rest_connections_per_host: {rest_connections(args, n)}\n"
                                         # os is write-ahead through the local spool (README)
                                         f"  spool_dir: {os.path.join(self.work, 'spool')}\n")
             t0 = time.monotonic()
@@ -483,6 +491,7 @@ def _latency(args, fx, n, durability):
     e2e_daemon = hist_delta(hist_state(m_end, E2E), hist_state(m_meas, E2E))
     return {
         "kind": "latency", "n": n, "durability": durability, "fills": args.fills, "warmup_fills": args.warmup,
+        "rest_connections_per_host": rest_connections(args, n),
         "pins": fx.pins, "loadavg_start": load0, "loadavg_end": os.getloadavg(),
         "startup_s": round(fx.startup_s, 3), "loaded_s": round(fx.loaded_s, 3), "wall_s": round(wall, 3),
         "orders_per_s_paced": round(n * args.fills / wall, 1),
@@ -605,6 +614,7 @@ def _throughput(args, fx, n, durability):
     ncpu = os.cpu_count()
     res = {
         "kind": "throughput", "n": n, "durability": durability, "pins": fx.pins,
+        "rest_connections_per_host": rest_connections(args, n),
         "loadavg_start": load0, "loadavg_end": os.getloadavg(), "startup_s": round(fx.startup_s, 3),
         "window_s": round(window, 3), "outstanding_fills": args.tp_outstanding, "progress_polls": polls,
         "progress_source": "debug_latency" if use_dbg else "metric_scrapes",
@@ -908,6 +918,8 @@ def main():
     ap.add_argument("--cpu-daemon", default="0", help="taskset CPU list for copytraderd ('' = unpinned)")
     ap.add_argument("--cpu-sim", default="1", help="taskset CPU list for the simulator")
     ap.add_argument("--cpu-wrk", default="0", help="taskset CPU list for wrk (the daemon is idle then)")
+    ap.add_argument("--rest-connections", type=int, default=0,
+                    help="daemon.rest_connections_per_host (0 = N followers, within 512..4096)")
     ap.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for /health/ready")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--wrk-seconds", type=int, default=5)

@@ -5,6 +5,7 @@
  * BR_FILLS splits the rest at the first NUL: userTrades body, then order-info bodies separated
  * by further NULs, and runs binance_build_fills on them like fetch_fills does. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,16 @@ static void check_rc(int rc, const char *err)
 {
     if (rc > 0) abort();
     if (rc < 0 && rc != -ENOMEM && rc != -ENODATA && err[0] == '\0') abort(); /* errors name a field */
+}
+
+static bool same_dec(dec_t a, dec_t b) { return a.m == b.m && a.scale == b.scale; }
+
+static bool same_order(const struct exch_order_result *a, const struct exch_order_result *b)
+{
+    return a->outcome == b->outcome && a->status == b->status &&
+           !strcmp(a->order_id, b->order_id) && !strcmp(a->client_id, b->client_id) &&
+           same_dec(a->executed_qty, b->executed_qty) && same_dec(a->avg_price, b->avg_price) &&
+           a->update_time_ms == b->update_time_ms;
 }
 
 static void fills(const uint8_t *p, size_t n)
@@ -92,6 +103,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = binance_parse_order(body, n, &o, err, sizeof err);
         check_rc(rc, err);
         fz_check_order_result(&o);
+        /* The flat fast path must read every body exactly as jansson does: same outcome, same
+         * fields, same error text. */
+        struct exch_order_result t;
+        char terr[256] = "";
+        memset(&t, 0, sizeof t);
+        if (binance_parse_order_tree(body, n, &t, terr, sizeof terr) != rc || strcmp(err, terr) ||
+            !same_order(&o, &t))
+            abort();
         break;
     }
     case BR_INSTRUMENTS: {

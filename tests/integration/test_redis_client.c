@@ -460,6 +460,46 @@ static void test_unix_kill_restart(void **state)
     fx->r = rds_free(r);
 }
 
+/* The loop itself stalls (a callback busy for longer than the PING timeout, like a fill copied to
+ * a thousand followers) while Redis is fine: not a ping timeout, whether the PONG was already in
+ * the socket or the PING had not even been written yet. */
+struct stall {
+    uv_timer_t t;
+    int left;
+};
+static void on_stall(uv_timer_t *t)
+{
+    struct stall *s = t->data;
+    usleep(450 * 1000); /* > ping_timeout_ms (300) */
+    if (--s->left == 0) uv_timer_stop(t);
+}
+static bool stalls_done(void *arg) { return ((struct stall *)arg)->left == 0; }
+
+static void test_loop_stall_is_not_a_ping_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct rds_opts o = fast_opts(fx);
+    struct rds *r = rds_new(&fx->loop, redis_addr, &o);
+    fx->r = r;
+    assert_true(run_until(fx, is_connected, r, 10000));
+    int downs = fx->downs;
+    struct stall s = {.left = 8};
+    uv_timer_init(&fx->loop, &s.t);
+    s.t.data = &s;
+    /* 8 stalls at phases sliding across the 100 ms PING period */
+    uv_timer_start(&s.t, on_stall, 130, 37);
+    assert_true(run_until(fx, stalls_done, &s, 20000));
+    assert_true(run_until(fx, is_connected, r, 50) || rds_connected(r));
+    struct rds_stats st;
+    rds_get_stats(r, &st);
+    assert_int_equal(st.ping_timeouts, 0);
+    assert_int_equal(fx->downs, downs);
+    assert_true(rds_connected(r));
+    uv_close((uv_handle_t *)&s.t, NULL);
+    uv_run(&fx->loop, UV_RUN_NOWAIT); /* s is on this stack: closed before it goes */
+    fx->r = rds_free(r);
+}
+
 /* A stopped server still completes connects from the kernel backlog and takes our bytes, but
  * never answers: only the PING deadline notices. */
 static void test_sigstop_health_check(void **state)
@@ -525,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tcp_refused_then_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_kill_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigstop_health_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_stall_is_not_a_ping_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
