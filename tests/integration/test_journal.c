@@ -496,6 +496,18 @@ static void test_fill_refused(void **state)
     }
     struct journal_intent dup[2] = {ok, ok};
     assert_int_equal(journal_write_fill(f.j, &fill, dup, 2, fill_cb, &r), -EINVAL);
+    /* Many followers (checked sorted, not pairwise): one repeated id far apart is found. */
+    enum { MANY = 40 };
+    struct journal_intent many[MANY];
+    char cids[MANY][32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(cids[i], sizeof cids[i], "t1101-m%02d", (i * 7) % MANY);
+        many[i] = ok;
+        many[i].client_order_id = cids[i];
+    }
+    many[MANY - 2].client_order_id = cids[3];
+    assert_int_equal(journal_write_fill(f.j, &fill, many, MANY, fill_cb, &r), -EINVAL);
+    many[MANY - 2].client_order_id = cids[MANY - 2];
     assert_int_equal(journal_write_fill(f.j, &fill, &ok, 1, NULL, &r), -EINVAL);
 
     /* Refused by PostgreSQL (unknown rule): an error, nothing written, the session goes on. */
@@ -515,6 +527,14 @@ static void test_fill_refused(void **state)
     assert_int_equal(s.fills_failed, 1);
     assert_int_equal(s.disconnects, 0);
     assert_non_null(strstr(journal_last_error(f.j), "foreign key"));
+    /* the 40 distinct ids of the many-followers case are taken */
+    struct journal_fill mf = mkfill("BTCUSDT", 1103);
+    for (int i = 0; i < MANY; i++) snprintf(cids[i], sizeof cids[i], "t1103-m%02d", i);
+    write_and_wait(&f, &mf, many, MANY, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new);
+    assert_int_equal(r.n, MANY);
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id LIKE 't1103-m%%'"), "40");
     fx_close(&f);
 }
 
