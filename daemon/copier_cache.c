@@ -174,17 +174,24 @@ static void on_balance(void *ud, int err, const void *val, size_t len) {
     apply_balance(a, val, len);
 }
 
-void copier_cache_equity(struct acct *a) {
+bool copier_cache_equity(struct acct *a) {
     struct cache *k = a->c->caches[COPIER_CACHE_BALANCES];
     const void *val;
     size_t len;
-    if (a->equity_busy) return;
+    if (a->equity_busy) return false;
     if (cache_get(k, a->name, &val, &len, NULL) == CACHE_HIT) {
         apply_balance(a, val, len);
-        return;
+        return false;
     }
     a->equity_busy = true;
     if (cache_fetch(k, a->name, load_balance, a, on_balance, a) < 0) a->equity_busy = false;
+    return a->equity_busy;
+}
+
+bool copier_cache_equity_fresh(struct acct *a) {
+    const void *val;
+    size_t len;
+    return cache_get(a->c->caches[COPIER_CACHE_BALANCES], a->name, &val, &len, NULL) == CACHE_HIT;
 }
 
 void copier_cache_put_balance(struct acct *a, const struct exch_balance *b) {

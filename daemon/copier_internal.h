@@ -281,6 +281,10 @@ struct copier {
     unsigned position_ttl_ms;
     unsigned refresh_ms;       /* equity and ticker refresh period */
     bool started_refresh;
+    /* Followers' equity refreshes, paced per exchange (see refresh_equity in copier.c). */
+    size_t eq_cursor;          /* the next follower to look at, round robin */
+    double eq_credit[2];       /* refreshes allowed now: binance-usdm, bybit-linear */
+    bool eq_paced_logged;
     uv_timer_t refresh_timer;
     bool started, ready, draining, freeing;
     struct copier_pending *pend;   /* start-up reconciliation (copier_reconcile.c) */
@@ -345,7 +349,9 @@ struct cache;
 int copier_caches_init(struct copier *c, const struct copier_deps *d);
 void copier_caches_free(struct copier *c);
 void copier_cache_tickers(struct instruments *t);      /* refresh through the cache */
-void copier_cache_equity(struct acct *a);              /* refresh through the cache */
+bool copier_cache_equity(struct acct *a);              /* refresh through the cache; true when it
+                                                          started a fetch (Redis or the exchange) */
+bool copier_cache_equity_fresh(struct acct *a);        /* its cached equity is within its TTL */
 void copier_cache_instruments(struct instruments *t);  /* refresh when the entry expired */
 void copier_cache_position(struct acct *a, const char *symbol); /* its position changed */
 void copier_cache_put_tickers(struct instruments *t, const struct exch_ticker *v, size_t n);
