@@ -57,7 +57,9 @@ struct route {
     char *path;
     http_handler_fn fn;
     void *ud;
-    size_t next; /* the next route of the same path (index), SIZE_MAX: none */
+    size_t next; /* the next route of the same path (index), SIZE_MAX: none; prefix routes:
+                    the next prefix route */
+    bool prefix; /* path is a prefix (http_server_route_prefix) */
 };
 
 /* The routes of one path (methods in registration order), found by hash: the daemon registers
@@ -78,6 +80,7 @@ struct http_server {
     struct route *routes;
     size_t nroutes, cap;
     struct path_ent *paths; /* uthash by path */
+    size_t prefixes;        /* the first prefix route (index), SIZE_MAX: none */
     unsigned char *wbuf; /* LWS_PRE + HTTP_HDR_ROOM + HTTP_CHUNK, shared: one loop thread */
     struct http_server_stats st;
 };
@@ -246,7 +249,12 @@ static int dispatch(struct lws *wsi, struct pss *p)
     p->allow[0] = '\0';
     struct path_ent *pe = NULL;
     HASH_FIND_STR(srv->paths, p->path, pe);
-    for (size_t i = pe ? pe->first : SIZE_MAX; i != SIZE_MAX; i = srv->routes[i].next) {
+    size_t first = pe ? pe->first : SIZE_MAX;
+    if (!pe) /* no exact route: the prefix routes whose prefix the path starts with */
+        for (size_t i = srv->prefixes; i != SIZE_MAX && first == SIZE_MAX; i = srv->routes[i].next)
+            if (strncmp(p->path, srv->routes[i].path, strlen(srv->routes[i].path)) == 0) first = i;
+    for (size_t i = first; i != SIZE_MAX; i = srv->routes[i].next) {
+        if (!pe && strncmp(p->path, srv->routes[i].path, strlen(srv->routes[i].path)) != 0) continue;
         path_known = true;
         if (strcmp(srv->routes[i].method, match) == 0) rt = &srv->routes[i];
         int n = snprintf(p->allow + allow_len, sizeof p->allow - allow_len, "%s%s%s",
@@ -580,6 +588,7 @@ struct http_server *http_server_new(struct lws_context *ctx, const char *host, i
     err = ENOMEM;
     srv = calloc(1, sizeof *srv);
     if (!srv) goto fail;
+    srv->prefixes = SIZE_MAX;
     srv->host = strdup(host);
     srv->name = strdup("http");
     srv->wbuf = malloc(LWS_PRE + HTTP_HDR_ROOM + HTTP_CHUNK);
@@ -642,33 +651,64 @@ int http_server_port(const struct http_server *srv)
     return srv && srv->vh && !srv->freed ? lws_get_vhost_listen_port(srv->vh) : -1;
 }
 
-int http_server_route(struct http_server *srv, const char *method, const char *path,
-                      http_handler_fn fn, void *ud)
+static bool method_known(const char *method)
 {
-    if (!srv || !method || !path || path[0] != '/' || !fn) return -EINVAL;
-    bool known = false;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (strcmp(methods[i].name, method) == 0 && strcmp(method, "HEAD") != 0) known = true;
-    if (!known) return -EINVAL;
-    struct path_ent *pe = NULL;
-    HASH_FIND_STR(srv->paths, path, pe);
-    for (size_t i = pe ? pe->first : SIZE_MAX; i != SIZE_MAX; i = srv->routes[i].next)
-        if (strcmp(srv->routes[i].method, method) == 0) return -EEXIST;
+        if (strcmp(methods[i].name, method) == 0 && strcmp(method, "HEAD") != 0) return true;
+    return false;
+}
+
+/* A free slot at the end of routes (not counted yet), or NULL. */
+static struct route *route_slot(struct http_server *srv)
+{
     if (srv->nroutes == srv->cap) {
         size_t cap = srv->cap ? srv->cap * 2 : 8;
         struct route *r = realloc(srv->routes, cap * sizeof *r);
-        if (!r) return -ENOMEM;
+        if (!r) return NULL;
         srv->routes = r;
         srv->cap = cap;
     }
     struct route *r = &srv->routes[srv->nroutes];
     memset(r, 0, sizeof *r);
+    r->next = SIZE_MAX;
+    return r;
+}
+
+int http_server_route_prefix(struct http_server *srv, const char *method, const char *prefix,
+                             http_handler_fn fn, void *ud)
+{
+    if (!srv || !method || !prefix || prefix[0] != '/' || !fn || !method_known(method)) return -EINVAL;
+    for (size_t i = srv->prefixes; i != SIZE_MAX; i = srv->routes[i].next)
+        if (strcmp(srv->routes[i].path, prefix) == 0 && strcmp(srv->routes[i].method, method) == 0)
+            return -EEXIST;
+    struct route *r = route_slot(srv);
+    if (!r || !(r->path = strdup(prefix))) return -ENOMEM;
+    strcpy(r->method, method);
+    r->fn = fn;
+    r->ud = ud;
+    r->prefix = true;
+    /* appended: registration order, like the methods of an exact path */
+    size_t *at = &srv->prefixes;
+    while (*at != SIZE_MAX) at = &srv->routes[*at].next;
+    *at = srv->nroutes++;
+    return 0;
+}
+
+int http_server_route(struct http_server *srv, const char *method, const char *path,
+                      http_handler_fn fn, void *ud)
+{
+    if (!srv || !method || !path || path[0] != '/' || !fn || !method_known(method)) return -EINVAL;
+    struct path_ent *pe = NULL;
+    HASH_FIND_STR(srv->paths, path, pe);
+    for (size_t i = pe ? pe->first : SIZE_MAX; i != SIZE_MAX; i = srv->routes[i].next)
+        if (strcmp(srv->routes[i].method, method) == 0) return -EEXIST;
+    struct route *r = route_slot(srv);
+    if (!r) return -ENOMEM;
     strcpy(r->method, method);
     r->path = strdup(path);
     if (!r->path) return -ENOMEM;
     r->fn = fn;
     r->ud = ud;
-    r->next = SIZE_MAX;
     if (pe) {
         srv->routes[pe->last].next = srv->nroutes;
         pe->last = srv->nroutes;

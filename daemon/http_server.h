@@ -69,6 +69,13 @@ int http_server_port(const struct http_server *srv);
 int http_server_route(struct http_server *srv, const char *method, const char *path,
                       http_handler_fn fn, void *ud);
 
+/* Registers fn for method and every path starting with prefix that has no exact route (the
+ * handler reads req->path): one route for a family of paths, like /rules/<id>/<op> for 10,000
+ * rules. Prefixes are tried in registration order; a path one matches with another method gets
+ * 405. -EINVAL, -EEXIST, -ENOMEM as above. */
+int http_server_route_prefix(struct http_server *srv, const char *method, const char *prefix,
+                             http_handler_fn fn, void *ud);
+
 void http_server_get_stats(const struct http_server *srv, struct http_server_stats *out);
 
 /* ---- for handlers ---- */

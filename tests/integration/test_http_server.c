@@ -29,7 +29,7 @@
 
 #define BIG_LEN (1024 * 1024)
 #define MAX_BODY (64 * 1024)
-#define NRESP 16
+#define NRESP 20
 #define SCENARIO_ALARM_S 120 /* generous even under ASan; a hung loop fails instead of hanging */
 
 struct resp {
@@ -87,6 +87,12 @@ struct raw_session {
 /* ---- handlers (loop thread) ----------------------------------------------------------- */
 
 static char *big_body;
+
+static int h_path(void *ud, const struct http_request *req, struct http_response *resp)
+{
+    (void)ud;
+    return http_response_printf(resp, "%s", req->path);
+}
 
 static int h_hello(void *ud, const struct http_request *req, struct http_response *resp)
 {
@@ -422,6 +428,9 @@ static void run_scenario(struct scenario *sc, void (*client)(struct scenario *))
     assert_int_equal(http_server_route(sc->srv, "POST", "/echo", h_echo, sc), 0);
     assert_int_equal(http_server_route(sc->srv, "GET", "/fail", h_fail, NULL), 0);
     assert_int_equal(http_server_route(sc->srv, "GET", "/metrics", h_metrics, reg), 0);
+    assert_int_equal(http_server_route_prefix(sc->srv, "POST", "/pre/", h_path, NULL), 0);
+    assert_int_equal(http_server_route_prefix(sc->srv, "POST", "/pre/", h_path, NULL), -EEXIST);
+    assert_int_equal(http_server_route(sc->srv, "GET", "/pre/exact", h_hello, sc), 0);
 
     assert_int_equal(uv_async_init(&loop, &sc->done, on_done), 0);
     sc->done.data = sc;
@@ -480,6 +489,10 @@ static void client_routes(struct scenario *sc)
     req(e, sc, &sc->r[10], "POST", "/echo", body100k, 100000, false);
     req(e, sc, &sc->r[11], "POST", "/echo", "chunky", 6, true);
     req(e, sc, &sc->r[12], "GET", "/hello", NULL, 0, false);
+    req(e, sc, &sc->r[13], "POST", "/pre/r-1/pause", "", 0, false);
+    req(e, sc, &sc->r[14], "GET", "/pre/r-1/pause", NULL, 0, false);
+    req(e, sc, &sc->r[15], "GET", "/pre/exact", NULL, 0, false);
+    req(e, sc, &sc->r[16], "POST", "/prefix", "", 0, false);
     curl_easy_cleanup(e);
     free(body10k);
     free(body100k);
@@ -491,7 +504,7 @@ static void test_routes_and_errors(void **state)
     struct scenario sc = {0};
     run_scenario(&sc, client_routes);
     struct resp *r = sc.r;
-    for (int i = 0; i <= 12; i++) assert_int_equal(r[i].rc, CURLE_OK);
+    for (int i = 0; i <= 16; i++) assert_int_equal(r[i].rc, CURLE_OK);
 
     assert_int_equal(r[0].status, 200);
     assert_string_equal(r[0].body, "hello\n");
@@ -530,8 +543,18 @@ static void test_routes_and_errors(void **state)
     assert_int_equal(r[11].status, 411);
     assert_int_equal(r[12].status, 200);
 
-    assert_int_equal(sc.stats.requests, 13);
-    assert_int_equal(sc.stats.status_4xx, 5); /* 404, 405, 405, 413, 411 */
+    /* a prefix route: the handler sees the whole path; another method is 405; an exact route
+     * under the prefix wins; a path that only starts like the prefix is not under it */
+    assert_int_equal(r[13].status, 200);
+    assert_string_equal(r[13].body, "/pre/r-1/pause");
+    assert_int_equal(r[14].status, 405);
+    assert_string_equal(r[14].allow, "POST");
+    assert_int_equal(r[15].status, 200);
+    assert_string_equal(r[15].body, "hello\n");
+    assert_int_equal(r[16].status, 404);
+
+    assert_int_equal(sc.stats.requests, 17);
+    assert_int_equal(sc.stats.status_4xx, 7); /* 404, 405, 405, 413, 411, 405, 404 */
     assert_int_equal(sc.stats.status_5xx, 1);
     scenario_free(&sc);
 }
