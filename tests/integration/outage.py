@@ -55,8 +55,9 @@ class Ticker(threading.Thread):
 
 class Sampler(threading.Thread):
     """Calls probe(sample) every 50 ms: the probe fills the dict sample, which already holds the
-    wall time "t". A probe that fails (OSError, ValueError, TestFailure) leaves what it filled in
-    so far plus "error"."""
+    wall time "t" it started at; "t_end" is when it returned (a scrape takes a while, longer under
+    ASan: what it saw happened somewhere in between). A probe that fails (OSError, ValueError,
+    TestFailure) leaves what it filled in so far plus "error"."""
 
     def __init__(self, probe):
         super().__init__(daemon=True)
@@ -70,6 +71,7 @@ class Sampler(threading.Thread):
                 self.probe(s)
             except (OSError, ValueError, TestFailure) as e:
                 s["error"] = repr(e)
+            s["t_end"] = time.time()
             self.samples.append(s)
             self.halt.wait(0.05)
 
@@ -78,7 +80,9 @@ class Sampler(threading.Thread):
         self.join(10)
 
     def between(self, t0, t1):
-        return [s for s in self.samples if t0 <= s["t"] <= t1]
+        """The samples taken wholly within [t0, t1]: a scrape that began before t1 but returned
+        after it may already show what happened at t1 (a kill noticed mid-scrape)."""
+        return [s for s in self.samples if t0 <= s["t"] and s["t_end"] <= t1]
 
 
 def wait_copied(conninfo, sim, followers, n):
