@@ -871,6 +871,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
     char (*ptxt)[DEC_STR_MAX] = calloc(fj->n + 1, sizeof(*ptxt));
     char fq[DEC_STR_MAX], fp[DEC_STR_MAX];
     static const char *const pside[] = {[MKT_PS_BOTH] = "BOTH", [MKT_PS_LONG] = "LONG", [MKT_PS_SHORT] = "SHORT"};
+    void *dstore = NULL; /* the text of deferred decisions' placeholders (copier_load.c) */
     int e = -ENOMEM;
 
     if (!ji || !qtxt || !ptxt) goto out;
@@ -906,7 +907,8 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         .event_time_ms = f->trade_time_ms > 0 ? f->trade_time_ms : f->event_time_ms,
         .ahead = fj->from_stream,
     };
-    e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
+    e = copier_defer_journal(c, fj, &jf, &dstore); /* placeholders, or the one it resolves */
+    if (e == 0) e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
     if (e == 0) {
         c->fills_in_journal++;
         log_at(fj->submitted ? LOG_LVL_DEBUG : LOG_LVL_INFO, TAG, "%s %s trade %s: %s %s at %s, %zu intents%s",
@@ -915,6 +917,7 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         fj->submitted = true;
     }
 out:
+    free(dstore);
     free(ji);
     free(qtxt);
     free(ptxt);

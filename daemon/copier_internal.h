@@ -37,6 +37,7 @@ struct fill_wait;
 struct fill_job;
 struct fill_lat;
 struct journal_fill_result;
+struct journal_pending_defer;
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -128,13 +129,16 @@ struct acct {
 };
 
 /* One copy rule's decision on one leader fill, waiting for its follower's state (copier_load.c).
- * Created with the fill's own journal write (armed once that write reports the fill new: the
- * decision is journaled after the fill, never before), decided in order once the follower has
- * its state, journaled (write-before-send) and sent. */
+ * Created with the fill's own journal write, which also journals its placeholder (a 'pending' row
+ * of deferred_decisions, sql/010; armed once that write reports the fill new: the decision is
+ * journaled after the fill, never before), or loaded from such a placeholder at start-up; decided
+ * in order once the follower has its state, journaled with its placeholder resolved in the same
+ * write (write-before-send) and sent. */
 struct defer_item {
     struct defer_item *next;          /* the follower's queue */
     struct defer_item *fnext;         /* the leader fill's list (fill_job.defers) */
     bool armed;
+    const char *reason;               /* not decided: why (its placeholder is resolved 'skipped') */
     struct mkt_fill fill;
     size_t leader, rule;
     struct copy_pos lpos;             /* the leader's position before the fill */
@@ -322,6 +326,8 @@ struct copier {
     int64_t ld_start_ns;
     size_t df_items, df_retrying;
     uv_timer_t df_timer;
+    bool df_loading;                  /* start-up: journal_load_defers asked, not answered */
+    unsigned df_load_tries;
     size_t fw_items;                  /* leader fills waiting, unjournaled, for followers' state */
     unsigned state_wait_ms;           /* how long at most (daemon.follower_state_wait_ms) */
     uv_timer_t fw_timer;
@@ -376,6 +382,14 @@ bool copier_defer_journaled(struct fill_job *fj, const struct journal_fill_resul
 void copier_load_free(struct copier *c);
 size_t copier_load_waiting(const struct copier *c);
 void copier_load_expire(struct copier *c);         /* refresh timer: decisions past the window */
+/* fill_submit: a fill's placeholders (fj->defers) or the placeholder its deferred decision
+ * resolves, into jf; *store (freed by the caller after journal_write_fill) holds their text. */
+struct journal_fill;
+int copier_defer_journal(struct copier *c, const struct fill_job *fj, struct journal_fill *jf, void **store);
+/* copier_reconcile.c: the placeholders an earlier run left pending become defer_items again,
+ * before the leader streams open. */
+void copier_defer_load(struct copier *c, const struct journal_pending_defer *v, size_t n);
+void copier_defer_kick_all(struct copier *c);      /* reconciliation done: decide what can be */
 /* A leader fill that a follower still loading must copy waits here whole, unjournaled (true:
  * taken), up to daemon.follower_state_wait_ms; see copier_load.c. */
 bool copier_fill_wait(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream);

@@ -11,37 +11,55 @@
  * A leader fill that a rule of a follower still loading must copy: the fill is journaled as
  * usual with the intents of every follower that has its state (they go out at once); the waiting
  * rule's decision becomes a defer_item in its follower's queue, and the follower moves to the
- * front of the loading queue. An item is armed once the fill's own journal write reported the
- * fill new (a fill the journal refused or already had takes its items with it). Once the follower
- * is loaded, its items are decided in order with the engine (the leader's position before the
- * fill as it was then, the follower's own state now), journaled (write-before-send: the same fill
- * again, only the intents are new) and sent. A follower with items waiting takes new decisions
- * through its queue too, so its fills stay in order. A decision journaled more than
- * RETRY_WINDOW_MS after its fill arrived is not sent: its intents are finalised as skipped
- * "stale", like an order the exchange confirmed absent too late. A follower whose state is still
- * not in when that window has passed (its requests keep failing) has its expired decisions
- * journaled as skipped (stale_signal, quantity 0) without its state, so the wait is bounded in
- * time and memory (DEFER_MAX in all).
+ * front of the loading queue. The same journal write (one transaction, or one spool record) holds
+ * the decision's placeholder: a 'pending' row of deferred_decisions (sql/010), inserted only when
+ * the fill is new there, with what the decision needs that cannot be recomputed later (the fill
+ * as the stream gave it, the leader's position before the fill as it was then, its equity, when
+ * the fill arrived; copier_defer_journal). An item is armed once that write reported the fill
+ * new (a fill the journal refused or already had takes its items with it, and wrote none).
+ * Once the follower is loaded, its items are decided in order with the engine (the leader's
+ * position before the fill as it was then, the follower's own state now), journaled
+ * (write-before-send: the same fill again, only the intents are new) and sent. The write that
+ * journals a decision resolves its placeholder in the same transaction ('decided'), so a
+ * placeholder is resolved exactly once, and only together with the decision's intents. A follower
+ * with items waiting takes new decisions through its queue too, so its fills stay in order. A
+ * decision journaled more than RETRY_WINDOW_MS after its fill arrived is not sent: its intents are
+ * finalised as skipped "stale", like an order the exchange confirmed absent too late. A follower
+ * whose state is still not in when that window has passed (its requests keep failing) has its
+ * expired decisions journaled as skipped (stale_signal, quantity 0) without its state, their
+ * placeholders 'skipped' (stale_signal) in the same write, so the wait is bounded in time and
+ * memory (DEFER_MAX in all). A decision whose rule a reload removed or disabled meanwhile is not
+ * made: its placeholder alone is resolved 'skipped' (rule_removed, rule_disabled), at once.
+ *
+ * Restart: a crash, kill -9 or drain deadline with decisions waiting leaves their placeholders
+ * pending. The next start reads them back before any leader stream opens (copier_reconcile.c,
+ * journal_load_defers: once PostgreSQL holds everything the spool held; placeholders of rules the
+ * configuration no longer has are resolved 'skipped' there), queues each for its follower (which
+ * loads urgently) ahead of any new fill, and decides it as above, with the send window counted
+ * from when the fill arrived in the earlier run.
  *
  * SIGTERM: the drain keeps loading the followers that decisions wait for (urgent ones only) and
  * journals those decisions before the exit, within its deadline; their orders stay 'intent' for
- * the next start's reconciliation, which sends them while the fill is fresh.
+ * the next start's reconciliation, which sends them while the fill is fresh; a decision the
+ * deadline leaves waiting stays pending for the next start.
  *
  * First, though, the whole fill waits, unjournaled, up to daemon.follower_state_wait_ms for the followers it
  * needs (moved to the front of the loading queue), and the leader's later fills queue behind it:
  * a fill that is not journaled is durable where it came from, since the next start's backfill
  * fetches every leader fill after the last journaled one. A crash, kill -9 or SIGTERM in that wait
  * loses nothing. Only a follower whose state takes longer than that has its decision deferred as
- * below, so one follower that cannot load does not hold its leader's other followers for ever.
+ * above, so one follower that cannot load does not hold its leader's other followers for ever.
  *
- * What is not durable: the deferred decision. One still waiting here when the process dies (a
- * crash, kill -9, or a drain deadline passed first) is not journaled, and the next run finds the
- * fill journaled and does not decide it again: that follower misses that fill (the drift gauge
- * shows it; copier_load_free logs each at exit; each deferral is logged as a warning). */
+ * What is not durable: nothing of a decision once its fill is journaled. A decision the journal
+ * refuses for good (a bad field) is logged "NOT copied" and its placeholder stays pending: the
+ * next start tries it again. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <jansson.h>
 
 #include "client_id.h"
 #include "copier_internal.h"
@@ -276,6 +294,12 @@ static bool df_expired(const struct defer_item *d) {
     return copier_now_ns() - d->fill.received_ns > (int64_t)RETRY_WINDOW_MS * 1000000;
 }
 
+/* Not to be decided at all (its rule was removed or disabled meanwhile): its placeholder is
+ * resolved without waiting for the follower's state. */
+static bool df_moot(const struct copier *c, const struct defer_item *d) {
+    return d->reason || c->rules[d->rule].removed || !c->rules[d->rule].enabled;
+}
+
 /* A follower whose state has not come in within the window of every send: its decisions cannot
  * be made, and could not be sent any more. Each is journaled as an intent of quantity 0 skipped
  * as stale_signal (one row per leader fill and rule, like every other decision). */
@@ -292,22 +316,23 @@ static void df_expire(struct acct *f, struct defer_item *d, struct fill_job *fj)
     in->skip = COPY_SKIP_STALE_SIGNAL;
     fj->items[0].rule = d->rule;
     fj->n = 1;
+    d->reason = "stale_signal"; /* its placeholder: skipped, with the skipped intent */
     log_error(TAG, "%s %s trade %s: rule %s: %s's state did not come in within %d ms of the leader fill: "
               "NOT copied (journaled as skipped, stale_signal)", d->fill.account, d->fill.symbol,
               d->fill.trade_id, r->cr.id, f->name, RETRY_WINDOW_MS);
 }
 
 /* Decides the head item (once: the engine's state moves with a decision, so a resubmission
- * journals the same one). NULL fj afterwards: nothing to journal. */
+ * journals the same one). Always a write, even without intents: it resolves the placeholder. */
 static int df_decide(struct acct *f, struct defer_item *d) {
     struct copier *c = f->c;
     struct rule *r = &c->rules[d->rule];
     struct fill_job *fj;
-    if (r->removed || !r->enabled) {
-        log_info(TAG, "%s %s trade %s: rule %s was removed or disabled while %s's state loaded: not decided",
-                 d->fill.account, d->fill.symbol, d->fill.trade_id, r->cr.id, f->name);
-        return 0;
-    }
+    if (!d->reason && (r->removed || !r->enabled)) d->reason = r->removed ? "rule_removed" : "rule_disabled";
+    if (d->reason && strcmp(d->reason, "stale_signal"))
+        log_info(TAG, "%s %s trade %s: rule %s was removed or disabled while %s's state loaded: not decided "
+                 "(journaled as skipped, %s)", d->fill.account, d->fill.symbol, d->fill.trade_id, r->cr.id,
+                 f->name, d->reason);
     fj = calloc(1, sizeof(*fj) + COPY_MAX_INTENTS * sizeof(fj->items[0]));
     if (!fj) return -ENOMEM;
     fj->c = c;
@@ -315,15 +340,15 @@ static int df_decide(struct acct *f, struct defer_item *d) {
     fj->leader = d->leader;
     fj->deferred = true;
     fj->dfollower = f->idx;
-    if (!f->state_ok) df_expire(f, d, fj); /* df_kick gets here without state only once expired */
-    else
+    if (d->reason) {
+        /* no decision: only its placeholder is resolved */
+    } else if (!f->state_ok) {
+        df_expire(f, d, fj); /* df_kick gets here without state only once expired */
+    } else {
         copier_decide_rule(c, fj, d->rule, &d->fill, d->lpos, d->leader_equity,
                            copier_exchange_now_ms(&c->accts[d->leader]));
-    if (!fj->n) {
-        free(fj);
-        return 0;
     }
-    d->fj = fj;
+    d->fj = fj; /* no intents (coalesced, nothing to do): still journaled, to resolve the placeholder */
     return 0;
 }
 
@@ -356,7 +381,7 @@ static int df_submit(struct acct *f, struct defer_item *d) {
 static void df_kick(struct acct *f) {
     struct copier *c = f->c;
     while (!c->freeing && !f->df_busy && !f->df_retry && f->df_head && f->df_head->armed &&
-           (f->state_ok || df_expired(f->df_head))) {
+           (f->state_ok || df_expired(f->df_head) || df_moot(c, f->df_head))) {
         struct defer_item *d = f->df_head;
         if (!d->fj) {
             if (df_decide(f, d) < 0) {
@@ -437,6 +462,189 @@ bool copier_defer_journaled(struct fill_job *fj, const struct journal_fill_resul
     return true;
 }
 
+/* ---- placeholders: deferred decisions made durable (sql/010_deferred_decisions.sql) ---------- */
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *const ps_names[] = {[MKT_PS_BOTH] = "BOTH", [MKT_PS_LONG] = "LONG", [MKT_PS_SHORT] = "SHORT"};
+
+static json_t *jdec(dec_t d) {
+    char b[DEC_STR_MAX];
+    return json_string(dec_format(d, b, sizeof(b)) < 0 ? "0" : b);
+}
+
+/* What a decision needs that cannot be recomputed later, beyond the fill's identity: the fill as
+ * the stream gave it, the leader's position before it and its equity then, and when it arrived
+ * (wall clock: the send window counts from there after a restart too). Compact JSON, malloc'd. */
+static char *defer_input(const struct defer_item *d) {
+    const struct mkt_fill *fl = &d->fill;
+    int64_t rx = fl->received_ns > 0 ? wall_ms() - (copier_now_ns() - fl->received_ns) / 1000000 : 0;
+    json_t *o = json_object();
+    char *s = NULL;
+    if (!o) return NULL;
+    if (json_object_set_new(o, "v", json_integer(1)) == 0 &&
+        json_object_set_new(o, "order_id", json_string(fl->order_id)) == 0 &&
+        json_object_set_new(o, "trade_seq", json_integer(fl->trade_seq)) == 0 &&
+        json_object_set_new(o, "side", json_string(fl->side == MKT_BUY ? "BUY" : "SELL")) == 0 &&
+        json_object_set_new(o, "qty", jdec(fl->qty)) == 0 &&
+        json_object_set_new(o, "price", jdec(fl->price)) == 0 &&
+        json_object_set_new(o, "cum_qty", jdec(fl->cum_qty)) == 0 &&
+        json_object_set_new(o, "orig_qty", jdec(fl->orig_qty)) == 0 &&
+        json_object_set_new(o, "reduce_only", json_boolean(fl->reduce_only)) == 0 &&
+        json_object_set_new(o, "order_done", json_boolean(fl->order_done)) == 0 &&
+        json_object_set_new(o, "pos_side", json_string((unsigned)fl->pos_side <= MKT_PS_SHORT
+                                                           ? ps_names[fl->pos_side] : "BOTH")) == 0 &&
+        json_object_set_new(o, "event_ms", json_integer(fl->event_time_ms)) == 0 &&
+        json_object_set_new(o, "trade_ms", json_integer(fl->trade_time_ms)) == 0 &&
+        json_object_set_new(o, "received_ms", json_integer(rx)) == 0 &&
+        json_object_set_new(o, "leader_net", jdec(d->lpos.net)) == 0 &&
+        json_object_set_new(o, "leader_long", jdec(d->lpos.long_size)) == 0 &&
+        json_object_set_new(o, "leader_short", jdec(d->lpos.short_size)) == 0 &&
+        json_object_set_new(o, "leader_equity", jdec(d->leader_equity)) == 0)
+        s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+int copier_defer_journal(struct copier *c, const struct fill_job *fj, struct journal_fill *jf, void **store) {
+    const struct defer_item *d;
+    struct journal_defer *v;
+    size_t n = 0;
+    *store = NULL;
+    if (fj->deferred) {
+        /* The write holding a deferred decision resolves its placeholder in the same transaction
+         * (a decision never had one only if its fill's write failed: then it is not here). */
+        d = c->accts[fj->dfollower].df_head;
+        if (d && d->fj == fj) {
+            jf->resolve_rule_id = c->rules[d->rule].cr.id;
+            jf->resolve_reason = d->reason;
+        }
+        return 0;
+    }
+    for (d = fj->defers; d; d = d->fnext) n++;
+    if (!n) return 0;
+    /* One block: the array, then each input's text. */
+    v = calloc(1, n * (sizeof(*v) + JOURNAL_DEFER_INPUT_MAX + 1));
+    if (!v) return -ENOMEM;
+    char *text = (char *)(v + n);
+    n = 0;
+    for (d = fj->defers; d; d = d->fnext, n++) {
+        const struct rule *r = &c->rules[d->rule];
+        char *in = defer_input(d), *dst = text + n * (JOURNAL_DEFER_INPUT_MAX + 1);
+        size_t len = in ? strlen(in) : 0;
+        if (!in || len > JOURNAL_DEFER_INPUT_MAX) {
+            free(in);
+            free(v);
+            return in ? -EINVAL : -ENOMEM;
+        }
+        memcpy(dst, in, len + 1);
+        free(in);
+        v[n] = (struct journal_defer){r->cr.id, c->accts[r->follower].name, dst};
+    }
+    jf->defers = v;
+    jf->n_defers = n;
+    *store = v;
+    return 0;
+}
+
+static bool jstr_dec(json_t *o, const char *k, dec_t *out) {
+    const char *s = json_string_value(json_object_get(o, k));
+    return s && dec_parse_cstr(s, out) == 0;
+}
+
+static long acct_index(const struct copier *c, const char *name) {
+    for (size_t i = 0; i < c->n_accts; i++)
+        if (!strcmp(c->accts[i].name, name)) return (long)i;
+    return -1;
+}
+
+/* One placeholder an earlier run left pending: a defer_item again, armed (its fill is
+ * journaled), at the tail of its follower's queue (rows come in the order they were written).
+ * false: it cannot be read (left pending, logged by the caller). */
+static bool df_restore(struct copier *c, const struct journal_pending_defer *p) {
+    json_error_t jerr;
+    json_t *o = json_loads(p->input, 0, &jerr);
+    struct defer_item *d = NULL;
+    size_t rule = c->n_rules;
+    long fi, li;
+    bool ok = false;
+    for (size_t i = 0; i < c->n_rules; i++)
+        if (!strcmp(c->rules[i].cr.id, p->rule_id) && !c->rules[i].removed) rule = i;
+    fi = acct_index(c, p->follower);
+    li = acct_index(c, p->account);
+    if (!o || rule == c->n_rules || fi < 0 || c->rules[rule].follower != (size_t)fi ||
+        !(d = calloc(1, sizeof(*d))))
+        goto out;
+    struct mkt_fill *fl = &d->fill;
+    const char *side = json_string_value(json_object_get(o, "side"));
+    const char *ps = json_string_value(json_object_get(o, "pos_side"));
+    const char *oid = json_string_value(json_object_get(o, "order_id"));
+    int64_t rx = json_integer_value(json_object_get(o, "received_ms"));
+    snprintf(fl->account, sizeof(fl->account), "%s", p->account);
+    snprintf(fl->symbol, sizeof(fl->symbol), "%s", p->symbol);
+    snprintf(fl->trade_id, sizeof(fl->trade_id), "%s", p->trade_id);
+    snprintf(fl->order_id, sizeof(fl->order_id), "%s", oid ? oid : "");
+    fl->trade_seq = json_integer_value(json_object_get(o, "trade_seq"));
+    fl->side = side && !strcmp(side, "SELL") ? MKT_SELL : MKT_BUY;
+    fl->reduce_only = json_is_true(json_object_get(o, "reduce_only"));
+    fl->order_done = json_is_true(json_object_get(o, "order_done"));
+    fl->pos_side = ps && !strcmp(ps, "LONG") ? MKT_PS_LONG : ps && !strcmp(ps, "SHORT") ? MKT_PS_SHORT : MKT_PS_BOTH;
+    fl->event_time_ms = json_integer_value(json_object_get(o, "event_ms"));
+    fl->trade_time_ms = json_integer_value(json_object_get(o, "trade_ms"));
+    /* Its age is the fill's: the send window counts from when it arrived in the earlier run. */
+    fl->received_ns = rx > 0 ? copier_now_ns() - (wall_ms() - rx) * 1000000 : 0;
+    if (!side || !jstr_dec(o, "qty", &fl->qty) || !jstr_dec(o, "price", &fl->price) ||
+        !jstr_dec(o, "cum_qty", &fl->cum_qty) || !jstr_dec(o, "orig_qty", &fl->orig_qty) ||
+        !jstr_dec(o, "leader_net", &d->lpos.net) || !jstr_dec(o, "leader_long", &d->lpos.long_size) ||
+        !jstr_dec(o, "leader_short", &d->lpos.short_size) ||
+        !jstr_dec(o, "leader_equity", &d->leader_equity) || (fl->event_time_ms <= 0 && fl->trade_time_ms <= 0))
+        goto out;
+    d->rule = rule;
+    d->leader = c->rules[rule].leader;
+    /* The rule's id now names a rule of another leader: not this decision's rule any more. */
+    if (li < 0 || c->rules[rule].leader != (size_t)li) d->reason = "rule_removed";
+    d->armed = true;
+    struct acct *f = &c->accts[fi];
+    if (f->df_tail) f->df_tail->next = d; else f->df_head = d;
+    f->df_tail = d;
+    f->df_n++;
+    c->df_items++;
+    if (!f->state_ok) copier_load_urgent(f);
+    d = NULL;
+    ok = true;
+out:
+    free(d);
+    json_decref(o);
+    return ok;
+}
+
+void copier_defer_load(struct copier *c, const struct journal_pending_defer *v, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (df_restore(c, &v[i])) {
+            log_warn(TAG, "%s %s trade %s: rule %s: %s's decision was deferred by an earlier run: decided once "
+                     "its state is in", v[i].account, v[i].symbol, v[i].trade_id, v[i].rule_id, v[i].follower);
+            continue;
+        }
+        bad++;
+        log_error(TAG, "%s %s trade %s: rule %s: the deferred decision an earlier run journaled for %s cannot be "
+                  "read or has no rule (left pending)", v[i].account, v[i].symbol, v[i].trade_id, v[i].rule_id,
+                  v[i].follower);
+    }
+    if (n)
+        log_info(TAG, "start-up: %zu copy decisions an earlier run deferred are waiting for their follower's "
+                 "state%s", n - bad, bad ? " (some unreadable: see above)" : "");
+}
+
+void copier_defer_kick_all(struct copier *c) {
+    for (size_t i = 0; i < c->n_accts && c->df_items && !c->freeing; i++)
+        if (c->accts[i].df_head) df_kick(&c->accts[i]);
+}
+
 /* ---- whole leader fills waiting, unjournaled, for their followers' state -------------------- */
 
 #define FILL_WAIT_MAX 100000
@@ -500,7 +708,7 @@ static void fw_release(struct acct *leader) {
         if (fw_needs(c, leader, false)) {
             if (!late) break;
             log_warn(TAG, "%s %s trade %s: followers' state not in after %u ms: copied to those that have "
-                     "it; the others' decisions wait for theirs (not durable until journaled)",
+                     "it; the others' decisions wait for theirs (journaled as pending)",
                      w->f.account, w->f.symbol, w->f.trade_id, c->state_wait_ms);
         }
         leader->fw_head = w->next;
@@ -547,24 +755,27 @@ void copier_fill_wait_drop(struct copier *c) {
                  "backfill takes them", n);
 }
 
-/* From the refresh timer: the decisions of followers still without state that have expired. */
+/* From the refresh timer: the decisions of followers still without state that have expired, or
+ * whose rule a reload removed or disabled. */
 void copier_load_expire(struct copier *c) {
     for (size_t i = 0; i < c->n_accts && c->df_items && !c->freeing; i++) {
         struct acct *f = &c->accts[i];
-        if (f->df_head && !f->state_ok && f->df_head->armed && df_expired(f->df_head)) df_kick(f);
+        if (f->df_head && !f->state_ok && f->df_head->armed && (df_expired(f->df_head) || df_moot(c, f->df_head)))
+            df_kick(f);
     }
 }
 
 void copier_load_free(struct copier *c) {
-    size_t lost = 0;
+    size_t left = 0;
     copier_fill_wait_drop(c);
     for (size_t i = 0; i < c->n_accts; i++) {
         struct acct *f = &c->accts[i];
         while (f->df_head) {
             struct defer_item *d = f->df_head;
-            lost++;
-            log_debug(TAG, "%s %s trade %s: %s's decision was still waiting for its state at exit: NOT copied",
-                      d->fill.account, d->fill.symbol, d->fill.trade_id, f->name);
+            left++;
+            log_debug(TAG, "%s %s trade %s: %s's decision was still waiting for its state at exit: its "
+                      "placeholder stays pending for the next start", d->fill.account, d->fill.symbol,
+                      d->fill.trade_id, f->name);
             if (f->df_busy && d->fj) d->fj = NULL; /* the journal's callback frees it */
             f->df_head = d->next;
             free(d->fj);
@@ -574,9 +785,9 @@ void copier_load_free(struct copier *c) {
         f->df_n = 0;
         f->df_busy = f->df_retry = false;
     }
-    if (lost)
-        log_error(TAG, "%zu copy decisions were still waiting for their follower's state at exit: NOT copied "
-                  "(debug level names each)", lost);
+    if (left)
+        log_warn(TAG, "%zu copy decisions were still waiting for their follower's state at exit: journaled as "
+                 "pending (deferred_decisions), the next start decides them (debug level names each)", left);
     c->df_items = c->df_retrying = 0;
     c->ld_head = c->ld_tail = c->ld_utail = NULL;
 }

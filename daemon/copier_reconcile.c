@@ -8,13 +8,20 @@
  *                        window (RETRY_WINDOW_MS), else recorded as not placed;
  *   still unknown     -> left 'unknown' (never resent blindly).
  * The leader streams open only once every one of them is done, so no new fill is decided against
- * positions that are about to change under it. */
+ * positions that are about to change under it.
+ *
+ * Also before the streams open: the copy decisions an earlier run deferred and did not make (a
+ * crash, kill -9 or drain deadline while a follower's state loaded) are read back from their
+ * placeholders (journal_load_defers, sql/010) and queued again for their followers
+ * (copier_load.c), ahead of any new fill; they are decided once reconciliation is done and the
+ * follower's state is in. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "copier_internal.h"
+#include "journal.h"
 #include "log.h"
 
 #define TAG "copier"
@@ -35,6 +42,8 @@ int copier_reconcile_copy(struct copier *c, const struct copier_pending *v, size
 }
 
 void copier_reconcile_free(struct copier *c) {
+    if (c->df_loading && c->journal) journal_load_defers_cancel(c->journal); /* the copier goes */
+    c->df_loading = false;
     for (size_t i = 0; i < c->n_pend; i++) {
         free((char *)c->pend[i].client_id);
         free((char *)c->pend[i].follower);
@@ -56,7 +65,33 @@ void copier_reconcile_job_done(struct copier *c) {
     c->reconciled = true;
     log_info(TAG, "start-up: reconciliation of %zu open orders done", c->n_pend);
     copier_reconcile_free(c);
-    if (!c->freeing && !c->draining) copier_startup_next(c);
+    if (c->freeing) return;
+    copier_defer_kick_all(c); /* decisions an earlier run deferred, whose follower has its state */
+    if (!c->draining) copier_startup_next(c);
+}
+
+#define DEFERS_LOAD_TRIES 5
+
+/* The placeholders still pending (journal_load_defers). A failure is asked again a few times;
+ * then start-up goes on without them: they stay pending for the next start (logged). */
+static void on_defers(void *ud, int status, const char *errmsg, const struct journal_pending_defer *v, size_t n) {
+    struct copier *c = ud;
+    if (status == -ECANCELED) return; /* journal_free: the copier may be gone */
+    c->df_loading = false;
+    if (c->freeing) return;
+    if (status < 0) {
+        if (++c->df_load_tries < DEFERS_LOAD_TRIES && journal_load_defers(c->journal, on_defers, c) == 0) {
+            c->df_loading = true;
+            log_warn(TAG, "start-up: cannot read the deferred copy decisions (%s): asking again",
+                     errmsg ? errmsg : strerror(-status));
+            return;
+        }
+        log_error(TAG, "start-up: cannot read the deferred copy decisions an earlier run left (%s): they stay "
+                  "pending until the next start", errmsg ? errmsg : strerror(-status));
+    } else {
+        copier_defer_load(c, v, n);
+    }
+    copier_reconcile_job_done(c);
 }
 
 void copier_reconcile_start(struct copier *c) {
@@ -70,6 +105,13 @@ void copier_reconcile_start(struct copier *c) {
     if (c->n_pend) log_info(TAG, "start-up: reconciling %zu orders an earlier run left open", c->n_pend);
     /* Counted before any job can finish (a query may answer synchronously on an error). */
     c->reconcile_left = 1;
+    /* The deferred decisions: answered from the loop, once PostgreSQL holds what the spool held. */
+    c->df_load_tries = 0;
+    if (c->journal && journal_load_defers(c->journal, on_defers, c) == 0) {
+        c->df_loading = true;
+        c->reconcile_left++;
+    }
+    else if (c->journal) log_error(TAG, "start-up: cannot ask for the deferred copy decisions: they stay pending");
     for (size_t i = 0; i < c->n_pend; i++) {
         const struct copier_pending *p = &c->pend[i];
         long fi = follower_index(c, p->follower);
@@ -110,5 +152,6 @@ void copier_reconcile_start(struct copier *c) {
         c->reconciled = true;
         if (queued) log_info(TAG, "start-up: reconciliation of %zu open orders done", queued);
         copier_reconcile_free(c);
+        copier_defer_kick_all(c);
     }
 }

@@ -28,6 +28,9 @@
 #define JNL_FILL_PARAMS 9     /* statement 1 */
 #define JNL_EOID_MAX 47       /* exchange trade and order ids (MKT_TRADE_ID_MAX - 1) */
 #define JNL_INTENT_PARAMS 14  /* statement 2 */
+#define JNL_FILL_DEFER_PARAMS 12   /* statement 1 with placeholders (sql/010) */
+#define JNL_INTENT_RESOLVE_PARAMS 16 /* statement 2 resolving one */
+#define JNL_DEFER_ARRAYS 3    /* placeholder arrays: rule_id, follower, input */
 #define JNL_ARRAYS 11         /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
 #define JNL_POS_PARAMS 6
@@ -43,6 +46,7 @@ _Static_assert(JNL_POS_PARAMS <= JNL_ARRAYS, "positions reuse the array buffers"
  * Never renumber: a spool written by one version is replayed by the next. */
 enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3, REC_POSITIONS = 4 };
 #define JNL_REC_VERSION 2        /* first byte of every payload (1: before position_side, limit_price) */
+#define JNL_REC_FILL_DEFERS 3    /* a REC_FILL with placeholders or a resolution (only those) */
 #define JNL_SPOOL_ID_FILE "journal-id" /* in the spool directory; the spool ignores other files */
 #define JNL_REPLAY_MAX_STMTS 1000 /* statements per replayed batch (one transaction) */
 
@@ -60,35 +64,76 @@ enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3, REC_POSITIONS = 4 };
  * replayed), the fill INSERT waits and then does nothing, yet the snapshot cannot see the row the
  * other transaction committed: no fill id, and the intents fail their NOT NULL. In READ COMMITTED
  * the second statement takes a new snapshot after the first one has waited, so it sees the fill. */
-static const char SQL_FILL[] =
-    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time,"
-    "                          trade_seq)"
-    " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric,"
-    "         $8::timestamptz, $9::bigint)"
-    " ON CONFLICT (account, symbol, trade_id) DO NOTHING"
-    " RETURNING id";
+#define SQL_FILL_INSERT \
+    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time," \
+    "                          trade_seq)" \
+    " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric," \
+    "         $8::timestamptz, $9::bigint)" \
+    " ON CONFLICT (account, symbol, trade_id) DO NOTHING" \
+    " RETURNING id"
+static const char SQL_FILL[] = SQL_FILL_INSERT;
 
-static const char SQL_INTENTS[] =
-    "WITH lf AS ("
-    " SELECT id, event_time FROM leader_fills"
-    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text),"
-    " i AS ("
-    " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id,"
-    "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at,"
-    "   position_side, limit_price)"
-    " SELECT u.cid, lf.id, lf.event_time, u.rule_id, u.follower, u.symbol, u.side, u.qty,"
-    "   u.reduce_only, u.order_type,"
-    "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip,"
-    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END, u.pside, u.lprice"
-    " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[],"
-    "                 $10::boolean[], $11::text[], $12::text[], $13::text[], $14::numeric[])"
-    "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip, pside, lprice)"
-    " ON CONFLICT (client_order_id, leader_event_time) DO NOTHING" /* sql/007: see its header */
+/* Statement 1 of a fill with deferred decisions (journal_defer, sql/010): their placeholders are
+ * inserted from the fill INSERT's own RETURNING, so only with a fill new in this transaction (a
+ * fill another transaction inserted meanwhile returns nothing here: no placeholders, and the fill
+ * is reported not new, so the caller drops its deferred decisions too). */
+static const char SQL_FILL_DEFER[] =
+    "WITH f AS (" SQL_FILL_INSERT "),"
+    " d AS ("
+    " INSERT INTO deferred_decisions (leader_fill_id, account, symbol, trade_id, rule_id, follower,"
+    "   input)"
+    " SELECT f.id, $1::text, $2::text, $3::text, u.rule_id, u.follower, u.input::jsonb"
+    " FROM f, unnest($10::text[], $11::text[], $12::text[]) AS u(rule_id, follower, input)"
+    " ON CONFLICT (account, symbol, trade_id, rule_id) DO NOTHING)"
+    " SELECT id FROM f";
+
+#define SQL_INTENTS_HEAD \
+    "WITH lf AS (" \
+    " SELECT id, event_time FROM leader_fills" \
+    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text)," \
+    " i AS (" \
+    " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id," \
+    "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at," \
+    "   position_side, limit_price)" \
+    " SELECT u.cid, lf.id, lf.event_time, u.rule_id, u.follower, u.symbol, u.side, u.qty," \
+    "   u.reduce_only, u.order_type," \
+    "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip," \
+    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END, u.pside, u.lprice" \
+    " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[]," \
+    "                 $10::boolean[], $11::text[], $12::text[], $13::text[], $14::numeric[])" \
+    "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip, pside, lprice)" \
+    " ON CONFLICT (client_order_id, leader_event_time) DO NOTHING" /* sql/007: see its header */ \
     " RETURNING client_order_id)"
-    " SELECT (SELECT count(*) FROM lf),"
-    "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)"
-    "     FROM unnest($4::text[]) WITH ORDINALITY AS o(cid, ord)"
-    "     JOIN i ON i.client_order_id = o.cid)";
+#define SQL_INTENTS_TAIL \
+    " SELECT (SELECT count(*) FROM lf)," \
+    "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)" \
+    "     FROM unnest($4::text[]) WITH ORDINALITY AS o(cid, ord)" \
+    "     JOIN i ON i.client_order_id = o.cid)"
+static const char SQL_INTENTS[] = SQL_INTENTS_HEAD SQL_INTENTS_TAIL;
+
+/* Statement 2 of the write that holds a deferred decision: its intents, and its placeholder
+ * resolved in the same transaction ('decided', or 'skipped' with $16 as the reason), once: a
+ * placeholder no longer 'pending' is left alone. */
+static const char SQL_INTENTS_RESOLVE[] =
+    SQL_INTENTS_HEAD ","
+    " r AS ("
+    " UPDATE deferred_decisions SET"
+    "   status = CASE WHEN $16::text IS NULL THEN 'decided' ELSE 'skipped' END,"
+    "   reason = $16::text, resolved_at = now()"
+    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text AND rule_id = $15::text"
+    "   AND status = 'pending')"
+    SQL_INTENTS_TAIL;
+
+/* journal_load_defers, one sync group: the placeholders of rules the configuration no longer has
+ * (journal_sync_config marked them removed, or the id now names another follower's rule) are
+ * resolved as skipped; then the pending rest is read, in the order they were written. */
+static const char SQL_DEFERS_DROP[] =
+    "UPDATE deferred_decisions d SET status = 'skipped', reason = 'rule_removed', resolved_at = now()"
+    " WHERE d.status = 'pending' AND NOT EXISTS (SELECT 1 FROM copy_rules r"
+    "   WHERE r.id = d.rule_id AND r.follower = d.follower AND r.status <> 'removed')";
+static const char SQL_DEFERS_LOAD[] =
+    "SELECT account, symbol, trade_id, rule_id, follower, input::text FROM deferred_decisions"
+    " WHERE status = 'pending' ORDER BY id";
 
 /* One statement per batch of results (client order ids distinct within a batch, so each row is
  * updated at most once). The WHERE clause is what keeps a status from moving backwards. */
@@ -780,7 +825,7 @@ void journal_stmts_reset(struct journal_stmts *s)
 
 /* ---- the asynchronous journal --------------------------------------------------------------- */
 
-enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE, OP_REPLAY, OP_POSITIONS, OP_PARTS };
+enum op_kind { OP_SETUP, OP_FILL, OP_RESULTS, OP_RULE, OP_REPLAY, OP_POSITIONS, OP_PARTS, OP_DEFERS };
 
 /* One sync group in the pipeline: nq statements and a PQpipelineSync. The FIFO of ops matches
  * the order in which the server answers. */
@@ -816,6 +861,8 @@ struct op {
     /* OP_REPLAY: spool records first_seq..last_seq (nrec of them, nbad not parsed) */
     uint64_t first_seq, last_seq, nrec, nbad;
     char sqlstate[6];  /* of the first error */
+    /* OP_DEFERS: the pending placeholders read */
+    PGresult *rows_res;
 };
 
 /* A rule state change waiting to be written (kept across reconnects until it commits). */
@@ -923,6 +970,11 @@ struct journal {
     struct waiter *w_head, *w_tail;
 
     struct sbuf pb[JNL_ARRAYS]; /* array parameter buffers, reused */
+    struct sbuf db[JNL_DEFER_ARRAYS]; /* the same for placeholders (sql/010) */
+    /* journal_load_defers: asked (cb set), and its sync group in flight */
+    journal_defers_cb dl_cb;
+    void *dl_ud;
+    bool dl_sent;
     struct journal_stats s;
     char last_error[512];
 
@@ -1061,7 +1113,9 @@ static void kset_clear(struct kset *k)
  *   REC_FILL     account symbol trade_id order_id  i64 trade_seq  side qty price
  *                i64 event_time_ms  u32 n  n x (cid rule_id follower symbol side qty
  *                u8 reduce_only order_type skip_reason position_side limit_price)
- *                (version 1 records end each intent at skip_reason)
+ *                (version 1 records end each intent at skip_reason; version 3 (only a fill with
+ *                placeholders or a resolution, sql/010) goes on: u32 m  m x (rule_id follower
+ *                input)  resolve_rule_id resolve_reason)
  *   REC_RESULTS  u32 n  n x (cid u8 status eoid eqty avgp i32 error_code error_msg i64 at_us)
  *   REC_RULE     rule_id status i8 paused
  *   REC_POSITIONS u32 n  n x (i64 taken_at_us account symbol position_side amount source) */
@@ -1126,11 +1180,17 @@ static char *r_str(struct rd *r, char *dst, size_t cap)
     return dst;
 }
 
+static bool fill_has_defers(const struct journal_fill *f)
+{
+    return f->n_defers || f->resolve_rule_id;
+}
+
 static void rec_fill(struct sbuf *b, const struct journal_fill *f, const struct journal_intent *in,
                      size_t n)
 {
     sb_reset(b);
-    w_u8(b, JNL_REC_VERSION);
+    /* Version 2 unless it needs 3: a spool without deferred decisions stays readable as before. */
+    w_u8(b, fill_has_defers(f) ? JNL_REC_FILL_DEFERS : JNL_REC_VERSION);
     w_str(b, f->account);
     w_str(b, f->symbol);
     w_str(b, f->trade_id);
@@ -1154,6 +1214,15 @@ static void rec_fill(struct sbuf *b, const struct journal_fill *f, const struct 
         w_str(b, in[i].position_side);
         w_str(b, in[i].limit_price);
     }
+    if (!fill_has_defers(f)) return;
+    w_u64(b, f->n_defers, 4);
+    for (size_t i = 0; i < f->n_defers; i++) {
+        w_str(b, f->defers[i].rule_id);
+        w_str(b, f->defers[i].follower);
+        w_str(b, f->defers[i].input);
+    }
+    w_str(b, f->resolve_rule_id);
+    w_str(b, f->resolve_reason);
 }
 
 /* A fill read back from the spool: strings in fixed buffers, views into them for the same
@@ -1163,21 +1232,31 @@ struct pintent {
     char symbol[JNL_NAME_MAX + 1], side[8], qty[JNL_DEC_MAX + 1], otype[JNL_NAME_MAX + 1];
     char skip[JNL_NAME_MAX + 1], pside[8], lprice[JNL_DEC_MAX + 1];
 };
+struct pdefer {
+    char rule[JNL_NAME_MAX + 1], follower[JNL_NAME_MAX + 1], input[JOURNAL_DEFER_INPUT_MAX + 1];
+};
 struct pfill {
     char account[JNL_NAME_MAX + 1], symbol[JNL_NAME_MAX + 1], tid[JNL_EOID_MAX + 1];
     char oid[JNL_EOID_MAX + 1], side[8], qty[JNL_DEC_MAX + 1], price[JNL_DEC_MAX + 1];
+    char rrule[JNL_NAME_MAX + 1], rreason[JNL_NAME_MAX + 1];
     struct journal_fill f;
     struct pintent *pi;
     struct journal_intent *in;
     size_t n;
+    struct pdefer *pd;
+    struct journal_defer *dv;
 };
 
 static void pfill_free(struct pfill *p)
 {
     free(p->pi);
     free(p->in);
+    free(p->pd);
+    free(p->dv);
     p->pi = NULL;
     p->in = NULL;
+    p->pd = NULL;
+    p->dv = NULL;
 }
 
 /* 0, -EBADMSG (does not parse), -ENOMEM. Only the identity when key_only. */
@@ -1186,7 +1265,7 @@ static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool ke
     struct rd r = {payload, len, 0, false};
     memset(p, 0, sizeof *p);
     unsigned version = (unsigned)r_u64(&r, 1);
-    if (version != 1 && version != JNL_REC_VERSION) return -EBADMSG;
+    if (version != 1 && version != JNL_REC_VERSION && version != JNL_REC_FILL_DEFERS) return -EBADMSG;
     p->f.account = r_str(&r, p->account, sizeof p->account);
     p->f.symbol = r_str(&r, p->symbol, sizeof p->symbol);
     p->f.trade_id = r_str(&r, p->tid, sizeof p->tid);
@@ -1223,6 +1302,28 @@ static int pfill_parse(struct pfill *p, const void *payload, size_t len, bool ke
             y->position_side = r_str(&r, x->pside, sizeof x->pside);
             y->limit_price = r_str(&r, x->lprice, sizeof x->lprice);
         }
+    }
+    if (version >= JNL_REC_FILL_DEFERS) {
+        uint64_t m = r_u64(&r, 4);
+        if (r.bad || m > (r.n - r.off) / 6) { /* a placeholder takes at least 6 bytes */
+            pfill_free(p);
+            return -EBADMSG;
+        }
+        p->f.n_defers = (size_t)m;
+        p->pd = calloc(m + 1, sizeof *p->pd);
+        p->dv = calloc(m + 1, sizeof *p->dv);
+        if (!p->pd || !p->dv) {
+            pfill_free(p);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < m; i++) {
+            p->dv[i].rule_id = r_str(&r, p->pd[i].rule, sizeof p->pd[i].rule);
+            p->dv[i].follower = r_str(&r, p->pd[i].follower, sizeof p->pd[i].follower);
+            p->dv[i].input = r_str(&r, p->pd[i].input, sizeof p->pd[i].input);
+        }
+        p->f.defers = p->dv;
+        p->f.resolve_rule_id = r_str(&r, p->rrule, sizeof p->rrule);
+        p->f.resolve_reason = r_str(&r, p->rreason, sizeof p->rreason);
     }
     if (r.bad || r.off != r.n) {
         pfill_free(p);
@@ -1435,6 +1536,7 @@ static struct op *op_new(enum op_kind kind, size_t n)
 static void op_free(struct op *op)
 {
     if (!op) return;
+    PQclear(op->rows_res);
     free(op->errmsg);
     free(op->key);
     free(op->payload);
@@ -1471,7 +1573,7 @@ static void session_setup(struct journal *j)
         conn_drop(j, -ENOMEM, "session setup: out of memory");
         return;
     }
-    op->nq = j->sp ? 8 : 6;
+    op->nq = j->sp ? 10 : 8;
     const char *idp[1] = {j->spool_id};
     /* The hot statements are prepared once; planning them again for each of the first
      * executions (PostgreSQL's custom plans) cost 0.6-4 ms per fill in bind alone here, and their
@@ -1483,6 +1585,8 @@ static void session_setup(struct journal *j)
                            NULL, NULL, 0) ||
         !PQsendPrepare(j->conn, "jnl_fill", SQL_FILL, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_intents", SQL_INTENTS, 0, NULL) ||
+        !PQsendPrepare(j->conn, "jnl_fill_defer", SQL_FILL_DEFER, 0, NULL) ||
+        !PQsendPrepare(j->conn, "jnl_intents_resolve", SQL_INTENTS_RESOLVE, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_results", SQL_RESULTS, 0, NULL) ||
         !PQsendPrepare(j->conn, "jnl_positions", SQL_POSITIONS, 0, NULL) ||
         (j->sp && (!PQsendPrepare(j->conn, "jnl_applied", SQL_APPLIED_SET, 0, NULL) ||
@@ -1793,6 +1897,71 @@ static void fill_callback(struct journal *j, struct op *op, int status, const ch
     op->cb(op->ud, &r);
 }
 
+/* journal_load_defers answered: its callback, once (an error is not retried: the caller
+ * decides). */
+static void defers_done(struct journal *j, struct op *op)
+{
+    journal_defers_cb cb = j->dl_cb;
+    void *ud = j->dl_ud;
+    j->dl_cb = NULL;
+    j->dl_sent = false;
+    if (!cb) return;
+    if (op->failed || op->bad_reply || !op->rows_res) {
+        cb(ud, op->failed ? -EIO : -EPROTO, op->errmsg ? op->errmsg : "unexpected reply", NULL, 0);
+        return;
+    }
+    const PGresult *r = op->rows_res;
+    size_t n = (size_t)PQntuples(r);
+    struct journal_pending_defer *v = calloc(n + 1, sizeof *v);
+    if (!v) {
+        cb(ud, -ENOMEM, "out of memory", NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = (struct journal_pending_defer){PQgetvalue(r, (int)i, 0), PQgetvalue(r, (int)i, 1),
+                                              PQgetvalue(r, (int)i, 2), PQgetvalue(r, (int)i, 3),
+                                              PQgetvalue(r, (int)i, 4), PQgetvalue(r, (int)i, 5)};
+    cb(ud, 0, NULL, v, n);
+    free(v);
+}
+
+/* Sends journal_load_defers' sync group once PostgreSQL holds everything the spool held. */
+static void defers_send(struct journal *j)
+{
+    if (!j->dl_cb || j->dl_sent || j->st != ST_READY || j->broken || j->free_requested ||
+        (j->sp && j->spooling))
+        return;
+    struct op *op = op_new(OP_DEFERS, 0);
+    if (!op) return; /* again at the next service() */
+    op->nq = 2;
+    if (!PQsendQueryParams(j->conn, SQL_DEFERS_DROP, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendQueryParams(j->conn, SQL_DEFERS_LOAD, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQpipelineSync(j->conn)) {
+        op_free(op);
+        mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
+        return;
+    }
+    j->dl_sent = true;
+    op_push(j, op);
+    flush_out(j);
+}
+
+int journal_load_defers(struct journal *j, journal_defers_cb cb, void *ud)
+{
+    if (!j || !cb) return -EINVAL;
+    if (j->free_requested) return -ECANCELED;
+    if (j->dl_cb || j->dl_sent) return -EBUSY;
+    j->dl_cb = cb;
+    j->dl_ud = ud;
+    uv_timer_start(&j->t_work, on_work, 0, 0); /* sent from the loop (service) */
+    return 0;
+}
+
+void journal_load_defers_cancel(struct journal *j)
+{
+    if (j) j->dl_cb = NULL; /* an answer in flight is dropped (defers_done) */
+}
+
 /* The sync of the head op arrived: its transaction is committed (or rolled back). */
 static void op_complete(struct journal *j)
 {
@@ -1864,6 +2033,9 @@ static void op_complete(struct journal *j)
     }
     case OP_REPLAY:
         replay_done(j, op);
+        break;
+    case OP_DEFERS:
+        defers_done(j, op);
         break;
     case OP_POSITIONS:
         j->pos_inflight = false;
@@ -1958,6 +2130,10 @@ static void op_result(struct op *op, PGresult *r)
         else if (op->kind == OP_SETUP && op->answered == op->nq) applied_row(op, r);
         else if (op->kind == OP_PARTS && op->answered == 2 && PQntuples(r) == 1)
             op->rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        else if (op->kind == OP_DEFERS && op->answered == 2 && PQnfields(r) == 6 && !op->rows_res) {
+            op->rows_res = r; /* the callback reads it; op_free clears it */
+            return;
+        }
         else if (op->kind != OP_REPLAY && op->kind != OP_PARTS) op->bad_reply = true;
         break;
     case PGRES_PIPELINE_ABORTED:
@@ -2076,6 +2252,7 @@ static void conn_drop(struct journal *j, int err, const char *msg)
         }
     }
     j->rp_op = NULL; /* its batch rolled back or committed: the next session reads spool_applied */
+    j->dl_sent = false; /* journal_load_defers: asked again in the next session */
     j->in_query = j->want_write = j->broken = false;
     j->st = ST_WAIT;
     uv_timer_stop(&j->t_deadline);
@@ -2139,6 +2316,7 @@ static void service(struct journal *j)
     positions_send(j);
     rules_send(j);
     parts_send(j);
+    defers_send(j);
     waiters_check(j);
     spool_notify(j);
 }
@@ -2207,6 +2385,16 @@ static bool fill_valid(const struct journal_fill *f, const struct journal_intent
             (x->limit_price && (!valid_decimal(x->limit_price) || !decimal_positive(x->limit_price))))
             return false;
     }
+    if (f->n_defers && !f->defers) return false;
+    for (size_t i = 0; i < f->n_defers; i++) {
+        const struct journal_defer *d = &f->defers[i];
+        if (!valid_text(d->rule_id, JNL_NAME_MAX, false) || !valid_text(d->follower, JNL_NAME_MAX, false) ||
+            !valid_text(d->input, JOURNAL_DEFER_INPUT_MAX, true))
+            return false;
+    }
+    if (f->resolve_rule_id && !valid_text(f->resolve_rule_id, JNL_NAME_MAX, false)) return false;
+    if (f->resolve_reason && (!f->resolve_rule_id || !valid_text(f->resolve_reason, JNL_NAME_MAX, true)))
+        return false;
     return cids_distinct(in, n);
 }
 
@@ -2236,16 +2424,36 @@ static int fill_send(struct journal *j, const struct journal_fill *f,
         if (x->limit_price) arr_raw(&b[10], x->limit_price);
         else arr_raw(&b[10], "NULL");
     }
-    const char *p1[JNL_FILL_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty, f->price,
-                                       ts, f->trade_seq > 0 ? seq : NULL};
-    const char *p2[JNL_INTENT_PARAMS] = {f->account, f->symbol, tid};
+    const char *p1[JNL_FILL_DEFER_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty,
+                                             f->price, ts, f->trade_seq > 0 ? seq : NULL};
+    const char *p2[JNL_INTENT_RESOLVE_PARAMS] = {f->account, f->symbol, tid};
     for (int k = 0; k < JNL_ARRAYS; k++) {
         arr_close(&b[k]);
         if (b[k].oom) return -ENOMEM;
         p2[3 + k] = b[k].p;
     }
-    if (!PQsendQueryPrepared(j->conn, "jnl_fill", JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
-        !PQsendQueryPrepared(j->conn, "jnl_intents", JNL_INTENT_PARAMS, p2, NULL, NULL, 0)) {
+    if (f->n_defers) {
+        struct sbuf *d = j->db;
+        for (int k = 0; k < JNL_DEFER_ARRAYS; k++) arr_open(&d[k]);
+        for (size_t i = 0; i < f->n_defers; i++) {
+            arr_str(&d[0], f->defers[i].rule_id);
+            arr_str(&d[1], f->defers[i].follower);
+            arr_str(&d[2], f->defers[i].input);
+        }
+        for (int k = 0; k < JNL_DEFER_ARRAYS; k++) {
+            arr_close(&d[k]);
+            if (d[k].oom) return -ENOMEM;
+            p1[JNL_FILL_PARAMS + k] = d[k].p;
+        }
+    }
+    p2[JNL_INTENT_PARAMS] = f->resolve_rule_id;
+    p2[JNL_INTENT_PARAMS + 1] = f->resolve_reason;
+    bool defer = f->n_defers > 0, resolve = f->resolve_rule_id != NULL;
+    if (!PQsendQueryPrepared(j->conn, defer ? "jnl_fill_defer" : "jnl_fill",
+                             defer ? JNL_FILL_DEFER_PARAMS : JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
+        !PQsendQueryPrepared(j->conn, resolve ? "jnl_intents_resolve" : "jnl_intents",
+                             resolve ? JNL_INTENT_RESOLVE_PARAMS : JNL_INTENT_PARAMS, p2, NULL, NULL,
+                             0)) {
         /* Nothing committed: without their sync the statements cannot commit, and the reset
          * that follows ends the session. */
         mark_broken(j, -ECONNRESET, PQerrorMessage(j->conn));
@@ -3260,12 +3468,18 @@ static void really_free(struct journal *j)
         w->cb(w->ud, -ECANCELED);
         free(w);
     }
+    if (j->dl_cb) {
+        journal_defers_cb cb = j->dl_cb;
+        j->dl_cb = NULL;
+        cb(j->dl_ud, -ECANCELED, "journal freed", NULL, 0);
+    }
     q_pop(j, j->qlen);
     free(j->q);
     free(j->pq);
     free(j->hset);
     free(j->conninfo);
     for (int k = 0; k < JNL_ARRAYS; k++) sb_free(&j->pb[k]);
+    for (int k = 0; k < JNL_DEFER_ARRAYS; k++) sb_free(&j->db[k]);
     sb_free(&j->rb);
     kset_clear(&j->keys);
     if (j->sp && j->spool_os) spool_sync(j->sp); /* best effort: nobody is left to tell */

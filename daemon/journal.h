@@ -220,6 +220,18 @@ bool journal_connected(const struct journal *j);
  * as journal_connected. */
 bool journal_writable(const struct journal *j);
 
+/* A copy decision deferred until its follower's state is in (copier_load.c): its placeholder,
+ * a 'pending' row of deferred_decisions (sql/010), is written with the fill, in the same
+ * transaction (spool record), and only when the fill is new there. */
+#define JOURNAL_DEFER_INPUT_MAX 2048
+struct journal_defer {
+    const char *rule_id;
+    const char *follower;
+    /* What the decision needs that cannot be recomputed later: a JSON object as text (printable
+     * ASCII, at most JOURNAL_DEFER_INPUT_MAX bytes), written and read by the caller. */
+    const char *input;
+};
+
 struct journal_fill {
     const char *account;   /* the leader account */
     const char *symbol;
@@ -234,6 +246,15 @@ struct journal_fill {
      * replay of one PostgreSQL may already hold (a stream fill, not a REST backfill), so the
      * spool alone may decide it new. false: PostgreSQL (or the spool's keys) decides. */
     bool ahead;
+    /* Placeholders of deferred decisions, inserted when (and only when) the fill is new. */
+    const struct journal_defer *defers;
+    size_t n_defers;
+    /* Non-NULL: this write holds the decision deferred for (this fill, resolve_rule_id): its
+     * placeholder, if still 'pending', becomes 'decided' (resolve_reason NULL: the intents of
+     * this write are the decision) or 'skipped' with resolve_reason (1..64 printable chars), in
+     * the same transaction as the intents. */
+    const char *resolve_rule_id;
+    const char *resolve_reason;
 };
 
 struct journal_intent {
@@ -278,6 +299,24 @@ typedef void (*journal_fill_cb)(void *ud, const struct journal_fill_result *r);
 int journal_write_fill(struct journal *j, const struct journal_fill *fill,
                        const struct journal_intent *intents, size_t n, journal_fill_cb cb,
                        void *ud);
+
+/* The placeholders still 'pending' (journal_defer), for a start-up to decide them. Runs once
+ * PostgreSQL is connected and the spool has nothing left to replay (so every placeholder the spool
+ * held is in PostgreSQL too): first resolves as skipped ("rule_removed") the pending placeholders
+ * of rules that copy_rules marks removed or whose follower changed, then reads the rest in the
+ * order they were written. cb is called exactly once, from the loop: status 0 with the rows
+ * (valid during the callback only), -EIO/-EPROTO (errmsg says why), -ECANCELED (journal_free).
+ * Waits across reconnects. 0, -EINVAL, -EBUSY (one already asked), -ENOMEM. */
+struct journal_pending_defer {
+    const char *account, *symbol, *trade_id; /* the leader fill */
+    const char *rule_id, *follower;
+    const char *input;                        /* as written (JSON text) */
+};
+typedef void (*journal_defers_cb)(void *ud, int status, const char *errmsg,
+                                  const struct journal_pending_defer *v, size_t n);
+int journal_load_defers(struct journal *j, journal_defers_cb cb, void *ud);
+/* Forgets the callback of journal_load_defers (never called then). Takes NULL. */
+void journal_load_defers_cancel(struct journal *j);
 
 /* Order states, in follower_orders.status. */
 enum journal_status {

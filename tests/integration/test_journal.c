@@ -1359,6 +1359,186 @@ static void test_positions_spooled(void **state)
     fx_close(&f);
 }
 
+/* ---- deferred decisions (sql/010): placeholders written with a new fill, resolved once ---- */
+
+struct defersres {
+    bool done;
+    int status;
+    size_t n;
+    char rows[8][3][160]; /* "account/symbol/trade_id", "rule_id/follower", input */
+};
+
+static void defers_cb(void *ud, int status, const char *errmsg, const struct journal_pending_defer *v, size_t n)
+{
+    struct defersres *x = ud;
+    assert_false(x->done); /* exactly once */
+    x->done = true;
+    x->status = status;
+    x->n = n;
+    if (status) assert_non_null(errmsg);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        snprintf(x->rows[i][0], sizeof x->rows[i][0], "%s/%s/%s", v[i].account, v[i].symbol, v[i].trade_id);
+        snprintf(x->rows[i][1], sizeof x->rows[i][1], "%s/%s", v[i].rule_id, v[i].follower);
+        snprintf(x->rows[i][2], sizeof x->rows[i][2], "%s", v[i].input);
+    }
+}
+
+static bool cond_defers_done(void *arg) { return ((struct defersres *)arg)->done; }
+
+static void load_defers_and_wait(struct fx *f, struct defersres *r)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(journal_load_defers(f->j, defers_cb, r), 0);
+    assert_int_equal(journal_load_defers(f->j, defers_cb, r), -EBUSY); /* one at a time */
+    assert_false(r->done); /* never from inside the call */
+    assert_true(pgt_run_until(&f->loop, cond_defers_done, r, DEADLINE_MS, 0));
+}
+
+#define DEFER_STATES(tid) \
+    q1("SELECT string_agg(rule_id || ' ' || status || coalesce(' ' || reason, ''), ', ' ORDER BY id)" \
+       " FROM deferred_decisions WHERE account = 'lead' AND trade_id = '%s'", tid)
+
+static void test_deferred_decisions(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct fillres r;
+    struct defersres dl;
+    fx_open(&f, g_ci, NULL, true);
+
+    /* The fill with r1's intent; r2 and r3 deferred: their placeholders, pending. */
+    struct journal_fill fill = mkfill("BTCUSDT", 8801);
+    struct journal_defer dv[2] = {{"r2", "f2", "{\"leader_net\":\"0.5\",\"x\":\"a b\"}"},
+                                  {"r3", "f3", "{\"leader_net\":\"-1\"}"}};
+    struct journal_intent in1 = mkintent("d8801r1", "r1", "f1", "0.013", NULL);
+    fill.defers = dv;
+    fill.n_defers = 2;
+    write_and_wait(&f, &fill, &in1, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new);
+    assert_true(r.intent_new[0]);
+    assert_string_equal(DEFER_STATES(fill.trade_id), "r2 pending, r3 pending");
+    assert_string_equal(q1("SELECT count(*) FROM deferred_decisions d JOIN leader_fills l"
+                           " ON l.id = d.leader_fill_id AND l.trade_id = d.trade_id WHERE d.trade_id = '8801'"), "2");
+
+    /* The same fill again (a replay): not new, and no placeholder is written or changed. */
+    struct journal_defer dv2[1] = {{"r1", "f1", "{\"other\":1}"}};
+    struct journal_fill again = fill;
+    again.defers = dv2;
+    again.n_defers = 1;
+    write_and_wait(&f, &again, &in1, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.fill_new);
+    assert_string_equal(DEFER_STATES(fill.trade_id), "r2 pending, r3 pending");
+
+    /* A new fill whose placeholder names a follower its rule does not have (the configuration
+     * changed while it waited): resolved as skipped by the start-up read, not returned. */
+    struct journal_fill other = mkfill("BTCUSDT", 8802);
+    struct journal_defer dv3[1] = {{"r1", "f2", "{}"}};
+    other.defers = dv3;
+    other.n_defers = 1;
+    write_and_wait(&f, &other, NULL, 0, &r);
+    assert_true(r.fill_new);
+    load_defers_and_wait(&f, &dl);
+    assert_int_equal(dl.status, 0);
+    assert_int_equal(dl.n, 2);
+    assert_string_equal(dl.rows[0][0], "lead/BTCUSDT/8801");
+    assert_string_equal(dl.rows[0][1], "r2/f2");
+    assert_string_equal(dl.rows[0][2], "{\"x\": \"a b\", \"leader_net\": \"0.5\"}"); /* jsonb's text */
+    assert_string_equal(dl.rows[1][1], "r3/f3");
+    assert_string_equal(DEFER_STATES(other.trade_id), "r1 skipped rule_removed");
+
+    /* r2's decision: its intent and its placeholder resolved, in one write. */
+    struct journal_intent in2 = mkintent("d8801r2", "r2", "f2", "0.006", NULL);
+    struct journal_fill dec = mkfill("BTCUSDT", 8801);
+    dec.resolve_rule_id = "r2";
+    write_and_wait(&f, &dec, &in2, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.fill_new);
+    assert_true(r.intent_new[0]);
+    assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 pending");
+    /* ... once: a second resolution changes nothing. */
+    dec.resolve_reason = "rule_removed";
+    write_and_wait(&f, &dec, &in2, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.intent_new[0]);
+    assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 pending");
+    /* r3 not decided (its rule disabled meanwhile): no intent, the placeholder skipped. */
+    dec.resolve_rule_id = "r3";
+    dec.resolve_reason = "rule_disabled";
+    write_and_wait(&f, &dec, NULL, 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 skipped rule_disabled");
+    load_defers_and_wait(&f, &dl);
+    assert_int_equal(dl.status, 0);
+    assert_int_equal(dl.n, 0);
+
+    /* Bad placeholders are refused before anything is written. */
+    struct journal_fill bad = mkfill("BTCUSDT", 8803);
+    struct journal_defer dbad[1] = {{"r1", "f1", "{\"a\":\"line\nbreak\"}"}};
+    bad.defers = dbad;
+    bad.n_defers = 1;
+    assert_int_equal(journal_write_fill(f.j, &bad, NULL, 0, fill_cb, &r), -EINVAL);
+    bad.n_defers = 0;
+    bad.resolve_reason = "stale_signal"; /* a reason without the rule it resolves */
+    assert_int_equal(journal_write_fill(f.j, &bad, NULL, 0, fill_cb, &r), -EINVAL);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id = '8803'"), "0");
+    fx_close(&f);
+}
+
+/* PostgreSQL away: the placeholder and later its resolution go to the spool (a version 3
+ * record), and reach PostgreSQL through the replay; journal_load_defers answers only once the
+ * spool is replayed, so it sees the placeholder. */
+static void test_deferred_spooled(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("CT_TEST_TMP");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/jnl-defer-spool-%d", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    struct fx f;
+    struct fillres r;
+    struct defersres dl;
+    struct journal_opts o = {.spool_dir = dir, .backoff_min_ms = 20, .backoff_max_ms = 50};
+    const char *down = "host=/nonexistent-ct-dir port=1 connect_timeout=1";
+
+    fx_open(&f, down, &o, false);
+    struct journal_fill fill = mkfill("ETHUSDT", 8901);
+    struct journal_defer dv[1] = {{"r3", "f3", "{\"leader_net\":\"2\"}"}};
+    fill.defers = dv;
+    fill.n_defers = 1;
+    write_and_wait(&f, &fill, NULL, 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.fill_new); /* from the spool */
+    fx_close(&f);
+    assert_string_equal(q1("SELECT count(*) FROM deferred_decisions WHERE trade_id = '8901'"), "0");
+
+    fx_open(&f, g_ci, &o, false);
+    load_defers_and_wait(&f, &dl); /* asked before the replay: answered after it */
+    assert_int_equal(dl.status, 0);
+    assert_int_equal(dl.n, 1);
+    assert_string_equal(dl.rows[0][0], "lead/ETHUSDT/8901");
+    assert_string_equal(dl.rows[0][1], "r3/f3");
+    assert_string_equal(dl.rows[0][2], "{\"leader_net\": \"2\"}");
+    fx_close(&f);
+
+    /* The decision while PostgreSQL is away again: spooled, replayed with its resolution. */
+    fx_open(&f, down, &o, false);
+    struct journal_fill dec = mkfill("ETHUSDT", 8901);
+    struct journal_intent in = mkintent("d8901r3", "r3", "f3", "0.001", NULL);
+    in.symbol = "ETHUSDT";
+    dec.resolve_rule_id = "r3";
+    write_and_wait(&f, &dec, &in, 1, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.intent_new[0]);
+    fx_close(&f);
+    assert_string_equal(DEFER_STATES("8901"), "r3 pending");
+    fx_open(&f, g_ci, &o, false);
+    assert_true(pgt_run_until(&f.loop, cond_drained, &f, DEADLINE_MS, 0));
+    assert_string_equal(DEFER_STATES("8901"), "r3 decided");
+    assert_string_equal(q1("SELECT status FROM follower_orders WHERE client_order_id = 'd8901r3'"), "intent");
+    fx_close(&f);
+}
+
 int main(void)
 {
     g_admin = getenv("CT_TEST_PG");
@@ -1386,6 +1566,8 @@ int main(void)
         cmocka_unit_test(test_partitions_running),
         cmocka_unit_test(test_positions),
         cmocka_unit_test(test_positions_spooled),
+        cmocka_unit_test(test_deferred_decisions),
+        cmocka_unit_test(test_deferred_spooled),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

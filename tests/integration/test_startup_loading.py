@@ -40,11 +40,29 @@ and the daemon starts again:
                          fs's state is fetched first; the daemon is killed with SIGKILL then. The
                          next start backfills the SELL from the exchange, and every follower
                          copies it exactly once (check_exactly_once).
+  kill9_while_deferred   follower_state_wait_ms 300 and fs's positionRisk failing (HTTP 500) on every
+                         try: the SELL is journaled after 300 ms with fa's order, fs's decision deferred
+                         (ct_copy_decisions_waiting 1); the daemon is killed with SIGKILL then. The fault
+                         is cleared and the daemon started again: the deferred decision, durable as a
+                         'pending' row of deferred_decisions (sql/010) written with the fill, is loaded
+                         back, fs's state is loaded, and fs gets its SELL 0.008 exactly once
+                         (check_exactly_once); the placeholder ends 'decided'.
+  kill9_while_deferred_os  the same with journal_durability: os and a spool_dir: the fill and its
+                         placeholder are written ahead to the spool first.
+  kill9_while_deferred_pg_down  the same with a private PostgreSQL stopped right after READY: the fill
+                         and its placeholder are only in the spool when the daemon is killed;
+                         PostgreSQL is started again before the restart, and the placeholder comes
+                         through the spool's replay.
+  rule_removed_while_deferred  as kill9_while_deferred up to the deferral (the rules in a trader
+                         file), then fs's rule is removed from it and SIGHUP sent: the placeholder is
+                         resolved 'skipped' (rule_removed) without waiting for fs's state, nothing is
+                         left waiting, fs gets no order and no journal row for the SELL.
   never_loads            fs's positionRisk fails with HTTP 500 on every try after the restart: fa
                          copies the SELL at once; fs's decision waits, and once the fill is older
                          than the send window (60 s) it is journaled as skipped (stale_signal,
-                         quantity 0, never sent) instead of waiting for ever; nothing is left
-                         waiting (ct_copy_decisions_waiting 0), fs stays loading, SIGTERM exits 0."""
+                         quantity 0, never sent) instead of waiting for ever, and its placeholder
+                         is resolved 'skipped' (stale_signal); nothing is left waiting
+                         (ct_copy_decisions_waiting 0), fs stays loading, SIGTERM exits 0."""
 
 import contextlib
 import json
@@ -56,8 +74,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decimal import Decimal
 
-from harness import (CopyScenario, PrivatePostgres, TestFailure, http, psql, require_env,  # noqa: E402
-                     scenarios_main, wait_for)
+from harness import (CopyScenario, PrivatePostgres, TestFailure, copy_rules_yaml, http,  # noqa: E402
+                     multiplier_rule_lines, psql, require_env, scenarios_main, wait_for)
 
 SLOW_MS = 5000
 POSITIONS_EP = "GET /fapi/v2/positionRisk"
@@ -146,6 +164,9 @@ def slow_follower_run(build_dir, name, daemon_yaml, pgs):
               f"{name}: fault hits: slow {sc.sim.fault_hits(slow['id'])}, 500 {sc.sim.fault_hits(fail['id'])} "
               f"(want 1 each)")
         s = sc.check_exactly_once(fills, what="the end check")
+        ph = placeholders(sc)
+        check(["fs-r", "fs", "decided", ""] in ph and all(p[2] == "decided" for p in ph),
+              f"{name}: deferred_decisions: {ph} (want fs-r's decided, none pending)")
         wait_for(f"{name}: every follower loaded, no decision waiting",
                  lambda: sc.metrics().get(("ct_followers_loading", frozenset())) == 0
                  and sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 0
@@ -154,13 +175,13 @@ def slow_follower_run(build_dir, name, daemon_yaml, pgs):
 
 
 @contextlib.contextmanager
-def restarted_with_fs_fault(build_dir, name, daemon_yaml="", **fault):
+def restarted_with_fs_fault(build_dir, name, daemon_yaml="", pg=None, **fault):
     """fa (x1) and fs (x2) copy a leader BUY 0.010 exactly once; SIGTERM; the simulator gets the
     fault on fs's positionRisk; the daemon starts again and is READY. Yields (scenario, the leader
     fills so far, the fault)."""
     followers = [("fa", 1), ("fs", 2)]
     with CopyScenario(build_dir, name, [("lead", "binance-usdm")] + [(f, "binance-usdm") for f, _ in followers],
-                      [(f"{f}-r", "lead", f, k) for f, k in followers], daemon_yaml=daemon_yaml) as sc:
+                      [(f"{f}-r", "lead", f, k) for f, k in followers], daemon_yaml=daemon_yaml, pg=pg) as sc:
         sc.wait_ready()
         fills = sc.trade("lead", "BUY", "0.010")
         sc.check_exactly_once(fills, what="the first run")
@@ -212,6 +233,89 @@ def kill9_while_waiting(build_dir, name):
         return f"{s['fills']} leader fills, {s['orders']} follower orders exactly once after a kill -9 in the wait"
 
 
+def kill9_while_deferred(build_dir, name, mode="pg"):
+    daemon_yaml, pgs = "  follower_state_wait_ms: 300\n", None
+    if mode in ("os", "pg_down"):
+        d = os.path.join(require_env("CT_TEST_TMP"), name + "-spool")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+        daemon_yaml += f"  spool_dir: {d}\n" + ("  journal_durability: os\n" if mode == "os" else "")
+    if mode == "pg_down":
+        pgs = PrivatePostgres(require_env("CT_TEST_TMP"), name + "-pg")
+    try:
+        return kill9_while_deferred_run(build_dir, name, daemon_yaml, pgs)
+    finally:
+        if pgs:
+            pgs.close()
+
+
+def kill9_while_deferred_run(build_dir, name, daemon_yaml, pgs):
+    with restarted_with_fs_fault(build_dir, name, daemon_yaml=daemon_yaml, kind="http_5xx",
+                                 pg=pgs.conninfo if pgs else None) as (sc, fills, fail):
+        if pgs:
+            pgs.stop("fast")
+            wait_for(f"{name}: the journal on its spool", lambda: ready_body(sc)[1].get("journal") == "spool",
+                     timeout=15, interval=0.05)
+        fills += sc.trade("lead", "SELL", "0.004")
+        sc.wait_orders("fa", 2)  # the fill is journaled (write-before-send), fs's decision deferred with it
+        wait_for(f"{name}: fs's decision deferred",
+                 lambda: sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 1, timeout=10,
+                 interval=0.02)
+        check(len(sc.sim.orders("fs")) == 1 and ready_body(sc)[1].get("followers_loading") == 1,
+              f"{name}: fs {len(sc.sim.orders('fs'))} orders, {ready_body(sc)[1]} (want fs still loading)")
+        sc.daemon.p.stop(signal.SIGKILL)
+        check(sc.sim.fault_hits(fail["id"]) >= 1, f"{name}: fs's positionRisk fault was not hit")
+        sc.sim.clear_faults(fail["id"])
+        if pgs:
+            pgs.start()
+        sc.restart("copytraderd-3")
+        sc.wait_ready(timeout=60)
+        s = sc.check_exactly_once(fills, what="the end check")
+        check("fs's decision was deferred by an earlier run" in sc.log(),
+              f"{name}: the restart did not read fs's deferred decision back; log tail:\n{sc.daemon.p.tail(30)}")
+        rows = psql(sc.pg, "select rule_id, follower, status, coalesce(reason, '') from deferred_decisions")
+        check(rows == [["fs-r", "fs", "decided", ""]],
+              f"{name}: deferred_decisions: {rows} (want fs-r's placeholder, resolved 'decided')")
+        return (f"{s['fills']} leader fills, {s['orders']} follower orders exactly once after a kill -9 with a "
+                f"decision deferred")
+
+
+def placeholders(sc):
+    return psql(sc.pg, "select rule_id, follower, status, coalesce(reason, '') from deferred_decisions order by id")
+
+
+def rule_removed_while_deferred(build_dir, name):
+    rules = [("fa-r", "lead", "fa", 1), ("fs-r", "lead", "fs", 2)]
+    with CopyScenario(build_dir, name, [("lead", "binance-usdm"), ("fa", "binance-usdm"), ("fs", "binance-usdm")],
+                      rules, daemon_yaml="  follower_state_wait_ms: 300\n", traders={"team.yaml": rules}) as sc:
+        sc.wait_ready()
+        fills = sc.trade("lead", "BUY", "0.010")
+        sc.check_exactly_once(fills, what="the first run")
+        check(sc.daemon.p.stop(signal.SIGTERM) == 0, f"{name}: first run: no clean exit")
+        fail = sc.sim.fault("http_5xx", account="fs", endpoint=POSITIONS_EP)
+        sc.restart()
+        sc.wait_ready(timeout=60)
+        sc.trade("lead", "SELL", "0.004")
+        sc.wait_orders("fa", 2)
+        wait_for(f"{name}: fs's decision deferred",
+                 lambda: sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 1, timeout=10,
+                 interval=0.02)
+        check(placeholders(sc) == [["fs-r", "fs", "pending", ""]],
+              f"{name}: deferred_decisions while fs loads: {placeholders(sc)} (want fs-r's, pending)")
+        sc.write_trader_file("team.yaml", copy_rules_yaml(multiplier_rule_lines(rules[:1])))
+        sc.daemon.p.proc.send_signal(signal.SIGHUP)
+        wait_for(f"{name}: the placeholder resolved once fs-r is removed",
+                 lambda: placeholders(sc) == [["fs-r", "fs", "skipped", "rule_removed"]], timeout=30, interval=0.1)
+        wait_for(f"{name}: nothing left waiting",
+                 lambda: sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 0, timeout=10)
+        fs_rows = psql(sc.pg, "select side from follower_orders where follower = 'fs'")
+        check(fs_rows == [["BUY"]] and len(sc.sim.orders("fs")) == 1 and len(sc.sim.orders("fa")) == 2,
+              f"{name}: fs's journal rows {fs_rows}, orders fs {len(sc.sim.orders('fs'))} fa "
+              f"{len(sc.sim.orders('fa'))} (want only the BUY for fs, both for fa)")
+        check(sc.sim.fault_hits(fail["id"]) >= 1, f"{name}: fs's positionRisk fault was not hit")
+        return "the removed rule's placeholder resolved skipped (rule_removed), nothing sent for it"
+
+
 def never_loads(build_dir, name):
     with restarted_with_fs_fault(build_dir, name, kind="http_5xx") as (sc, _, fail):
         sc.trade("lead", "SELL", "0.004")
@@ -234,6 +338,8 @@ def never_loads(build_dir, name):
               f"{name}: decisions waiting {m.get(('ct_copy_decisions_waiting', frozenset()))}, followers loading "
               f"{m.get(('ct_followers_loading', frozenset()))} (want 0 and 1)")
         check(sc.sim.fault_hits(fail["id"]) >= 2, f"{name}: fs's positionRisk was not retried")
+        check(placeholders(sc) == [["fs-r", "fs", "skipped", "stale_signal"]],
+              f"{name}: deferred_decisions: {placeholders(sc)} (want fs-r's, skipped as stale_signal)")
         return "fs's decision skipped as stale after the send window, fa copied at once"
 
 
@@ -244,6 +350,10 @@ def scenarios(b):
         ("slow_follower_pg_down", lambda: slow_follower(b, "sl_down", mode="pg_down")),
         ("sigterm_while_loading", lambda: sigterm_while_loading(b, "sl_term")),
         ("kill9_while_waiting", lambda: kill9_while_waiting(b, "sl_kill9")),
+        ("kill9_while_deferred", lambda: kill9_while_deferred(b, "sl_kill9d")),
+        ("kill9_while_deferred_os", lambda: kill9_while_deferred(b, "sl_kill9d_os", mode="os")),
+        ("kill9_while_deferred_pg_down", lambda: kill9_while_deferred(b, "sl_kill9d_down", mode="pg_down")),
+        ("rule_removed_while_deferred", lambda: rule_removed_while_deferred(b, "sl_rmdef")),
         ("never_loads", lambda: never_loads(b, "sl_never")),
     ]
 
