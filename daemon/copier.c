@@ -1622,68 +1622,6 @@ static void on_resync(void *ud, const struct exch_status *st, int64_t offset_ms)
     else log_debug(TAG, "%s: server time offset %" PRId64 " ms", a->name, offset_ms);
 }
 
-#ifndef CT_BENCH_IP_LIMIT_SCALE /* benchmark builds only: see exchange/exch_limits.c */
-#define CT_BENCH_IP_LIMIT_SCALE 1
-#endif
-/* Followers' equity refreshes may take this share of an exchange's IP budget; the rest stays for
- * order status checks (unknown outcomes), backfills, loads and the leaders' own refreshes. */
-#define EQ_IP_SHARE 0.5
-
-/* Followers' equity refreshes an exchange's IP budget allows a minute: Binance's account endpoint
- * weighs 5 of 2,400 a minute; Bybit counts 600 requests per 5 s (exchange-protocols.md). */
-static double eq_per_minute(const struct acct *a) {
-    bool bybit = !strcmp(a->exchange, "bybit-linear");
-    double budget = bybit ? 600.0 * 12 : 2400.0 / 5;
-    return budget * EQ_IP_SHARE * CT_BENCH_IP_LIMIT_SCALE;
-}
-
-/* Through the caches: a fresh entry (ours, or another daemon's via Redis) costs no request. An
- * account still loading gets its equity from its load. Leaders are refreshed whenever stale (their
- * equity sizes every follower's equity_ratio copy). Followers take turns, round robin from where
- * the last tick stopped, within eq_per_minute: with more followers than that budget refreshes
- * within cache_ttl_balances_ms, each one's equity simply gets older, evenly, instead of the
- * refreshes queueing without bound in front of every other query (1,000 Binance followers every
- * 15 s is 20,000 weight a minute, 8x the IP's whole budget). While followers load, only the
- * leaders' equity is refreshed: the loads need the budget (their equity comes with them). */
-static void refresh_equity(struct copier *c) {
-    double tick_share = (double)c->refresh_ms / 60000.0, *credit = c->eq_credit;
-    size_t n = c->n_accts, stale_left = 0;
-    for (size_t i = 0; i < n && !c->freeing; i++) {
-        struct acct *a = &c->accts[i];
-        if (a->is_leader && a->state_ok && copier_cache_equity(a))
-            credit[!strcmp(a->exchange, "bybit-linear")] -= 1;
-    }
-    if (c->ld_left != 0 || !n) return;
-    bool refilled[2] = {false, false};
-    for (size_t k = 0; k < n && !c->freeing; k++) {
-        size_t i = (c->eq_cursor + k) % n;
-        struct acct *a = &c->accts[i];
-        if (a->is_leader || !a->state_ok || a->equity_busy) continue;
-        int x = !strcmp(a->exchange, "bybit-linear");
-        if (!refilled[x]) { /* once a tick, up to two ticks' worth banked */
-            double per_tick = eq_per_minute(a) * tick_share;
-            credit[x] = credit[x] + per_tick > 2 * per_tick ? 2 * per_tick : credit[x] + per_tick;
-            refilled[x] = true;
-        }
-        if (credit[x] < 1) {
-            if (!c->eq_paced_logged && !copier_cache_equity_fresh(a)) stale_left++;
-            continue;
-        }
-        if (copier_cache_equity(a)) {
-            credit[x] -= 1;
-            c->eq_cursor = i + 1;
-        }
-    }
-    if (stale_left && !c->eq_paced_logged) {
-        c->eq_paced_logged = true;
-        log_warn(TAG, "equity refreshes paced: %zu followers' equity is older than cache_ttl_balances_ms "
-                      "and waits its turn: followers' refreshes take at most %.0f%% of an exchange's IP "
-                      "budget (Binance: %.0f a minute), so with this many followers each one's equity is "
-                      "refreshed less often (logged once)",
-                 stale_left, EQ_IP_SHARE * 100, 2400.0 / 5 * EQ_IP_SHARE * CT_BENCH_IP_LIMIT_SCALE);
-    }
-}
-
 static void refresh_tick(uv_timer_t *t) {
     struct copier *c = t->data;
     struct instruments *it, *tmp;
@@ -1701,7 +1639,8 @@ static void refresh_tick(uv_timer_t *t) {
     for (size_t i = 0; i < c->n_rules && !c->freeing; i++)
         if (c->rules[i].m_drift && !c->rules[i].removed && c->accts[c->rules[i].follower].state_ok)
             met_gauge_set(c->rules[i].m_drift, rule_drift(c, &c->rules[i]));
-    refresh_equity(c);
+    /* Equity is refreshed by its own pacer (copier_cache.c), evenly within a share of each
+     * exchange host's IP budget, not in bursts every tick. */
     if (c->started && !c->draining && !c->freeing) open_ticker_streams(c);
     copier_load_expire(c);
     HASH_ITER(hh, c->insts, it, tmp) {
@@ -1903,6 +1842,7 @@ static void startup_next(struct copier *c) {
             c->started_refresh = true;
             preflight(c);
             uv_timer_start(&c->refresh_timer, refresh_tick, c->refresh_ms, c->refresh_ms);
+            copier_equity_pace_start(c);
         }
         if (!c->reconciled) {
             /* Orders an earlier run left open are resolved before any new fill is decided. */

@@ -126,6 +126,15 @@ struct acct {
     bool df_retry;                    /* the head waits for the retry timer */
     struct fill_wait *fw_head, *fw_tail; /* (a leader) fills not journaled yet: followers loading */
     bool fw_bypass;                   /* copier_take_fill of a fill released from there */
+    /* ---- Equity refreshes, paced per exchange host (copier_cache.c, refresh_pace.h) ---- */
+    struct eq_host *eq_host;          /* its host's pace and queue */
+    struct acct *eq_prev, *eq_next;   /* that queue: least recently refreshed (or tried) first */
+    int64_t eq_at_ms;                 /* loop time its equity value is from, 0 = none yet */
+    int64_t eq_try_ms;                /* loop time its last paced refresh started; the queue is
+                                         ordered by the later of the two */
+    bool eq_leader_q;                 /* in its host's leaders' queue (else the followers') */
+    bool eq_loading;                  /* an exchange request for it is out: outlives the cache's
+                                         wait (load_timeout_ms), so no second one is sent */
 };
 
 /* One copy rule's decision on one leader fill, waiting for its follower's state (copier_load.c).
@@ -285,10 +294,8 @@ struct copier {
     unsigned position_ttl_ms;
     unsigned refresh_ms;       /* equity and ticker refresh period */
     bool started_refresh;
-    /* Followers' equity refreshes, paced per exchange (see refresh_equity in copier.c). */
-    size_t eq_cursor;          /* the next follower to look at, round robin */
-    double eq_credit[2];       /* refreshes allowed now: binance-usdm, bybit-linear */
-    bool eq_paced_logged;
+    /* ---- Equity refreshes, paced per exchange host (copier_cache.c, refresh_pace.h) ---- */
+    struct eq_pacer *eq;       /* its own timer; NULL before copier_caches_init */
     uv_timer_t refresh_timer;
     bool started, ready, draining, freeing;
     struct copier_pending *pend;   /* start-up reconciliation (copier_reconcile.c) */
@@ -357,7 +364,10 @@ void copier_caches_free(struct copier *c);
 void copier_cache_tickers(struct instruments *t);      /* refresh through the cache */
 bool copier_cache_equity(struct acct *a);              /* refresh through the cache; true when it
                                                           started a fetch (Redis or the exchange) */
-bool copier_cache_equity_fresh(struct acct *a);        /* its cached equity is within its TTL */
+/* Equity refreshes, paced within EQ_SHARE_PCT of each exchange host's IP budget, leaders first,
+ * then the least recently refreshed follower (copier_cache.c). Started with the refresh timer;
+ * stops by itself when the copier drains or closes; freed by copier_caches_free. */
+void copier_equity_pace_start(struct copier *c);
 void copier_cache_instruments(struct instruments *t);  /* refresh when the entry expired */
 void copier_cache_position(struct acct *a, const char *symbol); /* its position changed */
 void copier_cache_put_tickers(struct instruments *t, const struct exch_ticker *v, size_t n);

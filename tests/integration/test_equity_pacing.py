@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Followers' equity refreshes are paced within half of Binance's IP weight budget (copier.c,
-refresh_equity), and every follower still gets its turn.
+"""Followers' equity refreshes are paced within half of Binance's IP weight budget (copier_cache.c,
+the equity pacer; refresh_pace.h), and every follower still gets its turn.
 
 20 Binance followers, account_refresh_ms 200 and cache_ttl_balances_ms 1000: unpaced, that is up to
 100 account requests a second (every follower stale every second, looked at 5 times a second),
