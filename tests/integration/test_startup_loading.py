@@ -94,20 +94,27 @@ def ready_body(sc):
         raise TestFailure(f"{sc.name}: /health/ready -> {st}, not JSON: {text!r}")
 
 
-def slow_follower(build_dir, name, mode="pg"):
-    daemon_yaml, pgs = "", None
+def in_journal_mode(build_dir, name, mode, daemon_yaml, run):
+    """run(build_dir, name, daemon_yaml, pgs) with the journal as mode says: "pg" (PostgreSQL
+    only), "os" (write-ahead through a spool) or "pg_down" (a spool and a private PostgreSQL
+    the scenario may stop: pgs, closed afterwards)."""
+    pgs = None
     if mode in ("os", "pg_down"):
         d = os.path.join(require_env("CT_TEST_TMP"), name + "-spool")
         os.makedirs(d, mode=0o700, exist_ok=True)
         os.chmod(d, 0o700)
-        daemon_yaml = f"  spool_dir: {d}\n" + ("  journal_durability: os\n" if mode == "os" else "")
+        daemon_yaml += f"  spool_dir: {d}\n" + ("  journal_durability: os\n" if mode == "os" else "")
     if mode == "pg_down":
         pgs = PrivatePostgres(require_env("CT_TEST_TMP"), name + "-pg")
     try:
-        return slow_follower_run(build_dir, name, daemon_yaml, pgs)
+        return run(build_dir, name, daemon_yaml, pgs)
     finally:
         if pgs:
             pgs.close()
+
+
+def slow_follower(build_dir, name, mode="pg"):
+    return in_journal_mode(build_dir, name, mode, "", slow_follower_run)
 
 
 def slow_follower_run(build_dir, name, daemon_yaml, pgs):
@@ -234,19 +241,7 @@ def kill9_while_waiting(build_dir, name):
 
 
 def kill9_while_deferred(build_dir, name, mode="pg"):
-    daemon_yaml, pgs = "  follower_state_wait_ms: 300\n", None
-    if mode in ("os", "pg_down"):
-        d = os.path.join(require_env("CT_TEST_TMP"), name + "-spool")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        os.chmod(d, 0o700)
-        daemon_yaml += f"  spool_dir: {d}\n" + ("  journal_durability: os\n" if mode == "os" else "")
-    if mode == "pg_down":
-        pgs = PrivatePostgres(require_env("CT_TEST_TMP"), name + "-pg")
-    try:
-        return kill9_while_deferred_run(build_dir, name, daemon_yaml, pgs)
-    finally:
-        if pgs:
-            pgs.close()
+    return in_journal_mode(build_dir, name, mode, "  follower_state_wait_ms: 300\n", kill9_while_deferred_run)
 
 
 def kill9_while_deferred_run(build_dir, name, daemon_yaml, pgs):
