@@ -225,13 +225,12 @@ static void on_balance(void *ud, int err, const void *val, size_t len) {
     (void)eq_note_cached(a, false);
 }
 
-bool copier_cache_equity(struct acct *a) {
+void copier_cache_equity(struct acct *a) {
     struct cache *k = a->c->caches[COPIER_CACHE_BALANCES];
-    if (a->equity_busy || a->eq_loading) return false;
-    if (eq_note_cached(a, true) == CACHE_HIT) return false;
+    if (a->equity_busy || a->eq_loading) return;
+    if (eq_note_cached(a, true) == CACHE_HIT) return;
     a->equity_busy = true;
     if (cache_fetch(k, a->name, load_balance, a, on_balance, a) < 0) a->equity_busy = false;
-    return a->equity_busy;
 }
 
 void copier_cache_put_balance(struct acct *a, const struct exch_balance *b) {
@@ -455,7 +454,7 @@ static void eq_serve(struct eq_pacer *q, struct eq_host *h, int64_t now, bool fo
         h->last_leader = a == l;
         a->eq_try_ms = now;
         eq_requeue(a);
-        (void)copier_cache_equity(a);
+        copier_cache_equity(a);
     }
 }
 

@@ -362,8 +362,7 @@ struct cache;
 int copier_caches_init(struct copier *c, const struct copier_deps *d);
 void copier_caches_free(struct copier *c);
 void copier_cache_tickers(struct instruments *t);      /* refresh through the cache */
-bool copier_cache_equity(struct acct *a);              /* refresh through the cache; true when it
-                                                          started a fetch (Redis or the exchange) */
+void copier_cache_equity(struct acct *a);              /* refresh through the cache */
 /* Equity refreshes, paced within EQ_SHARE_PCT of each exchange host's IP budget, leaders first,
  * then the least recently refreshed follower (copier_cache.c). Started with the refresh timer;
  * stops by itself when the copier drains or closes; freed by copier_caches_free. */
