@@ -100,6 +100,14 @@ struct sock_ctx {
     struct rest_pool *pool;
     curl_socket_t fd;
     bool closing;
+    /* The events it polls (0: stopped). libuv's uv_poll_start on a running handle is an
+     * epoll_ctl DEL and an ADD, so a start with the same events is skipped. */
+    int events;
+    /* Ours, idle in curl's cache (after CURL_POLL_REMOVE): still polled for reading, so that a
+     * reuse, which asks for reading again, costs no system call (a stop and a start were three
+     * epoll_ctl calls a request). If it turns readable while idle (the server closed it), the
+     * poll stops and curl finds it dead at its next reuse. */
+    bool parked;
     struct sock_ctx *prev, *next;
 };
 
@@ -123,8 +131,8 @@ struct rest_pool {
     unsigned spare_n;
     struct sock_ctx *socks;
     /* Sockets the pool opened (on_opensocket), by fd: their poll handle outlives curl's
-     * CURL_POLL_REMOVE (the connection idles in curl's cache) and is only stopped, then started
-     * again when the connection is reused; it is closed in on_closesocket, before the fd is. A
+     * CURL_POLL_REMOVE (the connection idles in curl's cache) and is parked (sock_ctx) until the
+     * connection is reused; it is closed in on_closesocket, before the fd is. A
      * uv_poll_init, calloc and close per request otherwise (EVENT-LOOP.md "Reused fd", the
      * sticky variant). Other sockets (the resolver's) are closed on REMOVE. */
     struct fd_slot {
@@ -592,8 +600,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     struct rest_pool *p = c->pool;
     int flags = 0, running;
     if (p->closing) return;
+    if (c->parked) {
+        /* No transfer owns it: curl would ignore the event, and a level-triggered poll would
+         * report it again on every iteration. */
+        uv_poll_stop(&c->poll);
+        c->events = 0;
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR; /* libuv already stopped the handle (POLLERR) */
+        c->events = 0;
     } else {
         if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
         if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
@@ -629,9 +645,16 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
             curl_multi_assign(p->multi, s, NULL);
-            /* Ours: parked until reuse or on_closesocket. */
-            if (slot && slot->c == c) uv_poll_stop(&c->poll);
-            else sock_close(c);
+            /* Ours: parked until reuse or on_closesocket, polled for reading (sock_ctx). */
+            if (slot && slot->c == c) {
+                c->parked = true;
+                if (c->events != UV_READABLE) {
+                    c->events = UV_READABLE;
+                    uv_poll_start(&c->poll, UV_READABLE, on_poll);
+                }
+            } else {
+                sock_close(c);
+            }
         }
         return 0;
     }
@@ -660,7 +683,11 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
     int ev = 0;
     if (what & CURL_POLL_IN) ev |= UV_READABLE;
     if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
-    uv_poll_start(&c->poll, ev, on_poll);
+    c->parked = false;
+    if (ev != c->events) {
+        c->events = ev;
+        uv_poll_start(&c->poll, ev, on_poll);
+    }
     return 0;
 }
 

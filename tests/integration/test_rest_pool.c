@@ -4,6 +4,8 @@
  * - 1,000 requests, 32 in flight: every callback exactly once with its own body; connections
  *   opened <= 32 (keep-alive reuse).
  * - closed port -> connect error, maybe_sent false; silent server -> timeout, maybe_sent true.
+ * - an idle connection the server closed: the loop does not spin on it (its parked poll stops)
+ *   and the next request goes out on a new connection.
  * - a reused connection closed without a response: curl re-sends an ordinary request on its own,
  *   but a no_resend request fails with -EPIPE and reaches the server once.
  * - Retry-After / X-MBX-* headers, body size limit, cancellation by rest_pool_free (also from
@@ -122,6 +124,11 @@ static void on_request(void *ud, struct http_stub_conn *c, const struct http_stu
         reply_str(c, 200, NULL, b);
     } else if (strcmp(path, "/silent") == 0) {
         /* never answers */
+    } else if (strcmp(path, "/reply-close") == 0) {
+        /* a keep-alive answer, then the server closes the connection: it idles closed in curl's
+         * cache (the client saw no "Connection: close") */
+        reply_str(c, 200, NULL, "closing");
+        http_stub_close(c);
     } else if (strcmp(path, "/drop") == 0) {
         s->drop_requests++;
         if (r->conn_requests >= 2) { /* a reused connection: close it without a response byte */
@@ -438,6 +445,58 @@ static void test_closed_port_and_timeout(void **state) {
     assert_int_equal(rest_pool_send(p, &bad2, one_cb, &slow), -EINVAL);
     assert_int_equal(rest_pool_send(p, &req2, NULL, NULL), -EINVAL);
     assert_int_equal(slow.calls, 1);
+    teardown_loop(&loop, p, &s);
+}
+
+static void on_tick(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* The pool keeps polling an idle connection for reading (no epoll_ctl per request); once the
+ * server closes it, it is readable for good: the pool must stop polling it, not wake the loop on
+ * every iteration until it is reused. */
+static void test_idle_connection_closed_by_server(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct srv s;
+    srv_start(&s, &loop);
+    struct rest_pool_opts o = {.max_host_connections = 1};
+    struct rest_pool *p = rest_pool_new(&loop, &o);
+    char u[128];
+    url(u, sizeof u, s.port, "/reply-close");
+    struct rest_req req = {.method = REST_GET, .url = u};
+    struct one a = {0};
+    assert_int_equal(rest_pool_send(p, &req, one_cb, &a), 0);
+    RUN_UNTIL(&loop, &a.calls, 1);
+    assert_int_equal(a.err, 0);
+    assert_string_equal(a.body, "closing");
+
+    /* 200 ms of an otherwise idle loop: a handful of iterations (the timer, the close), not one
+     * per readable wake-up of a poll nobody answers. */
+    uv_timer_t t;
+    int fired = 0, iterations = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_tick, 200, 0);
+    while (!fired && iterations < 100000) {
+        uv_run(&loop, UV_RUN_ONCE);
+        iterations++;
+    }
+    uv_close((uv_handle_t *)&t, NULL);
+    print_message("idle loop iterations over 200 ms: %d\n", iterations);
+    assert_true(fired);
+    assert_true(iterations < 50);
+
+    /* The dead connection is found at reuse: the next request still gets its answer. */
+    url(u, sizeof u, s.port, "/echo/again");
+    struct one b = {0};
+    assert_int_equal(rest_pool_send(p, &req, one_cb, &b), 0);
+    RUN_UNTIL(&loop, &b.calls, 1);
+    assert_int_equal(b.err, 0);
+    assert_string_equal(b.body, "resp-again");
+    struct rest_pool_stats st;
+    rest_pool_get_stats(p, &st);
+    assert_int_equal(st.connections_opened, 2);
+    assert_int_equal(http_stub_accepted(s.http), 2);
     teardown_loop(&loop, p, &s);
 }
 
@@ -916,6 +975,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_thousand_requests_keepalive),
         cmocka_unit_test(test_closed_port_and_timeout),
+        cmocka_unit_test(test_idle_connection_closed_by_server),
         cmocka_unit_test(test_no_resend_on_dead_reused_connection),
         cmocka_unit_test(test_headers_methods_and_limits),
         cmocka_unit_test(test_cancel_on_free),
