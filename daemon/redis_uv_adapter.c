@@ -7,6 +7,7 @@ struct rds_uv_events {
     redisAsyncContext *ac; /* NULL once hiredis called cleanup: the context may be gone */
     uv_poll_t poll;
     int events; /* what hiredis asked for */
+    int polled; /* what the poll handle is running with (0: stopped) */
 };
 
 static void on_poll(uv_poll_t *handle, int status, int events)
@@ -16,16 +17,21 @@ static void on_poll(uv_poll_t *handle, int status, int events)
      * hiredis must see the error through a read or write (or its connect check). If hiredis
      * finds nothing wrong it re-arms through addRead/addWrite, which restart the poll. */
     int ev = status < 0 ? p->events : events;
+    if (status < 0) p->polled = 0;
 
     if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
     /* the read may have freed the context: cleanup cleared p->ac */
     if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
 }
 
-/* Always (re)start rather than skip when the bit is already set: after an error status libuv
- * has stopped the handle while p->events still says armed. */
+/* Only when the events change: uv_poll_start on a running handle is an epoll_ctl DEL and an
+ * ADD, and hiredis re-adds the read and the write interest for every command (five system calls
+ * a command otherwise). polled, not events, says what runs: after an error status libuv has
+ * stopped the handle while events still says armed, so the next add restarts it. */
 static void update(struct rds_uv_events *p)
 {
+    if (p->events == p->polled) return;
+    p->polled = p->events;
     if (p->events)
         uv_poll_start(&p->poll, p->events, on_poll);
     else

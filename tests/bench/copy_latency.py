@@ -5,7 +5,7 @@ simulator account.
     copy_latency.py --build DIR [--n "1 10 100"] [--full] [--fills 1000] [--warmup 20]
                     [--durability "fsync os"] [--throughput] [--tp-only] [--tp-n 1000]
                     [--tp-seconds 60] [--tp-outstanding 4] [--tp-durability "os fsync"] [--perf]
-                    [--cpu-daemon 0] [--cpu-sim 1] [--cpu-wrk 0] [--wrk-seconds 5]
+                    [--cpu-daemon 0] [--cpu-sim 1] [--cpu-wrk 0] [--cpu-services ""] [--wrk-seconds 5]
                     [--wrk-connections 64] [--wrk-accounts 64] [--ready-timeout 600] [--out DIR]
 
 Run it under tests/integration/with-services (scripts/bench does): CT_TEST_PG, CT_TEST_REDIS and
@@ -262,6 +262,37 @@ def pg_postmaster(conninfo):
         return None
 
 
+def pin_services(cpus):
+    """taskset the shared PostgreSQL server (its postmaster and every process it has forked: new
+    backends inherit the mask) and Redis to cpus. {"postgres": cpus, "redis": cpus}; {} for ""."""
+    if not cpus:
+        return {}
+    pm = pg_postmaster(harness.require_env("CT_TEST_PG"))
+    if pm is None:
+        raise TestFailure("--cpu-services: cannot find the PostgreSQL postmaster")
+    sock = harness.require_env("CT_TEST_REDIS").removeprefix("unix:")
+    redis = None
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pm:
+            pin(int(d), cpus, "a PostgreSQL process")
+        elif cmd.startswith("redis-server") and sock in cmd:
+            redis = int(d)
+    if redis is None:
+        raise TestFailure(f"--cpu-services: no redis-server on {sock}")
+    pin(pm, cpus, "postmaster")
+    pin(redis, cpus, "redis-server")
+    return {"postgres": cpus, "redis": cpus}
+
+
 def pg_cpu_s(postmaster):
     """CPU seconds of the whole server so far: the postmaster's own and its reaped children's
     (utime, stime, cutime, cstime) plus every live child's. A backend or autovacuum worker that
@@ -322,7 +353,7 @@ class Fixture:
         self.sim = benchlib.start_sim(args.build, self.work, accounts, symbols=[SYMBOL],
                                       event_log_limit=self.event_log_limit)
         self.daemon = None
-        self.pins = {"sim": pin(self.sim.p.proc.pid, args.cpu_sim, "exsim")}
+        self.pins = {"sim": pin(self.sim.p.proc.pid, args.cpu_sim, "exsim"), **args.service_pins}
         try:
             self.pg = harness.fresh_database(pg_root, name)
             port = harness.free_port()
@@ -941,6 +972,9 @@ def main():
     ap.add_argument("--cpu-daemon", default="0", help="taskset CPU list for copytraderd ('' = unpinned)")
     ap.add_argument("--cpu-sim", default="1", help="taskset CPU list for the simulator")
     ap.add_argument("--cpu-wrk", default="0", help="taskset CPU list for wrk (the daemon is idle then)")
+    ap.add_argument("--cpu-services", default="",
+                    help="taskset CPU list for PostgreSQL and Redis ('' = unpinned; e.g. 1: the "
+                         "simulator's, leaving the daemon a core of its own)")
     ap.add_argument("--rest-connections", type=int, default=0,
                     help="daemon.rest_connections_per_host (0 = N followers, within 512..4096)")
     ap.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for /health/ready")
@@ -961,6 +995,7 @@ def main():
     if args.tp_only:
         ns, args.throughput = [], True
     os.makedirs(args.out, exist_ok=True)
+    args.service_pins = pin_services(args.cpu_services)
     stamp = benchlib.stamp()
     results = []
     try:
