@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_flat.h"
 #include "json_util.h"
 #include "log.h"
 #include "ws_client.h"
@@ -63,45 +64,36 @@ static int parse_pos_side(const char *s, enum bn_pos_side *out) {
 #define EV_LKE "listenKeyExpired"
 #define EV_ACU "ACCOUNT_CONFIG_UPDATE"
 
-/* Field getters that write "EVENT: path: problem" into err. */
-#define GET_DEC(obj, key, path, dst)                                                               \
+/* Field getters that write "EVENT: path: problem" into err: GET_* on a jansson object, JS_* on
+ * a field source (json_flat.h: the yajl table or a jansson object). */
+#define GET_(getter, obj, key, path, dst, kind)                                                    \
     do {                                                                                           \
-        int r_ = ju_get_dec((obj), (key), (dst));                                                  \
-        if (r_ < 0)                                                                                \
-            return fail(err, errlen, "%s: %s: %s", ev_name, (path), what(r_, "not a decimal"));    \
+        int r_ = getter((obj), (key), (dst));                                                      \
+        if (r_ < 0) return fail(err, errlen, "%s: %s: %s", ev_name, (path), what(r_, kind));       \
     } while (0)
-#define GET_I64(obj, key, path, dst)                                                               \
-    do {                                                                                           \
-        int r_ = ju_get_i64((obj), (key), (dst));                                                  \
-        if (r_ < 0)                                                                                \
-            return fail(err, errlen, "%s: %s: %s", ev_name, (path), what(r_, "not an integer"));   \
-    } while (0)
-#define GET_STR(obj, key, path, dst)                                                               \
-    do {                                                                                           \
-        int r_ = ju_get_str((obj), (key), (dst));                                                  \
-        if (r_ < 0)                                                                                \
-            return fail(err, errlen, "%s: %s: %s", ev_name, (path), what(r_, "not a string"));     \
-    } while (0)
-#define GET_BOOL(obj, key, path, dst)                                                              \
-    do {                                                                                           \
-        int r_ = ju_get_bool((obj), (key), (dst));                                                 \
-        if (r_ < 0)                                                                                \
-            return fail(err, errlen, "%s: %s: %s", ev_name, (path), what(r_, "not a boolean"));    \
-    } while (0)
+#define GET_DEC(obj, key, path, dst) GET_(ju_get_dec, obj, key, path, dst, "not a decimal")
+#define GET_I64(obj, key, path, dst) GET_(ju_get_i64, obj, key, path, dst, "not an integer")
+#define GET_STR(obj, key, path, dst) GET_(ju_get_str, obj, key, path, dst, "not a string")
+#define JS_DEC(src, key, path, dst) GET_(js_get_dec, src, key, path, dst, "not a decimal")
+#define JS_I64(src, key, path, dst) GET_(js_get_i64, src, key, path, dst, "not an integer")
+#define JS_STR(src, key, path, dst) GET_(js_get_str, src, key, path, dst, "not a string")
+#define JS_BOOL(src, key, path, dst) GET_(js_get_bool, src, key, path, dst, "not a boolean")
 
-static int parse_order_update(const json_t *root, struct bn_user_event *ev, char *err,
+/* root: the event, read from the yajl table or from jansson's tree (bn_parse_user_event). */
+static int parse_order_update(const struct jsrc *root, struct bn_user_event *ev, char *err,
                               size_t errlen) {
     static const char ev_name[] = EV_OTU;
-    const json_t *o = json_object_get(root, "o");
+    struct jsrc ob, *o = &ob;
     struct mkt_fill *f = &ev->fill;
     const char *x, *st, *s, *side, *cid, *ps;
     int r;
 
-    GET_I64(root, "E", "E", &ev->event_time_ms);
-    if (!o) return fail(err, errlen, "%s: o: missing", ev_name);
-    if (!json_is_object(o)) return fail(err, errlen, "%s: o: not an object", ev_name);
-    GET_STR(o, "x", "o.x", &x);
-    GET_STR(o, "X", "o.X", &st);
+    JS_I64(root, "E", "E", &ev->event_time_ms);
+    r = js_get_obj(root, "o", o);
+    if (r == -ENOENT) return fail(err, errlen, "%s: o: missing", ev_name);
+    if (r < 0) return fail(err, errlen, "%s: o: not an object", ev_name);
+    JS_STR(o, "x", "o.x", &x);
+    JS_STR(o, "X", "o.X", &st);
     copy_trunc(ev->exec_type, sizeof(ev->exec_type), x);
     copy_trunc(ev->order_status, sizeof(ev->order_status), st);
     if (strcmp(x, "TRADE") != 0) {
@@ -110,13 +102,13 @@ static int parse_order_update(const json_t *root, struct bn_user_event *ev, char
         return 0;
     }
 
-    GET_STR(o, "s", "o.s", &s);
+    JS_STR(o, "s", "o.s", &s);
     if (!*s) return fail(err, errlen, "%s: o.s: empty", ev_name);
     if (strlen(s) >= sizeof(f->symbol)) return fail(err, errlen, "%s: o.s: too long", ev_name);
     strcpy(f->symbol, s);
-    GET_STR(o, "c", "o.c", &cid);
+    JS_STR(o, "c", "o.c", &cid);
     copy_trunc(f->order_client_id, sizeof(f->order_client_id), cid);
-    GET_STR(o, "S", "o.S", &side);
+    JS_STR(o, "S", "o.S", &side);
     if (!strcmp(side, "BUY"))
         f->side = MKT_BUY;
     else if (!strcmp(side, "SELL"))
@@ -125,25 +117,25 @@ static int parse_order_update(const json_t *root, struct bn_user_event *ev, char
         return fail(err, errlen, "%s: o.S: not BUY or SELL", ev_name);
 
     int64_t oid;
-    GET_I64(o, "t", "o.t", &f->trade_seq);
+    JS_I64(o, "t", "o.t", &f->trade_seq);
     if (f->trade_seq <= 0) return fail(err, errlen, "%s: o.t: not a positive integer", ev_name);
     snprintf(f->trade_id, sizeof f->trade_id, "%" PRId64, f->trade_seq);
-    GET_I64(o, "i", "o.i", &oid);
+    JS_I64(o, "i", "o.i", &oid);
     if (oid <= 0) return fail(err, errlen, "%s: o.i: not a positive integer", ev_name);
     snprintf(f->order_id, sizeof f->order_id, "%" PRId64, oid);
-    GET_DEC(o, "l", "o.l", &f->qty);
+    JS_DEC(o, "l", "o.l", &f->qty);
     if (dec_sign(f->qty) <= 0) return fail(err, errlen, "%s: o.l: not positive", ev_name);
-    GET_DEC(o, "L", "o.L", &f->price);
+    JS_DEC(o, "L", "o.L", &f->price);
     if (dec_sign(f->price) <= 0) return fail(err, errlen, "%s: o.L: not positive", ev_name);
-    GET_DEC(o, "z", "o.z", &f->cum_qty);
-    GET_DEC(o, "q", "o.q", &f->orig_qty);
-    GET_BOOL(o, "R", "o.R", &f->reduce_only);
-    GET_I64(o, "T", "o.T", &f->trade_time_ms);
+    JS_DEC(o, "z", "o.z", &f->cum_qty);
+    JS_DEC(o, "q", "o.q", &f->orig_qty);
+    JS_BOOL(o, "R", "o.R", &f->reduce_only);
+    JS_I64(o, "T", "o.T", &f->trade_time_ms);
     f->order_done = strcmp(st, "FILLED") == 0;
     f->event_time_ms = ev->event_time_ms;
 
     ev->fill_pos_side = BN_PS_BOTH;
-    r = ju_get_str(o, "ps", &ps);
+    r = js_get_str(o, "ps", &ps);
     if (r == 0 && parse_pos_side(ps, &ev->fill_pos_side) < 0)
         return fail(err, errlen, "%s: o.ps: not BOTH, LONG or SHORT", ev_name);
     if (r < 0 && r != -ENOENT) return fail(err, errlen, "%s: o.ps: not a string", ev_name);
@@ -247,6 +239,28 @@ void bn_user_event_clear(struct bn_user_event *ev) {
 
 int bn_parse_user_event(const char *frame, size_t len, struct bn_user_event *ev, char *err,
                         size_t errlen) {
+    if (!ev || !frame) return bn_parse_user_event_tree(frame, len, ev, err, errlen);
+    /* The leader fill's own event, on the copy's critical path: read with yajl's event parser
+     * into fixed tables when it is the plain shape (a flat object with the flat order in "o"),
+     * a third of the instructions of jansson's tree. Anything else, an envelope or a value
+     * jansson could read differently (json_flat.h), goes to jansson below, and so do the other
+     * events. fuzz_binance_stream checks that both paths agree. */
+    {
+        struct jflat top, order;
+        const char *e;
+        if (jflat_parse_nested(&top, "o", &order, frame, len) == 0 &&
+            js_get_str(&(struct jsrc){.flat = &top}, "e", &e) == 0 && !strcmp(e, EV_OTU)) {
+            if (err && errlen) err[0] = '\0';
+            memset(ev, 0, sizeof(*ev));
+            copy_trunc(ev->type, sizeof(ev->type), e);
+            return parse_order_update(&(struct jsrc){.flat = &top}, ev, err, errlen);
+        }
+    }
+    return bn_parse_user_event_tree(frame, len, ev, err, errlen);
+}
+
+int bn_parse_user_event_tree(const char *frame, size_t len, struct bn_user_event *ev, char *err,
+                             size_t errlen) {
     json_error_t jerr;
     json_t *root;
     const json_t *data;
@@ -279,7 +293,7 @@ int bn_parse_user_event(const char *frame, size_t len, struct bn_user_event *ev,
     }
     copy_trunc(ev->type, sizeof(ev->type), e);
     if (!strcmp(e, EV_OTU)) {
-        r = parse_order_update(data, ev, err, errlen);
+        r = parse_order_update(&(struct jsrc){.obj = data}, ev, err, errlen);
     } else if (!strcmp(e, EV_AU)) {
         r = parse_account_update(data, ev, err, errlen);
     } else if (!strcmp(e, EV_LKE)) {

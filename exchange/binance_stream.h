@@ -71,6 +71,10 @@ struct bn_user_event {
  * BN_EV_OTHER, not errors. ev is always left clearable; call bn_user_event_clear after use. */
 int bn_parse_user_event(const char *frame, size_t len, struct bn_user_event *ev, char *err,
                         size_t errlen);
+/* The same with jansson alone (bn_parse_user_event reads an ORDER_TRADE_UPDATE of the plain shape
+ * with yajl): for fuzz_binance_stream's check that both agree. */
+int bn_parse_user_event_tree(const char *frame, size_t len, struct bn_user_event *ev, char *err,
+                             size_t errlen);
 void bn_user_event_clear(struct bn_user_event *ev);
 
 /* ---- the stream ---- */

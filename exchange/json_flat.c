@@ -8,10 +8,13 @@
 #include "json_util.h"
 
 struct jf_ctx {
-    struct jflat *f;
-    int depth;     /* 1 inside the top-level object */
-    bool have_key; /* a key waits for its value */
-    int err;       /* why a callback stopped the parse */
+    struct jflat *f;        /* the table members go to: top, or inner inside the nested object */
+    struct jflat *top, *inner;
+    const char *nest_key;   /* the one member that may be an object (NULL: none) */
+    int depth;              /* 1 inside the top-level object, 2 inside the nested one */
+    bool done;              /* the top-level object has ended: anything after it is an error */
+    bool have_key;          /* a key waits for its value */
+    int err;                /* why a callback stopped the parse */
 };
 
 /* Appends s (len bytes) and a NUL to the table's text; its offset, or -1 when full. */
@@ -24,9 +27,9 @@ static long put_text(struct jflat *f, const unsigned char *s, size_t len) {
     return at;
 }
 
-/* The member a value belongs to: the last key, at the top level only. */
+/* The member a value belongs to: the last key of the object being read. */
 static struct jf_member *value_slot(struct jf_ctx *x) {
-    if (x->depth != 1 || !x->have_key) {
+    if (x->depth < 1 || !x->have_key) {
         x->err = -ENOTSUP; /* a top-level scalar, or a value inside a nested one */
         return NULL;
     }
@@ -91,7 +94,7 @@ static int on_key(void *ud, const unsigned char *s, size_t len) {
     struct jf_ctx *x = ud;
     struct jflat *f = x->f;
     long at;
-    if (x->depth != 1 || f->n >= JF_MAX) {
+    if (x->depth < 1 || f->n >= JF_MAX) {
         x->err = -ENOTSUP;
         return 0;
     }
@@ -111,16 +114,35 @@ static int on_key(void *ud, const unsigned char *s, size_t len) {
 
 static int on_start_map(void *ud) {
     struct jf_ctx *x = ud;
-    if (x->depth != 0) {
-        x->err = -ENOTSUP;
-        return 0;
+    if (x->depth == 0 && !x->done) {
+        x->depth = 1;
+        return 1;
     }
-    x->depth = 1;
-    return 1;
+    /* The value of the member named nest_key, once: its members go to the inner table. */
+    if (x->depth == 1 && x->have_key && x->nest_key && !x->top->child) {
+        struct jf_member *m = &x->top->m[x->top->n - 1];
+        if (!strcmp(x->top->text + m->key, x->nest_key)) {
+            x->have_key = false;
+            m->type = JF_OBJECT;
+            x->top->child = x->inner;
+            x->f = x->inner;
+            x->depth = 2;
+            return 1;
+        }
+    }
+    x->err = -ENOTSUP;
+    return 0;
 }
 
 static int on_end_map(void *ud) {
-    ((struct jf_ctx *)ud)->depth = 2; /* done: anything after it is an error */
+    struct jf_ctx *x = ud;
+    if (x->depth == 2) {
+        x->f = x->top;
+        x->depth = 1;
+    } else {
+        x->depth = 0;
+        x->done = true;
+    }
     return 1;
 }
 
@@ -136,17 +158,20 @@ static const yajl_callbacks callbacks = {
 };
 
 /* yajl's end of input accepts an unfinished token after the value ("{} \"x"), which jansson
- * refuses: only whitespace may follow the object's closing brace, which in an object without
- * nested values is the first '}' outside a string. */
+ * refuses: only whitespace may follow the object's closing brace, the first '}' outside a string
+ * that closes as many braces as were opened (one nested object at most gets this far). */
 static bool only_space_after_object(const char *p, const char *end) {
     bool in_str = false;
+    int depth = 0;
     for (; p < end; p++) {
         if (in_str) {
             if (*p == '\\') p++;
             else if (*p == '"') in_str = false;
         } else if (*p == '"') {
             in_str = true;
-        } else if (*p == '}') {
+        } else if (*p == '{') {
+            depth++;
+        } else if (*p == '}' && --depth <= 0) {
             break;
         }
     }
@@ -157,22 +182,36 @@ static bool only_space_after_object(const char *p, const char *end) {
 }
 
 int jflat_parse(struct jflat *f, const char *body, size_t len) {
-    struct jf_ctx x = {.f = f};
+    return jflat_parse_nested(f, NULL, NULL, body, len);
+}
+
+int jflat_parse_nested(struct jflat *f, const char *nest_key, struct jflat *inner, const char *body,
+                       size_t len) {
+    struct jf_ctx x = {.f = f, .top = f, .inner = inner, .nest_key = inner ? nest_key : NULL};
     f->n = 0;
     f->used = 0;
+    f->child = NULL;
+    if (inner) {
+        inner->n = 0;
+        inner->used = 0;
+        inner->child = NULL;
+    }
     if (!body || !len) return -ENOTSUP;
-    /* Escapes jansson and yajl decode differently (lone surrogates, \u0000), and bytes yajl
-     * skips as whitespace where JSON has none: jansson's call. */
-    if (memchr(body, '\f', len) || memchr(body, '\v', len)) return -ENOTSUP;
-    for (const char *p = body; (p = memchr(p, '\\', (size_t)(body + len - p))) && p + 1 < body + len; p += 2)
-        if (p[1] == 'u') return -ENOTSUP;
+    /* Escapes jansson and yajl decode differently (lone surrogates, \u0000), bytes yajl skips
+     * as whitespace where JSON has none, and any byte beyond ASCII (yajl's UTF-8 check lets
+     * overlong forms through, jansson refuses them): jansson's call. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c >= 0x80 || c == '\f' || c == '\v' || (c == '\\' && i + 1 < len && body[i + 1] == 'u'))
+            return -ENOTSUP;
+    }
     if (!only_space_after_object(body, body + len)) return -ENOTSUP;
     yajl_handle h = yajl_alloc(&callbacks, NULL, &x);
     if (!h) return -ENOMEM;
     yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
     if (st == yajl_status_ok) st = yajl_complete_parse(h);
     yajl_free(h);
-    if (st != yajl_status_ok || x.depth != 2) return x.err == -ENOMEM ? -ENOMEM : -ENOTSUP;
+    if (st != yajl_status_ok || !x.done) return x.err == -ENOMEM ? -ENOMEM : -ENOTSUP;
     return 0;
 }
 
@@ -212,6 +251,30 @@ int js_get_i64(const struct jsrc *s, const char *key, int64_t *out) {
     if (!m) return -ENOENT;
     if (m->type != JF_INTEGER) return -EINVAL;
     *out = m->i;
+    return 0;
+}
+
+int js_get_bool(const struct jsrc *s, const char *key, bool *out) {
+    if (!s->flat) return ju_get_bool(s->obj, key, out);
+    const struct jf_member *m = find(s->flat, key);
+    if (!m) return -ENOENT;
+    if (m->type != JF_TRUE && m->type != JF_FALSE) return -EINVAL;
+    *out = m->type == JF_TRUE;
+    return 0;
+}
+
+int js_get_obj(const struct jsrc *s, const char *key, struct jsrc *out) {
+    if (!s->flat) {
+        const json_t *v = json_object_get(s->obj, key);
+        if (!v) return -ENOENT;
+        if (!json_is_object(v)) return -EINVAL;
+        *out = (struct jsrc){.obj = v};
+        return 0;
+    }
+    const struct jf_member *m = find(s->flat, key);
+    if (!m) return -ENOENT;
+    if (m->type != JF_OBJECT) return -EINVAL;
+    *out = (struct jsrc){.flat = s->flat->child};
     return 0;
 }
 

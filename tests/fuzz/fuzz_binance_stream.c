@@ -1,6 +1,8 @@
 /* fuzz_binance_stream: bn_parse_user_event on one Binance user-data-stream frame (the bytes the
  * websocket hands over, exactly as received). Checks beyond "no crash": every string the parser
- * fills is NUL-terminated inside its array, and an error leaves a message. */
+ * fills is NUL-terminated inside its array, an error leaves a message, and the yajl fast path
+ * of ORDER_TRADE_UPDATE reads every frame exactly as jansson's tree does (same result, same
+ * error text, the same event byte for byte). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +38,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < ev.n_positions; i++) sum += fz_touch(ev.positions[i].pos.symbol);
         (void)sum;
     }
+    struct bn_user_event tree;
+    char terr[256];
+    int trc = bn_parse_user_event_tree(frame, size, &tree, terr, sizeof terr);
+    if (trc != rc || strcmp(err, terr)) abort();
+    /* Both zero the event first and fill it with the same code; only the positions array (not
+     * an ORDER_TRADE_UPDATE's) is a pointer of its own. */
+    if (!ev.positions && !tree.positions && memcmp(&ev, &tree, sizeof ev)) abort();
+    bn_user_event_clear(&tree);
     bn_user_event_clear(&ev);
     bn_user_event_clear(&ev); /* clear twice: the header says ev stays clearable */
     free(frame);

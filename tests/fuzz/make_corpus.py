@@ -29,6 +29,13 @@ for n in samples_like(r'binance_(order_trade_update.*|account_update\.cleaned|ac
                       r'listen_key_expired|trade_lite\.cleaned|ws_.*)\.json'):
     add('binance_stream', n, sample(n))
     add('binance_stream', 'compact_' + n, jcompact(sample(n)))
+# The fill itself (the docs' sample is a NEW): what the copy path reads, with yajl first and
+# jansson's tree as the check (fuzz_binance_stream compares them).
+for k, (x, st, ps, r) in enumerate((('TRADE', 'FILLED', 'BOTH', False), ('TRADE', 'PARTIALLY_FILLED', 'LONG', True))):
+    ev = json.loads(sample('binance_order_trade_update.json'))
+    ev['o'].update({'x': x, 'X': st, 'ps': ps, 'R': r, 't': 123456 + k, 'l': '0.001', 'L': '7103.04',
+                    'z': '0.001', 'o': 'MARKET', 'ot': 'MARKET'})
+    add('binance_stream', 'trade_%d.json' % k, json.dumps(ev, separators=(',', ':')).encode())
 for n in samples_like(r'bybit_(execution|order|position|wallet|ws_.*)\.json'):
     add('bybit_stream', n, sample(n))
     add('bybit_stream', 'compact_' + n, jcompact(sample(n)))

@@ -1,5 +1,5 @@
-/* json_flat: the order responses' fast path reads what it accepts exactly as jansson does, and
- * refuses (so that jansson decides) everything where the two could differ. */
+/* json_flat: the order responses' and the leader fills' fast path reads what it accepts exactly
+ * as jansson does, and refuses (so that jansson decides) everything where the two could differ. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "binance_rest.h"
+#include "binance_stream.h"
 #include "json_flat.h"
 
 static char *slurp(const char *name, size_t *len)
@@ -151,6 +152,95 @@ static void test_field_errors_agree(void **state)
     assert_int_equal(o.update_time_ms, 5);
 }
 
+/* An ORDER_TRADE_UPDATE: the flat event with the flat order nested in "o", read into two tables. */
+static void test_nested_order_event(void **state)
+{
+    (void)state;
+    size_t len;
+    char *b = slurp("binance_order_trade_update.json", &len);
+    struct jflat top, order;
+    assert_int_equal(jflat_parse_nested(&top, "o", &order, b, len), 0);
+    struct jsrc s = {.flat = &top}, o;
+    const char *str;
+    int64_t i;
+    bool v = true;
+    assert_int_equal(js_get_str(&s, "e", &str), 0);
+    assert_string_equal(str, "ORDER_TRADE_UPDATE");
+    assert_int_equal(js_get_str(&s, "o", &str), -EINVAL); /* an object, as jansson would say */
+    assert_int_equal(js_get_obj(&s, "o", &o), 0);
+    assert_int_equal(js_get_obj(&s, "E", &o), -EINVAL);
+    assert_int_equal(js_get_obj(&s, "nope", &o), -ENOENT);
+    assert_int_equal(js_get_obj(&s, "o", &o), 0);
+    assert_int_equal(js_get_str(&o, "o", &str), 0); /* the order's own "o": its type */
+    assert_string_equal(str, "TRAILING_STOP_MARKET");
+    assert_int_equal(js_get_i64(&o, "i", &i), 0);
+    assert_true(i == 8886774);
+    assert_int_equal(js_get_bool(&o, "R", &v), 0);
+    assert_false(v);
+    assert_int_equal(js_get_bool(&o, "s", &v), -EINVAL);
+    free(b);
+
+    static const char *const refused[] = {
+        "{\"o\":{\"a\":{}}}", "{\"o\":{},\"p\":{}}", "{\"p\":{}}", "{\"o\":{},\"o\":{}}",
+        "{\"o\":{\"a\":1,\"a\":2}}", "{\"o\":[]}", "{\"o\":{\"a\":[1]}}", "{\"o\":{\"a\":\"\xc1\xb6\"}}",
+        "{\"o\":{}} x", "{\"o\":{}}}", "{\"o\":{\"a\":1.5}}", "{\"o\":{\"a\":\"\\u0041\"}}", "{\"o\":{}",
+    };
+    for (size_t k = 0; k < sizeof refused / sizeof *refused; k++)
+        if (jflat_parse_nested(&top, "o", &order, refused[k], strlen(refused[k])) != -ENOTSUP)
+            fail_msg("accepted: %s", refused[k]);
+    /* without a nest key, jflat_parse refuses the object member as before */
+    assert_int_equal(jflat_parse(&top, "{\"o\":{}}", 8), -ENOTSUP);
+    const char *ok = "{\"e\":1,\"o\":{\"x\":true},\"f\":\"}\"}";
+    assert_int_equal(jflat_parse_nested(&top, "o", &order, ok, strlen(ok)), 0);
+    assert_int_equal(top.n, 3);
+    assert_int_equal(order.n, 1);
+}
+
+/* bn_parse_user_event (yajl for the plain ORDER_TRADE_UPDATE) and its jansson-only twin: the same
+ * result, error text and event, byte for byte, for fills, errors and the shapes only jansson takes. */
+static void test_fill_events_agree(void **state)
+{
+    (void)state;
+    static const char *const frames[] = {
+        /* the simulator's fill, as the copy path sees it */
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1700000000123,\"T\":1700000000122,\"o\":{\"s\":\"BTCUSDT\","
+        "\"c\":\"web_1\",\"S\":\"BUY\",\"o\":\"MARKET\",\"f\":\"GTC\",\"q\":\"0.002\",\"p\":\"0\",\"ap\":\"50000\","
+        "\"sp\":\"0\",\"x\":\"TRADE\",\"X\":\"PARTIALLY_FILLED\",\"i\":42,\"l\":\"0.001\",\"z\":\"0.001\","
+        "\"L\":\"50000.10\",\"N\":\"USDT\",\"n\":\"0\",\"T\":1700000000122,\"t\":7,\"b\":\"0\",\"a\":\"0\","
+        "\"m\":false,\"R\":true,\"wt\":\"CONTRACT_PRICE\",\"ot\":\"MARKET\",\"ps\":\"LONG\",\"cp\":false}}",
+        /* field errors on the fast path */
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1,\"o\":{\"x\":\"TRADE\",\"X\":\"FILLED\",\"s\":\"BTCUSDT\",\"c\":\"c\","
+        "\"S\":\"SELL\",\"t\":1,\"i\":1,\"l\":\"1\",\"L\":\"2\",\"z\":\"1\",\"q\":\"1\",\"R\":1,\"T\":1}}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1,\"o\":\"x\"}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":\"1\",\"o\":{}}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1,\"o\":{\"x\":\"NEW\",\"X\":\"NEW\"}}",
+        /* jansson's: an envelope, a duplicate, a real, another event */
+        "{\"stream\":\"k\",\"data\":{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1,\"o\":{\"x\":\"NEW\",\"X\":\"NEW\"}}}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1,\"o\":{\"x\":\"NEW\",\"x\":\"NEW\"}}",
+        "{\"e\":\"ORDER_TRADE_UPDATE\",\"E\":1.5,\"o\":{}}",
+        "{\"e\":\"listenKeyExpired\",\"E\":1,\"listenKey\":\"k\"}",
+    };
+    for (size_t k = 0; k < sizeof frames / sizeof *frames; k++) {
+        struct bn_user_event a, b;
+        char ea[256], eb[256];
+        int ra = bn_parse_user_event(frames[k], strlen(frames[k]), &a, ea, sizeof ea);
+        int rb = bn_parse_user_event_tree(frames[k], strlen(frames[k]), &b, eb, sizeof eb);
+        if (ra != rb || strcmp(ea, eb) || memcmp(&a, &b, sizeof a))
+            fail_msg("frame %zu: %d '%s' vs %d '%s'", k, ra, ea, rb, eb);
+        if (k == 0) {
+            assert_int_equal(ra, 0);
+            assert_int_equal(a.kind, BN_EV_FILL);
+            assert_true(a.fill.reduce_only);
+            assert_int_equal(a.fill.pos_side, MKT_PS_LONG);
+            assert_string_equal(a.fill.trade_id, "7");
+        }
+        if (k == 1) assert_string_equal(ea, "ORDER_TRADE_UPDATE: o.R: not a boolean");
+        bn_user_event_clear(&a);
+        bn_user_event_clear(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +248,8 @@ int main(void)
         cmocka_unit_test(test_everything_else_is_jansson_s_call),
         cmocka_unit_test(test_big_objects_fall_back),
         cmocka_unit_test(test_field_errors_agree),
+        cmocka_unit_test(test_nested_order_event),
+        cmocka_unit_test(test_fill_events_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
