@@ -136,6 +136,10 @@ enum journal_durability {
                                    * within ~3 wal_writer_delay; a server crash may lose the tail */
 };
 
+/* What an answered write was (journal_opts.on_write). With journal_durability os every fill and
+ * result reaches PostgreSQL as JOURNAL_WRITE_SPOOL; with fsync only after an outage. */
+enum journal_write_kind { JOURNAL_WRITE_FILL, JOURNAL_WRITE_RESULTS, JOURNAL_WRITE_SPOOL };
+
 struct journal_opts {
     enum journal_durability durability;
     unsigned batch_size;         /* results per UPDATE statement; 0 = 100 */
@@ -151,9 +155,10 @@ struct journal_opts {
      * session is set up; connected=false with a message on every failed attempt and every loss.
      * Called from the loop, never from inside a journal_* call. May be NULL. */
     void (*on_state)(void *ud, bool connected, const char *errmsg);
-    /* Every answered write (a fill's sync group, a results batch): its time from send to commit,
-     * for a latency histogram. Called from the loop; may be NULL. Uses ud too. */
-    void (*on_write)(void *ud, bool fill, uint64_t us);
+    /* Every answered write (a fill's sync group, a results batch, a batch of spooled records
+     * copied into PostgreSQL): its time from send to commit, for a latency histogram. Called from
+     * the loop; may be NULL. Uses ud too. */
+    void (*on_write)(void *ud, enum journal_write_kind kind, uint64_t us);
     void *ud;
     /* The spool. NULL = none: journal_write_fill refuses with -ENOTCONN while PostgreSQL is not
      * connected (the behaviour before the spool). The directory is created when missing (its

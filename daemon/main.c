@@ -53,7 +53,7 @@ struct daemon {
     uv_timer_t watchdog_timer; /* WATCHDOG=1 at half of systemd's WatchdogSec, if it set one */
     struct lws_context *lws;
     struct met_registry *metrics;
-    struct met_hist *m_jnl_fill, *m_jnl_results; /* journal write latency */
+    struct met_hist *m_jnl_fill, *m_jnl_results, *m_jnl_spool; /* journal write latency */
     struct http_server *http;
     struct rds *redis;
     struct rest_pool *rest;
@@ -791,7 +791,9 @@ static int register_module_metrics(struct daemon *d) {
     struct met_registry *r = d->metrics;
     struct met_family *jw = met_histogram_new(r, "ct_journal_write_seconds",
                                               "Journal writes, send to commit: a leader fill with its intents "
-                                              "(the hot path's one wait) or a batch of order results.",
+                                              "(the hot path's one wait), a batch of order results, or a batch "
+                                              "of spooled records copied into PostgreSQL (journal_durability os, "
+                                              "or after an outage).",
                                               bounds, sizeof(bounds) / sizeof(bounds[0]), "kind");
     struct met_family *rl = met_counter_new(r, "ct_config_reloads_total",
                                             "SIGHUP reloads of the copy rules, by result.", "result");
@@ -799,7 +801,8 @@ static int register_module_metrics(struct daemon *d) {
         !(d->m_reload_rejected = met_counter_child(rl, "rejected")))
         return -ENOMEM;
     if (!jw || !(d->m_jnl_fill = met_hist_child(jw, "fill")) ||
-        !(d->m_jnl_results = met_hist_child(jw, "results")))
+        !(d->m_jnl_results = met_hist_child(jw, "results")) ||
+        !(d->m_jnl_spool = met_hist_child(jw, "spool")))
         return -ENOMEM;
     if (register_counter(r, "ct_rest_connections_opened_total", "REST connections opened (keep-alive keeps this low).", c_rest_conns, d) ||
         register_counter(r, "ct_rest_requests_total", "REST requests sent.", c_rest_requests, d) ||
@@ -853,9 +856,12 @@ static void journal_spool(void *ud, bool spooling, const char *msg) {
         copier_journal_state(d->copier, journal_connected(d->journal) || journal_writable(d->journal));
 }
 
-static void journal_write(void *ud, bool fill, uint64_t us) {
+static void journal_write(void *ud, enum journal_write_kind kind, uint64_t us) {
     struct daemon *d = ud;
-    met_hist_observe(fill ? d->m_jnl_fill : d->m_jnl_results, (double)us / 1e6);
+    met_hist_observe(kind == JOURNAL_WRITE_FILL      ? d->m_jnl_fill
+                     : kind == JOURNAL_WRITE_RESULTS ? d->m_jnl_results
+                                                     : d->m_jnl_spool,
+                     (double)us / 1e6);
 }
 
 static void pool_slow(void *ud, const char *name, uint64_t us) {

@@ -216,6 +216,7 @@ struct fx {
     int spool_on, spool_off, spool_errs; /* on_spool calls */
     char spool_msg[600], spool_err[600];
     char lasterr[512];
+    int writes[JOURNAL_WRITE_SPOOL + 1]; /* on_write calls by kind */
 };
 
 static void fx_on_state(void *ud, bool up, const char *msg)
@@ -246,6 +247,14 @@ static void fx_on_spool(void *ud, bool spooling, const char *msg)
     }
 }
 
+static void fx_on_write(void *ud, enum journal_write_kind kind, uint64_t us)
+{
+    struct fx *f = ud;
+    (void)us;
+    assert_true(kind >= JOURNAL_WRITE_FILL && kind <= JOURNAL_WRITE_SPOOL);
+    f->writes[kind]++;
+}
+
 static struct journal_opts fx_opts(struct fx *f)
 {
     return (struct journal_opts){.backoff_min_ms = 10, .backoff_max_ms = 40, .on_state = fx_on_state,
@@ -258,6 +267,7 @@ static void fx_journal(struct fx *f, const struct journal_opts *o)
     struct journal_opts opts = o ? *o : fx_opts(f);
     opts.on_state = fx_on_state;
     opts.on_spool = fx_on_spool;
+    opts.on_write = fx_on_write;
     opts.ud = f;
     opts.spool_dir = f->spool;
     char err[512] = "";
@@ -780,10 +790,14 @@ static void test_write_ahead(void **state)
     px_mode(&f.px, PX_UP);
     assert_true(pgt_run_until(&f.loop, cond_in_pg, "W1", DEADLINE_MS, 0));
     wait_drained(&f);
+    /* The write latency histogram's kinds: the spooled fill reached PostgreSQL as a replay */
+    assert_true(f.writes[JOURNAL_WRITE_SPOOL] >= 1);
+    assert_int_equal(f.writes[JOURNAL_WRITE_FILL], 0);
     write_fill(&f, "ADAUSDT", "W1", &r); /* replayed and acked: PostgreSQL decides */
     assert_new(&r, false);
     write_fill(&f, "ADAUSDT", "W2", &r); /* a backfill's fill nobody had: new, from PostgreSQL */
     assert_new(&r, true);
+    assert_true(f.writes[JOURNAL_WRITE_FILL] >= 1);
     assert_int_equal(stats(&f).spool_fills, 1);
     /* PostgreSQL lost: the spool takes writes (reported), and back, everything is there once. */
     px_mode(&f.px, PX_DOWN);
