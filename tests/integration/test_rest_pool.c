@@ -450,17 +450,24 @@ static void test_closed_port_and_timeout(void **state) {
 
 static void on_tick(uv_timer_t *t) { *(int *)t->data = 1; }
 
+/* A loop, the server on it and a pool of one connection to it (so each request reuses it). */
+static struct rest_pool *one_connection_pool(uv_loop_t *loop, struct srv *s) {
+    assert_int_equal(uv_loop_init(loop), 0);
+    srv_start(s, loop);
+    struct rest_pool_opts o = {.max_host_connections = 1};
+    struct rest_pool *p = rest_pool_new(loop, &o);
+    assert_non_null(p);
+    return p;
+}
+
 /* The pool keeps polling an idle connection for reading (no epoll_ctl per request); once the
  * server closes it, it is readable for good: the pool must stop polling it, not wake the loop on
  * every iteration until it is reused. */
 static void test_idle_connection_closed_by_server(void **state) {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     struct srv s;
-    srv_start(&s, &loop);
-    struct rest_pool_opts o = {.max_host_connections = 1};
-    struct rest_pool *p = rest_pool_new(&loop, &o);
+    struct rest_pool *p = one_connection_pool(&loop, &s);
     char u[128];
     url(u, sizeof u, s.port, "/reply-close");
     struct rest_req req = {.method = REST_GET, .url = u};
@@ -503,11 +510,8 @@ static void test_idle_connection_closed_by_server(void **state) {
 static void test_no_resend_on_dead_reused_connection(void **state) {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     struct srv s;
-    srv_start(&s, &loop);
-    struct rest_pool_opts o = {.max_host_connections = 1};
-    struct rest_pool *p = rest_pool_new(&loop, &o);
+    struct rest_pool *p = one_connection_pool(&loop, &s);
     char u[128];
     url(u, sizeof u, s.port, "/drop");
     struct rest_req req = {.method = REST_POST, .url = u, .body = "x=1", .body_len = 3};
