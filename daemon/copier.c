@@ -73,22 +73,15 @@ struct copy_pos copier_pos_view(const struct copier *c, const char *account, con
     };
 }
 
+/* A lev_map, not a hash table: one per follower, listing every symbol of its exchange (lev_map.h). */
 static int follower_leverage(const struct acct *a, const char *symbol) {
-    struct lev_entry *e = NULL;
-    HASH_FIND_STR(a->lev, symbol, e);
-    return e ? e->leverage : 0;
+    return lev_map_get(a->lev, symbol);
 }
 
+/* Never stale: a known symbol's changes in place; a new one that cannot be added (out of memory)
+ * and a leverage outside 1..255 leave the symbol unknown (0). */
 static void set_follower_leverage(struct acct *a, const char *symbol, int leverage) {
-    struct lev_entry *e = NULL;
-    HASH_FIND_STR(a->lev, symbol, e);
-    if (!e) {
-        e = calloc(1, sizeof(*e));
-        if (!e) return;
-        snprintf(e->symbol, sizeof(e->symbol), "%s", symbol);
-        HASH_ADD_STR(a->lev, symbol, e);
-    }
-    e->leverage = leverage;
+    (void)lev_map_set(&a->lev, symbol, leverage);
 }
 
 static void pair_key(char *out, size_t n, const char *a, const char *b) {
@@ -1462,7 +1455,16 @@ static void on_leverages(void *ud, const struct exch_status *st, const struct ex
         step_failed(a, do_leverage, "leverage", st);
         return;
     }
-    for (size_t i = 0; i < n; i++) set_follower_leverage(a, v[i].symbol, v[i].leverage);
+    /* At once (one allocation), not symbol by symbol: the exchange lists every symbol's. */
+    size_t bad = 0;
+    int r = lev_map_merge(&a->lev, v, n, &bad);
+    if (r < 0) { /* all unknown (0) rather than an older list's: the copy engine allows for that */
+        a->lev = lev_map_free(a->lev);
+        log_error(TAG, "%s: cannot keep the %zu symbols' leverages: %s", a->name, n, strerror(-r));
+    } else if (bad) {
+        log_warn(TAG, "%s: %zu of the exchange's %zu leverages are not 1..255 or name no symbol: "
+                 "taken as unknown", a->name, bad, n);
+    }
     a->backoff_ms = 0;
     do_equity(&a->retry);
 }
@@ -2099,12 +2101,8 @@ struct copier *copier_free(struct copier *c) {
         free(t);
     }
     for (size_t i = 0; i < c->n_accts; i++) {
-        struct lev_entry *le, *ltmp2;
         struct sym_entry *se, *stmp;
-        HASH_ITER(hh, c->accts[i].lev, le, ltmp2) {
-            HASH_DEL(c->accts[i].lev, le);
-            free(le);
-        }
+        c->accts[i].lev = lev_map_free(c->accts[i].lev);
         copier_backfill_free(&c->accts[i]);
         snap_clear(&c->accts[i]);
         HASH_ITER(hh, c->accts[i].held, se, stmp) {

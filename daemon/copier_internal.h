@@ -14,6 +14,7 @@
 #include "copy_engine.h"
 #include "copy_state.h"
 #include "lat_hist.h"
+#include "lev_map.h"
 #include "exchange.h"
 #include "market.h"
 #include "metrics.h"
@@ -61,12 +62,6 @@ struct inst_entry {
     UT_hash_handle hh;
 };
 
-struct lev_entry { /* one follower symbol's leverage setting */
-    char symbol[MKT_SYMBOL_MAX];
-    int leverage;
-    UT_hash_handle hh;
-};
-
 struct acct {
     struct copier *c;
     size_t idx;
@@ -85,7 +80,7 @@ struct acct {
     int expect_mode;                  /* from the config: -1 auto, else enum mkt_pos_mode */
     dec_t equity;                     /* last sample, 0 = none yet */
     bool equity_busy;                 /* an equity refresh is out */
-    struct lev_entry *lev;
+    struct lev_map *lev;              /* its leverage per symbol (NULL: none known) */
     unsigned backoff_ms;
     uv_timer_t retry; /* start-up step retries */
     struct met_counter *m_filled, *m_partial, *m_acked, *m_rejected, *m_unknown, *m_canceled,

@@ -1,12 +1,15 @@
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init/Update/Final: see binance_key below */
+
 #include "binance_sign.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <pthread.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void to_hex(const unsigned char *mac, char out[BINANCE_SIG_HEX_LEN + 1]) {
     static const char hex[] = "0123456789abcdef";
@@ -30,37 +33,49 @@ int binance_sign(const char *secret, size_t secret_len, const char *payload, siz
     return 0;
 }
 
+/* HMAC-SHA256 (RFC 2104) keyed once: H((K ^ opad) || H((K ^ ipad) || m)). Both hashes start with
+ * one 64-byte block that depends on the key alone, so the SHA-256 states after those blocks (the
+ * midstates) are all a signature needs of the key: each signature copies them and hashes on.
+ *
+ * Why SHA256_CTX, deprecated in OpenSSL 3.0: it is a plain struct, so a copy is an assignment: no
+ * allocation, no lock, 224 bytes a key. OpenSSL 3.0's alternatives allocate on every signature:
+ * EVP_MD_CTX_copy_ex frees and re-allocates the provider's context (dupctx) on each copy, and a
+ * keyed EVP_MAC_CTX (the earlier binance_key: ~1 KiB and a mutex a key) copies so in EVP_MAC_init.
+ * tests/bench/bench_sign.c measures the three. The low-level SHA-256 runs the same assembly as the
+ * EVP one and is in every OpenSSL 3.x libcrypto; OPENSSL_SUPPRESS_DEPRECATED (above, this file
+ * only) is OpenSSL's own per-file opt-out. A libcrypto built without the deprecated API fails to
+ * compile here, loudly (below), rather than silently. */
+#if defined(OPENSSL_NO_DEPRECATED_3_0)
+#error "binance_sign.c needs OpenSSL's SHA256_Init/Update/Final (see the comment above)"
+#endif
+
 struct binance_key {
-    pthread_mutex_t mu;
-    EVP_MAC_CTX *ctx; /* keyed; re-initialised (same key) for each signature */
+    SHA256_CTX inner, outer; /* after (K ^ ipad) and (K ^ opad): key material, read-only */
 };
 
-static EVP_MAC *hmac_alg;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-static void hmac_fetch(void) { hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL); }
-
 struct binance_key *binance_key_new(const char *secret, size_t secret_len) {
-    pthread_once(&hmac_once, hmac_fetch);
-    if (!hmac_alg || !secret) return NULL;
+    if (!secret) return NULL;
     struct binance_key *k = calloc(1, sizeof(*k));
     if (!k) return NULL;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                           OSSL_PARAM_construct_end()};
-    k->ctx = EVP_MAC_CTX_new(hmac_alg);
-    if (!k->ctx || !EVP_MAC_init(k->ctx, (const unsigned char *)secret, secret_len, params)) {
-        EVP_MAC_CTX_free(k->ctx);
-        free(k);
-        return NULL;
-    }
-    pthread_mutex_init(&k->mu, NULL);
+    unsigned char block[SHA256_CBLOCK] = {0}, pad[SHA256_CBLOCK];
+    int ok = 1;
+    if (secret_len > SHA256_CBLOCK) /* a key longer than the block is its hash (RFC 2104) */
+        ok = SHA256((const unsigned char *)secret, secret_len, block) != NULL;
+    else
+        memcpy(block, secret, secret_len);
+    for (size_t i = 0; i < SHA256_CBLOCK; i++) pad[i] = block[i] ^ 0x36;
+    ok = ok && SHA256_Init(&k->inner) && SHA256_Update(&k->inner, pad, sizeof(pad));
+    for (size_t i = 0; i < SHA256_CBLOCK; i++) pad[i] = block[i] ^ 0x5c;
+    ok = ok && SHA256_Init(&k->outer) && SHA256_Update(&k->outer, pad, sizeof(pad));
+    OPENSSL_cleanse(block, sizeof(block));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) k = binance_key_free(k);
     return k;
 }
 
 struct binance_key *binance_key_free(struct binance_key *k) {
     if (!k) return NULL;
-    EVP_MAC_CTX_free(k->ctx); /* clears the key */
-    pthread_mutex_destroy(&k->mu);
+    OPENSSL_cleanse(k, sizeof(*k));
     free(k);
     return NULL;
 }
@@ -68,14 +83,13 @@ struct binance_key *binance_key_free(struct binance_key *k) {
 int binance_sign_key(struct binance_key *k, const char *payload, size_t payload_len,
                      char out[BINANCE_SIG_HEX_LEN + 1]) {
     if (!k) return -EINVAL;
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t mac_len = 0;
-    pthread_mutex_lock(&k->mu);
-    int ok = EVP_MAC_init(k->ctx, NULL, 0, NULL) &&
-             EVP_MAC_update(k->ctx, (const unsigned char *)payload, payload_len) &&
-             EVP_MAC_final(k->ctx, mac, &mac_len, sizeof(mac));
-    pthread_mutex_unlock(&k->mu);
-    if (!ok || mac_len != BINANCE_SIG_HEX_LEN / 2) return -EIO;
+    unsigned char inner[SHA256_DIGEST_LENGTH], mac[SHA256_DIGEST_LENGTH];
+    SHA256_CTX c = k->inner;
+    int ok = SHA256_Update(&c, payload, payload_len) && SHA256_Final(inner, &c);
+    c = k->outer;
+    ok = ok && SHA256_Update(&c, inner, sizeof(inner)) && SHA256_Final(mac, &c);
+    OPENSSL_cleanse(&c, sizeof(c)); /* a copy of a midstate when a step failed */
+    if (!ok) return -EIO;
     to_hex(mac, out);
     return 0;
 }

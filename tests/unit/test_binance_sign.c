@@ -165,6 +165,87 @@ static void test_keyed(void **state) {
     assert_int_equal(binance_sign_key(NULL, "x", 1, a), -EINVAL);
 }
 
+/* RFC 4231 cases 1, 6 and 7 (keys of 20 and 131 bytes: shorter and longer than SHA-256's 64-byte
+ * block, the long one hashed first), through both the one-shot and the keyed path. */
+static void test_rfc4231_long_keys(void **state) {
+    (void)state;
+    unsigned char k20[20], k131[131];
+    memset(k20, 0x0b, sizeof(k20));
+    memset(k131, 0xaa, sizeof(k131));
+    static const char d7[] = "This is a test using a larger than block-size key and a larger than "
+                             "block-size data. The key needs to be hashed before being used by the "
+                             "HMAC algorithm.";
+    const struct {
+        const unsigned char *key;
+        size_t key_len;
+        const char *data, *hex;
+    } rv[] = {
+        {k20, sizeof(k20), "Hi There",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {k131, sizeof(k131), "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+        {k131, sizeof(k131), d7, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+    };
+    for (size_t i = 0; i < sizeof(rv) / sizeof(rv[0]); i++) {
+        char a[BINANCE_SIG_HEX_LEN + 1], b[BINANCE_SIG_HEX_LEN + 1];
+        assert_int_equal(binance_sign((const char *)rv[i].key, rv[i].key_len, rv[i].data,
+                                      strlen(rv[i].data), a), 0);
+        assert_string_equal(a, rv[i].hex);
+        struct binance_key *k = binance_key_new((const char *)rv[i].key, rv[i].key_len);
+        assert_non_null(k);
+        assert_int_equal(binance_sign_key(k, rv[i].data, strlen(rv[i].data), b), 0);
+        assert_string_equal(b, rv[i].hex);
+        binance_key_free(k);
+    }
+}
+
+/* The keyed path (HMAC midstates) equals the one-shot HMAC() for keys shorter than, equal to and
+ * longer than the 64-byte block (long keys are hashed first), with any byte values (NUL, 0x36,
+ * 0x5c, 0xff), and payloads around SHA-256's padding boundaries (55/56 and 64-byte multiples). */
+static void test_keyed_equals_oneshot(void **state) {
+    (void)state;
+    static const size_t key_lens[] = {0, 1, 16, 32, 63, 64, 65, 100, 127, 128, 129, 200, 1024};
+    static const size_t pay_lens[] = {0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 250, 1000, 4096};
+    static char key[1024], pay[4096];
+    uint32_t x = 2463534242u; /* xorshift: varied bytes, the same every run */
+    for (size_t i = 0; i < sizeof(key); i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        key[i] = (char)(i % 7 == 0 ? 0 : i % 11 == 0 ? 0x36 : i % 13 == 0 ? 0x5c : (int)(x & 0xff));
+    }
+    for (size_t i = 0; i < sizeof(pay); i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        pay[i] = (char)(x & 0xff);
+    }
+    for (size_t ki = 0; ki < sizeof(key_lens) / sizeof(key_lens[0]); ki++) {
+        struct binance_key *k = binance_key_new(key, key_lens[ki]);
+        assert_non_null(k);
+        char prev[BINANCE_SIG_HEX_LEN + 1] = "";
+        for (size_t pi = 0; pi < sizeof(pay_lens) / sizeof(pay_lens[0]); pi++) {
+            char a[BINANCE_SIG_HEX_LEN + 1], b[BINANCE_SIG_HEX_LEN + 1];
+            assert_int_equal(binance_sign(key, key_lens[ki], pay, pay_lens[pi], a), 0);
+            assert_int_equal(binance_sign_key(k, pay, pay_lens[pi], b), 0);
+            if (strcmp(a, b) != 0)
+                fail_msg("key %zu bytes, payload %zu bytes: keyed %s, one-shot %s", key_lens[ki],
+                         pay_lens[pi], b, a);
+            assert_string_not_equal(b, prev); /* the payload reaches the MAC */
+            memcpy(prev, b, sizeof(prev));
+        }
+        binance_key_free(k);
+    }
+    /* Long keys differing only after the first block sign differently (all of the key counts). */
+    char a[BINANCE_SIG_HEX_LEN + 1], b[BINANCE_SIG_HEX_LEN + 1];
+    struct binance_key *k1 = binance_key_new(key, 200);
+    key[150] ^= 1;
+    struct binance_key *k2 = binance_key_new(key, 200);
+    key[150] ^= 1;
+    assert_int_equal(binance_sign_key(k1, "x=1", 3, a), 0);
+    assert_int_equal(binance_sign_key(k2, "x=1", 3, b), 0);
+    assert_string_not_equal(a, b);
+    binance_key_free(k1);
+    binance_key_free(k2);
+    assert_null(binance_key_new(NULL, 0));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
@@ -172,6 +253,8 @@ int main(void) {
         cmocka_unit_test(test_vectors_match_file),
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_keyed),
+        cmocka_unit_test(test_rfc4231_long_keys),
+        cmocka_unit_test(test_keyed_equals_oneshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
