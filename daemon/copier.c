@@ -196,8 +196,13 @@ static int metrics_init(struct copier *c) {
                                               "follower_state_wait_ms) for their followers' state.");
         struct met_gauge *g1 = fl ? met_gauge_child(fl) : NULL, *g2 = dw ? met_gauge_child(dw) : NULL;
         struct met_gauge *g3 = fw ? met_gauge_child(fw) : NULL;
-        if (!g1 || !g2 || !g3 || met_gauge_set_fn(g1, g_followers_loading, c) < 0 ||
-            met_gauge_set_fn(g2, g_decisions_waiting, c) < 0 || met_gauge_set_fn(g3, g_fills_waiting, c) < 0)
+        struct met_family *dp = met_gauge_new(r, "ct_journal_deferred_pending",
+                                              "Placeholders of deferred copy decisions pending in the journal "
+                                              "(deferred_decisions rows to decide, including earlier runs').");
+        struct met_gauge *g4 = dp ? met_gauge_child(dp) : NULL;
+        if (!g1 || !g2 || !g3 || !g4 || met_gauge_set_fn(g1, g_followers_loading, c) < 0 ||
+            met_gauge_set_fn(g2, g_decisions_waiting, c) < 0 || met_gauge_set_fn(g3, g_fills_waiting, c) < 0 ||
+            met_gauge_set_fn(g4, copier_defers_pending_metric, c) < 0)
             return -ENOMEM;
     }
     struct met_family *bfr = met_counter_new(r, "ct_backfill_runs_total",

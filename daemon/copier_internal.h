@@ -394,6 +394,7 @@ int copier_defer_journal(struct copier *c, const struct fill_job *fj, struct jou
  * before the leader streams open. */
 void copier_defer_load(struct copier *c, const struct journal_pending_defer *v, size_t n);
 void copier_defer_kick_all(struct copier *c);      /* reconciliation done: decide what can be */
+double copier_defers_pending_metric(void *ud);    /* ct_journal_deferred_pending */
 /* A leader fill that a follower still loading must copy waits here whole, unjournaled (true:
  * taken), up to daemon.follower_state_wait_ms; see copier_load.c. */
 bool copier_fill_wait(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream);

@@ -622,22 +622,51 @@ out:
     return ok;
 }
 
+/* Every placeholder read back is queued, beyond DEFER_MAX too: each is a durable promise (its
+ * fill is journaled, so no backfill brings it back) that must be decided or resolved, never
+ * dropped. The backlog is bounded anyway: a run defers at most DEFER_MAX at a time, loaded ones
+ * included (df_items), and nothing new before these are read (no leader stream is open yet); the
+ * old ones are mostly past the send window, so they are resolved as stale_signal once the
+ * reconciliation is done (copier_defer_kick_all) or their follower loads. What a large backlog could do to a start-up is
+ * bounded here: ~400 bytes each in memory, one pass without I/O, and at most DEFER_LOG_MAX log
+ * lines per kind (the rest counted; ct_journal_deferred_pending shows them all). While it is
+ * bigger than DEFER_MAX, new decisions that must wait are refused (copier_defer, logged NOT
+ * copied): the old promises go first. */
+#define DEFER_LOG_MAX 20
+
 void copier_defer_load(struct copier *c, const struct journal_pending_defer *v, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (df_restore(c, &v[i])) {
-            log_warn(TAG, "%s %s trade %s: rule %s: %s's decision was deferred by an earlier run: decided once "
-                     "its state is in", v[i].account, v[i].symbol, v[i].trade_id, v[i].rule_id, v[i].follower);
+            if (i - bad < DEFER_LOG_MAX)
+                log_warn(TAG, "%s %s trade %s: rule %s: %s's decision was deferred by an earlier run: decided "
+                         "once its state is in", v[i].account, v[i].symbol, v[i].trade_id, v[i].rule_id,
+                         v[i].follower);
             continue;
         }
-        bad++;
-        log_error(TAG, "%s %s trade %s: rule %s: the deferred decision an earlier run journaled for %s cannot be "
-                  "read or has no rule (left pending)", v[i].account, v[i].symbol, v[i].trade_id, v[i].rule_id,
-                  v[i].follower);
+        if (++bad <= DEFER_LOG_MAX)
+            log_error(TAG, "%s %s trade %s: rule %s: the deferred decision an earlier run journaled for %s cannot "
+                      "be read or has no rule (left pending)", v[i].account, v[i].symbol, v[i].trade_id,
+                      v[i].rule_id, v[i].follower);
     }
     if (n)
         log_info(TAG, "start-up: %zu copy decisions an earlier run deferred are waiting for their follower's "
-                 "state%s", n - bad, bad ? " (some unreadable: see above)" : "");
+                 "state%s%s", n - bad, bad ? " (some unreadable: see above)" : "",
+                 n > DEFER_LOG_MAX ? " (only the first of each kind are named)" : "");
+    if (c->df_items > DEFER_MAX)
+        log_warn(TAG, "start-up: %zu copy decisions wait, more than the %d that may wait at once: new ones that "
+                 "must wait for a follower's state are refused until they are down", c->df_items, DEFER_MAX);
+}
+
+/* ct_journal_deferred_pending (registered by copier.c's metrics_init): placeholders pending in
+ * the journal as it knows them (journal_stats.defers_pending), including those the copier could
+ * not read back and those its last start-up left. */
+double copier_defers_pending_metric(void *ud) {
+    const struct copier *c = ud;
+    struct journal_stats s;
+    if (!c->journal) return 0;
+    journal_get_stats(c->journal, &s);
+    return (double)s.defers_pending;
 }
 
 void copier_defer_kick_all(struct copier *c) {

@@ -113,7 +113,7 @@ static const char SQL_INTENTS[] = SQL_INTENTS_HEAD SQL_INTENTS_TAIL;
 
 /* Statement 2 of the write that holds a deferred decision: its intents, and its placeholder
  * resolved in the same transaction ('decided', or 'skipped' with $16 as the reason), once: a
- * placeholder no longer 'pending' is left alone. */
+ * placeholder no longer 'pending' is left alone. A third column says whether it was pending. */
 static const char SQL_INTENTS_RESOLVE[] =
     SQL_INTENTS_HEAD ","
     " r AS ("
@@ -121,8 +121,8 @@ static const char SQL_INTENTS_RESOLVE[] =
     "   status = CASE WHEN $16::text IS NULL THEN 'decided' ELSE 'skipped' END,"
     "   reason = $16::text, resolved_at = now()"
     " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text AND rule_id = $15::text"
-    "   AND status = 'pending')"
-    SQL_INTENTS_TAIL;
+    "   AND status = 'pending' RETURNING 1)"
+    SQL_INTENTS_TAIL ", (SELECT count(*) FROM r)";
 
 /* journal_load_defers, one sync group: the placeholders of rules the configuration no longer has
  * (journal_sync_config marked them removed, or the id now names another follower's rule) are
@@ -838,6 +838,7 @@ struct op {
     bool bad_reply;    /* a reply we could not parse */
     char *errmsg;      /* first error */
     uint64_t t0;       /* uv_hrtime() when sent */
+    uint64_t dl_ext;   /* ms its deadline was moved past timeout_ms after a loop stall (once) */
     /* OP_FILL */
     journal_fill_cb cb;
     void *ud;
@@ -855,6 +856,10 @@ struct op {
     size_t plen;
     bool detached;     /* moved to the spool, callback done: PostgreSQL's reply is ignored */
     bool spooled;      /* completed from the spool (on the done list), never sent */
+    bool spool_dup;    /* ... as a fill the spool holds: nothing of this write was recorded */
+    size_t n_defers;   /* placeholders written with the fill (journal_fill.n_defers) */
+    bool resolves;     /* resolves a placeholder (journal_fill.resolve_rule_id) */
+    bool resolved;     /* ... and PostgreSQL says it was still pending */
     /* OP_SETUP with a spool */
     bool have_applied;
     uint64_t applied_seq; /* spool_applied.seq of our spool */
@@ -939,6 +944,8 @@ struct journal {
     bool broken;          /* a send failed inside an API call: reset from the loop */
     int broken_err;
     uint64_t conn_t0;     /* uv_hrtime() at PQconnectStart */
+    uint64_t conn_dl_ext; /* the connect deadline's op->dl_ext */
+    uint64_t dl_due;      /* loop time (uv_now) t_deadline is due at */
     unsigned attempt;     /* failed attempts since the last session set up */
     uint64_t rng;
 
@@ -1428,32 +1435,71 @@ static void flush_out(struct journal *j)
 static uint64_t ms_since(uint64_t t0) { return (uv_hrtime() - t0) / 1000000u; }
 
 static void on_deadline(uv_timer_t *t);
+static void io_step(struct journal *j, int status, int events);
+
+/* What the deadline watches: the connect attempt, else the oldest statement in flight (its start,
+ * uv_hrtime, and how far its deadline was moved after a loop stall). false: nothing. */
+static bool deadline_of(struct journal *j, uint64_t *t0, uint64_t **ext)
+{
+    if (j->st == ST_CONNECTING && j->conn) {
+        *t0 = j->conn_t0;
+        *ext = &j->conn_dl_ext;
+        return true;
+    }
+    if ((j->st != ST_SETUP && j->st != ST_READY) || !j->ops_head) return false;
+    *t0 = j->ops_head->t0;
+    *ext = &j->ops_head->dl_ext;
+    return true;
+}
 
 static void deadline_arm(struct journal *j)
 {
-    uint64_t t0;
-    if (j->st == ST_CONNECTING) t0 = j->conn_t0;
-    else if (j->ops_head) t0 = j->ops_head->t0;
-    else {
+    uint64_t t0, *ext;
+    if (!deadline_of(j, &t0, &ext)) {
         uv_timer_stop(&j->t_deadline);
         return;
     }
-    uint64_t el = ms_since(t0), due = j->o.timeout_ms;
-    uv_timer_start(&j->t_deadline, on_deadline, el >= due ? 0 : due - el, 0);
+    uint64_t el = ms_since(t0), due = j->o.timeout_ms + *ext, in = el >= due ? 0 : due - el;
+    j->dl_due = uv_now(j->loop) + in; /* what uv_timer_start makes it */
+    uv_timer_start(&j->t_deadline, on_deadline, in, 0);
+}
+
+/* Reads and handles what the socket holds now, exactly as on_poll would. For timers that judge
+ * PostgreSQL by an answer's absence: libuv runs timers BEFORE it polls, so after the loop itself
+ * was busy past their time (a fill copied to 10,000 followers, a long reload), the answer can be
+ * sitting in the socket unread when they fire. */
+static void read_now(struct journal *j)
+{
+    if (j->conn && (j->st == ST_SETUP || j->st == ST_READY) && !j->broken && !j->free_requested)
+        io_step(j, 0, UV_READABLE | (j->want_write ? UV_WRITABLE : 0));
 }
 
 static void on_deadline(uv_timer_t *t)
 {
     struct journal *j = t->data;
     enter(j);
-    uint64_t t0 = j->st == ST_CONNECTING ? j->conn_t0 : j->ops_head ? j->ops_head->t0 : 0;
-    if (t0 && ms_since(t0) >= j->o.timeout_ms) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%s no answer within %u ms",
-                 j->st == ST_CONNECTING ? "connect:" : "statement:", j->o.timeout_ms);
-        conn_drop(j, -ETIMEDOUT, msg);
-    } else {
-        deadline_arm(j);
+    /* Fired late by a tenth of the deadline or more: the loop was stalled (timers normally fire
+     * within a few ms), for part of the time PostgreSQL was given, or before the statement could
+     * even be written out. Such a deadline is moved to a full timeout_ms from now, once per
+     * statement (or connect attempt): a PostgreSQL that really stopped answering is still
+     * dropped, at worst one period later. */
+    unsigned slack = j->o.timeout_ms / 10 ? j->o.timeout_ms / 10 : 1;
+    bool stalled = uv_now(t->loop) >= j->dl_due + slack;
+    read_now(j); /* answered meanwhile: the deadline moves on to the next statement, if any */
+    uint64_t t0, *ext;
+    if (!j->broken && !j->free_requested && deadline_of(j, &t0, &ext)) {
+        uint64_t el = ms_since(t0);
+        if (el < j->o.timeout_ms + *ext) {
+            deadline_arm(j);
+        } else if (stalled && !*ext) {
+            *ext = el; /* due again timeout_ms from now */
+            deadline_arm(j);
+        } else {
+            char msg[128];
+            snprintf(msg, sizeof msg, "%s no answer within %u ms",
+                     j->st == ST_CONNECTING ? "connect:" : "statement:", j->o.timeout_ms);
+            conn_drop(j, -ETIMEDOUT, msg);
+        }
     }
     service(j);
     leave(j);
@@ -1490,6 +1536,7 @@ static void conn_start(struct journal *j)
     j->st = ST_CONNECTING;
     j->in_query = j->want_write = j->broken = false;
     j->conn_t0 = uv_hrtime();
+    j->conn_dl_ext = 0;
     j->conn = PQconnectStart(j->conninfo);
     if (!j->conn) {
         conn_drop(j, -ENOMEM, "connect: out of memory");
@@ -1889,6 +1936,14 @@ static void fill_callback(struct journal *j, struct op *op, int status, const ch
                                     .intent_new = op->intent_new, .n = op->n};
     j->inflight_fills--;
     j->fills_finished++;
+    if (!status && !op->spool_dup) {
+        /* Placeholders are inserted only with a new fill; a resolution is written (or spooled)
+         * with the write. Committed or durable in the spool alike: pending in the journal. */
+        if (op->fill_new) j->s.defers_pending += op->n_defers;
+        /* From the spool, a resolution counts when recorded: its replay applies it once. */
+        if ((op->spooled ? op->resolves : op->resolved) && j->s.defers_pending)
+            j->s.defers_pending--;
+    }
     if (status) {
         memset(op->intent_new, 0, op->n * sizeof(bool));
         j->s.fills_failed++;
@@ -1911,6 +1966,10 @@ static void defers_done(struct journal *j, struct op *op)
     void *ud = j->dl_ud;
     j->dl_cb = NULL;
     j->dl_sent = false;
+    /* Every placeholder still pending: the load runs before this run writes any (the copier
+     * reads them back before any leader stream opens), and once the spool is drained. */
+    if (!op->failed && !op->bad_reply && op->rows_res)
+        j->s.defers_pending = (uint64_t)PQntuples(op->rows_res);
     if (!cb) return;
     if (op->failed || op->bad_reply || !op->rows_res) {
         cb(ud, op->failed ? -EIO : -EPROTO, op->errmsg ? op->errmsg : "unexpected reply", NULL, 0);
@@ -2086,11 +2145,18 @@ static void fill_row(struct op *op, const PGresult *r)
     op->fill_new = PQntuples(r) == 1;
 }
 
-/* Statement 2's reply: fills matched (must be 1), and "1,3" = positions of new intents. */
+/* Statement 2's reply: fills matched (must be 1), and "1,3" = positions of new intents; with a
+ * resolution, how many placeholders it resolved (0 or 1). */
 static void intents_row(struct op *op, const PGresult *r)
 {
-    if (PQntuples(r) != 1 || PQnfields(r) != 2 || strcmp(PQgetvalue(r, 0, 0), "1") != 0)
+    if (PQntuples(r) != 1 || PQnfields(r) != (op->resolves ? 3 : 2) ||
+        strcmp(PQgetvalue(r, 0, 0), "1") != 0)
         goto bad;
+    if (op->resolves) {
+        const char *k = PQgetvalue(r, 0, 2);
+        if (strcmp(k, "0") != 0 && strcmp(k, "1") != 0) goto bad;
+        op->resolved = k[0] == '1';
+    }
     if (PQgetisnull(r, 0, 1)) return;
     const char *s = PQgetvalue(r, 0, 1);
     while (*s) {
@@ -2570,8 +2636,11 @@ static int fill_spool(struct journal *j, const struct journal_fill *f,
     op->cb = cb;
     op->ud = ud;
     op->spooled = true;
+    op->n_defers = f->n_defers;
+    op->resolves = f->resolve_rule_id != NULL;
     if (kset_has(&j->keys, key) || inflight_has(j, key)) {
         /* The spool (or a write in flight) has it: a replay by the exchange, not a new fill. */
+        op->spool_dup = true;
         j->s.spool_fills_dup++;
     } else {
         rec_fill(&j->rb, f, in, n);
@@ -2659,6 +2728,7 @@ static void on_slow(uv_timer_t *t)
     struct journal *j = t->data;
     enter(j);
     bool failed = false;
+    read_now(j); /* a fill answered while the loop was busy past spool_after_ms is not slow */
     uint64_t t0 = j->sp && !j->spooling ? oldest_fill_t0(j) : 0;
     if (t0 && ms_since(t0) >= j->o.spool_after_ms && !j->free_requested) {
         size_t n = 0, k = 0;
@@ -3550,6 +3620,8 @@ int journal_write_fill(struct journal *j, const struct journal_fill *f,
     op->nq = 2;
     op->cb = cb;
     op->ud = ud;
+    op->n_defers = f->n_defers;
+    op->resolves = f->resolve_rule_id != NULL;
     if (j->sp) {
         /* Kept in case PostgreSQL is slow or lost before it answers: then the spool takes it. */
         char key[JNL_KEY_MAX];

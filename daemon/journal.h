@@ -20,7 +20,10 @@
  *    follower_orders exist ahead; it never waits more than 1 s for the lock a new partition
  *    needs (a failure is retried an hour later, counted in the stats).
  * The connection reconnects by itself with jittered backoff; a statement or connect attempt that
- * takes longer than timeout_ms resets the connection.
+ * takes longer than timeout_ms resets the connection. A loop stall (a callback of the caller's
+ * busy for longer than that) is not taken for PostgreSQL's silence: the deadline reads what the
+ * socket holds first, and one that fired late by timeout_ms/10 or more is moved to timeout_ms
+ * from then, once per statement or connect attempt.
  *
  * The spool (opts.spool_dir; invariant 7). When PostgreSQL is not connected, or a fill write has
  * waited longer than spool_after_ms, the journal switches to its local append-only spool (spool.h:
@@ -447,6 +450,13 @@ struct journal_stats {
     uint64_t partition_checks;         /* ensure_follower_order_partitions runs answered */
     uint64_t partition_check_failures; /* ... of which failed (last_error says why) */
     uint64_t partitions_created;
+    /* Gauge: placeholders of deferred decisions (journal_defer) pending in the journal, as this
+     * journal knows them: the rows journal_load_defers read, plus those written since with a new
+     * fill, minus the resolutions written since (a write committed or durable in the spool; the
+     * spool's "not new" repeat of a fill it holds records nothing and counts nothing). Not seen:
+     * placeholders of a fill write whose outcome was unknown (-ECONNRESET/-ETIMEDOUT) that did
+     * commit; the next start's load counts them. */
+    uint64_t defers_pending;
 };
 void journal_get_stats(const struct journal *j, struct journal_stats *out);
 /* The last error (connection or statement), "" if none. Valid until the next loop callback. */

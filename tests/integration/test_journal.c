@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static char g_ci[1024];     /* conninfo of this run's main database (migrated, c
 static PGconn *g_pg;        /* synchronous connection to it, for checks */
 static PGconn *g_aux[2];    /* a test's extra connections (lock holders...), closed by teardown so
                              * that a failed test leaves no lock behind for the next ones */
+static pid_t g_stopped;     /* a backend a test SIGSTOPped: continued by the same teardown */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -212,6 +214,8 @@ static int group_setup(void **state)
 static int close_aux(void **state)
 {
     (void)state;
+    if (g_stopped > 0) kill(g_stopped, SIGCONT);
+    g_stopped = 0;
     for (int i = 0; i < 2; i++) {
         PQfinish(g_aux[i]);
         g_aux[i] = NULL;
@@ -940,6 +944,179 @@ static void test_statement_timeout(void **state)
     fx_close(&f);
 }
 
+/* The loop itself stalls (a callback busy for longer than timeout_ms: a fill copied to 10,000
+ * followers, a long reload) while PostgreSQL is fine. libuv runs timers before it polls, so the
+ * statement deadline fires before the answer waiting in the socket is read: that must not count
+ * as PostgreSQL not answering. Each fill below waits on a lock (a legitimately slow statement,
+ * well within the deadline) when the loop stalls, at phases across the 200 ms deadline:
+ *  - the lock goes at the stall's start and the stall ends just past the deadline: the answer
+ *    is in the socket when the deadline fires only a little late;
+ *  - the lock goes at the stall's end, long past the deadline: the answer cannot be there yet,
+ *    but the deadline fired late, so the statement gets one more full period.
+ * Then a SIGSTOPped backend, with the loop stalled as well: the deadline still trips. */
+struct jstall {
+    uv_timer_t t;
+    PGconn *locker;     /* holds the lock in a transaction; ends it as told */
+    bool release_first; /* ROLLBACK (waited for) before the stall, else sent after it */
+    uint64_t until_ns;  /* uv_hrtime() the stall lasts until */
+    bool done;
+};
+
+static void on_jstall(uv_timer_t *t)
+{
+    struct jstall *s = t->data;
+    if (s->locker && s->release_first) pgt_exec(s->locker, "ROLLBACK");
+    for (uint64_t now; (now = uv_hrtime()) < s->until_ns;) /* the loop does nothing meanwhile */
+        usleep((useconds_t)((s->until_ns - now) / 1000u + 1));
+    /* sent, not waited for: the journal's statement goes on only after this callback */
+    if (s->locker && !s->release_first)
+        assert_int_equal(PQsendQuery(s->locker, "ROLLBACK"), 1);
+    s->done = true;
+}
+
+/* One fill, its statement blocked by the lock when the loop stalls `phase_ms` after the write,
+ * for as long as `stall_end_ms` after the write. */
+static void stall_one(struct fx *f, PGconn *locker, PGconn *watch, int64_t trade_id,
+                      unsigned phase_ms, unsigned stall_end_ms, bool release_first)
+{
+    char cid[32];
+    snprintf(cid, sizeof cid, "stall%lld", (long long)trade_id);
+    struct journal_fill fill = mkfill("LTCUSDT", trade_id);
+    struct journal_intent in = mkintent(cid, "r1", "f1", "2", NULL);
+    in.symbol = "LTCUSDT";
+    pgt_exec(locker, "BEGIN");
+    pgt_exec(locker, "LOCK TABLE leader_fills IN SHARE ROW EXCLUSIVE MODE");
+    struct fillres fr = {0};
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(journal_write_fill(f->j, &fill, &in, 1, fill_cb, &fr), 0);
+    if (phase_ms >= 20) { /* the statement is really waiting on the lock when the stall starts */
+        struct waitlock wl = {watch, "jnl_stall"};
+        assert_true(pgt_run_until(&f->loop, cond_waiting_on_lock, &wl, DEADLINE_MS, 2));
+    }
+    struct jstall s = {.locker = locker, .release_first = release_first,
+                       .until_ns = t0 + (uint64_t)stall_end_ms * 1000000u};
+    uv_timer_init(&f->loop, &s.t);
+    s.t.data = &s;
+    uint64_t el = (uv_hrtime() - t0) / 1000000u;
+    uv_timer_start(&s.t, on_jstall, el >= phase_ms ? 0 : phase_ms - el, 0);
+    assert_true(pgt_run_until(&f->loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    assert_true(s.done);
+    uv_close((uv_handle_t *)&s.t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* s is on this stack: closed before it goes */
+    if (fr.status) fail_msg("fill %lld (stall %u..%u ms, lock released %s): %d %s",
+                            (long long)trade_id, phase_ms, stall_end_ms,
+                            release_first ? "first" : "after", fr.status, fr.err);
+    assert_true(fr.fill_new);
+    assert_true(fr.intent_new[0]);
+    for (PGresult *r; (r = PQgetResult(locker));) PQclear(r); /* the ROLLBACK sent after */
+}
+
+/* Nothing dropped, failed or moved to the spool: the n fills written straight to PostgreSQL. */
+static void assert_undisturbed(const struct fx *f, uint64_t n)
+{
+    struct journal_stats s;
+    journal_get_stats(f->j, &s);
+    assert_int_equal(f->downs, 0);
+    assert_int_equal(s.disconnects, 0);
+    assert_int_equal(s.connects, 1);
+    assert_int_equal(s.fills_failed, 0);
+    assert_int_equal(s.fills_written, n);
+    assert_int_equal(s.spool_fills, 0);
+    assert_int_equal(s.spool_diverted, 0);
+}
+
+static void test_loop_stall_is_not_a_timeout(void **state)
+{
+    (void)state;
+    char ci[1200];
+    snprintf(ci, sizeof ci, "%s application_name=jnl_stall", g_ci);
+    struct fx f;
+    struct journal_opts o = {.timeout_ms = 200, .backoff_min_ms = 10, .backoff_max_ms = 20};
+    fx_open(&f, ci, &o, true);
+    PGconn *locker = g_aux[0] = pgt_connect(g_ci);
+    PGconn *watch = g_aux[1] = pgt_connect(g_ci);
+
+    /* answered during the stall; the deadline fires 5 ms late */
+    static const unsigned phases[] = {0, 40, 80, 120};
+    int64_t tid = 11001;
+    for (size_t i = 0; i < sizeof phases / sizeof *phases; i++)
+        stall_one(&f, locker, watch, tid++, phases[i], 205, true);
+    /* answered only after the stall, which ended long past the deadline */
+    static const unsigned late[][2] = {{0, 450}, {60, 300}, {120, 600}, {190, 420}};
+    for (size_t i = 0; i < sizeof late / sizeof *late; i++)
+        stall_one(&f, locker, watch, tid++, late[i][0], late[i][1], false);
+
+    assert_undisturbed(&f, (uint64_t)(tid - 11001));
+    /* every write landed exactly once */
+    assert_string_equal(q1("SELECT count(*) || ' ' || count(DISTINCT trade_id) FROM leader_fills "
+                           "WHERE symbol = 'LTCUSDT'"), "8 8");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id LIKE "
+                           "'stall%%'"), "8");
+
+    /* A stopped backend (the kernel still takes our bytes) never answers: the deadline trips,
+     * even with the loop stalled past it (one more period, not more). */
+    const char *pid = pgt_q1(watch, "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                                    "'jnl_stall'");
+    assert_non_null(pid);
+    g_stopped = (pid_t)atol(pid);
+    assert_int_equal(kill(g_stopped, SIGSTOP), 0);
+    struct fillres fr = {0};
+    struct journal_fill fill = mkfill("LTCUSDT", tid);
+    struct journal_intent in = mkintent("stall-stopped", "r1", "f1", "2", NULL);
+    in.symbol = "LTCUSDT";
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(journal_write_fill(f.j, &fill, &in, 1, fill_cb, &fr), 0);
+    struct jstall st = {.until_ns = t0 + 450 * 1000000u};
+    uv_timer_init(&f.loop, &st.t);
+    st.t.data = &st;
+    uv_timer_start(&st.t, on_jstall, 50, 0);
+    assert_true(pgt_run_until(&f.loop, cond_fill_done, &fr, DEADLINE_MS, 0));
+    uv_close((uv_handle_t *)&st.t, NULL);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(fr.status, -ETIMEDOUT); /* outcome unknown: send nothing */
+    assert_false(fr.intent_new[0]);
+    assert_true(f.downs >= 1);
+    assert_non_null(strstr(journal_last_error(f.j), "no answer within 200 ms"));
+    struct journal_stats s;
+    journal_get_stats(f.j, &s);
+    assert_int_equal(s.disconnects, 1);
+
+    /* Continued, the old backend may still commit what it had received; the rewrite reports
+     * exactly what it finds, and the fill is there once. */
+    assert_int_equal(kill(g_stopped, SIGCONT), 0);
+    g_stopped = 0;
+    struct ups_at_least u = {&f, 2};
+    assert_true(pgt_run_until(&f.loop, cond_ups, &u, DEADLINE_MS, 0));
+    write_and_wait(&f, &fill, &in, 1, &fr);
+    assert_int_equal(fr.status, 0);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE symbol = 'LTCUSDT' AND "
+                           "trade_id = '%lld'", (long long)tid), "1");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id = "
+                           "'stall-stopped'"), "1");
+    fx_close(&f);
+}
+
+/* The same with a spool: a fill answered while the loop was stalled past spool_after_ms is not
+ * taken for a slow one (moved to the spool) either. */
+static void test_loop_stall_is_not_slow(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("CT_TEST_TMP");
+    char dir[512], ci[1200];
+    snprintf(dir, sizeof dir, "%s/jnl-stall-spool-%d", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(ci, sizeof ci, "%s application_name=jnl_stall", g_ci);
+    struct fx f;
+    struct journal_opts o = {.spool_dir = dir, .spool_after_ms = 100};
+    fx_open(&f, ci, &o, true);
+    PGconn *locker = g_aux[0] = pgt_connect(g_ci);
+    PGconn *watch = g_aux[1] = pgt_connect(g_ci);
+    stall_one(&f, locker, watch, 11101, 0, 130, true);
+    stall_one(&f, locker, watch, 11102, 30, 140, true);
+    assert_undisturbed(&f, 2);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id IN ('11101', '11102')"), "2");
+    fx_close(&f);
+}
+
 /* The same fill written concurrently by another transaction (another daemon, or the orphaned
  * backend of a statement the journal timed out): the journal waits for it, then reports exactly
  * what it inserted itself. */
@@ -1394,6 +1571,14 @@ static void load_defers_and_wait(struct fx *f, struct defersres *r)
     assert_true(pgt_run_until(&f->loop, cond_defers_done, r, DEADLINE_MS, 0));
 }
 
+/* journal_stats.defers_pending */
+static uint64_t defers_pending(const struct fx *f)
+{
+    struct journal_stats s;
+    journal_get_stats(f->j, &s);
+    return s.defers_pending;
+}
+
 #define DEFER_STATES(tid) \
     q1("SELECT string_agg(rule_id || ' ' || status || coalesce(' ' || reason, ''), ', ' ORDER BY id)" \
        " FROM deferred_decisions WHERE account = 'lead' AND trade_id = '%s'", tid)
@@ -1420,6 +1605,7 @@ static void test_deferred_decisions(void **state)
     assert_string_equal(DEFER_STATES(fill.trade_id), "r2 pending, r3 pending");
     assert_string_equal(q1("SELECT count(*) FROM deferred_decisions d JOIN leader_fills l"
                            " ON l.id = d.leader_fill_id AND l.trade_id = d.trade_id WHERE d.trade_id = '8801'"), "2");
+    assert_int_equal(defers_pending(&f), 2);
 
     /* The same fill again (a replay): not new, and no placeholder is written or changed. */
     struct journal_defer dv2[1] = {{"r1", "f1", "{\"other\":1}"}};
@@ -1430,6 +1616,7 @@ static void test_deferred_decisions(void **state)
     assert_int_equal(r.status, 0);
     assert_false(r.fill_new);
     assert_string_equal(DEFER_STATES(fill.trade_id), "r2 pending, r3 pending");
+    assert_int_equal(defers_pending(&f), 2);
 
     /* A new fill whose placeholder names a follower its rule does not have (the configuration
      * changed while it waited): resolved as skipped by the start-up read, not returned. */
@@ -1439,9 +1626,11 @@ static void test_deferred_decisions(void **state)
     other.n_defers = 1;
     write_and_wait(&f, &other, NULL, 0, &r);
     assert_true(r.fill_new);
+    assert_int_equal(defers_pending(&f), 3);
     load_defers_and_wait(&f, &dl);
     assert_int_equal(dl.status, 0);
     assert_int_equal(dl.n, 2);
+    assert_int_equal(defers_pending(&f), 2); /* what the read found: one was resolved there */
     assert_string_equal(dl.rows[0][0], "lead/BTCUSDT/8801");
     assert_string_equal(dl.rows[0][1], "r2/f2");
     assert_string_equal(dl.rows[0][2], "{\"x\": \"a b\", \"leader_net\": \"0.5\"}"); /* jsonb's text */
@@ -1457,21 +1646,25 @@ static void test_deferred_decisions(void **state)
     assert_false(r.fill_new);
     assert_true(r.intent_new[0]);
     assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 pending");
+    assert_int_equal(defers_pending(&f), 1);
     /* ... once: a second resolution changes nothing. */
     dec.resolve_reason = "rule_removed";
     write_and_wait(&f, &dec, &in2, 1, &r);
     assert_int_equal(r.status, 0);
     assert_false(r.intent_new[0]);
     assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 pending");
+    assert_int_equal(defers_pending(&f), 1);
     /* r3 not decided (its rule disabled meanwhile): no intent, the placeholder skipped. */
     dec.resolve_rule_id = "r3";
     dec.resolve_reason = "rule_disabled";
     write_and_wait(&f, &dec, NULL, 0, &r);
     assert_int_equal(r.status, 0);
     assert_string_equal(DEFER_STATES(fill.trade_id), "r2 decided, r3 skipped rule_disabled");
+    assert_int_equal(defers_pending(&f), 0);
     load_defers_and_wait(&f, &dl);
     assert_int_equal(dl.status, 0);
     assert_int_equal(dl.n, 0);
+    assert_int_equal(defers_pending(&f), 0);
 
     /* Bad placeholders are refused before anything is written. */
     struct journal_fill bad = mkfill("BTCUSDT", 8803);
@@ -1509,6 +1702,17 @@ static void test_deferred_spooled(void **state)
     write_and_wait(&f, &fill, NULL, 0, &r);
     assert_int_equal(r.status, 0);
     assert_true(r.fill_new); /* from the spool */
+    assert_int_equal(defers_pending(&f), 1);
+    /* The spool's "not new" for a fill it holds records nothing: no placeholder, no resolution
+     * (the copier writes the decision again once the spool is drained). */
+    write_and_wait(&f, &fill, NULL, 0, &r);
+    assert_false(r.fill_new);
+    struct journal_fill early = mkfill("ETHUSDT", 8901);
+    early.resolve_rule_id = "r3";
+    write_and_wait(&f, &early, NULL, 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.fill_new);
+    assert_int_equal(defers_pending(&f), 1);
     fx_close(&f);
     assert_string_equal(q1("SELECT count(*) FROM deferred_decisions WHERE trade_id = '8901'"), "0");
 
@@ -1516,6 +1720,7 @@ static void test_deferred_spooled(void **state)
     load_defers_and_wait(&f, &dl); /* asked before the replay: answered after it */
     assert_int_equal(dl.status, 0);
     assert_int_equal(dl.n, 1);
+    assert_int_equal(defers_pending(&f), 1);
     assert_string_equal(dl.rows[0][0], "lead/ETHUSDT/8901");
     assert_string_equal(dl.rows[0][1], "r3/f3");
     assert_string_equal(dl.rows[0][2], "{\"leader_net\": \"2\"}");
@@ -1530,6 +1735,7 @@ static void test_deferred_spooled(void **state)
     write_and_wait(&f, &dec, &in, 1, &r);
     assert_int_equal(r.status, 0);
     assert_true(r.intent_new[0]);
+    assert_int_equal(defers_pending(&f), 0); /* never below 0 (no start-up read here) */
     fx_close(&f);
     assert_string_equal(DEFER_STATES("8901"), "r3 pending");
     fx_open(&f, g_ci, &o, false);
@@ -1559,6 +1765,8 @@ int main(void)
         cmocka_unit_test_teardown(test_connection_lost, close_aux),
         cmocka_unit_test_teardown(test_concurrent_same_fill, close_aux),
         cmocka_unit_test_teardown(test_statement_timeout, close_aux),
+        cmocka_unit_test_teardown(test_loop_stall_is_not_a_timeout, close_aux),
+        cmocka_unit_test_teardown(test_loop_stall_is_not_slow, close_aux),
         cmocka_unit_test(test_not_connected),
         cmocka_unit_test(test_free_with_work_pending),
         cmocka_unit_test(test_durability_os),

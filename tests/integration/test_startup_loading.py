@@ -17,7 +17,9 @@ and the daemon starts again:
     fs is still loading (no second order at the simulator yet, followers_loading still > 0);
   - once fs's state is in, fs gets SELL 0.008: 40 % of the 0.020 it holds (a decision made before
     its positions were known would have found nothing to close), fe gets SELL 0.004 after its retry;
-  - every fault hit was used, the gauges end at 0, and the fault suite's end check
+  - every fault hit was used, the gauges end at 0 (ct_journal_deferred_pending too: fs's decision,
+    deferred past follower_state_wait_ms, had its placeholder written and resolved), and the fault
+    suite's end check
     (harness.check_exactly_once) passes: each leader fill journaled once, one 'filled' row per
     (fill, rule), every client id once at the simulator, positions as the rules call for.
 
@@ -42,11 +44,13 @@ and the daemon starts again:
                          copies it exactly once (check_exactly_once).
   kill9_while_deferred   follower_state_wait_ms 300 and fs's positionRisk failing (HTTP 500) on every
                          try: the SELL is journaled after 300 ms with fa's order, fs's decision deferred
-                         (ct_copy_decisions_waiting 1); the daemon is killed with SIGKILL then. The fault
-                         is cleared and the daemon started again: the deferred decision, durable as a
-                         'pending' row of deferred_decisions (sql/010) written with the fill, is loaded
-                         back, fs's state is loaded, and fs gets its SELL 0.008 exactly once
-                         (check_exactly_once); the placeholder ends 'decided'.
+                         (ct_copy_decisions_waiting 1, ct_journal_deferred_pending 1); the daemon is
+                         killed with SIGKILL then. The fault is replaced by a slow answer (SLOW_MS) and
+                         the daemon started again: the deferred decision, durable as a 'pending' row of
+                         deferred_decisions (sql/010) written with the fill, is loaded back (READY with
+                         ct_journal_deferred_pending 1 while fs loads), fs's state is loaded, and fs
+                         gets its SELL 0.008 exactly once (check_exactly_once); the placeholder ends
+                         'decided' and the gauge 0.
   kill9_while_deferred_os  the same with journal_durability: os and a spool_dir: the fill and its
                          placeholder are written ahead to the spool first.
   kill9_while_deferred_pg_down  the same with a private PostgreSQL stopped right after READY: the fill
@@ -84,6 +88,12 @@ POSITIONS_EP = "GET /fapi/v2/positionRisk"
 def check(cond, what):
     if not cond:
         raise TestFailure(what)
+
+
+def wait_pending(sc, n, what, timeout=10):
+    """Waits until ct_journal_deferred_pending (placeholders pending in the journal) is n."""
+    wait_for(f"{sc.name}: {what}: ct_journal_deferred_pending {n}",
+             lambda: sc.metric("ct_journal_deferred_pending") == n, timeout=timeout, interval=0.02)
 
 
 def ready_body(sc):
@@ -178,6 +188,7 @@ def slow_follower_run(build_dir, name, daemon_yaml, pgs):
                  lambda: sc.metrics().get(("ct_followers_loading", frozenset())) == 0
                  and sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 0
                  and ready_body(sc)[1].get("followers_loading") == 0, timeout=10, interval=0.05)
+        wait_pending(sc, 0, "fs's placeholder resolved")
         return f"{s['fills']} leader fills, {s['orders']} follower orders exactly once"
 
 
@@ -256,15 +267,27 @@ def kill9_while_deferred_run(build_dir, name, daemon_yaml, pgs):
         wait_for(f"{name}: fs's decision deferred",
                  lambda: sc.metrics().get(("ct_copy_decisions_waiting", frozenset())) == 1, timeout=10,
                  interval=0.02)
+        wait_pending(sc, 1, "fs's placeholder written with the fill")
         check(len(sc.sim.orders("fs")) == 1 and ready_body(sc)[1].get("followers_loading") == 1,
               f"{name}: fs {len(sc.sim.orders('fs'))} orders, {ready_body(sc)[1]} (want fs still loading)")
         sc.daemon.p.stop(signal.SIGKILL)
         check(sc.sim.fault_hits(fail["id"]) >= 1, f"{name}: fs's positionRisk fault was not hit")
         sc.sim.clear_faults(fail["id"])
+        # fs's first positionRisk after the restart answers late: the placeholder read back waits
+        # for it, seen pending.
+        slow = sc.sim.fault("latency", account="fs", endpoint=POSITIONS_EP, ms=SLOW_MS, count=1)
         if pgs:
             pgs.start()
         sc.restart("copytraderd-3")
         sc.wait_ready(timeout=60)
+        m = sc.metrics()
+        check(m.get(("ct_journal_deferred_pending", frozenset())) == 1 and len(sc.sim.orders("fs")) == 1,
+              f"{name}: at READY after the restart: ct_journal_deferred_pending "
+              f"{m.get(('ct_journal_deferred_pending', frozenset()))}, fs {len(sc.sim.orders('fs'))} orders "
+              f"(want 1 read back, fs's SELL not sent yet)")
+        sc.wait_orders("fs", 2, timeout=SLOW_MS / 1000 + 30)
+        wait_pending(sc, 0, "fs's decision made")
+        check(sc.sim.fault_hits(slow["id"]) == 1, f"{name}: fs's slow positionRisk was not hit")
         s = sc.check_exactly_once(fills, what="the end check")
         check("fs's decision was deferred by an earlier run" in sc.log(),
               f"{name}: the restart did not read fs's deferred decision back; log tail:\n{sc.daemon.p.tail(30)}")
