@@ -1143,7 +1143,8 @@ static void on_state(void *ud, enum exch_stream_state st, const char *reason) {
         clock_gettime(CLOCK_REALTIME, &ts);
         a->stream_since_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     }
-    if (!up) snprintf(a->stream_reason, sizeof(a->stream_reason), "%s", reason ? reason : "");
+    if (!up && (a->stream_reason || (a->stream_reason = malloc(STREAM_REASON_MAX))))
+        snprintf(a->stream_reason, STREAM_REASON_MAX, "%s", reason ? reason : "");
     bool was_up = a->stream_up;
     a->stream_up = up;
     met_gauge_set(a->m_stream_up, up ? 1 : 0);
@@ -2002,7 +2003,8 @@ size_t copier_stream_info(const struct copier *c, struct copier_stream_info *out
         if (!a->is_leader) continue;
         if (n < max)
             out[n] = (struct copier_stream_info){a->name, a->stream_up, a->stream_was_up,
-                                                 a->stream_since_ms, a->stream_reason};
+                                                 a->stream_since_ms,
+                                                 a->stream_reason ? a->stream_reason : ""};
         n++;
     }
     return n;
@@ -2108,6 +2110,7 @@ struct copier *copier_free(struct copier *c) {
     for (size_t i = 0; i < c->n_accts; i++) {
         struct sym_entry *se, *stmp;
         c->accts[i].lev = lev_map_free(c->accts[i].lev);
+        free(c->accts[i].stream_reason);
         copier_backfill_free(&c->accts[i]);
         snap_clear(&c->accts[i]);
         HASH_ITER(hh, c->accts[i].held, se, stmp) {
