@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <libwebsockets.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1681,6 +1682,18 @@ out:
     return r;
 }
 
+/* glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
+ * such blocks come from the heap and stay in the process when freed: a /metrics answer for 10,000
+ * followers (8 MB rendered), an exchange's full instrument list, the journal's array parameters
+ * for a fill to thousands of followers. A fixed threshold keeps them mmap'd and handed back.
+ * Measured with 10,000 rules (fanout): RSS at READY 54.0 -> 52.1 MiB; after the followers' state
+ * loaded 61.3-64.4 -> 61.3-63.4 (3 runs each). MALLOC_MMAP_THRESHOLD_ in the environment wins. */
+static void malloc_tune(void) {
+#ifdef M_MMAP_THRESHOLD
+    if (!getenv("MALLOC_MMAP_THRESHOLD_")) (void)mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
+}
+
 int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -1693,6 +1706,7 @@ int main(int argc, char **argv) {
     bool check = false;
     int o;
 
+    malloc_tune();
     while ((o = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (o) {
         case 'c': path = optarg; break;
