@@ -117,6 +117,21 @@ def main():
                     return int(p["leverage"])
             return None
         wait_for("leverages copied", lambda: all(leverage(f) == v for f, v in WANT_LEVERAGE.items()))
+        # The same leverage again: every follower is known to be at its value already (its table,
+        # loaded at start-up and kept on each change the daemon made), so nothing is sent.
+        def lev_results():
+            m = metrics()
+            return {r: metric(m, "ct_leverage_changes_total", result=r) for r in ("set", "failed", "skipped")}
+        l0 = lev_results()
+        sim._json("POST", "/admin/leverage", {"account": "lead", "symbol": "BTCUSDT", "leverage": 50})
+        wait_for("the repeated leverage judged by every rule",
+                 lambda: sum(lev_results().values()) >= sum(l0.values()) + len(RULES))
+        l1 = lev_results()
+        if l1["set"] != l0["set"] or l1["failed"] != l0["failed"] or l1["skipped"] != l0["skipped"] + len(RULES):
+            raise TestFailure(f"repeated leverage 50: leverage changes {l0} -> {l1}, want only "
+                              f"{len(RULES)} more skipped")
+        if not all(leverage(f) == v for f, v in WANT_LEVERAGE.items()):
+            raise TestFailure("a follower's leverage changed on the repeat")
 
         for f in RULES:
             got = [(o["side"], o["type"], o["origQty"], norm(o.get("price")) if o["type"] == L else None,
