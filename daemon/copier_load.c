@@ -627,11 +627,11 @@ out:
  * dropped. The backlog is bounded anyway: a run defers at most DEFER_MAX at a time, loaded ones
  * included (df_items), and nothing new before these are read (no leader stream is open yet); the
  * old ones are mostly past the send window, so they are resolved as stale_signal once the
- * reconciliation is done (copier_defer_kick_all) or their follower loads. What a large backlog could do to a start-up is
- * bounded here: ~400 bytes each in memory, one pass without I/O, and at most DEFER_LOG_MAX log
- * lines per kind (the rest counted; ct_journal_deferred_pending shows them all). While it is
- * bigger than DEFER_MAX, new decisions that must wait are refused (copier_defer, logged NOT
- * copied): the old promises go first. */
+ * reconciliation is done (copier_defer_kick_all) or their follower loads. What a large backlog
+ * could do to a start-up is bounded here: ~400 bytes each in memory, one pass without I/O, and
+ * at most DEFER_LOG_MAX log lines per kind (the rest counted; ct_journal_deferred_pending shows
+ * them all). While it is bigger than DEFER_MAX, new decisions that must wait are refused
+ * (copier_defer, logged NOT copied): the old promises go first. */
 #define DEFER_LOG_MAX 20
 
 void copier_defer_load(struct copier *c, const struct journal_pending_defer *v, size_t n) {
