@@ -861,8 +861,9 @@ static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
 #define HELD_MAX 100000        /* fills waiting for the journal; beyond, new fills are not copied */
 #define HELD_RETRY_MS 100
 
-/* One round trip: the fill and all its intents (write-before-send). */
-static int fill_submit(struct copier *c, struct fill_job *fj) {
+/* One round trip: the fill and all its intents (write-before-send). now_ok: the caller does not
+ * touch fj after a 0 return, so the journal may complete it (on_journaled) before returning. */
+static int fill_submit(struct copier *c, struct fill_job *fj, bool now_ok) {
     const struct mkt_fill *f = &fj->fill;
     struct journal_intent *ji = calloc(fj->n + 1, sizeof(*ji));
     char (*qtxt)[DEC_STR_MAX] = calloc(fj->n + 1, sizeof(*qtxt));
@@ -906,13 +907,23 @@ static int fill_submit(struct copier *c, struct fill_job *fj) {
         .ahead = fj->from_stream,
     };
     e = copier_defer_journal(c, fj, &jf, &dstore); /* placeholders, or the one it resolves */
-    if (e == 0) e = journal_write_fill(c->journal, &jf, ji, fj->n, on_journaled, fj);
+    if (e < 0) goto out;
+    /* With now_ok, on_journaled may run (and free fj) inside journal_write_fill: what is needed
+     * afterwards is taken first, and the counters are set as if it had been called already. */
+    bool again = fj->submitted;
+    const char *why = again ? " (again)" : fj->deferred ? " (a follower's decision that waited for its state)" : "";
+    size_t n = fj->n;
+    struct mkt_fill fc = fj->fill;
+    jf.now_ok = now_ok && !again;
+    c->fills_in_journal++;
+    fj->submitted = true;
+    e = journal_write_fill(c->journal, &jf, ji, n, on_journaled, fj);
     if (e == 0) {
-        c->fills_in_journal++;
-        log_at(fj->submitted ? LOG_LVL_DEBUG : LOG_LVL_INFO, TAG, "%s %s trade %s: %s %s at %s, %zu intents%s",
-               f->account, f->symbol, f->trade_id, jf.side, fq, fp, fj->n,
-               fj->submitted ? " (again)" : fj->deferred ? " (a follower's decision that waited for its state)" : "");
-        fj->submitted = true;
+        log_at(again ? LOG_LVL_DEBUG : LOG_LVL_INFO, TAG, "%s %s trade %s: %s %s at %s, %zu intents%s",
+               fc.account, fc.symbol, fc.trade_id, jf.side, fq, fp, n, why);
+    } else {
+        c->fills_in_journal--;
+        fj->submitted = again;
     }
 out:
     free(dstore);
@@ -922,7 +933,7 @@ out:
     return e;
 }
 
-int copier_fill_submit(struct copier *c, struct fill_job *fj) { return fill_submit(c, fj); }
+int copier_fill_submit(struct copier *c, struct fill_job *fj) { return fill_submit(c, fj, false); }
 void copier_revert_pending(struct copier *c, struct fill_job *fj) { revert_pending(c, fj); }
 bool copier_sendable(const struct copy_intent *in) { return sendable(in); }
 void copier_add_pending(struct copier *c, const char *follower, const char *symbol,
@@ -962,7 +973,7 @@ static void held_retry(uv_timer_t *t) {
     struct copier *c = t->data;
     while (c->held_head && !c->freeing) {
         struct fill_job *fj = c->held_head;
-        int e = fill_submit(c, fj);
+        int e = fill_submit(c, fj, false);
         if (e == -ENOTCONN || e == -ENOBUFS) return;
         c->held_head = fj->next;
         if (!c->held_head) c->held_tail = NULL;
@@ -979,6 +990,9 @@ bool copier_fill_seen(const struct copier *c, const struct mkt_fill *f) {
            fill_dedupe_contains(c->dedupe, f->account, f->symbol, f->trade_id);
 }
 
+static bool take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream,
+                      bool now_ok);
+
 void copier_on_fill(void *ud, const struct mkt_fill *f) {
     struct acct *a = ud;
     /* While missed fills are being fetched, newer ones wait: the engine must see a leader's fills
@@ -987,7 +1001,7 @@ void copier_on_fill(void *ud, const struct mkt_fill *f) {
         copier_backfill_hold(a, f);
         return;
     }
-    (void)copier_take_fill(a, f, false, true);
+    (void)take_fill(a, f, false, true, true);
 }
 
 /* A coalescing rule's slots, on its first fill. Without memory this fill is decided without
@@ -1040,7 +1054,10 @@ void copier_decide_rule(struct copier *c, struct fill_job *fj, size_t rule, cons
     }
 }
 
-bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream) {
+/* now_ok: straight from the leader's stream, where nothing is held across the call, so the
+ * journal may complete the write, and the orders leave, before this returns (fill_submit). */
+static bool take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream,
+                      bool now_ok) {
     struct copier *c = leader->c;
     struct fill_job *fj;
     struct copy_pos lpos;
@@ -1092,7 +1109,7 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     }
 
     if (!c->held_head) {
-        e = fill_submit(c, fj);
+        e = fill_submit(c, fj, now_ok);
         if (e == 0) return true;
         if (e != -ENOTCONN && e != -ENOBUFS) {
             fill_drop(c, fj, strerror(-e));
@@ -1101,6 +1118,10 @@ bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_ad
     }
     fill_hold(c, fj);
     return true;
+}
+
+bool copier_take_fill(struct acct *leader, const struct mkt_fill *f, bool pre_adjusted, bool from_stream) {
+    return take_fill(leader, f, pre_adjusted, from_stream, false);
 }
 
 static void on_position(void *ud, const struct mkt_position *p) {

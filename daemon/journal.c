@@ -2666,6 +2666,14 @@ static int fill_spool(struct journal *j, const struct journal_fill *f,
     }
     j->inflight_fills++;
     j->fills_submitted++;
+    if (f->now_ok && !op->spool_dup && !j->done_head && j->inflight_fills == 1) {
+        /* Durable now, and no earlier fill's callback is pending: complete it here. */
+        enter(j);
+        fill_callback(j, op, 0, NULL);
+        op_free(op);
+        leave(j);
+        return 0;
+    }
     done_push(j, op);
     return 0;
 }

@@ -254,6 +254,12 @@ struct journal_fill {
      * replay of one PostgreSQL may already hold (a stream fill, not a REST backfill), so the
      * spool alone may decide it new. false: PostgreSQL (or the spool's keys) decides. */
     bool ahead;
+    /* The callback may run before journal_write_fill returns (it then returns 0 after it): when
+     * the spool makes the fill durable at once (new, write-ahead or spooling) and no other fill's
+     * callback is still to come, so callbacks keep the order of the writes. The caller must not
+     * touch ud after the call. It saves the loop iteration between the write and the orders,
+     * in which the rest of the leader's frames would be read first. */
+    bool now_ok;
     /* Placeholders of deferred decisions, inserted when (and only when) the fill is new. */
     const struct journal_defer *defers;
     size_t n_defers;
@@ -299,7 +305,8 @@ typedef void (*journal_fill_cb)(void *ud, const struct journal_fill_result *r);
 /* Queues the fill and intents statements (copied: the arguments need not outlive the call) and
  * their sync, and sends them at once; or, while the spool has taken over, appends them to the
  * spool as one record (durable when this returns) and completes cb from the loop with status 0,
- * every intent new (or, when the spool already holds this fill, fill_new false and none new).
+ * every intent new (or, when the spool already holds this fill, fill_new false and none new);
+ * with fill->now_ok, maybe before returning (see there).
  * 0 (cb will be called exactly once), or a negative errno and cb is never called: -EINVAL (bad
  * field; client order ids must be distinct), -ENOTCONN (neither PostgreSQL nor the spool can take
  * it: no spool, or the spool append failed, e.g. disk full; do not send the intents, try again

@@ -820,6 +820,78 @@ static void test_write_ahead(void **state)
     fx_close(&f);
 }
 
+/* now_ok: a fill the spool makes durable at once completes inside journal_write_fill, unless a
+ * callback of an earlier fill is still to come (callbacks keep the order of the writes) or the
+ * spool already holds it. */
+static int g_order;
+struct ordered {
+    struct fillres r;
+    int at; /* g_order when its callback ran */
+};
+static void ordered_cb(void *ud, const struct journal_fill_result *r)
+{
+    struct ordered *o = ud;
+    fill_cb(&o->r, r);
+    o->at = ++g_order;
+}
+static bool cond_ordered_done(void *arg) { return ((struct ordered *)arg)->r.done; }
+
+static int write_now(struct fx *f, const char *tid, bool now_ok, struct ordered *o)
+{
+    static char cids[16][2][40];
+    static unsigned k;
+    char(*c)[40] = cids[k++ % 16];
+    snprintf(c[0], sizeof c[0], "%s-a", tid);
+    snprintf(c[1], sizeof c[1], "%s-b", tid);
+    struct journal_fill fill = mkfill("XRPUSDT", tid);
+    fill.ahead = true;
+    fill.now_ok = now_ok;
+    struct journal_intent in[2] = {mkintent(c[0], "r1", "f1", "XRPUSDT"),
+                                   mkintent(c[1], "r2", "f2", "XRPUSDT")};
+    memset(o, 0, sizeof *o);
+    return journal_write_fill(f->j, &fill, in, 2, ordered_cb, o);
+}
+
+static void test_complete_now(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct journal_opts o = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
+                             .backoff_max_ms = 40, .write_ahead = true,
+                             .durability = JOURNAL_DURABILITY_OS, .spool_sync_ms = 20};
+    fx_open(&f, "now", PX_UP, &o);
+    assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
+    struct ordered a, b, c, d;
+    g_order = 0;
+    assert_int_equal(write_now(&f, "N1", true, &a), 0);
+    assert_true(a.r.done); /* inside the call */
+    assert_int_equal(a.r.status, 0);
+    assert_true(a.r.fill_new);
+    assert_true(a.r.intent_new[0] && a.r.intent_new[1]);
+
+    /* The stream repeats it: the spool holds it, answered from the loop, not new. */
+    assert_int_equal(write_now(&f, "N1", true, &b), 0);
+    assert_false(b.r.done);
+    assert_true(pgt_run_until(&f.loop, cond_ordered_done, &b, DEADLINE_MS, 0));
+    assert_false(b.r.fill_new);
+
+    /* An earlier fill's callback still to come: the next one waits its turn. */
+    assert_int_equal(write_now(&f, "N2", false, &c), 0);
+    assert_int_equal(write_now(&f, "N3", true, &d), 0);
+    assert_false(c.r.done);
+    assert_false(d.r.done);
+    assert_true(pgt_run_until(&f.loop, cond_ordered_done, &d, DEADLINE_MS, 0));
+    assert_true(c.r.done);
+    assert_true(c.at < d.at);
+    assert_true(c.r.fill_new && d.r.fill_new);
+
+    wait_drained(&f);
+    assert_string_equal(q1("SELECT count(*) FROM leader_fills WHERE trade_id IN ('N1', 'N2', 'N3')"), "3");
+    assert_string_equal(q1("SELECT count(*) FROM follower_orders WHERE client_order_id ~ '^N[123]-'"), "6");
+    assert_int_equal(stats(&f).fills_failed, 0);
+    fx_close(&f);
+}
+
 static bool cond_lock_wait(void *arg)
 {
     (void)arg;
@@ -984,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_torn_tail),
         cmocka_unit_test(test_slow_server),
         cmocka_unit_test(test_write_ahead),
+        cmocka_unit_test(test_complete_now),
         cmocka_unit_test_teardown(test_crash_after_commit, close_aux),
         cmocka_unit_test(test_spool_append_fails),
         cmocka_unit_test(test_refused_record),

@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -507,6 +512,86 @@ static void test_idle_connection_closed_by_server(void **state) {
     teardown_loop(&loop, p, &s);
 }
 
+/* A raw server socket, outside the loop: what the pool has written is visible without running it. */
+static bool readable(int fd) {
+    struct pollfd q = {.fd = fd, .events = POLLIN};
+    return poll(&q, 1, 0) == 1;
+}
+
+static void read_request(uv_loop_t *loop, int fd) {
+    char buf[4096];
+    for (int i = 0; i < 20000 && !readable(fd); i++) uv_run(loop, UV_RUN_NOWAIT);
+    assert_true(readable(fd));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "\r\n\r\n")); /* the whole request (no body) */
+}
+
+static void answer(int fd, const char *body) {
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+    assert_int_equal(write(fd, buf, (size_t)n), n);
+}
+
+/* A request on an idle keep-alive connection is written before rest_pool_send returns (curl is
+ * driven at hand-off, not from its 0 ms timer a loop turn later), and its callback still comes
+ * later, from the loop. */
+static void test_written_before_send_returns(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    char u[128];
+    url(u, sizeof u, ntohs(a.sin_port), "/x");
+    struct rest_pool_opts o = {.max_host_connections = 1};
+    struct rest_pool *p = rest_pool_new(&loop, &o);
+    assert_non_null(p);
+    struct rest_req req = {.method = REST_GET, .url = u};
+
+    /* The first request connects (that needs the loop). */
+    struct one r1 = {0};
+    assert_int_equal(rest_pool_send(p, &req, one_cb, &r1), 0);
+    for (int i = 0; i < 20000; i++) {
+        struct pollfd q = {.fd = l, .events = POLLIN};
+        if (poll(&q, 1, 0) == 1) break;
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    int c = accept(l, NULL, NULL);
+    assert_true(c >= 0);
+    read_request(&loop, c);
+    answer(c, "one");
+    RUN_UNTIL(&loop, &r1.calls, 1);
+    assert_string_equal(r1.body, "one");
+
+    /* The second reuses it: on the server's socket before the call returns, answered later. */
+    struct one r2 = {0};
+    assert_false(readable(c));
+    assert_int_equal(rest_pool_send(p, &req, one_cb, &r2), 0);
+    assert_true(readable(c));
+    assert_int_equal(r2.calls, 0);
+    read_request(&loop, c);
+    answer(c, "two");
+    RUN_UNTIL(&loop, &r2.calls, 1);
+    assert_int_equal(r2.err, 0);
+    assert_string_equal(r2.body, "two");
+    struct rest_pool_stats st;
+    rest_pool_get_stats(p, &st);
+    assert_int_equal(st.connections_opened, 1);
+
+    rest_pool_free(p);
+    close(c);
+    close(l);
+    while (uv_run(&loop, UV_RUN_DEFAULT) != 0) {
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_no_resend_on_dead_reused_connection(void **state) {
     (void)state;
     uv_loop_t loop;
@@ -980,6 +1065,7 @@ int main(void) {
         cmocka_unit_test(test_thousand_requests_keepalive),
         cmocka_unit_test(test_closed_port_and_timeout),
         cmocka_unit_test(test_idle_connection_closed_by_server),
+        cmocka_unit_test(test_written_before_send_returns),
         cmocka_unit_test(test_no_resend_on_dead_reused_connection),
         cmocka_unit_test(test_headers_methods_and_limits),
         cmocka_unit_test(test_cancel_on_free),
