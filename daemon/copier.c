@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <uthash.h>
 
 #include "copy_engine.h"
@@ -861,6 +863,25 @@ static bool below_start_mark(struct copier *c, const struct mkt_fill *f) {
 #define HELD_MAX 100000        /* fills waiting for the journal; beyond, new fills are not copied */
 #define HELD_RETRY_MS 100
 
+/* A journal attempt token: nonzero, unpredictable across processes (a token equal to another
+ * write's would make that write's rows look like ours), distinct within one. */
+static uint64_t new_attempt(void) {
+    static uint64_t seed, n;
+    if (!seed) {
+        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            seed = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ((uint64_t)getpid() << 40);
+        }
+        seed |= 1;
+    }
+    uint64_t z = seed + 0x9e3779b97f4a7c15u * ++n; /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    z ^= z >> 31;
+    return z & INT64_MAX ? z & INT64_MAX : 1;
+}
+
 /* One round trip: the fill and all its intents (write-before-send). now_ok: the caller does not
  * touch fj after a 0 return, so the journal may complete it (on_journaled) before returning. */
 static int fill_submit(struct copier *c, struct fill_job *fj, bool now_ok) {
@@ -915,6 +936,8 @@ static int fill_submit(struct copier *c, struct fill_job *fj, bool now_ok) {
     size_t n = fj->n;
     struct mkt_fill fc = fj->fill;
     jf.now_ok = now_ok && !again;
+    if (!fj->attempt) fj->attempt = new_attempt();
+    jf.attempt = fj->attempt;
     c->fills_in_journal++;
     fj->submitted = true;
     e = journal_write_fill(c->journal, &jf, ji, n, on_journaled, fj);

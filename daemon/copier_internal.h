@@ -251,6 +251,8 @@ struct fill_job {
     bool deferred;
     bool spool_dup;               /* the spool took it for a repeat and wrote nothing: resubmit */
     bool submitted;               /* journal_write_fill took it once already */
+    uint64_t attempt;             /* its journal attempt token (journal_fill.attempt), set at the
+                                     first submission and kept across resubmissions */
     size_t dfollower;             /* deferred: the follower */
     struct defer_item *defers;    /* decisions waiting for this fill's journal answer */
     struct mkt_fill fill;

@@ -25,11 +25,11 @@
 #define JNL_EMSG_MAX 255   /* stored error message */
 #define JNL_MAX_TS_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
 #define JNL_MIGRATE_LOCK 0x6374726164657231LL /* pg_advisory_lock key ("ctrader1") */
-#define JNL_FILL_PARAMS 9     /* statement 1 */
+#define JNL_FILL_PARAMS 10    /* statement 1 */
 #define JNL_EOID_MAX 47       /* exchange trade and order ids (MKT_TRADE_ID_MAX - 1) */
-#define JNL_INTENT_PARAMS 14  /* statement 2 */
-#define JNL_FILL_DEFER_PARAMS 12   /* statement 1 with placeholders (sql/010) */
-#define JNL_INTENT_RESOLVE_PARAMS 16 /* statement 2 resolving one */
+#define JNL_INTENT_PARAMS 15  /* statement 2 */
+#define JNL_FILL_DEFER_PARAMS 13   /* statement 1 with placeholders (sql/010) */
+#define JNL_INTENT_RESOLVE_PARAMS 17 /* statement 2 resolving one */
 #define JNL_DEFER_ARRAYS 3    /* placeholder arrays: rule_id, follower, input */
 #define JNL_ARRAYS 11         /* intent arrays, in statement 2 */
 #define JNL_RES_PARAMS 8
@@ -54,68 +54,86 @@ enum { REC_FILL = 1, REC_RESULTS = 2, REC_RULE = 3, REC_POSITIONS = 4 };
 
 /* One round trip per leader fill: two statements and one sync, i.e. one transaction.
  *
- * 1. The fill, deduped on its identity: a row back means it is new.
+ * 1. The fill, deduped on its identity: a row back means it is new, or it is this attempt's own
+ *    (sql/011: a write of the same attempt committed before, its answer lost).
  * 2. Every intent, deduped on the client order id, attached to the fill found by its identity.
  *    Returns one row: how many fills matched (1), and the 1-based positions (in $4) of the intents
- *    this statement inserted — the only ones that may be sent.
+ *    this statement inserted, or the attempt's own write did: the only ones that may be sent.
  *
  * Why not one statement with CTEs: all CTEs share one snapshot, so when the same fill is being
  * inserted concurrently (another daemon, or the orphaned backend of a statement we timed out and
  * replayed), the fill INSERT waits and then does nothing, yet the snapshot cannot see the row the
  * other transaction committed: no fill id, and the intents fail their NOT NULL. In READ COMMITTED
- * the second statement takes a new snapshot after the first one has waited, so it sees the fill. */
-#define SQL_FILL_INSERT \
-    "INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time," \
-    "                          trade_seq)" \
+ * the second statement takes a new snapshot after the first one has waited, so it sees the fill.
+ * (An attempt's own earlier write committed before this transaction began: always visible.) */
+#define SQL_FILL_CTES \
+    "ins AS (" \
+    " INSERT INTO leader_fills (account, symbol, trade_id, order_id, side, qty, price, event_time," \
+    "                           trade_seq, attempt)" \
     " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric," \
-    "         $8::timestamptz, $9::bigint)" \
+    "         $8::timestamptz, $9::bigint, $10::bigint)" \
     " ON CONFLICT (account, symbol, trade_id) DO NOTHING" \
-    " RETURNING id"
-static const char SQL_FILL[] = SQL_FILL_INSERT;
+    " RETURNING id)," \
+    " f AS (" \
+    " SELECT id FROM ins" \
+    " UNION ALL" \
+    " SELECT id FROM leader_fills" \
+    " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text" \
+    "   AND attempt = $10::bigint AND NOT EXISTS (SELECT 1 FROM ins))"
+static const char SQL_FILL[] = "WITH " SQL_FILL_CTES " SELECT id FROM f";
 
 /* Statement 1 of a fill with deferred decisions (journal_defer, sql/010): their placeholders are
- * inserted from the fill INSERT's own RETURNING, so only with a fill new in this transaction (a
- * fill another transaction inserted meanwhile returns nothing here: no placeholders, and the fill
- * is reported not new, so the caller drops its deferred decisions too). */
+ * inserted from the fill found above, so only with a fill new in this transaction or this
+ * attempt's own (a fill another transaction inserted meanwhile returns nothing here: no
+ * placeholders, and the fill is reported not new, so the caller drops its deferred decisions
+ * too). An own earlier write inserted them already: nothing twice. */
 static const char SQL_FILL_DEFER[] =
-    "WITH f AS (" SQL_FILL_INSERT "),"
+    "WITH " SQL_FILL_CTES ","
     " d AS ("
     " INSERT INTO deferred_decisions (leader_fill_id, account, symbol, trade_id, rule_id, follower,"
     "   input)"
     " SELECT f.id, $1::text, $2::text, $3::text, u.rule_id, u.follower, u.input::jsonb"
-    " FROM f, unnest($10::text[], $11::text[], $12::text[]) AS u(rule_id, follower, input)"
+    " FROM f, unnest($11::text[], $12::text[], $13::text[]) AS u(rule_id, follower, input)"
     " ON CONFLICT (account, symbol, trade_id, rule_id) DO NOTHING)"
     " SELECT id FROM f";
 
-#define SQL_INTENTS_HEAD \
+/* A: the attempt's parameter number. */
+#define SQL_INTENTS_HEAD(A) \
     "WITH lf AS (" \
     " SELECT id, event_time FROM leader_fills" \
     " WHERE account = $1::text AND symbol = $2::text AND trade_id = $3::text)," \
     " i AS (" \
     " INSERT INTO follower_orders (client_order_id, leader_fill_id, leader_event_time, rule_id," \
     "   follower, symbol, side, qty, reduce_only, order_type, status, skip_reason, skipped_at," \
-    "   position_side, limit_price)" \
+    "   position_side, limit_price, attempt)" \
     " SELECT u.cid, lf.id, lf.event_time, u.rule_id, u.follower, u.symbol, u.side, u.qty," \
     "   u.reduce_only, u.order_type," \
     "   CASE WHEN u.skip IS NULL THEN 'intent' ELSE 'skipped' END, u.skip," \
-    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END, u.pside, u.lprice" \
+    "   CASE WHEN u.skip IS NULL THEN NULL ELSE now() END, u.pside, u.lprice, $" A "::bigint" \
     " FROM lf, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::numeric[]," \
     "                 $10::boolean[], $11::text[], $12::text[], $13::text[], $14::numeric[])" \
     "   AS u(cid, rule_id, follower, symbol, side, qty, reduce_only, order_type, skip, pside, lprice)" \
     " ON CONFLICT (client_order_id, leader_event_time) DO NOTHING" /* sql/007: see its header */ \
-    " RETURNING client_order_id)"
+    " RETURNING client_order_id)," \
+    " mine AS (" \
+    " SELECT client_order_id FROM i" \
+    " UNION ALL" \
+    " SELECT o.client_order_id FROM follower_orders o, lf" \
+    " WHERE o.client_order_id = ANY ($4::text[]) AND o.leader_event_time = lf.event_time" \
+    "   AND o.leader_fill_id = lf.id AND o.attempt = $" A "::bigint" \
+    "   AND NOT EXISTS (SELECT 1 FROM i))" /* a fresh write (the hot path) looks no further */
 #define SQL_INTENTS_TAIL \
     " SELECT (SELECT count(*) FROM lf)," \
     "  (SELECT string_agg(o.ord::text, ',' ORDER BY o.ord)" \
     "     FROM unnest($4::text[]) WITH ORDINALITY AS o(cid, ord)" \
-    "     JOIN i ON i.client_order_id = o.cid)"
-static const char SQL_INTENTS[] = SQL_INTENTS_HEAD SQL_INTENTS_TAIL;
+    "     JOIN mine ON mine.client_order_id = o.cid)"
+static const char SQL_INTENTS[] = SQL_INTENTS_HEAD("15") SQL_INTENTS_TAIL;
 
 /* Statement 2 of the write that holds a deferred decision: its intents, and its placeholder
  * resolved in the same transaction ('decided', or 'skipped' with $16 as the reason), once: a
  * placeholder no longer 'pending' is left alone. A third column says whether it was pending. */
 static const char SQL_INTENTS_RESOLVE[] =
-    SQL_INTENTS_HEAD ","
+    SQL_INTENTS_HEAD("17") ","
     " r AS ("
     " UPDATE deferred_decisions SET"
     "   status = CASE WHEN $16::text IS NULL THEN 'decided' ELSE 'skipped' END,"
@@ -2480,8 +2498,10 @@ static int fill_send(struct journal *j, const struct journal_fill *f,
                      const struct journal_intent *in, size_t n)
 {
     struct sbuf *b = j->pb;
-    char seq[24], ts[96];
+    char seq[24], ts[96], att[24];
     snprintf(seq, sizeof seq, "%" PRId64, f->trade_seq);
+    snprintf(att, sizeof att, "%" PRId64, (int64_t)(f->attempt & INT64_MAX));
+    const char *attempt = f->attempt ? att : NULL;
     const char *tid = f->trade_id, *oid = f->order_id && f->order_id[0] ? f->order_id : NULL;
     fmt_ts_us(ts, sizeof ts, f->event_time_ms * 1000);
     for (int k = 0; k < JNL_ARRAYS; k++) arr_open(&b[k]);
@@ -2501,7 +2521,7 @@ static int fill_send(struct journal *j, const struct journal_fill *f,
         else arr_raw(&b[10], "NULL");
     }
     const char *p1[JNL_FILL_DEFER_PARAMS] = {f->account, f->symbol, tid, oid, f->side, f->qty,
-                                             f->price, ts, f->trade_seq > 0 ? seq : NULL};
+                                             f->price, ts, f->trade_seq > 0 ? seq : NULL, attempt};
     const char *p2[JNL_INTENT_RESOLVE_PARAMS] = {f->account, f->symbol, tid};
     for (int k = 0; k < JNL_ARRAYS; k++) {
         arr_close(&b[k]);
@@ -2522,9 +2542,15 @@ static int fill_send(struct journal *j, const struct journal_fill *f,
             p1[JNL_FILL_PARAMS + k] = d[k].p;
         }
     }
-    p2[JNL_INTENT_PARAMS] = f->resolve_rule_id;
-    p2[JNL_INTENT_PARAMS + 1] = f->resolve_reason;
     bool defer = f->n_defers > 0, resolve = f->resolve_rule_id != NULL;
+    /* The attempt is the last parameter: $15, or $17 after the placeholder's rule and reason. */
+    if (resolve) {
+        p2[JNL_INTENT_PARAMS - 1] = f->resolve_rule_id;
+        p2[JNL_INTENT_PARAMS] = f->resolve_reason;
+        p2[JNL_INTENT_PARAMS + 1] = attempt;
+    } else {
+        p2[JNL_INTENT_PARAMS - 1] = attempt;
+    }
     if (!PQsendQueryPrepared(j->conn, defer ? "jnl_fill_defer" : "jnl_fill",
                              defer ? JNL_FILL_DEFER_PARAMS : JNL_FILL_PARAMS, p1, NULL, NULL, 0) ||
         !PQsendQueryPrepared(j->conn, resolve ? "jnl_intents_resolve" : "jnl_intents",

@@ -260,6 +260,11 @@ struct journal_fill {
      * touch ud after the call. It saves the loop iteration between the write and the orders,
      * in which the rest of the leader's frames would be read first. */
     bool now_ok;
+    /* This decision's attempt token (sql/011): random, nonzero, the same in every write of the
+     * same decision (a resubmission after a lost connection or a timeout). A write that finds
+     * the fill and intents its own earlier write committed reports them as if new (fill_new,
+     * intent_new), since their answer was lost and nothing of them was sent. 0 = none. */
+    uint64_t attempt;
     /* Placeholders of deferred decisions, inserted when (and only when) the fill is new. */
     const struct journal_defer *defers;
     size_t n_defers;

@@ -816,7 +816,7 @@ static int register_module_metrics(struct daemon *d) {
         register_gauge(r, "ct_journal_fills_in_flight", "Leader fills sent to the journal, not yet committed.", g_journal_inflight_fills, d) ||
         register_counter(r, "ct_journal_slow_statements_total", "Journal statements slower than slow_statement_ms.", c_journal_slow, d) ||
         register_counter(r, "ct_journal_statement_errors_total", "Journal statements PostgreSQL refused.", c_journal_errors, d) ||
-        register_counter(r, "ct_journal_fill_failures_total", "Leader fill writes that failed (their intents were not sent).", c_journal_fills_failed, d) ||
+        register_counter(r, "ct_journal_fill_failures_total", "Leader fill writes that failed: refused, or their connection lost (then written again).", c_journal_fills_failed, d) ||
         register_counter(r, "ct_journal_results_dropped_total", "Order results lost to a refused journal statement.", c_journal_results_dropped, d) ||
         register_counter(r, "ct_journal_disconnects_total", "Journal sessions lost or reset.", c_journal_disconnects, d) ||
         register_counter(r, "ct_journal_writes_total", "Journal sync groups committed or answered (a fill's statements count once).", c_journal_writes, d) ||

@@ -393,7 +393,7 @@ static void test_hot_path(void **state)
     (void)state;
     struct plan p;
     explain_generic(&p, "SQL_FILL", journal_statement_sql("fill"),
-                    "EXECUTE stmt('lead1', 'BTCUSDT', '999999', '1', 'BUY', 1, 1, now(), 999999)");
+                    "EXECUTE stmt('lead1', 'BTCUSDT', '999999', '1', 'BUY', 1, 1, now(), 999999, 4242)");
     no_seqscan(&p);
     if (strcmp(p.arbiters, "leader_fills_identity")) {
         dump(&p);
@@ -403,7 +403,7 @@ static void test_hot_path(void **state)
     explain_generic(&p, "SQL_INTENTS", journal_statement_sql("intents"),
                     "EXECUTE stmt('lead1', 'BTCUSDT', '100001', '{c1,c2}', '{rule1,rule11}',"
                     " '{fol1,fol11}', '{BTCUSDT,BTCUSDT}', '{BUY,BUY}', '{1,1}', '{f,f}',"
-                    " '{MARKET,MARKET}', '{NULL,NULL}', '{NULL,NULL}', '{NULL,NULL}')");
+                    " '{MARKET,MARKET}', '{NULL,NULL}', '{NULL,NULL}', '{NULL,NULL}', 4242)");
     no_seqscan(&p);
     /* The fill by its identity: the generic plan may take the trade id index instead (as
      * selective, and smaller); either is a single probe. */
