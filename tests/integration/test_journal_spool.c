@@ -762,13 +762,16 @@ static bool cond_in_pg(void *arg)
  * not marked ahead (a backfill) is "not new" while the spool holds it and PostgreSQL decides once
  * it has it; PostgreSQL lost, write-ahead is reported as the spool taking writes, and back, every
  * fill is there exactly once. */
+/* journal_durability: os with a spool (write-ahead). */
+static const struct journal_opts ahead_opts = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
+                                               .backoff_max_ms = 40, .write_ahead = true,
+                                               .durability = JOURNAL_DURABILITY_OS, .spool_sync_ms = 20};
+
 static void test_write_ahead(void **state)
 {
     (void)state;
     struct fx f;
-    struct journal_opts o = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
-                             .backoff_max_ms = 40, .write_ahead = true,
-                             .durability = JOURNAL_DURABILITY_OS, .spool_sync_ms = 20};
+    struct journal_opts o = ahead_opts;
     fx_open(&f, "ahead", PX_UP, &o);
     assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
     px_mode(&f.px, PX_STALL);
@@ -856,9 +859,7 @@ static void test_complete_now(void **state)
 {
     (void)state;
     struct fx f;
-    struct journal_opts o = {.spool_after_ms = 100, .timeout_ms = 60000, .backoff_min_ms = 10,
-                             .backoff_max_ms = 40, .write_ahead = true,
-                             .durability = JOURNAL_DURABILITY_OS, .spool_sync_ms = 20};
+    struct journal_opts o = ahead_opts;
     fx_open(&f, "now", PX_UP, &o);
     assert_true(pgt_run_until(&f.loop, cond_up, &f, DEADLINE_MS, 0));
     struct ordered a, b, c, d;
