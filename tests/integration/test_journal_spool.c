@@ -357,9 +357,9 @@ static struct journal_intent mkintent(const char *cid, const char *rule, const c
                                    .order_type = "MARKET"};
 }
 
-/* Writes a fill with two intents (<tid>-a on r1, <tid>-b on r2) and waits for its callback;
- * asserts it was not called from inside the call. */
-static void write_fill(struct fx *f, const char *symbol, const char *tid, struct fillres *res)
+/* Submits a fill with two intents (<tid>-a on r1, <tid>-b on r2); journal_write_fill's result. */
+static int send_fill(struct fx *f, const char *symbol, const char *tid, bool ahead, bool now_ok,
+                     journal_fill_cb cb, void *ud)
 {
     static char cids[64][2][40];
     static unsigned k;
@@ -367,11 +367,18 @@ static void write_fill(struct fx *f, const char *symbol, const char *tid, struct
     snprintf(c[0], sizeof c[0], "%s-a", tid);
     snprintf(c[1], sizeof c[1], "%s-b", tid);
     struct journal_fill fill = mkfill(symbol, tid);
-    fill.ahead = g_ahead;
+    fill.ahead = ahead;
+    fill.now_ok = now_ok;
     struct journal_intent in[2] = {mkintent(c[0], "r1", "f1", symbol),
                                    mkintent(c[1], "r2", "f2", symbol)};
+    return journal_write_fill(f->j, &fill, in, 2, cb, ud);
+}
+
+/* Writes such a fill and waits for its callback; asserts it was not called from inside the call. */
+static void write_fill(struct fx *f, const char *symbol, const char *tid, struct fillres *res)
+{
     memset(res, 0, sizeof *res);
-    int rc = journal_write_fill(f->j, &fill, in, 2, fill_cb, res);
+    int rc = send_fill(f, symbol, tid, g_ahead, false, fill_cb, res);
     if (rc) fail_msg("journal_write_fill %s: %d (%s)", tid, rc, journal_last_error(f->j));
     assert_false(res->done);
     assert_true(pgt_run_until(&f->loop, cond_fill_done, res, DEADLINE_MS, 0));
@@ -841,18 +848,8 @@ static bool cond_ordered_done(void *arg) { return ((struct ordered *)arg)->r.don
 
 static int write_now(struct fx *f, const char *tid, bool now_ok, struct ordered *o)
 {
-    static char cids[16][2][40];
-    static unsigned k;
-    char(*c)[40] = cids[k++ % 16];
-    snprintf(c[0], sizeof c[0], "%s-a", tid);
-    snprintf(c[1], sizeof c[1], "%s-b", tid);
-    struct journal_fill fill = mkfill("XRPUSDT", tid);
-    fill.ahead = true;
-    fill.now_ok = now_ok;
-    struct journal_intent in[2] = {mkintent(c[0], "r1", "f1", "XRPUSDT"),
-                                   mkintent(c[1], "r2", "f2", "XRPUSDT")};
     memset(o, 0, sizeof *o);
-    return journal_write_fill(f->j, &fill, in, 2, ordered_cb, o);
+    return send_fill(f, "XRPUSDT", tid, true, now_ok, ordered_cb, o);
 }
 
 static void test_complete_now(void **state)

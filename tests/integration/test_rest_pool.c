@@ -518,10 +518,15 @@ static bool readable(int fd) {
     return poll(&q, 1, 0) == 1;
 }
 
-static void read_request(uv_loop_t *loop, int fd) {
-    char buf[4096];
+/* Runs the loop until fd is readable (a connection to accept, or request bytes). */
+static void wait_readable(uv_loop_t *loop, int fd) {
     for (int i = 0; i < 20000 && !readable(fd); i++) uv_run(loop, UV_RUN_NOWAIT);
     assert_true(readable(fd));
+}
+
+static void read_request(uv_loop_t *loop, int fd) {
+    char buf[4096];
+    wait_readable(loop, fd);
     ssize_t n = read(fd, buf, sizeof buf - 1);
     assert_true(n > 0);
     buf[n] = '\0';
@@ -557,11 +562,7 @@ static void test_written_before_send_returns(void **state) {
     /* The first request connects (that needs the loop). */
     struct one r1 = {0};
     assert_int_equal(rest_pool_send(p, &req, one_cb, &r1), 0);
-    for (int i = 0; i < 20000; i++) {
-        struct pollfd q = {.fd = l, .events = POLLIN};
-        if (poll(&q, 1, 0) == 1) break;
-        uv_run(&loop, UV_RUN_NOWAIT);
-    }
+    wait_readable(&loop, l);
     int c = accept(l, NULL, NULL);
     assert_true(c >= 0);
     read_request(&loop, c);
@@ -584,12 +585,9 @@ static void test_written_before_send_returns(void **state) {
     rest_pool_get_stats(p, &st);
     assert_int_equal(st.connections_opened, 1);
 
-    rest_pool_free(p);
     close(c);
     close(l);
-    while (uv_run(&loop, UV_RUN_DEFAULT) != 0) {
-    }
-    assert_int_equal(uv_loop_close(&loop), 0);
+    teardown_loop(&loop, p, NULL);
 }
 
 static void test_no_resend_on_dead_reused_connection(void **state) {
